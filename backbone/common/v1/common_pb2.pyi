@@ -1,0 +1,215 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Side(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIDE_UNSPECIFIED: _ClassVar[Side]
+    SIDE_BUY: _ClassVar[Side]
+    SIDE_SELL: _ClassVar[Side]
+
+class OrderType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_TYPE_UNSPECIFIED: _ClassVar[OrderType]
+    ORDER_TYPE_LIMIT: _ClassVar[OrderType]
+
+class TimeInForce(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIME_IN_FORCE_UNSPECIFIED: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_GTC: _ClassVar[TimeInForce]
+
+class OrderStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_STATUS_UNSPECIFIED: _ClassVar[OrderStatus]
+    ORDER_STATUS_NEW: _ClassVar[OrderStatus]
+    ORDER_STATUS_PARTIALLY_FILLED: _ClassVar[OrderStatus]
+    ORDER_STATUS_FILLED: _ClassVar[OrderStatus]
+    ORDER_STATUS_CANCELLED: _ClassVar[OrderStatus]
+    ORDER_STATUS_REJECTED: _ClassVar[OrderStatus]
+
+class ExecutionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXECUTION_TYPE_UNSPECIFIED: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_ACCEPTED: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_TRADE: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_CANCELLED: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_REJECTED: _ClassVar[ExecutionType]
+
+class LiquiditySide(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIQUIDITY_SIDE_UNSPECIFIED: _ClassVar[LiquiditySide]
+    LIQUIDITY_SIDE_MAKER: _ClassVar[LiquiditySide]
+    LIQUIDITY_SIDE_TAKER: _ClassVar[LiquiditySide]
+SIDE_UNSPECIFIED: Side
+SIDE_BUY: Side
+SIDE_SELL: Side
+ORDER_TYPE_UNSPECIFIED: OrderType
+ORDER_TYPE_LIMIT: OrderType
+TIME_IN_FORCE_UNSPECIFIED: TimeInForce
+TIME_IN_FORCE_GTC: TimeInForce
+ORDER_STATUS_UNSPECIFIED: OrderStatus
+ORDER_STATUS_NEW: OrderStatus
+ORDER_STATUS_PARTIALLY_FILLED: OrderStatus
+ORDER_STATUS_FILLED: OrderStatus
+ORDER_STATUS_CANCELLED: OrderStatus
+ORDER_STATUS_REJECTED: OrderStatus
+EXECUTION_TYPE_UNSPECIFIED: ExecutionType
+EXECUTION_TYPE_ACCEPTED: ExecutionType
+EXECUTION_TYPE_TRADE: ExecutionType
+EXECUTION_TYPE_CANCELLED: ExecutionType
+EXECUTION_TYPE_REJECTED: ExecutionType
+LIQUIDITY_SIDE_UNSPECIFIED: LiquiditySide
+LIQUIDITY_SIDE_MAKER: LiquiditySide
+LIQUIDITY_SIDE_TAKER: LiquiditySide
+
+class Instrument(_message.Message):
+    __slots__ = ("symbol", "base_asset", "quote_asset", "base_scale", "quote_scale", "tick_size", "lot_size", "min_quantity_lots", "max_quantity_lots", "max_price_ticks", "base_minor_per_lot", "quote_minor_per_tick_lot", "maker_fee_bps", "taker_fee_bps")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    BASE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    BASE_MINOR_PER_LOT_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_MINOR_PER_TICK_LOT_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    base_scale: int
+    quote_scale: int
+    tick_size: str
+    lot_size: str
+    min_quantity_lots: int
+    max_quantity_lots: int
+    max_price_ticks: int
+    base_minor_per_lot: int
+    quote_minor_per_tick_lot: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_scale: _Optional[int] = ..., quote_scale: _Optional[int] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity_lots: _Optional[int] = ..., max_quantity_lots: _Optional[int] = ..., max_price_ticks: _Optional[int] = ..., base_minor_per_lot: _Optional[int] = ..., quote_minor_per_tick_lot: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+
+class Trade(_message.Message):
+    __slots__ = ("trade_id", "symbol", "price_ticks", "quantity_lots", "buy_order_id", "sell_order_id", "buy_account_id", "sell_account_id", "maker_side", "base_asset", "quote_asset", "base_amount", "quote_amount", "buyer_fee", "seller_fee", "buy_limit_price_ticks", "buy_leaves_lots", "sell_leaves_lots", "timestamp_ns")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    BUY_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SELL_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    BUY_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SELL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAKER_SIDE_FIELD_NUMBER: _ClassVar[int]
+    BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    BASE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BUYER_FEE_FIELD_NUMBER: _ClassVar[int]
+    SELLER_FEE_FIELD_NUMBER: _ClassVar[int]
+    BUY_LIMIT_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    BUY_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    SELL_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    symbol: str
+    price_ticks: int
+    quantity_lots: int
+    buy_order_id: str
+    sell_order_id: str
+    buy_account_id: str
+    sell_account_id: str
+    maker_side: Side
+    base_asset: str
+    quote_asset: str
+    base_amount: int
+    quote_amount: int
+    buyer_fee: int
+    seller_fee: int
+    buy_limit_price_ticks: int
+    buy_leaves_lots: int
+    sell_leaves_lots: int
+    timestamp_ns: int
+    def __init__(self, trade_id: _Optional[int] = ..., symbol: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., buy_order_id: _Optional[str] = ..., sell_order_id: _Optional[str] = ..., buy_account_id: _Optional[str] = ..., sell_account_id: _Optional[str] = ..., maker_side: _Optional[_Union[Side, str]] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_amount: _Optional[int] = ..., quote_amount: _Optional[int] = ..., buyer_fee: _Optional[int] = ..., seller_fee: _Optional[int] = ..., buy_limit_price_ticks: _Optional[int] = ..., buy_leaves_lots: _Optional[int] = ..., sell_leaves_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class Order(_message.Message):
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "filled_lots", "leaves_lots", "cancelled_lots", "status", "filled_notional_ticks_lots", "created_ns", "updated_ns")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    FILLED_LOTS_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_LOTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FILLED_NOTIONAL_TICKS_LOTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_NS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    price_ticks: int
+    quantity_lots: int
+    filled_lots: int
+    leaves_lots: int
+    cancelled_lots: int
+    status: OrderStatus
+    filled_notional_ticks_lots: int
+    created_ns: int
+    updated_ns: int
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ...) -> None: ...
+
+class ExecutionReport(_message.Message):
+    __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FEE_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
+    REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    execution_type: ExecutionType
+    trade_id: int
+    last_price_ticks: int
+    last_quantity_lots: int
+    last_fee: int
+    liquidity_side: LiquiditySide
+    reject_reason: str
+    timestamp_ns: int
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class OrderReleased(_message.Message):
+    __slots__ = ("order_id", "account_id", "symbol", "side", "released_lots", "timestamp_ns")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_LOTS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    released_lots: int
+    timestamp_ns: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., released_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...

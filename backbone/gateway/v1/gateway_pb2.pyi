@@ -1,0 +1,307 @@
+import datetime
+
+from backbone.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Order(_message.Message):
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "filled_quantity", "leaves_quantity", "cancelled_quantity", "average_price", "status", "created_at", "updated_at")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    FILLED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: _common_pb2.Side
+    type: _common_pb2.OrderType
+    time_in_force: _common_pb2.TimeInForce
+    price: str
+    quantity: str
+    filled_quantity: str
+    leaves_quantity: str
+    cancelled_quantity: str
+    average_price: str
+    status: _common_pb2.OrderStatus
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExecutionReport(_message.Message):
+    __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_PRICE_FIELD_NUMBER: _ClassVar[int]
+    LAST_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_FEE_FIELD_NUMBER: _ClassVar[int]
+    FEE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
+    REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    execution_type: _common_pb2.ExecutionType
+    trade_id: str
+    last_price: str
+    last_quantity: str
+    last_fee: str
+    fee_asset: str
+    liquidity_side: _common_pb2.LiquiditySide
+    reject_reason: str
+    timestamp: _timestamp_pb2.Timestamp
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SubmitOrderRequest(_message.Message):
+    __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    client_order_id: str
+    symbol: str
+    side: _common_pb2.Side
+    type: _common_pb2.OrderType
+    time_in_force: _common_pb2.TimeInForce
+    price: str
+    quantity: str
+    def __init__(self, account_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ...) -> None: ...
+
+class SubmitOrderResponse(_message.Message):
+    __slots__ = ("order", "reports")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    reports: _containers.RepeatedCompositeFieldContainer[ExecutionReport]
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ...) -> None: ...
+
+class CancelOrderRequest(_message.Message):
+    __slots__ = ("account_id", "order_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    order_id: str
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
+
+class CancelOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("account_id", "order_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    order_id: str
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
+
+class GetOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class StreamExecutionsRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class StreamExecutionsResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: ExecutionReport
+    def __init__(self, report: _Optional[_Union[ExecutionReport, _Mapping]] = ...) -> None: ...
+
+class GetBalancesRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class Balance(_message.Message):
+    __slots__ = ("asset", "total", "reserved", "available")
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    asset: str
+    total: str
+    reserved: str
+    available: str
+    def __init__(self, asset: _Optional[str] = ..., total: _Optional[str] = ..., reserved: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
+
+class GetBalancesResponse(_message.Message):
+    __slots__ = ("account_id", "balances")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    balances: _containers.RepeatedCompositeFieldContainer[Balance]
+    def __init__(self, account_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ...) -> None: ...
+
+class Instrument(_message.Message):
+    __slots__ = ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_quantity", "max_quantity", "max_price", "maker_fee_bps", "taker_fee_bps")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: str
+    lot_size: str
+    min_quantity: str
+    max_quantity: str
+    max_price: str
+    maker_fee_bps: int
+    taker_fee_bps: int
+    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., max_price: _Optional[str] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+
+class ListInstrumentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInstrumentsResponse(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ...) -> None: ...
+
+class GetOrderBookRequest(_message.Message):
+    __slots__ = ("symbol", "depth")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    depth: int
+    def __init__(self, symbol: _Optional[str] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class PriceLevel(_message.Message):
+    __slots__ = ("price", "quantity", "order_count")
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    price: str
+    quantity: str
+    order_count: int
+    def __init__(self, price: _Optional[str] = ..., quantity: _Optional[str] = ..., order_count: _Optional[int] = ...) -> None: ...
+
+class GetOrderBookResponse(_message.Message):
+    __slots__ = ("symbol", "bids", "asks")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    ASKS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    bids: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    asks: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    def __init__(self, symbol: _Optional[str] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ...) -> None: ...
+
+class CreateAssetRequest(_message.Message):
+    __slots__ = ("code", "scale")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    scale: int
+    def __init__(self, code: _Optional[str] = ..., scale: _Optional[int] = ...) -> None: ...
+
+class CreateAssetResponse(_message.Message):
+    __slots__ = ("code", "scale")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    scale: int
+    def __init__(self, code: _Optional[str] = ..., scale: _Optional[int] = ...) -> None: ...
+
+class CreateInstrumentRequest(_message.Message):
+    __slots__ = ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_quantity", "max_quantity", "max_price", "maker_fee_bps", "taker_fee_bps")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: str
+    lot_size: str
+    min_quantity: str
+    max_quantity: str
+    max_price: str
+    maker_fee_bps: int
+    taker_fee_bps: int
+    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., max_price: _Optional[str] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+
+class CreateInstrumentResponse(_message.Message):
+    __slots__ = ("instrument",)
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    instrument: Instrument
+    def __init__(self, instrument: _Optional[_Union[Instrument, _Mapping]] = ...) -> None: ...
+
+class CreateAccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class CreateAccountResponse(_message.Message):
+    __slots__ = ("account_id", "api_key")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    api_key: str
+    def __init__(self, account_id: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
+
+class DepositRequest(_message.Message):
+    __slots__ = ("deposit_id", "account_id", "asset", "amount")
+    DEPOSIT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    deposit_id: str
+    account_id: str
+    asset: str
+    amount: str
+    def __init__(self, deposit_id: _Optional[str] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class DepositResponse(_message.Message):
+    __slots__ = ("created", "balance")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    balance: str
+    def __init__(self, created: _Optional[bool] = ..., balance: _Optional[str] = ...) -> None: ...

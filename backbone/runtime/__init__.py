@@ -1,0 +1,1 @@
+"""Service runtime shared by all four services: config, logging, errors, server, channels."""

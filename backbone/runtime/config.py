@@ -1,0 +1,145 @@
+"""Every configuration variable, in one place.
+
+All settings come from environment variables with the ``BACKBONE_`` prefix.
+``Settings.from_env()`` reads them once; ``describe()`` lists them for
+``backbone --help`` and the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PREFIX = "BACKBONE_"
+SERVICE_NAMES = ("gateway", "risk", "trading", "settlement")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    help: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DATABASE_URL", "", "PostgreSQL URL; empty means `backbone up` starts an embedded one"),
+    Variable("REDIS_URL", "", "Redis URL; empty means `backbone up` starts an embedded one"),
+    Variable("GATEWAY_ADDRESS", "127.0.0.1:50051", "where the gateway is reached (public API)"),
+    Variable("RISK_ADDRESS", "127.0.0.1:50052", "where the risk service is reached"),
+    Variable("TRADING_ADDRESS", "127.0.0.1:50053", "where the trading service is reached"),
+    Variable("SETTLEMENT_ADDRESS", "127.0.0.1:50054", "where the settlement service is reached"),
+    Variable("LISTEN_ADDRESS", "", "address a served process binds; empty means its own *_ADDRESS"),
+    Variable("ADMIN_KEY", "", "admin key for the AdminService; empty means `backbone up` makes one"),
+    Variable("DATA_DIR", ".backbone", "folder for embedded PostgreSQL/Redis data and the admin key"),
+    Variable("TRADING_SHARD", "trading-0", "name of this trading shard (source of its trades)"),
+    Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Variable("LOG_FORMAT", "auto", "json, console, or auto (console on a terminal, else json)"),
+    Variable("GRACE_PERIOD_SECONDS", "10", "time in-flight calls get to finish on SIGTERM"),
+    Variable("CALL_TIMEOUT_SECONDS", "5", "deadline of every unary call between services"),
+    Variable("MAX_MESSAGE_BYTES", "4194304", "largest gRPC message sent or received"),
+    Variable("BATCH_MAX_ITEMS", "512", "most items coalesced into one internal stream message"),
+    Variable("DATABASE_POOL_SIZE", "8", "PostgreSQL connections per service process"),
+)
+
+
+def _integer(values: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
+    raw = values[name]
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{PREFIX}{name} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration, immutable once read."""
+
+    database_url: str
+    redis_url: str
+    gateway_address: str
+    risk_address: str
+    trading_address: str
+    settlement_address: str
+    listen_address: str
+    admin_key: str
+    data_dir: Path
+    trading_shard: str
+    log_level: str
+    log_format: str
+    grace_period_seconds: int
+    call_timeout_seconds: int
+    max_message_bytes: int
+    batch_max_items: int
+    database_pool_size: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if environ is None else environ
+        values = {v.name: source.get(PREFIX + v.name, v.default).strip() for v in VARIABLES}
+        level = values["LOG_LEVEL"].lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(f"{PREFIX}LOG_LEVEL must be debug, info, warning or error, got {level!r}")
+        log_format = values["LOG_FORMAT"].lower()
+        if log_format not in {"auto", "json", "console"}:
+            raise ConfigError(f"{PREFIX}LOG_FORMAT must be auto, json or console, got {log_format!r}")
+        for name in ("GATEWAY_ADDRESS", "RISK_ADDRESS", "TRADING_ADDRESS", "SETTLEMENT_ADDRESS"):
+            if ":" not in values[name]:
+                raise ConfigError(f"{PREFIX}{name} must be host:port, got {values[name]!r}")
+        return cls(
+            database_url=values["DATABASE_URL"],
+            redis_url=values["REDIS_URL"],
+            gateway_address=values["GATEWAY_ADDRESS"],
+            risk_address=values["RISK_ADDRESS"],
+            trading_address=values["TRADING_ADDRESS"],
+            settlement_address=values["SETTLEMENT_ADDRESS"],
+            listen_address=values["LISTEN_ADDRESS"],
+            admin_key=values["ADMIN_KEY"],
+            data_dir=Path(values["DATA_DIR"] or ".backbone"),
+            trading_shard=values["TRADING_SHARD"] or "trading-0",
+            log_level=level,
+            log_format=log_format,
+            grace_period_seconds=_integer(values, "GRACE_PERIOD_SECONDS", 0, 3600),
+            call_timeout_seconds=_integer(values, "CALL_TIMEOUT_SECONDS", 1, 600),
+            max_message_bytes=_integer(values, "MAX_MESSAGE_BYTES", 65536, 1 << 30),
+            batch_max_items=_integer(values, "BATCH_MAX_ITEMS", 1, 100_000),
+            database_pool_size=_integer(values, "DATABASE_POOL_SIZE", 1, 256),
+        )
+
+    def address_of(self, service: str) -> str:
+        """Where `service` is reached."""
+        if service not in SERVICE_NAMES:
+            raise ConfigError(f"unknown service {service!r}")
+        address: str = getattr(self, f"{service}_address")
+        return address
+
+    def listen_address_of(self, service: str) -> str:
+        """Where a process serving `service` binds."""
+        return self.listen_address or self.address_of(service)
+
+    def require(self, *names: str) -> None:
+        """Fail with a clear message when a needed setting is empty."""
+        known = {f.name for f in fields(self)}
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r}")
+            if not getattr(self, name):
+                raise ConfigError(f"{PREFIX}{name.upper()} must be set")
+
+
+def describe() -> str:
+    """A table of every variable, its default and meaning."""
+    width = max(len(PREFIX + v.name) for v in VARIABLES)
+    lines = ["environment variables:"]
+    for v in VARIABLES:
+        default = f" (default: {v.default})" if v.default else ""
+        lines.append(f"  {PREFIX + v.name:<{width}}  {v.help}{default}")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""The server interceptor every service uses.
+
+For each call it takes the request id from the ``x-request-id`` metadata (or
+makes one), binds it into structlog's context, turns a raised
+:class:`ServiceError` into a status with details, turns any other exception
+into INTERNAL (logged with its traceback, never shown to the caller), and
+writes one access log line with the method, status and duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from backbone.runtime.context import REQUEST_ID_HEADER, new_request_id, request_id_var
+from backbone.runtime.errors import ServiceError
+
+log = structlog.get_logger("backbone.access")
+
+# Health checks and reflection are polled often; they are not worth a log line each.
+_QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+class _CallScope:
+    """Binds the request id for one call and writes its access log line at the end."""
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.method = method
+        self.context = context
+        metadata = dict(context.invocation_metadata() or ())
+        request_id = str(metadata.get(REQUEST_ID_HEADER) or new_request_id())
+        self.token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+
+    async def fail(self, error: Exception) -> None:
+        if isinstance(error, ServiceError):
+            self.code = error.code
+            self.context.set_trailing_metadata(error.trailing_metadata())
+            await self.context.abort(error.code, error.message)
+        if isinstance(error, grpc.aio.AbortError | grpc.RpcError):
+            code = self.context.code()
+            self.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+            raise error
+        self.code = grpc.StatusCode.INTERNAL
+        log.exception("unhandled error", error=repr(error))
+        await self.context.abort(grpc.StatusCode.INTERNAL, "internal error; the request id is in the logs")
+
+    def close(self) -> None:
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        if not self.method.startswith(_QUIET_PREFIXES):
+            log.info("call", code=self.code.name, duration_ms=round(elapsed_ms, 3))
+        structlog.contextvars.unbind_contextvars("request_id", "method")
+        request_id_var.reset(self.token)
+
+
+def _wrap_unary_response(
+    method: str, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        scope = _CallScope(method, context)
+        try:
+            return await behavior(request_or_iterator, context)
+        except Exception as error:  # fail() aborts the call or re-raises
+            await scope.fail(error)
+            raise
+        finally:
+            scope.close()
+
+    return wrapped
+
+
+def _wrap_stream_response(
+    method: str, behavior: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        scope = _CallScope(method, context)
+        try:
+            async for response in behavior(request_or_iterator, context):
+                yield response
+        except Exception as error:  # fail() aborts the call or re-raises
+            await scope.fail(error)
+            raise
+        finally:
+            scope.close()
+
+    return wrapped
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, errors and access logs for every handler of a server."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary_response(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary_response(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream_response(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream_response(method, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

@@ -1,0 +1,141 @@
+"""The one gRPC server runtime used by all four services.
+
+``run_service(app, settings)`` builds a grpc.aio server with the shared
+interceptor, bounded message sizes and keepalive policy, the standard health
+service and server reflection; binds the listen address (SO_REUSEPORT off, so
+a second process cannot silently share the port); starts the app; and on
+SIGTERM or SIGINT sets health to NOT_SERVING, stops accepting calls, gives
+in-flight calls the grace period to finish, then stops the app (its
+background tasks and pools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from backbone.runtime.config import Settings
+from backbone.runtime.interceptors import ServerInterceptor
+
+log = structlog.get_logger("backbone.server")
+
+
+class ServiceApp(Protocol):
+    """What a service's composition root hands the runtime."""
+
+    name: str
+
+    def register(self, server: grpc.aio.Server) -> Sequence[str]:
+        """Add servicers to `server`; return their full service names."""
+
+    async def start(self) -> None:
+        """Start background work; called once the server listens."""
+
+    async def stop(self) -> None:
+        """Stop background work and close pools; called after the server drained."""
+
+
+class BindError(RuntimeError):
+    """The listen address could not be bound."""
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_connection_age_grace_ms", settings.grace_period_seconds * 1000),
+    ]
+
+
+class RunningServer:
+    """A started server: its port, health servicer and a way to stop it."""
+
+    def __init__(self, app: ServiceApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor()], options=server_options(settings)
+        )
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    async def start(self, address: str) -> None:
+        names = list(self.app.register(self.server))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise BindError(f"cannot listen on {address}: {error}") from error
+        if self.port == 0:
+            raise BindError(f"cannot listen on {address}")
+        await self.server.start()
+        await self.app.start()
+        for name in ("", *names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", address=address, port=self.port, services=names)
+
+    async def stop(self) -> None:
+        """Drain and stop; safe to call more than once."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = float(self.settings.grace_period_seconds)
+        log.info("draining", grace_period_seconds=grace)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        try:
+            await self.app.stop()
+        finally:
+            log.info("stopped")
+            self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+async def run_service(app: ServiceApp, settings: Settings, address: str) -> None:
+    """Serve `app` on `address` until SIGTERM or SIGINT, then drain and stop."""
+    running = RunningServer(app, settings)
+    loop = asyncio.get_running_loop()
+    shutdown = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shutdown.set)
+    try:
+        await running.start(address)
+    except BaseException:
+        await running.server.stop(0)
+        await app.stop()
+        raise
+    await shutdown.wait()
+    log.info("signal received, shutting down")
+    await running.stop()
+
+
+def run(app: ServiceApp, settings: Settings, address: str) -> None:
+    """Blocking entry point: uvloop when available, then run_service."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(run_service(app, settings, address))
+    else:
+        uvloop.run(run_service(app, settings, address))

@@ -1,0 +1,158 @@
+from backbone.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NewOrder(_message.Message):
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: _common_pb2.Side
+    type: _common_pb2.OrderType
+    time_in_force: _common_pb2.TimeInForce
+    price_ticks: int
+    quantity_lots: int
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ...) -> None: ...
+
+class CancelOrder(_message.Message):
+    __slots__ = ("order_id", "account_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ...) -> None: ...
+
+class OrderCommand(_message.Message):
+    __slots__ = ("new_order", "cancel_order")
+    NEW_ORDER_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ORDER_FIELD_NUMBER: _ClassVar[int]
+    new_order: NewOrder
+    cancel_order: CancelOrder
+    def __init__(self, new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ...) -> None: ...
+
+class StreamOrdersRequest(_message.Message):
+    __slots__ = ("sequence", "commands")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    commands: _containers.RepeatedCompositeFieldContainer[OrderCommand]
+    def __init__(self, sequence: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ...) -> None: ...
+
+class CommandResult(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExecutionReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[_common_pb2.ExecutionReport, _Mapping]]] = ...) -> None: ...
+
+class StreamOrdersResponse(_message.Message):
+    __slots__ = ("sequence", "results")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    results: _containers.RepeatedCompositeFieldContainer[CommandResult]
+    def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[CommandResult, _Mapping]]] = ...) -> None: ...
+
+class SubscribeExecutionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SubscribeExecutionsResponse(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExecutionReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[_common_pb2.ExecutionReport, _Mapping]]] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class GetOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: _common_pb2.Order
+    def __init__(self, order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
+
+class CreateInstrumentRequest(_message.Message):
+    __slots__ = ("instrument",)
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ...) -> None: ...
+
+class CreateInstrumentResponse(_message.Message):
+    __slots__ = ("instrument",)
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ...) -> None: ...
+
+class ListInstrumentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListInstrumentsResponse(_message.Message):
+    __slots__ = ("instruments",)
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
+    def __init__(self, instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ...) -> None: ...
+
+class GetOrderBookRequest(_message.Message):
+    __slots__ = ("symbol", "depth")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    depth: int
+    def __init__(self, symbol: _Optional[str] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class PriceLevel(_message.Message):
+    __slots__ = ("price_ticks", "quantity_lots", "order_count")
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    price_ticks: int
+    quantity_lots: int
+    order_count: int
+    def __init__(self, price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., order_count: _Optional[int] = ...) -> None: ...
+
+class GetOrderBookResponse(_message.Message):
+    __slots__ = ("symbol", "bids", "asks")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    ASKS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    bids: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    asks: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    def __init__(self, symbol: _Optional[str] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ...) -> None: ...
+
+class JournalRecord(_message.Message):
+    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    NEW_ORDER_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ORDER_FIELD_NUMBER: _ClassVar[int]
+    TRADE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    timestamp_ns: int
+    instrument_created: _common_pb2.Instrument
+    new_order: NewOrder
+    cancel_order: CancelOrder
+    trade: _common_pb2.Trade
+    order_released: _common_pb2.OrderReleased
+    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ...) -> None: ...
