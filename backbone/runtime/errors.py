@@ -111,7 +111,9 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     Services use this to relay a downstream refusal unchanged; the SDK uses
     it to give callers one typed error.
     """
-    code: grpc.StatusCode = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+    code: grpc.StatusCode = (
+        error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+    )
     message = error.details() if callable(getattr(error, "details", None)) else str(error)
     reason = code.name
     violations: list[FieldViolation] = []
@@ -136,4 +138,4 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     return ServiceError(code, reason, message or code.name, violations, metadata)
 
 
-assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT

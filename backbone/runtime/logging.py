@@ -18,10 +18,7 @@ def configure_logging(level: str = "info", log_format: str = "auto", service: st
     """Configure structlog (and the standard library's root logger) once per process."""
     renderer: structlog.types.Processor
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
-    if use_console:
-        renderer = structlog.dev.ConsoleRenderer()
-    else:
-        renderer = structlog.processors.JSONRenderer()
+    renderer = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     numeric = _LEVELS.get(level, logging.INFO)
     structlog.configure(
         processors=[

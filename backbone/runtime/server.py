@@ -66,9 +66,7 @@ class RunningServer:
     def __init__(self, app: ServiceApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor()], options=server_options(settings)
-        )
+        self.server = grpc.aio.server(interceptors=[ServerInterceptor()], options=server_options(settings))
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._stopped = asyncio.Event()

@@ -1,0 +1,171 @@
+"""Coalesce many callers' commands into batches on one bidirectional stream.
+
+Between services no call carries one order: each caller hands a command to a
+:class:`BatchingStream` and awaits its result; a sender task takes whatever
+is queued (up to ``max_items``) into one request with a sequence number, and
+a receiver task matches each response to its request by that number and
+answers every caller. The queue is bounded: when it is full, callers get
+RESOURCE_EXHAUSTED at once instead of waiting without limit. When the stream
+breaks, every caller whose command was sent but not answered gets
+UNAVAILABLE with reason OUTCOME_UNKNOWN (the command may or may not have
+taken effect), and the stream reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import grpc
+import structlog
+
+from backbone.runtime.errors import ServiceError
+
+log = structlog.get_logger("backbone.batching")
+
+Command = TypeVar("Command")
+Result = TypeVar("Result")
+
+OpenStream = Callable[[], Any]  # returns a grpc.aio.StreamStreamCall
+
+
+class BatchingStream(Generic[Command, Result]):
+    """One long-lived stream carrying batched commands from many concurrent callers."""
+
+    def __init__(
+        self,
+        name: str,
+        open_stream: OpenStream,
+        make_request: Callable[[int, list[Command]], Any],
+        read_response: Callable[[Any], tuple[int, Sequence[Result]]],
+        *,
+        max_items: int = 512,
+        max_queued: int = 20_000,
+        result_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._open_stream = open_stream
+        self._make_request = make_request
+        self._read_response = read_response
+        self._max_items = max_items
+        self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Result]]] = asyncio.Queue(max_queued)
+        self._pending: dict[int, list[asyncio.Future[Result]]] = {}
+        self._sequence = 0
+        self._timeout = result_timeout_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"batching-{self.name}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_pending("stream closed")
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(self._unavailable("SERVICE_STOPPING", "the service is shutting down"))
+
+    async def submit(self, command: Command) -> Result:
+        """Queue `command`, wait for its result; raises ServiceError when it cannot be had."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((command, future))
+        except asyncio.QueueFull:
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "BACKPRESSURE",
+                f"too many requests queued for {self.name}; retry shortly",
+            ) from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+        except TimeoutError:
+            raise self._unavailable(
+                "OUTCOME_UNKNOWN", f"{self.name} did not answer in {self._timeout:g}s"
+            ) from None
+
+    def _unavailable(self, reason: str, message: str) -> ServiceError:
+        return ServiceError(grpc.StatusCode.UNAVAILABLE, reason, message)
+
+    def _fail_pending(self, why: str) -> None:
+        for futures in self._pending.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(
+                        self._unavailable("OUTCOME_UNKNOWN", f"{self.name} stream broke ({why})")
+                    )
+        self._pending.clear()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            call = self._open_stream()
+            receiver = asyncio.create_task(self._receive(call))
+            sender = asyncio.create_task(self._send(call))
+            try:
+                done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                why = "closed by peer"
+            except asyncio.CancelledError:
+                call.cancel()
+                receiver.cancel()
+                sender.cancel()
+                raise
+            except grpc.RpcError as error:
+                why = f"{error.code().name}: {error.details()}" if hasattr(error, "code") else str(error)
+            except Exception as error:  # any other failure of the stream: reconnect
+                why = repr(error)
+            finally:
+                self._connected.clear()
+            call.cancel()
+            receiver.cancel()
+            sender.cancel()
+            self._fail_pending(why)
+            log.warning("stream broken, reconnecting", stream=self.name, why=why, backoff_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _send(self, call: Any) -> None:
+        await call.wait_for_connection()
+        self._connected.set()
+        while True:
+            command, future = await self._queue.get()
+            batch = [(command, future)]
+            while len(batch) < self._max_items and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            live = [(c, f) for c, f in batch if not f.done()]
+            if not live:
+                continue
+            self._sequence += 1
+            self._pending[self._sequence] = [f for _, f in live]
+            await call.write(self._make_request(self._sequence, [c for c, _ in live]))
+
+    async def _receive(self, call: Any) -> None:
+        responses: AsyncIterator[Any] = call.__aiter__()
+        async for response in responses:
+            sequence, results = self._read_response(response)
+            futures = self._pending.pop(sequence, None)
+            if futures is None:
+                log.error("response to an unknown batch", stream=self.name, sequence=sequence)
+                continue
+            if len(futures) != len(results):
+                error = self._unavailable(
+                    "PROTOCOL_ERROR", f"{self.name} answered {len(results)} of {len(futures)} commands"
+                )
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for future, result in zip(futures, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
