@@ -1,0 +1,188 @@
+"""The `backbone` command: run one service, or the whole system on an embedded default.
+
+backbone up                  embedded PostgreSQL + Redis (unless configured) and all four services
+backbone serve <service>     one service: gateway, risk, trading or settlement
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, describe
+from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
+from backbone.runtime.logging import configure_logging
+from backbone.runtime.supervisor import ServiceFailed, ServiceProcesses
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backbone",
+        description="A gRPC trading system backbone: gateway, risk, trading and settlement.",
+        epilog=describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up",
+        help="run the whole system (embedded PostgreSQL and Redis unless their URLs are set)",
+        epilog=describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument("--logs", action="store_true", help="print service logs here instead of DATA_DIR/logs/")
+    serve = commands.add_parser(
+        "serve",
+        help="run one service",
+        epilog=describe(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("service", choices=SERVICE_NAMES)
+    return parser
+
+
+def serve(service: str, settings: Settings) -> int:
+    """Run one service in this process until SIGTERM/SIGINT."""
+    from backbone.runtime.server import BindError, run
+
+    configure_logging(settings.log_level, settings.log_format, service)
+    module = importlib.import_module(f"{service}.app")
+    app = module.create_app(settings)
+    try:
+        run(app, settings, settings.listen_address_of(service))
+    except (BindError, ConfigError) as error:
+        structlog.get_logger("backbone").error("cannot serve", service=service, error=str(error))
+        return 2
+    return 0
+
+
+def _admin_key(settings: Settings, data_dir: Path) -> str:
+    if settings.admin_key:
+        return settings.admin_key
+    path = data_dir / "admin-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = "bba_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _banner(
+    settings: Settings, admin_key: str, database_url: str, redis_url: str, log_dir: Path | None
+) -> str:
+    gateway = settings.gateway_address
+    admin = f"grpcurl -plaintext -H 'x-admin-key: {admin_key}'"
+    return f"""
+Backbone is up.
+
+  gateway     {gateway}   (public API: backbone.gateway.v1.GatewayService, AdminService)
+  admin key   {admin_key}
+  PostgreSQL  {database_url}
+  Redis       {redis_url}
+  logs        {log_dir if log_dir else "this terminal"}
+
+Try it (grpcurl; `buf curl` works the same way through reflection):
+
+  {admin} -d '{{"code":"USD","scale":6}}' {gateway} backbone.gateway.v1.AdminService/CreateAsset
+  {admin} -d '{{"code":"BTC","scale":8}}' {gateway} backbone.gateway.v1.AdminService/CreateAsset
+  {admin} -d '{{"symbol":"BTC-USD","base_asset":"BTC","quote_asset":"USD","tick_size":"0.01",\
+"lot_size":"0.0001","max_quantity":"1000","max_price":"1000000","maker_fee_bps":10,"taker_fee_bps":20}}' \
+{gateway} backbone.gateway.v1.AdminService/CreateInstrument
+  {admin} -d '{{"account_id":"alice"}}' {gateway} backbone.gateway.v1.AdminService/CreateAccount
+  {admin} -d '{{"deposit_id":"d1","account_id":"alice","asset":"USD","amount":"100000"}}' \
+{gateway} backbone.gateway.v1.AdminService/Deposit
+
+  grpcurl -plaintext -H 'x-api-key: <alice key>' -d '{{"client_order_id":"o1","symbol":"BTC-USD",\
+"side":"SIDE_BUY","price":"50000.00","quantity":"0.5"}}' \
+{gateway} backbone.gateway.v1.GatewayService/SubmitOrder
+
+The README walks through the rest (a seller, the trade, balances). Ctrl-C stops everything.
+"""
+
+
+def up(settings: Settings, show_logs: bool) -> int:
+    """Run the whole system until Ctrl-C or SIGTERM; return the exit code."""
+    configure_logging(settings.log_level, settings.log_format, "up")
+    log = structlog.get_logger("backbone.up")
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another `backbone up` is using {data_dir}; stop it first", file=sys.stderr)
+        return 1
+
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    postgres = None if settings.database_url else EmbeddedPostgres(data_dir / "postgres")
+    cache = None if settings.redis_url else EmbeddedRedis(data_dir / "redis")
+    services: ServiceProcesses | None = None
+    code = 0
+    try:
+        database_url = postgres.start() if postgres else settings.database_url
+        redis_url = cache.start() if cache else settings.redis_url
+        admin_key = _admin_key(settings, data_dir)
+        log_dir = None if show_logs else data_dir / "logs"
+        environment = {
+            **{k: v for k, v in os.environ.items() if k.startswith("BACKBONE_")},
+            "BACKBONE_DATABASE_URL": database_url,
+            "BACKBONE_REDIS_URL": redis_url,
+            "BACKBONE_ADMIN_KEY": admin_key,
+        }
+        if log_dir is not None:
+            environment["BACKBONE_LOG_FORMAT"] = "json"
+        services = ServiceProcesses(environment, log_dir)
+        services.start_all()
+        print(_banner(settings, admin_key, database_url, redis_url, log_dir), flush=True)
+        while not stopping:
+            exited = services.exited()
+            if exited:
+                log.error("a service exited; stopping everything", exited=exited)
+                code = 1
+                break
+            time.sleep(0.2)
+    except (EmbeddedError, ServiceFailed, ConfigError) as error:
+        print(f"backbone up failed: {error}", file=sys.stderr)
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if services is not None:
+            print("stopping services...", file=sys.stderr, flush=True)
+            services.stop_all()
+        if cache is not None:
+            cache.stop()
+        if postgres is not None:
+            postgres.stop()
+        print("stopped.", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if options.command == "serve":
+        return serve(options.service, settings)
+    return up(settings, options.logs)
