@@ -1,0 +1,148 @@
+"""Small helpers for tests that drive a running system through the public gRPC API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import psycopg
+
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.runtime.errors import ServiceError, from_rpc_error
+
+T = TypeVar("T")
+
+BUY = common_pb2.SIDE_BUY
+SELL = common_pb2.SIDE_SELL
+
+
+@dataclass
+class Gateway:
+    """Stubs for one gateway, with the admin key at hand."""
+
+    channel: grpc.Channel
+    admin_key: str
+
+    @property
+    def public(self) -> gateway_pb2_grpc.GatewayServiceStub:
+        return gateway_pb2_grpc.GatewayServiceStub(self.channel)
+
+    @property
+    def admin(self) -> gateway_pb2_grpc.AdminServiceStub:
+        return gateway_pb2_grpc.AdminServiceStub(self.channel)
+
+    def admin_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-admin-key", self.admin_key),)
+
+
+def key(api_key: str) -> tuple[tuple[str, str], ...]:
+    return (("x-api-key", api_key),)
+
+
+def refused(call: Callable[[], object]) -> ServiceError:
+    """Run `call`, which must fail; return the failure with its details."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return from_rpc_error(error)
+    raise AssertionError("the call succeeded but should have been refused")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def setup_market(gateway: Gateway, symbol: str, base: str, quote: str = "USD") -> None:
+    """Assets (base scale 8, quote scale 6) and an instrument with 10/20 bps maker/taker fees."""
+    md = gateway.admin_metadata()
+    gateway.admin.CreateAsset(gateway_pb2.CreateAssetRequest(code=quote, scale=6), metadata=md)
+    gateway.admin.CreateAsset(gateway_pb2.CreateAssetRequest(code=base, scale=8), metadata=md)
+    gateway.admin.CreateInstrument(
+        gateway_pb2.CreateInstrumentRequest(
+            symbol=symbol,
+            base_asset=base,
+            quote_asset=quote,
+            tick_size="0.01",
+            lot_size="0.0001",
+            min_quantity="0.0001",
+            max_quantity="1000",
+            max_price="1000000",
+            maker_fee_bps=10,
+            taker_fee_bps=20,
+        ),
+        metadata=md,
+    )
+
+
+def funded_account(gateway: Gateway, deposits: dict[str, str]) -> tuple[str, str]:
+    """A new account with the given deposits; returns (account_id, api_key)."""
+    md = gateway.admin_metadata()
+    account = gateway.admin.CreateAccount(
+        gateway_pb2.CreateAccountRequest(account_id=unique("acct")), metadata=md
+    )
+    for asset, amount in deposits.items():
+        gateway.admin.Deposit(
+            gateway_pb2.DepositRequest(
+                deposit_id=unique("dep"), account_id=account.account_id, asset=asset, amount=amount
+            ),
+            metadata=md,
+        )
+    return account.account_id, account.api_key
+
+
+def balances(gateway: Gateway, api_key: str) -> dict[str, gateway_pb2.Balance]:
+    response = gateway.public.GetBalances(gateway_pb2.GetBalancesRequest(), metadata=key(api_key))
+    return {balance.asset: balance for balance in response.balances}
+
+
+def wait_for(condition: Callable[[], T], timeout_seconds: float = 20.0, what: str = "condition") -> T:
+    """Poll until `condition()` is truthy; return its value. Fails after the deadline."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout_seconds:g}s (last value: {value!r})")
+        time.sleep(0.05)
+
+
+def ledger_nets_to_zero(database_url: str) -> dict[str, int]:
+    """Check the ledger invariants; return the per-asset sum over all postings (all zero)."""
+    with psycopg.connect(database_url) as connection:
+        unbalanced = connection.execute(
+            "SELECT entry_id, asset, sum(amount) FROM ledger.postings "
+            "GROUP BY entry_id, asset HAVING sum(amount) <> 0"
+        ).fetchall()
+        assert unbalanced == [], f"unbalanced journal entries: {unbalanced}"
+        totals = dict(
+            connection.execute("SELECT asset, sum(amount) FROM ledger.postings GROUP BY asset").fetchall()
+        )
+        mismatched = connection.execute(
+            "SELECT b.account_id, b.asset, b.amount, p.total FROM ledger.balances b "
+            "LEFT JOIN (SELECT account_id, asset, sum(amount) AS total FROM ledger.postings "
+            "GROUP BY account_id, asset) p USING (account_id, asset) "
+            "WHERE b.amount <> coalesce(p.total, 0)"
+        ).fetchall()
+        assert mismatched == [], f"balances that differ from their postings: {mismatched}"
+    assert all(total == 0 for total in totals.values()), totals
+    return {asset: int(total) for asset, total in totals.items()}
+
+
+def trade_entries(database_url: str, account_id: str) -> list[tuple[int, str, str, int]]:
+    """(entry_id, account_id, asset, amount) of the trade entries an account took part in."""
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT p.entry_id, p.account_id, p.asset, p.amount FROM ledger.postings p "
+            "JOIN ledger.journal_entries e USING (entry_id) "
+            "WHERE e.kind = 'trade' AND p.entry_id IN "
+            "(SELECT entry_id FROM ledger.postings WHERE account_id = %s) "
+            "ORDER BY p.entry_id, p.account_id, p.asset",
+            (account_id,),
+        ).fetchall()
+    return [(int(e), a, s, int(m)) for e, a, s, m in rows]
