@@ -18,11 +18,12 @@ from pathlib import Path
 from types import FrameType
 
 import structlog
+from grpc_health.v1 import health_pb2
 
 from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, describe
 from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from backbone.runtime.logging import configure_logging
-from backbone.runtime.supervisor import ServiceFailed, ServiceProcesses
+from backbone.runtime.supervisor import ServiceFailed, ServiceProcesses, health_status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("service", choices=SERVICE_NAMES)
+    health = commands.add_parser(
+        "health", help="exit 0 when the server at ADDRESS reports SERVING (for container health checks)"
+    )
+    health.add_argument("address", help="host:port of a Backbone service")
     return parser
 
 
@@ -185,4 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if options.command == "serve":
         return serve(options.service, settings)
+    if options.command == "health":
+        serving = health_status(options.address, 2.0) == health_pb2.HealthCheckResponse.SERVING
+        print("SERVING" if serving else "NOT SERVING")
+        return 0 if serving else 1
     return up(settings, options.logs)
