@@ -47,7 +47,7 @@ def to_units(value: Decimal, increment: Decimal) -> int:
 
 def format_units(units: int, increment: Decimal) -> str:
     """A whole number of `increment`s as a decimal string with the increment's places."""
-    places = max(0, -int(increment.as_tuple().exponent))  # type: ignore[arg-type]
+    places = max(0, -int(increment.as_tuple().exponent))
     with localcontext() as context:
         context.prec = 80
         value = Decimal(units) * increment

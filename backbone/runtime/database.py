@@ -77,7 +77,7 @@ async def migrate(pool: AsyncConnectionPool, service: str, package: str | None =
                 if version in done:
                     continue
                 async with connection.transaction():
-                    await connection.execute(sql.encode())  # type: ignore[call-overload]
+                    await connection.execute(sql.encode())
                     await connection.execute(
                         "INSERT INTO backbone_migrations (service, version, name) VALUES (%s, %s, %s)",
                         (service, version, name),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -118,8 +119,9 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     reason = code.name
     violations: list[FieldViolation] = []
     metadata: dict[str, str] = {}
-    trailers = error.trailing_metadata() if callable(getattr(error, "trailing_metadata", None)) else None
-    for key, value in trailers or ():
+    trailers: Any = error.trailing_metadata() if callable(getattr(error, "trailing_metadata", None)) else None
+    pairs: list[tuple[str, Any]] = [(item[0], item[1]) for item in trailers or ()]
+    for key, value in pairs:
         if key != STATUS_DETAILS_KEY:
             continue
         status = status_pb2.Status.FromString(value)

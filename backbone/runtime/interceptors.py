@@ -21,6 +21,9 @@ from backbone.runtime.errors import ServiceError
 
 log = structlog.get_logger("backbone.access")
 
+Context = grpc.aio.ServicerContext[Any, Any]
+Handler = Any  # grpc.RpcMethodHandler; its stubs type the sync flavour only
+
 # Health checks and reflection are polled often; they are not worth a log line each.
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -28,7 +31,7 @@ _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 class _CallScope:
     """Binds the request id for one call and writes its access log line at the end."""
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, method: str, context: Context) -> None:
         self.method = method
         self.context = context
         metadata = dict(context.invocation_metadata() or ())
@@ -60,9 +63,9 @@ class _CallScope:
 
 
 def _wrap_unary_response(
-    method: str, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-    async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+    method: str, behavior: Callable[[Any, Context], Awaitable[Any]]
+) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def wrapped(request_or_iterator: Any, context: Context) -> Any:
         scope = _CallScope(method, context)
         try:
             return await behavior(request_or_iterator, context)
@@ -76,9 +79,9 @@ def _wrap_unary_response(
 
 
 def _wrap_stream_response(
-    method: str, behavior: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
-) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-    async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    method: str, behavior: Callable[[Any, Context], AsyncIterator[Any]]
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
+    async def wrapped(request_or_iterator: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(method, context)
         try:
             async for response in behavior(request_or_iterator, context):
@@ -97,10 +100,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
+    ) -> Handler:
+        handler: Handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         method = handler_call_details.method

@@ -36,7 +36,8 @@ def health_status(address: str, timeout_seconds: float = 1.0) -> int:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_seconds)
+            request = health_pb2.HealthCheckRequest(service="")
+            response = stub.Check(request, timeout=timeout_seconds)  # type: ignore[attr-defined]
         except grpc.RpcError:
             return health_pb2.HealthCheckResponse.UNKNOWN
         return int(response.status)
