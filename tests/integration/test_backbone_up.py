@@ -1,0 +1,92 @@
+"""`backbone up`: embedded storage and all four services from one command, stopped cleanly, data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from backbone.gateway.v1 import gateway_pb2
+from backbone.runtime.embedded import free_port
+from tests.integration.gateway_calls import Gateway, balances, funded_account, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def start_up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BACKBONE_")}
+    environment.update(
+        {f"BACKBONE_{name.upper()}_ADDRESS": f"127.0.0.1:{port}" for name, port in ports.items()}
+        | {"BACKBONE_DATA_DIR": str(data_dir)}
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "backbone", "up"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_banner(process: subprocess.Popen[str], timeout_seconds: float = 90.0) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout_seconds
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if "Ctrl-C stops everything" in line:
+            return "".join(seen)
+    raise AssertionError("backbone up did not print its banner:\n" + "".join(seen))
+
+
+def stop_up(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_up_runs_everything_and_keeps_the_ledger(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {name: free_port() for name in ("gateway", "risk", "trading", "settlement")}
+    process = start_up(data_dir, ports)
+    try:
+        banner = wait_banner(process)
+        admin_key = (data_dir / "admin-key").read_text().strip()
+        assert admin_key in banner
+        assert f"127.0.0.1:{ports['gateway']}" in banner
+        assert "grpcurl" in banner
+        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as channel:
+            gateway = Gateway(channel, admin_key)
+            gateway.admin.CreateAsset(
+                gateway_pb2.CreateAssetRequest(code="USD", scale=2), metadata=gateway.admin_metadata()
+            )
+            _, api_key = funded_account(gateway, {"USD": "1234.56"})
+            assert balances(gateway, api_key)["USD"].total == "1234.56"
+    finally:
+        if process.poll() is None:
+            output = stop_up(process)
+    assert "stopped." in output
+    leftovers = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "embedded servers must be stopped"
+
+    process = start_up(data_dir, ports)
+    try:
+        wait_banner(process)
+        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as channel:
+            gateway = Gateway(channel, admin_key)
+            wait_for(
+                lambda: balances(gateway, api_key)["USD"].total == "1234.56", what="the ledger after restart"
+            )
+    finally:
+        if process.poll() is None:
+            stop_up(process)
