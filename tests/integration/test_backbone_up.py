@@ -59,6 +59,7 @@ def test_up_runs_everything_and_keeps_the_ledger(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("gateway", "risk", "trading", "settlement")}
     process = start_up(data_dir, ports)
+    output = ""
     try:
         banner = wait_banner(process)
         admin_key = (data_dir / "admin-key").read_text().strip()
