@@ -1,0 +1,1 @@
+"""Settlement: the double-entry ledger in PostgreSQL (assets, accounts, deposits, trades, balances)."""

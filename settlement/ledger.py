@@ -1,0 +1,265 @@
+"""The ledger's pure rules: what is valid, and which postings a trade or deposit makes.
+
+Nothing here does I/O. Amounts are Python ints in an asset's minor units; a
+posting's signed amount is added to its account's balance, so an account's
+balance is the sum of its postings. Every entry balances: for each asset its
+postings sum to zero (external money flows through ``system:external``, fees
+land on ``system:fees``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SYSTEM_EXTERNAL = "system:external"
+SYSTEM_FEES = "system:fees"
+SYSTEM_ACCOUNTS = (SYSTEM_EXTERNAL, SYSTEM_FEES)
+# Only this account's balances may go below zero (it is the outside world's side of deposits).
+NEGATIVE_ALLOWED = frozenset({SYSTEM_EXTERNAL})
+
+KIND_TRADE = "trade"
+KIND_DEPOSIT = "deposit"
+
+MAX_SCALE = 18
+INT64_MAX = (1 << 63) - 1
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+API_KEY_DIGEST_BYTES = 32
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
+_SOURCE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DEPOSIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class LedgerError(ValueError):
+    """A value the ledger refuses: which field, a reason code, and a sentence saying why."""
+
+    def __init__(self, field: str, reason: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.reason = reason
+        self.description = description
+
+
+class UnbalancedEntry(AssertionError):
+    """An entry whose postings do not sum to zero for some asset (a bug, never input)."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One line of an entry: a signed amount of `asset` on `account_id`."""
+
+    account_id: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A balanced journal entry before it is stored."""
+
+    kind: str
+    reference: str
+    postings: tuple[Posting, ...]
+
+
+@dataclass(frozen=True)
+class TradeFill:
+    """The amounts of one trade the ledger needs (a subset of common.v1.Trade)."""
+
+    trade_id: int
+    buy_account_id: str
+    sell_account_id: str
+    base_asset: str
+    quote_asset: str
+    base_amount: int
+    quote_amount: int
+    buyer_fee: int
+    seller_fee: int
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise LedgerError(field, "REQUIRED", "is required")
+    return value
+
+
+def check_account_id(value: str, field: str = "account_id") -> str:
+    """A customer account id: 1 to 64 of A-Z a-z 0-9 . _ -"""
+    _text(value, field)
+    if not _ACCOUNT_ID.match(value):
+        raise LedgerError(
+            field, "INVALID_ACCOUNT_ID", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        )
+    return value
+
+
+def check_ledger_account(value: str, field: str = "account_id") -> str:
+    """A customer account id or one of the system accounts (for read-only look-ups)."""
+    if value in SYSTEM_ACCOUNTS:
+        return value
+    return check_account_id(value, field)
+
+
+def check_asset_code(value: str, field: str = "asset") -> str:
+    """An asset code: 1 to 12 of A-Z 0-9."""
+    _text(value, field)
+    if not _ASSET_CODE.match(value):
+        raise LedgerError(field, "INVALID_ASSET", "must be 1 to 12 characters of A-Z or 0-9")
+    return value
+
+
+def check_scale(value: int, field: str = "scale") -> int:
+    if not isinstance(value, int) or not 0 <= value <= MAX_SCALE:
+        raise LedgerError(field, "INVALID_SCALE", f"must be between 0 and {MAX_SCALE}")
+    return value
+
+
+def check_source(value: str, field: str = "source") -> str:
+    """A trade source (trading shard name): 1 to 64 of A-Z a-z 0-9 . _ -"""
+    _text(value, field)
+    if not _SOURCE.match(value):
+        raise LedgerError(
+            field, "INVALID_SOURCE", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+        )
+    return value
+
+
+def check_deposit_id(value: str, field: str = "deposit_id") -> str:
+    _text(value, field)
+    if not _DEPOSIT_ID.match(value):
+        raise LedgerError(
+            field,
+            "INVALID_DEPOSIT_ID",
+            "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
+        )
+    return value
+
+
+def check_api_key_digest(value: bytes, field: str = "api_key_sha256") -> bytes:
+    if not isinstance(value, bytes) or len(value) != API_KEY_DIGEST_BYTES:
+        raise LedgerError(field, "INVALID_API_KEY_DIGEST", "must be a SHA-256 digest (exactly 32 bytes)")
+    return value
+
+
+def check_positive_amount(value: int, field: str = "amount") -> int:
+    if not isinstance(value, int) or not 0 < value <= INT64_MAX:
+        raise LedgerError(field, "INVALID_AMOUNT", "must be a positive whole number of minor units")
+    return value
+
+
+def check_list_limit(value: int, field: str = "limit") -> int:
+    """The number of entries to list: 0 means the default, else 1..MAX_LIST_LIMIT."""
+    if value == 0:
+        return DEFAULT_LIST_LIMIT
+    if not isinstance(value, int) or not 1 <= value <= MAX_LIST_LIMIT:
+        raise LedgerError(
+            field, "INVALID_LIMIT", f"must be between 1 and {MAX_LIST_LIMIT} (0 means {DEFAULT_LIST_LIMIT})"
+        )
+    return value
+
+
+def trade_reference(source: str, trade_id: int) -> str:
+    return f"trade:{source}:{trade_id}"
+
+
+def deposit_reference(deposit_id: str) -> str:
+    return f"deposit:{deposit_id}"
+
+
+def check_trade(fill: TradeFill, field: str = "trade") -> TradeFill:
+    """Refuse a trade whose amounts cannot be posted (each wrong field named)."""
+    if not 0 < fill.trade_id <= INT64_MAX:
+        raise LedgerError(f"{field}.trade_id", "INVALID_TRADE", "must be positive")
+    check_account_id(fill.buy_account_id, f"{field}.buy_account_id")
+    check_account_id(fill.sell_account_id, f"{field}.sell_account_id")
+    check_asset_code(fill.base_asset, f"{field}.base_asset")
+    check_asset_code(fill.quote_asset, f"{field}.quote_asset")
+    if fill.base_asset == fill.quote_asset:
+        raise LedgerError(f"{field}.quote_asset", "INVALID_TRADE", "must differ from base_asset")
+    for name in ("base_amount", "quote_amount"):
+        if not 0 < getattr(fill, name) <= INT64_MAX:
+            raise LedgerError(f"{field}.{name}", "INVALID_TRADE", "must be positive")
+    for name in ("buyer_fee", "seller_fee"):
+        if not 0 <= getattr(fill, name) <= INT64_MAX:
+            raise LedgerError(f"{field}.{name}", "INVALID_TRADE", "must not be negative")
+    if fill.seller_fee > fill.quote_amount:
+        raise LedgerError(f"{field}.seller_fee", "INVALID_TRADE", "must not exceed quote_amount")
+    return fill
+
+
+def _postings(lines: Iterable[tuple[str, str, int]]) -> tuple[Posting, ...]:
+    return tuple(Posting(account, asset, amount) for account, asset, amount in lines if amount != 0)
+
+
+def trade_entry(source: str, fill: TradeFill, field: str = "trade") -> Entry:
+    """The balanced entry of one trade.
+
+    Base: buyer +base_amount, seller -base_amount. Quote: buyer
+    -(quote_amount + buyer_fee), seller +(quote_amount - seller_fee),
+    system:fees +(buyer_fee + seller_fee). Zero amounts are left out.
+    """
+    check_source(source)
+    check_trade(fill, field)
+    postings = _postings(
+        (
+            (fill.buy_account_id, fill.base_asset, fill.base_amount),
+            (fill.sell_account_id, fill.base_asset, -fill.base_amount),
+            (fill.buy_account_id, fill.quote_asset, -(fill.quote_amount + fill.buyer_fee)),
+            (fill.sell_account_id, fill.quote_asset, fill.quote_amount - fill.seller_fee),
+            (SYSTEM_FEES, fill.quote_asset, fill.buyer_fee + fill.seller_fee),
+        )
+    )
+    assert_balanced(postings)
+    return Entry(KIND_TRADE, trade_reference(source, fill.trade_id), postings)
+
+
+def deposit_entry(deposit_id: str, account_id: str, asset: str, amount: int) -> Entry:
+    """The balanced entry of a deposit: the account +amount, system:external -amount."""
+    check_deposit_id(deposit_id)
+    if account_id in SYSTEM_ACCOUNTS or account_id.startswith("system:"):
+        raise LedgerError(
+            "account_id", "SYSTEM_ACCOUNT", "deposits credit customer accounts, not system accounts"
+        )
+    check_account_id(account_id)
+    check_asset_code(asset)
+    check_positive_amount(amount)
+    postings = _postings(((account_id, asset, amount), (SYSTEM_EXTERNAL, asset, -amount)))
+    assert_balanced(postings)
+    return Entry(KIND_DEPOSIT, deposit_reference(deposit_id), postings)
+
+
+def net_by_asset(postings: Iterable[Posting]) -> dict[str, int]:
+    """Sum of the postings per asset (all zeros for a balanced set)."""
+    totals: dict[str, int] = defaultdict(int)
+    for posting in postings:
+        totals[posting.asset] += posting.amount
+    return dict(totals)
+
+
+def assert_balanced(postings: Sequence[Posting]) -> None:
+    """Raise UnbalancedEntry unless every asset nets to zero and no posting is zero."""
+    if not postings:
+        raise UnbalancedEntry("an entry needs at least one posting")
+    if any(p.amount == 0 for p in postings):
+        raise UnbalancedEntry("an entry has a zero posting")
+    off = {asset: total for asset, total in net_by_asset(postings).items() if total != 0}
+    if off:
+        raise UnbalancedEntry(f"entry does not balance: {off}")
+
+
+def balance_deltas(entries: Iterable[Entry]) -> list[tuple[str, str, int]]:
+    """Net change per (account, asset) over `entries`, non-zero only, sorted by (account, asset).
+
+    Applying balance updates in this order makes concurrent writers take row
+    locks in the same order, so they cannot deadlock.
+    """
+    deltas: dict[tuple[str, str], int] = defaultdict(int)
+    for entry in entries:
+        for posting in entry.postings:
+            deltas[(posting.account_id, posting.asset)] += posting.amount
+    return [(account, asset, delta) for (account, asset), delta in sorted(deltas.items()) if delta]
