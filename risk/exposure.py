@@ -1,0 +1,247 @@
+"""Pure risk arithmetic: commands and trading events as per-account operations.
+
+Nothing here does I/O. A reserve becomes the exact amount an order holds, a
+trade becomes one operation per side (its totals' deltas and the cap on the
+order's reservation), a release becomes the drop of an order's reservation.
+Amounts are Python ints computed with :class:`backbone.money.InstrumentMath`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from backbone.common.v1 import common_pb2
+from backbone.money import INT64_MAX, InstrumentMath
+from backbone.risk.v1 import risk_pb2
+
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
+MAX_ID_LENGTH = 128
+
+# Reject reasons of ReservationResult.
+INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+INVALID_ORDER = "INVALID_ORDER"
+INSTRUMENTS_UNAVAILABLE = "INSTRUMENTS_UNAVAILABLE"
+
+BUYER_LEG = 0
+SELLER_LEG = 1
+RELEASE_LEG = 0
+LEGS_PER_SEQUENCE = 4
+
+SIDE_NAMES = {common_pb2.SIDE_BUY: "BUY", common_pb2.SIDE_SELL: "SELL"}
+
+
+class MalformedEvent(ValueError):
+    """A trading event that cannot be applied as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReserveOp:
+    """Hold `amount` of `asset` for an order, if the account has it available."""
+
+    account_id: str
+    order_id: str
+    asset: str
+    amount: int
+    side: str
+    symbol: str
+    price_ticks: int
+
+
+@dataclass(frozen=True)
+class ReleaseOp:
+    """Drop whatever an order still holds (compensation)."""
+
+    account_id: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A command refused before reaching the store."""
+
+    order_id: str
+    reason: str
+    message: str
+    asset: str = ""
+    amount: int = 0
+
+
+@dataclass(frozen=True)
+class LegOp:
+    """One account's share of a trading event, applied at most once (by `op_id`).
+
+    `deltas` change the account's totals; the order's reservation becomes
+    min(its current reservation, `reservation_cap`), and the order's key is
+    deleted when that reaches 0.
+    """
+
+    account_id: str
+    op_id: int
+    sequence: int
+    order_id: str
+    deltas: tuple[tuple[str, int], ...]
+    reservation_cap: int
+
+
+def op_id(sequence: int, leg: int) -> int:
+    """The per-account operation id of `leg` of the event at `sequence`."""
+    return sequence * LEGS_PER_SEQUENCE + leg
+
+
+def valid_account_id(account_id: str) -> bool:
+    return bool(ACCOUNT_ID.match(account_id))
+
+
+def valid_asset(asset: str) -> bool:
+    return bool(ASSET_CODE.match(asset))
+
+
+def valid_order_id(order_id: str) -> bool:
+    return 0 < len(order_id) <= MAX_ID_LENGTH
+
+
+def _check_ids(order_id: str, account_id: str) -> str | None:
+    if not valid_order_id(order_id):
+        return f"order_id must be 1 to {MAX_ID_LENGTH} characters"
+    if not valid_account_id(account_id):
+        return "account_id must be 1 to 64 characters of letters, digits, '.', '_' or '-'"
+    return None
+
+
+def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> ReserveOp | Rejection:
+    """What `reserve` must hold, or why it is refused. `math` is None for an unknown symbol."""
+    problem = _check_ids(reserve.order_id, reserve.account_id)
+    if problem is None and reserve.side not in SIDE_NAMES:
+        problem = "side must be SIDE_BUY or SIDE_SELL"
+    if problem is None and reserve.price_ticks <= 0:
+        problem = "price_ticks must be positive"
+    if problem is None and reserve.quantity_lots <= 0:
+        problem = "quantity_lots must be positive"
+    if problem is not None:
+        return Rejection(reserve.order_id, INVALID_ORDER, problem)
+    if math is None:
+        return Rejection(
+            reserve.order_id, UNKNOWN_SYMBOL, f"no instrument has the symbol {reserve.symbol[:40]!r}"
+        )
+    instrument = math.instrument
+    if instrument.max_price_ticks and reserve.price_ticks > instrument.max_price_ticks:
+        return Rejection(
+            reserve.order_id,
+            INVALID_ORDER,
+            f"price_ticks above the instrument's maximum of {instrument.max_price_ticks}",
+        )
+    if instrument.max_quantity_lots and reserve.quantity_lots > instrument.max_quantity_lots:
+        return Rejection(
+            reserve.order_id,
+            INVALID_ORDER,
+            f"quantity_lots above the instrument's maximum of {instrument.max_quantity_lots}",
+        )
+    asset, amount = math.reservation(reserve.side, reserve.price_ticks, reserve.quantity_lots)
+    if not 0 < amount <= INT64_MAX:
+        return Rejection(
+            reserve.order_id, INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
+        )
+    return ReserveOp(
+        account_id=reserve.account_id,
+        order_id=reserve.order_id,
+        asset=asset,
+        amount=amount,
+        side=SIDE_NAMES[reserve.side],
+        symbol=reserve.symbol,
+        price_ticks=reserve.price_ticks,
+    )
+
+
+def plan_release(release: risk_pb2.Release) -> ReleaseOp | Rejection:
+    """The compensation of `release`, or why it is malformed."""
+    problem = _check_ids(release.order_id, release.account_id)
+    if problem is not None:
+        return Rejection(release.order_id, INVALID_ORDER, problem)
+    return ReleaseOp(account_id=release.account_id, order_id=release.order_id)
+
+
+def _deltas(*pairs: tuple[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple((asset, delta) for asset, delta in pairs if delta != 0)
+
+
+def _require(condition: bool, sequence: int, why: str) -> None:
+    if not condition:
+        raise MalformedEvent(f"event {sequence}: {why}")
+
+
+def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> tuple[LegOp, LegOp]:
+    """The buyer's and the seller's operations of `trade` (journal `sequence`).
+
+    Buyer: quote total -= quote_amount + buyer_fee, base total += base_amount,
+    the buy order holds buy_reservation(limit, leaves). Seller: base total -=
+    base_amount, quote total += quote_amount - seller_fee, the sell order holds
+    sell_leaves * base_minor_per_lot. A self-trade gives two legs of the same
+    account with distinct op ids.
+    """
+    _require(sequence > 0, sequence, "sequence must be positive")
+    for name in ("buy_account_id", "sell_account_id"):
+        _require(valid_account_id(getattr(trade, name)), sequence, f"trade has a bad {name}")
+    for name in ("buy_order_id", "sell_order_id"):
+        _require(valid_order_id(getattr(trade, name)), sequence, f"trade has a bad {name}")
+    for name in ("base_asset", "quote_asset"):
+        _require(valid_asset(getattr(trade, name)), sequence, f"trade has a bad {name}")
+    for name in (
+        "base_amount",
+        "quote_amount",
+        "buyer_fee",
+        "seller_fee",
+        "buy_leaves_lots",
+        "sell_leaves_lots",
+        "buy_limit_price_ticks",
+    ):
+        _require(getattr(trade, name) >= 0, sequence, f"trade has a negative {name}")
+    _require(trade.seller_fee <= trade.quote_amount, sequence, "seller_fee exceeds quote_amount")
+    instrument = math.instrument
+    _require(
+        (trade.base_asset, trade.quote_asset) == (instrument.base_asset, instrument.quote_asset),
+        sequence,
+        f"trade assets {trade.base_asset}/{trade.quote_asset} differ from {instrument.symbol}'s",
+    )
+    buy_cap = math.buy_reservation(trade.buy_limit_price_ticks, trade.buy_leaves_lots)
+    sell_cap = math.sell_reservation(trade.sell_leaves_lots)
+    buyer = LegOp(
+        account_id=trade.buy_account_id,
+        op_id=op_id(sequence, BUYER_LEG),
+        sequence=sequence,
+        order_id=trade.buy_order_id,
+        deltas=_deltas(
+            (trade.base_asset, trade.base_amount),
+            (trade.quote_asset, -(trade.quote_amount + trade.buyer_fee)),
+        ),
+        reservation_cap=buy_cap,
+    )
+    seller = LegOp(
+        account_id=trade.sell_account_id,
+        op_id=op_id(sequence, SELLER_LEG),
+        sequence=sequence,
+        order_id=trade.sell_order_id,
+        deltas=_deltas(
+            (trade.quote_asset, trade.quote_amount - trade.seller_fee),
+            (trade.base_asset, -trade.base_amount),
+        ),
+        reservation_cap=sell_cap,
+    )
+    return buyer, seller
+
+
+def release_leg(sequence: int, released: common_pb2.OrderReleased) -> LegOp:
+    """The operation of an OrderReleased: drop the order's whole reservation."""
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(released.account_id), sequence, "order_released has a bad account_id")
+    _require(valid_order_id(released.order_id), sequence, "order_released has a bad order_id")
+    return LegOp(
+        account_id=released.account_id,
+        op_id=op_id(sequence, RELEASE_LEG),
+        sequence=sequence,
+        order_id=released.order_id,
+        deltas=(),
+        reservation_cap=0,
+    )

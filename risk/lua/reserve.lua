@@ -1,0 +1,28 @@
+-- Reserve: check total - reserved >= amount and hold the amount, atomically,
+-- once per order id.
+-- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>
+-- ARGV[1] asset  ARGV[2] amount (positive)  ARGV[3] side  ARGV[4] symbol  ARGV[5] price_ticks
+-- Returns {1, asset, amount} when held (for an order held before: its first
+-- answer), {0, reason} when refused (and then nothing changed).
+local first = redis.call('HMGET', KEYS[2], 'asset', 'original', 'amount')
+if first[1] then
+  return {1, first[1], first[2] or first[3]}
+end
+local asset, amount = ARGV[1], ARGV[2]
+local total_field, reserved_field = asset .. ':total', asset .. ':reserved'
+local had_reserved = redis.call('HEXISTS', KEYS[1], reserved_field) == 1
+local reserved = hincr(KEYS[1], reserved_field, amount)
+if reserved == nil then
+  return {0, 'INSUFFICIENT_BALANCE'}
+end
+if not ge(hget_int(KEYS[1], total_field), reserved) then
+  if had_reserved then
+    hincr(KEYS[1], reserved_field, neg(amount))
+  else
+    redis.call('HDEL', KEYS[1], reserved_field)
+  end
+  return {0, 'INSUFFICIENT_BALANCE'}
+end
+redis.call('HSET', KEYS[2], 'asset', asset, 'amount', amount, 'original', amount,
+  'side', ARGV[3], 'symbol', ARGV[4], 'price_ticks', ARGV[5])
+return {1, asset, amount}
