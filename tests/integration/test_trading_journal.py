@@ -1,0 +1,436 @@
+"""Trading against a real PostgreSQL: the journal, the service in process, replay after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+
+from backbone.common.v1 import common_pb2
+from backbone.money import derive_instrument
+from backbone.runtime.config import Settings
+from backbone.runtime.database import migrate, open_pool
+from backbone.runtime.embedded import free_port
+from backbone.runtime.errors import ServiceError, from_rpc_error
+from backbone.runtime.server import RunningServer
+from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from trading.app import TradingApp, create_app
+from trading.engine import Engine
+from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
+from trading.servicer import ExecutionFeed
+
+pytestmark = pytest.mark.integration
+
+BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
+T = 1_700_000_000_000_000_000
+
+
+def instrument(symbol: str = "BTC-USD") -> common_pb2.Instrument:
+    return derive_instrument(
+        symbol=symbol,
+        base_asset="BTC",
+        quote_asset="USD",
+        base_scale=8,
+        quote_scale=6,
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.0001"),
+        min_quantity=Decimal("0.0001"),
+        max_quantity=Decimal("1000"),
+        max_price=Decimal("1000000"),
+        maker_fee_bps=10,
+        taker_fee_bps=20,
+    )
+
+
+def new(
+    order_id: str, side: int, price: int, lots: int, account: str = "acct-1", symbol: str = "BTC-USD"
+) -> trading_pb2.OrderCommand:
+    return trading_pb2.OrderCommand(
+        new_order=trading_pb2.NewOrder(
+            order_id=order_id,
+            client_order_id=f"c-{order_id}",
+            account_id=account,
+            symbol=symbol,
+            side=side,  # type: ignore[arg-type]
+            price_ticks=price,
+            quantity_lots=lots,
+        )
+    )
+
+
+def cancel(order_id: str, account: str = "acct-1") -> trading_pb2.OrderCommand:
+    return trading_pb2.OrderCommand(
+        cancel_order=trading_pb2.CancelOrder(order_id=order_id, account_id=account)
+    )
+
+
+def settings_for(database_url: str, **addresses: str) -> Settings:
+    environment = {
+        "BACKBONE_DATABASE_URL": database_url,
+        "BACKBONE_SETTLEMENT_ADDRESS": addresses.get("settlement", f"127.0.0.1:{free_port()}"),
+        "BACKBONE_RISK_ADDRESS": addresses.get("risk", f"127.0.0.1:{free_port()}"),
+        "BACKBONE_TRADING_SHARD": "trading-test",
+        "BACKBONE_GRACE_PERIOD_SECONDS": "1",
+        "BACKBONE_BATCH_MAX_ITEMS": "64",
+        "BACKBONE_DATABASE_POOL_SIZE": "4",
+    }
+    return Settings.from_env(environment)
+
+
+async def wait_until(condition: Callable[[], Any], what: str, timeout_seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout_seconds:g}s")
+        await asyncio.sleep(0.02)
+
+
+class Trading:
+    """A trading app running in process on a free port, with a stub to it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app: TradingApp = create_app(settings)
+        self.server = RunningServer(self.app, settings)
+        self.channel: grpc.aio.Channel | None = None
+
+    async def __aenter__(self) -> Trading:
+        await self.server.start("127.0.0.1:0")
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.server.port}")
+        self.stub = trading_pb2_grpc.TradingServiceStub(self.channel)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.channel is not None
+        await self.channel.close()
+        await self.server.stop()
+
+    async def send(self, *batches: list[trading_pb2.OrderCommand]) -> list[trading_pb2.StreamOrdersResponse]:
+        """One StreamOrders stream carrying `batches` (sequences 1, 2, ...); returns the responses."""
+        requests = [
+            trading_pb2.StreamOrdersRequest(sequence=i + 1, commands=commands)
+            for i, commands in enumerate(batches)
+        ]
+
+        async def generate() -> AsyncIterator[trading_pb2.StreamOrdersRequest]:
+            for request in requests:
+                yield request
+
+        return [response async for response in self.stub.StreamOrders(generate())]
+
+
+async def refused(call: Any) -> ServiceError:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return from_rpc_error(error)
+    raise AssertionError("the call succeeded but should have been refused")
+
+
+def journal_rows(database_url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(database_url) as connection:
+        return [
+            (int(sequence), kind)
+            for sequence, kind in connection.execute(
+                "SELECT sequence, kind FROM trading.journal WHERE shard = 'trading-test' ORDER BY sequence"
+            ).fetchall()
+        ]
+
+
+# -- the journal adapter -------------------------------------------------------------------
+
+
+async def test_journal_appends_in_one_transaction_and_reads_back(new_database: Callable[[], str]) -> None:
+    settings = settings_for(new_database())
+    pool = await open_pool(settings, "trading-test")
+    try:
+        await migrate(pool, "trading")
+        assert await migrate(pool, "trading") == 0
+        journal = Journal(pool, "shard-a", page_size=3)
+        other = Journal(pool, "shard-b")
+        engine = Engine()
+        records = list(engine.create_instrument(instrument(), T).records)
+        for command in (new("s1", SELL, 100, 5), new("b1", BUY, 100, 2), cancel("s1"), new("b2", BUY, 90, 1)):
+            records += engine.apply(command, T).records
+        await journal.append(records[:4])
+        await journal.append(records[4:])
+        await other.append(records[:1])
+        assert await journal.last_sequence() == len(records) == 7
+        assert await other.last_sequence() == 1
+        assert await Journal(pool, "empty").last_sequence() == 0
+
+        assert await journal.load_all() == records  # read a page of 3 at a time
+        trades = await journal.load_after(0, 100, SETTLEMENT_KINDS)
+        assert [(seq, r.WhichOneof("record")) for seq, r in trades] == [(4, "trade")]
+        events = await journal.load_after(0, 100, RISK_KINDS)
+        assert [(seq, r.WhichOneof("record")) for seq, r in events] == [(4, "trade"), (6, "order_released")]
+        assert await journal.load_after(4, 100, RISK_KINDS) == events[1:]
+        assert await journal.load_after(0, 1, RISK_KINDS) == events[:1]
+
+        # A batch that cannot be written entirely is not written at all.
+        clash = [trading_pb2.JournalRecord(sequence=8, timestamp_ns=T), records[0]]
+        clash[0].cancel_order.order_id = "x"
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await journal.append(clash)
+        assert await journal.last_sequence() == 7
+
+        replayed = Engine()
+        for record in await journal.load_all():
+            replayed.replay(record)
+        replayed.finish_replay()
+        assert replayed.state_hash() == engine.state_hash()
+    finally:
+        await pool.close()
+
+
+# -- the service in process ----------------------------------------------------------------
+
+
+async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
+    new_database: Callable[[], str],
+) -> None:
+    database_url = new_database()
+    settings = settings_for(database_url)
+    async with Trading(settings) as trading:
+        created = await trading.stub.CreateInstrument(
+            trading_pb2.CreateInstrumentRequest(instrument=instrument())
+        )
+        assert created.instrument == instrument()
+        again = await trading.stub.CreateInstrument(
+            trading_pb2.CreateInstrumentRequest(instrument=instrument())
+        )
+        assert again.instrument == instrument()
+
+        subscription = trading.stub.SubscribeExecutions(trading_pb2.SubscribeExecutionsRequest())
+        await wait_until(lambda: trading.app.feed.subscriber_count == 1, "the subscription")
+
+        responses = await trading.send(
+            [new("s1", SELL, 5_000_000, 5_000, "bob"), new("s2", SELL, 5_000_100, 1_000, "bob")],
+            [new("b1", BUY, 5_010_000, 6_000, "alice"), new("s1", BUY, 1, 1), cancel("nope")],
+            [],
+            [cancel("b1", "alice"), cancel("s2", "alice")],
+        )
+        assert [r.sequence for r in responses] == [1, 2, 3, 4]
+        assert [len(r.results) for r in responses] == [2, 3, 0, 2]
+        first, second, _, fourth = responses
+        assert [[x.execution_type for x in result.reports] for result in first.results] == [
+            [common_pb2.EXECUTION_TYPE_ACCEPTED],
+            [common_pb2.EXECUTION_TYPE_ACCEPTED],
+        ]
+        buy = second.results[0].reports
+        assert [(x.order.order_id, x.execution_type) for x in buy] == [
+            ("b1", common_pb2.EXECUTION_TYPE_ACCEPTED),
+            ("b1", common_pb2.EXECUTION_TYPE_TRADE),
+            ("s1", common_pb2.EXECUTION_TYPE_TRADE),
+            ("b1", common_pb2.EXECUTION_TYPE_TRADE),
+            ("s2", common_pb2.EXECUTION_TYPE_TRADE),
+        ]
+        assert [x.last_price_ticks for x in buy[1:]] == [5_000_000, 5_000_000, 5_000_100, 5_000_100]
+        assert buy[1].order.status == common_pb2.ORDER_STATUS_PARTIALLY_FILLED
+        assert buy[3].order.status == common_pb2.ORDER_STATUS_FILLED
+        assert (buy[2].liquidity_side, buy[3].liquidity_side) == (
+            common_pb2.LIQUIDITY_SIDE_MAKER,
+            common_pb2.LIQUIDITY_SIDE_TAKER,
+        )
+        assert second.results[1].reports[0].reject_reason == "DUPLICATE_ORDER_ID"
+        assert second.results[2].reports[0].reject_reason == "UNKNOWN_ORDER"
+        assert fourth.results[0].reports[0].reject_reason == "ORDER_NOT_OPEN"  # b1 was filled
+        assert fourth.results[1].reports[0].reject_reason == "NOT_ORDER_OWNER"
+
+        # Everything that was answered is journaled; refusals are not.
+        assert [kind for _, kind in journal_rows(database_url)] == [
+            "instrument_created",
+            "new_order",
+            "new_order",
+            "new_order",
+            "trade",
+            "trade",
+        ]
+
+        # The subscriber saw every report of a journaled command, in order (refusals are not journaled).
+        seen: list[common_pb2.ExecutionReport] = []
+        expected = [
+            x
+            for response in responses
+            for result in response.results
+            for x in result.reports
+            if x.execution_type != common_pb2.EXECUTION_TYPE_REJECTED
+        ]
+        assert len(expected) == 7
+        while len(seen) < len(expected):
+            seen.extend((await asyncio.wait_for(subscription.read(), 10)).reports)
+        assert seen == expected
+        subscription.cancel()
+
+        order = await trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="s2"))
+        assert (order.order.filled_lots, order.order.leaves_lots) == (1_000, 0)
+        missing = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="zzz")))
+        assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "UNKNOWN_ORDER")
+        empty = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest()))
+        assert empty.code == grpc.StatusCode.INVALID_ARGUMENT
+
+        await trading.send([new("r1", BUY, 100, 1), new("r2", BUY, 90, 2), new("r3", SELL, 200, 3)])
+        book = await trading.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD"))
+        assert [(x.price_ticks, x.quantity_lots, x.order_count) for x in book.bids] == [
+            (100, 1, 1),
+            (90, 2, 1),
+        ]
+        assert [(x.price_ticks, x.quantity_lots) for x in book.asks] == [(200, 3)]
+        top = await trading.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD", depth=1))
+        assert len(top.bids) == 1 and len(top.asks) == 1
+        unknown = await refused(trading.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="NOPE")))
+        assert (unknown.code, unknown.reason) == (grpc.StatusCode.NOT_FOUND, "UNKNOWN_SYMBOL")
+
+        state = trading.app.engine.state_hash()
+        trading.app.engine.validate()
+
+    # A new process over the same journal rebuilds the same state.
+    async with Trading(settings) as restarted:
+        assert restarted.app.engine.state_hash() == state
+        restarted.app.engine.validate()
+        assert await restarted.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD")) == book
+        listed = await restarted.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
+        assert list(listed.instruments) == [instrument()]
+        # Counters continue: the next trade is number 3, right after the journal's last sequence.
+        (response,) = await restarted.send([new("x1", SELL, 100, 1, "carol")])
+        trade_reports = [
+            x for x in response.results[0].reports if x.execution_type == common_pb2.EXECUTION_TYPE_TRADE
+        ]
+        assert {x.trade_id for x in trade_reports} == {3}
+        rows = journal_rows(database_url)
+        assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
+
+
+async def test_create_instrument_refusals(new_database: Callable[[], str]) -> None:
+    async with Trading(settings_for(new_database())) as trading:
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+        different = instrument()
+        different.maker_fee_bps = 1
+        exists = await refused(
+            trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=different))
+        )
+        assert (exists.code, exists.reason) == (grpc.StatusCode.ALREADY_EXISTS, "INSTRUMENT_EXISTS")
+        bad = instrument("ETH-USD")
+        bad.base_minor_per_lot = 7
+        bad.tick_size = "0.0"
+        invalid = await refused(
+            trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=bad))
+        )
+        assert (invalid.code, invalid.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INSTRUMENT")
+        assert "instrument.tick_size" in [v.field for v in invalid.violations]
+        missing = await refused(trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest()))
+        assert missing.code == grpc.StatusCode.INVALID_ARGUMENT
+        listed = await trading.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
+        assert [i.symbol for i in listed.instruments] == ["BTC-USD"]
+
+
+async def test_concurrent_streams_all_go_through_one_engine(new_database: Callable[[], str]) -> None:
+    database_url = new_database()
+    async with Trading(settings_for(database_url)) as trading:
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+
+        async def flow(name: str, side: int) -> list[trading_pb2.StreamOrdersResponse]:
+            batches = [[new(f"{name}-{i}-{j}", side, 100, 1, name) for j in range(20)] for i in range(10)]
+            return await trading.send(*batches)
+
+        results = await asyncio.gather(*(flow(f"t{n}", BUY if n % 2 else SELL) for n in range(6)))
+        for responses in results:
+            assert [r.sequence for r in responses] == list(range(1, 11))
+            assert all(len(r.results) == 20 for r in responses)
+        engine = trading.app.engine
+        engine.validate()
+        assert len(engine.orders) == 6 * 200
+        assert engine.last_trade_id == 600  # every buy met a sell at the same price
+        state = engine.state_hash()
+        rows = journal_rows(database_url)
+        assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
+    async with Trading(settings_for(database_url)) as restarted:
+        assert restarted.app.engine.state_hash() == state
+
+
+async def test_a_failed_journal_write_stops_the_engine(new_database: Callable[[], str]) -> None:
+    database_url = new_database()
+    async with Trading(settings_for(database_url)) as trading:
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+        fatal: list[str] = []
+        trading.app.loop._on_fatal = fatal.append
+        assert trading.app.journal is not None
+
+        async def broken(records: object) -> None:
+            raise psycopg.OperationalError("the disk is on fire")
+
+        trading.app.journal.append = broken  # type: ignore[method-assign]
+        error = await refused(trading.send([new("o1", BUY, 100, 1)]))
+        assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "OUTCOME_UNKNOWN")
+        assert fatal and "journal write failed" in fatal[0]
+        after = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="o1")))
+        assert after.code == grpc.StatusCode.UNAVAILABLE
+    assert [kind for _, kind in journal_rows(database_url)] == ["instrument_created"]
+
+
+class _Settlement(settlement_pb2_grpc.SettlementServiceServicer):
+    """A receiver of StreamTrades that keeps what it is sent (stands in for settlement)."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.trades: list[tuple[str, int, int]] = []
+
+    async def StreamTrades(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        async for request in request_iterator:
+            for item in request.trades:
+                if item.sequence > self.applied:
+                    self.trades.append((request.source, item.sequence, item.trade.trade_id))
+                    self.applied = item.sequence
+            yield settlement_pb2.StreamTradesResponse(applied_sequence=self.applied)
+
+
+async def test_trades_reach_settlement_through_the_outbox(new_database: Callable[[], str]) -> None:
+    receiver = _Settlement()
+    server = grpc.aio.server()
+    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        settings = settings_for(new_database(), settlement=f"127.0.0.1:{port}")
+        async with Trading(settings) as trading:
+            await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+            await trading.send(
+                [new("s", SELL, 100, 3, "a"), new("b", BUY, 100, 1, "b")], [new("c", BUY, 100, 2, "c")]
+            )
+            await wait_until(lambda: len(receiver.trades) == 2, "both trades at the receiver")
+            assert receiver.trades == [("trading-test", 4, 1), ("trading-test", 6, 2)]
+            outbox = trading.app.outboxes[0]
+            assert await outbox.wait_acknowledged(6, 10)
+    finally:
+        await server.stop(0)
+
+
+async def test_a_subscriber_that_falls_behind_is_ended_not_waited_for() -> None:
+    feed = ExecutionFeed(max_queued_batches=2)
+    slow, fast = feed.subscribe(), feed.subscribe()
+    report = common_pb2.ExecutionReport(execution_type=common_pb2.EXECUTION_TYPE_ACCEPTED)
+    for _ in range(2):
+        feed.publish([report])
+        assert (await fast.next()).reports == [report]
+    feed.publish([report])  # the third batch finds the slow queue full
+    assert (await fast.next()).reports == [report]
+    with pytest.raises(ServiceError) as ended:
+        await slow.next()
+    assert (ended.value.code, ended.value.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_CONSUMER")
+    assert feed.subscriber_count == 1
+    feed.close()
+    with pytest.raises(ServiceError) as closed:
+        await fast.next()
+    assert closed.value.code == grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,158 @@
+"""Composition root of the trading service.
+
+start(): open the pool, migrate the ``trading`` schema, replay this shard's
+journal into a fresh engine, then start the engine task and two outboxes
+(trades to settlement, trades and releases to risk), each resuming from
+what its receiver says it has applied. stop(): refuse new commands, let the
+engine finish the batch in hand, stop the outboxes, close channels and pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
+from backbone.runtime.channels import open_channel
+from backbone.runtime.config import Settings
+from backbone.runtime.database import migrate, open_pool
+from backbone.runtime.outbox import OutboxSender
+from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from trading.engine import Engine
+from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
+from trading.servicer import EngineLoop, ExecutionFeed, TradingServicer
+
+log = structlog.get_logger("backbone.trading")
+
+SERVICE_NAME = trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name
+
+Records = Sequence[tuple[int, trading_pb2.JournalRecord]]
+
+
+def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTradesRequest:
+    return settlement_pb2.StreamTradesRequest(
+        source=source,
+        trades=[settlement_pb2.SequencedTrade(sequence=seq, trade=record.trade) for seq, record in records],
+    )
+
+
+def risk_request(source: str, records: Records) -> risk_pb2.StreamTradingEventsRequest:
+    events = []
+    for sequence, record in records:
+        if record.HasField("trade"):
+            events.append(risk_pb2.TradingEvent(sequence=sequence, trade=record.trade))
+        else:
+            events.append(risk_pb2.TradingEvent(sequence=sequence, order_released=record.order_released))
+    return risk_pb2.StreamTradingEventsRequest(source=source, events=events)
+
+
+async def replay_journal(journal: Journal, engine: Engine) -> int:
+    """Rebuild `engine` from the journal; returns how many records were read."""
+    count = 0
+    async for record in journal.records():
+        engine.replay(record)
+        count += 1
+    engine.finish_replay()
+    return count
+
+
+class TradingApp:
+    """The trading service: engine, journal, outboxes, served over gRPC."""
+
+    name = "trading"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine()
+        self.feed = ExecutionFeed()
+        self.loop = EngineLoop(self.engine, self.feed, batch_max_items=settings.batch_max_items)
+        self.pool: AsyncConnectionPool | None = None
+        self.journal: Journal | None = None
+        self.outboxes: list[OutboxSender[Any]] = []
+        self._channels: list[grpc.aio.Channel] = []
+
+    def register(self, server: grpc.aio.Server) -> Sequence[str]:
+        servicer = TradingServicer(self.loop)
+        trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        return [SERVICE_NAME]
+
+    async def start(self) -> None:
+        settings = self.settings
+        shard = settings.trading_shard
+        pool = await open_pool(settings, self.name)
+        self.pool = pool
+        applied = await migrate(pool, self.name)
+        journal = Journal(pool, shard)
+        self.journal = journal
+        started = time.perf_counter()
+        replayed = await replay_journal(journal, self.engine)
+        log.info(
+            "journal replayed",
+            shard=shard,
+            records=replayed,
+            last_sequence=self.engine.last_sequence,
+            orders=len(self.engine.orders),
+            seconds=round(time.perf_counter() - started, 3),
+            migrations_applied=applied,
+        )
+
+        settlement_channel = open_channel(settings.settlement_address, settings)
+        risk_channel = open_channel(settings.risk_address, settings)
+        self._channels = [settlement_channel, risk_channel]
+        settlement = settlement_pb2_grpc.SettlementServiceStub(settlement_channel)  # type: ignore[no-untyped-call]
+        risk = risk_pb2_grpc.RiskServiceStub(risk_channel)  # type: ignore[no-untyped-call]
+
+        async def trades_after(sequence: int, limit: int) -> Records:
+            return await journal.load_after(sequence, limit, SETTLEMENT_KINDS)
+
+        async def events_after(sequence: int, limit: int) -> Records:
+            return await journal.load_after(sequence, limit, RISK_KINDS)
+
+        self.outboxes = [
+            OutboxSender(
+                "settlement-trades",
+                shard,
+                lambda: settlement.StreamTrades(),
+                trades_after,
+                settlement_request,
+                lambda response: int(response.applied_sequence),
+                max_items=settings.batch_max_items,
+            ),
+            OutboxSender(
+                "risk-trading-events",
+                shard,
+                lambda: risk.StreamTradingEvents(),
+                events_after,
+                risk_request,
+                lambda response: int(response.applied_sequence),
+                max_items=settings.batch_max_items,
+            ),
+        ]
+        self.loop.on_committed = [outbox.notify for outbox in self.outboxes]
+        await self.loop.start(journal)
+        for outbox in self.outboxes:
+            await outbox.start()
+        log.info("trading ready", shard=shard, instruments=len(self.engine.instruments))
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+        self.feed.close()
+        for outbox in self.outboxes:
+            await outbox.stop()
+        self.outboxes = []
+        for channel in self._channels:
+            await channel.close()
+        self._channels = []
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await pool.close()
+
+
+def create_app(settings: Settings) -> TradingApp:
+    return TradingApp(settings)
