@@ -9,6 +9,8 @@ writes one access log line with the method, status and duration.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -78,14 +80,51 @@ def _wrap_unary_response(
     return wrapped
 
 
+async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
+    """Items of `iterator` until it ends or the server starts draining, whichever is first.
+
+    Used on a stream's incoming side: at shutdown the handler sees the end of
+    its input between two messages, answers what it already took, and returns,
+    so a long-lived stream ends cleanly instead of holding the drain for the
+    whole grace period.
+    """
+    stop = asyncio.ensure_future(draining.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(iterator))
+            await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stop.cancel()
+
+
 def _wrap_stream_response(
-    method: str, behavior: Callable[[Any, Context], AsyncIterator[Any]]
+    method: str,
+    behavior: Callable[[Any, Context], AsyncIterator[Any]],
+    draining: asyncio.Event,
+    streaming_requests: bool,
 ) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def wrapped(request_or_iterator: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(method, context)
         try:
-            async for response in behavior(request_or_iterator, context):
-                yield response
+            if streaming_requests:
+                # Bidirectional: end the input at a message boundary; the handler answers what it took.
+                async for response in behavior(_until_draining(request_or_iterator, draining), context):
+                    yield response
+            else:
+                # Server streaming (a feed): nothing is in flight between two messages; end it there.
+                responses = behavior(request_or_iterator, context)
+                async for response in _until_draining(responses, draining):
+                    yield response
         except Exception as error:  # fail() aborts the call or re-raises
             await scope.fail(error)
             raise
@@ -96,7 +135,14 @@ def _wrap_stream_response(
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Request id, errors and access logs for every handler of a server."""
+    """Request id, errors and access logs for every handler of a server.
+
+    Setting `draining` ends every open stream at its next message boundary
+    (see `_until_draining`); unary calls in flight simply finish.
+    """
+
+    def __init__(self) -> None:
+        self.draining = asyncio.Event()
 
     async def intercept_service(
         self,
@@ -121,13 +167,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.unary_stream),
+                _wrap_stream_response(method, handler.unary_stream, self.draining, False),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream_response(method, handler.stream_stream),
+                _wrap_stream_response(method, handler.stream_stream, self.draining, True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -66,7 +66,8 @@ class RunningServer:
     def __init__(self, app: ServiceApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.server = grpc.aio.server(interceptors=[ServerInterceptor()], options=server_options(settings))
+        self.interceptor = ServerInterceptor()
+        self.server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(settings))
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._stopped = asyncio.Event()
@@ -85,6 +86,9 @@ class RunningServer:
             raise BindError(f"cannot listen on {address}: {error}") from error
         if self.port == 0:
             raise BindError(f"cannot listen on {address}")
+        # grpc's health servicer starts with the server as a whole SERVING; it is not until the app is.
+        for name in ("", *names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         await self.app.start()
         for name in ("", *names):
@@ -100,6 +104,7 @@ class RunningServer:
         grace = float(self.settings.grace_period_seconds)
         log.info("draining", grace_period_seconds=grace)
         await self.health.enter_graceful_shutdown()
+        self.interceptor.draining.set()
         await self.server.stop(grace)
         try:
             await self.app.stop()

@@ -60,7 +60,9 @@ def test_sigterm_drains_in_flight_orders(system_factory: Callable[..., System]) 
 
     assert exit_code == 0, "the gateway must exit cleanly after draining"
     codes = {code for code, _ in outcomes}
-    assert codes <= {"OK", "UNAVAILABLE"}, outcomes  # finished, or refused because the server had gone
+    # Finished; or refused: UNAVAILABLE once the server had gone, CANCELLED for calls that reached it
+    # but were not yet taken by a handler when the stop began (gRPC core cancels those).
+    assert codes <= {"OK", "UNAVAILABLE", "CANCELLED"}, outcomes
     accepted = [order_id for code, order_id in outcomes if code == "OK"]
     assert len(accepted) >= 20
 
