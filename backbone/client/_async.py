@@ -1,0 +1,414 @@
+"""The asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from backbone.gateway.v1 import gateway_pb2
+
+from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._models import (
+    Account,
+    Asset,
+    Balance,
+    Deposit,
+    ExecutionReport,
+    Instrument,
+    Order,
+    OrderBook,
+    balances_from_proto,
+    create_asset_request,
+    create_instrument_request,
+    deposit_from_proto,
+    deposit_request,
+    instrument_from_proto,
+    order_book_from_proto,
+    order_book_request,
+    order_from_proto,
+    report_from_proto,
+    submit_order_request,
+    submitted_order_from_proto,
+)
+from ._sync import (
+    ADMIN_KEY_HEADER,
+    ADMIN_SERVICE,
+    API_KEY_HEADER,
+    GATEWAY_SERVICE,
+    _serialize,
+    channel_options,
+)
+
+Response = TypeVar("Response", bound=Message)
+T = TypeVar("T")
+
+_StreamCall = grpc.aio.UnaryStreamCall[Message, gateway_pb2.StreamExecutionsResponse]
+
+
+def _unary(
+    channel: grpc.aio.Channel, service: str, method: str, response_type: type[Response]
+) -> grpc.aio.UnaryUnaryMultiCallable[Message, Response]:
+    return channel.unary_unary(
+        f"/{service}/{method}",
+        request_serializer=_serialize,
+        response_deserializer=response_type.FromString,
+    )
+
+
+class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
+    """The caller's execution reports as they happen.
+
+    ``async with client.stream_executions() as reports:`` returns once the
+    subscription is live at the gateway, so no report of an order submitted
+    inside the block is missed; ``async for report in reports`` reads them.
+    A plain ``async for`` over the stream also works (it subscribes lazily).
+    """
+
+    def __init__(self, call: _StreamCall) -> None:
+        self._call = call
+        self._closed = False
+        self._started = False
+
+    async def start(self) -> AsyncExecutionStream:
+        """Wait until the gateway has registered the subscription."""
+        if not self._started:
+            self._started = True
+            try:
+                await self._call.initial_metadata()
+            except grpc.RpcError as error:
+                raise BackboneError.from_rpc_error(error) from None
+            if self._call.done() and await self._call.code() != grpc.StatusCode.OK:
+                try:
+                    await self._call.read()  # raises the call's error
+                except grpc.RpcError as error:
+                    raise BackboneError.from_rpc_error(error) from None
+        return self
+
+    def __aiter__(self) -> AsyncExecutionStream:
+        return self
+
+    async def __anext__(self) -> ExecutionReport:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            response = await self._call.read()
+        except grpc.RpcError as error:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise BackboneError.from_rpc_error(error) from None
+        except asyncio.CancelledError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise
+        if not isinstance(response, gateway_pb2.StreamExecutionsResponse):  # grpc.aio.EOF
+            raise StopAsyncIteration
+        return report_from_proto(response.report)
+
+    def close(self) -> None:
+        """Stop the subscription."""
+        self._closed = True
+        self._call.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> AsyncExecutionStream:
+        try:
+            return await self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """An asyncio client of the Backbone gateway. Build it with ``await AsyncClient.connect(...)``.
+
+    Every failure is raised as :class:`BackboneError`. Idempotent calls are
+    retried on UNAVAILABLE; submit_order is retried with the same
+    client_order_id, so a retry never places a second order.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        target: str,
+        api_key: str | None,
+        admin_key: str | None,
+        timeout_seconds: float,
+        max_attempts: int,
+    ) -> None:
+        self.target = target
+        self._channel = channel
+        self._api_key = api_key
+        self._admin_key = admin_key
+        self._timeout = timeout_seconds
+        self._max_attempts = max(1, max_attempts)
+        g, a = GATEWAY_SERVICE, ADMIN_SERVICE
+        self._submit_order = _unary(channel, g, "SubmitOrder", gateway_pb2.SubmitOrderResponse)
+        self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
+        self._get_order = _unary(channel, g, "GetOrder", gateway_pb2.GetOrderResponse)
+        self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
+        self._list_instruments = _unary(
+            channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse
+        )
+        self._get_order_book = _unary(channel, g, "GetOrderBook", gateway_pb2.GetOrderBookResponse)
+        self._stream_executions: grpc.aio.UnaryStreamMultiCallable[
+            Message, gateway_pb2.StreamExecutionsResponse
+        ] = channel.unary_stream(
+            f"/{g}/StreamExecutions",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
+        )
+        self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
+        self._create_instrument = _unary(
+            channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse
+        )
+        self._create_account = _unary(channel, a, "CreateAccount", gateway_pb2.CreateAccountResponse)
+        self._deposit = _unary(channel, a, "Deposit", gateway_pb2.DepositResponse)
+
+    @classmethod
+    async def connect(
+        cls,
+        target: str,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        timeout_seconds: float = 10.0,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        max_attempts: int = 3,
+    ) -> AsyncClient:
+        """Connect to the gateway at `target` ("host:port"), waiting until it is reachable.
+
+        `timeout_seconds` bounds the connection and is the deadline of every
+        call. `api_key` is needed for trading calls, `admin_key` for the
+        admin calls. `tls=True` uses TLS (with `root_certificates`, or the
+        system's roots).
+        """
+        options = channel_options()
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            channel = grpc.aio.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(target, options=options)
+        try:
+            await asyncio.wait_for(channel.channel_ready(), timeout_seconds)
+        except TimeoutError:
+            await channel.close()
+            raise BackboneError(
+                grpc.StatusCode.UNAVAILABLE,
+                "UNREACHABLE",
+                f"cannot reach the gateway at {target} within {timeout_seconds:g}s",
+            ) from None
+        return cls(
+            channel,
+            target=target,
+            api_key=api_key,
+            admin_key=admin_key,
+            timeout_seconds=timeout_seconds,
+            max_attempts=max_attempts,
+        )
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(target={self.target!r})"
+
+    def _metadata(self, admin: bool) -> tuple[tuple[str, str], ...]:
+        if admin:
+            if not self._admin_key:
+                raise BackboneError.not_configured("admin_key")
+            return ((ADMIN_KEY_HEADER, self._admin_key),)
+        if not self._api_key:
+            raise BackboneError.not_configured("api_key")
+        return ((API_KEY_HEADER, self._api_key),)
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Message, Response],
+        request: Message,
+        *,
+        admin: bool = False,
+    ) -> Response:
+        metadata = self._metadata(admin)
+        try:
+            return await method(request, timeout=self._timeout, metadata=metadata)
+        except grpc.RpcError as error:
+            raise BackboneError.from_rpc_error(error) from None
+
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return await attempt_once()
+            except BackboneError as error:
+                if attempt >= self._max_attempts or not should_retry(error):
+                    raise
+            await asyncio.sleep(backoff_seconds(attempt))
+            attempt += 1
+
+    # --- trading -------------------------------------------------------------------------------
+
+    async def submit_order(
+        self,
+        symbol: str,
+        side: str | int,
+        price: Decimal,
+        quantity: Decimal,
+        *,
+        client_order_id: str | None = None,
+    ) -> Order:
+        """Place a limit order; returns it with the execution reports it produced at once.
+
+        `side` is "buy" or "sell" (or a common.v1 Side). `price` and `quantity`
+        are exact Decimals on the instrument's tick and lot grid. Without a
+        `client_order_id` one is generated; retries reuse it, and when an
+        earlier attempt did get through, that order is returned.
+        """
+        coid = client_order_id or uuid.uuid4().hex
+        request = submit_order_request(symbol, side, price, quantity, coid)
+        attempt = 1
+        earlier: BackboneError | None = None
+        while True:
+            try:
+                return submitted_order_from_proto(await self._call(self._submit_order, request))
+            except BackboneError as error:
+                if earlier is not None and is_duplicate_of_earlier_attempt(error):
+                    # An earlier attempt got through to the gateway: that order is the answer.
+                    try:
+                        return await self.get_order(error.metadata["order_id"])
+                    except BackboneError as lookup:
+                        if lookup.code != grpc.StatusCode.NOT_FOUND:
+                            raise
+                        raise earlier from None  # not on the book (yet): its outcome is unknown
+                if attempt >= self._max_attempts or not should_retry(error):
+                    raise
+                earlier = error
+            await asyncio.sleep(backoff_seconds(attempt))
+            attempt += 1
+
+    async def cancel_order(self, order_id: str) -> Order:
+        """Cancel an order's open quantity; returns the cancelled order."""
+        request = gateway_pb2.CancelOrderRequest(order_id=order_id)
+        response = await self._call(self._cancel_order, request)
+        return order_from_proto(response.order)
+
+    async def get_order(self, order_id: str) -> Order:
+        """An order of this account."""
+        request = gateway_pb2.GetOrderRequest(order_id=order_id)
+        response = await self._retrying(lambda: self._call(self._get_order, request))
+        return order_from_proto(response.order)
+
+    async def get_balances(self) -> dict[str, Balance]:
+        """This account's balances by asset code."""
+        request = gateway_pb2.GetBalancesRequest()
+        response = await self._retrying(lambda: self._call(self._get_balances, request))
+        return balances_from_proto(response)
+
+    async def list_instruments(self) -> list[Instrument]:
+        """Every tradable instrument and its rules."""
+        request = gateway_pb2.ListInstrumentsRequest()
+        response = await self._retrying(lambda: self._call(self._list_instruments, request))
+        return [instrument_from_proto(item) for item in response.instruments]
+
+    async def get_order_book(self, symbol: str, depth: int = 20) -> OrderBook:
+        """Aggregated price levels of `symbol`, best first (1 to 1000 per side)."""
+        request = order_book_request(symbol, depth)
+        response = await self._retrying(lambda: self._call(self._get_order_book, request))
+        return order_book_from_proto(response)
+
+    def stream_executions(self) -> AsyncExecutionStream:
+        """This account's execution reports; use ``async with`` to wait until the subscription is live."""
+        metadata = self._metadata(False)
+        call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
+        return AsyncExecutionStream(call)
+
+    # --- admin ---------------------------------------------------------------------------------
+
+    async def create_asset(self, code: str, scale: int) -> Asset:
+        """Define an asset with `scale` decimal places (repeating the same definition is a no-op)."""
+        request = create_asset_request(code, scale)
+        response = await self._retrying(lambda: self._call(self._create_asset, request, admin=True))
+        return Asset(response.code, response.scale)
+
+    async def create_instrument(
+        self,
+        symbol: str,
+        base_asset: str,
+        quote_asset: str,
+        *,
+        tick_size: Decimal,
+        lot_size: Decimal,
+        max_quantity: Decimal,
+        max_price: Decimal,
+        min_quantity: Decimal | None = None,
+        maker_fee_bps: int = 0,
+        taker_fee_bps: int = 0,
+    ) -> Instrument:
+        """Define a tradable symbol over two existing assets."""
+        request = create_instrument_request(
+            symbol,
+            base_asset,
+            quote_asset,
+            tick_size=tick_size,
+            lot_size=lot_size,
+            max_quantity=max_quantity,
+            max_price=max_price,
+            min_quantity=min_quantity,
+            maker_fee_bps=maker_fee_bps,
+            taker_fee_bps=taker_fee_bps,
+        )
+        response = await self._retrying(
+            lambda: self._call(self._create_instrument, request, admin=True)
+        )
+        return instrument_from_proto(response.instrument)
+
+    async def create_account(self, account_id: str | None = None) -> Account:
+        """Open an account (id generated when None); its API key is returned this once."""
+        request = gateway_pb2.CreateAccountRequest(account_id=account_id or "")
+        response = await self._call(self._create_account, request, admin=True)
+        return Account(response.account_id, response.api_key)
+
+    async def deposit(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        *,
+        deposit_id: str | None = None,
+    ) -> Deposit:
+        """Credit `amount` of `asset`; a repeated `deposit_id` is a no-op (created=False)."""
+        request = deposit_request(account_id, asset, amount, deposit_id or uuid.uuid4().hex)
+        response = await self._retrying(lambda: self._call(self._deposit, request, admin=True))
+        return deposit_from_proto(request, response)

@@ -1,0 +1,437 @@
+"""What the SDK hands back: frozen dataclasses with Decimal amounts, and their conversions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from google.protobuf import timestamp_pb2
+
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+
+from ._errors import BackboneError
+
+
+class Side(enum.StrEnum):
+    """Direction of an order; compares equal to "buy" / "sell"."""
+
+    BUY = "buy"
+    SELL = "sell"
+    UNSPECIFIED = "unspecified"
+
+
+class OrderType(enum.StrEnum):
+    LIMIT = "limit"
+    UNSPECIFIED = "unspecified"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "gtc"
+    UNSPECIFIED = "unspecified"
+
+
+class OrderStatus(enum.StrEnum):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    UNSPECIFIED = "unspecified"
+
+    @property
+    def is_open(self) -> bool:
+        """True while the order can still trade."""
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class ExecutionType(enum.StrEnum):
+    ACCEPTED = "accepted"
+    TRADE = "trade"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    UNSPECIFIED = "unspecified"
+
+
+class LiquiditySide(enum.StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+_SIDES = {common_pb2.SIDE_BUY: Side.BUY, common_pb2.SIDE_SELL: Side.SELL}
+_SIDE_VALUES: dict[str, int] = {"buy": common_pb2.SIDE_BUY, "sell": common_pb2.SIDE_SELL}
+_ORDER_TYPES = {common_pb2.ORDER_TYPE_LIMIT: OrderType.LIMIT}
+_TIME_IN_FORCE = {common_pb2.TIME_IN_FORCE_GTC: TimeInForce.GTC}
+_STATUSES = {
+    common_pb2.ORDER_STATUS_NEW: OrderStatus.NEW,
+    common_pb2.ORDER_STATUS_PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
+    common_pb2.ORDER_STATUS_FILLED: OrderStatus.FILLED,
+    common_pb2.ORDER_STATUS_CANCELLED: OrderStatus.CANCELLED,
+    common_pb2.ORDER_STATUS_REJECTED: OrderStatus.REJECTED,
+}
+_EXECUTION_TYPES = {
+    common_pb2.EXECUTION_TYPE_ACCEPTED: ExecutionType.ACCEPTED,
+    common_pb2.EXECUTION_TYPE_TRADE: ExecutionType.TRADE,
+    common_pb2.EXECUTION_TYPE_CANCELLED: ExecutionType.CANCELLED,
+    common_pb2.EXECUTION_TYPE_REJECTED: ExecutionType.REJECTED,
+}
+_LIQUIDITY = {
+    common_pb2.LIQUIDITY_SIDE_MAKER: LiquiditySide.MAKER,
+    common_pb2.LIQUIDITY_SIDE_TAKER: LiquiditySide.TAKER,
+}
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    """One event in an order's life; the fill fields are set on trade reports only."""
+
+    order: Order
+    execution_type: ExecutionType
+    trade_id: int | None = None
+    last_price: Decimal | None = None
+    last_quantity: Decimal | None = None
+    last_fee: Decimal | None = None
+    fee_asset: str | None = None
+    liquidity_side: LiquiditySide | None = None
+    reject_reason: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as the gateway reports it; `reports` holds what SubmitOrder produced at once."""
+
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    price: Decimal
+    quantity: Decimal
+    filled_quantity: Decimal
+    leaves_quantity: Decimal
+    cancelled_quantity: Decimal
+    average_price: Decimal | None
+    status: OrderStatus
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    reports: tuple[ExecutionReport, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status.is_open
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One asset of an account: ledger total, reserved for open orders, available."""
+
+    asset: str
+    total: Decimal
+    reserved: Decimal
+    available: Decimal
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A tradable symbol and its rules."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal
+    max_quantity: Decimal
+    max_price: Decimal
+    maker_fee_bps: int
+    taker_fee_bps: int
+
+
+@dataclass(frozen=True)
+class Account:
+    """A new account and its API key (shown once; kept out of repr)."""
+
+    account_id: str
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """An asset and its number of decimal places."""
+
+    code: str
+    scale: int
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """The outcome of a deposit: `created` is False when the deposit id was already posted."""
+
+    deposit_id: str
+    account_id: str
+    asset: str
+    created: bool
+    balance: Decimal
+
+
+@dataclass(frozen=True)
+class PriceLevel:
+    price: Decimal
+    quantity: Decimal
+    order_count: int
+
+
+@dataclass(frozen=True)
+class OrderBook:
+    """Aggregated levels, best first: bids highest first, asks lowest first."""
+
+    symbol: str
+    bids: tuple[PriceLevel, ...]
+    asks: tuple[PriceLevel, ...]
+
+
+# --- proto -> model ---------------------------------------------------------------------------
+
+
+def _decimal(text: str) -> Decimal:
+    """A decimal string from the gateway ('' is zero)."""
+    return Decimal(text) if text else Decimal(0)
+
+
+def _optional_decimal(text: str) -> Decimal | None:
+    return Decimal(text) if text else None
+
+
+def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def order_from_proto(
+    message: gateway_pb2.Order, reports: tuple[ExecutionReport, ...] = ()
+) -> Order:
+    return Order(
+        order_id=message.order_id,
+        client_order_id=message.client_order_id,
+        account_id=message.account_id,
+        symbol=message.symbol,
+        side=_SIDES.get(message.side, Side.UNSPECIFIED),
+        type=_ORDER_TYPES.get(message.type, OrderType.UNSPECIFIED),
+        time_in_force=_TIME_IN_FORCE.get(message.time_in_force, TimeInForce.UNSPECIFIED),
+        price=_decimal(message.price),
+        quantity=_decimal(message.quantity),
+        filled_quantity=_decimal(message.filled_quantity),
+        leaves_quantity=_decimal(message.leaves_quantity),
+        cancelled_quantity=_decimal(message.cancelled_quantity),
+        average_price=_optional_decimal(message.average_price),
+        status=_STATUSES.get(message.status, OrderStatus.UNSPECIFIED),
+        created_at=_datetime(message.created_at) if message.HasField("created_at") else None,
+        updated_at=_datetime(message.updated_at) if message.HasField("updated_at") else None,
+        reports=reports,
+    )
+
+
+def report_from_proto(message: gateway_pb2.ExecutionReport) -> ExecutionReport:
+    return ExecutionReport(
+        order=order_from_proto(message.order),
+        execution_type=_EXECUTION_TYPES.get(message.execution_type, ExecutionType.UNSPECIFIED),
+        trade_id=int(message.trade_id) if message.trade_id else None,
+        last_price=_optional_decimal(message.last_price),
+        last_quantity=_optional_decimal(message.last_quantity),
+        last_fee=_optional_decimal(message.last_fee),
+        fee_asset=message.fee_asset or None,
+        liquidity_side=_LIQUIDITY.get(message.liquidity_side),
+        reject_reason=message.reject_reason or None,
+        timestamp=_datetime(message.timestamp) if message.HasField("timestamp") else None,
+    )
+
+
+def submitted_order_from_proto(message: gateway_pb2.SubmitOrderResponse) -> Order:
+    """The order of a SubmitOrderResponse, carrying its reports."""
+    reports = tuple(report_from_proto(report) for report in message.reports)
+    return order_from_proto(message.order, reports)
+
+
+def balance_from_proto(message: gateway_pb2.Balance) -> Balance:
+    return Balance(
+        asset=message.asset,
+        total=_decimal(message.total),
+        reserved=_decimal(message.reserved),
+        available=_decimal(message.available),
+    )
+
+
+def balances_from_proto(message: gateway_pb2.GetBalancesResponse) -> dict[str, Balance]:
+    return {balance.asset: balance_from_proto(balance) for balance in message.balances}
+
+
+def instrument_from_proto(message: gateway_pb2.Instrument) -> Instrument:
+    return Instrument(
+        symbol=message.symbol,
+        base_asset=message.base_asset,
+        quote_asset=message.quote_asset,
+        tick_size=_decimal(message.tick_size),
+        lot_size=_decimal(message.lot_size),
+        min_quantity=_decimal(message.min_quantity),
+        max_quantity=_decimal(message.max_quantity),
+        max_price=_decimal(message.max_price),
+        maker_fee_bps=message.maker_fee_bps,
+        taker_fee_bps=message.taker_fee_bps,
+    )
+
+
+def order_book_from_proto(message: gateway_pb2.GetOrderBookResponse) -> OrderBook:
+    def level(item: gateway_pb2.PriceLevel) -> PriceLevel:
+        return PriceLevel(_decimal(item.price), _decimal(item.quantity), item.order_count)
+
+    return OrderBook(
+        symbol=message.symbol,
+        bids=tuple(level(item) for item in message.bids),
+        asks=tuple(level(item) for item in message.asks),
+    )
+
+
+# --- arguments -> request fields ----------------------------------------------------------------
+
+
+def _local_error(field_name: str, reason: str, description: str) -> BackboneError:
+    return BackboneError.invalid_argument(field_name, reason, description)
+
+
+def side_value(side: str | int) -> int:
+    """common.v1 Side of "buy"/"sell" (any case), a Side, or a common.v1 Side value."""
+    if isinstance(side, str):
+        value = _SIDE_VALUES.get(side.lower())
+        if value is not None:
+            return value
+    elif isinstance(side, int) and not isinstance(side, bool) and side in _SIDES:
+        return side
+    raise _local_error("side", "INVALID_SIDE", f"{side!r} is not 'buy' or 'sell'")
+
+
+def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: bool = False) -> str:
+    """An exact, plain decimal string for the wire (no exponent), refusing NaN, inf and negatives.
+
+    Floats are refused: they cannot hold most decimal prices exactly.
+    """
+    if isinstance(value, bool | float):
+        raise TypeError(
+            f"{field_name} must be a Decimal (or int or str), not {type(value).__name__}: "
+            "floats cannot hold prices exactly"
+        )
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise _local_error(
+                field_name, "INVALID_" + field_name.upper(), f"{value[:40]!r} is not a decimal number"
+            ) from None
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
+        number = value
+    else:
+        raise TypeError(f"{field_name} must be a Decimal, not {type(value).__name__}")
+    reason = "INVALID_" + field_name.upper()
+    if not number.is_finite():
+        raise _local_error(field_name, reason, f"{number} is not a finite number")
+    if number < 0 or (number == 0 and number.is_signed()):
+        if number != 0:
+            raise _local_error(field_name, reason, f"{number} is negative")
+        number = Decimal(0)
+    if number == 0 and not allow_zero:
+        raise _local_error(field_name, reason, "must be greater than zero")
+    text = format(number, "f")
+    if "." in text:
+        whole, fraction = text.split(".")
+        fraction = fraction.rstrip("0")
+        text = f"{whole}.{fraction}" if fraction else whole
+    return text
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def submit_order_request(
+    symbol: str,
+    side: str | int,
+    price: Decimal | int | str,
+    quantity: Decimal | int | str,
+    client_order_id: str,
+) -> gateway_pb2.SubmitOrderRequest:
+    return gateway_pb2.SubmitOrderRequest(
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=side_value(side),  # type: ignore[arg-type]
+        type=common_pb2.ORDER_TYPE_LIMIT,
+        time_in_force=common_pb2.TIME_IN_FORCE_GTC,
+        price=decimal_text(price, "price"),
+        quantity=decimal_text(quantity, "quantity"),
+    )
+
+
+def create_instrument_request(
+    symbol: str,
+    base_asset: str,
+    quote_asset: str,
+    *,
+    tick_size: Decimal | int | str,
+    lot_size: Decimal | int | str,
+    max_quantity: Decimal | int | str,
+    max_price: Decimal | int | str,
+    min_quantity: Decimal | int | str | None = None,
+    maker_fee_bps: int = 0,
+    taker_fee_bps: int = 0,
+) -> gateway_pb2.CreateInstrumentRequest:
+    for name, bps in (("maker_fee_bps", maker_fee_bps), ("taker_fee_bps", taker_fee_bps)):
+        if isinstance(bps, bool) or not isinstance(bps, int) or bps < 0:
+            raise _local_error(name, "INVALID_FEE", f"{bps!r} is not a whole number of basis points")
+    return gateway_pb2.CreateInstrumentRequest(
+        symbol=symbol,
+        base_asset=base_asset,
+        quote_asset=quote_asset,
+        tick_size=decimal_text(tick_size, "tick_size"),
+        lot_size=decimal_text(lot_size, "lot_size"),
+        min_quantity="" if min_quantity is None else decimal_text(min_quantity, "min_quantity"),
+        max_quantity=decimal_text(max_quantity, "max_quantity"),
+        max_price=decimal_text(max_price, "max_price"),
+        maker_fee_bps=maker_fee_bps,
+        taker_fee_bps=taker_fee_bps,
+    )
+
+
+def create_asset_request(code: str, scale: int) -> gateway_pb2.CreateAssetRequest:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 0:
+        raise _local_error("scale", "INVALID_SCALE", f"{scale!r} is not a number of decimal places")
+    return gateway_pb2.CreateAssetRequest(code=code, scale=scale)
+
+
+def deposit_request(
+    account_id: str, asset: str, amount: Decimal | int | str, deposit_id: str
+) -> gateway_pb2.DepositRequest:
+    return gateway_pb2.DepositRequest(
+        deposit_id=deposit_id,
+        account_id=account_id,
+        asset=asset,
+        amount=decimal_text(amount, "amount"),
+    )
+
+
+def deposit_from_proto(request: gateway_pb2.DepositRequest, message: gateway_pb2.DepositResponse) -> Deposit:
+    return Deposit(
+        deposit_id=request.deposit_id,
+        account_id=request.account_id,
+        asset=request.asset,
+        created=message.created,
+        balance=_decimal(message.balance),
+    )
+
+
+def order_book_request(symbol: str, depth: int) -> gateway_pb2.GetOrderBookRequest:
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 1000:
+        raise _local_error("depth", "INVALID_DEPTH", f"{depth!r} is not a number of levels from 1 to 1000")
+    return gateway_pb2.GetOrderBookRequest(symbol=symbol, depth=depth)

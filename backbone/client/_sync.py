@@ -1,0 +1,403 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from backbone.gateway.v1 import gateway_pb2
+
+from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._models import (
+    Account,
+    Asset,
+    Balance,
+    Deposit,
+    ExecutionReport,
+    Instrument,
+    Order,
+    OrderBook,
+    balances_from_proto,
+    create_asset_request,
+    create_instrument_request,
+    deposit_from_proto,
+    deposit_request,
+    instrument_from_proto,
+    order_book_from_proto,
+    order_book_request,
+    order_from_proto,
+    report_from_proto,
+    submit_order_request,
+    submitted_order_from_proto,
+)
+
+Response = TypeVar("Response", bound=Message)
+T = TypeVar("T")
+
+API_KEY_HEADER = "x-api-key"
+ADMIN_KEY_HEADER = "x-admin-key"
+GATEWAY_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+ADMIN_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """Channel options shared by both clients: keepalive and reconnect backoff."""
+    return [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ]
+
+
+class _ResponseIterator(Protocol):
+    def __next__(self) -> gateway_pb2.StreamExecutionsResponse: ...
+
+    def cancel(self) -> bool: ...
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _unary(
+    channel: grpc.Channel, service: str, method: str, response_type: type[Response]
+) -> grpc.UnaryUnaryMultiCallable[Message, Response]:
+    return channel.unary_unary(
+        f"/{service}/{method}",
+        request_serializer=_serialize,
+        response_deserializer=response_type.FromString,
+    )
+
+
+class ExecutionStream(Iterator[ExecutionReport]):
+    """The caller's execution reports as they happen; iterate, and close() when done.
+
+    Once this object exists the subscription is registered at the gateway, so
+    no report of an order submitted afterwards is missed.
+    """
+
+    def __init__(self, call: _ResponseIterator) -> None:
+        self._call = call
+        self._closed = False
+
+    def __iter__(self) -> ExecutionStream:
+        return self
+
+    def __next__(self) -> ExecutionReport:
+        if self._closed:
+            raise StopIteration
+        try:
+            response = next(self._call)
+        except grpc.RpcError as error:
+            if self._closed:
+                raise StopIteration from None
+            raise BackboneError.from_rpc_error(error) from None
+        return report_from_proto(response.report)
+
+    def close(self) -> None:
+        """Stop the subscription."""
+        self._closed = True
+        self._call.cancel()
+
+    def __enter__(self) -> ExecutionStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Client:
+    """A blocking client of the Backbone gateway. Build it with :meth:`Client.connect`.
+
+    Every failure is raised as :class:`BackboneError`. Idempotent calls are
+    retried on UNAVAILABLE; submit_order is retried with the same
+    client_order_id, so a retry never places a second order.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        target: str,
+        api_key: str | None,
+        admin_key: str | None,
+        timeout_seconds: float,
+        max_attempts: int,
+    ) -> None:
+        self.target = target
+        self._channel = channel
+        self._api_key = api_key
+        self._admin_key = admin_key
+        self._timeout = timeout_seconds
+        self._max_attempts = max(1, max_attempts)
+        g, a = GATEWAY_SERVICE, ADMIN_SERVICE
+        self._submit_order = _unary(channel, g, "SubmitOrder", gateway_pb2.SubmitOrderResponse)
+        self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
+        self._get_order = _unary(channel, g, "GetOrder", gateway_pb2.GetOrderResponse)
+        self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
+        self._list_instruments = _unary(
+            channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse
+        )
+        self._get_order_book = _unary(channel, g, "GetOrderBook", gateway_pb2.GetOrderBookResponse)
+        self._stream_executions: grpc.UnaryStreamMultiCallable[
+            Message, gateway_pb2.StreamExecutionsResponse
+        ] = channel.unary_stream(
+            f"/{g}/StreamExecutions",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
+        )
+        self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
+        self._create_instrument = _unary(
+            channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse
+        )
+        self._create_account = _unary(channel, a, "CreateAccount", gateway_pb2.CreateAccountResponse)
+        self._deposit = _unary(channel, a, "Deposit", gateway_pb2.DepositResponse)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        timeout_seconds: float = 10.0,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        max_attempts: int = 3,
+    ) -> Client:
+        """Connect to the gateway at `target` ("host:port"), waiting until it is reachable.
+
+        `timeout_seconds` bounds the connection and is the deadline of every
+        call. `api_key` is needed for trading calls, `admin_key` for the
+        admin calls. `tls=True` uses TLS (with `root_certificates`, or the
+        system's roots).
+        """
+        options = channel_options()
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target, options=options)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_seconds)
+        except grpc.FutureTimeoutError:
+            channel.close()
+            raise BackboneError(
+                grpc.StatusCode.UNAVAILABLE,
+                "UNREACHABLE",
+                f"cannot reach the gateway at {target} within {timeout_seconds:g}s",
+            ) from None
+        return cls(
+            channel,
+            target=target,
+            api_key=api_key,
+            admin_key=admin_key,
+            timeout_seconds=timeout_seconds,
+            max_attempts=max_attempts,
+        )
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(target={self.target!r})"
+
+    def _metadata(self, admin: bool) -> Sequence[tuple[str, str]]:
+        if admin:
+            if not self._admin_key:
+                raise BackboneError.not_configured("admin_key")
+            return ((ADMIN_KEY_HEADER, self._admin_key),)
+        if not self._api_key:
+            raise BackboneError.not_configured("api_key")
+        return ((API_KEY_HEADER, self._api_key),)
+
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Message, Response],
+        request: Message,
+        *,
+        admin: bool = False,
+    ) -> Response:
+        metadata = tuple(self._metadata(admin))
+        try:
+            return method(request, timeout=self._timeout, metadata=metadata)
+        except grpc.RpcError as error:
+            raise BackboneError.from_rpc_error(error) from None
+
+    def _retrying(self, attempt_once: Callable[[], T]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return attempt_once()
+            except BackboneError as error:
+                if attempt >= self._max_attempts or not should_retry(error):
+                    raise
+            time.sleep(backoff_seconds(attempt))
+            attempt += 1
+
+    # --- trading -------------------------------------------------------------------------------
+
+    def submit_order(
+        self,
+        symbol: str,
+        side: str | int,
+        price: Decimal,
+        quantity: Decimal,
+        *,
+        client_order_id: str | None = None,
+    ) -> Order:
+        """Place a limit order; returns it with the execution reports it produced at once.
+
+        `side` is "buy" or "sell" (or a common.v1 Side). `price` and `quantity`
+        are exact Decimals on the instrument's tick and lot grid. Without a
+        `client_order_id` one is generated; retries reuse it, and when an
+        earlier attempt did get through, that order is returned.
+        """
+        coid = client_order_id or uuid.uuid4().hex
+        request = submit_order_request(symbol, side, price, quantity, coid)
+        attempt = 1
+        earlier: BackboneError | None = None
+        while True:
+            try:
+                return submitted_order_from_proto(self._call(self._submit_order, request))
+            except BackboneError as error:
+                if earlier is not None and is_duplicate_of_earlier_attempt(error):
+                    # An earlier attempt got through to the gateway: that order is the answer.
+                    try:
+                        return self.get_order(error.metadata["order_id"])
+                    except BackboneError as lookup:
+                        if lookup.code != grpc.StatusCode.NOT_FOUND:
+                            raise
+                        raise earlier from None  # not on the book (yet): its outcome is unknown
+                if attempt >= self._max_attempts or not should_retry(error):
+                    raise
+                earlier = error
+            time.sleep(backoff_seconds(attempt))
+            attempt += 1
+
+    def cancel_order(self, order_id: str) -> Order:
+        """Cancel an order's open quantity; returns the cancelled order."""
+        response = self._call(self._cancel_order, gateway_pb2.CancelOrderRequest(order_id=order_id))
+        return order_from_proto(response.order)
+
+    def get_order(self, order_id: str) -> Order:
+        """An order of this account."""
+        request = gateway_pb2.GetOrderRequest(order_id=order_id)
+        response = self._retrying(lambda: self._call(self._get_order, request))
+        return order_from_proto(response.order)
+
+    def get_balances(self) -> dict[str, Balance]:
+        """This account's balances by asset code."""
+        request = gateway_pb2.GetBalancesRequest()
+        return balances_from_proto(self._retrying(lambda: self._call(self._get_balances, request)))
+
+    def list_instruments(self) -> list[Instrument]:
+        """Every tradable instrument and its rules."""
+        request = gateway_pb2.ListInstrumentsRequest()
+        response = self._retrying(lambda: self._call(self._list_instruments, request))
+        return [instrument_from_proto(item) for item in response.instruments]
+
+    def get_order_book(self, symbol: str, depth: int = 20) -> OrderBook:
+        """Aggregated price levels of `symbol`, best first (1 to 1000 per side)."""
+        request = order_book_request(symbol, depth)
+        return order_book_from_proto(self._retrying(lambda: self._call(self._get_order_book, request)))
+
+    def stream_executions(self) -> ExecutionStream:
+        """Subscribe to this account's execution reports; returns once the subscription is live."""
+        metadata = tuple(self._metadata(False))
+        call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
+        try:
+            call.initial_metadata()  # the gateway sends headers once the subscription is live
+            if not call.is_active() and call.code() != grpc.StatusCode.OK:
+                next(call)  # raises the call's error
+        except grpc.RpcError as error:
+            call.cancel()
+            raise BackboneError.from_rpc_error(error) from None
+        except StopIteration:
+            pass
+        return ExecutionStream(call)
+
+    # --- admin ---------------------------------------------------------------------------------
+
+    def create_asset(self, code: str, scale: int) -> Asset:
+        """Define an asset with `scale` decimal places (repeating the same definition is a no-op)."""
+        request = create_asset_request(code, scale)
+        response = self._retrying(lambda: self._call(self._create_asset, request, admin=True))
+        return Asset(response.code, response.scale)
+
+    def create_instrument(
+        self,
+        symbol: str,
+        base_asset: str,
+        quote_asset: str,
+        *,
+        tick_size: Decimal,
+        lot_size: Decimal,
+        max_quantity: Decimal,
+        max_price: Decimal,
+        min_quantity: Decimal | None = None,
+        maker_fee_bps: int = 0,
+        taker_fee_bps: int = 0,
+    ) -> Instrument:
+        """Define a tradable symbol over two existing assets."""
+        request = create_instrument_request(
+            symbol,
+            base_asset,
+            quote_asset,
+            tick_size=tick_size,
+            lot_size=lot_size,
+            max_quantity=max_quantity,
+            max_price=max_price,
+            min_quantity=min_quantity,
+            maker_fee_bps=maker_fee_bps,
+            taker_fee_bps=taker_fee_bps,
+        )
+        response = self._retrying(lambda: self._call(self._create_instrument, request, admin=True))
+        return instrument_from_proto(response.instrument)
+
+    def create_account(self, account_id: str | None = None) -> Account:
+        """Open an account (id generated when None); its API key is returned this once."""
+        request = gateway_pb2.CreateAccountRequest(account_id=account_id or "")
+        response = self._call(self._create_account, request, admin=True)
+        return Account(response.account_id, response.api_key)
+
+    def deposit(
+        self,
+        account_id: str,
+        asset: str,
+        amount: Decimal,
+        *,
+        deposit_id: str | None = None,
+    ) -> Deposit:
+        """Credit `amount` of `asset`; a repeated `deposit_id` is a no-op (created=False)."""
+        request = deposit_request(account_id, asset, amount, deposit_id or uuid.uuid4().hex)
+        response = self._retrying(lambda: self._call(self._deposit, request, admin=True))
+        return deposit_from_proto(request, response)

@@ -1,0 +1,1 @@
+"""The gateway: the public API of Backbone (authentication, validation, routing, fan-out)."""

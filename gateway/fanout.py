@@ -1,0 +1,211 @@
+"""One SubscribeExecutions stream from trading, fanned out to StreamExecutions callers.
+
+The gateway holds a single subscription to trading's execution reports and
+hands each report to the subscribers of its account. Every subscriber has a
+bounded queue: one that does not keep up is ended with RESOURCE_EXHAUSTED
+(SLOW_CONSUMER) rather than slowing everybody down or growing without
+bound. The upstream stream reconnects with backoff; reports journaled while
+it was down are not replayed, so when an established upstream breaks every
+subscriber is ended with UNAVAILABLE (EXECUTIONS_INTERRUPTED) and learns to
+resubscribe and reconcile with GetOrder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from backbone.common.v1 import common_pb2
+from backbone.runtime.errors import ServiceError
+
+log = structlog.get_logger("backbone.gateway")
+
+# How long an open subscription call waits before it is taken as live.
+HEADERS_GRACE_SECONDS = 0.2
+
+OpenSubscription = Callable[[], Any]  # returns a grpc.aio.UnaryStreamCall
+
+
+class Subscription:
+    """One caller's queue of reports for one account."""
+
+    def __init__(self, fanout: ExecutionFanout, account_id: str, max_queued: int) -> None:
+        self.account_id = account_id
+        self._fanout = fanout
+        self._max_queued = max_queued
+        self._items: deque[common_pb2.ExecutionReport] = deque()
+        self._wake = asyncio.Event()
+        self._error: ServiceError | None = None
+        self._ended = False
+
+    def deliver(self, report: common_pb2.ExecutionReport) -> None:
+        if self._error is not None:
+            return
+        if len(self._items) >= self._max_queued:
+            self.fail(
+                ServiceError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "SLOW_CONSUMER",
+                    f"more than {self._max_queued} execution reports were waiting for this stream; "
+                    "read faster, then resubscribe and reconcile with GetOrder",
+                )
+            )
+            return
+        self._items.append(report)
+        self._wake.set()
+
+    def fail(self, error: ServiceError) -> None:
+        if self._error is None:
+            self._error = error
+            self._wake.set()
+
+    def end(self) -> None:
+        """The caller went away: stop quietly (get() answers None from now on)."""
+        self._ended = True
+        self._wake.set()
+        self.close()
+
+    async def get(self) -> common_pb2.ExecutionReport | None:
+        """The next report; None once ended; raises the error that ended the subscription."""
+        while True:
+            if self._ended:
+                return None
+            if self._items:  # what was queued before the end is still delivered
+                return self._items.popleft()
+            if self._error is not None:
+                raise self._error
+            self._wake.clear()
+            await self._wake.wait()
+
+    @property
+    def queued(self) -> int:
+        return len(self._items)
+
+    def close(self) -> None:
+        self._fanout.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class ExecutionFanout:
+    """Reads trading's report stream and hands each report to its account's subscribers."""
+
+    def __init__(
+        self,
+        open_subscription: OpenSubscription,
+        *,
+        max_queued_per_subscriber: int = 1024,
+    ) -> None:
+        self._open = open_subscription
+        self._max_queued = max_queued_per_subscriber
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gateway-executions-fanout")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_all(
+            ServiceError(grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING", "the gateway is shutting down")
+        )
+
+    def subscribe(self, account_id: str) -> Subscription:
+        subscription = Subscription(self, account_id, self._max_queued)
+        self._subscribers.setdefault(account_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subs = self._subscribers.get(subscription.account_id)
+        if subs is not None:
+            subs.discard(subscription)
+            if not subs:
+                del self._subscribers[subscription.account_id]
+
+    async def wait_connected(self, timeout_seconds: float) -> bool:
+        """Wait (bounded) until the upstream subscription is established."""
+        if self.connected.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout_seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def dispatch(self, reports: Any) -> None:
+        """Hand each report to the subscribers of its order's account."""
+        for report in reports:
+            for subscription in tuple(self._subscribers.get(report.order.account_id, ())):
+                subscription.deliver(report)
+
+    def _fail_all(self, error: ServiceError) -> None:
+        for subs in list(self._subscribers.values()):
+            for subscription in list(subs):
+                subscription.fail(error)
+        self._subscribers.clear()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            call = self._open()
+            headers = asyncio.create_task(self._mark_live_soon(call))
+            try:
+                async for response in call:
+                    self.connected.set()
+                    backoff = 0.05
+                    self.dispatch(response.reports)
+                why = "closed by trading"
+            except asyncio.CancelledError:
+                headers.cancel()
+                call.cancel()
+                raise
+            except grpc.RpcError as error:
+                why = f"{error.code().name}: {error.details()}"
+            except Exception as error:  # any other failure: reconnect
+                why = repr(error)
+            headers.cancel()
+            call.cancel()
+            if self.connected.is_set():
+                self.connected.clear()
+                self._fail_all(
+                    ServiceError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "EXECUTIONS_INTERRUPTED",
+                        "the execution report feed was interrupted; resubscribe and reconcile "
+                        "open orders with GetOrder",
+                    )
+                )
+            log.warning("execution subscription broken, reconnecting", why=why, backoff_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _mark_live_soon(self, call: Any) -> None:
+        """Take the feed as live once the call has stayed open a moment.
+
+        grpc.aio offers no way to learn that the server has registered the
+        subscription before it sends headers (trading may send none before its
+        first report), so a call still open after a short grace is taken as live.
+        """
+        await asyncio.sleep(HEADERS_GRACE_SECONDS)
+        if not call.done():
+            self.connected.set()

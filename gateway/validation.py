@@ -1,0 +1,484 @@
+"""Public requests -> internal scaled commands, every field checked (pure, no I/O).
+
+Each check names the wrong field by its proto field name in a BadRequest
+field violation; all wrong fields of a request are reported together, and
+the error's reason is the first violation's reason. Nothing here touches
+the network: callers look instruments and assets up first and pass them in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import grpc
+
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+from backbone.money import (
+    INT64_MAX,
+    InstrumentMath,
+    MoneyError,
+    derive_instrument,
+    parse_decimal,
+    to_minor,
+    to_units,
+)
+from backbone.runtime.errors import FieldViolation, ServiceError
+from backbone.trading.v1 import trading_pb2
+
+MAX_ID_LENGTH = 64
+MAX_BOOK_DEPTH = 1000
+DEFAULT_BOOK_DEPTH = 20
+MAX_FEE_BPS = 1000
+MAX_SCALE = 18
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+)*$")
+MAX_SYMBOL_LENGTH = 32
+
+_SIDE_NAMES = {common_pb2.SIDE_BUY: "buy", common_pb2.SIDE_SELL: "sell"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One wrong field with the reason code it maps to."""
+
+    field: str
+    reason: str
+    description: str
+
+
+class Violations:
+    """Collects field violations; `raise_if_any` turns them into one INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self.items: list[Violation] = []
+
+    def add(self, field: str, reason: str, description: str) -> None:
+        self.items.append(Violation(field, reason, description))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise invalid(self.items)
+
+
+def invalid(violations: Sequence[Violation]) -> ServiceError:
+    """INVALID_ARGUMENT carrying every violation; reason of the first, message naming each."""
+    message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        violations[0].reason,
+        message,
+        tuple(FieldViolation(v.field, v.description) for v in violations),
+    )
+
+
+def printable_ascii_problem(value: str, *, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """Why `value` is not 1..max_length printable ASCII characters, or None when it is."""
+    if not value:
+        return "is required"
+    if len(value) > max_length:
+        return f"is {len(value)} characters long; at most {max_length} are allowed"
+    for char in value:
+        if not " " <= char <= "~":
+            return f"contains {char!r}; only printable ASCII characters are allowed"
+    return None
+
+
+def account_id_problem(value: str) -> str | None:
+    """Why `value` is not a valid account id (1-64 of A-Z a-z 0-9 . _ -), or None."""
+    if not value:
+        return "is required"
+    if not _ACCOUNT_ID.match(value):
+        return (
+            f"{value[:70]!r} is not an account id: 1 to 64 letters, digits, "
+            "'.', '_' or '-'"
+        )
+    return None
+
+
+def asset_code_problem(value: str) -> str | None:
+    """Why `value` is not an asset code (1-12 upper-case letters or digits), or None."""
+    if not value:
+        return "is required"
+    if not _ASSET_CODE.match(value):
+        return f"{value[:40]!r} is not an asset code: 1 to 12 upper-case letters or digits"
+    return None
+
+
+def symbol_problem(value: str) -> str | None:
+    """Why `value` cannot be a symbol (upper-case letters, digits and inner '-'), or None."""
+    if not value:
+        return "is required"
+    if len(value) > MAX_SYMBOL_LENGTH or not _SYMBOL.match(value):
+        return (
+            f"{value[:40]!r} is not a symbol: up to {MAX_SYMBOL_LENGTH} upper-case letters, "
+            "digits and inner '-', for example BTC-USD"
+        )
+    return None
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        return str(value)
+
+
+def _check_price(
+    text: str, math: InstrumentMath | None, violations: Violations
+) -> int:
+    if not text:
+        violations.add("price", "INVALID_PRICE", "is required; a limit order needs a price")
+        return 0
+    try:
+        value = parse_decimal(text)
+    except MoneyError as error:
+        violations.add("price", "INVALID_PRICE", str(error))
+        return 0
+    if math is None:
+        return 0
+    if value <= 0:
+        violations.add("price", "INVALID_PRICE", "must be greater than zero")
+        return 0
+    try:
+        ticks = to_units(value, math.tick)
+    except MoneyError:
+        violations.add(
+            "price",
+            "INVALID_PRICE",
+            f"{text} is not a multiple of the tick size {math.instrument.tick_size}",
+        )
+        return 0
+    if ticks > math.instrument.max_price_ticks:
+        violations.add(
+            "price",
+            "INVALID_PRICE",
+            f"{text} is above the largest price "
+            f"{math.price_text(math.instrument.max_price_ticks)}",
+        )
+        return 0
+    return ticks
+
+
+def _check_quantity(
+    text: str, math: InstrumentMath | None, violations: Violations
+) -> int:
+    if not text:
+        violations.add("quantity", "INVALID_QUANTITY", "is required")
+        return 0
+    try:
+        value = parse_decimal(text)
+    except MoneyError as error:
+        violations.add("quantity", "INVALID_QUANTITY", str(error))
+        return 0
+    if math is None:
+        return 0
+    if value <= 0:
+        violations.add("quantity", "INVALID_QUANTITY", "must be greater than zero")
+        return 0
+    try:
+        lots = to_units(value, math.lot)
+    except MoneyError:
+        violations.add(
+            "quantity",
+            "INVALID_QUANTITY",
+            f"{text} is not a multiple of the lot size {math.instrument.lot_size}",
+        )
+        return 0
+    instrument = math.instrument
+    if lots < instrument.min_quantity_lots:
+        violations.add(
+            "quantity",
+            "INVALID_QUANTITY",
+            f"{text} is below the smallest quantity {math.quantity_text(instrument.min_quantity_lots)}",
+        )
+        return 0
+    if lots > instrument.max_quantity_lots:
+        violations.add(
+            "quantity",
+            "INVALID_QUANTITY",
+            f"{text} is above the largest quantity {math.quantity_text(instrument.max_quantity_lots)}",
+        )
+        return 0
+    return lots
+
+
+def validate_submit_order(
+    request: gateway_pb2.SubmitOrderRequest,
+    instrument: common_pb2.Instrument | None,
+    *,
+    account_id: str,
+    order_id: str,
+) -> trading_pb2.NewOrder:
+    """Check every field of a public order and convert it to trading's scaled NewOrder.
+
+    `instrument` is the reference data of `request.symbol`, or None when the
+    symbol is unknown. Raises ServiceError(INVALID_ARGUMENT) naming every
+    wrong field.
+    """
+    violations = Violations()
+    problem = printable_ascii_problem(request.client_order_id)
+    if problem:
+        violations.add("client_order_id", "INVALID_CLIENT_ORDER_ID", problem)
+
+    math: InstrumentMath | None = None
+    if not request.symbol:
+        violations.add("symbol", "INVALID_SYMBOL", "is required, for example BTC-USD")
+    elif instrument is None or instrument.symbol != request.symbol:
+        violations.add(
+            "symbol",
+            "UNKNOWN_SYMBOL",
+            f"{request.symbol[:40]!r} is not a known instrument; ListInstruments lists them",
+        )
+    else:
+        math = InstrumentMath.of(instrument)
+
+    if request.side not in _SIDE_NAMES:
+        description = (
+            "is required: SIDE_BUY or SIDE_SELL"
+            if request.side == common_pb2.SIDE_UNSPECIFIED
+            else f"{_enum_name(common_pb2.Side, request.side)} is not SIDE_BUY or SIDE_SELL"
+        )
+        violations.add("side", "INVALID_SIDE", description)
+
+    order_type = request.type or common_pb2.ORDER_TYPE_LIMIT
+    if order_type != common_pb2.ORDER_TYPE_LIMIT:
+        violations.add(
+            "type",
+            "UNSUPPORTED_ORDER_TYPE",
+            f"{_enum_name(common_pb2.OrderType, request.type)} is not supported; "
+            "only ORDER_TYPE_LIMIT is",
+        )
+
+    time_in_force = request.time_in_force or common_pb2.TIME_IN_FORCE_GTC
+    if time_in_force != common_pb2.TIME_IN_FORCE_GTC:
+        violations.add(
+            "time_in_force",
+            "UNSUPPORTED_TIME_IN_FORCE",
+            f"{_enum_name(common_pb2.TimeInForce, request.time_in_force)} is not supported; "
+            "only TIME_IN_FORCE_GTC is",
+        )
+
+    price_ticks = _check_price(request.price, math, violations)
+    quantity_lots = _check_quantity(request.quantity, math, violations)
+    violations.raise_if_any()
+    assert math is not None
+    return trading_pb2.NewOrder(
+        order_id=order_id,
+        client_order_id=request.client_order_id,
+        account_id=account_id,
+        symbol=request.symbol,
+        side=request.side,
+        type=order_type,
+        time_in_force=time_in_force,
+        price_ticks=price_ticks,
+        quantity_lots=quantity_lots,
+    )
+
+
+def validate_order_id(order_id: str) -> None:
+    """An order id as the public API names it (1-64 printable ASCII characters)."""
+    problem = printable_ascii_problem(order_id)
+    if problem:
+        raise invalid([Violation("order_id", "INVALID_ORDER_ID", problem)])
+
+
+def resolve_account(requested: str, authenticated: str) -> str:
+    """The account a call acts on: empty means the key's own; another one is refused."""
+    if not requested or requested == authenticated:
+        return authenticated
+    raise ServiceError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ACCOUNT_NOT_PERMITTED",
+        "this API key may only act on its own account; leave account_id empty or use "
+        f"{authenticated!r}",
+    )
+
+
+def book_depth(depth: int) -> int:
+    """GetOrderBook depth: 0 means 20; at most 1000."""
+    if depth == 0:
+        return DEFAULT_BOOK_DEPTH
+    if depth > MAX_BOOK_DEPTH:
+        raise invalid(
+            [Violation("depth", "INVALID_DEPTH", f"{depth} is above the largest depth {MAX_BOOK_DEPTH}")]
+        )
+    return depth
+
+
+def validate_symbol_field(symbol: str) -> None:
+    """A symbol field of a read request: present and well formed."""
+    problem = symbol_problem(symbol)
+    if problem:
+        raise invalid([Violation("symbol", "INVALID_SYMBOL", problem)])
+
+
+# --- admin requests -------------------------------------------------------------------------
+
+
+def validate_create_asset(request: gateway_pb2.CreateAssetRequest) -> None:
+    violations = Violations()
+    problem = asset_code_problem(request.code)
+    if problem:
+        violations.add("code", "INVALID_ASSET_CODE", problem)
+    if request.scale > MAX_SCALE:
+        violations.add("scale", "INVALID_SCALE", f"{request.scale} is above the largest scale {MAX_SCALE}")
+    violations.raise_if_any()
+
+
+@dataclass(frozen=True)
+class InstrumentFields:
+    """The parsed decimals of a CreateInstrumentRequest."""
+
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal
+    max_quantity: Decimal
+    max_price: Decimal
+
+
+def _parse_positive(
+    request: gateway_pb2.CreateInstrumentRequest, field: str, violations: Violations, *, optional: bool
+) -> Decimal:
+    text: str = getattr(request, field)
+    if not text:
+        if not optional:
+            violations.add(field, "INVALID_" + field.upper(), "is required")
+        return Decimal(0)
+    try:
+        value = parse_decimal(text)
+    except MoneyError as error:
+        violations.add(field, "INVALID_" + field.upper(), str(error))
+        return Decimal(0)
+    if value <= 0:
+        violations.add(field, "INVALID_" + field.upper(), "must be greater than zero")
+        return Decimal(0)
+    return value
+
+
+def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> InstrumentFields:
+    """Check the fields that need no asset look-up; returns the parsed decimals."""
+    violations = Violations()
+    problem = symbol_problem(request.symbol)
+    if problem:
+        violations.add("symbol", "INVALID_SYMBOL", problem)
+    for field in ("base_asset", "quote_asset"):
+        problem = asset_code_problem(getattr(request, field))
+        if problem:
+            violations.add(field, "INVALID_ASSET_CODE", problem)
+    if request.base_asset and request.base_asset == request.quote_asset:
+        violations.add("quote_asset", "INVALID_ASSET_CODE", "must differ from base_asset")
+    tick = _parse_positive(request, "tick_size", violations, optional=False)
+    lot = _parse_positive(request, "lot_size", violations, optional=False)
+    minimum = _parse_positive(request, "min_quantity", violations, optional=True)
+    maximum = _parse_positive(request, "max_quantity", violations, optional=False)
+    max_price = _parse_positive(request, "max_price", violations, optional=False)
+    if lot > 0:
+        for field, value in (("min_quantity", minimum), ("max_quantity", maximum)):
+            if value > 0 and value % lot != 0:
+                violations.add(
+                    field, "INVALID_" + field.upper(), f"{value} is not a multiple of lot_size {lot}"
+                )
+    if tick > 0 and max_price > 0 and max_price % tick != 0:
+        violations.add(
+            "max_price", "INVALID_MAX_PRICE", f"{max_price} is not a multiple of tick_size {tick}"
+        )
+    for field in ("maker_fee_bps", "taker_fee_bps"):
+        value = getattr(request, field)
+        if value > MAX_FEE_BPS:
+            violations.add(field, "INVALID_FEE", f"{value} is above the largest fee {MAX_FEE_BPS} bps")
+    violations.raise_if_any()
+    return InstrumentFields(tick, lot, minimum, maximum, max_price)
+
+
+_INSTRUMENT_FIELDS = ("tick_size", "lot_size", "min_quantity", "max_quantity", "max_price")
+
+
+def field_of_money_error(message: str) -> str:
+    """The request field a derive_instrument MoneyError is about (the first one it names)."""
+    positions = [(message.find(name), name) for name in _INSTRUMENT_FIELDS if name in message]
+    return min(positions)[1] if positions else "tick_size"
+
+
+def build_instrument(
+    request: gateway_pb2.CreateInstrumentRequest,
+    fields: InstrumentFields,
+    *,
+    base_scale: int,
+    quote_scale: int,
+) -> common_pb2.Instrument:
+    """The full internal instrument; a grid that does not fit the assets is INVALID_ARGUMENT."""
+    try:
+        return derive_instrument(
+            symbol=request.symbol,
+            base_asset=request.base_asset,
+            quote_asset=request.quote_asset,
+            base_scale=base_scale,
+            quote_scale=quote_scale,
+            tick_size=fields.tick_size,
+            lot_size=fields.lot_size,
+            min_quantity=fields.min_quantity,
+            max_quantity=fields.max_quantity,
+            max_price=fields.max_price,
+            maker_fee_bps=request.maker_fee_bps,
+            taker_fee_bps=request.taker_fee_bps,
+        )
+    except MoneyError as error:
+        field = field_of_money_error(str(error))
+        raise invalid([Violation(field, "INVALID_" + field.upper(), str(error))]) from None
+
+
+def validate_account_id_field(account_id: str, *, field: str = "account_id") -> None:
+    problem = account_id_problem(account_id)
+    if problem:
+        raise invalid([Violation(field, "INVALID_ACCOUNT_ID", problem)])
+
+
+def validate_deposit(request: gateway_pb2.DepositRequest) -> None:
+    """Checks of a deposit that need no asset look-up (the amount is checked with its scale)."""
+    violations = Violations()
+    problem = printable_ascii_problem(request.deposit_id)
+    if problem:
+        violations.add("deposit_id", "INVALID_DEPOSIT_ID", problem)
+    problem = account_id_problem(request.account_id)
+    if problem:
+        violations.add("account_id", "INVALID_ACCOUNT_ID", problem)
+    problem = asset_code_problem(request.asset)
+    if problem:
+        violations.add("asset", "INVALID_ASSET_CODE", problem)
+    if not request.amount:
+        violations.add("amount", "INVALID_AMOUNT", "is required")
+    else:
+        try:
+            parse_decimal(request.amount)
+        except MoneyError as error:
+            violations.add("amount", "INVALID_AMOUNT", str(error))
+    violations.raise_if_any()
+
+
+def deposit_amount(text: str, scale: int) -> int:
+    """A deposit amount in minor units: positive, within the asset's scale, within int64."""
+    try:
+        value = parse_decimal(text)
+    except MoneyError as error:
+        raise invalid([Violation("amount", "INVALID_AMOUNT", str(error))]) from None
+    try:
+        minor = to_minor(value, scale)
+    except MoneyError:
+        raise invalid(
+            [Violation("amount", "INVALID_AMOUNT", f"{text} has more than {scale} decimal places")]
+        ) from None
+    if minor <= 0:
+        raise invalid([Violation("amount", "INVALID_AMOUNT", "must be greater than zero")])
+    if minor > INT64_MAX:
+        raise invalid([Violation("amount", "INVALID_AMOUNT", f"{text} is too large")])
+    return minor
