@@ -1,0 +1,123 @@
+"""The Python SDK against a running system: Decimals in and out, typed errors, execution streams."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from decimal import Decimal
+
+import grpc
+import pytest
+
+from backbone.client import (
+    AsyncClient,
+    BackboneError,
+    Client,
+    ExecutionReport,
+    ExecutionType,
+    LiquiditySide,
+    OrderStatus,
+)
+from tests.conftest import System
+from tests.integration.gateway_calls import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def admin(system: System) -> Client:
+    client = Client.connect(system.gateway, admin_key=system.admin_key)
+    client.create_asset("EUR", 4)
+    client.create_asset("SOL", 6)
+    client.create_instrument(
+        "SOL-EUR", "SOL", "EUR", tick_size=Decimal("0.01"), lot_size=Decimal("0.01"),
+        max_quantity=Decimal("10000"), max_price=Decimal("100000"), maker_fee_bps=0, taker_fee_bps=25,
+    )  # fmt: skip
+    return client
+
+
+def account(admin: Client, system: System, deposits: dict[str, str]) -> Client:
+    opened = admin.create_account(f"sdk-{uuid.uuid4().hex[:8]}")
+    for asset, amount in deposits.items():
+        admin.deposit(opened.account_id, asset, Decimal(amount))
+    return Client.connect(system.gateway, api_key=opened.api_key)
+
+
+def test_sync_client_trades_with_decimals_and_streams_the_makers_fill(admin: Client, system: System) -> None:
+    maker = account(admin, system, {"SOL": "10"})
+    taker = account(admin, system, {"EUR": "1000"})
+    received: list[ExecutionReport] = []
+    with maker.stream_executions() as reports:
+
+        def read() -> None:
+            for report in reports:
+                received.append(report)
+                if report.execution_type == ExecutionType.TRADE:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        resting = maker.submit_order("SOL-EUR", "sell", Decimal("150.00"), Decimal("2"))
+        assert resting.status == OrderStatus.NEW
+        taken = taker.submit_order("SOL-EUR", "buy", Decimal("151.00"), Decimal("2"))
+        reader.join(20)
+    assert taken.status == OrderStatus.FILLED
+    assert taken.average_price == Decimal("150.00")
+    assert taken.filled_quantity == Decimal("2")
+    fill = next(r for r in taken.reports if r.execution_type == ExecutionType.TRADE)
+    assert (fill.last_fee, fill.fee_asset, fill.liquidity_side) == (
+        Decimal("0.75"),
+        "EUR",
+        LiquiditySide.TAKER,
+    )
+
+    trades = [r for r in received if r.execution_type == ExecutionType.TRADE]
+    assert trades, f"the maker's stream saw no fill: {received}"
+    assert trades[0].order.order_id == resting.order_id
+    assert trades[0].liquidity_side == LiquiditySide.MAKER
+    assert all(r.order.account_id == resting.account_id for r in received), "only the caller's own reports"
+
+    wait_for(
+        lambda: taker.get_balances()["EUR"].total == Decimal("699.25"), what="the buyer's ledger balance"
+    )
+    eur = taker.get_balances()["EUR"]
+    assert (eur.reserved, eur.available) == (Decimal("0"), Decimal("699.25"))
+
+
+def test_sync_client_raises_one_typed_error(admin: Client, system: System) -> None:
+    trader = account(admin, system, {"EUR": "10"})
+    with pytest.raises(BackboneError) as off_tick:
+        trader.submit_order("SOL-EUR", "buy", Decimal("1.001"), Decimal("1"))
+    assert off_tick.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in off_tick.value.violations] == ["price"]
+    with pytest.raises(BackboneError) as too_poor:
+        trader.submit_order("SOL-EUR", "buy", Decimal("100.00"), Decimal("1"))
+    assert (too_poor.value.code, too_poor.value.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INSUFFICIENT_BALANCE",
+    )
+    with pytest.raises(BackboneError) as unknown:
+        trader.get_order("no-such-order")
+    assert unknown.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_async_client_places_and_cancels(admin: Client, system: System) -> None:
+    opened = admin.create_account()
+    admin.deposit(opened.account_id, "EUR", Decimal("500"))
+
+    async def scenario() -> None:
+        async with await AsyncClient.connect(system.gateway, api_key=opened.api_key) as client:
+            placed = await client.submit_order("SOL-EUR", "buy", Decimal("10.00"), Decimal("3"))
+            assert placed.status == OrderStatus.NEW
+            balances = await client.get_balances()
+            assert balances["EUR"].reserved == Decimal("30.075")  # 30.00 + 25 bps headroom
+            cancelled = await client.cancel_order(placed.order_id)
+            assert cancelled.status == OrderStatus.CANCELLED
+            for _ in range(200):
+                if (await client.get_balances())["EUR"].reserved == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.get_balances())["EUR"].available == Decimal("500")
+
+    asyncio.run(scenario())
