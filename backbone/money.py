@@ -41,7 +41,7 @@ def to_units(value: Decimal, increment: Decimal) -> int:
         context.prec = 80
         units, remainder = divmod(value, increment)
     if remainder != 0:
-        raise MoneyError(f"{value} is not a multiple of {increment}")
+        raise MoneyError(f"{value:f} is not a multiple of {increment:f}")
     return int(units)
 
 
@@ -64,7 +64,7 @@ def to_minor(value: Decimal, scale: int) -> int:
     try:
         return to_units(value, minor_unit(scale))
     except MoneyError:
-        raise MoneyError(f"{value} has more than {scale} decimal places") from None
+        raise MoneyError(f"{value:f} has more than {scale} decimal places") from None
 
 
 def format_minor(amount: int, scale: int) -> str:
@@ -165,13 +165,13 @@ def derive_instrument(
         base_minor_per_lot = to_units(lot_size, minor_unit(base_scale))
     except MoneyError:
         raise MoneyError(
-            f"lot_size {lot_size} is finer than {base_asset}'s {base_scale} decimal places"
+            f"lot_size {lot_size:f} is finer than {base_asset}'s {base_scale} decimal places"
         ) from None
     try:
         quote_minor_per_tick_lot = to_units(tick_size * lot_size, minor_unit(quote_scale))
     except MoneyError:
         raise MoneyError(
-            f"tick_size x lot_size ({tick_size * lot_size}) is finer than "
+            f"tick_size x lot_size ({tick_size * lot_size:f}) is finer than "
             f"{quote_asset}'s {quote_scale} decimal places"
         ) from None
     min_lots = to_units(min_quantity, lot_size) if min_quantity else 1

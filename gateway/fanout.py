@@ -26,8 +26,6 @@ from backbone.runtime.errors import ServiceError
 
 log = structlog.get_logger("backbone.gateway")
 
-# How long an open subscription call waits before it is taken as live.
-HEADERS_GRACE_SECONDS = 0.2
 
 OpenSubscription = Callable[[], Any]  # returns a grpc.aio.UnaryStreamCall
 
@@ -200,12 +198,7 @@ class ExecutionFanout:
             backoff = min(backoff * 2, 2.0)
 
     async def _mark_live_soon(self, call: Any) -> None:
-        """Take the feed as live once the call has stayed open a moment.
-
-        grpc.aio offers no way to learn that the server has registered the
-        subscription before it sends headers (trading may send none before its
-        first report), so a call still open after a short grace is taken as live.
-        """
-        await asyncio.sleep(HEADERS_GRACE_SECONDS)
+        """Take the feed as live once trading has sent headers: it sends them after registering us."""
+        await call.initial_metadata()
         if not call.done():
             self.connected.set()

@@ -400,6 +400,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> AsyncIterator[trading_pb2.SubscribeExecutionsResponse]:
         subscription = self._loop.feed.subscribe()
         log.info("execution subscriber joined", subscribers=self._loop.feed.subscriber_count)
+        # Headers now tell the subscriber the subscription is registered: no later report is missed.
+        await context.send_initial_metadata(())
         try:
             while True:
                 yield await subscription.next()

@@ -31,6 +31,12 @@ Result = TypeVar("Result")
 OpenStream = Callable[[], Any]  # returns a grpc.aio.StreamStreamCall
 
 
+def _discard_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned future's outcome so asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 class BatchingStream(Generic[Command, Result]):
     """One long-lived stream carrying batched commands from many concurrent callers."""
 
@@ -52,6 +58,7 @@ class BatchingStream(Generic[Command, Result]):
         self._max_items = max_items
         self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Result]]] = asyncio.Queue(max_queued)
         self._pending: dict[int, list[asyncio.Future[Result]]] = {}
+        self._sent: set[asyncio.Future[Result]] = set()
         self._sequence = 0
         self._timeout = result_timeout_seconds
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +94,14 @@ class BatchingStream(Generic[Command, Result]):
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._timeout)
         except TimeoutError:
+            if future not in self._sent:
+                # Never written to the stream: drop it, so it cannot take effect after we gave up.
+                future.cancel()
+                raise self._unavailable(
+                    "NOT_SENT", f"{self.name} could not be reached in {self._timeout:g}s; nothing was done"
+                ) from None
+            # Sent, unanswered: whatever comes later is nobody's to read.
+            future.add_done_callback(_discard_outcome)
             raise self._unavailable(
                 "OUTCOME_UNKNOWN", f"{self.name} did not answer in {self._timeout:g}s"
             ) from None
@@ -95,6 +110,7 @@ class BatchingStream(Generic[Command, Result]):
         return ServiceError(grpc.StatusCode.UNAVAILABLE, reason, message)
 
     def _fail_pending(self, why: str) -> None:
+        self._sent.clear()
         for futures in self._pending.values():
             for future in futures:
                 if not future.done():
@@ -148,6 +164,7 @@ class BatchingStream(Generic[Command, Result]):
                 continue
             self._sequence += 1
             self._pending[self._sequence] = [f for _, f in live]
+            self._sent.update(f for _, f in live)
             await call.write(self._make_request(self._sequence, [c for c, _ in live]))
 
     async def _receive(self, call: Any) -> None:
@@ -155,6 +172,7 @@ class BatchingStream(Generic[Command, Result]):
         async for response in responses:
             sequence, results = self._read_response(response)
             futures = self._pending.pop(sequence, None)
+            self._sent.difference_update(futures or ())
             if futures is None:
                 log.error("response to an unknown batch", stream=self.name, sequence=sequence)
                 continue

@@ -71,6 +71,9 @@ def _wrap_unary_response(
         scope = _CallScope(method, context)
         try:
             return await behavior(request_or_iterator, context)
+        except asyncio.CancelledError:
+            scope.code = grpc.StatusCode.CANCELLED
+            raise
         except Exception as error:  # fail() aborts the call or re-raises
             await scope.fail(error)
             raise
@@ -125,6 +128,9 @@ def _wrap_stream_response(
                 responses = behavior(request_or_iterator, context)
                 async for response in _until_draining(responses, draining):
                     yield response
+        except asyncio.CancelledError:
+            scope.code = grpc.StatusCode.CANCELLED
+            raise
         except Exception as error:  # fail() aborts the call or re-raises
             await scope.fail(error)
             raise
