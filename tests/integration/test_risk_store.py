@@ -233,16 +233,40 @@ async def test_trades_move_totals_and_reservations_exactly(store: RiskStore) -> 
     sell = reserve_op(seller, "s", common_pb2.SIDE_SELL, 90_000, 10)
     assert all(o.accepted for o in await store.run_reservations([buy, sell]))
     # Price improvement: the buyer fills below the limit, in two trades.
-    first = trade(1, buyer=buyer, seller=seller, buy_order="b", sell_order="s", price=90_000,
-                  lots=4, limit=limit, buy_leaves=6, sell_leaves=6)
-    second = trade(2, buyer=buyer, seller=seller, buy_order="b", sell_order="s", price=95_000,
-                   lots=6, limit=limit, buy_leaves=0, sell_leaves=0, maker_side=common_pb2.SIDE_BUY)
+    first = trade(
+        1,
+        buyer=buyer,
+        seller=seller,
+        buy_order="b",
+        sell_order="s",
+        price=90_000,
+        lots=4,
+        limit=limit,
+        buy_leaves=6,
+        sell_leaves=6,
+    )
+    second = trade(
+        2,
+        buyer=buyer,
+        seller=seller,
+        buy_order="b",
+        sell_order="s",
+        price=95_000,
+        lots=6,
+        limit=limit,
+        buy_leaves=0,
+        sell_leaves=0,
+        maker_side=common_pb2.SIDE_BUY,
+    )
     legs = [*exposure.trade_legs(1, first, MATH)]
     assert await store.apply_legs(source, legs) == 2
     spent_1 = first.quote_amount + first.buyer_fee
     assert await figures(store, buyer) == {
-        "USD": (10_000_000 - spent_1, MATH.buy_reservation(limit, 6),
-                10_000_000 - spent_1 - MATH.buy_reservation(limit, 6)),
+        "USD": (
+            10_000_000 - spent_1,
+            MATH.buy_reservation(limit, 6),
+            10_000_000 - spent_1 - MATH.buy_reservation(limit, 6),
+        ),
         "BTC": (4_000_000, 0, 4_000_000),
     }
     assert await figures(store, seller) == {
@@ -272,8 +296,18 @@ async def test_a_self_trade_is_exact(store: RiskStore) -> None:
     buy = reserve_op(me, "b", common_pb2.SIDE_BUY, 20_000, 3)
     sell = reserve_op(me, "s", common_pb2.SIDE_SELL, 20_000, 2)
     assert all(o.accepted for o in await store.run_reservations([buy, sell]))
-    fill = trade(7, buyer=me, seller=me, buy_order="b", sell_order="s", price=20_000, lots=2,
-                 limit=20_000, buy_leaves=1, sell_leaves=0)
+    fill = trade(
+        7,
+        buyer=me,
+        seller=me,
+        buy_order="b",
+        sell_order="s",
+        price=20_000,
+        lots=2,
+        limit=20_000,
+        buy_leaves=1,
+        sell_leaves=0,
+    )
     assert await store.apply_legs(source, exposure.trade_legs(7, fill, MATH)) == 2
     fees = fill.buyer_fee + fill.seller_fee
     assert fees > 0
@@ -303,8 +337,18 @@ async def test_replayed_events_are_skipped_and_the_cursor_only_moves_up(store: R
     await store.apply_deposit(unique("dep"), buyer, "USD", 10_000_000)
     await store.apply_deposit(unique("dep"), seller, "BTC", 10_000_000)
     trades = [
-        trade(s, buyer=buyer, seller=seller, buy_order=f"b{s}", sell_order=f"s{s}", price=1_000,
-              lots=1, limit=1_000, buy_leaves=0, sell_leaves=0)
+        trade(
+            s,
+            buyer=buyer,
+            seller=seller,
+            buy_order=f"b{s}",
+            sell_order=f"s{s}",
+            price=1_000,
+            lots=1,
+            limit=1_000,
+            buy_leaves=0,
+            sell_leaves=0,
+        )
         for s in (1, 2, 3)
     ]
     legs = [leg for s, t in enumerate(trades, start=1) for leg in exposure.trade_legs(s, t, MATH)]
@@ -522,9 +566,7 @@ async def test_service_deposits_and_bad_input(
 ) -> None:
     stub, _ = risk_service
     account = unique("ivy")
-    deposit = risk_pb2.ApplyDepositRequest(
-        deposit_id=unique("d"), account_id=account, asset="USD", amount=5
-    )
+    deposit = risk_pb2.ApplyDepositRequest(deposit_id=unique("d"), account_id=account, asset="USD", amount=5)
     assert (await stub.ApplyDeposit(deposit)).applied
     assert not (await stub.ApplyDeposit(deposit)).applied
     for field, value, reason in [
@@ -573,27 +615,76 @@ async def test_service_applies_trading_events_from_an_outbox(
         risk_pb2.StreamReservationsRequest(
             sequence=1,
             commands=[
-                risk_pb2.ReservationCommand(reserve=risk_pb2.Reserve(
-                    order_id="b", account_id=buyer, symbol="BTC-USD", side=common_pb2.SIDE_BUY,
-                    price_ticks=1_000, quantity_lots=5)),
-                risk_pb2.ReservationCommand(reserve=risk_pb2.Reserve(
-                    order_id="s", account_id=seller, symbol="BTC-USD", side=common_pb2.SIDE_SELL,
-                    price_ticks=900, quantity_lots=5)),
+                risk_pb2.ReservationCommand(
+                    reserve=risk_pb2.Reserve(
+                        order_id="b",
+                        account_id=buyer,
+                        symbol="BTC-USD",
+                        side=common_pb2.SIDE_BUY,
+                        price_ticks=1_000,
+                        quantity_lots=5,
+                    )
+                ),
+                risk_pb2.ReservationCommand(
+                    reserve=risk_pb2.Reserve(
+                        order_id="s",
+                        account_id=seller,
+                        symbol="BTC-USD",
+                        side=common_pb2.SIDE_SELL,
+                        price_ticks=900,
+                        quantity_lots=5,
+                    )
+                ),
             ],
         )
     )
     assert all(r.accepted for r in (await call.read()).results)
     call.cancel()
     journal: list[tuple[int, risk_pb2.TradingEvent]] = [
-        (1, risk_pb2.TradingEvent(sequence=1, trade=trade(
-            1, buyer=buyer, seller=seller, buy_order="b", sell_order="s", price=900, lots=2,
-            limit=1_000, buy_leaves=3, sell_leaves=3))),
-        (2, risk_pb2.TradingEvent(sequence=2, order_released=common_pb2.OrderReleased(
-            order_id="b", account_id=buyer, symbol="BTC-USD", side=common_pb2.SIDE_BUY,
-            released_lots=3))),
-        (3, risk_pb2.TradingEvent(sequence=3, order_released=common_pb2.OrderReleased(
-            order_id="s", account_id=seller, symbol="BTC-USD", side=common_pb2.SIDE_SELL,
-            released_lots=3))),
+        (
+            1,
+            risk_pb2.TradingEvent(
+                sequence=1,
+                trade=trade(
+                    1,
+                    buyer=buyer,
+                    seller=seller,
+                    buy_order="b",
+                    sell_order="s",
+                    price=900,
+                    lots=2,
+                    limit=1_000,
+                    buy_leaves=3,
+                    sell_leaves=3,
+                ),
+            ),
+        ),
+        (
+            2,
+            risk_pb2.TradingEvent(
+                sequence=2,
+                order_released=common_pb2.OrderReleased(
+                    order_id="b",
+                    account_id=buyer,
+                    symbol="BTC-USD",
+                    side=common_pb2.SIDE_BUY,
+                    released_lots=3,
+                ),
+            ),
+        ),
+        (
+            3,
+            risk_pb2.TradingEvent(
+                sequence=3,
+                order_released=common_pb2.OrderReleased(
+                    order_id="s",
+                    account_id=seller,
+                    symbol="BTC-USD",
+                    side=common_pb2.SIDE_SELL,
+                    released_lots=3,
+                ),
+            ),
+        ),
     ]
 
     async def load_after(cursor: int, limit: int) -> list[tuple[int, risk_pb2.TradingEvent]]:
@@ -637,9 +728,7 @@ async def test_service_applies_trading_events_from_an_outbox(
     await replay.write(event_request(source, journal))  # redelivered: skipped
     assert (await replay.read()).applied_sequence == 3
     replay.cancel()
-    assert buyer_figures == await stub.GetAccountRisk(
-        risk_pb2.GetAccountRiskRequest(account_id=buyer)
-    )
+    assert buyer_figures == await stub.GetAccountRisk(risk_pb2.GetAccountRiskRequest(account_id=buyer))
 
 
 async def test_service_stops_the_event_stream_rather_than_corrupt(
@@ -654,9 +743,23 @@ async def test_service_stops_the_event_stream_rather_than_corrupt(
     await events.write(
         risk_pb2.StreamTradingEventsRequest(
             source=source,
-            events=[risk_pb2.TradingEvent(sequence=1, trade=trade(
-                1, buyer=buyer, seller=seller, buy_order="b", sell_order="s", price=900, lots=2,
-                limit=1_000, buy_leaves=0, sell_leaves=0))],
+            events=[
+                risk_pb2.TradingEvent(
+                    sequence=1,
+                    trade=trade(
+                        1,
+                        buyer=buyer,
+                        seller=seller,
+                        buy_order="b",
+                        sell_order="s",
+                        price=900,
+                        lots=2,
+                        limit=1_000,
+                        buy_leaves=0,
+                        sell_leaves=0,
+                    ),
+                )
+            ],
         )
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:

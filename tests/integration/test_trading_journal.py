@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -13,7 +12,6 @@ import psycopg
 import pytest
 
 from backbone.common.v1 import common_pb2
-from backbone.money import derive_instrument
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.embedded import free_port
@@ -21,6 +19,7 @@ from backbone.runtime.errors import ServiceError, from_rpc_error
 from backbone.runtime.server import RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from tests.instruments import btc_usd
 from trading.app import TradingApp, create_app
 from trading.engine import Engine
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
@@ -30,23 +29,6 @@ pytestmark = pytest.mark.integration
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 T = 1_700_000_000_000_000_000
-
-
-def instrument(symbol: str = "BTC-USD") -> common_pb2.Instrument:
-    return derive_instrument(
-        symbol=symbol,
-        base_asset="BTC",
-        quote_asset="USD",
-        base_scale=8,
-        quote_scale=6,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.0001"),
-        min_quantity=Decimal("0.0001"),
-        max_quantity=Decimal("1000"),
-        max_price=Decimal("1000000"),
-        maker_fee_bps=10,
-        taker_fee_bps=20,
-    )
 
 
 def new(
@@ -161,7 +143,7 @@ async def test_journal_appends_in_one_transaction_and_reads_back(new_database: C
         journal = Journal(pool, "shard-a", page_size=3)
         other = Journal(pool, "shard-b")
         engine = Engine()
-        records = list(engine.create_instrument(instrument(), T).records)
+        records = list(engine.create_instrument(btc_usd(), T).records)
         for command in (new("s1", SELL, 100, 5), new("b1", BUY, 100, 2), cancel("s1"), new("b2", BUY, 90, 1)):
             records += engine.apply(command, T).records
         await journal.append(records[:4])
@@ -205,13 +187,11 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
     settings = settings_for(database_url)
     async with Trading(settings) as trading:
         created = await trading.stub.CreateInstrument(
-            trading_pb2.CreateInstrumentRequest(instrument=instrument())
+            trading_pb2.CreateInstrumentRequest(instrument=btc_usd())
         )
-        assert created.instrument == instrument()
-        again = await trading.stub.CreateInstrument(
-            trading_pb2.CreateInstrumentRequest(instrument=instrument())
-        )
-        assert again.instrument == instrument()
+        assert created.instrument == btc_usd()
+        again = await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
+        assert again.instrument == btc_usd()
 
         subscription = trading.stub.SubscribeExecutions(trading_pb2.SubscribeExecutionsRequest())
         await wait_until(lambda: trading.app.feed.subscriber_count == 1, "the subscription")
@@ -302,7 +282,7 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         restarted.app.engine.validate()
         assert await restarted.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD")) == book
         listed = await restarted.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
-        assert list(listed.instruments) == [instrument()]
+        assert list(listed.instruments) == [btc_usd()]
         # Counters continue: the next trade is number 3, right after the journal's last sequence.
         (response,) = await restarted.send([new("x1", SELL, 100, 1, "carol")])
         trade_reports = [
@@ -315,14 +295,14 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
 
 async def test_create_instrument_refusals(new_database: Callable[[], str]) -> None:
     async with Trading(settings_for(new_database())) as trading:
-        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
-        different = instrument()
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
+        different = btc_usd()
         different.maker_fee_bps = 1
         exists = await refused(
             trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=different))
         )
         assert (exists.code, exists.reason) == (grpc.StatusCode.ALREADY_EXISTS, "INSTRUMENT_EXISTS")
-        bad = instrument("ETH-USD")
+        bad = btc_usd("ETH-USD")
         bad.base_minor_per_lot = 7
         bad.tick_size = "0.0"
         invalid = await refused(
@@ -339,7 +319,7 @@ async def test_create_instrument_refusals(new_database: Callable[[], str]) -> No
 async def test_concurrent_streams_all_go_through_one_engine(new_database: Callable[[], str]) -> None:
     database_url = new_database()
     async with Trading(settings_for(database_url)) as trading:
-        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
 
         async def flow(name: str, side: int) -> list[trading_pb2.StreamOrdersResponse]:
             batches = [[new(f"{name}-{i}-{j}", side, 100, 1, name) for j in range(20)] for i in range(10)]
@@ -363,7 +343,7 @@ async def test_concurrent_streams_all_go_through_one_engine(new_database: Callab
 async def test_a_failed_journal_write_stops_the_engine(new_database: Callable[[], str]) -> None:
     database_url = new_database()
     async with Trading(settings_for(database_url)) as trading:
-        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
         fatal: list[str] = []
         trading.app.loop._on_fatal = fatal.append
         assert trading.app.journal is not None
@@ -405,7 +385,7 @@ async def test_trades_reach_settlement_through_the_outbox(new_database: Callable
     try:
         settings = settings_for(new_database(), settlement=f"127.0.0.1:{port}")
         async with Trading(settings) as trading:
-            await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=instrument()))
+            await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
             await trading.send(
                 [new("s", SELL, 100, 3, "a"), new("b", BUY, 100, 1, "b")], [new("c", BUY, 100, 2, "c")]
             )

@@ -41,7 +41,6 @@ from backbone.client._models import (
 )
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from backbone.money import derive_instrument
 from backbone.runtime.errors import ServiceError, invalid_field
 from backbone.runtime.interceptors import ServerInterceptor
 from backbone.trading.v1 import trading_pb2
@@ -53,21 +52,9 @@ from gateway.views import (
     order_view,
     report_view,
 )
+from tests.instruments import btc_usd
 
-INSTRUMENT = derive_instrument(
-    symbol="BTC-USD",
-    base_asset="BTC",
-    quote_asset="USD",
-    base_scale=8,
-    quote_scale=6,
-    tick_size=Decimal("0.01"),
-    lot_size=Decimal("0.0001"),
-    min_quantity=Decimal("0.001"),
-    max_quantity=Decimal("100"),
-    max_price=Decimal("1000000"),
-    maker_fee_bps=10,
-    taker_fee_bps=20,
-)
+INSTRUMENT = btc_usd(min_quantity="0.001", max_quantity="100")
 CREATED_NS = 1_700_000_000_123_456_789
 
 

@@ -3,14 +3,11 @@ caller checks (API key cache, admin key) and the reference-data cache."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import grpc
 import pytest
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
-from backbone.money import derive_instrument
 from backbone.runtime.errors import ServiceError
 from gateway.auth import ApiKeyAuthenticator, api_key_digest, check_admin
 from gateway.fanout import ExecutionFanout
@@ -28,26 +25,9 @@ from gateway.validation import (
     validate_order_id,
     validate_submit_order,
 )
+from tests.instruments import btc_usd
 
-
-def btc_usd() -> common_pb2.Instrument:
-    return derive_instrument(
-        symbol="BTC-USD",
-        base_asset="BTC",
-        quote_asset="USD",
-        base_scale=8,
-        quote_scale=6,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.0001"),
-        min_quantity=Decimal("0.001"),
-        max_quantity=Decimal("100"),
-        max_price=Decimal("1000000"),
-        maker_fee_bps=10,
-        taker_fee_bps=20,
-    )
-
-
-INSTRUMENT = btc_usd()
+INSTRUMENT = btc_usd(min_quantity="0.001", max_quantity="100")
 
 
 def good_order(**changes: object) -> gateway_pb2.SubmitOrderRequest:

@@ -17,25 +17,11 @@ from backbone.money import (
     to_minor,
     to_units,
 )
+from tests.instruments import btc_usd
 
 
-def btc_usd(maker_bps: int = 10, taker_bps: int = 20) -> InstrumentMath:
-    return InstrumentMath.of(
-        derive_instrument(
-            symbol="BTC-USD",
-            base_asset="BTC",
-            quote_asset="USD",
-            base_scale=8,
-            quote_scale=6,
-            tick_size=Decimal("0.01"),
-            lot_size=Decimal("0.0001"),
-            min_quantity=Decimal("0.0001"),
-            max_quantity=Decimal("1000"),
-            max_price=Decimal("1000000"),
-            maker_fee_bps=maker_bps,
-            taker_fee_bps=taker_bps,
-        )
-    )
+def btc_usd_math(maker_bps: int, taker_bps: int) -> InstrumentMath:
+    return InstrumentMath.of(btc_usd(maker_fee_bps=maker_bps, taker_fee_bps=taker_bps))
 
 
 @pytest.mark.parametrize(
@@ -90,7 +76,7 @@ def test_buy_reservation_always_covers_its_fills(
     limit: int, improvement: int, fills: list[int], maker_bps: int, taker_bps: int, rests: bool
 ) -> None:
     """Whatever fills happen at or better than the limit, the held amount pays for them and their fees."""
-    math = btc_usd(maker_bps, taker_bps)
+    math = btc_usd_math(maker_bps, taker_bps)
     price = max(1, limit - improvement)
     fee_bps = maker_bps if rests else taker_bps
     leaves = sum(fills)

@@ -148,7 +148,11 @@ def test_trade_legs_are_exact() -> None:
         )
     )
     trade = make_trade(
-        math, price_ticks=250_012, quantity_lots=3, buy_limit_price_ticks=260_000, buy_leaves_lots=4,
+        math,
+        price_ticks=250_012,
+        quantity_lots=3,
+        buy_limit_price_ticks=260_000,
+        buy_leaves_lots=4,
         sell_leaves_lots=1,
     )
     buyer, seller = exposure.trade_legs(9, trade, math)
@@ -185,9 +189,7 @@ def test_self_trade_has_two_legs_with_distinct_op_ids() -> None:
 
 
 def test_release_leg_drops_everything() -> None:
-    leg = exposure.release_leg(
-        12, common_pb2.OrderReleased(order_id="o9", account_id="dan", released_lots=3)
-    )
+    leg = exposure.release_leg(12, common_pb2.OrderReleased(order_id="o9", account_id="dan", released_lots=3))
     assert leg == LegOp("dan", 48, 12, "o9", (), 0)
 
 
@@ -301,11 +303,15 @@ def test_buyer_reservation_always_covers_fills_and_is_released_at_the_end(
         assert buyer.available("USD") >= 0 and seller.available("BTC") >= 0
         assert buyer.reserved["USD"] == math.buy_reservation(limit, leaves)
     if leaves:
-        released = exposure.release_leg(len(fills) + 1, common_pb2.OrderReleased(
-            order_id="b", account_id="alice", released_lots=leaves))
+        released = exposure.release_leg(
+            len(fills) + 1, common_pb2.OrderReleased(order_id="b", account_id="alice", released_lots=leaves)
+        )
         buyer.apply(released)
-        seller.apply(exposure.release_leg(len(fills) + 2, common_pb2.OrderReleased(
-            order_id="s", account_id="bob", released_lots=leaves)))
+        seller.apply(
+            exposure.release_leg(
+                len(fills) + 2, common_pb2.OrderReleased(order_id="s", account_id="bob", released_lots=leaves)
+            )
+        )
     assert buyer.orders == {} and seller.orders == {}
     assert buyer.reserved["USD"] == 0 and seller.reserved["BTC"] == 0
     assert buyer.total["USD"] == funds - spent

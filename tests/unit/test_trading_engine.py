@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backbone.common.v1 import common_pb2
-from backbone.money import derive_instrument
 from backbone.trading.v1 import trading_pb2
+from tests.instruments import btc_usd
 from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 T = 1_700_000_000_000_000_000
-
-
-def btc_usd(symbol: str = "BTC-USD") -> common_pb2.Instrument:
-    return derive_instrument(
-        symbol=symbol,
-        base_asset="BTC",
-        quote_asset="USD",
-        base_scale=8,
-        quote_scale=6,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.0001"),
-        min_quantity=Decimal("0.0001"),
-        max_quantity=Decimal("1000"),
-        max_price=Decimal("1000000"),
-        maker_fee_bps=10,
-        taker_fee_bps=20,
-    )
 
 
 def new(
