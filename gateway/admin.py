@@ -88,9 +88,7 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
         quote_scale = await backends.assets.scale_of(request.quote_asset)
         if quote_scale is None:
             raise _unknown_asset(request.quote_asset, "quote_asset")
-        instrument = build_instrument(
-            request, fields, base_scale=base_scale, quote_scale=quote_scale
-        )
+        instrument = build_instrument(request, fields, base_scale=base_scale, quote_scale=quote_scale)
         response = await backends.call(
             backends.trading.CreateInstrument,
             trading_pb2.CreateInstrumentRequest(instrument=instrument),
@@ -117,9 +115,7 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
         log.info("account created", account_id=account_id)
         return gateway_pb2.CreateAccountResponse(account_id=account_id, api_key=api_key)
 
-    async def Deposit(
-        self, request: gateway_pb2.DepositRequest, context: Any
-    ) -> gateway_pb2.DepositResponse:
+    async def Deposit(self, request: gateway_pb2.DepositRequest, context: Any) -> gateway_pb2.DepositResponse:
         backends = self._admit(context)
         validate_deposit(request)
         scale = await backends.assets.scale_of(request.asset)

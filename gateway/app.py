@@ -82,17 +82,13 @@ class GatewayApp:
                 result_timeout_seconds=timeout,
             )
         )
-        orders: BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult] = (
-            BatchingStream(
-                "trading-orders",
-                lambda: trading.StreamOrders(metadata=outgoing_metadata()),
-                lambda sequence, commands: trading_pb2.StreamOrdersRequest(
-                    sequence=sequence, commands=commands
-                ),
-                lambda response: (response.sequence, response.results),
-                max_items=settings.batch_max_items,
-                result_timeout_seconds=timeout,
-            )
+        orders: BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult] = BatchingStream(
+            "trading-orders",
+            lambda: trading.StreamOrders(metadata=outgoing_metadata()),
+            lambda sequence, commands: trading_pb2.StreamOrdersRequest(sequence=sequence, commands=commands),
+            lambda response: (response.sequence, response.results),
+            max_items=settings.batch_max_items,
+            result_timeout_seconds=timeout,
         )
         fanout = ExecutionFanout(
             lambda: trading.SubscribeExecutions(
@@ -107,9 +103,7 @@ class GatewayApp:
             return list(response.instruments)
 
         async def load_assets() -> list[tuple[str, int]]:
-            response = await call_unary(
-                settings, settlement.ListAssets, settlement_pb2.ListAssetsRequest()
-            )
+            response = await call_unary(settings, settlement.ListAssets, settlement_pb2.ListAssetsRequest())
             return [(asset.code, asset.scale) for asset in response.assets]
 
         async def authenticate(digest: bytes) -> str | None:

@@ -136,6 +136,4 @@ def check_admin(metadata: Iterable[Any] | None, admin_key: str) -> None:
             "MISSING_ADMIN_KEY", f"this call needs the admin key in the {ADMIN_KEY_HEADER!r} metadata"
         )
     if not hmac.compare_digest(given.encode("utf-8"), admin_key.encode("utf-8")):
-        raise ServiceError(
-            grpc.StatusCode.UNAUTHENTICATED, "INVALID_ADMIN_KEY", "the admin key is not valid"
-        )
+        raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "INVALID_ADMIN_KEY", "the admin key is not valid")

@@ -502,9 +502,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 backends.settlement.GetBalances,
                 settlement_pb2.GetBalancesRequest(account_id=account),
             ),
-            backends.call(
-                backends.risk.GetAccountRisk, risk_pb2.GetAccountRiskRequest(account_id=account)
-            ),
+            backends.call(backends.risk.GetAccountRisk, risk_pb2.GetAccountRiskRequest(account_id=account)),
         )
         totals = {balance.asset: balance.amount for balance in ledger.balances}
         scales = {balance.asset: balance.scale for balance in ledger.balances}

@@ -98,10 +98,7 @@ def account_id_problem(value: str) -> str | None:
     if not value:
         return "is required"
     if not _ACCOUNT_ID.match(value):
-        return (
-            f"{value[:70]!r} is not an account id: 1 to 64 letters, digits, "
-            "'.', '_' or '-'"
-        )
+        return f"{value[:70]!r} is not an account id: 1 to 64 letters, digits, '.', '_' or '-'"
     return None
 
 
@@ -133,9 +130,7 @@ def _enum_name(enum: Any, value: int) -> str:
         return str(value)
 
 
-def _check_price(
-    text: str, math: InstrumentMath | None, violations: Violations
-) -> int:
+def _check_price(text: str, math: InstrumentMath | None, violations: Violations) -> int:
     if not text:
         violations.add("price", "INVALID_PRICE", "is required; a limit order needs a price")
         return 0
@@ -162,16 +157,13 @@ def _check_price(
         violations.add(
             "price",
             "INVALID_PRICE",
-            f"{text} is above the largest price "
-            f"{math.price_text(math.instrument.max_price_ticks)}",
+            f"{text} is above the largest price {math.price_text(math.instrument.max_price_ticks)}",
         )
         return 0
     return ticks
 
 
-def _check_quantity(
-    text: str, math: InstrumentMath | None, violations: Violations
-) -> int:
+def _check_quantity(text: str, math: InstrumentMath | None, violations: Violations) -> int:
     if not text:
         violations.add("quantity", "INVALID_QUANTITY", "is required")
         return 0
@@ -255,8 +247,7 @@ def validate_submit_order(
         violations.add(
             "type",
             "UNSUPPORTED_ORDER_TYPE",
-            f"{_enum_name(common_pb2.OrderType, request.type)} is not supported; "
-            "only ORDER_TYPE_LIMIT is",
+            f"{_enum_name(common_pb2.OrderType, request.type)} is not supported; only ORDER_TYPE_LIMIT is",
         )
 
     time_in_force = request.time_in_force or common_pb2.TIME_IN_FORCE_GTC
@@ -299,8 +290,7 @@ def resolve_account(requested: str, authenticated: str) -> str:
     raise ServiceError(
         grpc.StatusCode.PERMISSION_DENIED,
         "ACCOUNT_NOT_PERMITTED",
-        "this API key may only act on its own account; leave account_id empty or use "
-        f"{authenticated!r}",
+        f"this API key may only act on its own account; leave account_id empty or use {authenticated!r}",
     )
 
 
@@ -389,9 +379,7 @@ def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> 
                     field, "INVALID_" + field.upper(), f"{value} is not a multiple of lot_size {lot}"
                 )
     if tick > 0 and max_price > 0 and max_price % tick != 0:
-        violations.add(
-            "max_price", "INVALID_MAX_PRICE", f"{max_price} is not a multiple of tick_size {tick}"
-        )
+        violations.add("max_price", "INVALID_MAX_PRICE", f"{max_price} is not a multiple of tick_size {tick}")
     for field in ("maker_fee_bps", "taker_fee_bps"):
         value = getattr(request, field)
         if value > MAX_FEE_BPS:

@@ -72,9 +72,7 @@ def order_view(order: common_pb2.Order, instrument: common_pb2.Instrument) -> ga
         filled_quantity=math.quantity_text(order.filled_lots),
         leaves_quantity=math.quantity_text(order.leaves_lots),
         cancelled_quantity=math.quantity_text(order.cancelled_lots),
-        average_price=average_price_text(
-            order.filled_notional_ticks_lots, order.filled_lots, math.tick
-        ),
+        average_price=average_price_text(order.filled_notional_ticks_lots, order.filled_lots, math.tick),
         status=order.status,
     )
     created = timestamp_of(order.created_ns)

@@ -141,9 +141,7 @@ def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> Rese
         )
     asset, amount = math.reservation(reserve.side, reserve.price_ticks, reserve.quantity_lots)
     if not 0 < amount <= INT64_MAX:
-        return Rejection(
-            reserve.order_id, INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
-        )
+        return Rejection(reserve.order_id, INVALID_ORDER, "the order's amount does not fit in 64 bits", asset)
     return ReserveOp(
         account_id=reserve.account_id,
         order_id=reserve.order_id,

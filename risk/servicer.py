@@ -161,16 +161,12 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     cursor = await store.cursor(source)
                 log.info("trading events stream opened", source=source, resume_after=cursor)
             if not source:
-                raise invalid_field(
-                    "source", "SOURCE_REQUIRED", "the first request must name its source"
-                )
+                raise invalid_field("source", "SOURCE_REQUIRED", "the first request must name its source")
             if request.events:
                 cursor = await self.apply_events(source, cursor, request.events)
             yield risk_pb2.StreamTradingEventsResponse(applied_sequence=cursor)
 
-    async def apply_events(
-        self, source: str, cursor: int, events: Sequence[risk_pb2.TradingEvent]
-    ) -> int:
+    async def apply_events(self, source: str, cursor: int, events: Sequence[risk_pb2.TradingEvent]) -> int:
         """Apply the events after `cursor`, then advance the source's cursor; returns it."""
         store, _ = self._ready()
         last = max(event.sequence for event in events)

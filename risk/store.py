@@ -62,8 +62,7 @@ def script_sources() -> dict[str, str]:
     folder = resources.files("risk") / "lua"
     helpers = (folder / "lib.lua").read_text(encoding="utf-8")
     return {
-        name: helpers + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
-        for name in SCRIPT_NAMES
+        name: helpers + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8") for name in SCRIPT_NAMES
     }
 
 
@@ -149,9 +148,7 @@ class RiskStore:
 
     # Reservations ---------------------------------------------------------
 
-    async def run_reservations(
-        self, ops: Sequence[ReserveOp | ReleaseOp]
-    ) -> list[ReservationOutcome]:
+    async def run_reservations(self, ops: Sequence[ReserveOp | ReleaseOp]) -> list[ReservationOutcome]:
         """Apply reserves and releases in order, in one round trip; one outcome each."""
         calls: list[Call] = []
         for op in ops:
@@ -167,9 +164,7 @@ class RiskStore:
                 if int(result[0]) == 1:
                     outcomes.append(ReservationOutcome(True, str(result[1]), int(result[2])))
                 else:
-                    outcomes.append(
-                        ReservationOutcome(False, op.asset, op.amount, reason=str(result[1]))
-                    )
+                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=str(result[1])))
             else:
                 outcomes.append(ReservationOutcome(True, str(result[0]), int(result[1])))
         return outcomes

@@ -165,9 +165,7 @@ class AsyncClient:
         self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
         self._get_order = _unary(channel, g, "GetOrder", gateway_pb2.GetOrderResponse)
         self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
-        self._list_instruments = _unary(
-            channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse
-        )
+        self._list_instruments = _unary(channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse)
         self._get_order_book = _unary(channel, g, "GetOrderBook", gateway_pb2.GetOrderBookResponse)
         self._stream_executions: grpc.aio.UnaryStreamMultiCallable[
             Message, gateway_pb2.StreamExecutionsResponse
@@ -177,9 +175,7 @@ class AsyncClient:
             response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
         )
         self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
-        self._create_instrument = _unary(
-            channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse
-        )
+        self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
         self._create_account = _unary(channel, a, "CreateAccount", gateway_pb2.CreateAccountResponse)
         self._deposit = _unary(channel, a, "Deposit", gateway_pb2.DepositResponse)
 
@@ -389,9 +385,7 @@ class AsyncClient:
             maker_fee_bps=maker_fee_bps,
             taker_fee_bps=taker_fee_bps,
         )
-        response = await self._retrying(
-            lambda: self._call(self._create_instrument, request, admin=True)
-        )
+        response = await self._retrying(lambda: self._call(self._create_instrument, request, admin=True))
         return instrument_from_proto(response.instrument)
 
     async def create_account(self, account_id: str | None = None) -> Account:

@@ -40,10 +40,7 @@ class BackboneError(Exception):
         self.metadata = MappingProxyType(dict(metadata or {}))
 
     def __repr__(self) -> str:
-        return (
-            f"BackboneError(code={self.code.name}, reason={self.reason!r}, "
-            f"message={self.message!r})"
-        )
+        return f"BackboneError(code={self.code.name}, reason={self.reason!r}, message={self.message!r})"
 
     def __reduce__(self) -> tuple[object, ...]:
         return (

@@ -211,9 +211,7 @@ def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-def order_from_proto(
-    message: gateway_pb2.Order, reports: tuple[ExecutionReport, ...] = ()
-) -> Order:
+def order_from_proto(message: gateway_pb2.Order, reports: tuple[ExecutionReport, ...] = ()) -> Order:
     return Order(
         order_id=message.order_id,
         client_order_id=message.client_order_id,
