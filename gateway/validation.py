@@ -130,76 +130,63 @@ def _enum_name(enum: Any, value: int) -> str:
         return str(value)
 
 
-def _check_price(text: str, math: InstrumentMath | None, violations: Violations) -> int:
+def _grid_units(
+    field: str,
+    reason: str,
+    text: str,
+    increment: Decimal | None,
+    increment_name: str,
+    violations: Violations,
+) -> int:
+    """`text` as a positive whole number of `increment`s; 0 after recording what is wrong with it.
+
+    Without an increment (the symbol is unknown) only the decimal's form is checked.
+    """
     if not text:
-        violations.add("price", "INVALID_PRICE", "is required; a limit order needs a price")
+        violations.add(field, reason, "is required")
         return 0
     try:
         value = parse_decimal(text)
     except MoneyError as error:
-        violations.add("price", "INVALID_PRICE", str(error))
+        violations.add(field, reason, str(error))
         return 0
-    if math is None:
+    if increment is None:
         return 0
     if value <= 0:
-        violations.add("price", "INVALID_PRICE", "must be greater than zero")
+        violations.add(field, reason, "must be greater than zero")
         return 0
     try:
-        ticks = to_units(value, math.tick)
+        return to_units(value, increment)
     except MoneyError:
-        violations.add(
-            "price",
-            "INVALID_PRICE",
-            f"{text} is not a multiple of the tick size {math.instrument.tick_size}",
-        )
+        violations.add(field, reason, f"{text} is not a multiple of the {increment_name} {increment:f}")
+        return 0
+
+
+def _check_price(text: str, math: InstrumentMath | None, violations: Violations) -> int:
+    tick = math.tick if math else None
+    ticks = _grid_units("price", "INVALID_PRICE", text, tick, "tick size", violations)
+    if math is None or ticks == 0:
         return 0
     if ticks > math.instrument.max_price_ticks:
-        violations.add(
-            "price",
-            "INVALID_PRICE",
-            f"{text} is above the largest price {math.price_text(math.instrument.max_price_ticks)}",
-        )
+        largest = math.price_text(math.instrument.max_price_ticks)
+        violations.add("price", "INVALID_PRICE", f"{text} is above the largest price {largest}")
         return 0
     return ticks
 
 
 def _check_quantity(text: str, math: InstrumentMath | None, violations: Violations) -> int:
-    if not text:
-        violations.add("quantity", "INVALID_QUANTITY", "is required")
-        return 0
-    try:
-        value = parse_decimal(text)
-    except MoneyError as error:
-        violations.add("quantity", "INVALID_QUANTITY", str(error))
-        return 0
-    if math is None:
-        return 0
-    if value <= 0:
-        violations.add("quantity", "INVALID_QUANTITY", "must be greater than zero")
-        return 0
-    try:
-        lots = to_units(value, math.lot)
-    except MoneyError:
-        violations.add(
-            "quantity",
-            "INVALID_QUANTITY",
-            f"{text} is not a multiple of the lot size {math.instrument.lot_size}",
-        )
+    lot = math.lot if math else None
+    lots = _grid_units("quantity", "INVALID_QUANTITY", text, lot, "lot size", violations)
+    if math is None or lots == 0:
         return 0
     instrument = math.instrument
     if lots < instrument.min_quantity_lots:
-        violations.add(
-            "quantity",
-            "INVALID_QUANTITY",
-            f"{text} is below the smallest quantity {math.quantity_text(instrument.min_quantity_lots)}",
-        )
+        smallest = math.quantity_text(instrument.min_quantity_lots)
+        violations.add("quantity", "INVALID_QUANTITY", f"{text} is below the smallest quantity {smallest}")
         return 0
     if lots > instrument.max_quantity_lots:
-        violations.add(
-            "quantity",
-            "INVALID_QUANTITY",
-            f"{text} is above the largest quantity {math.quantity_text(instrument.max_quantity_lots)}",
-        )
+        largest = math.quantity_text(instrument.max_quantity_lots)
+        violations.add("quantity", "INVALID_QUANTITY", f"{text} is above the largest quantity {largest}")
         return 0
     return lots
 
