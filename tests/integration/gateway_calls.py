@@ -112,6 +112,20 @@ def wait_for(condition: Callable[[], T], timeout_seconds: float = 20.0, what: st
         time.sleep(0.05)
 
 
+def settles_to(
+    read: Callable[[], T], expected: T, timeout_seconds: float = 20.0, what: str = "state"
+) -> None:
+    """Poll `read()` until it equals `expected`; fail with both values after the deadline.
+
+    The ledger (settlement) and the reservations (risk) consume trading's events independently, so
+    a view that combines them converges rather than changing in one step: compare the whole view.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while (value := read()) != expected and time.monotonic() <= deadline:
+        time.sleep(0.05)
+    assert value == expected, f"{what} did not settle in {timeout_seconds:g}s"
+
+
 def ledger_nets_to_zero(database_url: str) -> dict[str, int]:
     """Check the ledger invariants; return the per-asset sum over all postings (all zero)."""
     with psycopg.connect(database_url) as connection:

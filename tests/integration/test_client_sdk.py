@@ -20,7 +20,7 @@ from backbone.client import (
     OrderStatus,
 )
 from tests.conftest import System
-from tests.integration.gateway_calls import wait_for
+from tests.integration.gateway_calls import settles_to
 
 pytestmark = pytest.mark.integration
 
@@ -78,11 +78,11 @@ def test_sync_client_trades_with_decimals_and_streams_the_makers_fill(admin: Cli
     assert trades[0].liquidity_side == LiquiditySide.MAKER
     assert all(r.order.account_id == resting.account_id for r in received), "only the caller's own reports"
 
-    wait_for(
-        lambda: taker.get_balances()["EUR"].total == Decimal("699.25"), what="the buyer's ledger balance"
-    )
-    eur = taker.get_balances()["EUR"]
-    assert (eur.reserved, eur.available) == (Decimal("0"), Decimal("699.25"))
+    def eur() -> tuple[Decimal, Decimal, Decimal]:
+        balance = taker.get_balances()["EUR"]
+        return (balance.total, balance.reserved, balance.available)
+
+    settles_to(eur, (Decimal("699.25"), Decimal("0"), Decimal("699.25")), what="the buyer's EUR balance")
 
 
 def test_sync_client_raises_one_typed_error(admin: Client, system: System) -> None:

@@ -19,6 +19,7 @@ from tests.integration.gateway_calls import (
     key,
     ledger_nets_to_zero,
     refused,
+    settles_to,
     setup_market,
     trade_entries,
     unique,
@@ -75,27 +76,25 @@ def test_crossing_orders_trade_and_settle_exactly(gateway: Gateway, system: Syst
     )
     assert seller_view.order.status == common_pb2.ORDER_STATUS_FILLED
 
-    # The ledger catches up asynchronously (trading -> settlement stream): poll for it.
-    def settled() -> bool:
+    # The ledger (settlement) and the reservations (risk) catch up asynchronously: poll the whole view.
+    def view() -> tuple[tuple[str, str, str], ...]:
         a, b = balances(gateway, alice_key), balances(gateway, bob_key)
-        return (
-            a.get("BTC") is not None and a["BTC"].total == "0.50000000" and b["USD"].total == "24975.000000"
+        return tuple(
+            (owner[asset].total, owner[asset].reserved, owner[asset].available)
+            for owner, asset in ((a, "USD"), (a, "BTC"), (b, "BTC"), (b, "USD"))
+            if asset in owner
         )
 
-    wait_for(settled, what="the trade reaching the ledger")
-    a, b = balances(gateway, alice_key), balances(gateway, bob_key)
-    assert (a["USD"].total, a["USD"].reserved, a["USD"].available) == (
-        "74950.000000",
-        "0.000000",
-        "74950.000000",
+    settles_to(
+        view,
+        (
+            ("74950.000000", "0.000000", "74950.000000"),
+            ("0.50000000", "0.00000000", "0.50000000"),
+            ("1.50000000", "0.00000000", "1.50000000"),
+            ("24975.000000", "0.000000", "24975.000000"),
+        ),
+        what="both accounts' balances after the trade",
     )
-    assert (a["BTC"].total, a["BTC"].available) == ("0.50000000", "0.50000000")
-    assert (b["BTC"].total, b["BTC"].reserved, b["BTC"].available) == (
-        "1.50000000",
-        "0.00000000",
-        "1.50000000",
-    )
-    assert (b["USD"].total, b["USD"].available) == ("24975.000000", "24975.000000")
 
     rows = trade_entries(system.database_url, alice)
     entry_ids = {row[0] for row in rows}
