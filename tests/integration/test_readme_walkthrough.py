@@ -1,10 +1,11 @@
-"""The README's grpcurl walk-through, run as written against a fresh system, with `buf curl` standing in.
+"""The README's grpcurl walk-through and SDK snippet, run as written against a fresh system, with `buf curl` standing in.
 
 A newcomer pastes these commands first; a renamed field or a wrong figure in them is a bug. grpcurl is
 not a Python package, so `grpcurl` is a shell function translating its arguments to `buf curl` (the
 dev extra installs buf). The script is the README's block with three substitutions, each checked to
 apply: the gateway address, the account API keys the reader copies from the CreateAccount answers, and
-the execution stream, which runs for a few seconds instead of until Ctrl-C.
+the execution stream, which runs for a few seconds instead of until Ctrl-C. The README's SDK snippet
+then runs as Alice, with only the address and her key filled in.
 """
 
 from __future__ import annotations
@@ -61,11 +62,10 @@ api_key_of() {  # what a reader copies from the CreateAccount answer for that ac
 """
 
 
-def walkthrough_block() -> str:
-    text = README.read_text()
-    section = text.split("## Walk-through with grpcurl", 1)[1]
-    found = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert found, "the walk-through's sh block"
+def readme_block(heading: str, language: str) -> str:
+    section = README.read_text().split(f"## {heading}", 1)[1]
+    found = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert found, f"the {language} block under {heading!r}"
     return found.group(1)
 
 
@@ -83,7 +83,7 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
     out = tmp_path / "answers"
     out.mkdir()
 
-    block = walkthrough_block()
+    block = readme_block("Walk-through with grpcurl", "sh")
     block = substitute(block, "GW=127.0.0.1:50051", f"GW={system.gateway}")
     block = substitute(block, "<alice's api_key>", "$(api_key_of alice)")
     block = substitute(block, "<bob's api_key>", "$(api_key_of bob)")
@@ -136,6 +136,16 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
             ),
             what="the balances the walk-through promises",
         )
+
+    # Then the README's SDK snippet, as Alice: her bid rests (nothing left to sell) and holds its reservation.
+    snippet = readme_block("Python SDK", "python")
+    snippet = substitute(snippet, '"127.0.0.1:50051"', repr(system.gateway))
+    snippet = substitute(snippet, '"bbk_..."', repr(alice_key))
+    ran = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "new 0.0000 None", lines
+    assert lines[1:] == ["BTC 0.50000000 0E-8 0.50000000", "USD 74950.000000 25100.100000 49849.900000"]
 
 
 def api_key_from_answers(out: Path, account_id: str) -> str:
