@@ -1,4 +1,4 @@
-"""The README's grpcurl walk-through and SDK snippet, run as written against a fresh system, with `buf curl` standing in.
+"""The README's grpcurl walk-through and SDK snippet, run as written against a fresh system.
 
 A newcomer pastes these commands first; a renamed field or a wrong figure in them is a bug. grpcurl is
 not a Python package, so `grpcurl` is a shell function translating its arguments to `buf curl` (the
