@@ -145,7 +145,10 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
     assert lines[0] == "new 0.0000 None", lines
-    assert lines[1:] == ["BTC 0.50000000 0E-8 0.50000000", "USD 74950.000000 25100.100000 49849.900000"]
+    assert lines[1:] == [
+        "BTC total=0.50000000 reserved=0.00000000 available=0.50000000",
+        "USD total=74950.000000 reserved=25100.100000 available=49849.900000",
+    ]
 
 
 def api_key_from_answers(out: Path, account_id: str) -> str:
