@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from backbone.gateway.v1 import gateway_pb2
 from backbone.runtime.embedded import free_port
 from tests.integration.gateway_calls import Gateway, balances, funded_account, wait_for
+from tests.integration.grpcurl_stand_in import run_pasted, substitute
 
 pytestmark = pytest.mark.integration
 
@@ -65,14 +65,17 @@ def test_up_runs_everything_and_keeps_the_ledger(tmp_path: Path) -> None:
         admin_key = (data_dir / "admin-key").read_text().strip()
         assert admin_key in banner
         assert f"127.0.0.1:{ports['gateway']}" in banner
-        assert "grpcurl" in banner
+        # The banner's commands work as pasted: assets, an instrument, Alice funded, her bid resting.
+        pasted = [line.strip() for line in banner.splitlines() if line.strip().startswith("grpcurl ")]
+        assert len(pasted) == 6, banner
+        setup = run_pasted("\n".join(pasted[:5]), tmp_path / "setup")
+        order = substitute(pasted[5], "<alice key>", setup.api_key("alice"))  # as a reader edits it in
+        placed = run_pasted(order, tmp_path / "order")
+        assert [a["order"]["status"] for a in placed.of("SubmitOrder")] == ["ORDER_STATUS_NEW"]
         with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as channel:
             gateway = Gateway(channel, admin_key)
-            gateway.admin.CreateAsset(
-                gateway_pb2.CreateAssetRequest(code="USD", scale=2), metadata=gateway.admin_metadata()
-            )
             _, api_key = funded_account(gateway, {"USD": "1234.56"})
-            assert balances(gateway, api_key)["USD"].total == "1234.56"
+            assert balances(gateway, api_key)["USD"].total == "1234.560000"
     finally:
         if process.poll() is None:
             output = stop_up(process)
@@ -86,7 +89,8 @@ def test_up_runs_everything_and_keeps_the_ledger(tmp_path: Path) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as channel:
             gateway = Gateway(channel, admin_key)
             wait_for(
-                lambda: balances(gateway, api_key)["USD"].total == "1234.56", what="the ledger after restart"
+                lambda: balances(gateway, api_key)["USD"].total == "1234.560000",
+                what="the ledger after restart",
             )
     finally:
         if process.poll() is None:

@@ -1,0 +1,94 @@
+"""Run grpcurl commands as a reader would paste them, with `buf curl` standing in for grpcurl.
+
+grpcurl is not a Python package; buf (from the dev extra) speaks gRPC with reflection too. The script
+defines `grpcurl` as a shell function that translates its arguments (-plaintext, -H, -d, ADDRESS,
+SERVICE/METHOD) to `buf curl`, saves every answer as <n>-<Method>.json in the answers folder, and
+defines `api_key_of ACCOUNT`: the key a reader copies from that account's CreateAccount answer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_PRELUDE = r"""
+set -euo pipefail
+calls=0
+grpcurl() {
+  local args=() address method
+  while [ "$#" -gt 2 ]; do
+    case "$1" in
+      -plaintext) shift ;;
+      -H|-d) args+=("$1" "$2"); shift 2 ;;
+      *) echo "grpcurl flag the stand-in does not know: $1" >&2; return 2 ;;
+    esac
+  done
+  address=$1 method=$2 calls=$((calls + 1))
+  local out="$OUT/$calls-${method##*/}.json"
+  if [ "${method##*/}" = StreamExecutions ]; then
+    # A reader leaves this running; here it must stay open for a few seconds, not be refused.
+    local code=0
+    timeout 3 "$BUF" curl --protocol grpc --http2-prior-knowledge "${args[@]}" "http://$address/$method" \
+      > "$out" || code=$?
+    [ "$code" -eq 124 ] || { echo "StreamExecutions ended with $code" >&2; return 1; }
+  else
+    "$BUF" curl --protocol grpc --http2-prior-knowledge "${args[@]}" "http://$address/$method" > "$out"
+  fi
+  cat "$out"
+}
+api_key_of() {
+  local answer
+  answer=$(grep -l "\"accountId\": \"$1\"" "$OUT"/*-CreateAccount.json)
+  sed -n 's/.*"apiKey": "\(.*\)".*/\1/p' "$answer"
+}
+"""
+
+
+@dataclass
+class Answers:
+    """What the pasted commands answered, in order."""
+
+    folder: Path
+
+    def of(self, method: str) -> list[dict[str, Any]]:
+        paths = sorted(self.folder.glob(f"*-{method}.json"), key=lambda p: int(p.name.split("-", 1)[0]))
+        return [json.loads(path.read_text()) for path in paths]
+
+    def methods(self) -> set[str]:
+        return {path.name.split("-", 1)[1].removesuffix(".json") for path in self.folder.iterdir()}
+
+    def api_key(self, account_id: str) -> str:
+        for answer in self.of("CreateAccount"):
+            if answer["accountId"] == account_id:
+                return str(answer["apiKey"])
+        raise AssertionError(f"no CreateAccount answer for {account_id}")
+
+
+def substitute(text: str, old: str, new: str) -> str:
+    """Replace `old`, which must be there: a reworded source must fail the test, not skip a step."""
+    assert old in text, f"no longer contains {old!r}"
+    return text.replace(old, new)
+
+
+def run_pasted(commands: str, folder: Path) -> Answers:
+    """Run `commands` with bash in `folder` (the reader's working directory); fail on any error."""
+    buf = Path(sys.executable).parent / "buf"
+    assert buf.exists(), "buf is missing: the dev extra installs it (buf-bin)"
+    answers = folder / "answers"
+    answers.mkdir(parents=True)
+    script = folder / "pasted.sh"
+    script.write_text(_PRELUDE + commands)
+    result = subprocess.run(
+        ["bash", str(script)],
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", "OUT": str(answers), "BUF": str(buf)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return Answers(answers)
