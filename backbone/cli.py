@@ -2,6 +2,8 @@
 
 backbone up                  embedded PostgreSQL + Redis (unless configured) and all four services
 backbone serve <service>     one service: gateway, risk, trading or settlement
+backbone health ADDRESS      exit 0 when that server is SERVING
+backbone check               report the system's invariants (ledger, journal, reservations)
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import importlib
+import json
 import os
 import secrets
 import signal
@@ -52,7 +55,50 @@ def _parser() -> argparse.ArgumentParser:
         "health", help="exit 0 when the server at ADDRESS reports SERVING (for container health checks)"
     )
     health.add_argument("address", help="host:port of a Backbone service")
+    check = commands.add_parser(
+        "check",
+        help="report the system's invariants on a live system; exit 0 when all hold, 1 when one is "
+        "violated, 3 when events are still in flight",
+        description="Reads PostgreSQL (BACKBONE_DATABASE_URL) and Redis (BACKBONE_REDIS_URL), or the "
+        "embedded servers of a running `backbone up` in BACKBONE_DATA_DIR; writes nothing.",
+    )
+    check.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="keep checking while something is pending or violated, up to this long (default 5)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one line of JSON")
     return parser
+
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
+    """Report the invariants; the exit code says whether they hold."""
+    from backbone.invariants import check as check_invariants
+
+    database_url, redis_url = settings.database_url, settings.redis_url
+    endpoints = settings.data_dir / ENDPOINTS_FILE
+    if not (database_url and redis_url) and endpoints.exists():
+        running = json.loads(endpoints.read_text())
+        database_url = database_url or running["database_url"]
+        redis_url = redis_url or running["redis_url"]
+    if not (database_url and redis_url):
+        print(
+            "backbone check needs BACKBONE_DATABASE_URL and BACKBONE_REDIS_URL, or a running "
+            f"`backbone up` using {settings.data_dir}",
+            file=sys.stderr,
+        )
+        return 2
+    report = check_invariants(database_url, redis_url, settle_seconds)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        print("\n".join(report.lines()))
+    return {"ok": 0, "violated": 1, "pending": 3}[report.status]
 
 
 def serve(service: str, settings: Settings) -> int:
@@ -145,6 +191,10 @@ def up(settings: Settings, show_logs: bool) -> int:
         database_url = postgres.start() if postgres else settings.database_url
         redis_url = cache.start() if cache else settings.redis_url
         admin_key = _admin_key(settings, data_dir)
+        # Where the storage is while this runs, for `backbone check` (removed on the way out).
+        endpoints = data_dir / ENDPOINTS_FILE
+        endpoints.write_text(json.dumps({"database_url": database_url, "redis_url": redis_url}) + "\n")
+        endpoints.chmod(0o600)  # an external URL may carry a password
         log_dir = None if show_logs else data_dir / "logs"
         environment = {
             **{k: v for k, v in os.environ.items() if k.startswith("BACKBONE_")},
@@ -177,6 +227,7 @@ def up(settings: Settings, show_logs: bool) -> int:
             cache.stop()
         if postgres is not None:
             postgres.stop()
+        (data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         print("stopped.", file=sys.stderr, flush=True)
     return code
 
@@ -194,4 +245,6 @@ def main(argv: list[str] | None = None) -> int:
         serving = health_status(options.address, 2.0) == health_pb2.HealthCheckResponse.SERVING
         print("SERVING" if serving else "NOT SERVING")
         return 0 if serving else 1
+    if options.command == "check":
+        return check(settings, options.settle, options.json)
     return up(settings, options.logs)

@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from backbone.common.v1 import common_pb2
+
 SYSTEM_EXTERNAL = "system:external"
 SYSTEM_FEES = "system:fees"
 SYSTEM_ACCOUNTS = (SYSTEM_EXTERNAL, SYSTEM_FEES)
@@ -80,6 +82,21 @@ class TradeFill:
     quote_amount: int
     buyer_fee: int
     seller_fee: int
+
+
+def fill_of(trade: common_pb2.Trade) -> TradeFill:
+    """The ledger's part of a trade event."""
+    return TradeFill(
+        trade_id=trade.trade_id,
+        buy_account_id=trade.buy_account_id,
+        sell_account_id=trade.sell_account_id,
+        base_asset=trade.base_asset,
+        quote_asset=trade.quote_asset,
+        base_amount=trade.base_amount,
+        quote_amount=trade.quote_amount,
+        buyer_fee=trade.buyer_fee,
+        seller_fee=trade.seller_fee,
+    )
 
 
 def _text(value: object, field: str) -> str:

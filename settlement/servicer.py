@@ -8,7 +8,6 @@ from typing import Any
 import grpc
 import structlog
 
-from backbone.common.v1 import common_pb2
 from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from settlement import ledger
@@ -22,20 +21,6 @@ INT64_MIN = -(1 << 63)
 
 def _invalid(error: LedgerError) -> ServiceError:
     return invalid_field(error.field, error.reason, error.description)
-
-
-def _fill(trade: common_pb2.Trade) -> ledger.TradeFill:
-    return ledger.TradeFill(
-        trade_id=trade.trade_id,
-        buy_account_id=trade.buy_account_id,
-        sell_account_id=trade.sell_account_id,
-        base_asset=trade.base_asset,
-        quote_asset=trade.quote_asset,
-        base_amount=trade.base_amount,
-        quote_amount=trade.quote_amount,
-        buyer_fee=trade.buyer_fee,
-        seller_fee=trade.seller_fee,
-    )
 
 
 def _int64(amount: int, what: str) -> int:
@@ -64,7 +49,9 @@ def _batch_entries(
         if not item.HasField("trade"):
             raise invalid_field(f"{path}.trade", "REQUIRED", "is required")
         try:
-            batch.append((item.sequence, ledger.trade_entry(source, _fill(item.trade), f"{path}.trade")))
+            batch.append(
+                (item.sequence, ledger.trade_entry(source, ledger.fill_of(item.trade), f"{path}.trade"))
+            )
         except LedgerError as error:
             raise _invalid(error) from None
     return batch

@@ -13,6 +13,7 @@ import psycopg
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.invariants import Report, check
 from backbone.runtime.errors import ServiceError, from_rpc_error
 
 T = TypeVar("T")
@@ -55,6 +56,17 @@ def refused(call: Callable[[], object]) -> ServiceError:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def order(symbol: str, side: int, price: str, quantity: str, **fields: str) -> gateway_pb2.SubmitOrderRequest:
+    return gateway_pb2.SubmitOrderRequest(
+        client_order_id=fields.pop("client_order_id", unique("c")),
+        symbol=symbol,
+        side=side,  # type: ignore[arg-type]
+        price=price,
+        quantity=quantity,
+        **fields,
+    )
 
 
 def setup_market(gateway: Gateway, symbol: str, base: str, quote: str = "USD") -> None:
@@ -126,26 +138,11 @@ def settles_to(
     assert value == expected, f"{what} did not settle in {timeout_seconds:g}s"
 
 
-def ledger_nets_to_zero(database_url: str) -> dict[str, int]:
-    """Check the ledger invariants; return the per-asset sum over all postings (all zero)."""
-    with psycopg.connect(database_url) as connection:
-        unbalanced = connection.execute(
-            "SELECT entry_id, asset, sum(amount) FROM ledger.postings "
-            "GROUP BY entry_id, asset HAVING sum(amount) <> 0"
-        ).fetchall()
-        assert unbalanced == [], f"unbalanced journal entries: {unbalanced}"
-        totals = dict(
-            connection.execute("SELECT asset, sum(amount) FROM ledger.postings GROUP BY asset").fetchall()
-        )
-        mismatched = connection.execute(
-            "SELECT b.account_id, b.asset, b.amount, p.total FROM ledger.balances b "
-            "LEFT JOIN (SELECT account_id, asset, sum(amount) AS total FROM ledger.postings "
-            "GROUP BY account_id, asset) p USING (account_id, asset) "
-            "WHERE b.amount <> coalesce(p.total, 0)"
-        ).fetchall()
-        assert mismatched == [], f"balances that differ from their postings: {mismatched}"
-    assert all(total == 0 for total in totals.values()), totals
-    return {asset: int(total) for asset, total in totals.items()}
+def invariants_hold(database_url: str, redis_url: str) -> Report:
+    """`backbone check` once the consumers have caught up: every invariant holds."""
+    report = check(database_url, redis_url, settle_seconds=20)
+    assert report.status == "ok", "\n".join(report.lines())
+    return report
 
 
 def trade_entries(database_url: str, account_id: str) -> list[tuple[int, str, str, int]]:

@@ -13,8 +13,8 @@ from tests.integration.gateway_calls import (
     Gateway,
     balances,
     funded_account,
+    invariants_hold,
     key,
-    ledger_nets_to_zero,
     refused,
     setup_market,
 )
@@ -215,4 +215,4 @@ def test_every_public_and_admin_call_refuses_bad_input_and_changes_nothing(
     assert balances(gateway, api_key) == before
     after = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key))
     assert after == instruments_before
-    ledger_nets_to_zero(system.database_url)
+    invariants_hold(system.database_url, system.redis_url)

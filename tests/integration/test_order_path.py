@@ -16,8 +16,9 @@ from tests.integration.gateway_calls import (
     Gateway,
     balances,
     funded_account,
+    invariants_hold,
     key,
-    ledger_nets_to_zero,
+    order,
     refused,
     settles_to,
     setup_market,
@@ -37,17 +38,6 @@ def gateway(system: System) -> Iterator[Gateway]:
         gw = Gateway(channel, system.admin_key)
         setup_market(gw, SYMBOL, "BTC")
         yield gw
-
-
-def order(symbol: str, side: int, price: str, quantity: str, **fields: str) -> gateway_pb2.SubmitOrderRequest:
-    return gateway_pb2.SubmitOrderRequest(
-        client_order_id=fields.pop("client_order_id", unique("c")),
-        symbol=symbol,
-        side=side,  # type: ignore[arg-type]
-        price=price,
-        quantity=quantity,
-        **fields,
-    )
 
 
 def test_crossing_orders_trade_and_settle_exactly(gateway: Gateway, system: System) -> None:
@@ -109,7 +99,7 @@ def test_crossing_orders_trade_and_settle_exactly(gateway: Gateway, system: Syst
             ("system:fees", "USD", 75_000_000),
         ]
     ), f"entry {entry}"
-    ledger_nets_to_zero(system.database_url)
+    invariants_hold(system.database_url, system.redis_url)
 
 
 def test_cancel_releases_the_reservation(gateway: Gateway) -> None:

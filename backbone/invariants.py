@@ -1,0 +1,505 @@
+"""The system's invariants, checked on a live system: what `backbone check` reports.
+
+It reads the stores the services write (the ledger and the trading journal in PostgreSQL, risk's
+state in Redis) and never writes. Each check answers OK, VIOLATED (with the offending ids) or
+PENDING: the services apply trading's events asynchronously, so a comparison between two of them
+is made only once both have applied every event; until then it waits (``settle_seconds``) and then
+says how far behind they are.
+
+- entries balance: every journal entry sums to zero per asset;
+- assets net to zero: summed over all accounts (system accounts included);
+- balances match postings: the ledger's running balances equal the sum of their postings;
+- no negative balance: no customer ledger balance and no risk "available" below zero;
+- journal replays: each trading shard's journal replays (regenerating exactly its journaled
+  events), twice to the same state digest, and the rebuilt books are uncrossed with every order's
+  quantity conserved;
+- trades posted once: every trade the journal holds up to settlement's cursor is posted exactly
+  as the engine computed it, and the ledger holds no trade the journal does not;
+- reservations match open orders: every open order holds exactly what it needs in risk, and risk
+  holds nothing for an order that is not open;
+- risk matches ledger: risk's per-account totals equal the ledger's balances.
+
+The last three compare against the books the journal rebuilds; when a journal does not replay they
+are UNCHECKED (the replay finding is VIOLATED).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import psycopg
+import redis
+
+from backbone.common.v1 import common_pb2
+from backbone.money import InstrumentMath
+from backbone.trading.v1 import trading_pb2
+from risk.store import cursor_key
+from settlement import ledger
+from trading.book import InvariantViolation
+from trading.engine import Engine, ReplayError
+
+Status = Literal["ok", "violated", "pending", "unchecked"]
+
+# How many offending ids a finding keeps (the count is always whole).
+MAX_ITEMS = 1_000
+
+_ORDER_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)$")
+_BALANCES_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:balances$")
+_OPEN = (common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS_PARTIALLY_FILLED)
+
+
+@dataclass
+class Finding:
+    """One invariant's state: a one-line summary and, when violated, what breaks it."""
+
+    name: str
+    status: Status
+    summary: str
+    items: list[str] = field(default_factory=list)
+    count: int = 0
+
+    @classmethod
+    def of(cls, name: str, problems: list[str], ok: str, violated: str) -> Finding:
+        if not problems:
+            return cls(name, "ok", ok)
+        return cls(name, "violated", violated.format(n=len(problems)), problems[:MAX_ITEMS], len(problems))
+
+
+@dataclass
+class Report:
+    """Every finding of one pass."""
+
+    findings: list[Finding]
+
+    @property
+    def status(self) -> Status:
+        statuses = {finding.status for finding in self.findings}
+        return "violated" if "violated" in statuses else "pending" if "pending" in statuses else "ok"
+
+    def finding(self, name: str) -> Finding:
+        return next(f for f in self.findings if f.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "findings": [asdict(f) for f in self.findings]}
+
+    def lines(self, examples: int = 10) -> Iterator[str]:
+        width = max(len(f.name) for f in self.findings)
+        for f in self.findings:
+            yield f"{f.status.upper():<9}{f.name:<{width + 2}}{f.summary}"
+            for item in f.items[:examples]:
+                yield f"{'':<{width + 11}}- {item}"
+            if f.count > examples:
+                yield f"{'':<{width + 11}}  ... {f.count - examples} more"
+
+
+@dataclass
+class _Shard:
+    """One trading shard as its journal rebuilds it, and how far the consumers have applied it."""
+
+    name: str
+    engine: Engine
+    trades: dict[int, common_pb2.Trade]  # journal sequence -> trade
+    last_event: int  # highest sequence of a trade or release (what risk consumes)
+    settlement_cursor: int
+    risk_cursor: int
+
+    @property
+    def last_trade(self) -> int:
+        return max(self.trades, default=0)
+
+    @property
+    def settled(self) -> bool:
+        return self.settlement_cursor >= self.last_trade
+
+    @property
+    def risk_caught_up(self) -> bool:
+        return self.risk_cursor >= self.last_event
+
+
+class _Stores:
+    """Read-only views of PostgreSQL and Redis for one pass."""
+
+    def __init__(self, connection: psycopg.Connection[Any] | None, cache: redis.Redis) -> None:
+        self._db = connection
+        self.cache = cache
+
+    @property
+    def db(self) -> psycopg.Connection[Any]:
+        assert self._db is not None, "PostgreSQL is read after Redis"
+        return self._db
+
+    @db.setter
+    def db(self, connection: psycopg.Connection[Any]) -> None:
+        self._db = connection
+
+    def has_schema(self, name: str) -> bool:
+        row = self.db.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
+
+    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self.db.execute(query, params).fetchall()
+
+    def scan(self, pattern: str) -> Iterator[str]:
+        for key in self.cache.scan_iter(match=pattern, count=1_000):
+            yield key.decode() if isinstance(key, bytes) else str(key)
+
+    def hash(self, key: str) -> dict[str, str]:
+        raw = self.cache.hgetall(key)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def risk_cursors(self) -> dict[str, int]:
+        """trading shard -> the highest sequence risk has fully applied from it."""
+        prefix = cursor_key("")
+        keys = list(self.scan(prefix + "*"))
+        values = self.cache.mget(keys) if keys else []
+        pairs = zip(keys, values, strict=True)
+        return {key.removeprefix(prefix): int(_text(value)) for key, value in pairs if value is not None}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- the ledger ---------------------------------------------------------------------------------
+
+
+def _entries_balance(stores: _Stores) -> Finding:
+    (count,) = stores.rows("SELECT count(*) FROM ledger.journal_entries")[0]
+    unbalanced = stores.rows(
+        "SELECT e.entry_id, e.reference, p.asset, sum(p.amount) FROM ledger.journal_entries e "
+        "JOIN ledger.postings p USING (entry_id) GROUP BY e.entry_id, e.reference, p.asset "
+        "HAVING sum(p.amount) <> 0 ORDER BY e.entry_id"
+    )
+    empty = stores.rows(
+        "SELECT e.entry_id, e.reference FROM ledger.journal_entries e "
+        "WHERE NOT EXISTS (SELECT 1 FROM ledger.postings p WHERE p.entry_id = e.entry_id)"
+    )
+    problems = [f"entry {i} ({ref}) sums to {total} in {asset}" for i, ref, asset, total in unbalanced]
+    problems += [f"entry {i} ({ref}) has no postings" for i, ref in empty]
+    return Finding.of(
+        "entries balance", problems, f"{count} entries, each sums to zero per asset", "{n} unbalanced"
+    )
+
+
+def _assets_net_to_zero(stores: _Stores) -> Finding:
+    sums = stores.rows("SELECT asset, sum(amount) FROM ledger.postings GROUP BY asset ORDER BY asset")
+    problems = [f"{asset} sums to {total}" for asset, total in sums if total != 0]
+    return Finding.of(
+        "assets net to zero", problems, f"{len(sums)} assets net to zero", "{n} assets do not net to zero"
+    )
+
+
+def _balances_match_postings(stores: _Stores) -> Finding:
+    differing = stores.rows(
+        "SELECT coalesce(b.account_id, p.account_id), coalesce(b.asset, p.asset), "
+        "coalesce(b.amount, 0), coalesce(p.total, 0) FROM ledger.balances b "
+        "FULL JOIN (SELECT account_id, asset, sum(amount) AS total FROM ledger.postings "
+        "GROUP BY account_id, asset) p ON p.account_id = b.account_id AND p.asset = b.asset "
+        "WHERE coalesce(b.amount, 0) <> coalesce(p.total, 0) ORDER BY 1, 2"
+    )
+    problems = [f"{a} {asset}: balance {b}, postings sum to {p}" for a, asset, b, p in differing]
+    return Finding.of(
+        "balances match postings", problems, "every balance equals its postings", "{n} balances differ"
+    )
+
+
+def _no_negative_balance(stores: _Stores, risk_figures: dict[str, dict[str, tuple[int, int]]]) -> Finding:
+    negative = stores.rows(
+        "SELECT b.account_id, b.asset, b.amount FROM ledger.balances b "
+        "JOIN ledger.accounts a USING (account_id) WHERE a.kind = 'customer' AND b.amount < 0"
+    )
+    problems = [f"ledger: {account} {asset} is {amount}" for account, asset, amount in negative]
+    for account, assets in sorted(risk_figures.items()):
+        for asset, (total, reserved) in sorted(assets.items()):
+            if total - reserved < 0:
+                problems.append(f"risk: {account} {asset} available {total - reserved}")
+    return Finding.of(
+        "no negative balance",
+        problems,
+        "no customer balance or available amount below zero",
+        "{n} below zero",
+    )
+
+
+# --- trading ------------------------------------------------------------------------------------
+
+
+def _read_shards(stores: _Stores, risk_cursors: dict[str, int]) -> tuple[list[_Shard], list[str]]:
+    """Replay every shard's journal; return the shards and the replay problems."""
+    shards: list[_Shard] = []
+    problems: list[str] = []
+    cursors = dict(stores.rows("SELECT source, applied_sequence FROM ledger.stream_cursors"))
+    for (name,) in stores.rows("SELECT DISTINCT shard FROM trading.journal ORDER BY shard"):
+        records = [
+            trading_pb2.JournalRecord.FromString(payload)
+            for (payload,) in stores.rows(
+                "SELECT payload FROM trading.journal WHERE shard = %s ORDER BY sequence", name
+            )
+        ]
+        engines = [Engine(), Engine()]
+        try:
+            for engine in engines:
+                for record in records:
+                    engine.replay(record)
+                engine.finish_replay()
+            engines[0].validate()
+        except (ReplayError, InvariantViolation) as error:
+            problems.append(f"shard {name}: {error}")
+            continue
+        if engines[0].state_hash() != engines[1].state_hash():
+            problems.append(f"shard {name}: two replays of the same journal differ")
+        trades = {r.sequence: r.trade for r in records if r.WhichOneof("record") == "trade"}
+        events = [r.sequence for r in records if r.WhichOneof("record") in ("trade", "order_released")]
+        shards.append(
+            _Shard(
+                name=name,
+                engine=engines[0],
+                trades=trades,
+                last_event=max(events, default=0),
+                settlement_cursor=int(cursors.get(name, 0)),
+                risk_cursor=risk_cursors.get(name, 0),
+            )
+        )
+    return shards, problems
+
+
+def _journal_replays(shards: list[_Shard], problems: list[str]) -> Finding:
+    records = sum(shard.engine.last_sequence for shard in shards)
+    open_orders = sum(1 for shard in shards for o in shard.engine.orders.values() if o.status in _OPEN)
+    return Finding.of(
+        "journal replays",
+        problems,
+        f"{len(shards)} shard(s), {records} records replay identically; books uncrossed, "
+        f"quantities conserved, {open_orders} open orders",
+        "{n} shard problems",
+    )
+
+
+def _trades_posted_once(stores: _Stores, shards: list[_Shard]) -> Finding:
+    posted: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for reference, account, asset, amount in stores.rows(
+        "SELECT e.reference, p.account_id, p.asset, p.amount FROM ledger.journal_entries e "
+        "JOIN ledger.postings p USING (entry_id) WHERE e.kind = 'trade'"
+    ):
+        posted[reference].append((account, asset, int(amount)))
+    problems: list[str] = []
+    pending = 0
+    known: set[str] = set()
+    for shard in shards:
+        for sequence, trade in shard.trades.items():
+            entry = ledger.trade_entry(shard.name, ledger.fill_of(trade))
+            known.add(entry.reference)
+            lines = posted.get(entry.reference)
+            if lines is None:
+                if sequence <= shard.settlement_cursor:
+                    problems.append(f"{entry.reference} (journal {sequence}) is not posted")
+                else:
+                    pending += 1
+                continue
+            expected = sorted((p.account_id, p.asset, p.amount) for p in entry.postings)
+            if sorted(lines) != expected:
+                problems.append(f"{entry.reference} is posted as {sorted(lines)}, not {expected}")
+    problems += [
+        f"{reference} is in the ledger but in no journal" for reference in sorted(posted.keys() - known)
+    ]
+    trades = sum(len(shard.trades) for shard in shards)
+    if problems:
+        return Finding.of("trades posted once", problems, "", "{n} trades missing, extra or misposted")
+    if pending:
+        return Finding("trades posted once", "pending", f"{pending} of {trades} trades not posted yet")
+    return Finding("trades posted once", "ok", f"{trades} trades, each posted once as computed")
+
+
+def _risk_orders(stores: _Stores) -> dict[str, tuple[str, str, int]]:
+    """order id -> (account, asset, amount held) for every reservation risk holds."""
+    held: dict[str, tuple[str, str, int]] = {}
+    for key in stores.scan("risk:{*}:order:*"):
+        matched = _ORDER_KEY.match(key)
+        if matched is None:
+            continue
+        fields = stores.hash(key)
+        if fields:
+            held[matched["order"]] = (
+                matched["account"],
+                fields.get("asset", ""),
+                int(fields.get("amount", 0)),
+            )
+    return held
+
+
+def _risk_figures(stores: _Stores) -> dict[str, dict[str, tuple[int, int]]]:
+    """account -> asset -> (total, reserved) as risk holds them."""
+    figures: dict[str, dict[str, tuple[int, int]]] = {}
+    for key in stores.scan("risk:{*}:balances"):
+        matched = _BALANCES_KEY.match(key)
+        if matched is None:
+            continue
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for name, value in stores.hash(key).items():
+            asset, _, kind = name.rpartition(":")
+            if kind in ("total", "reserved"):
+                totals[asset][kind == "reserved"] = int(value)
+        figures[matched["account"]] = {asset: (t, r) for asset, (t, r) in totals.items()}
+    return figures
+
+
+def _reservations_match_open_orders(
+    shards: list[_Shard],
+    held: dict[str, tuple[str, str, int]],
+    figures: dict[str, dict[str, tuple[int, int]]],
+) -> Finding:
+    behind = [s for s in shards if not s.risk_caught_up]
+    if behind:
+        lag = ", ".join(f"{s.name} at {s.risk_cursor} of {s.last_event}" for s in behind)
+        return Finding("reservations match open orders", "pending", f"risk is applying events ({lag})")
+    problems: list[str] = []
+    needed: dict[str, tuple[str, str, int]] = {}
+    for shard in shards:
+        maths = {symbol: InstrumentMath.of(i) for symbol, i in shard.engine.instruments.items()}
+        for order in shard.engine.orders.values():
+            if order.status in _OPEN:
+                asset, amount = maths[order.symbol].reservation(
+                    order.side, order.price_ticks, order.leaves_lots
+                )
+                needed[order.order_id] = (order.account_id, asset, amount)
+    for order_id, (account, asset, amount) in sorted(needed.items()):
+        holding = held.get(order_id)
+        if holding != (account, asset, amount):
+            problems.append(
+                f"open order {order_id} of {account} needs {amount} {asset}; risk holds {holding}"
+            )
+    for order_id, (account, asset, amount) in sorted(held.items()):
+        if order_id not in needed:
+            problems.append(f"order {order_id} of {account} holds {amount} {asset} but is not open")
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    for account, asset, amount in held.values():
+        sums[(account, asset)] += amount
+    for account, assets in sorted(figures.items()):
+        for asset, (_, reserved) in sorted(assets.items()):
+            if reserved != sums.get((account, asset), 0):
+                problems.append(
+                    f"{account} {asset}: reserved {reserved}, its orders hold {sums.get((account, asset), 0)}"
+                )
+    return Finding.of(
+        "reservations match open orders",
+        problems,
+        f"{len(needed)} open orders each hold exactly what they need",
+        "{n} reservations differ",
+    )
+
+
+def _risk_matches_ledger(
+    stores: _Stores, shards: list[_Shard], figures: dict[str, dict[str, tuple[int, int]]]
+) -> Finding:
+    behind = [s for s in shards if not (s.settled and s.risk_caught_up)]
+    if behind:
+        lag = ", ".join(
+            f"{s.name}: settlement at {s.settlement_cursor}, risk at {s.risk_cursor}, "
+            f"journal at {max(s.last_trade, s.last_event)}"
+            for s in behind
+        )
+        return Finding("risk matches ledger", "pending", f"events in flight ({lag})")
+    ledger_totals: dict[tuple[str, str], int] = {
+        (account, asset): int(amount)
+        for account, asset, amount in stores.rows(
+            "SELECT b.account_id, b.asset, b.amount FROM ledger.balances b "
+            "JOIN ledger.accounts a USING (account_id) WHERE a.kind = 'customer'"
+        )
+    }
+    risk_totals = {
+        (account, asset): total for account, assets in figures.items() for asset, (total, _) in assets.items()
+    }
+    problems = [
+        f"{account} {asset}: ledger {ledger_totals.get((account, asset), 0)}, "
+        f"risk {risk_totals.get((account, asset), 0)}"
+        for account, asset in sorted(ledger_totals.keys() | risk_totals.keys())
+        if ledger_totals.get((account, asset), 0) != risk_totals.get((account, asset), 0)
+    ]
+    return Finding.of(
+        "risk matches ledger",
+        problems,
+        f"{len(ledger_totals)} customer balances equal risk's totals",
+        "{n} balances differ",
+    )
+
+
+# --- a pass, and passes until settled ----------------------------------------------------------
+
+
+def check_once(database_url: str, redis_url: str) -> Report:
+    """One pass over every invariant.
+
+    Risk's state is read first, then PostgreSQL in one read-only snapshot: every event risk had
+    applied is then in the journal read, and the journal, the ledger and settlement's cursor agree
+    with each other.
+    """
+    cache = redis.Redis.from_url(redis_url)
+    try:
+        stores = _Stores(None, cache)
+        risk_cursors = stores.risk_cursors()
+        held = _risk_orders(stores)
+        figures = _risk_figures(stores)
+        with psycopg.connect(database_url) as connection:
+            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            connection.read_only = True
+            stores.db = connection
+            missing = [s for s in ("ledger", "trading") if not stores.has_schema(s)]
+            if missing:
+                return Report(
+                    [
+                        Finding(
+                            "schemas", "pending", f"no {' or '.join(missing)} schema yet: start the services"
+                        )
+                    ]
+                )
+            findings = [
+                _entries_balance(stores),
+                _assets_net_to_zero(stores),
+                _balances_match_postings(stores),
+                _no_negative_balance(stores, figures),
+            ]
+            shards, replay_problems = _read_shards(stores, risk_cursors)
+            findings.append(_journal_replays(shards, replay_problems))
+            if replay_problems:
+                findings += [
+                    Finding(name, "unchecked", "not checked: a journal does not replay")
+                    for name in (
+                        "trades posted once",
+                        "reservations match open orders",
+                        "risk matches ledger",
+                    )
+                ]
+            else:
+                findings.append(_trades_posted_once(stores, shards))
+                findings.append(_reservations_match_open_orders(shards, held, figures))
+                findings.append(_risk_matches_ledger(stores, shards, figures))
+            return Report(findings)
+    finally:
+        cache.close()
+
+
+def check(
+    database_url: str,
+    redis_url: str,
+    settle_seconds: float = 0.0,
+    on_pass: Callable[[Report], None] | None = None,
+) -> Report:
+    """Check until every invariant holds or `settle_seconds` have passed; return the last report.
+
+    A live system is never still: a reservation can be taken a moment before its order reaches
+    the journal, and the consumers trail the journal. Passes repeat while anything is pending or
+    violated, so what remains at the deadline is what did not settle.
+    """
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        report = check_once(database_url, redis_url)
+        if on_pass is not None:
+            on_pass(report)
+        if report.status == "ok" or time.monotonic() >= deadline:
+            return report
+        time.sleep(0.2)
