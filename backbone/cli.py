@@ -12,6 +12,7 @@ import argparse
 import fcntl
 import importlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--settle",
-        type=float,
+        type=_seconds,
         default=5.0,
         metavar="SECONDS",
         help="keep checking while something is pending or violated, up to this long (default 5)",
@@ -74,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 ENDPOINTS_FILE = "endpoints.json"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
 
 
 def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:

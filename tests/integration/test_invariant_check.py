@@ -104,6 +104,17 @@ def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str,
     assert missing.returncode == 2
     assert "BACKBONE_DATABASE_URL" in missing.stderr
 
+    for wrong in ("nan", "-1", "soon"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "backbone", "check", "--settle", wrong],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2
+        assert "is not a number of seconds from 0 to 3600" in refused.stderr
+
 
 def damaged(system: System, names: set[str]) -> Report:
     """Check once; exactly `names` are violated."""
