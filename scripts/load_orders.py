@@ -9,7 +9,8 @@ Three phases, all in the same run (these machines are noisy; only same-run ratio
    HDR histogram, measured from each order's scheduled time;
 3. baseline: the same workers call the gateway's health Check, a trivial unary call on the same
    server -> calls/s; the ratio orders/s / calls/s says what the pipeline costs over bare gRPC.
-The last line printed is one JSON object with every figure.
+Afterwards, on its own system, it runs `backbone check` (every invariant must still hold; the exit
+code is 1 when one does not). The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from backbone.common.v1 import common_pb2  # noqa: E402
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
+from backbone.invariants import check  # noqa: E402
 from backbone.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from backbone.runtime.supervisor import ServiceProcesses  # noqa: E402
 
@@ -235,13 +237,16 @@ def main() -> int:
                 services = ServiceProcesses(environment, Path(folder) / "logs")
                 services.start_all()
                 figures = asyncio.run(run(services.address("gateway"), admin_key, options))
+                report = check(environment["BACKBONE_DATABASE_URL"], environment["BACKBONE_REDIS_URL"], 60)
+                print("invariants after the load:", *report.lines(), sep="\n")
+                figures["invariants"] = report.status
             finally:
                 if services is not None:
                     services.stop_all()
                 cache.stop()
                 postgres.stop()
     print(json.dumps(figures, sort_keys=True))
-    return 0
+    return 1 if figures.get("invariants") == "violated" else 0
 
 
 if __name__ == "__main__":
