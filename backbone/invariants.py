@@ -122,20 +122,10 @@ class _Shard:
 
 
 class _Stores:
-    """Read-only views of PostgreSQL and Redis for one pass."""
+    """One read-only PostgreSQL snapshot (the ledger and the trading journal)."""
 
-    def __init__(self, connection: psycopg.Connection[Any] | None, cache: redis.Redis) -> None:
-        self._db = connection
-        self.cache = cache
-
-    @property
-    def db(self) -> psycopg.Connection[Any]:
-        assert self._db is not None, "PostgreSQL is read after Redis"
-        return self._db
-
-    @db.setter
-    def db(self, connection: psycopg.Connection[Any]) -> None:
-        self._db = connection
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.db = connection
 
     def has_schema(self, name: str) -> bool:
         row = self.db.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone()
@@ -144,15 +134,22 @@ class _Stores:
     def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return self.db.execute(query, params).fetchall()
 
+
+class _Risk:
+    """Risk's state in Redis, read before the snapshot."""
+
+    def __init__(self, cache: redis.Redis) -> None:
+        self.cache = cache
+
     def scan(self, pattern: str) -> Iterator[str]:
         for key in self.cache.scan_iter(match=pattern, count=1_000):
-            yield key.decode() if isinstance(key, bytes) else str(key)
+            yield _text(key)
 
     def hash(self, key: str) -> dict[str, str]:
         raw = self.cache.hgetall(key)
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    def risk_cursors(self) -> dict[str, int]:
+    def cursors(self) -> dict[str, int]:
         """trading shard -> the highest sequence risk has fully applied from it."""
         prefix = cursor_key("")
         keys = list(self.scan(prefix + "*"))
@@ -315,14 +312,14 @@ def _trades_posted_once(stores: _Stores, shards: list[_Shard]) -> Finding:
     return Finding("trades posted once", "ok", f"{trades} trades, each posted once as computed")
 
 
-def _risk_orders(stores: _Stores) -> dict[str, tuple[str, str, int]]:
+def _risk_orders(risk: _Risk) -> dict[str, tuple[str, str, int]]:
     """order id -> (account, asset, amount held) for every reservation risk holds."""
     held: dict[str, tuple[str, str, int]] = {}
-    for key in stores.scan("risk:{*}:order:*"):
+    for key in risk.scan("risk:{*}:order:*"):
         matched = _ORDER_KEY.match(key)
         if matched is None:
             continue
-        fields = stores.hash(key)
+        fields = risk.hash(key)
         if fields:
             held[matched["order"]] = (
                 matched["account"],
@@ -332,15 +329,15 @@ def _risk_orders(stores: _Stores) -> dict[str, tuple[str, str, int]]:
     return held
 
 
-def _risk_figures(stores: _Stores) -> dict[str, dict[str, tuple[int, int]]]:
+def _risk_figures(risk: _Risk) -> dict[str, dict[str, tuple[int, int]]]:
     """account -> asset -> (total, reserved) as risk holds them."""
     figures: dict[str, dict[str, tuple[int, int]]] = {}
-    for key in stores.scan("risk:{*}:balances"):
+    for key in risk.scan("risk:{*}:balances"):
         matched = _BALANCES_KEY.match(key)
         if matched is None:
             continue
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for name, value in stores.hash(key).items():
+        for name, value in risk.hash(key).items():
             asset, _, kind = name.rpartition(":")
             if kind in ("total", "reserved"):
                 totals[asset][kind == "reserved"] = int(value)
@@ -440,14 +437,14 @@ def check_once(database_url: str, redis_url: str) -> Report:
     """
     cache = redis.Redis.from_url(redis_url)
     try:
-        stores = _Stores(None, cache)
-        risk_cursors = stores.risk_cursors()
-        held = _risk_orders(stores)
-        figures = _risk_figures(stores)
+        risk = _Risk(cache)
+        risk_cursors = risk.cursors()
+        held = _risk_orders(risk)
+        figures = _risk_figures(risk)
         with psycopg.connect(database_url) as connection:
             connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             connection.read_only = True
-            stores.db = connection
+            stores = _Stores(connection)
             missing = [s for s in ("ledger", "trading") if not stores.has_schema(s)]
             if missing:
                 return Report(
