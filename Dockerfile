@@ -8,6 +8,7 @@ WORKDIR /src
 RUN python -m venv /opt/backbone
 COPY pyproject.toml README.md ./
 COPY backbone ./backbone
+COPY ops ./ops
 COPY gateway ./gateway
 COPY risk ./risk
 COPY trading ./trading

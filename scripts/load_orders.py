@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from backbone.common.v1 import common_pb2  # noqa: E402
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
-from backbone.invariants import check  # noqa: E402
 from backbone.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
-from backbone.runtime.supervisor import ServiceProcesses  # noqa: E402
+from ops.invariants import check  # noqa: E402
+from ops.supervisor import ServiceProcesses  # noqa: E402
 
 LATENCY_MAX_US = 60_000_000
 

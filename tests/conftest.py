@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from backbone.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from backbone.runtime.supervisor import ServiceProcesses
+from ops.supervisor import ServiceProcesses
 
 
 @pytest.fixture(scope="session")

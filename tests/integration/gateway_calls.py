@@ -13,8 +13,8 @@ import psycopg
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from backbone.invariants import Report, check
 from backbone.runtime.errors import ServiceError, from_rpc_error
+from ops.invariants import Report, check
 
 T = TypeVar("T")
 

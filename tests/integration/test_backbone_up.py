@@ -26,7 +26,7 @@ def start_up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
         | {"BACKBONE_DATA_DIR": str(data_dir)}
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "backbone", "up"],
+        [sys.executable, "-m", "ops", "up"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

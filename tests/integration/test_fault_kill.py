@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from backbone.gateway.v1 import gateway_pb2
-from backbone.invariants import Report, check_once
+from ops.invariants import Report, check_once
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,

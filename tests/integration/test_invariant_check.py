@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from backbone.gateway.v1 import gateway_pb2
-from backbone.invariants import Report, check_once
 from backbone.trading.v1 import trading_pb2
+from ops.invariants import Report, check_once
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,
@@ -82,7 +82,7 @@ def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str,
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BACKBONE_")}
     environment |= {"BACKBONE_DATABASE_URL": system.database_url, "BACKBONE_REDIS_URL": system.redis_url}
     ran = subprocess.run(
-        [sys.executable, "-m", "backbone", "check", "--json"],
+        [sys.executable, "-m", "ops", "check", "--json"],
         env=environment,
         capture_output=True,
         text=True,
@@ -94,7 +94,7 @@ def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str,
     assert [f["name"] for f in report["findings"]] == ALL
 
     missing = subprocess.run(
-        [sys.executable, "-m", "backbone", "check"],
+        [sys.executable, "-m", "ops", "check"],
         env={k: v for k, v in environment.items() if k != "BACKBONE_DATABASE_URL"}
         | {"BACKBONE_DATA_DIR": "/nonexistent"},
         capture_output=True,
@@ -106,7 +106,7 @@ def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str,
 
     for wrong in ("nan", "-1", "soon"):
         refused = subprocess.run(
-            [sys.executable, "-m", "backbone", "check", "--settle", wrong],
+            [sys.executable, "-m", "ops", "check", "--settle", wrong],
             env=environment,
             capture_output=True,
             text=True,

@@ -27,7 +27,7 @@ def test_dockerfile_lints_clean() -> None:
 
 def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("backbone", "gateway", "risk", "trading", "settlement"):
+    for package in ("backbone", "ops", "gateway", "risk", "trading", "settlement"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "USER 10001" in dockerfile
 
@@ -53,7 +53,7 @@ def test_wheel_carries_migrations_scripts_and_types(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
-        "backbone/cli.py",
+        "ops/cli.py",
         "backbone/client/py.typed",
         "backbone/gateway/v1/gateway_pb2.py",
         "settlement/migrations/001_ledger.sql",

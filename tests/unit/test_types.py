@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_mypy_strict_passes() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "backbone", "gateway", "risk", "trading", "settlement"],
+        [sys.executable, "-m", "mypy", "backbone", "ops", "gateway", "risk", "trading", "settlement"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2
 from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, describe
 from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from backbone.runtime.logging import configure_logging
-from backbone.runtime.supervisor import ServiceFailed, ServiceProcesses, health_status
+from ops.supervisor import ServiceFailed, ServiceProcesses, health_status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +89,7 @@ def _seconds(text: str) -> float:
 
 def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
     """Report the invariants; the exit code says whether they hold."""
-    from backbone.invariants import check as check_invariants
+    from ops.invariants import check as check_invariants
 
     database_url, redis_url = settings.database_url, settings.redis_url
     endpoints = settings.data_dir / ENDPOINTS_FILE

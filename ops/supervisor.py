@@ -1,6 +1,6 @@
 """Run the four services as child processes: `backbone up` and the tests use this.
 
-Each service runs as ``python -m backbone serve <name>`` with the given
+Each service runs as ``python -m ops serve <name>`` (the `backbone` command) with the given
 environment. A service counts as up when its standard health service answers
 SERVING. Services can be stopped gracefully (SIGTERM: drain), killed
 (SIGKILL) and started again one by one, which is what the fault tests do.
@@ -74,7 +74,7 @@ class ServiceProcesses:
         environment = {**os.environ, **self.environment}
         environment.pop("BACKBONE_LISTEN_ADDRESS", None)
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "backbone", "serve", name],
+            [sys.executable, "-m", "ops", "serve", name],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,

@@ -1,5 +1,0 @@
-"""`python -m backbone` is the `backbone` command."""
-
-from backbone.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""`python -m ops` is the `backbone` command."""
+
+from ops.cli import main
+
+raise SystemExit(main())
