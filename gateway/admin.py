@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 from backbone.runtime.errors import ServiceError, not_found
 from backbone.settlement.v1 import settlement_pb2
@@ -41,7 +42,7 @@ def new_account_id() -> str:
 
 def _unknown_asset(code: str, field: str) -> ServiceError:
     return not_found(
-        "UNKNOWN_ASSET",
+        RejectReason.UNKNOWN_ASSET,
         f"{field}: there is no asset {code!r}; create it with CreateAsset first",
         asset=code,
         field=field,

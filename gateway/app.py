@@ -12,6 +12,7 @@ import structlog
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.batching import BatchingStream
 from backbone.runtime.cache import open_redis
@@ -45,7 +46,7 @@ class GatewayApp:
 
     def _require_backends(self) -> Backends:
         if self.backends is None:
-            raise unavailable("STARTING", "the gateway is starting; retry shortly")
+            raise unavailable(RejectReason.SERVICE_STARTING, "the gateway is starting; retry shortly")
         return self.backends
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, unauthenticated
 
 API_KEY_HEADER = "x-api-key"
@@ -105,7 +106,7 @@ class ApiKeyAuthenticator:
         api_key = metadata_value(metadata, API_KEY_HEADER)
         if not api_key:
             raise unauthenticated(
-                "MISSING_API_KEY", f"this call needs an API key in the {API_KEY_HEADER!r} metadata"
+                RejectReason.MISSING_API_KEY, f"this call needs an API key in the {API_KEY_HEADER!r} metadata"
             )
         return await self.account_of_key(api_key)
 
@@ -120,20 +121,25 @@ class ApiKeyAuthenticator:
                 self._known.put(digest, account)
                 return account
             self._unknown.put(digest, "")
-        raise unauthenticated("UNKNOWN_API_KEY", "the API key is not known; check the x-api-key value")
+        raise unauthenticated(
+            RejectReason.UNKNOWN_API_KEY, "the API key is not known; check the x-api-key value"
+        )
 
 
 def check_admin(metadata: Iterable[Any] | None, admin_key: str) -> None:
     """Accept the call only with the configured admin key (constant-time comparison)."""
     if not admin_key:
         raise unauthenticated(
-            "ADMIN_DISABLED",
+            RejectReason.ADMIN_DISABLED,
             "the admin API is disabled on this gateway: set BACKBONE_ADMIN_KEY to enable it",
         )
     given = metadata_value(metadata, ADMIN_KEY_HEADER)
     if not given:
         raise unauthenticated(
-            "MISSING_ADMIN_KEY", f"this call needs the admin key in the {ADMIN_KEY_HEADER!r} metadata"
+            RejectReason.MISSING_ADMIN_KEY,
+            f"this call needs the admin key in the {ADMIN_KEY_HEADER!r} metadata",
         )
     if not hmac.compare_digest(given.encode("utf-8"), admin_key.encode("utf-8")):
-        raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "INVALID_ADMIN_KEY", "the admin key is not valid")
+        raise ServiceError(
+            grpc.StatusCode.UNAUTHENTICATED, RejectReason.INVALID_ADMIN_KEY, "the admin key is not valid"
+        )

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.money import format_minor
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 from backbone.runtime.batching import BatchingStream
 from backbone.runtime.config import Settings
@@ -62,7 +63,7 @@ FEED_WAIT_SECONDS = 2.0
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
 REACH_WAIT_SECONDS = 2.5
 # Commands a BatchingStream never sent: their outcome is known (nothing happened).
-_NOT_SENT_REASONS = frozenset({"BACKPRESSURE", "SERVICE_STOPPING"})
+_NOT_SENT_REASONS = frozenset({RejectReason.BACKPRESSURE, RejectReason.SERVICE_STOPPING})
 
 # SET NX EX, answering '' when claimed, else the order id already holding the key.
 _CLAIM_SCRIPT = """
@@ -80,16 +81,17 @@ return 0
 """
 
 _RISK_REASONS = {
-    "INSUFFICIENT_BALANCE": "the account's available balance does not cover this order "
+    RejectReason.INSUFFICIENT_BALANCE: "the account's available balance does not cover this order "
     "(price x quantity plus fees for a buy, the quantity for a sell)",
-    "UNKNOWN_SYMBOL": "risk does not know this instrument yet; retry shortly",
-    "KILL_SWITCH": "trading is halted for this account",
+    RejectReason.UNKNOWN_SYMBOL: "risk does not know this instrument yet; retry shortly",
 }
-_RISK_TRANSIENT_REASONS = frozenset({"INSTRUMENTS_UNAVAILABLE", "REDIS_UNAVAILABLE", "SERVICE_STARTING"})
+_RISK_TRANSIENT_REASONS = frozenset(
+    {RejectReason.INSTRUMENTS_UNAVAILABLE, RejectReason.REDIS_UNAVAILABLE, RejectReason.SERVICE_STARTING}
+)
 _TRADING_REASONS = {
-    "UNKNOWN_SYMBOL": "the matching engine does not know this instrument",
-    "DUPLICATE_ORDER_ID": "the matching engine already has an order with this id",
-    "INVALID_ORDER": "the matching engine refused the order's side, price or quantity",
+    RejectReason.UNKNOWN_SYMBOL: "the matching engine does not know this instrument",
+    RejectReason.DUPLICATE_ORDER_ID: "the matching engine already has an order with this id",
+    RejectReason.INVALID_ORDER: "the matching engine refused the order's side, price or quantity",
 }
 
 ReservationStream = BatchingStream[risk_pb2.ReservationCommand, risk_pb2.ReservationResult]
@@ -164,7 +166,13 @@ def client_order_id_key(account_id: str, client_order_id: str) -> str:
     return f"gw:{{{account_id}}}:coid:{client_order_id}"
 
 
-def _reason_sentence(reason: str, known: dict[str, str], who: str) -> str:
+def _reason_of(number: int) -> RejectReason:
+    """The reason of a refusal from risk or trading; one without a reason breaks their contract."""
+    reason = RejectReason.from_number(number)
+    return RejectReason.PROTOCOL_ERROR if reason == RejectReason.UNSPECIFIED else reason
+
+
+def _reason_sentence(reason: RejectReason, known: dict[RejectReason, str], who: str) -> str:
     return known.get(reason, f"{who} refused the order ({reason})")
 
 
@@ -185,7 +193,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def _instrument(self, backends: Backends, symbol: str) -> common_pb2.Instrument:
         instrument = await backends.instruments.get(symbol)
         if instrument is None:
-            raise not_found("UNKNOWN_SYMBOL", f"there is no instrument {symbol!r}", symbol=symbol)
+            raise not_found(RejectReason.UNKNOWN_SYMBOL, f"there is no instrument {symbol!r}", symbol=symbol)
         return instrument
 
     def _scripts(self, backends: Backends) -> tuple[Any, Any]:
@@ -201,7 +209,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             existing = await claim(keys=[key], args=[order_id, CLIENT_ORDER_ID_TTL_SECONDS])
         except RedisError as error:
             raise unavailable(
-                "REDIS_UNAVAILABLE", f"the idempotency store is unavailable ({error}); retry"
+                RejectReason.REDIS_UNAVAILABLE, f"the idempotency store is unavailable ({error}); retry"
             ) from None
         return str(existing or "")
 
@@ -264,7 +272,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         existing = await self._claim_client_order_id(backends, key, order.order_id)
         if existing:
             raise already_exists(
-                "DUPLICATE_CLIENT_ORDER_ID",
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                 f"client_order_id {order.client_order_id!r} was already used by order {existing}; "
                 "GetOrder returns it",
                 order_id=existing,
@@ -273,7 +281,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if await unreachable(backends.risk_channel):
             await self._free_client_order_id(backends, key, order.order_id)
             raise unavailable(
-                "RISK_UNAVAILABLE",
+                RejectReason.RISK_UNAVAILABLE,
                 "the order was not placed: risk cannot be reached; retry with the same client_order_id",
             )
         reserve = risk_pb2.ReservationCommand(
@@ -301,7 +309,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             await self._release(backends, order)
             await self._free_client_order_id(backends, key, order.order_id)
             raise unavailable(
-                "TRADING_UNAVAILABLE",
+                RejectReason.TRADING_UNAVAILABLE,
                 "the order was not placed: the matching engine cannot be reached; "
                 "retry with the same client_order_id",
             )
@@ -318,13 +326,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         reports = [r for r in result.reports if r.order.order_id == order.order_id]
         if not reports:
             raise self._outcome_unknown(
-                order.order_id, unavailable("PROTOCOL_ERROR", "trading answered without a report")
+                order.order_id, unavailable(RejectReason.PROTOCOL_ERROR, "trading answered without a report")
             )
         first = reports[0]
         if first.execution_type == common_pb2.EXECUTION_TYPE_REJECTED:
             await self._release(backends, order)
             await self._free_client_order_id(backends, key, order.order_id)
-            reason = first.reject_reason or "REJECTED"
+            reason = _reason_of(first.reject_reason)
             log.info("order refused by trading", reason=reason)
             raise failed_precondition(
                 reason,
@@ -338,7 +346,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def _risk_refusal(
         reservation: risk_pb2.ReservationResult, instrument: common_pb2.Instrument
     ) -> ServiceError:
-        reason = reservation.reject_reason or "RISK_REJECTED"
+        reason = _reason_of(reservation.reject_reason)
         log.info("order refused by risk", reason=reason)
         if reason in _RISK_TRANSIENT_REASONS:
             return unavailable(
@@ -349,7 +357,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             instrument.base_asset: instrument.base_scale,
             instrument.quote_asset: instrument.quote_scale,
         }.get(reservation.asset)
-        if reason == "INSUFFICIENT_BALANCE" and scale is not None and reservation.amount > 0:
+        if reason == RejectReason.INSUFFICIENT_BALANCE and scale is not None and reservation.amount > 0:
             sentence = (
                 f"the order needs {format_minor(reservation.amount, scale)} {reservation.asset} "
                 "available (price x quantity plus fees for a buy, the quantity for a sell) "
@@ -363,7 +371,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             return error
         return ServiceError(
             grpc.StatusCode.UNAVAILABLE,
-            "RISK_UNAVAILABLE",
+            RejectReason.RISK_UNAVAILABLE,
             f"the order was not placed: risk could not be reached ({error.message}); "
             "retry with the same client_order_id",
         )
@@ -373,7 +381,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         log.warning("trading outcome unknown", order_id=order_id, why=error.message)
         return ServiceError(
             grpc.StatusCode.UNAVAILABLE,
-            "OUTCOME_UNKNOWN",
+            RejectReason.OUTCOME_UNKNOWN,
             f"the matching engine did not confirm order {order_id} ({error.message}); it may be "
             "live: call GetOrder with this order_id to learn its state",
             (),
@@ -391,7 +399,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         if await unreachable(backends.trading_channel):
             raise unavailable(
-                "TRADING_UNAVAILABLE", "the cancel was not sent: the matching engine cannot be reached"
+                RejectReason.TRADING_UNAVAILABLE,
+                "the cancel was not sent: the matching engine cannot be reached",
             )
         with structlog.contextvars.bound_contextvars(order_id=request.order_id):
             try:
@@ -401,7 +410,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     raise
                 raise ServiceError(
                     grpc.StatusCode.UNAVAILABLE,
-                    "OUTCOME_UNKNOWN",
+                    RejectReason.OUTCOME_UNKNOWN,
                     f"the matching engine did not confirm the cancel ({error.message}); "
                     "call GetOrder to learn the order's state",
                     (),
@@ -409,23 +418,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 ) from None
             reports = [r for r in result.reports if r.order.order_id in ("", request.order_id)]
             if not reports:
-                raise unavailable("PROTOCOL_ERROR", "trading answered the cancel without a report")
+                raise unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")
             rejected = next(
                 (r for r in reports if r.execution_type == common_pb2.EXECUTION_TYPE_REJECTED), None
             )
             if rejected is not None:
-                reason = rejected.reject_reason
-                if reason in ("UNKNOWN_ORDER", "NOT_ORDER_OWNER"):
+                reason = _reason_of(rejected.reject_reason)
+                if reason in (RejectReason.UNKNOWN_ORDER, RejectReason.NOT_ORDER_OWNER):
                     raise self._order_not_found(request.order_id)
-                if reason == "ORDER_NOT_OPEN":
+                if reason == RejectReason.ORDER_NOT_OPEN:
                     raise failed_precondition(
-                        "ORDER_NOT_OPEN",
+                        RejectReason.ORDER_NOT_OPEN,
                         f"order {request.order_id} is no longer open (filled or cancelled)",
                         order_id=request.order_id,
                     )
                 raise failed_precondition(
-                    reason or "REJECTED",
-                    f"the matching engine refused the cancel ({reason or 'REJECTED'})",
+                    reason,
+                    f"the matching engine refused the cancel ({reason})",
                     order_id=request.order_id,
                 )
             last = reports[-1]
@@ -435,7 +444,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     @staticmethod
     def _order_not_found(order_id: str) -> ServiceError:
         return not_found(
-            "UNKNOWN_ORDER", f"there is no order {order_id!r} in this account", order_id=order_id
+            RejectReason.UNKNOWN_ORDER, f"there is no order {order_id!r} in this account", order_id=order_id
         )
 
     async def GetOrder(

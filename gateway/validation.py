@@ -27,6 +27,7 @@ from backbone.money import (
     to_minor,
     to_units,
 )
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import FieldViolation, ServiceError
 from backbone.trading.v1 import trading_pb2
 
@@ -49,7 +50,7 @@ class Violation:
     """One wrong field with the reason code it maps to."""
 
     field: str
-    reason: str
+    reason: RejectReason
     description: str
 
 
@@ -59,7 +60,7 @@ class Violations:
     def __init__(self) -> None:
         self.items: list[Violation] = []
 
-    def add(self, field: str, reason: str, description: str) -> None:
+    def add(self, field: str, reason: RejectReason, description: str) -> None:
         self.items.append(Violation(field, reason, description))
 
     def __bool__(self) -> bool:
@@ -68,6 +69,11 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise invalid(self.items)
+
+
+def _invalid(field: str) -> RejectReason:
+    """INVALID_TICK_SIZE for "tick_size" and so on: each instrument field has its own reason."""
+    return RejectReason("INVALID_" + field.upper())
 
 
 def invalid(violations: Sequence[Violation]) -> ServiceError:
@@ -132,7 +138,7 @@ def _enum_name(enum: Any, value: int) -> str:
 
 def _grid_units(
     field: str,
-    reason: str,
+    reason: RejectReason,
     text: str,
     increment: Decimal | None,
     increment_name: str,
@@ -164,29 +170,33 @@ def _grid_units(
 
 def _check_price(text: str, math: InstrumentMath | None, violations: Violations) -> int:
     tick = math.tick if math else None
-    ticks = _grid_units("price", "INVALID_PRICE", text, tick, "tick size", violations)
+    ticks = _grid_units("price", RejectReason.INVALID_PRICE, text, tick, "tick size", violations)
     if math is None or ticks == 0:
         return 0
     if ticks > math.instrument.max_price_ticks:
         largest = math.price_text(math.instrument.max_price_ticks)
-        violations.add("price", "INVALID_PRICE", f"{text} is above the largest price {largest}")
+        violations.add("price", RejectReason.INVALID_PRICE, f"{text} is above the largest price {largest}")
         return 0
     return ticks
 
 
 def _check_quantity(text: str, math: InstrumentMath | None, violations: Violations) -> int:
     lot = math.lot if math else None
-    lots = _grid_units("quantity", "INVALID_QUANTITY", text, lot, "lot size", violations)
+    lots = _grid_units("quantity", RejectReason.INVALID_QUANTITY, text, lot, "lot size", violations)
     if math is None or lots == 0:
         return 0
     instrument = math.instrument
     if lots < instrument.min_quantity_lots:
         smallest = math.quantity_text(instrument.min_quantity_lots)
-        violations.add("quantity", "INVALID_QUANTITY", f"{text} is below the smallest quantity {smallest}")
+        violations.add(
+            "quantity", RejectReason.INVALID_QUANTITY, f"{text} is below the smallest quantity {smallest}"
+        )
         return 0
     if lots > instrument.max_quantity_lots:
         largest = math.quantity_text(instrument.max_quantity_lots)
-        violations.add("quantity", "INVALID_QUANTITY", f"{text} is above the largest quantity {largest}")
+        violations.add(
+            "quantity", RejectReason.INVALID_QUANTITY, f"{text} is above the largest quantity {largest}"
+        )
         return 0
     return lots
 
@@ -207,15 +217,15 @@ def validate_submit_order(
     violations = Violations()
     problem = printable_ascii_problem(request.client_order_id)
     if problem:
-        violations.add("client_order_id", "INVALID_CLIENT_ORDER_ID", problem)
+        violations.add("client_order_id", RejectReason.INVALID_CLIENT_ORDER_ID, problem)
 
     math: InstrumentMath | None = None
     if not request.symbol:
-        violations.add("symbol", "INVALID_SYMBOL", "is required, for example BTC-USD")
+        violations.add("symbol", RejectReason.INVALID_SYMBOL, "is required, for example BTC-USD")
     elif instrument is None or instrument.symbol != request.symbol:
         violations.add(
             "symbol",
-            "UNKNOWN_SYMBOL",
+            RejectReason.UNKNOWN_SYMBOL,
             f"{request.symbol[:40]!r} is not a known instrument; ListInstruments lists them",
         )
     else:
@@ -227,13 +237,13 @@ def validate_submit_order(
             if request.side == common_pb2.SIDE_UNSPECIFIED
             else f"{_enum_name(common_pb2.Side, request.side)} is not SIDE_BUY or SIDE_SELL"
         )
-        violations.add("side", "INVALID_SIDE", description)
+        violations.add("side", RejectReason.INVALID_SIDE, description)
 
     order_type = request.type or common_pb2.ORDER_TYPE_LIMIT
     if order_type != common_pb2.ORDER_TYPE_LIMIT:
         violations.add(
             "type",
-            "UNSUPPORTED_ORDER_TYPE",
+            RejectReason.UNSUPPORTED_ORDER_TYPE,
             f"{_enum_name(common_pb2.OrderType, request.type)} is not supported; only ORDER_TYPE_LIMIT is",
         )
 
@@ -241,7 +251,7 @@ def validate_submit_order(
     if time_in_force != common_pb2.TIME_IN_FORCE_GTC:
         violations.add(
             "time_in_force",
-            "UNSUPPORTED_TIME_IN_FORCE",
+            RejectReason.UNSUPPORTED_TIME_IN_FORCE,
             f"{_enum_name(common_pb2.TimeInForce, request.time_in_force)} is not supported; "
             "only TIME_IN_FORCE_GTC is",
         )
@@ -267,7 +277,7 @@ def validate_order_id(order_id: str) -> None:
     """An order id as the public API names it (1-64 printable ASCII characters)."""
     problem = printable_ascii_problem(order_id)
     if problem:
-        raise invalid([Violation("order_id", "INVALID_ORDER_ID", problem)])
+        raise invalid([Violation("order_id", RejectReason.INVALID_ORDER_ID, problem)])
 
 
 def resolve_account(requested: str, authenticated: str) -> str:
@@ -276,7 +286,7 @@ def resolve_account(requested: str, authenticated: str) -> str:
         return authenticated
     raise ServiceError(
         grpc.StatusCode.PERMISSION_DENIED,
-        "ACCOUNT_NOT_PERMITTED",
+        RejectReason.ACCOUNT_NOT_PERMITTED,
         f"this API key may only act on its own account; leave account_id empty or use {authenticated!r}",
     )
 
@@ -287,7 +297,13 @@ def book_depth(depth: int) -> int:
         return DEFAULT_BOOK_DEPTH
     if depth > MAX_BOOK_DEPTH:
         raise invalid(
-            [Violation("depth", "INVALID_DEPTH", f"{depth} is above the largest depth {MAX_BOOK_DEPTH}")]
+            [
+                Violation(
+                    "depth",
+                    RejectReason.INVALID_DEPTH,
+                    f"{depth} is above the largest depth {MAX_BOOK_DEPTH}",
+                )
+            ]
         )
     return depth
 
@@ -296,7 +312,7 @@ def validate_symbol_field(symbol: str) -> None:
     """A symbol field of a read request: present and well formed."""
     problem = symbol_problem(symbol)
     if problem:
-        raise invalid([Violation("symbol", "INVALID_SYMBOL", problem)])
+        raise invalid([Violation("symbol", RejectReason.INVALID_SYMBOL, problem)])
 
 
 # --- admin requests -------------------------------------------------------------------------
@@ -306,9 +322,11 @@ def validate_create_asset(request: gateway_pb2.CreateAssetRequest) -> None:
     violations = Violations()
     problem = asset_code_problem(request.code)
     if problem:
-        violations.add("code", "INVALID_ASSET_CODE", problem)
+        violations.add("code", RejectReason.INVALID_ASSET_CODE, problem)
     if request.scale > MAX_SCALE:
-        violations.add("scale", "INVALID_SCALE", f"{request.scale} is above the largest scale {MAX_SCALE}")
+        violations.add(
+            "scale", RejectReason.INVALID_SCALE, f"{request.scale} is above the largest scale {MAX_SCALE}"
+        )
     violations.raise_if_any()
 
 
@@ -329,15 +347,15 @@ def _parse_positive(
     text: str = getattr(request, field)
     if not text:
         if not optional:
-            violations.add(field, "INVALID_" + field.upper(), "is required")
+            violations.add(field, _invalid(field), "is required")
         return Decimal(0)
     try:
         value = parse_decimal(text)
     except MoneyError as error:
-        violations.add(field, "INVALID_" + field.upper(), str(error))
+        violations.add(field, _invalid(field), str(error))
         return Decimal(0)
     if value <= 0:
-        violations.add(field, "INVALID_" + field.upper(), "must be greater than zero")
+        violations.add(field, _invalid(field), "must be greater than zero")
         return Decimal(0)
     return value
 
@@ -347,13 +365,13 @@ def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> 
     violations = Violations()
     problem = symbol_problem(request.symbol)
     if problem:
-        violations.add("symbol", "INVALID_SYMBOL", problem)
+        violations.add("symbol", RejectReason.INVALID_SYMBOL, problem)
     for field in ("base_asset", "quote_asset"):
         problem = asset_code_problem(getattr(request, field))
         if problem:
-            violations.add(field, "INVALID_ASSET_CODE", problem)
+            violations.add(field, RejectReason.INVALID_ASSET_CODE, problem)
     if request.base_asset and request.base_asset == request.quote_asset:
-        violations.add("quote_asset", "INVALID_ASSET_CODE", "must differ from base_asset")
+        violations.add("quote_asset", RejectReason.INVALID_ASSET_CODE, "must differ from base_asset")
     tick = _parse_positive(request, "tick_size", violations, optional=False)
     lot = _parse_positive(request, "lot_size", violations, optional=False)
     minimum = _parse_positive(request, "min_quantity", violations, optional=True)
@@ -362,15 +380,17 @@ def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> 
     if lot > 0:
         for field, value in (("min_quantity", minimum), ("max_quantity", maximum)):
             if value > 0 and value % lot != 0:
-                violations.add(
-                    field, "INVALID_" + field.upper(), f"{value} is not a multiple of lot_size {lot}"
-                )
+                violations.add(field, _invalid(field), f"{value} is not a multiple of lot_size {lot}")
     if tick > 0 and max_price > 0 and max_price % tick != 0:
-        violations.add("max_price", "INVALID_MAX_PRICE", f"{max_price} is not a multiple of tick_size {tick}")
+        violations.add(
+            "max_price", RejectReason.INVALID_MAX_PRICE, f"{max_price} is not a multiple of tick_size {tick}"
+        )
     for field in ("maker_fee_bps", "taker_fee_bps"):
         value = getattr(request, field)
         if value > MAX_FEE_BPS:
-            violations.add(field, "INVALID_FEE", f"{value} is above the largest fee {MAX_FEE_BPS} bps")
+            violations.add(
+                field, RejectReason.INVALID_FEE, f"{value} is above the largest fee {MAX_FEE_BPS} bps"
+            )
     violations.raise_if_any()
     return InstrumentFields(tick, lot, minimum, maximum, max_price)
 
@@ -409,13 +429,13 @@ def build_instrument(
         )
     except MoneyError as error:
         field = field_of_money_error(str(error))
-        raise invalid([Violation(field, "INVALID_" + field.upper(), str(error))]) from None
+        raise invalid([Violation(field, _invalid(field), str(error))]) from None
 
 
 def validate_account_id_field(account_id: str, *, field: str = "account_id") -> None:
     problem = account_id_problem(account_id)
     if problem:
-        raise invalid([Violation(field, "INVALID_ACCOUNT_ID", problem)])
+        raise invalid([Violation(field, RejectReason.INVALID_ACCOUNT_ID, problem)])
 
 
 def validate_deposit(request: gateway_pb2.DepositRequest) -> None:
@@ -423,20 +443,20 @@ def validate_deposit(request: gateway_pb2.DepositRequest) -> None:
     violations = Violations()
     problem = printable_ascii_problem(request.deposit_id)
     if problem:
-        violations.add("deposit_id", "INVALID_DEPOSIT_ID", problem)
+        violations.add("deposit_id", RejectReason.INVALID_DEPOSIT_ID, problem)
     problem = account_id_problem(request.account_id)
     if problem:
-        violations.add("account_id", "INVALID_ACCOUNT_ID", problem)
+        violations.add("account_id", RejectReason.INVALID_ACCOUNT_ID, problem)
     problem = asset_code_problem(request.asset)
     if problem:
-        violations.add("asset", "INVALID_ASSET_CODE", problem)
+        violations.add("asset", RejectReason.INVALID_ASSET_CODE, problem)
     if not request.amount:
-        violations.add("amount", "INVALID_AMOUNT", "is required")
+        violations.add("amount", RejectReason.INVALID_AMOUNT, "is required")
     else:
         try:
             parse_decimal(request.amount)
         except MoneyError as error:
-            violations.add("amount", "INVALID_AMOUNT", str(error))
+            violations.add("amount", RejectReason.INVALID_AMOUNT, str(error))
     violations.raise_if_any()
 
 
@@ -445,15 +465,15 @@ def deposit_amount(text: str, scale: int) -> int:
     try:
         value = parse_decimal(text)
     except MoneyError as error:
-        raise invalid([Violation("amount", "INVALID_AMOUNT", str(error))]) from None
+        raise invalid([Violation("amount", RejectReason.INVALID_AMOUNT, str(error))]) from None
     try:
         minor = to_minor(value, scale)
     except MoneyError:
         raise invalid(
-            [Violation("amount", "INVALID_AMOUNT", f"{text} has more than {scale} decimal places")]
+            [Violation("amount", RejectReason.INVALID_AMOUNT, f"{text} has more than {scale} decimal places")]
         ) from None
     if minor <= 0:
-        raise invalid([Violation("amount", "INVALID_AMOUNT", "must be greater than zero")])
+        raise invalid([Violation("amount", RejectReason.INVALID_AMOUNT, "must be greater than zero")])
     if minor > INT64_MAX:
-        raise invalid([Violation("amount", "INVALID_AMOUNT", f"{text} is too large")])
+        raise invalid([Violation("amount", RejectReason.INVALID_AMOUNT, f"{text} is too large")])
     return minor

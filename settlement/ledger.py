@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
 
 SYSTEM_EXTERNAL = "system:external"
 SYSTEM_FEES = "system:fees"
@@ -40,7 +41,7 @@ _DEPOSIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class LedgerError(ValueError):
     """A value the ledger refuses: which field, a reason code, and a sentence saying why."""
 
-    def __init__(self, field: str, reason: str, description: str) -> None:
+    def __init__(self, field: str, reason: RejectReason, description: str) -> None:
         super().__init__(f"{field}: {description}")
         self.field = field
         self.reason = reason
@@ -101,7 +102,7 @@ def fill_of(trade: common_pb2.Trade) -> TradeFill:
 
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
-        raise LedgerError(field, "REQUIRED", "is required")
+        raise LedgerError(field, RejectReason.REQUIRED, "is required")
     return value
 
 
@@ -110,7 +111,9 @@ def check_account_id(value: str, field: str = "account_id") -> str:
     _text(value, field)
     if not _ACCOUNT_ID.match(value):
         raise LedgerError(
-            field, "INVALID_ACCOUNT_ID", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+            field,
+            RejectReason.INVALID_ACCOUNT_ID,
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
         )
     return value
 
@@ -126,13 +129,13 @@ def check_asset_code(value: str, field: str = "asset") -> str:
     """An asset code: 1 to 12 of A-Z 0-9."""
     _text(value, field)
     if not _ASSET_CODE.match(value):
-        raise LedgerError(field, "INVALID_ASSET", "must be 1 to 12 characters of A-Z or 0-9")
+        raise LedgerError(field, RejectReason.INVALID_ASSET_CODE, "must be 1 to 12 characters of A-Z or 0-9")
     return value
 
 
 def check_scale(value: int, field: str = "scale") -> int:
     if not isinstance(value, int) or not 0 <= value <= MAX_SCALE:
-        raise LedgerError(field, "INVALID_SCALE", f"must be between 0 and {MAX_SCALE}")
+        raise LedgerError(field, RejectReason.INVALID_SCALE, f"must be between 0 and {MAX_SCALE}")
     return value
 
 
@@ -141,7 +144,7 @@ def check_source(value: str, field: str = "source") -> str:
     _text(value, field)
     if not _SOURCE.match(value):
         raise LedgerError(
-            field, "INVALID_SOURCE", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+            field, RejectReason.INVALID_SOURCE, "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
         )
     return value
 
@@ -151,7 +154,7 @@ def check_deposit_id(value: str, field: str = "deposit_id") -> str:
     if not _DEPOSIT_ID.match(value):
         raise LedgerError(
             field,
-            "INVALID_DEPOSIT_ID",
+            RejectReason.INVALID_DEPOSIT_ID,
             "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
         )
     return value
@@ -159,13 +162,17 @@ def check_deposit_id(value: str, field: str = "deposit_id") -> str:
 
 def check_api_key_digest(value: bytes, field: str = "api_key_sha256") -> bytes:
     if not isinstance(value, bytes) or len(value) != API_KEY_DIGEST_BYTES:
-        raise LedgerError(field, "INVALID_API_KEY_DIGEST", "must be a SHA-256 digest (exactly 32 bytes)")
+        raise LedgerError(
+            field, RejectReason.INVALID_API_KEY_DIGEST, "must be a SHA-256 digest (exactly 32 bytes)"
+        )
     return value
 
 
 def check_positive_amount(value: int, field: str = "amount") -> int:
     if not isinstance(value, int) or not 0 < value <= INT64_MAX:
-        raise LedgerError(field, "INVALID_AMOUNT", "must be a positive whole number of minor units")
+        raise LedgerError(
+            field, RejectReason.INVALID_AMOUNT, "must be a positive whole number of minor units"
+        )
     return value
 
 
@@ -175,7 +182,9 @@ def check_list_limit(value: int, field: str = "limit") -> int:
         return DEFAULT_LIST_LIMIT
     if not isinstance(value, int) or not 1 <= value <= MAX_LIST_LIMIT:
         raise LedgerError(
-            field, "INVALID_LIMIT", f"must be between 1 and {MAX_LIST_LIMIT} (0 means {DEFAULT_LIST_LIMIT})"
+            field,
+            RejectReason.INVALID_LIMIT,
+            f"must be between 1 and {MAX_LIST_LIMIT} (0 means {DEFAULT_LIST_LIMIT})",
         )
     return value
 
@@ -191,21 +200,21 @@ def deposit_reference(deposit_id: str) -> str:
 def check_trade(fill: TradeFill, field: str = "trade") -> TradeFill:
     """Refuse a trade whose amounts cannot be posted (each wrong field named)."""
     if not 0 < fill.trade_id <= INT64_MAX:
-        raise LedgerError(f"{field}.trade_id", "INVALID_TRADE", "must be positive")
+        raise LedgerError(f"{field}.trade_id", RejectReason.INVALID_TRADE, "must be positive")
     check_account_id(fill.buy_account_id, f"{field}.buy_account_id")
     check_account_id(fill.sell_account_id, f"{field}.sell_account_id")
     check_asset_code(fill.base_asset, f"{field}.base_asset")
     check_asset_code(fill.quote_asset, f"{field}.quote_asset")
     if fill.base_asset == fill.quote_asset:
-        raise LedgerError(f"{field}.quote_asset", "INVALID_TRADE", "must differ from base_asset")
+        raise LedgerError(f"{field}.quote_asset", RejectReason.INVALID_TRADE, "must differ from base_asset")
     for name in ("base_amount", "quote_amount"):
         if not 0 < getattr(fill, name) <= INT64_MAX:
-            raise LedgerError(f"{field}.{name}", "INVALID_TRADE", "must be positive")
+            raise LedgerError(f"{field}.{name}", RejectReason.INVALID_TRADE, "must be positive")
     for name in ("buyer_fee", "seller_fee"):
         if not 0 <= getattr(fill, name) <= INT64_MAX:
-            raise LedgerError(f"{field}.{name}", "INVALID_TRADE", "must not be negative")
+            raise LedgerError(f"{field}.{name}", RejectReason.INVALID_TRADE, "must not be negative")
     if fill.seller_fee > fill.quote_amount:
-        raise LedgerError(f"{field}.seller_fee", "INVALID_TRADE", "must not exceed quote_amount")
+        raise LedgerError(f"{field}.seller_fee", RejectReason.INVALID_TRADE, "must not exceed quote_amount")
     return fill
 
 
@@ -240,7 +249,9 @@ def deposit_entry(deposit_id: str, account_id: str, asset: str, amount: int) -> 
     check_deposit_id(deposit_id)
     if account_id in SYSTEM_ACCOUNTS or account_id.startswith("system:"):
         raise LedgerError(
-            "account_id", "SYSTEM_ACCOUNT", "deposits credit customer accounts, not system accounts"
+            "account_id",
+            RejectReason.SYSTEM_ACCOUNT,
+            "deposits credit customer accounts, not system accounts",
         )
     check_account_id(account_id)
     check_asset_code(asset)

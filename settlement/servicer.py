@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import structlog
 
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from settlement import ledger
@@ -27,7 +28,7 @@ def _int64(amount: int, what: str) -> int:
     if not INT64_MIN <= amount <= ledger.INT64_MAX:
         raise ServiceError(
             grpc.StatusCode.OUT_OF_RANGE,
-            "AMOUNT_OUT_OF_RANGE",
+            RejectReason.AMOUNT_OUT_OF_RANGE,
             f"{what} ({amount}) does not fit in a 64-bit amount",
         )
     return amount
@@ -43,11 +44,13 @@ def _batch_entries(
         path = f"trades[{index}]"
         if item.sequence <= previous:
             raise invalid_field(
-                f"{path}.sequence", "INVALID_SEQUENCE", "must be positive and increase within a batch"
+                f"{path}.sequence",
+                RejectReason.INVALID_SEQUENCE,
+                "must be positive and increase within a batch",
             )
         previous = item.sequence
         if not item.HasField("trade"):
-            raise invalid_field(f"{path}.trade", "REQUIRED", "is required")
+            raise invalid_field(f"{path}.trade", RejectReason.REQUIRED, "is required")
         try:
             batch.append(
                 (item.sequence, ledger.trade_entry(source, ledger.fill_of(item.trade), f"{path}.trade"))
@@ -75,7 +78,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             if not source:
                 if request.trades:
                     raise invalid_field(
-                        "trades", "HELLO_EXPECTED", "the first request names the source and has no trades"
+                        "trades",
+                        RejectReason.HELLO_EXPECTED,
+                        "the first request names the source and has no trades",
                     )
                 try:
                     source = ledger.check_source(request.source)
@@ -88,7 +93,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                 continue
             if request.source and request.source != source:
                 raise invalid_field(
-                    "source", "SOURCE_CHANGED", f"this stream carries trades of {source} only"
+                    "source", RejectReason.SOURCE_CHANGED, f"this stream carries trades of {source} only"
                 )
             sequences = [item.sequence for item in request.trades]
             try:
@@ -108,7 +113,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         self, request: settlement_pb2.CreateAssetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> settlement_pb2.CreateAssetResponse:
         if not request.HasField("asset"):
-            raise invalid_field("asset", "REQUIRED", "is required")
+            raise invalid_field("asset", RejectReason.REQUIRED, "is required")
         try:
             code = ledger.check_asset_code(request.asset.code, "asset.code")
             scale = ledger.check_scale(request.asset.scale, "asset.scale")
@@ -145,7 +150,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             raise _invalid(error) from None
         account_id = await self.store.account_of_api_key(digest)
         if account_id is None:
-            raise not_found("UNKNOWN_API_KEY", "no account has this API key")
+            raise not_found(RejectReason.UNKNOWN_API_KEY, "no account has this API key")
         return settlement_pb2.AuthenticateApiKeyResponse(account_id=account_id)
 
     async def Deposit(
@@ -171,7 +176,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             raise _invalid(error) from None
         rows = await self.store.balances(account_id)
         if rows is None:
-            raise not_found("UNKNOWN_ACCOUNT", f"account {account_id} does not exist", account_id=account_id)
+            raise not_found(
+                RejectReason.UNKNOWN_ACCOUNT, f"account {account_id} does not exist", account_id=account_id
+            )
         return settlement_pb2.GetBalancesResponse(
             account_id=account_id,
             balances=[
@@ -192,7 +199,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             raise _invalid(error) from None
         rows = await self.store.entries(account_id, limit)
         if rows is None:
-            raise not_found("UNKNOWN_ACCOUNT", f"account {account_id} does not exist", account_id=account_id)
+            raise not_found(
+                RejectReason.UNKNOWN_ACCOUNT, f"account {account_id} does not exist", account_id=account_id
+            )
         return settlement_pb2.ListEntriesResponse(
             entries=[
                 settlement_pb2.JournalEntry(

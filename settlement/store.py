@@ -19,6 +19,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import (
     ServiceError,
     already_exists,
@@ -107,7 +108,7 @@ def _nanoseconds(moment: datetime) -> int:
 def _negative_balance(error: psycopg.errors.CheckViolation) -> ServiceError:
     detail = error.diag.message_detail or ""
     return failed_precondition(
-        "NEGATIVE_BALANCE",
+        RejectReason.NEGATIVE_BALANCE,
         "posting would take a customer balance below zero; nothing was posted"
         + (f" ({detail})" if detail else ""),
     )
@@ -121,7 +122,7 @@ class LedgerStore:
 
     def _pool(self) -> AsyncConnectionPool:
         if self.pool is None:
-            raise unavailable("NOT_READY", "settlement is starting; retry shortly")
+            raise unavailable(RejectReason.SERVICE_STARTING, "settlement is starting; retry shortly")
         return self.pool
 
     # ---- assets and accounts -------------------------------------------------------------
@@ -142,7 +143,7 @@ class LedgerStore:
             assert row is not None
             if row[0] != scale:
                 raise already_exists(
-                    "ASSET_EXISTS",
+                    RejectReason.ASSET_EXISTS,
                     f"asset {code} already exists with scale {row[0]}, not {scale}",
                     asset=code,
                 )
@@ -165,10 +166,10 @@ class LedgerStore:
         except psycopg.errors.UniqueViolation as error:
             if error.diag.constraint_name == "accounts_pkey":
                 raise already_exists(
-                    "ACCOUNT_EXISTS", f"account {account_id} already exists", account_id=account_id
+                    RejectReason.ACCOUNT_EXISTS, f"account {account_id} already exists", account_id=account_id
                 ) from None
             raise already_exists(
-                "API_KEY_EXISTS", "this API key is already bound to another account"
+                RejectReason.API_KEY_EXISTS, "this API key is already bound to another account"
             ) from None
         log.info("account created", account_id=account_id)
 
@@ -195,10 +196,12 @@ class LedgerStore:
             async with self._pool().connection() as conn, conn.transaction():
                 if not await _account_exists(conn, account_id):
                     raise not_found(
-                        "UNKNOWN_ACCOUNT", f"account {account_id} does not exist", account_id=account_id
+                        RejectReason.UNKNOWN_ACCOUNT,
+                        f"account {account_id} does not exist",
+                        account_id=account_id,
                     )
                 if await _missing_assets(conn, {asset}):
-                    raise not_found("UNKNOWN_ASSET", f"asset {asset} does not exist", asset=asset)
+                    raise not_found(RejectReason.UNKNOWN_ASSET, f"asset {asset} does not exist", asset=asset)
                 cursor = await conn.execute(_INSERT_ENTRIES, ([entry.kind], [entry.reference]))
                 inserted = await cursor.fetchone()
                 if inserted is None:
@@ -209,7 +212,7 @@ class LedgerStore:
                 balance = balances[(account_id, asset)]
                 if balance > ledger.INT64_MAX:
                     raise failed_precondition(
-                        "BALANCE_TOO_LARGE",
+                        RejectReason.BALANCE_TOO_LARGE,
                         f"the deposit would take {account_id}'s {asset} balance past 2^63-1 minor units",
                     )
         except psycopg.errors.CheckViolation as error:
@@ -256,7 +259,7 @@ class LedgerStore:
                 missing = await _missing_accounts(conn, accounts)
                 if missing:
                     raise failed_precondition(
-                        "UNKNOWN_ACCOUNT",
+                        RejectReason.UNKNOWN_ACCOUNT,
                         f"trades from {source} name accounts the ledger does not have: "
                         f"{', '.join(missing)}; nothing was posted",
                         source=source,
@@ -264,7 +267,7 @@ class LedgerStore:
                 missing = await _missing_assets(conn, assets)
                 if missing:
                     raise failed_precondition(
-                        "UNKNOWN_ASSET",
+                        RejectReason.UNKNOWN_ASSET,
                         f"trades from {source} name assets the ledger does not have: "
                         f"{', '.join(missing)}; nothing was posted",
                         source=source,
@@ -436,7 +439,7 @@ async def _repeated_deposit(
     entry_id, account_id, asset, amount = int(row[0]), row[1], row[2], int(row[3])
     if (account_id, asset, amount) != (credit.account_id, credit.asset, credit.amount):
         raise failed_precondition(
-            "DEPOSIT_ID_REUSED",
+            RejectReason.DEPOSIT_ID_REUSED,
             f"deposit {deposit_id} was already posted with a different account, asset or amount",
             deposit_id=deposit_id,
         )

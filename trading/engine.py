@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath, MoneyError, derive_instrument, parse_decimal
+from backbone.reasons import RejectReason
 from backbone.trading.v1 import trading_pb2
 from trading.book import BUY, SELL, Book, BookOrder, InvariantViolation
 
@@ -38,15 +39,6 @@ Order = common_pb2.Order
 ExecutionReport = common_pb2.ExecutionReport
 JournalRecord = trading_pb2.JournalRecord
 
-# Reject reasons (shared contract).
-UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
-DUPLICATE_ORDER_ID = "DUPLICATE_ORDER_ID"
-INVALID_ORDER = "INVALID_ORDER"
-UNKNOWN_ORDER = "UNKNOWN_ORDER"
-NOT_ORDER_OWNER = "NOT_ORDER_OWNER"
-ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
-INVALID_INSTRUMENT = "INVALID_INSTRUMENT"
-INSTRUMENT_EXISTS = "INSTRUMENT_EXISTS"
 
 COMMAND_KINDS = frozenset({"instrument_created", "new_order", "cancel_order"})
 EVENT_KINDS = frozenset({"trade", "order_released"})
@@ -82,7 +74,9 @@ assert common_pb2.SIDE_BUY == BUY and common_pb2.SIDE_SELL == SELL
 class InstrumentRejected(Exception):
     """CreateInstrument refused: ``reason`` is INVALID_INSTRUMENT or INSTRUMENT_EXISTS."""
 
-    def __init__(self, reason: str, message: str, violations: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, reason: RejectReason, message: str, violations: Iterable[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -278,7 +272,7 @@ class Engine:
         report = ExecutionReport(
             order=Order(status=_REJECTED),
             execution_type=_REJECT,
-            reject_reason=INVALID_ORDER,
+            reject_reason=RejectReason.INVALID_ORDER.number,
             timestamp_ns=timestamp_ns,
         )
         return Outcome([], [report])
@@ -294,14 +288,16 @@ class Engine:
             if existing == instrument:
                 return Outcome([], [], existing)
             raise InstrumentRejected(
-                INSTRUMENT_EXISTS,
+                RejectReason.INSTRUMENT_EXISTS,
                 f"instrument {instrument.symbol} already exists with a different definition",
             )
         problems = check_instrument(instrument)
         if problems:
             described = "; ".join(f"{name} {what}" for name, what in problems)
             raise InstrumentRejected(
-                INVALID_INSTRUMENT, f"the instrument definition is invalid: {described}", problems
+                RejectReason.INVALID_INSTRUMENT,
+                f"the instrument definition is invalid: {described}",
+                problems,
             )
         stored = Instrument()
         stored.CopyFrom(instrument)
@@ -315,15 +311,15 @@ class Engine:
         )
         return Outcome([record], [], stored)
 
-    def _order_problem(self, command: trading_pb2.NewOrder) -> str | None:
+    def _order_problem(self, command: trading_pb2.NewOrder) -> RejectReason | None:
         order_id = command.order_id
         if not ORDER_ID_PATTERN.match(order_id) or not ACCOUNT_PATTERN.match(command.account_id):
-            return INVALID_ORDER
+            return RejectReason.INVALID_ORDER
         if order_id in self.orders:
-            return DUPLICATE_ORDER_ID
+            return RejectReason.DUPLICATE_ORDER_ID
         instrument = self.instruments.get(command.symbol)
         if instrument is None:
-            return UNKNOWN_SYMBOL
+            return RejectReason.UNKNOWN_SYMBOL
         if (
             command.side not in (BUY, SELL)
             or command.type not in (common_pb2.ORDER_TYPE_UNSPECIFIED, _LIMIT)
@@ -332,7 +328,7 @@ class Engine:
             or not instrument.min_quantity_lots <= command.quantity_lots <= instrument.max_quantity_lots
             or len(command.client_order_id) > CLIENT_ORDER_ID_MAX_LENGTH
         ):
-            return INVALID_ORDER
+            return RejectReason.INVALID_ORDER
         return None
 
     def new_order(self, command: trading_pb2.NewOrder, timestamp_ns: int) -> Outcome:
@@ -437,14 +433,14 @@ class Engine:
         """Cancel an order's open quantity and release it; or reject without changing anything."""
         order = self.orders.get(command.order_id)
         if order is None:
-            return Outcome([], [_rejected_cancel(command, UNKNOWN_ORDER, timestamp_ns)])
+            return Outcome([], [_rejected_cancel(command, RejectReason.UNKNOWN_ORDER, timestamp_ns)])
         if order.account_id != command.account_id:
-            return Outcome([], [_rejected_cancel(command, NOT_ORDER_OWNER, timestamp_ns)])
+            return Outcome([], [_rejected_cancel(command, RejectReason.NOT_ORDER_OWNER, timestamp_ns)])
         if order.status not in _OPEN_STATUSES:
             report = ExecutionReport(
                 order=order.fields(),
                 execution_type=_REJECT,
-                reject_reason=ORDER_NOT_OPEN,
+                reject_reason=RejectReason.ORDER_NOT_OPEN.number,
                 timestamp_ns=timestamp_ns,
             )
             return Outcome([], [report])
@@ -571,7 +567,7 @@ class Engine:
 
 
 def _rejected_new_order(
-    command: trading_pb2.NewOrder, reason: str, timestamp_ns: int
+    command: trading_pb2.NewOrder, reason: RejectReason, timestamp_ns: int
 ) -> common_pb2.ExecutionReport:
     order = Order(
         order_id=command.order_id,
@@ -588,15 +584,15 @@ def _rejected_new_order(
         updated_ns=timestamp_ns,
     )
     return ExecutionReport(
-        order=order, execution_type=_REJECT, reject_reason=reason, timestamp_ns=timestamp_ns
+        order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns
     )
 
 
 def _rejected_cancel(
-    command: trading_pb2.CancelOrder, reason: str, timestamp_ns: int
+    command: trading_pb2.CancelOrder, reason: RejectReason, timestamp_ns: int
 ) -> common_pb2.ExecutionReport:
     # The order itself is not shown: the caller may not own it.
     order = Order(order_id=command.order_id, account_id=command.account_id, status=_REJECTED)
     return ExecutionReport(
-        order=order, execution_type=_REJECT, reject_reason=reason, timestamp_ns=timestamp_ns
+        order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns
     )

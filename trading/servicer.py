@@ -33,6 +33,7 @@ import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import (
     FieldViolation,
     ServiceError,
@@ -41,7 +42,7 @@ from backbone.runtime.errors import (
     not_found,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from trading.engine import INSTRUMENT_EXISTS, Engine, InstrumentRejected
+from trading.engine import Engine, InstrumentRejected
 from trading.journal import Journal
 
 log = structlog.get_logger("backbone.trading")
@@ -63,7 +64,7 @@ def exit_process(reason: str) -> NoReturn:
 
 def _stopping_error() -> ServiceError:
     return ServiceError(
-        grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING", "the trading service is shutting down"
+        grpc.StatusCode.UNAVAILABLE, RejectReason.SERVICE_STOPPING, "the trading service is shutting down"
     )
 
 
@@ -124,7 +125,7 @@ class Subscription:
             self.end(
                 ServiceError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    "SLOW_CONSUMER",
+                    RejectReason.SLOW_CONSUMER,
                     f"more than {self._max_queued} batches of execution reports were waiting for "
                     "this subscriber; read faster, then resubscribe and reconcile with GetOrder",
                 )
@@ -312,7 +313,7 @@ class _Applied:
 def _outcome_unknown() -> ServiceError:
     return ServiceError(
         grpc.StatusCode.UNAVAILABLE,
-        "OUTCOME_UNKNOWN",
+        RejectReason.OUTCOME_UNKNOWN,
         "the trading engine stopped before confirming this command; call GetOrder after it restarts",
     )
 
@@ -347,7 +348,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                     if len(request.commands) > MAX_COMMANDS_PER_REQUEST:
                         raise invalid_field(
                             "commands",
-                            "TOO_MANY_COMMANDS",
+                            RejectReason.TOO_MANY_COMMANDS,
                             f"has {len(request.commands)} commands; at most "
                             f"{MAX_COMMANDS_PER_REQUEST} fit in one request",
                         )
@@ -413,7 +414,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.GetOrderResponse:
         order_id = request.order_id
         if not order_id:
-            raise invalid_field("order_id", "REQUIRED", "is required")
+            raise invalid_field("order_id", RejectReason.REQUIRED, "is required")
         engine = self._engine
 
         def run(*_: object) -> common_pb2.Order | None:
@@ -421,14 +422,16 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
 
         order = await self._loop.call(run)
         if order is None:
-            raise not_found("UNKNOWN_ORDER", f"there is no order {order_id[:80]!r}", order_id=order_id[:80])
+            raise not_found(
+                RejectReason.UNKNOWN_ORDER, f"there is no order {order_id[:80]!r}", order_id=order_id[:80]
+            )
         return trading_pb2.GetOrderResponse(order=order)
 
     async def CreateInstrument(
         self, request: trading_pb2.CreateInstrumentRequest, context: Any
     ) -> trading_pb2.CreateInstrumentResponse:
         if not request.HasField("instrument"):
-            raise invalid_field("instrument", "REQUIRED", "is required")
+            raise invalid_field("instrument", RejectReason.REQUIRED, "is required")
         instrument = request.instrument
         engine = self._engine
 
@@ -462,7 +465,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.GetOrderBookResponse:
         symbol = request.symbol
         if not symbol:
-            raise invalid_field("symbol", "REQUIRED", "is required")
+            raise invalid_field("symbol", RejectReason.REQUIRED, "is required")
         depth = request.depth
         engine = self._engine
 
@@ -472,7 +475,9 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
 
         levels = await self._loop.call(run)
         if levels is None:
-            raise not_found("UNKNOWN_SYMBOL", f"there is no instrument {symbol[:40]!r}", symbol=symbol[:40])
+            raise not_found(
+                RejectReason.UNKNOWN_SYMBOL, f"there is no instrument {symbol[:40]!r}", symbol=symbol[:40]
+            )
         bids, asks = levels
         return trading_pb2.GetOrderBookResponse(
             symbol=symbol,
@@ -482,7 +487,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
 
 
 def _instrument_error(error: InstrumentRejected, symbol: str) -> ServiceError:
-    if error.reason == INSTRUMENT_EXISTS:
+    if error.reason == RejectReason.INSTRUMENT_EXISTS:
         return already_exists(error.reason, error.message, symbol=symbol[:40])
     violations = [
         FieldViolation(name if name == "instrument" else f"instrument.{name}", description)

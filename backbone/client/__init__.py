@@ -10,9 +10,11 @@
 ``AsyncClient`` offers the same calls for asyncio (``await AsyncClient.connect(...)``).
 Prices, quantities and amounts are exact ``Decimal`` values, never floats.
 Every failure is a :class:`BackboneError` carrying the gRPC status code, a
-machine-readable reason, a sentence, and the wrong fields of a bad request.
+:class:`RejectReason` (each member says what it means and what to do), a
+sentence, and the wrong fields of a bad request.
 """
 
+from backbone.reasons import RejectReason, Stage
 from backbone.runtime.errors import FieldViolation
 
 from ._async import AsyncClient, AsyncExecutionStream
@@ -56,6 +58,8 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "PriceLevel",
+    "RejectReason",
     "Side",
+    "Stage",
     "TimeInForce",
 ]

@@ -14,6 +14,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
 
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
 from ._models import (
@@ -210,7 +211,7 @@ class AsyncClient:
             await channel.close()
             raise BackboneError(
                 grpc.StatusCode.UNAVAILABLE,
-                "UNREACHABLE",
+                RejectReason.UNREACHABLE,
                 f"cannot reach the gateway at {target} within {timeout_seconds:g}s",
             ) from None
         return cls(

@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 import grpc
 
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import FieldViolation, from_rpc_error
 
 
@@ -19,7 +20,7 @@ class BackboneError(Exception):
     """
 
     code: grpc.StatusCode
-    reason: str
+    reason: RejectReason
     message: str
     violations: tuple[FieldViolation, ...]
     metadata: Mapping[str, str]
@@ -27,14 +28,14 @@ class BackboneError(Exception):
     def __init__(
         self,
         code: grpc.StatusCode,
-        reason: str,
+        reason: RejectReason,
         message: str,
         violations: tuple[FieldViolation, ...] = (),
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"{code.name} {reason}: {message}")
         self.code = code
-        self.reason = reason
+        self.reason = RejectReason(reason)
         self.message = message
         self.violations = tuple(violations)
         self.metadata = MappingProxyType(dict(metadata or {}))
@@ -66,7 +67,7 @@ class BackboneError(Exception):
         )
 
     @classmethod
-    def invalid_argument(cls, field: str, reason: str, description: str) -> BackboneError:
+    def invalid_argument(cls, field: str, reason: RejectReason, description: str) -> BackboneError:
         """A bad argument caught before anything was sent."""
         return cls(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -80,7 +81,7 @@ class BackboneError(Exception):
         header = "x-admin-key" if what == "admin_key" else "x-api-key"
         return cls(
             grpc.StatusCode.UNAUTHENTICATED,
-            "MISSING_ADMIN_KEY" if what == "admin_key" else "MISSING_API_KEY",
+            RejectReason.MISSING_ADMIN_KEY if what == "admin_key" else RejectReason.MISSING_API_KEY,
             f"this client was connected without {what}=...; the call needs the {header} metadata",
         )
 
@@ -95,8 +96,8 @@ _RETRY_CODES = frozenset(
 def should_retry(error: BackboneError) -> bool:
     """Whether an idempotent call that failed this way is worth another attempt."""
     if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return error.reason == "BACKPRESSURE"
-    if error.code == grpc.StatusCode.UNAVAILABLE and error.reason == "UNREACHABLE":
+        return error.reason == RejectReason.BACKPRESSURE
+    if error.code == grpc.StatusCode.UNAVAILABLE and error.reason == RejectReason.UNREACHABLE:
         return False
     return error.code in _RETRY_CODES
 
@@ -105,7 +106,7 @@ def is_duplicate_of_earlier_attempt(error: BackboneError) -> bool:
     """A retried submit refused because an earlier attempt of it got through."""
     return (
         error.code == grpc.StatusCode.ALREADY_EXISTS
-        and error.reason == "DUPLICATE_CLIENT_ORDER_ID"
+        and error.reason == RejectReason.DUPLICATE_CLIENT_ORDER_ID
         and bool(error.metadata.get("order_id"))
     )
 

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
 
 from ._errors import BackboneError
 
@@ -95,7 +96,7 @@ class ExecutionReport:
     last_fee: Decimal | None = None
     fee_asset: str | None = None
     liquidity_side: LiquiditySide | None = None
-    reject_reason: str | None = None
+    reject_reason: RejectReason | None = None
     timestamp: datetime | None = None
 
 
@@ -243,7 +244,7 @@ def report_from_proto(message: gateway_pb2.ExecutionReport) -> ExecutionReport:
         last_fee=_optional_decimal(message.last_fee),
         fee_asset=message.fee_asset or None,
         liquidity_side=_LIQUIDITY.get(message.liquidity_side),
-        reject_reason=message.reject_reason or None,
+        reject_reason=RejectReason.from_number(message.reject_reason) if message.reject_reason else None,
         timestamp=_datetime(message.timestamp) if message.HasField("timestamp") else None,
     )
 
@@ -296,8 +297,13 @@ def order_book_from_proto(message: gateway_pb2.GetOrderBookResponse) -> OrderBoo
 # --- arguments -> request fields ----------------------------------------------------------------
 
 
-def _local_error(field_name: str, reason: str, description: str) -> BackboneError:
+def _local_error(field_name: str, reason: RejectReason, description: str) -> BackboneError:
     return BackboneError.invalid_argument(field_name, reason, description)
+
+
+def _invalid_reason(field_name: str) -> RejectReason:
+    """INVALID_PRICE for "price" and so on: the reason the gateway gives for that field."""
+    return RejectReason("INVALID_" + field_name.upper())
 
 
 def side_value(side: str | int) -> int:
@@ -308,7 +314,7 @@ def side_value(side: str | int) -> int:
             return value
     elif isinstance(side, int) and not isinstance(side, bool) and side in _SIDES:
         return side
-    raise _local_error("side", "INVALID_SIDE", f"{side!r} is not 'buy' or 'sell'")
+    raise _local_error("side", RejectReason.INVALID_SIDE, f"{side!r} is not 'buy' or 'sell'")
 
 
 def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: bool = False) -> str:
@@ -326,7 +332,7 @@ def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: boo
             number = Decimal(value.strip())
         except InvalidOperation:
             raise _local_error(
-                field_name, "INVALID_" + field_name.upper(), f"{value[:40]!r} is not a decimal number"
+                field_name, _invalid_reason(field_name), f"{value[:40]!r} is not a decimal number"
             ) from None
     elif isinstance(value, int):
         number = Decimal(value)
@@ -334,7 +340,7 @@ def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: boo
         number = value
     else:
         raise TypeError(f"{field_name} must be a Decimal, not {type(value).__name__}")
-    reason = "INVALID_" + field_name.upper()
+    reason = _invalid_reason(field_name)
     if not number.is_finite():
         raise _local_error(field_name, reason, f"{number} is not a finite number")
     if number < 0 or (number == 0 and number.is_signed()):
@@ -387,7 +393,9 @@ def create_instrument_request(
 ) -> gateway_pb2.CreateInstrumentRequest:
     for name, bps in (("maker_fee_bps", maker_fee_bps), ("taker_fee_bps", taker_fee_bps)):
         if isinstance(bps, bool) or not isinstance(bps, int) or bps < 0:
-            raise _local_error(name, "INVALID_FEE", f"{bps!r} is not a whole number of basis points")
+            raise _local_error(
+                name, RejectReason.INVALID_FEE, f"{bps!r} is not a whole number of basis points"
+            )
     return gateway_pb2.CreateInstrumentRequest(
         symbol=symbol,
         base_asset=base_asset,
@@ -404,7 +412,9 @@ def create_instrument_request(
 
 def create_asset_request(code: str, scale: int) -> gateway_pb2.CreateAssetRequest:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 0:
-        raise _local_error("scale", "INVALID_SCALE", f"{scale!r} is not a number of decimal places")
+        raise _local_error(
+            "scale", RejectReason.INVALID_SCALE, f"{scale!r} is not a number of decimal places"
+        )
     return gateway_pb2.CreateAssetRequest(code=code, scale=scale)
 
 
@@ -431,5 +441,7 @@ def deposit_from_proto(request: gateway_pb2.DepositRequest, message: gateway_pb2
 
 def order_book_request(symbol: str, depth: int) -> gateway_pb2.GetOrderBookRequest:
     if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 1000:
-        raise _local_error("depth", "INVALID_DEPTH", f"{depth!r} is not a number of levels from 1 to 1000")
+        raise _local_error(
+            "depth", RejectReason.INVALID_DEPTH, f"{depth!r} is not a number of levels from 1 to 1000"
+        )
     return gateway_pb2.GetOrderBookRequest(symbol=symbol, depth=depth)

@@ -3,7 +3,8 @@
 Handlers raise :class:`ServiceError`; the server interceptor turns it into a
 status whose details carry a ``google.rpc.ErrorInfo`` (reason, domain,
 metadata) and, for bad input, a ``google.rpc.BadRequest`` with one field
-violation per wrong field. Reasons are UPPER_SNAKE codes, never prose.
+violation per wrong field. Reasons are :class:`~backbone.reasons.RejectReason`
+members (the contract's one list), never prose.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from backbone.reasons import RejectReason
 
 DOMAIN = "backbone"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -33,12 +36,14 @@ class ServiceError(Exception):
     """A refusal with a status code, a reason code and a sentence for people."""
 
     code: grpc.StatusCode
-    reason: str
+    reason: RejectReason
     message: str
     violations: Sequence[FieldViolation] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # A name outside the contract's list is a bug in the caller: fail here, not on the wire.
+        self.reason = RejectReason(self.reason)
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -68,11 +73,11 @@ def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -
     return packed
 
 
-def invalid_argument(reason: str, message: str, *violations: FieldViolation) -> ServiceError:
+def invalid_argument(reason: RejectReason, message: str, *violations: FieldViolation) -> ServiceError:
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, reason, message, violations)
 
 
-def invalid_field(field_path: str, reason: str, description: str) -> ServiceError:
+def invalid_field(field_path: str, reason: RejectReason, description: str) -> ServiceError:
     """INVALID_ARGUMENT for one wrong field, the description naming what is wrong."""
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -82,27 +87,27 @@ def invalid_field(field_path: str, reason: str, description: str) -> ServiceErro
     )
 
 
-def not_found(reason: str, message: str, **metadata: str) -> ServiceError:
+def not_found(reason: RejectReason, message: str, **metadata: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.NOT_FOUND, reason, message, (), metadata)
 
 
-def failed_precondition(reason: str, message: str, **metadata: str) -> ServiceError:
+def failed_precondition(reason: RejectReason, message: str, **metadata: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, (), metadata)
 
 
-def already_exists(reason: str, message: str, **metadata: str) -> ServiceError:
+def already_exists(reason: RejectReason, message: str, **metadata: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.ALREADY_EXISTS, reason, message, (), metadata)
 
 
-def unauthenticated(reason: str, message: str) -> ServiceError:
+def unauthenticated(reason: RejectReason, message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
 
 
-def permission_denied(reason: str, message: str) -> ServiceError:
+def permission_denied(reason: RejectReason, message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.PERMISSION_DENIED, reason, message)
 
 
-def unavailable(reason: str, message: str) -> ServiceError:
+def unavailable(reason: RejectReason, message: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAVAILABLE, reason, message)
 
 
@@ -116,7 +121,7 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
         error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     )
     message = error.details() if callable(getattr(error, "details", None)) else str(error)
-    reason = code.name
+    reason = RejectReason.UNSPECIFIED
     violations: list[FieldViolation] = []
     metadata: dict[str, str] = {}
     trailers: Any = error.trailing_metadata() if callable(getattr(error, "trailing_metadata", None)) else None
@@ -129,7 +134,7 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
-                reason = info.reason or reason
+                reason = RejectReason.from_name(info.reason) if info.reason else reason
                 metadata.update(info.metadata)
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad_request = error_details_pb2.BadRequest()

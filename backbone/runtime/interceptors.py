@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import structlog
 
+from backbone.reasons import RejectReason
 from backbone.runtime.context import REQUEST_ID_HEADER, new_request_id, request_id_var
 from backbone.runtime.errors import ServiceError
 
@@ -54,7 +55,13 @@ class _CallScope:
             raise error
         self.code = grpc.StatusCode.INTERNAL
         log.exception("unhandled error", error=repr(error))
-        await self.context.abort(grpc.StatusCode.INTERNAL, "internal error; the request id is in the logs")
+        internal = ServiceError(
+            grpc.StatusCode.INTERNAL,
+            RejectReason.INTERNAL_ERROR,
+            "internal error; the request id is in the logs",
+        )
+        self.context.set_trailing_metadata(internal.trailing_metadata())
+        await self.context.abort(internal.code, internal.message)
 
     def close(self) -> None:
         elapsed_ms = (time.perf_counter() - self.started) * 1000

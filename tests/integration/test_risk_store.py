@@ -13,6 +13,7 @@ import redis.asyncio as redis
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath, derive_instrument
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.config import Settings
 from backbone.runtime.errors import from_rpc_error
@@ -513,15 +514,19 @@ async def test_service_reservations_batch(
     response = await call.read()
     assert response.sequence == 41
     held = MATH.buy_reservation(50_000, 10)
-    assert [(r.order_id, r.accepted, r.reject_reason, r.asset, r.amount) for r in response.results] == [
-        ("o1", True, "", "USD", held),
+    results = response.results
+    assert [
+        (r.order_id, r.accepted, RejectReason.from_number(r.reject_reason), r.asset, r.amount)
+        for r in results
+    ] == [
+        ("o1", True, "UNSPECIFIED", "USD", held),
         ("o2", False, "UNKNOWN_SYMBOL", "", 0),
         ("o3", False, "INVALID_ORDER", "", 0),
         ("o4", False, "INVALID_ORDER", "", 0),
         ("", False, "INVALID_ORDER", "", 0),
         ("o5", False, "INSUFFICIENT_BALANCE", "USD", MATH.buy_reservation(50_000, 10_000)),
-        ("o1", True, "", "USD", held),
-        ("o1", True, "", "USD", held),
+        ("o1", True, "UNSPECIFIED", "USD", held),
+        ("o1", True, "UNSPECIFIED", "USD", held),
     ]
     # The stream is still usable after malformed commands.
     await call.write(risk_pb2.StreamReservationsRequest(sequence=42, commands=[reserve("o6")]))

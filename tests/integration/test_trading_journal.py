@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.embedded import free_port
@@ -224,10 +225,12 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
             common_pb2.LIQUIDITY_SIDE_MAKER,
             common_pb2.LIQUIDITY_SIDE_TAKER,
         )
-        assert second.results[1].reports[0].reject_reason == "DUPLICATE_ORDER_ID"
-        assert second.results[2].reports[0].reject_reason == "UNKNOWN_ORDER"
-        assert fourth.results[0].reports[0].reject_reason == "ORDER_NOT_OPEN"  # b1 was filled
-        assert fourth.results[1].reports[0].reject_reason == "NOT_ORDER_OWNER"
+        assert second.results[1].reports[0].reject_reason == RejectReason.DUPLICATE_ORDER_ID.number
+        assert second.results[2].reports[0].reject_reason == RejectReason.UNKNOWN_ORDER.number
+        assert (
+            fourth.results[0].reports[0].reject_reason == RejectReason.ORDER_NOT_OPEN.number
+        )  # b1 was filled
+        assert fourth.results[1].reports[0].reject_reason == RejectReason.NOT_ORDER_OWNER.number
 
         # Everything that was answered is journaled; refusals are not.
         assert [kind for _, kind in journal_rows(database_url)] == [

@@ -41,6 +41,7 @@ from backbone.client._models import (
 )
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, invalid_field
 from backbone.runtime.interceptors import ServerInterceptor
 from backbone.trading.v1 import trading_pb2
@@ -172,13 +173,13 @@ def test_non_trade_reports_leave_the_fill_fields_empty() -> None:
     report = common_pb2.ExecutionReport(
         order=internal_order(status=common_pb2.ORDER_STATUS_REJECTED),
         execution_type=common_pb2.EXECUTION_TYPE_REJECTED,
-        reject_reason="UNKNOWN_ORDER",
+        reject_reason=RejectReason.UNKNOWN_ORDER.number,
     )
     view = report_view(report, INSTRUMENT)
     assert view.trade_id == view.last_price == view.last_fee == view.fee_asset == ""
     sdk = report_from_proto(view)
     assert sdk.execution_type is ExecutionType.REJECTED
-    assert sdk.reject_reason == "UNKNOWN_ORDER"
+    assert sdk.reject_reason is RejectReason.UNKNOWN_ORDER
     assert sdk.trade_id is None and sdk.last_price is None and sdk.liquidity_side is None
     assert sdk.order.status is OrderStatus.REJECTED
     assert not sdk.order.is_open
@@ -330,21 +331,23 @@ def test_submit_order_request() -> None:
 
 
 def test_retry_policy() -> None:
-    def error(code: grpc.StatusCode, reason: str, **metadata: str) -> BackboneError:
+    def error(code: grpc.StatusCode, reason: RejectReason, **metadata: str) -> BackboneError:
         return BackboneError(code, reason, "m", (), metadata)
 
-    assert should_retry(error(grpc.StatusCode.UNAVAILABLE, "OUTCOME_UNKNOWN"))
-    assert should_retry(error(grpc.StatusCode.UNAVAILABLE, "RISK_UNAVAILABLE"))
-    assert should_retry(error(grpc.StatusCode.RESOURCE_EXHAUSTED, "BACKPRESSURE"))
-    assert should_retry(error(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"))
-    assert not should_retry(error(grpc.StatusCode.RESOURCE_EXHAUSTED, "SLOW_CONSUMER"))
-    assert not should_retry(error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PRICE"))
-    assert not should_retry(error(grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_BALANCE"))
+    R = RejectReason
+    assert should_retry(error(grpc.StatusCode.UNAVAILABLE, R.OUTCOME_UNKNOWN))
+    assert should_retry(error(grpc.StatusCode.UNAVAILABLE, R.RISK_UNAVAILABLE))
+    assert should_retry(error(grpc.StatusCode.RESOURCE_EXHAUSTED, R.BACKPRESSURE))
+    assert should_retry(error(grpc.StatusCode.DEADLINE_EXCEEDED, R.UNSPECIFIED))
+    assert not should_retry(error(grpc.StatusCode.RESOURCE_EXHAUSTED, R.SLOW_CONSUMER))
+    assert not should_retry(error(grpc.StatusCode.INVALID_ARGUMENT, R.INVALID_PRICE))
+    assert not should_retry(error(grpc.StatusCode.FAILED_PRECONDITION, R.INSUFFICIENT_BALANCE))
+    assert not should_retry(error(grpc.StatusCode.UNAVAILABLE, R.UNREACHABLE))
     assert is_duplicate_of_earlier_attempt(
-        error(grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID", order_id="o-1")
+        error(grpc.StatusCode.ALREADY_EXISTS, R.DUPLICATE_CLIENT_ORDER_ID, order_id="o-1")
     )
     assert not is_duplicate_of_earlier_attempt(
-        error(grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")
+        error(grpc.StatusCode.ALREADY_EXISTS, R.DUPLICATE_CLIENT_ORDER_ID)
     )
     assert [backoff_seconds(n) for n in (1, 2, 3, 10)] == [0.1, 0.2, 0.4, 2.0]
 

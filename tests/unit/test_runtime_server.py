@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.context import request_id_var
 from backbone.runtime.errors import ServiceError, from_rpc_error, invalid_field
@@ -34,7 +35,7 @@ class ProbeApp:
             return request_id_var.get().encode()
 
         async def refuse(request: bytes, context: object) -> bytes:
-            raise invalid_field("price", "PRICE_OFF_TICK", "must be a multiple of 0.01")
+            raise invalid_field("price", RejectReason.INVALID_PRICE, "must be a multiple of 0.01")
 
         async def crash(request: bytes, context: object) -> bytes:
             raise RuntimeError("secret internals")
@@ -92,7 +93,10 @@ async def test_runtime_serves_health_reflection_errors_and_request_ids() -> None
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await channel.unary_unary(f"/{SERVICE}/Refuse")(b"")
             error = from_rpc_error(refused.value)
-            assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "PRICE_OFF_TICK")
+            assert (error.code, error.reason) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                RejectReason.INVALID_PRICE,
+            )
             assert [(v.field, v.description) for v in error.violations] == [
                 ("price", "must be a multiple of 0.01")
             ]

@@ -95,7 +95,7 @@ def test_deposit_entry() -> None:
         (("d", "al ice", "USD", 1), "account_id", "INVALID_ACCOUNT_ID"),
         (("d", SYSTEM_EXTERNAL, "USD", 1), "account_id", "SYSTEM_ACCOUNT"),
         (("d", SYSTEM_FEES, "USD", 1), "account_id", "SYSTEM_ACCOUNT"),
-        (("d", "alice", "usd", 1), "asset", "INVALID_ASSET"),
+        (("d", "alice", "usd", 1), "asset", "INVALID_ASSET_CODE"),
         (("d", "alice", "", 1), "asset", "REQUIRED"),
         (("d", "alice", "USD", 0), "amount", "INVALID_AMOUNT"),
         (("d", "alice", "USD", -5), "amount", "INVALID_AMOUNT"),

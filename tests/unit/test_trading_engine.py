@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
 from backbone.trading.v1 import trading_pb2
 from tests.instruments import btc_usd
 from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument
@@ -182,7 +183,7 @@ def test_cancel_releases_the_open_quantity(engine: Engine) -> None:
     assert engine.books["BTC-USD"].snapshot() == ([], [])
     again = engine.apply(cancel("a", "m"), T + 6)
     assert again.records == []
-    assert again.reports[0].reject_reason == "ORDER_NOT_OPEN"
+    assert again.reports[0].reject_reason == RejectReason.ORDER_NOT_OPEN.number
     engine.validate()
 
 
@@ -221,7 +222,7 @@ def test_refusals_are_reported_and_change_nothing(
     assert outcome.records == [] and not outcome.accepted
     (report,) = outcome.reports
     assert report.execution_type == common_pb2.EXECUTION_TYPE_REJECTED
-    assert report.reject_reason == reason
+    assert RejectReason.from_number(report.reject_reason) == reason
     assert report.order.status in (common_pb2.ORDER_STATUS_REJECTED, common_pb2.ORDER_STATUS_NEW)
     if reason == "NOT_ORDER_OWNER":
         assert report.order.price_ticks == 0  # nothing about someone else's order leaks

@@ -44,6 +44,83 @@ class LiquiditySide(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LIQUIDITY_SIDE_UNSPECIFIED: _ClassVar[LiquiditySide]
     LIQUIDITY_SIDE_MAKER: _ClassVar[LiquiditySide]
     LIQUIDITY_SIDE_TAKER: _ClassVar[LiquiditySide]
+
+class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REJECT_REASON_UNSPECIFIED: _ClassVar[RejectReason]
+    REJECT_REASON_REQUIRED: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_ACCOUNT_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_ASSET_CODE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_SYMBOL: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_CLIENT_ORDER_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_ORDER_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_DEPOSIT_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_SIDE: _ClassVar[RejectReason]
+    REJECT_REASON_UNSUPPORTED_ORDER_TYPE: _ClassVar[RejectReason]
+    REJECT_REASON_UNSUPPORTED_TIME_IN_FORCE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_PRICE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_QUANTITY: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_AMOUNT: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_DEPTH: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_SCALE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_TICK_SIZE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_LOT_SIZE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_MIN_QUANTITY: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_MAX_QUANTITY: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_MAX_PRICE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_FEE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_LIMIT: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_API_KEY_DIGEST: _ClassVar[RejectReason]
+    REJECT_REASON_MISSING_API_KEY: _ClassVar[RejectReason]
+    REJECT_REASON_UNKNOWN_API_KEY: _ClassVar[RejectReason]
+    REJECT_REASON_MISSING_ADMIN_KEY: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_ADMIN_KEY: _ClassVar[RejectReason]
+    REJECT_REASON_ADMIN_DISABLED: _ClassVar[RejectReason]
+    REJECT_REASON_ACCOUNT_NOT_PERMITTED: _ClassVar[RejectReason]
+    REJECT_REASON_UNKNOWN_SYMBOL: _ClassVar[RejectReason]
+    REJECT_REASON_UNKNOWN_ORDER: _ClassVar[RejectReason]
+    REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INSUFFICIENT_BALANCE: _ClassVar[RejectReason]
+    REJECT_REASON_AMOUNT_OVERFLOW: _ClassVar[RejectReason]
+    REJECT_REASON_RISK_STATE_INCONSISTENT: _ClassVar[RejectReason]
+    REJECT_REASON_DUPLICATE_ORDER_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_ORDER: _ClassVar[RejectReason]
+    REJECT_REASON_NOT_ORDER_OWNER: _ClassVar[RejectReason]
+    REJECT_REASON_ORDER_NOT_OPEN: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_INSTRUMENT: _ClassVar[RejectReason]
+    REJECT_REASON_INSTRUMENT_EXISTS: _ClassVar[RejectReason]
+    REJECT_REASON_UNKNOWN_ASSET: _ClassVar[RejectReason]
+    REJECT_REASON_UNKNOWN_ACCOUNT: _ClassVar[RejectReason]
+    REJECT_REASON_ASSET_EXISTS: _ClassVar[RejectReason]
+    REJECT_REASON_ACCOUNT_EXISTS: _ClassVar[RejectReason]
+    REJECT_REASON_API_KEY_EXISTS: _ClassVar[RejectReason]
+    REJECT_REASON_DEPOSIT_ID_REUSED: _ClassVar[RejectReason]
+    REJECT_REASON_SYSTEM_ACCOUNT: _ClassVar[RejectReason]
+    REJECT_REASON_NEGATIVE_BALANCE: _ClassVar[RejectReason]
+    REJECT_REASON_BALANCE_TOO_LARGE: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_TRADE: _ClassVar[RejectReason]
+    REJECT_REASON_AMOUNT_OUT_OF_RANGE: _ClassVar[RejectReason]
+    REJECT_REASON_SOURCE_REQUIRED: _ClassVar[RejectReason]
+    REJECT_REASON_SOURCE_CHANGED: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_SOURCE: _ClassVar[RejectReason]
+    REJECT_REASON_HELLO_EXPECTED: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_SEQUENCE: _ClassVar[RejectReason]
+    REJECT_REASON_MALFORMED_EVENT: _ClassVar[RejectReason]
+    REJECT_REASON_TOO_MANY_COMMANDS: _ClassVar[RejectReason]
+    REJECT_REASON_PROTOCOL_ERROR: _ClassVar[RejectReason]
+    REJECT_REASON_SERVICE_STARTING: _ClassVar[RejectReason]
+    REJECT_REASON_SERVICE_STOPPING: _ClassVar[RejectReason]
+    REJECT_REASON_BACKPRESSURE: _ClassVar[RejectReason]
+    REJECT_REASON_NOT_SENT: _ClassVar[RejectReason]
+    REJECT_REASON_OUTCOME_UNKNOWN: _ClassVar[RejectReason]
+    REJECT_REASON_RISK_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_TRADING_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_REDIS_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_INSTRUMENTS_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_SLOW_CONSUMER: _ClassVar[RejectReason]
+    REJECT_REASON_EXECUTIONS_INTERRUPTED: _ClassVar[RejectReason]
+    REJECT_REASON_UNREACHABLE: _ClassVar[RejectReason]
+    REJECT_REASON_INTERNAL_ERROR: _ClassVar[RejectReason]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -65,6 +142,80 @@ EXECUTION_TYPE_REJECTED: ExecutionType
 LIQUIDITY_SIDE_UNSPECIFIED: LiquiditySide
 LIQUIDITY_SIDE_MAKER: LiquiditySide
 LIQUIDITY_SIDE_TAKER: LiquiditySide
+REJECT_REASON_UNSPECIFIED: RejectReason
+REJECT_REASON_REQUIRED: RejectReason
+REJECT_REASON_INVALID_ACCOUNT_ID: RejectReason
+REJECT_REASON_INVALID_ASSET_CODE: RejectReason
+REJECT_REASON_INVALID_SYMBOL: RejectReason
+REJECT_REASON_INVALID_CLIENT_ORDER_ID: RejectReason
+REJECT_REASON_INVALID_ORDER_ID: RejectReason
+REJECT_REASON_INVALID_DEPOSIT_ID: RejectReason
+REJECT_REASON_INVALID_SIDE: RejectReason
+REJECT_REASON_UNSUPPORTED_ORDER_TYPE: RejectReason
+REJECT_REASON_UNSUPPORTED_TIME_IN_FORCE: RejectReason
+REJECT_REASON_INVALID_PRICE: RejectReason
+REJECT_REASON_INVALID_QUANTITY: RejectReason
+REJECT_REASON_INVALID_AMOUNT: RejectReason
+REJECT_REASON_INVALID_DEPTH: RejectReason
+REJECT_REASON_INVALID_SCALE: RejectReason
+REJECT_REASON_INVALID_TICK_SIZE: RejectReason
+REJECT_REASON_INVALID_LOT_SIZE: RejectReason
+REJECT_REASON_INVALID_MIN_QUANTITY: RejectReason
+REJECT_REASON_INVALID_MAX_QUANTITY: RejectReason
+REJECT_REASON_INVALID_MAX_PRICE: RejectReason
+REJECT_REASON_INVALID_FEE: RejectReason
+REJECT_REASON_INVALID_LIMIT: RejectReason
+REJECT_REASON_INVALID_API_KEY_DIGEST: RejectReason
+REJECT_REASON_MISSING_API_KEY: RejectReason
+REJECT_REASON_UNKNOWN_API_KEY: RejectReason
+REJECT_REASON_MISSING_ADMIN_KEY: RejectReason
+REJECT_REASON_INVALID_ADMIN_KEY: RejectReason
+REJECT_REASON_ADMIN_DISABLED: RejectReason
+REJECT_REASON_ACCOUNT_NOT_PERMITTED: RejectReason
+REJECT_REASON_UNKNOWN_SYMBOL: RejectReason
+REJECT_REASON_UNKNOWN_ORDER: RejectReason
+REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID: RejectReason
+REJECT_REASON_INSUFFICIENT_BALANCE: RejectReason
+REJECT_REASON_AMOUNT_OVERFLOW: RejectReason
+REJECT_REASON_RISK_STATE_INCONSISTENT: RejectReason
+REJECT_REASON_DUPLICATE_ORDER_ID: RejectReason
+REJECT_REASON_INVALID_ORDER: RejectReason
+REJECT_REASON_NOT_ORDER_OWNER: RejectReason
+REJECT_REASON_ORDER_NOT_OPEN: RejectReason
+REJECT_REASON_INVALID_INSTRUMENT: RejectReason
+REJECT_REASON_INSTRUMENT_EXISTS: RejectReason
+REJECT_REASON_UNKNOWN_ASSET: RejectReason
+REJECT_REASON_UNKNOWN_ACCOUNT: RejectReason
+REJECT_REASON_ASSET_EXISTS: RejectReason
+REJECT_REASON_ACCOUNT_EXISTS: RejectReason
+REJECT_REASON_API_KEY_EXISTS: RejectReason
+REJECT_REASON_DEPOSIT_ID_REUSED: RejectReason
+REJECT_REASON_SYSTEM_ACCOUNT: RejectReason
+REJECT_REASON_NEGATIVE_BALANCE: RejectReason
+REJECT_REASON_BALANCE_TOO_LARGE: RejectReason
+REJECT_REASON_INVALID_TRADE: RejectReason
+REJECT_REASON_AMOUNT_OUT_OF_RANGE: RejectReason
+REJECT_REASON_SOURCE_REQUIRED: RejectReason
+REJECT_REASON_SOURCE_CHANGED: RejectReason
+REJECT_REASON_INVALID_SOURCE: RejectReason
+REJECT_REASON_HELLO_EXPECTED: RejectReason
+REJECT_REASON_INVALID_SEQUENCE: RejectReason
+REJECT_REASON_MALFORMED_EVENT: RejectReason
+REJECT_REASON_TOO_MANY_COMMANDS: RejectReason
+REJECT_REASON_PROTOCOL_ERROR: RejectReason
+REJECT_REASON_SERVICE_STARTING: RejectReason
+REJECT_REASON_SERVICE_STOPPING: RejectReason
+REJECT_REASON_BACKPRESSURE: RejectReason
+REJECT_REASON_NOT_SENT: RejectReason
+REJECT_REASON_OUTCOME_UNKNOWN: RejectReason
+REJECT_REASON_RISK_UNAVAILABLE: RejectReason
+REJECT_REASON_TRADING_UNAVAILABLE: RejectReason
+REJECT_REASON_REDIS_UNAVAILABLE: RejectReason
+REJECT_REASON_INSTRUMENTS_UNAVAILABLE: RejectReason
+REJECT_REASON_SLOW_CONSUMER: RejectReason
+REJECT_REASON_EXECUTIONS_INTERRUPTED: RejectReason
+REJECT_REASON_UNREACHABLE: RejectReason
+REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):
     __slots__ = ("symbol", "base_asset", "quote_asset", "base_scale", "quote_scale", "tick_size", "lot_size", "min_quantity_lots", "max_quantity_lots", "max_price_ticks", "base_minor_per_lot", "quote_minor_per_tick_lot", "maker_fee_bps", "taker_fee_bps")
@@ -194,9 +345,9 @@ class ExecutionReport(_message.Message):
     last_quantity_lots: int
     last_fee: int
     liquidity_side: LiquiditySide
-    reject_reason: str
+    reject_reason: RejectReason
     timestamp_ns: int
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
 
 class OrderReleased(_message.Message):
     __slots__ = ("order_id", "account_id", "symbol", "side", "released_lots", "timestamp_ns")

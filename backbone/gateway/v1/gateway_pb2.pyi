@@ -66,9 +66,9 @@ class ExecutionReport(_message.Message):
     last_fee: str
     fee_asset: str
     liquidity_side: _common_pb2.LiquiditySide
-    reject_reason: str
+    reject_reason: _common_pb2.RejectReason
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
     __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity")

@@ -56,10 +56,10 @@ class ReservationResult(_message.Message):
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     accepted: bool
-    reject_reason: str
+    reject_reason: _common_pb2.RejectReason
     asset: str
     amount: int
-    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
 
 class StreamReservationsResponse(_message.Message):
     __slots__ = ("sequence", "results")
@@ -70,14 +70,16 @@ class StreamReservationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
 
 class TradingEvent(_message.Message):
-    __slots__ = ("sequence", "trade", "order_released")
+    __slots__ = ("sequence", "trade", "order_released", "instrument_created")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
-    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ...) -> None: ...
+    instrument_created: _common_pb2.Instrument
+    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ...) -> None: ...
 
 class StreamTradingEventsRequest(_message.Message):
     __slots__ = ("source", "events")

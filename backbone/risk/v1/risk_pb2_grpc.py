@@ -77,11 +77,11 @@ class RiskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamTradingEvents(self, request_iterator, context):
-        """StreamTradingEvents carries trading's trades and releases. The first
-        request names the source (a trading shard) and no events; risk answers
-        with the last sequence it applied from that source, then acknowledges
-        each batch once it is applied. Events at or below an applied sequence
-        are skipped, so redelivery is harmless.
+        """StreamTradingEvents carries trading's trades, releases and instrument
+        creations. The first request names the source (a trading shard) and no
+        events; risk answers with the last sequence it applied from that source,
+        then acknowledges each batch once it is applied. Events at or below an
+        applied sequence are skipped, so redelivery is harmless.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
