@@ -14,7 +14,7 @@ from backbone.runtime.errors import ServiceError, not_found
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway.auth import api_key_digest, check_admin
-from gateway.servicer import Backends, GetBackends
+from gateway.backends import Backends, GetBackends
 from gateway.validation import (
     build_instrument,
     deposit_amount,

@@ -24,9 +24,10 @@ from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.admin import AdminServicer
 from gateway.auth import ApiKeyAuthenticator
+from gateway.backends import Backends, call_unary
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
-from gateway.servicer import Backends, GatewayServicer, call_unary
+from gateway.servicer import GatewayServicer
 
 log = structlog.get_logger("backbone.gateway")
 

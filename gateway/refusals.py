@@ -1,0 +1,129 @@
+"""Refusals of risk and trading as the gateway's caller hears them.
+
+Risk and trading answer with a RejectReason; this module turns each into the
+status and sentence the public API gives, and names the failures whose
+outcome is known (nothing happened) apart from those where the command may
+have taken effect (OUTCOME_UNKNOWN: the caller asks GetOrder).
+"""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+
+from backbone.common.v1 import common_pb2
+from backbone.money import format_minor
+from backbone.reasons import RejectReason
+from backbone.risk.v1 import risk_pb2
+from backbone.runtime.errors import ServiceError, failed_precondition, not_found, unavailable
+
+log = structlog.get_logger("backbone.gateway")
+
+# Commands a BatchingStream never sent: their outcome is known (nothing happened).
+NOT_SENT_REASONS = frozenset({RejectReason.BACKPRESSURE, RejectReason.SERVICE_STOPPING})
+
+_RISK_SENTENCES = {
+    RejectReason.INSUFFICIENT_BALANCE: "the account's available balance does not cover this order "
+    "(price x quantity plus fees for a buy, the quantity for a sell)",
+    RejectReason.UNKNOWN_SYMBOL: "risk does not know this instrument yet; retry shortly",
+}
+# Risk could not decide now; the same order may pass later.
+_RISK_TRANSIENT_REASONS = frozenset(
+    {RejectReason.INSTRUMENTS_UNAVAILABLE, RejectReason.REDIS_UNAVAILABLE, RejectReason.SERVICE_STARTING}
+)
+_TRADING_SENTENCES = {
+    RejectReason.UNKNOWN_SYMBOL: "the matching engine does not know this instrument",
+    RejectReason.DUPLICATE_ORDER_ID: "the matching engine already has an order with this id",
+    RejectReason.INVALID_ORDER: "the matching engine refused the order's side, price or quantity",
+}
+
+
+def reason_of(number: int) -> RejectReason:
+    """The reason of a refusal from risk or trading; one without a reason breaks their contract."""
+    reason = RejectReason.from_number(number)
+    return RejectReason.PROTOCOL_ERROR if reason == RejectReason.UNSPECIFIED else reason
+
+
+def _sentence(reason: RejectReason, known: dict[RejectReason, str], who: str) -> str:
+    return known.get(reason, f"{who} refused the order ({reason})")
+
+
+def risk_refusal(reservation: risk_pb2.ReservationResult, instrument: common_pb2.Instrument) -> ServiceError:
+    """A reserve risk did not grant: FAILED_PRECONDITION, or UNAVAILABLE when risk could not decide."""
+    reason = reason_of(reservation.reject_reason)
+    log.info("order refused by risk", reason=reason)
+    if reason in _RISK_TRANSIENT_REASONS:
+        return unavailable(reason, f"the order was not placed: risk could not check it now ({reason}); retry")
+    sentence = _sentence(reason, _RISK_SENTENCES, "risk")
+    scale = {
+        instrument.base_asset: instrument.base_scale,
+        instrument.quote_asset: instrument.quote_scale,
+    }.get(reservation.asset)
+    if reason == RejectReason.INSUFFICIENT_BALANCE and scale is not None and reservation.amount > 0:
+        sentence = (
+            f"the order needs {format_minor(reservation.amount, scale)} {reservation.asset} "
+            "available (price x quantity plus fees for a buy, the quantity for a sell) "
+            "and the account has less"
+        )
+    return failed_precondition(reason, sentence)
+
+
+def trading_refusal(report: common_pb2.ExecutionReport, order_id: str) -> ServiceError:
+    """A new order the matching engine rejected."""
+    reason = reason_of(report.reject_reason)
+    log.info("order refused by trading", reason=reason)
+    return failed_precondition(
+        reason, _sentence(reason, _TRADING_SENTENCES, "the matching engine"), order_id=order_id
+    )
+
+
+def cancel_refusal(report: common_pb2.ExecutionReport, order_id: str) -> ServiceError:
+    """A cancel the matching engine rejected; another account's order is as unknown as a missing one."""
+    reason = reason_of(report.reject_reason)
+    if reason in (RejectReason.UNKNOWN_ORDER, RejectReason.NOT_ORDER_OWNER):
+        return order_not_found(order_id)
+    if reason == RejectReason.ORDER_NOT_OPEN:
+        return failed_precondition(
+            RejectReason.ORDER_NOT_OPEN,
+            f"order {order_id} is no longer open (filled or cancelled)",
+            order_id=order_id,
+        )
+    return failed_precondition(
+        reason, f"the matching engine refused the cancel ({reason})", order_id=order_id
+    )
+
+
+def risk_unreachable(error: ServiceError) -> ServiceError:
+    """The reserve could not be had from risk: nothing was placed (backpressure is passed on as is)."""
+    if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return error
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.RISK_UNAVAILABLE,
+        f"the order was not placed: risk could not be reached ({error.message}); "
+        "retry with the same client_order_id",
+    )
+
+
+def outcome_unknown(order_id: str, error: ServiceError, *, cancel: bool = False) -> ServiceError:
+    """Trading may have taken the command: the caller learns its state from GetOrder."""
+    log.warning("trading outcome unknown", order_id=order_id, why=error.message, cancel=cancel)
+    if cancel:
+        message = (
+            f"the matching engine did not confirm the cancel of order {order_id} ({error.message}); "
+            "call GetOrder to learn the order's state"
+        )
+    else:
+        message = (
+            f"the matching engine did not confirm order {order_id} ({error.message}); it may be "
+            "live: call GetOrder with this order_id to learn its state"
+        )
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE, RejectReason.OUTCOME_UNKNOWN, message, (), {"order_id": order_id}
+    )
+
+
+def order_not_found(order_id: str) -> ServiceError:
+    return not_found(
+        RejectReason.UNKNOWN_ORDER, f"there is no order {order_id!r} in this account", order_id=order_id
+    )
