@@ -21,11 +21,14 @@ says how far behind they are.
 
 The last three compare against the books the journal rebuilds; when a journal does not replay they
 are UNCHECKED (the replay finding is VIOLATED).
+
+Each store is read through its owner's read-only audit module (risk/audit.py, settlement/audit.py,
+trading/audit.py): the checker composes the services' views and judges them, but never spells a
+Redis key or a table itself.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -37,19 +40,19 @@ import redis
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
-from backbone.trading.v1 import trading_pb2
-from risk.store import cursor_key
+from risk import audit as risk_audit
+from settlement import audit as ledger_audit
 from settlement import ledger
+from trading import audit as journal_audit
 from trading.book import InvariantViolation
 from trading.engine import Engine, ReplayError
+from trading.journal import RISK_KINDS, SETTLEMENT_KINDS
 
 Status = Literal["ok", "violated", "pending", "unchecked"]
 
 # How many offending ids a finding keeps (the count is always whole).
 MAX_ITEMS = 1_000
 
-_ORDER_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)$")
-_BALANCES_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:balances$")
 _OPEN = (common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS_PARTIALLY_FILLED)
 
 
@@ -121,95 +124,46 @@ class _Shard:
         return self.risk_cursor >= self.last_event
 
 
-class _Stores:
-    """One read-only PostgreSQL snapshot (the ledger and the trading journal)."""
-
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
-        self.db = connection
-
-    def has_schema(self, name: str) -> bool:
-        row = self.db.execute("SELECT to_regnamespace(%s) IS NOT NULL", (name,)).fetchone()
-        return bool(row and row[0])
-
-    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        return self.db.execute(query, params).fetchall()
-
-
-class _Risk:
-    """Risk's state in Redis, read before the snapshot."""
-
-    def __init__(self, cache: redis.Redis) -> None:
-        self.cache = cache
-
-    def scan(self, pattern: str) -> Iterator[str]:
-        for key in self.cache.scan_iter(match=pattern, count=1_000):
-            yield _text(key)
-
-    def hash(self, key: str) -> dict[str, str]:
-        raw = self.cache.hgetall(key)
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def cursors(self) -> dict[str, int]:
-        """trading shard -> the highest sequence risk has fully applied from it."""
-        prefix = cursor_key("")
-        keys = list(self.scan(prefix + "*"))
-        values = self.cache.mget(keys) if keys else []
-        pairs = zip(keys, values, strict=True)
-        return {key.removeprefix(prefix): int(_text(value)) for key, value in pairs if value is not None}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+Held = dict[str, tuple[str, str, int]]  # order id -> (account, asset, amount held)
+Figures = dict[str, dict[str, tuple[int, int]]]  # account -> asset -> (total, reserved)
+Db = psycopg.Connection[Any]
 
 
 # --- the ledger ---------------------------------------------------------------------------------
 
 
-def _entries_balance(stores: _Stores) -> Finding:
-    (count,) = stores.rows("SELECT count(*) FROM ledger.journal_entries")[0]
-    unbalanced = stores.rows(
-        "SELECT e.entry_id, e.reference, p.asset, sum(p.amount) FROM ledger.journal_entries e "
-        "JOIN ledger.postings p USING (entry_id) GROUP BY e.entry_id, e.reference, p.asset "
-        "HAVING sum(p.amount) <> 0 ORDER BY e.entry_id"
-    )
-    empty = stores.rows(
-        "SELECT e.entry_id, e.reference FROM ledger.journal_entries e "
-        "WHERE NOT EXISTS (SELECT 1 FROM ledger.postings p WHERE p.entry_id = e.entry_id)"
-    )
-    problems = [f"entry {i} ({ref}) sums to {total} in {asset}" for i, ref, asset, total in unbalanced]
-    problems += [f"entry {i} ({ref}) has no postings" for i, ref in empty]
+def _entries_balance(db: Db) -> Finding:
+    count = ledger_audit.entry_count(db)
+    problems = [
+        f"entry {e.entry_id} ({e.reference}) sums to {e.total} in {e.asset}"
+        for e in ledger_audit.unbalanced_entries(db)
+    ]
+    problems += [f"entry {i} ({ref}) has no postings" for i, ref in ledger_audit.entries_without_postings(db)]
     return Finding.of(
         "entries balance", problems, f"{count} entries, each sums to zero per asset", "{n} unbalanced"
     )
 
 
-def _assets_net_to_zero(stores: _Stores) -> Finding:
-    sums = stores.rows("SELECT asset, sum(amount) FROM ledger.postings GROUP BY asset ORDER BY asset")
-    problems = [f"{asset} sums to {total}" for asset, total in sums if total != 0]
+def _assets_net_to_zero(db: Db) -> Finding:
+    sums = ledger_audit.asset_sums(db)
+    problems = [f"{asset} sums to {total}" for asset, total in sums.items() if total != 0]
     return Finding.of(
         "assets net to zero", problems, f"{len(sums)} assets net to zero", "{n} assets do not net to zero"
     )
 
 
-def _balances_match_postings(stores: _Stores) -> Finding:
-    differing = stores.rows(
-        "SELECT coalesce(b.account_id, p.account_id), coalesce(b.asset, p.asset), "
-        "coalesce(b.amount, 0), coalesce(p.total, 0) FROM ledger.balances b "
-        "FULL JOIN (SELECT account_id, asset, sum(amount) AS total FROM ledger.postings "
-        "GROUP BY account_id, asset) p ON p.account_id = b.account_id AND p.asset = b.asset "
-        "WHERE coalesce(b.amount, 0) <> coalesce(p.total, 0) ORDER BY 1, 2"
-    )
-    problems = [f"{a} {asset}: balance {b}, postings sum to {p}" for a, asset, b, p in differing]
+def _balances_match_postings(db: Db) -> Finding:
+    problems = [
+        f"{d.account_id} {d.asset}: balance {d.balance}, postings sum to {d.postings_total}"
+        for d in ledger_audit.balances_differing_from_postings(db)
+    ]
     return Finding.of(
         "balances match postings", problems, "every balance equals its postings", "{n} balances differ"
     )
 
 
-def _no_negative_balance(stores: _Stores, risk_figures: dict[str, dict[str, tuple[int, int]]]) -> Finding:
-    negative = stores.rows(
-        "SELECT b.account_id, b.asset, b.amount FROM ledger.balances b "
-        "JOIN ledger.accounts a USING (account_id) WHERE a.kind = 'customer' AND b.amount < 0"
-    )
+def _no_negative_balance(db: Db, risk_figures: Figures) -> Finding:
+    negative = ledger_audit.negative_customer_balances(db)
     problems = [f"ledger: {account} {asset} is {amount}" for account, asset, amount in negative]
     for account, assets in sorted(risk_figures.items()):
         for asset, (total, reserved) in sorted(assets.items()):
@@ -226,18 +180,13 @@ def _no_negative_balance(stores: _Stores, risk_figures: dict[str, dict[str, tupl
 # --- trading ------------------------------------------------------------------------------------
 
 
-def _read_shards(stores: _Stores, risk_cursors: dict[str, int]) -> tuple[list[_Shard], list[str]]:
+def _read_shards(db: Db, risk_cursors: dict[str, int]) -> tuple[list[_Shard], list[str]]:
     """Replay every shard's journal; return the shards and the replay problems."""
     shards: list[_Shard] = []
     problems: list[str] = []
-    cursors = dict(stores.rows("SELECT source, applied_sequence FROM ledger.stream_cursors"))
-    for (name,) in stores.rows("SELECT DISTINCT shard FROM trading.journal ORDER BY shard"):
-        records = [
-            trading_pb2.JournalRecord.FromString(payload)
-            for (payload,) in stores.rows(
-                "SELECT payload FROM trading.journal WHERE shard = %s ORDER BY sequence", name
-            )
-        ]
+    cursors = ledger_audit.stream_cursors(db)
+    for name in journal_audit.shards(db):
+        records = list(journal_audit.records(db, name))
         engines = [Engine(), Engine()]
         try:
             for engine in engines:
@@ -250,15 +199,15 @@ def _read_shards(stores: _Stores, risk_cursors: dict[str, int]) -> tuple[list[_S
             continue
         if engines[0].state_hash() != engines[1].state_hash():
             problems.append(f"shard {name}: two replays of the same journal differ")
-        trades = {r.sequence: r.trade for r in records if r.WhichOneof("record") == "trade"}
-        events = [r.sequence for r in records if r.WhichOneof("record") in ("trade", "order_released")]
+        trades = {r.sequence: r.trade for r in records if r.WhichOneof("record") in SETTLEMENT_KINDS}
+        events = [r.sequence for r in records if r.WhichOneof("record") in RISK_KINDS]
         shards.append(
             _Shard(
                 name=name,
                 engine=engines[0],
                 trades=trades,
                 last_event=max(events, default=0),
-                settlement_cursor=int(cursors.get(name, 0)),
+                settlement_cursor=cursors.get(name, 0),
                 risk_cursor=risk_cursors.get(name, 0),
             )
         )
@@ -277,13 +226,10 @@ def _journal_replays(shards: list[_Shard], problems: list[str]) -> Finding:
     )
 
 
-def _trades_posted_once(stores: _Stores, shards: list[_Shard]) -> Finding:
+def _trades_posted_once(db: Db, shards: list[_Shard]) -> Finding:
     posted: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-    for reference, account, asset, amount in stores.rows(
-        "SELECT e.reference, p.account_id, p.asset, p.amount FROM ledger.journal_entries e "
-        "JOIN ledger.postings p USING (entry_id) WHERE e.kind = 'trade'"
-    ):
-        posted[reference].append((account, asset, int(amount)))
+    for posted_entry in ledger_audit.trade_entries(db):
+        posted[posted_entry.reference] += [(p.account_id, p.asset, p.amount) for p in posted_entry.postings]
     problems: list[str] = []
     pending = 0
     known: set[str] = set()
@@ -312,44 +258,20 @@ def _trades_posted_once(stores: _Stores, shards: list[_Shard]) -> Finding:
     return Finding("trades posted once", "ok", f"{trades} trades, each posted once as computed")
 
 
-def _risk_orders(risk: _Risk) -> dict[str, tuple[str, str, int]]:
+def _risk_orders(cache: redis.Redis) -> Held:
     """order id -> (account, asset, amount held) for every reservation risk holds."""
-    held: dict[str, tuple[str, str, int]] = {}
-    for key in risk.scan("risk:{*}:order:*"):
-        matched = _ORDER_KEY.match(key)
-        if matched is None:
-            continue
-        fields = risk.hash(key)
-        if fields:
-            held[matched["order"]] = (
-                matched["account"],
-                fields.get("asset", ""),
-                int(fields.get("amount", 0)),
-            )
-    return held
+    return {r.order_id: (r.account_id, r.asset, r.amount) for r in risk_audit.reservations(cache)}
 
 
-def _risk_figures(risk: _Risk) -> dict[str, dict[str, tuple[int, int]]]:
+def _risk_figures(cache: redis.Redis) -> Figures:
     """account -> asset -> (total, reserved) as risk holds them."""
-    figures: dict[str, dict[str, tuple[int, int]]] = {}
-    for key in risk.scan("risk:{*}:balances"):
-        matched = _BALANCES_KEY.match(key)
-        if matched is None:
-            continue
-        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for name, value in risk.hash(key).items():
-            asset, _, kind = name.rpartition(":")
-            if kind in ("total", "reserved"):
-                totals[asset][kind == "reserved"] = int(value)
-        figures[matched["account"]] = {asset: (t, r) for asset, (t, r) in totals.items()}
-    return figures
+    return {
+        account: {f.asset: (f.total, f.reserved) for f in figures}
+        for account, figures in risk_audit.balances(cache)
+    }
 
 
-def _reservations_match_open_orders(
-    shards: list[_Shard],
-    held: dict[str, tuple[str, str, int]],
-    figures: dict[str, dict[str, tuple[int, int]]],
-) -> Finding:
+def _reservations_match_open_orders(shards: list[_Shard], held: Held, figures: Figures) -> Finding:
     behind = [s for s in shards if not s.risk_caught_up]
     if behind:
         lag = ", ".join(f"{s.name} at {s.risk_cursor} of {s.last_event}" for s in behind)
@@ -390,9 +312,7 @@ def _reservations_match_open_orders(
     )
 
 
-def _risk_matches_ledger(
-    stores: _Stores, shards: list[_Shard], figures: dict[str, dict[str, tuple[int, int]]]
-) -> Finding:
+def _risk_matches_ledger(db: Db, shards: list[_Shard], figures: Figures) -> Finding:
     behind = [s for s in shards if not (s.settled and s.risk_caught_up)]
     if behind:
         lag = ", ".join(
@@ -401,13 +321,7 @@ def _risk_matches_ledger(
             for s in behind
         )
         return Finding("risk matches ledger", "pending", f"events in flight ({lag})")
-    ledger_totals: dict[tuple[str, str], int] = {
-        (account, asset): int(amount)
-        for account, asset, amount in stores.rows(
-            "SELECT b.account_id, b.asset, b.amount FROM ledger.balances b "
-            "JOIN ledger.accounts a USING (account_id) WHERE a.kind = 'customer'"
-        )
-    }
+    ledger_totals = ledger_audit.customer_balances(db)
     risk_totals = {
         (account, asset): total for account, assets in figures.items() for asset, (total, _) in assets.items()
     }
@@ -437,15 +351,14 @@ def check_once(database_url: str, redis_url: str) -> Report:
     """
     cache = redis.Redis.from_url(redis_url)
     try:
-        risk = _Risk(cache)
-        risk_cursors = risk.cursors()
-        held = _risk_orders(risk)
-        figures = _risk_figures(risk)
-        with psycopg.connect(database_url) as connection:
-            connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            connection.read_only = True
-            stores = _Stores(connection)
-            missing = [s for s in ("ledger", "trading") if not stores.has_schema(s)]
+        risk_cursors = risk_audit.cursors(cache)
+        held = _risk_orders(cache)
+        figures = _risk_figures(cache)
+        with psycopg.connect(database_url) as db:
+            db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            db.read_only = True
+            schemas = {"ledger": ledger_audit.has_schema(db), "trading": journal_audit.has_schema(db)}
+            missing = [name for name, present in schemas.items() if not present]
             if missing:
                 return Report(
                     [
@@ -455,12 +368,12 @@ def check_once(database_url: str, redis_url: str) -> Report:
                     ]
                 )
             findings = [
-                _entries_balance(stores),
-                _assets_net_to_zero(stores),
-                _balances_match_postings(stores),
-                _no_negative_balance(stores, figures),
+                _entries_balance(db),
+                _assets_net_to_zero(db),
+                _balances_match_postings(db),
+                _no_negative_balance(db, figures),
             ]
-            shards, replay_problems = _read_shards(stores, risk_cursors)
+            shards, replay_problems = _read_shards(db, risk_cursors)
             findings.append(_journal_replays(shards, replay_problems))
             if replay_problems:
                 findings += [
@@ -472,9 +385,9 @@ def check_once(database_url: str, redis_url: str) -> Report:
                     )
                 ]
             else:
-                findings.append(_trades_posted_once(stores, shards))
+                findings.append(_trades_posted_once(db, shards))
                 findings.append(_reservations_match_open_orders(shards, held, figures))
-                findings.append(_risk_matches_ledger(stores, shards, figures))
+                findings.append(_risk_matches_ledger(db, shards, figures))
             return Report(findings)
     finally:
         cache.close()

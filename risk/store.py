@@ -1,16 +1,7 @@
 """Risk state in Redis: atomic Lua scripts, pipelined per batch.
 
 Keys are hashed per account (the account id is the hash tag), so every
-script touches one slot and Redis Cluster works:
-
-- ``risk:{<account>}:balances``: hash ``<ASSET>:total`` / ``<ASSET>:reserved``;
-- ``risk:{<account>}:order:<order_id>``: hash asset, amount (currently held),
-  original (held at reserve time), side, symbol, price_ticks;
-- ``risk:{<account>}:applied``: hash ``<source>`` -> highest op id applied from
-  that trading shard (op id = sequence*4 + leg), and ``halted:<source>`` -> the
-  op id of a refused leg while one is outstanding;
-- ``risk:{<account>}:deposits``: set of applied deposit ids;
-- ``risk:cursor:<source>``: highest trading sequence fully applied.
+script touches one slot and Redis Cluster works; risk/keys.py names them all.
 
 Every batch is one pipeline of EVALSHA calls (one round trip). Scripts are
 loaded with SCRIPT LOAD at start and loaded again when Redis answers NOSCRIPT
@@ -29,32 +20,13 @@ import structlog
 from redis.exceptions import NoScriptError
 
 from risk.exposure import LegOp, ReleaseOp, ReserveOp
+from risk.keys import applied_key, balances_key, cursor_key, deposits_key, order_key
 
 log = structlog.get_logger("backbone.risk")
 
 SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "deposit")
 
 Call = tuple[str, Sequence[str], Sequence[str]]
-
-
-def balances_key(account_id: str) -> str:
-    return f"risk:{{{account_id}}}:balances"
-
-
-def order_key(account_id: str, order_id: str) -> str:
-    return f"risk:{{{account_id}}}:order:{order_id}"
-
-
-def applied_key(account_id: str) -> str:
-    return f"risk:{{{account_id}}}:applied"
-
-
-def deposits_key(account_id: str) -> str:
-    return f"risk:{{{account_id}}}:deposits"
-
-
-def cursor_key(source: str) -> str:
-    return f"risk:cursor:{source}"
 
 
 def script_sources() -> dict[str, str]:

@@ -15,6 +15,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.runtime.errors import ServiceError, from_rpc_error
 from ops.invariants import Report, check
+from settlement import audit as ledger_audit
 
 T = TypeVar("T")
 
@@ -148,12 +149,5 @@ def invariants_hold(database_url: str, redis_url: str) -> Report:
 def trade_entries(database_url: str, account_id: str) -> list[tuple[int, str, str, int]]:
     """(entry_id, account_id, asset, amount) of the trade entries an account took part in."""
     with psycopg.connect(database_url) as connection:
-        rows = connection.execute(
-            "SELECT p.entry_id, p.account_id, p.asset, p.amount FROM ledger.postings p "
-            "JOIN ledger.journal_entries e USING (entry_id) "
-            "WHERE e.kind = 'trade' AND p.entry_id IN "
-            "(SELECT entry_id FROM ledger.postings WHERE account_id = %s) "
-            "ORDER BY p.entry_id, p.account_id, p.asset",
-            (account_id,),
-        ).fetchall()
-    return [(int(e), a, s, int(m)) for e, a, s, m in rows]
+        entries = ledger_audit.trade_entries(connection, account_id)
+    return sorted((e.entry_id, p.account_id, p.asset, p.amount) for e in entries for p in e.postings)

@@ -1,5 +1,10 @@
 """`backbone check` on a live system: all invariants hold after real trading, and each kind of damage
-to the stores is reported by the invariant it breaks, naming what breaks it."""
+to the stores is reported by the invariant it breaks, naming what breaks it.
+
+The damage is written behind the services' backs (the only SQL writes on their tables outside them,
+allowed by tests/unit/test_layering.py for this file alone); what to damage is found through the
+services' own audit readers and key builders.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,10 @@ import pytest
 import redis
 
 from backbone.gateway.v1 import gateway_pb2
-from backbone.trading.v1 import trading_pb2
 from ops.invariants import Report, check_once
+from risk import audit as risk_audit
+from risk import keys as risk_keys
+from settlement import audit as ledger_audit
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,
@@ -28,6 +35,7 @@ from tests.integration.gateway_calls import (
     order,
     setup_market,
 )
+from trading import audit as journal_audit
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +124,12 @@ def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str,
         assert "is not a number of seconds from 0 to 3600" in refused.stderr
 
 
+def reservation_key(cache: redis.Redis, order_id: str) -> tuple[str, str]:
+    """(account, risk's key) of the reservation `order_id` holds."""
+    held = next(r for r in risk_audit.reservations(cache) if r.order_id == order_id)
+    return held.account_id, risk_keys.order_key(held.account_id, order_id)
+
+
 def damaged(system: System, names: set[str]) -> Report:
     """Check once; exactly `names` are violated."""
     report = check_once(system.database_url, system.redis_url)
@@ -128,7 +142,7 @@ def test_a_lost_reservation_is_reported(traded: tuple[System, dict[str, str]]) -
     system, orders = traded
     settled(system)
     cache = redis.Redis.from_url(system.redis_url)
-    order_key = next(iter(cache.scan_iter(match=f"risk:{{*}}:order:{orders['resting_buy']}")))
+    _, order_key = reservation_key(cache, orders["resting_buy"])
     saved = cache.hgetall(order_key)
     cache.delete(order_key)
     try:
@@ -147,13 +161,14 @@ def test_an_orphan_reservation_and_a_wrong_risk_total_are_reported(
     system, orders = traded
     settled(system)
     cache = redis.Redis.from_url(system.redis_url)
-    order_key = next(iter(cache.scan_iter(match=f"risk:{{*}}:order:{orders['resting_sell']}")))
-    account = order_key.decode().split("{", 1)[1].split("}", 1)[0]
-    orphan_key = order_key.decode().replace(orders["resting_sell"], "never-placed")
-    balances_key = f"risk:{{{account}}}:balances"
+    account, _ = reservation_key(cache, orders["resting_sell"])
+    orphan_key = risk_keys.order_key(account, "never-placed")
+    balances_key = risk_keys.balances_key(account)
+    eth_reserved = risk_keys.balance_field("ETH", risk_keys.RESERVED)
+    usd_total = risk_keys.balance_field("USD", risk_keys.TOTAL)
     cache.hset(orphan_key, mapping={"asset": "ETH", "amount": "5"})
-    cache.hincrby(balances_key, "ETH:reserved", 5)
-    cache.hincrby(balances_key, "USD:total", 1)
+    cache.hincrby(balances_key, eth_reserved, 5)
+    cache.hincrby(balances_key, usd_total, 1)
     try:
         report = damaged(system, {"reservations match open orders", "risk matches ledger"})
         assert report.finding("reservations match open orders").items == [
@@ -162,8 +177,8 @@ def test_an_orphan_reservation_and_a_wrong_risk_total_are_reported(
         assert any(account in item for item in report.finding("risk matches ledger").items)
     finally:
         cache.delete(orphan_key)
-        cache.hincrby(balances_key, "ETH:reserved", -5)
-        cache.hincrby(balances_key, "USD:total", -1)
+        cache.hincrby(balances_key, eth_reserved, -5)
+        cache.hincrby(balances_key, usd_total, -1)
         cache.close()
     settled(system)
 
@@ -172,9 +187,7 @@ def test_ledger_damage_is_reported(traded: tuple[System, dict[str, str]]) -> Non
     system, _ = traded
     settled(system)
     with psycopg.connect(system.database_url) as connection:
-        (account,) = connection.execute(
-            "SELECT account_id FROM ledger.accounts WHERE kind = 'customer' LIMIT 1"
-        ).fetchone() or ("",)
+        account, _ = next(iter(ledger_audit.customer_balances(connection)))
         # A posting without its counterpart: the entry and the asset no longer sum to zero.
         (entry,) = connection.execute(
             "INSERT INTO ledger.journal_entries (kind, reference) VALUES ('deposit', 'deposit:forged') "
@@ -205,12 +218,8 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
     system, _ = traded
     settled(system)
     with psycopg.connect(system.database_url) as connection:
-        entry, reference = connection.execute(
-            "SELECT entry_id, reference FROM ledger.journal_entries WHERE kind = 'trade'"
-        ).fetchone() or (0, "")
-        postings = connection.execute(
-            "SELECT line, account_id, asset, amount FROM ledger.postings WHERE entry_id = %s", (entry,)
-        ).fetchall()
+        trade = ledger_audit.trade_entries(connection)[0]
+        entry, reference = trade.entry_id, trade.reference
         connection.execute("DELETE FROM ledger.postings WHERE entry_id = %s", (entry,))
         connection.execute("DELETE FROM ledger.journal_entries WHERE entry_id = %s", (entry,))
         connection.commit()
@@ -225,20 +234,26 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
             connection.cursor().executemany(
                 "INSERT INTO ledger.postings (entry_id, line, account_id, asset, amount) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                [(entry, *posting) for posting in postings],
+                [
+                    (entry, line, p.account_id, p.asset, p.amount)
+                    for line, p in enumerate(trade.postings, start=1)
+                ],
             )
             connection.commit()
         settled(system)
 
         # A journaled trade rewritten to another price no longer replays from its commands.
-        sequence, payload = connection.execute(
-            "SELECT sequence, payload FROM trading.journal WHERE kind = 'trade'"
-        ).fetchone() or (0, b"")
-        record = trading_pb2.JournalRecord.FromString(payload)
+        shard, record = next(
+            (shard, record)
+            for shard in journal_audit.shards(connection)
+            for record in journal_audit.records(connection, shard)
+            if record.WhichOneof("record") == "trade"
+        )
+        payload = record.SerializeToString()
         record.trade.price_ticks += 1
         connection.execute(
-            "UPDATE trading.journal SET payload = %s WHERE kind = 'trade' AND sequence = %s",
-            (record.SerializeToString(), sequence),
+            "UPDATE trading.journal SET payload = %s WHERE shard = %s AND sequence = %s",
+            (record.SerializeToString(), shard, record.sequence),
         )
         connection.commit()
         try:
@@ -251,8 +266,8 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
             assert "is not what replay regenerated" in report.finding("journal replays").items[0]
         finally:
             connection.execute(
-                "UPDATE trading.journal SET payload = %s WHERE kind = 'trade' AND sequence = %s",
-                (payload, sequence),
+                "UPDATE trading.journal SET payload = %s WHERE shard = %s AND sequence = %s",
+                (payload, shard, record.sequence),
             )
             connection.commit()
     settled(system)

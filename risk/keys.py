@@ -1,0 +1,81 @@
+"""Risk's Redis keys: every name risk writes, how to build it and how to read it back.
+
+The only place that spells them (the Lua scripts receive them as KEYS). Keys are hashed per
+account (the account id is the hash tag), so every script touches one slot and Redis Cluster
+works:
+
+- ``risk:{<account>}:balances``: hash ``<ASSET>:total`` / ``<ASSET>:reserved``;
+- ``risk:{<account>}:order:<order_id>``: hash asset, amount (currently held),
+  original (held at reserve time), side, symbol, price_ticks;
+- ``risk:{<account>}:applied``: hash ``<source>`` -> highest op id applied from
+  that trading shard (op id = sequence*4 + leg), and ``halted:<source>`` -> the
+  op id of a refused leg while one is outstanding;
+- ``risk:{<account>}:deposits``: set of applied deposit ids;
+- ``risk:cursor:<source>``: highest trading sequence fully applied.
+"""
+
+from __future__ import annotations
+
+import re
+
+# SCAN patterns matching every key of one kind (Redis glob: braces are literal).
+ORDER_KEYS = "risk:{*}:order:*"
+BALANCES_KEYS = "risk:{*}:balances"
+CURSOR_KEYS = "risk:cursor:*"
+
+TOTAL, RESERVED = "total", "reserved"
+
+_ORDER_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)$")
+_BALANCES_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:balances$")
+_CURSOR_PREFIX = "risk:cursor:"
+
+
+def balances_key(account_id: str) -> str:
+    return f"risk:{{{account_id}}}:balances"
+
+
+def order_key(account_id: str, order_id: str) -> str:
+    return f"risk:{{{account_id}}}:order:{order_id}"
+
+
+def applied_key(account_id: str) -> str:
+    return f"risk:{{{account_id}}}:applied"
+
+
+def deposits_key(account_id: str) -> str:
+    return f"risk:{{{account_id}}}:deposits"
+
+
+def cursor_key(source: str) -> str:
+    return f"{_CURSOR_PREFIX}{source}"
+
+
+def balance_field(asset: str, kind: str) -> str:
+    """The field of `asset`'s total or reserved amount in an account's balances hash."""
+    if kind not in (TOTAL, RESERVED):
+        raise ValueError(f"no balance field of kind {kind!r}")
+    return f"{asset}:{kind}"
+
+
+def parse_order_key(key: str) -> tuple[str, str] | None:
+    """(account id, order id) of an order key; None for any other key."""
+    matched = _ORDER_KEY.match(key)
+    return (matched["account"], matched["order"]) if matched else None
+
+
+def parse_balances_key(key: str) -> str | None:
+    """The account id of a balances key; None for any other key."""
+    matched = _BALANCES_KEY.match(key)
+    return matched["account"] if matched else None
+
+
+def parse_cursor_key(key: str) -> str | None:
+    """The trading shard (source) of a cursor key; None for any other key."""
+    source = key.removeprefix(_CURSOR_PREFIX)
+    return source if source and source != key else None
+
+
+def parse_balance_field(field: str) -> tuple[str, str] | None:
+    """(asset, "total" or "reserved") of a balances hash field; None for any other field."""
+    asset, _, kind = field.rpartition(":")
+    return (asset, kind) if asset and kind in (TOTAL, RESERVED) else None

@@ -1,0 +1,40 @@
+"""Trading's journal read back for an audit (`backbone check`): read-only and synchronous.
+
+trading/journal.py appends and reads the journal for the running service (async pool); this reads
+the same table through a synchronous psycopg connection, for replay outside the service. Run it in
+the same REPEATABLE READ, read-only transaction as any figure it is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from backbone.trading.v1 import trading_pb2
+
+Connection = psycopg.Connection[Any]
+
+SCHEMA = "trading"
+
+
+def has_schema(connection: Connection) -> bool:
+    """Whether the journal exists yet (trading creates it when it first starts)."""
+    row = connection.execute("SELECT to_regnamespace(%s) IS NOT NULL", (SCHEMA,)).fetchone()
+    return bool(row and row[0])
+
+
+def shards(connection: Connection) -> list[str]:
+    """Every shard that has journaled anything, sorted."""
+    rows = connection.execute("SELECT DISTINCT shard FROM trading.journal ORDER BY shard").fetchall()
+    return [shard for (shard,) in rows]
+
+
+def records(connection: Connection, shard: str) -> Iterator[trading_pb2.JournalRecord]:
+    """Every record of `shard`, in sequence order (what a replay reads)."""
+    cursor = connection.execute(
+        "SELECT payload FROM trading.journal WHERE shard = %s ORDER BY sequence", (shard,)
+    )
+    for (payload,) in cursor:
+        yield trading_pb2.JournalRecord.FromString(payload)
