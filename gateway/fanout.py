@@ -4,7 +4,8 @@ The gateway holds a single subscription to trading's execution reports and
 hands each report to the subscribers of its account. Every subscriber has a
 bounded queue: one that does not keep up is ended with RESOURCE_EXHAUSTED
 (SLOW_CONSUMER) rather than slowing everybody down or growing without
-bound. The upstream stream reconnects with backoff; reports journaled while
+bound. The upstream stream reconnects with backoff
+(:mod:`backbone.runtime.reconnect`); reports journaled while
 it was down are not replayed, so when an established upstream breaks every
 subscriber is ended with UNAVAILABLE (EXECUTIONS_INTERRUPTED) and learns to
 resubscribe and reconcile with GetOrder.
@@ -23,6 +24,7 @@ import structlog
 
 from backbone.common.v1 import common_pb2
 from backbone.runtime.errors import ServiceError
+from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -103,8 +105,10 @@ class ExecutionFanout:
         open_subscription: OpenSubscription,
         *,
         max_queued_per_subscriber: int = 1024,
+        reconnector: Reconnector | None = None,
     ) -> None:
         self._open = open_subscription
+        self._reconnector = reconnector or Reconnector()
         self._max_queued = max_queued_per_subscriber
         self._subscribers: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -163,42 +167,41 @@ class ExecutionFanout:
         self._subscribers.clear()
 
     async def _run(self) -> None:
-        backoff = 0.05
-        while True:
-            call = self._open()
-            headers = asyncio.create_task(self._mark_live_soon(call))
-            try:
-                async for response in call:
-                    self.connected.set()
-                    backoff = 0.05
-                    self.dispatch(response.reports)
-                why = "closed by trading"
-            except asyncio.CancelledError:
-                headers.cancel()
-                call.cancel()
-                raise
-            except grpc.RpcError as error:
-                why = f"{error.code().name}: {error.details()}"
-            except Exception as error:  # any other failure: reconnect
-                why = repr(error)
+        await self._reconnector.run(self._subscribe_once, log, "execution subscription broken, reconnecting")
+
+    async def _subscribe_once(self, attempt: Attempt) -> str:
+        """One upstream subscription: dispatch until it ends; then end every subscriber if it was live."""
+        call = self._open()
+        headers = asyncio.create_task(self._mark_live_soon(call, attempt))
+        try:
+            async for response in call:
+                self.connected.set()
+                attempt.established()
+                self.dispatch(response.reports)
+            why = "closed by trading"
+        except asyncio.CancelledError:
             headers.cancel()
             call.cancel()
-            if self.connected.is_set():
-                self.connected.clear()
-                self._fail_all(
-                    ServiceError(
-                        grpc.StatusCode.UNAVAILABLE,
-                        "EXECUTIONS_INTERRUPTED",
-                        "the execution report feed was interrupted; resubscribe and reconcile "
-                        "open orders with GetOrder",
-                    )
+            raise
+        except Exception as error:  # any failure: reconnect
+            why = describe_break(error)
+        headers.cancel()
+        call.cancel()
+        if self.connected.is_set():
+            self.connected.clear()
+            self._fail_all(
+                ServiceError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "EXECUTIONS_INTERRUPTED",
+                    "the execution report feed was interrupted; resubscribe and reconcile "
+                    "open orders with GetOrder",
                 )
-            log.warning("execution subscription broken, reconnecting", why=why, backoff_s=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            )
+        return why
 
-    async def _mark_live_soon(self, call: Any) -> None:
+    async def _mark_live_soon(self, call: Any, attempt: Attempt) -> None:
         """Take the feed as live once trading has sent headers: it sends them after registering us."""
         await call.initial_metadata()
         if not call.done():
             self.connected.set()
+            attempt.established()

@@ -8,7 +8,8 @@ answers every caller. The queue is bounded: when it is full, callers get
 RESOURCE_EXHAUSTED at once instead of waiting without limit. When the stream
 breaks, every caller whose command was sent but not answered gets
 UNAVAILABLE with reason OUTCOME_UNKNOWN (the command may or may not have
-taken effect), and the stream reconnects with backoff.
+taken effect), and the stream reconnects with backoff
+(:mod:`backbone.runtime.reconnect`; reset once a stream stayed up).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import grpc
 import structlog
 
 from backbone.runtime.errors import ServiceError
+from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 
 log = structlog.get_logger("backbone.batching")
 
@@ -50,6 +52,7 @@ class BatchingStream(Generic[Command, Result]):
         max_items: int = 512,
         max_queued: int = 20_000,
         result_timeout_seconds: float = 10.0,
+        reconnector: Reconnector | None = None,
     ) -> None:
         self.name = name
         self._open_stream = open_stream
@@ -63,6 +66,7 @@ class BatchingStream(Generic[Command, Result]):
         self._timeout = result_timeout_seconds
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._reconnector = reconnector or Reconnector()
 
     async def start(self) -> None:
         if self._task is None:
@@ -120,40 +124,41 @@ class BatchingStream(Generic[Command, Result]):
         self._pending.clear()
 
     async def _run(self) -> None:
-        backoff = 0.05
-        while True:
-            call = self._open_stream()
-            receiver = asyncio.create_task(self._receive(call))
-            sender = asyncio.create_task(self._send(call))
-            try:
-                done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    error = task.exception()
-                    if error is not None:
-                        raise error
-                why = "closed by peer"
-            except asyncio.CancelledError:
-                call.cancel()
-                receiver.cancel()
-                sender.cancel()
-                raise
-            except grpc.RpcError as error:
-                why = f"{error.code().name}: {error.details()}" if hasattr(error, "code") else str(error)
-            except Exception as error:  # any other failure of the stream: reconnect
-                why = repr(error)
-            finally:
-                self._connected.clear()
+        await self._reconnector.run(
+            self._connect_once, log.bind(stream=self.name), "stream broken, reconnecting"
+        )
+
+    async def _connect_once(self, attempt: Attempt) -> str:
+        """One stream: send and receive until it breaks; fail what it left unanswered."""
+        call = self._open_stream()
+        receiver = asyncio.create_task(self._receive(call))
+        sender = asyncio.create_task(self._send(call, attempt))
+        try:
+            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    raise error
+            why = "closed by peer"
+        except asyncio.CancelledError:
             call.cancel()
             receiver.cancel()
             sender.cancel()
-            self._fail_pending(why)
-            log.warning("stream broken, reconnecting", stream=self.name, why=why, backoff_s=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            raise
+        except Exception as error:  # any other failure of the stream: reconnect
+            why = describe_break(error)
+        finally:
+            self._connected.clear()
+        call.cancel()
+        receiver.cancel()
+        sender.cancel()
+        self._fail_pending(why)
+        return why
 
-    async def _send(self, call: Any) -> None:
+    async def _send(self, call: Any, attempt: Attempt) -> None:
         await call.wait_for_connection()
         self._connected.set()
+        attempt.established()
         while True:
             command, future = await self._queue.get()
             batch = [(command, future)]
