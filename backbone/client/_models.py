@@ -301,9 +301,22 @@ def _local_error(field_name: str, reason: RejectReason, description: str) -> Bac
     return BackboneError.invalid_argument(field_name, reason, description)
 
 
+# The reason the gateway gives for each decimal field, so a local refusal reads the same.
+_DECIMAL_FIELD_REASONS = {
+    "price": RejectReason.INVALID_PRICE,
+    "quantity": RejectReason.INVALID_QUANTITY,
+    "amount": RejectReason.INVALID_AMOUNT,
+    "tick_size": RejectReason.INVALID_TICK_SIZE,
+    "lot_size": RejectReason.INVALID_LOT_SIZE,
+    "min_quantity": RejectReason.INVALID_MIN_QUANTITY,
+    "max_quantity": RejectReason.INVALID_MAX_QUANTITY,
+    "max_price": RejectReason.INVALID_MAX_PRICE,
+}
+
+
 def _invalid_reason(field_name: str) -> RejectReason:
     """INVALID_PRICE for "price" and so on: the reason the gateway gives for that field."""
-    return RejectReason("INVALID_" + field_name.upper())
+    return _DECIMAL_FIELD_REASONS[field_name]
 
 
 def side_value(side: str | int) -> int:
