@@ -38,8 +38,9 @@ DAMAGE_TESTS = {
     "tests/integration/test_invariant_check.py": "damages each store to show `backbone check` reports it",
 }
 
-# A key as written, as a SCAN pattern or as a regular expression ("risk:\\{").
-_REDIS_KEY = re.compile(r"\b(?P<prefix>" + "|".join(REDIS_OWNERS) + r"):(\\?\{|cursor:)")
+# A key as written, as a SCAN pattern, as a hash tag or as a regular expression ("risk:\\{"): the
+# prefix and a colon followed by a brace or a name ("risk: " in a sentence is not a key).
+_REDIS_KEY = re.compile(r"(?<![\w.])(?P<prefix>" + "|".join(REDIS_OWNERS) + r"):(\\?\{|[A-Za-z_*])")
 _SQL = re.compile(
     r"\b(FROM|JOIN|INTO|UPDATE|TABLE|COPY|TRUNCATE)\s+(?P<schema>" + "|".join(SQL_OWNERS) + r")\.\w+",
     re.IGNORECASE,
@@ -49,6 +50,7 @@ _DYNAMIC = "<a name built at run time>"
 
 
 def _is_generated(path: Path) -> bool:
+    """protoc's stubs (backbone/*/v1/*_pb2*.py) are left out: they import only backbone.* and protobuf."""
     return re.search(r"_pb2(_grpc)?\.pyi?$", path.name) is not None
 
 
@@ -137,6 +139,7 @@ def test_the_import_reader_sees_every_form() -> None:
     assert [text for _, text in strings('f"risk:{{{a}}}:balances"')] == ["risk:{…}:balances"]
     for key in ("risk:{…}:balances", "risk:{*}:order:*", r"^risk:\{(?P<account>[^}]+)\}", "risk:cursor:…"):
         assert _REDIS_KEY.search(key), key
+    assert _REDIS_KEY.search("{risk:instruments}:applied") and _REDIS_KEY.search("gw:{…}:coid:…")
     assert not _REDIS_KEY.search("risk: alice USD available -1")
     assert _SQL.search("SELECT 1 FROM ledger.postings") and not _SQL.search("settlement's ledger. Then")
 
