@@ -7,14 +7,20 @@ a second process cannot silently share the port); starts the app; and on
 SIGTERM or SIGINT sets health to NOT_SERVING, stops accepting calls, gives
 in-flight calls the grace period to finish, then stops the app (its
 background tasks and pools).
+
+An app may also publish health entries of its own beside its services (for
+example one per outbox): if it has ``use_health(entries)``, the runtime hands
+it a :class:`HealthEntries` before registering it. An entry can carry a
+one-line detail, sent with every Check answer for it as the
+``backbone-health-detail`` trailing metadata (``grpcurl -v`` prints it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import grpc
 import structlog
@@ -40,6 +46,56 @@ class ServiceApp(Protocol):
 
     async def stop(self) -> None:
         """Stop background work and close pools; called after the server drained."""
+
+
+HEALTH_DETAIL_KEY = "backbone-health-detail"
+_HEALTH_DETAIL_MAX_CHARS = 1000
+
+
+class HealthServicer(health.aio.HealthServicer):
+    """The standard health service; an entry with a detail sends it as trailing metadata on Check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.details: dict[str, Callable[[], str]] = {}
+
+    async def Check(
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
+    ) -> health_pb2.HealthCheckResponse:
+        response = await super().Check(request, context)
+        describe = self.details.get(request.service)
+        if describe is not None:
+            try:
+                detail = describe().encode("ascii", "replace").decode()[:_HEALTH_DETAIL_MAX_CHARS]
+            except Exception:  # the status answers even when its detail cannot be had
+                log.exception("health detail failed", service=request.service)
+            else:
+                context.set_trailing_metadata(((HEALTH_DETAIL_KEY, detail),))
+        return response
+
+
+class HealthEntries:
+    """Health entries an app publishes itself, beside the runtime's own (its services and "")."""
+
+    def __init__(self, servicer: HealthServicer) -> None:
+        self._servicer = servicer
+
+    async def set(self, name: str, serving: bool, detail: Callable[[], str] | None = None) -> None:
+        """Set entry `name` SERVING or NOT_SERVING; `detail` (called per Check) says why."""
+        if detail is not None:
+            self._servicer.details[name] = detail
+        serving_status = health_pb2.HealthCheckResponse
+        await self._servicer.set(name, serving_status.SERVING if serving else serving_status.NOT_SERVING)
+
+
+@runtime_checkable
+class PublishesHealth(Protocol):
+    """An app with health entries of its own."""
+
+    def use_health(self, entries: HealthEntries) -> None:
+        """Keep `entries` to publish with; called before register()."""
 
 
 class BindError(RuntimeError):
@@ -68,12 +124,14 @@ class RunningServer:
         self.settings = settings
         self.interceptor = ServerInterceptor()
         self.server = grpc.aio.server(interceptors=[self.interceptor], options=server_options(settings))
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         self.port = 0
         self._stopped = asyncio.Event()
         self._stopping = False
 
     async def start(self, address: str) -> None:
+        if isinstance(self.app, PublishesHealth):
+            self.app.use_health(HealthEntries(self.health))
         names = list(self.app.register(self.server))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
