@@ -142,8 +142,30 @@ def _admin_key(settings: Settings, data_dir: Path) -> str:
 def _banner(
     settings: Settings, admin_key: str, database_url: str, redis_url: str, log_dir: Path | None
 ) -> str:
+    import shlex
+
     gateway = settings.gateway_address
-    admin = f"grpcurl -plaintext -H 'x-admin-key: {admin_key}'"
+    # The README walk-through's first block, word for word after its two variables, which are filled
+    # in here: pasting this and then the README's second block is the README's own walk-through.
+    setup = r"""
+# Assets (decimal places of the smallest unit) and an instrument: tick 0.01 USD, lot 0.0001 BTC,
+# 10 bps maker fee, 20 bps taker fee.
+grpcurl -plaintext -H "$ADMIN" -d '{"code":"USD","scale":6}' $GW backbone.gateway.v1.AdminService/CreateAsset
+grpcurl -plaintext -H "$ADMIN" -d '{"code":"BTC","scale":8}' $GW backbone.gateway.v1.AdminService/CreateAsset
+grpcurl -plaintext -H "$ADMIN" -d '{"symbol":"BTC-USD","base_asset":"BTC","quote_asset":"USD",
+  "tick_size":"0.01","lot_size":"0.0001","max_quantity":"1000","max_price":"1000000",
+  "maker_fee_bps":10,"taker_fee_bps":20}' $GW backbone.gateway.v1.AdminService/CreateInstrument
+
+# Two accounts, each answer carrying the account's API key (shown once); Alice gets 100,000 USD, Bob 2 BTC.
+grpcurl -plaintext -H "$ADMIN" -d '{"account_id":"alice"}' $GW backbone.gateway.v1.AdminService/CreateAccount
+grpcurl -plaintext -H "$ADMIN" -d '{"account_id":"bob"}' $GW backbone.gateway.v1.AdminService/CreateAccount
+grpcurl -plaintext -H "$ADMIN" \
+  -d '{"deposit_id":"dep-1","account_id":"alice","asset":"USD","amount":"100000"}' \
+  $GW backbone.gateway.v1.AdminService/Deposit
+grpcurl -plaintext -H "$ADMIN" \
+  -d '{"deposit_id":"dep-2","account_id":"bob","asset":"BTC","amount":"2"}' \
+  $GW backbone.gateway.v1.AdminService/Deposit
+"""
     return f"""
 Backbone is up.
 
@@ -153,22 +175,14 @@ Backbone is up.
   Redis       {redis_url}
   logs        {log_dir if log_dir else "this terminal"}
 
-Try it (grpcurl; `buf curl` works the same way through reflection):
+Set up a market and two funded accounts: the README walk-through's first block, filled in for this
+system (no grpcurl? the README says where to get it, and gives every line as `buf curl`):
 
-  {admin} -d '{{"code":"USD","scale":6}}' {gateway} backbone.gateway.v1.AdminService/CreateAsset
-  {admin} -d '{{"code":"BTC","scale":8}}' {gateway} backbone.gateway.v1.AdminService/CreateAsset
-  {admin} -d '{{"symbol":"BTC-USD","base_asset":"BTC","quote_asset":"USD","tick_size":"0.01",\
-"lot_size":"0.0001","max_quantity":"1000","max_price":"1000000","maker_fee_bps":10,"taker_fee_bps":20}}' \
-{gateway} backbone.gateway.v1.AdminService/CreateInstrument
-  {admin} -d '{{"account_id":"alice"}}' {gateway} backbone.gateway.v1.AdminService/CreateAccount
-  {admin} -d '{{"deposit_id":"d1","account_id":"alice","asset":"USD","amount":"100000"}}' \
-{gateway} backbone.gateway.v1.AdminService/Deposit
-
-  grpcurl -plaintext -H 'x-api-key: <alice key>' -d '{{"client_order_id":"o1","symbol":"BTC-USD",\
-"side":"SIDE_BUY","price":"50000.00","quantity":"0.5"}}' \
-{gateway} backbone.gateway.v1.GatewayService/SubmitOrder
-
-The README walks through the rest (a seller, the trade, balances). Ctrl-C stops everything.
+ADMIN={shlex.quote(f"x-admin-key: {admin_key}")}
+GW={gateway}
+{setup}
+Then go on with the README walk-through's second block (the orders), in the same shell.
+Ctrl-C stops everything.
 """
 
 

@@ -1,9 +1,10 @@
-"""Run grpcurl commands as a reader would paste them, with `buf curl` standing in for grpcurl.
+"""Run commands as a reader would paste them: grpcurl (with `buf curl` standing in) and `buf curl` itself.
 
 grpcurl is not a Python package; buf (from the dev extra) speaks gRPC with reflection too. The script
-defines `grpcurl` as a shell function that translates its arguments (-plaintext, -H, -d, ADDRESS,
-SERVICE/METHOD) to `buf curl`, saves every answer as <n>-<Method>.json in the answers folder, and
-defines `api_key_of ACCOUNT`: the key a reader copies from that account's CreateAccount answer.
+defines `buf` as a shell function that runs the installed buf with exactly the arguments it was given
+and saves every answer as <n>-<Method>.json in the answers folder; `grpcurl` as a function that
+translates its arguments (-plaintext, -H, -d, ADDRESS, SERVICE/METHOD) to such a `buf curl`; and
+`api_key_of ACCOUNT`: the key a reader copies from that account's CreateAccount answer.
 """
 
 from __future__ import annotations
@@ -18,8 +19,23 @@ from typing import Any
 _PRELUDE = r"""
 set -euo pipefail
 calls=0
+buf() {
+  [ "$1" = curl ] || { echo "the stand-in runs buf curl only, not buf $1" >&2; return 2; }
+  local url=${!#} method out
+  method=${url##*/} calls=$((calls + 1))
+  out="$OUT/$calls-$method.json"
+  if [ "$method" = StreamExecutions ]; then
+    # A reader leaves this running; here it must stay open for a few seconds, not be refused.
+    local code=0
+    timeout 3 "$BUF" "$@" > "$out" || code=$?
+    [ "$code" -eq 124 ] || { echo "StreamExecutions ended with $code" >&2; return 1; }
+  else
+    "$BUF" "$@" > "$out"
+  fi
+  cat "$out"
+}
 grpcurl() {
-  local args=() address method
+  local args=()
   while [ "$#" -gt 2 ]; do
     case "$1" in
       -plaintext) shift ;;
@@ -27,18 +43,7 @@ grpcurl() {
       *) echo "grpcurl flag the stand-in does not know: $1" >&2; return 2 ;;
     esac
   done
-  address=$1 method=$2 calls=$((calls + 1))
-  local out="$OUT/$calls-${method##*/}.json"
-  if [ "${method##*/}" = StreamExecutions ]; then
-    # A reader leaves this running; here it must stay open for a few seconds, not be refused.
-    local code=0
-    timeout 3 "$BUF" curl --protocol grpc --http2-prior-knowledge "${args[@]}" "http://$address/$method" \
-      > "$out" || code=$?
-    [ "$code" -eq 124 ] || { echo "StreamExecutions ended with $code" >&2; return 1; }
-  else
-    "$BUF" curl --protocol grpc --http2-prior-knowledge "${args[@]}" "http://$address/$method" > "$out"
-  fi
-  cat "$out"
+  buf curl --protocol grpc --http2-prior-knowledge "${args[@]}" "http://$1/$2"
 }
 api_key_of() {
   local answer
@@ -72,6 +77,14 @@ def substitute(text: str, old: str, new: str) -> str:
     """Replace `old`, which must be there: a reworded source must fail the test, not skip a step."""
     assert old in text, f"no longer contains {old!r}"
     return text.replace(old, new)
+
+
+def banner_commands(banner: str) -> str:
+    """The commands `backbone up` prints to paste: from its ADMIN= line to the line before "Then"."""
+    lines = banner.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ADMIN="))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Then "))
+    return "\n".join(lines[start:end]).strip() + "\n"
 
 
 def run_pasted(commands: str, folder: Path) -> Answers:

@@ -14,7 +14,7 @@ import pytest
 
 from backbone.runtime.embedded import free_port
 from tests.integration.gateway_calls import Gateway, balances, funded_account, wait_for
-from tests.integration.grpcurl_stand_in import run_pasted, substitute
+from tests.integration.grpcurl_stand_in import banner_commands, run_pasted
 
 pytestmark = pytest.mark.integration
 
@@ -65,13 +65,16 @@ def test_up_runs_everything_and_keeps_the_ledger(tmp_path: Path) -> None:
         admin_key = (data_dir / "admin-key").read_text().strip()
         assert admin_key in banner
         assert f"127.0.0.1:{ports['gateway']}" in banner
-        # The banner's commands work as pasted: assets, an instrument, Alice funded, her bid resting.
-        pasted = [line.strip() for line in banner.splitlines() if line.strip().startswith("grpcurl ")]
-        assert len(pasted) == 6, banner
-        setup = run_pasted("\n".join(pasted[:5]), tmp_path / "setup")
-        order = substitute(pasted[5], "<alice key>", setup.api_key("alice"))  # as a reader edits it in
-        placed = run_pasted(order, tmp_path / "order")
-        assert [a["order"]["status"] for a in placed.of("SubmitOrder")] == ["ORDER_STATUS_NEW"]
+        # The banner's commands work as pasted, nothing edited in: assets, an instrument, two funded
+        # accounts (the README walk-through's first block; test_readme_walkthrough goes on from there).
+        setup = run_pasted(banner_commands(banner), tmp_path / "setup")
+        assert [a["code"] for a in setup.of("CreateAsset")] == ["USD", "BTC"]
+        assert [a["instrument"]["symbol"] for a in setup.of("CreateInstrument")] == ["BTC-USD"]
+        assert [a["accountId"] for a in setup.of("CreateAccount")] == ["alice", "bob"]
+        assert [(d["created"], d["balance"]) for d in setup.of("Deposit")] == [
+            (True, "100000.000000"),
+            (True, "2.00000000"),
+        ]
         with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as channel:
             gateway = Gateway(channel, admin_key)
             _, api_key = funded_account(gateway, {"USD": "1234.56"})

@@ -1,9 +1,11 @@
-"""The README's grpcurl walk-through and SDK snippet, run as written against a fresh system.
+"""The README's walk-through (grpcurl and buf curl) and SDK snippet, run as written against fresh systems.
 
 A newcomer pastes these first; a renamed field or a wrong figure in them is a bug. The walk-through
 runs with three substitutions, each checked to apply: the gateway address, the API keys the reader
 copies from the CreateAccount answers, and the execution stream, which runs for a few seconds instead
-of until Ctrl-C. The SDK snippet then runs as Alice, with only the address and her key filled in.
+of until Ctrl-C. grpcurl is played by `buf curl` (see grpcurl_stand_in); the buf curl lines run as
+written with the installed buf. `backbone up` prints the walk-through's first block filled in, so its
+banner followed by the README's second block must reach the same figures.
 """
 
 from __future__ import annotations
@@ -17,42 +19,73 @@ from pathlib import Path
 import grpc
 import pytest
 
+from backbone.runtime.config import Settings
+from ops.cli import _banner
 from tests.conftest import System
 from tests.integration.gateway_calls import Gateway, balances, settles_to
-from tests.integration.grpcurl_stand_in import run_pasted, substitute
+from tests.integration.grpcurl_stand_in import Answers, banner_commands, run_pasted, substitute
 
 pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+WALKTHROUGH = "Walk-through with grpcurl"
+# The two lines of the walk-through's first block that `backbone up` fills in for its system.
+VARIABLES = 'ADMIN="x-admin-key: $(cat .backbone/admin-key)"\nGW=127.0.0.1:50051\n'
 
 
-def readme_block(heading: str, language: str) -> str:
-    section = README.read_text().split(f"## {heading}", 1)[1]
-    found = re.search(rf"```{language}\n(.*?)```", section, re.S)
-    assert found, f"the {language} block under {heading!r}"
-    return found.group(1)
+def readme_blocks(heading: str, language: str) -> list[str]:
+    """The `language` code blocks of the README section `heading` (its subsections included)."""
+    section = README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(rf"```{language}\n(.*?)```", section, re.S)
+    assert blocks, f"the {language} blocks under {heading!r}"
+    return blocks
 
 
-def test_the_readme_walkthrough_places_a_trade_as_it_says(
-    system_factory: Callable[..., System], tmp_path: Path
-) -> None:
-    system = system_factory()
-    (tmp_path / ".backbone").mkdir()
-    (tmp_path / ".backbone" / "admin-key").write_text(system.admin_key + "\n")
+def grpcurl_blocks() -> tuple[str, str]:
+    """The walk-through's setup block and its orders block."""
+    setup, orders, *_ = readme_blocks(WALKTHROUGH, "sh")
+    assert setup.startswith(VARIABLES), "the setup block starts with ADMIN and GW"
+    assert "SubmitOrder" not in setup and "SubmitOrder" in orders
+    return setup, orders
 
-    block = readme_block("Walk-through with grpcurl", "sh")
-    block = substitute(block, "GW=127.0.0.1:50051", f"GW={system.gateway}")
-    block = substitute(block, "<alice's api_key>", "$(api_key_of alice)")
-    block = substitute(block, "<bob's api_key>", "$(api_key_of bob)")
-    answers = run_pasted(block, tmp_path)
 
+def buf_curl_block() -> str:
+    blocks = [b for b in readme_blocks(WALKTHROUGH, "sh") if "buf curl" in b]
+    assert len(blocks) == 1, "one buf curl block"
+    assert "grpcurl" not in blocks[0]
+    return blocks[0]
+
+
+def keys_filled_in(commands: str) -> str:
+    """The commands with the API keys the reader copies from the CreateAccount answers."""
+    commands = substitute(commands, "<alice's api_key>", "$(api_key_of alice)")
+    return substitute(commands, "<bob's api_key>", "$(api_key_of bob)")
+
+
+def paste(system: System, commands: str, folder: Path) -> Answers:
+    """Run README commands from scratch as the reader would, in a folder holding `.backbone/admin-key`."""
+    (folder / ".backbone").mkdir(parents=True)
+    (folder / ".backbone" / "admin-key").write_text(system.admin_key + "\n")
+    commands = substitute(commands, "GW=127.0.0.1:50051", f"GW={system.gateway}")
+    return run_pasted(keys_filled_in(commands), folder)
+
+
+def assert_the_walkthrough_figures(system: System, answers: Answers) -> tuple[str, str]:
+    """The trade and the balances the walk-through promises; returns (alice's key, bob's key)."""
     assert answers.methods() >= {"CreateAsset", "CreateInstrument", "CreateAccount", "Deposit", "SubmitOrder"}
+    assert [d["created"] for d in answers.of("Deposit")] == [True, True]
     submitted = answers.of("SubmitOrder")
     assert [s["order"]["status"] for s in submitted] == ["ORDER_STATUS_NEW", "ORDER_STATUS_FILLED"]
     assert submitted[1]["order"]["averagePrice"] == "50000.00"
+    fill = submitted[1]["reports"][-1]
+    assert (fill["lastFee"], fill["feeAsset"], fill["liquiditySide"]) == (
+        "50.000000",
+        "USD",
+        "LIQUIDITY_SIDE_TAKER",
+    )
 
-    # The comment's figures: Alice 74,950 USD and 0.5 BTC; Bob 1.5 BTC and 24,975 USD (the ledger may
-    # trail the script's own GetBalances by a moment, so read them until they settle).
+    # The comment's figures: Alice 74,950 USD and 0.5 BTC; Bob 1.5 BTC and 24,975 USD (the ledger and
+    # risk may trail the script's own GetBalances by a moment, so read them until they settle).
     alice_key, bob_key = answers.api_key("alice"), answers.api_key("bob")
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
@@ -74,9 +107,19 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
             ),
             what="the balances the walk-through promises",
         )
+    return alice_key, bob_key
+
+
+def test_the_readme_walkthrough_places_a_trade_as_it_says(
+    system_factory: Callable[..., System], tmp_path: Path
+) -> None:
+    system = system_factory()
+    setup, orders = grpcurl_blocks()
+    answers = paste(system, setup + "\n" + orders, tmp_path)
+    alice_key, _ = assert_the_walkthrough_figures(system, answers)
 
     # Then the README's SDK snippet, as Alice: her bid rests (nothing left to sell) and holds its reservation.
-    snippet = readme_block("Python SDK", "python")
+    snippet = readme_blocks("Python SDK", "python")[0]
     snippet = substitute(snippet, '"127.0.0.1:50051"', repr(system.gateway))
     snippet = substitute(snippet, '"bbk_..."', repr(alice_key))
     ran = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
@@ -87,3 +130,39 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
         "BTC total=0.50000000 reserved=0.00000000 available=0.50000000",
         "USD total=74950.000000 reserved=25100.100000 available=49849.900000",
     ]
+    # ...which is what the money section says it reads.
+    assert "`total=74950.000000 reserved=25100.100000 available=49849.900000`" in README.read_text()
+
+
+def test_the_readme_walkthrough_with_buf_curl_reaches_the_same_balances(
+    system_factory: Callable[..., System], tmp_path: Path
+) -> None:
+    system = system_factory()
+    answers = paste(system, buf_curl_block(), tmp_path / "buf")
+    assert_the_walkthrough_figures(system, answers)
+
+    # Line for line the grpcurl walk-through: the same calls in the same order.
+    setup, orders = grpcurl_blocks()
+    calls = re.findall(r"backbone\.gateway\.v1\.\w+/(\w+)", setup + orders)
+    assert calls == re.findall(r"backbone\.gateway\.v1\.\w+/(\w+)", buf_curl_block())
+    assert sorted(p.name.split("-", 1)[1] for p in answers.folder.iterdir()) == sorted(
+        f"{call}.json" for call in calls
+    )
+
+
+def test_the_banner_then_the_readme_reach_the_readme_balances(
+    system_factory: Callable[..., System], tmp_path: Path
+) -> None:
+    system = system_factory()
+    settings = Settings.from_env({"BACKBONE_GATEWAY_ADDRESS": system.gateway})
+    banner = _banner(settings, system.admin_key, system.database_url, system.redis_url, None)
+    printed = banner_commands(banner)
+    setup, orders = grpcurl_blocks()
+    # The banner is the walk-through's first block with its two variables filled in...
+    assert printed.splitlines()[:2] == [f"ADMIN='x-admin-key: {system.admin_key}'", f"GW={system.gateway}"]
+    assert printed.split("\n", 2)[2] == setup.removeprefix(VARIABLES)
+    assert "go on with the README walk-through's second block" in banner
+    # ...so pasting it, then the README's second block in the same shell, is the walk-through.
+    # (No .backbone folder here: the banner's admin key is filled in.)
+    answers = run_pasted(printed + "\n" + keys_filled_in(orders), tmp_path)
+    assert_the_walkthrough_figures(system, answers)
