@@ -305,7 +305,8 @@ class OutboxSender(Generic[Record]):
                 raise ConnectionError("receiver closed the stream before answering the hello")
             cursor = self._applied_of(hello)
             await self._set_acknowledged(cursor)
-            log.info("outbox connected", outbox=self.name, resume_after=cursor)
+            if self._stall is None:  # while stalled every retry connects; the ERROR line speaks for them
+                log.info("outbox connected", outbox=self.name, resume_after=cursor)
             attempt.established()
             while True:
                 newest_before = self.newest_sequence() if self.newest_sequence is not None else None

@@ -189,6 +189,7 @@ async def test_a_refused_outbox_logs_an_error_reports_not_serving_and_recovers()
                 await eventually(lambda: receiver_app.batches_refused >= 5, "five refused retries")
                 assert len(errors()) == 1
                 assert not [line for line in lines if line["event"] == "outbox broken, reconnecting"]
+                assert len([line for line in lines if line["event"] == "outbox connected"]) == 1
 
                 status, detail = await health_of(channel, ENTRY)
                 assert status == NOT_SERVING
