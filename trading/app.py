@@ -22,6 +22,7 @@ from backbone.runtime.channels import open_channel
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.outbox import OutboxSender
+from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine
@@ -33,6 +34,11 @@ log = structlog.get_logger("backbone.trading")
 SERVICE_NAME = trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name
 
 Records = Sequence[tuple[int, trading_pb2.JournalRecord]]
+
+
+def outbox_health_name(outbox: str) -> str:
+    """An outbox's health entry: NOT_SERVING while its receiver refuses what it is sent."""
+    return f"{SERVICE_NAME}/outbox/{outbox}"
 
 
 def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTradesRequest:
@@ -76,6 +82,10 @@ class TradingApp:
         self.journal: Journal | None = None
         self.outboxes: list[OutboxSender[Any]] = []
         self._channels: list[grpc.aio.Channel] = []
+        self.health: HealthEntries | None = None
+
+    def use_health(self, entries: HealthEntries) -> None:
+        self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         servicer = TradingServicer(self.loop)
@@ -135,6 +145,10 @@ class TradingApp:
             ),
         ]
         self.loop.on_committed = [outbox.notify for outbox in self.outboxes]
+        for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
+            outbox.newest_sequence = lambda: self.engine.last_sequence
+            if self.health is not None:
+                await outbox.publish_health(self.health, outbox_health_name(outbox.name))
         await self.loop.start(journal)
         for outbox in self.outboxes:
             await outbox.start()
