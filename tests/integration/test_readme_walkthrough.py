@@ -31,6 +31,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 WALKTHROUGH = "Walk-through with grpcurl"
 # The two lines of the walk-through's first block that `backbone up` fills in for its system.
 VARIABLES = 'ADMIN="x-admin-key: $(cat .backbone/admin-key)"\nGW=127.0.0.1:50051\n'
+# (asset, total, reserved, available) of Alice's balances, then Bob's.
+Figures = tuple[tuple[str, str, str, str], ...]
 
 
 def readme_blocks(heading: str, language: str) -> list[str]:
@@ -90,23 +92,20 @@ def assert_the_walkthrough_figures(system: System, answers: Answers) -> tuple[st
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
 
-        def figures() -> tuple[tuple[str, str, str, str], ...]:
+        def figures() -> Figures:
             return tuple(
                 (asset, b.total, b.reserved, b.available)
                 for api_key in (alice_key, bob_key)
                 for asset, b in sorted(balances(gateway, api_key).items())
             )
 
-        settles_to(
-            figures,
-            (
-                ("BTC", "0.50000000", "0.00000000", "0.50000000"),
-                ("USD", "74950.000000", "0.000000", "74950.000000"),
-                ("BTC", "1.50000000", "0.00000000", "1.50000000"),
-                ("USD", "24975.000000", "0.000000", "24975.000000"),
-            ),
-            what="the balances the walk-through promises",
+        promised: Figures = (
+            ("BTC", "0.50000000", "0.00000000", "0.50000000"),
+            ("USD", "74950.000000", "0.000000", "74950.000000"),
+            ("BTC", "1.50000000", "0.00000000", "1.50000000"),
+            ("USD", "24975.000000", "0.000000", "24975.000000"),
         )
+        settles_to(figures, promised, what="the balances the walk-through promises")
     return alice_key, bob_key
 
 
