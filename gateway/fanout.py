@@ -23,6 +23,7 @@ import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 
@@ -51,7 +52,7 @@ class Subscription:
             self.fail(
                 ServiceError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    "SLOW_CONSUMER",
+                    RejectReason.SLOW_CONSUMER,
                     f"more than {self._max_queued} execution reports were waiting for this stream; "
                     "read faster, then resubscribe and reconcile with GetOrder",
                 )
@@ -129,7 +130,9 @@ class ExecutionFanout:
                 await self._task
             self._task = None
         self._fail_all(
-            ServiceError(grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING", "the gateway is shutting down")
+            ServiceError(
+                grpc.StatusCode.UNAVAILABLE, RejectReason.SERVICE_STOPPING, "the gateway is shutting down"
+            )
         )
 
     def subscribe(self, account_id: str) -> Subscription:
@@ -192,7 +195,7 @@ class ExecutionFanout:
             self._fail_all(
                 ServiceError(
                     grpc.StatusCode.UNAVAILABLE,
-                    "EXECUTIONS_INTERRUPTED",
+                    RejectReason.EXECUTIONS_INTERRUPTED,
                     "the execution report feed was interrupted; resubscribe and reconcile "
                     "open orders with GetOrder",
                 )

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 import structlog
 
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 
@@ -82,7 +83,9 @@ class BatchingStream(Generic[Command, Result]):
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
-                future.set_exception(self._unavailable("SERVICE_STOPPING", "the service is shutting down"))
+                future.set_exception(
+                    self._unavailable(RejectReason.SERVICE_STOPPING, "the service is shutting down")
+                )
 
     async def submit(self, command: Command) -> Result:
         """Queue `command`, wait for its result; raises ServiceError when it cannot be had."""
@@ -92,7 +95,7 @@ class BatchingStream(Generic[Command, Result]):
         except asyncio.QueueFull:
             raise ServiceError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "BACKPRESSURE",
+                RejectReason.BACKPRESSURE,
                 f"too many requests queued for {self.name}; retry shortly",
             ) from None
         try:
@@ -102,15 +105,16 @@ class BatchingStream(Generic[Command, Result]):
                 # Never written to the stream: drop it, so it cannot take effect after we gave up.
                 future.cancel()
                 raise self._unavailable(
-                    "NOT_SENT", f"{self.name} could not be reached in {self._timeout:g}s; nothing was done"
+                    RejectReason.NOT_SENT,
+                    f"{self.name} could not be reached in {self._timeout:g}s; nothing was done",
                 ) from None
             # Sent, unanswered: whatever comes later is nobody's to read.
             future.add_done_callback(_discard_outcome)
             raise self._unavailable(
-                "OUTCOME_UNKNOWN", f"{self.name} did not answer in {self._timeout:g}s"
+                RejectReason.OUTCOME_UNKNOWN, f"{self.name} did not answer in {self._timeout:g}s"
             ) from None
 
-    def _unavailable(self, reason: str, message: str) -> ServiceError:
+    def _unavailable(self, reason: RejectReason, message: str) -> ServiceError:
         return ServiceError(grpc.StatusCode.UNAVAILABLE, reason, message)
 
     def _fail_pending(self, why: str) -> None:
@@ -119,7 +123,7 @@ class BatchingStream(Generic[Command, Result]):
             for future in futures:
                 if not future.done():
                     future.set_exception(
-                        self._unavailable("OUTCOME_UNKNOWN", f"{self.name} stream broke ({why})")
+                        self._unavailable(RejectReason.OUTCOME_UNKNOWN, f"{self.name} stream broke ({why})")
                     )
         self._pending.clear()
 
@@ -183,7 +187,8 @@ class BatchingStream(Generic[Command, Result]):
                 continue
             if len(futures) != len(results):
                 error = self._unavailable(
-                    "PROTOCOL_ERROR", f"{self.name} answered {len(results)} of {len(futures)} commands"
+                    RejectReason.PROTOCOL_ERROR,
+                    f"{self.name} answered {len(results)} of {len(futures)} commands",
                 )
                 for future in futures:
                     if not future.done():
