@@ -10,9 +10,8 @@ import structlog
 
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.cache import open_redis
-from backbone.runtime.channels import open_channel
 from backbone.runtime.config import Settings
-from risk.instruments import InstrumentCache, trading_lister
+from risk.instruments import InstrumentCache
 from risk.servicer import RiskServicer
 from risk.store import RiskStore
 
@@ -22,7 +21,11 @@ SERVICE_NAME = risk_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
 
 
 class RiskApp:
-    """The risk service: a Redis store and an instrument cache, served over gRPC."""
+    """The risk service: a Redis store and an instrument cache over it, served over gRPC.
+
+    Risk calls no other service: it learns instruments, like fills, from
+    trading's event stream (StreamTradingEvents), and keeps them in Redis.
+    """
 
     name = "risk"
 
@@ -30,7 +33,6 @@ class RiskApp:
         self.settings = settings
         self.servicer = RiskServicer()
         self.redis: redis.Redis | None = None
-        self.channel: grpc.aio.Channel | None = None
         self.store: RiskStore | None = None
         self.instruments: InstrumentCache | None = None
 
@@ -43,23 +45,21 @@ class RiskApp:
         try:
             store = RiskStore(client)
             await store.load_scripts()
+            instruments = InstrumentCache(store.instruments)
+            await instruments.refresh()
         except BaseException:
             await client.aclose()
             raise
         self.redis = client
         self.store = store
-        self.channel = open_channel(self.settings.trading_address, self.settings)
-        self.instruments = InstrumentCache(trading_lister(self.channel, self.settings))
-        self.servicer.attach(store, self.instruments)
-        log.info("risk ready", trading=self.settings.trading_address)
+        self.instruments = instruments
+        self.servicer.attach(store, instruments)
+        log.info("risk ready", instruments=len(instruments))
 
     async def stop(self) -> None:
         self.servicer.detach()
         self.store = None
         self.instruments = None
-        if self.channel is not None:
-            channel, self.channel = self.channel, None
-            await channel.close()
         if self.redis is not None:
             client, self.redis = self.redis, None
             await client.aclose()

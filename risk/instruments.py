@@ -1,84 +1,84 @@
-"""Instruments as risk knows them: a cache filled from TradingService.ListInstruments.
+"""Instruments as risk knows them: a cache over the instruments risk keeps in Redis.
 
-Risk needs an instrument's integer conversions to size reservations and to
-apply trades. The cache is filled on first use and refreshed on a miss
-(concurrent misses share one refresh); a symbol still unknown after the
-refresh is unknown.
+Risk learns instruments the way it learns fills: from trading's event stream
+(an ``instrument_created`` event), stored in Redis with the event's sequence
+(risk/store.py). Risk never asks trading. Only one replica receives the
+stream, so every replica reads the instruments from Redis: all of them when it
+starts, and again on a miss (concurrent misses share one refresh). A symbol
+still unknown after the refresh is unknown (the caller is told UNKNOWN_SYMBOL
+and may retry: trading has not delivered that instrument to risk yet). A Redis
+error is raised as is; the servicer answers it with REDIS_UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 
-import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
-from backbone.runtime.config import Settings
-from backbone.runtime.context import outgoing_metadata
-from backbone.runtime.errors import ServiceError, from_rpc_error
-from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 
 log = structlog.get_logger("backbone.risk")
 
-Lister = Callable[[], Awaitable[Sequence[common_pb2.Instrument]]]
+Loader = Callable[[], Awaitable[Sequence[common_pb2.Instrument]]]
+
+MAX_SYMBOL_LENGTH = 64
 
 
-class InstrumentsUnavailableError(RuntimeError):
-    """The instrument list could not be fetched from trading."""
-
-    def __init__(self, error: ServiceError) -> None:
-        self.error = error
-        super().__init__(f"cannot list instruments from trading: {error}")
-
-
-def trading_lister(channel: grpc.aio.Channel, settings: Settings) -> Lister:
-    """A Lister calling TradingService.ListInstruments on `channel`."""
-    stub = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
-
-    async def list_instruments() -> Sequence[common_pb2.Instrument]:
+def instrument_problem(instrument: common_pb2.Instrument) -> str | None:
+    """Why risk cannot size reservations or apply trades with `instrument`; None when it can."""
+    if not 0 < len(instrument.symbol) <= MAX_SYMBOL_LENGTH:
+        return f"symbol must be 1 to {MAX_SYMBOL_LENGTH} characters"
+    if not instrument.base_asset or not instrument.quote_asset:
+        return "base_asset and quote_asset are required"
+    if instrument.base_minor_per_lot <= 0 or instrument.quote_minor_per_tick_lot <= 0:
+        return "base_minor_per_lot and quote_minor_per_tick_lot must be positive"
+    for name in ("tick_size", "lot_size"):
         try:
-            response = await stub.ListInstruments(
-                trading_pb2.ListInstrumentsRequest(),
-                timeout=settings.call_timeout_seconds,
-                metadata=outgoing_metadata(),
-            )
-        except grpc.RpcError as error:
-            raise InstrumentsUnavailableError(from_rpc_error(error)) from error
-        return list(response.instruments)
-
-    return list_instruments
+            if not Decimal(getattr(instrument, name)) > 0:
+                return f"{name} must be positive"
+        except InvalidOperation:
+            return f"{name} is not a decimal"
+    return None
 
 
 class InstrumentCache:
-    """Instruments by symbol, with their integer arithmetic."""
+    """Instruments by symbol, with their integer arithmetic; `loader` reads them all from Redis."""
 
-    def __init__(self, lister: Lister) -> None:
-        self._lister = lister
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
         self._by_symbol: dict[str, InstrumentMath] = {}
         self._lock = asyncio.Lock()
         self._started = 0  # refreshes started
         self._fresh = 0  # the start number of the latest successful refresh
 
+    def __len__(self) -> int:
+        return len(self._by_symbol)
+
     def put(self, instrument: common_pb2.Instrument) -> None:
-        """Add or replace one instrument."""
+        """Add or replace one instrument (one this replica has just stored)."""
         self._by_symbol[instrument.symbol] = InstrumentMath.of(instrument)
 
     def cached(self, symbol: str) -> InstrumentMath | None:
         return self._by_symbol.get(symbol)
 
     async def refresh(self) -> None:
-        """Fetch the whole list again; raises InstrumentsUnavailableError."""
+        """Read every instrument from Redis again (at start); Redis errors are raised."""
         async with self._lock:
             await self._refresh_locked()
 
     async def _refresh_locked(self) -> None:
         self._started += 1
         ticket = self._started
-        instruments = await self._lister()
+        instruments = await self._loader()
         for instrument in instruments:
+            problem = instrument_problem(instrument)
+            if problem is not None:
+                log.error("stored instrument unusable; left out", symbol=instrument.symbol, why=problem)
+                continue
             self.put(instrument)
         self._fresh = ticket
         log.info("instruments refreshed", count=len(instruments))
@@ -86,7 +86,7 @@ class InstrumentCache:
     async def lookup(self, symbols: Iterable[str]) -> dict[str, InstrumentMath]:
         """The known instruments among `symbols`, after at most one refresh for the misses.
 
-        Raises InstrumentsUnavailableError when a refresh was needed and failed.
+        Raises what the loader raises (a Redis error) when a refresh was needed and failed.
         """
         wanted = set(symbols)
         found = {s: m for s in wanted if (m := self._by_symbol.get(s)) is not None}
@@ -100,5 +100,5 @@ class InstrumentCache:
         return {s: m for s in wanted if (m := self._by_symbol.get(s)) is not None}
 
     async def get(self, symbol: str) -> InstrumentMath | None:
-        """One instrument, refreshing on a miss; None when trading does not know it."""
+        """One instrument, refreshing on a miss; None when risk has not learned it."""
         return (await self.lookup((symbol,))).get(symbol)

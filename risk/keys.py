@@ -11,7 +11,12 @@ works:
   that trading shard (op id = sequence*4 + leg), and ``halted:<source>`` -> the
   op id of a refused leg while one is outstanding;
 - ``risk:{<account>}:deposits``: set of applied deposit ids;
-- ``risk:cursor:<source>``: highest trading sequence fully applied.
+- ``risk:cursor:<source>``: highest trading sequence fully applied;
+- ``risk:instruments``: hash ``<symbol>`` -> the instrument (a
+  ``backbone.common.v1.Instrument`` in proto JSON), as trading's events created it;
+- ``{risk:instruments}:applied``: hash ``<source>`` -> highest sequence of that trading
+  shard whose instrument event is applied. Its hash tag is the name of ``risk:instruments``,
+  so both are in one slot and one script stores an instrument and its sequence together.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def deposits_key(account_id: str) -> str:
 
 def cursor_key(source: str) -> str:
     return f"{_CURSOR_PREFIX}{source}"
+
+
+INSTRUMENTS_KEY = "risk:instruments"
+# Tagged with the whole name of INSTRUMENTS_KEY: the same cluster slot.
+INSTRUMENTS_APPLIED_KEY = "{" + INSTRUMENTS_KEY + "}:applied"
 
 
 def balance_field(asset: str, kind: str) -> str:

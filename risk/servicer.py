@@ -10,7 +10,9 @@ import grpc
 import structlog
 from redis import exceptions as redis_errors
 
+from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.errors import (
     ServiceError,
@@ -20,7 +22,7 @@ from backbone.runtime.errors import (
 )
 from risk import exposure
 from risk.exposure import LegOp, Rejection, ReleaseOp, ReserveOp
-from risk.instruments import InstrumentCache, InstrumentsUnavailableError
+from risk.instruments import InstrumentCache, instrument_problem
 from risk.store import AmountOverflowError, RiskStateError, RiskStore
 
 log = structlog.get_logger("backbone.risk")
@@ -76,29 +78,15 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         store, instruments = self._ready()
         symbols = {c.reserve.symbol for c in commands if c.WhichOneof("command") == "reserve"}
         maths: dict[str, InstrumentMath] = {}
-        lookup_failed = False
         if symbols:
-            try:
+            # A symbol risk has not learned from trading's events is UNKNOWN_SYMBOL (plan_reserve).
+            with _redis_errors():
                 maths = await instruments.lookup(symbols)
-            except InstrumentsUnavailableError as error:
-                log.warning("instruments unavailable", error=str(error))
-                lookup_failed = True
-                maths = {s: m for s in symbols if (m := instruments.cached(s)) is not None}
         planned: list[ReserveOp | ReleaseOp | Rejection] = []
         for command in commands:
             kind = command.WhichOneof("command")
             if kind == "reserve":
-                math = maths.get(command.reserve.symbol)
-                if math is None and lookup_failed:
-                    planned.append(
-                        Rejection(
-                            command.reserve.order_id,
-                            exposure.INSTRUMENTS_UNAVAILABLE,
-                            "trading's instrument list cannot be read",
-                        )
-                    )
-                else:
-                    planned.append(exposure.plan_reserve(command.reserve, math))
+                planned.append(exposure.plan_reserve(command.reserve, maths.get(command.reserve.symbol)))
             elif kind == "release":
                 planned.append(exposure.plan_release(command.release))
             else:
@@ -116,7 +104,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     risk_pb2.ReservationResult(
                         order_id=plan.order_id,
                         accepted=False,
-                        reject_reason=plan.reason,
+                        reject_reason=RejectReason(plan.reason).number,
                         asset=plan.asset,
                         amount=plan.amount,
                     )
@@ -129,7 +117,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 risk_pb2.ReservationResult(
                     order_id=plan.order_id,
                     accepted=outcome.accepted,
-                    reject_reason=outcome.reason,
+                    reject_reason=RejectReason(outcome.reason).number if outcome.reason else 0,
                     asset=outcome.asset,
                     amount=outcome.amount,
                 )
@@ -167,12 +155,28 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             yield risk_pb2.StreamTradingEventsResponse(applied_sequence=cursor)
 
     async def apply_events(self, source: str, cursor: int, events: Sequence[risk_pb2.TradingEvent]) -> int:
-        """Apply the events after `cursor`, then advance the source's cursor; returns it."""
-        store, _ = self._ready()
+        """Apply the events after `cursor`, then advance the source's cursor; returns it.
+
+        Instruments first: each is stored together with its sequence in one
+        step, so a redelivered one is skipped and none is ever half-known. Then
+        the legs of trades and releases (each applied once per account), then
+        the cursor. Trading creates an instrument before any order on it, so a
+        trade later in the same batch finds it.
+        """
+        store, instruments = self._ready()
         last = max(event.sequence for event in events)
         fresh = [event for event in events if event.sequence > cursor]
-        legs = await self._legs(fresh)
+        learned = _instruments_of(fresh)
         with _redis_errors():
+            if learned:
+                stored = await store.apply_instruments(source, learned)
+                for (sequence, instrument), new in zip(learned, stored, strict=True):
+                    if new:
+                        instruments.put(instrument)
+                        log.info(
+                            "instrument learned", symbol=instrument.symbol, source=source, sequence=sequence
+                        )
+            legs = await self._legs(fresh)
             try:
                 await store.apply_legs(source, legs)
             except RiskStateError as error:
@@ -197,12 +201,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         symbols = {e.trade.symbol for e in events if e.WhichOneof("event") == "trade"}
         maths: dict[str, InstrumentMath] = {}
         if symbols:
-            try:
-                maths = await instruments.lookup(symbols)
-            except InstrumentsUnavailableError as error:
-                raise unavailable(
-                    "INSTRUMENTS_UNAVAILABLE", f"risk cannot read instruments: {error.error.message}"
-                ) from error
+            maths = await instruments.lookup(symbols)
         legs: list[LegOp] = []
         try:
             for event in events:
@@ -214,13 +213,15 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                             "trade of an unknown symbol", sequence=event.sequence, symbol=event.trade.symbol
                         )
                         raise failed_precondition(
-                            "UNKNOWN_SYMBOL",
+                            RejectReason.UNKNOWN_SYMBOL,
                             f"event {event.sequence} trades {event.trade.symbol!r}, "
-                            "which trading does not list",
+                            "an instrument risk has not learned from trading's events",
                         )
                     legs.extend(exposure.trade_legs(event.sequence, event.trade, math))
                 elif kind == "order_released":
                     legs.append(exposure.release_leg(event.sequence, event.order_released))
+                elif kind == "instrument_created":
+                    continue  # stored before the legs (apply_events)
                 else:
                     log.warning("trading event of no known kind skipped", sequence=event.sequence)
         except exposure.MalformedEvent as error:
@@ -275,6 +276,25 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 for f in figures
             ],
         )
+
+
+def _instruments_of(
+    events: Sequence[risk_pb2.TradingEvent],
+) -> list[tuple[int, common_pb2.Instrument]]:
+    """(sequence, instrument) of each instrument event; MALFORMED_EVENT for one risk cannot use."""
+    learned = []
+    for event in events:
+        if event.WhichOneof("event") == "instrument_created":
+            problem = instrument_problem(event.instrument_created)
+            if problem is not None:
+                log.error("malformed instrument event; stopping", sequence=event.sequence, why=problem)
+                raise invalid_field(
+                    "events",
+                    RejectReason.MALFORMED_EVENT,
+                    f"event {event.sequence} creates an instrument risk cannot use: {problem}",
+                )
+            learned.append((event.sequence, event.instrument_created))
+    return learned
 
 
 def _check_account(account_id: str) -> None:

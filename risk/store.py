@@ -17,16 +17,31 @@ from typing import Any, cast
 
 import redis.asyncio as redis
 import structlog
+from google.protobuf import json_format
 from redis.exceptions import NoScriptError
 
+from backbone.common.v1 import common_pb2
 from risk.exposure import LegOp, ReleaseOp, ReserveOp
-from risk.keys import applied_key, balances_key, cursor_key, deposits_key, order_key
+from risk.keys import (
+    INSTRUMENTS_APPLIED_KEY,
+    INSTRUMENTS_KEY,
+    applied_key,
+    balances_key,
+    cursor_key,
+    deposits_key,
+    order_key,
+)
 
 log = structlog.get_logger("backbone.risk")
 
-SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "deposit")
+SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "deposit", "instrument")
 
 Call = tuple[str, Sequence[str], Sequence[str]]
+
+
+def instrument_json(instrument: common_pb2.Instrument) -> str:
+    """How risk stores an instrument in Redis: proto JSON on one line (readable with redis-cli)."""
+    return json_format.MessageToJson(instrument, indent=None)
 
 
 def script_sources() -> dict[str, str]:
@@ -174,6 +189,38 @@ class RiskStore:
             causes = [r for r in refusals if r.reason != "HALTED"]
             raise (causes or refusals)[0]
         return applied
+
+    async def apply_instruments(
+        self, source: str, instruments: Sequence[tuple[int, common_pb2.Instrument]]
+    ) -> list[bool]:
+        """Store each (sequence, instrument) of `source` not applied before, in order, in one round trip.
+
+        Each instrument is written together with its sequence (one script), so a
+        redelivered event is skipped. One answer each: True when stored, False
+        when skipped as applied before.
+        """
+        calls: list[Call] = [
+            (
+                "instrument",
+                (INSTRUMENTS_KEY, INSTRUMENTS_APPLIED_KEY),
+                (source, str(sequence), instrument.symbol, instrument_json(instrument)),
+            )
+            for sequence, instrument in instruments
+        ]
+        return [int(result) == 1 for result in await self._run(calls)]
+
+    async def instruments(self) -> list[common_pb2.Instrument]:
+        """Every instrument risk has learned; an entry that does not parse is logged and left out."""
+        stored = cast(dict[str, str], await self.client.hgetall(INSTRUMENTS_KEY))
+        instruments = []
+        for symbol, text in stored.items():
+            try:
+                instrument = json_format.Parse(text, common_pb2.Instrument(), ignore_unknown_fields=True)
+            except json_format.ParseError as error:
+                log.error("stored instrument does not parse; left out", symbol=symbol, error=str(error))
+                continue
+            instruments.append(instrument)
+        return instruments
 
     async def cursor(self, source: str) -> int:
         """Highest sequence of `source` fully applied; 0 when none."""

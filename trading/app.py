@@ -41,6 +41,11 @@ def outbox_health_name(outbox: str) -> str:
     return f"{SERVICE_NAME}/outbox/{outbox}"
 
 
+RISK_OUTBOX = "risk-trading-events"  # the name of the outbox to risk (start())
+# Of the caller's deadline, what CreateInstrument keeps to answer after waiting for risk.
+ANSWER_MARGIN_SECONDS = 0.25
+
+
 def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTradesRequest:
     return settlement_pb2.StreamTradesRequest(
         source=source,
@@ -49,12 +54,20 @@ def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTr
 
 
 def risk_request(source: str, records: Records) -> risk_pb2.StreamTradingEventsRequest:
+    """Risk's events: trades, releases and instrument creations (RISK_KINDS), in sequence order."""
     events = []
     for sequence, record in records:
-        if record.HasField("trade"):
+        kind = record.WhichOneof("record")
+        if kind == "trade":
             events.append(risk_pb2.TradingEvent(sequence=sequence, trade=record.trade))
-        else:
+        elif kind == "order_released":
             events.append(risk_pb2.TradingEvent(sequence=sequence, order_released=record.order_released))
+        elif kind == "instrument_created":
+            events.append(
+                risk_pb2.TradingEvent(sequence=sequence, instrument_created=record.instrument_created)
+            )
+        else:
+            raise ValueError(f"journal record {sequence} is a {kind!r}, which risk is not sent")
     return risk_pb2.StreamTradingEventsRequest(source=source, events=events)
 
 
@@ -88,7 +101,7 @@ class TradingApp:
         self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        servicer = TradingServicer(self.loop)
+        servicer = TradingServicer(self.loop, instrument_journaled=self.wait_risk_learned)
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         return [SERVICE_NAME]
 
@@ -153,6 +166,29 @@ class TradingApp:
         for outbox in self.outboxes:
             await outbox.start()
         log.info("trading ready", shard=shard, instruments=len(self.engine.instruments))
+
+    async def wait_risk_learned(self, sequence: int, caller_seconds_left: float | None) -> None:
+        """Wait until risk has applied journal record `sequence` (a new instrument), within the deadline.
+
+        So an admin who creates an instrument and at once submits an order finds risk
+        knowing it. Risk not answering in time changes nothing: the instrument is created
+        (journaled) and risk learns it when its stream is back; a warning says so.
+        """
+        outbox = next((o for o in self.outboxes if o.name == RISK_OUTBOX), None)
+        if outbox is None:  # not started: nothing to wait for
+            return
+        budget = float(self.settings.call_timeout_seconds)
+        if caller_seconds_left is not None:
+            budget = min(budget, caller_seconds_left - ANSWER_MARGIN_SECONDS)
+        outbox.notify()  # the engine wakes the outboxes for trades and releases only
+        if budget <= 0 or not await outbox.wait_acknowledged(sequence, budget):
+            log.warning(
+                "risk has not acknowledged the new instrument in time; answering anyway, "
+                "risk learns it when its event stream catches up",
+                sequence=sequence,
+                risk_acknowledged=outbox.acknowledged,
+                waited_s=round(max(budget, 0.0), 3),
+            )
 
     async def stop(self) -> None:
         await self.loop.stop()

@@ -5,7 +5,7 @@ where payload is a serialized ``trading.v1.JournalRecord``. A batch of
 records is appended with one binary COPY in one transaction, so a batch is
 either wholly journaled or not at all. Startup reads every row back in
 sequence order to replay it; the outboxes read trades (for settlement) or
-trades and releases (for risk) after a sequence, through partial indexes.
+trades, releases and instrument creations (for risk) after a sequence.
 """
 
 from __future__ import annotations
@@ -17,17 +17,21 @@ from psycopg_pool import AsyncConnectionPool
 from backbone.trading.v1 import trading_pb2
 
 SETTLEMENT_KINDS = ("trade",)
-RISK_KINDS = ("trade", "order_released")
+# Risk learns instruments from this stream too (it never asks trading for them).
+RISK_KINDS = ("trade", "order_released", "instrument_created")
 
 _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ["text", "int8", "text", "bytea"]
 
 _PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
-# The kind predicates are spelled as the partial indexes' (001_journal.sql) so the
-# planner can use them even for a prepared, generic plan.
+# The settlement predicate is spelled as its partial index's (001_journal.sql) so the
+# planner can use it even for a prepared, generic plan. Risk's kinds now include
+# instrument_created, which the journal_trading_events partial index does not cover:
+# the page is read along the primary key (shard, sequence), skipping other kinds.
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
-    RISK_KINDS: _PAGE + " AND kind IN ('trade', 'order_released') ORDER BY sequence LIMIT %s",
+    RISK_KINDS: _PAGE
+    + " AND kind IN ('trade', 'order_released', 'instrument_created') ORDER BY sequence LIMIT %s",
     (): _PAGE + " ORDER BY sequence LIMIT %s",
 }
 

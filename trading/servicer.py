@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -327,9 +327,18 @@ def _fail(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]], 
 class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     """TradingService over the engine loop: translates requests and answers, nothing more."""
 
-    def __init__(self, loop: EngineLoop, *, max_in_flight_per_stream: int = 64) -> None:
+    def __init__(
+        self,
+        loop: EngineLoop,
+        *,
+        max_in_flight_per_stream: int = 64,
+        instrument_journaled: Callable[[int, float | None], Awaitable[None]] | None = None,
+    ) -> None:
         self._loop = loop
         self._max_in_flight = max_in_flight_per_stream
+        # Awaited with a new instrument's journal sequence and the caller's seconds left before
+        # CreateInstrument answers (TradingApp waits there for risk to have learned it).
+        self._instrument_journaled = instrument_journaled
 
     @property
     def _engine(self) -> Engine:
@@ -439,18 +448,21 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             timestamp_ns: int,
             records: list[trading_pb2.JournalRecord],
             reports: list[common_pb2.ExecutionReport],
-        ) -> common_pb2.Instrument:
+        ) -> tuple[common_pb2.Instrument, int]:
             try:
                 outcome = engine.create_instrument(instrument, timestamp_ns)
             except InstrumentRejected as error:
                 raise _instrument_error(error, instrument.symbol) from None
             records += outcome.records
             assert outcome.instrument is not None
-            return outcome.instrument
+            # The record's sequence; 0 when the same definition existed (nothing new was journaled).
+            return outcome.instrument, outcome.records[-1].sequence if outcome.records else 0
 
-        stored = await self._loop.call(run)
+        stored, sequence = await self._loop.call(run)
         if stored is not None:
             log.info("instrument ready", symbol=stored.symbol)
+        if sequence and self._instrument_journaled is not None:
+            await self._instrument_journaled(sequence, context.time_remaining())
         return trading_pb2.CreateInstrumentResponse(instrument=stored)
 
     async def ListInstruments(

@@ -19,7 +19,6 @@ from backbone.runtime.config import Settings
 from backbone.runtime.errors import from_rpc_error
 from backbone.runtime.outbox import OutboxSender
 from backbone.runtime.server import RunningServer
-from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from risk import exposure
 from risk.app import create_app
 from risk.exposure import LegOp, ReleaseOp, ReserveOp
@@ -434,50 +433,49 @@ async def test_scripts_are_loaded_again_after_redis_forgets_them(
     assert await figures(store, account) == {"USD": (10, 4, 6)}
 
 
-# The service over gRPC, with a stand-in trading service that only lists instruments.
+# The service over gRPC. Risk calls no other service: it learns instruments only from
+# trading's event stream, so these tests teach it BTC-USD the way trading does.
 
 
-class Instruments(trading_pb2_grpc.TradingServiceServicer):
-    def __init__(self, instruments: Sequence[common_pb2.Instrument]) -> None:
-        self.instruments = list(instruments)
-        self.calls = 0
+async def teach(stub: risk_pb2_grpc.RiskServiceStub, source: str, *instruments: common_pb2.Instrument) -> int:
+    """Send `instruments` as `source`'s next instrument_created events; returns the applied sequence."""
+    call = stub.StreamTradingEvents()
+    await call.write(risk_pb2.StreamTradingEventsRequest(source=source))
+    start = (await call.read()).applied_sequence
+    events = [
+        risk_pb2.TradingEvent(sequence=start + i, instrument_created=instrument)
+        for i, instrument in enumerate(instruments, start=1)
+    ]
+    await call.write(risk_pb2.StreamTradingEventsRequest(source=source, events=events))
+    applied = int((await call.read()).applied_sequence)
+    assert applied == start + len(instruments)
+    call.cancel()
+    return applied
 
-    async def ListInstruments(
-        self, request: trading_pb2.ListInstrumentsRequest, context: grpc.aio.ServicerContext
-    ) -> trading_pb2.ListInstrumentsResponse:
-        self.calls += 1
-        return trading_pb2.ListInstrumentsResponse(instruments=self.instruments)
+
+def risk_settings(redis_url: str) -> Settings:
+    return Settings.from_env({"BACKBONE_REDIS_URL": redis_url, "BACKBONE_GRACE_PERIOD_SECONDS": "0"})
 
 
 @pytest.fixture
-async def risk_service(redis_url: str) -> AsyncIterator[tuple[risk_pb2_grpc.RiskServiceStub, Instruments]]:
-    trading = grpc.aio.server()
-    listing = Instruments([INSTRUMENT])
-    trading_pb2_grpc.add_TradingServiceServicer_to_server(listing, trading)
-    trading_port = trading.add_insecure_port("127.0.0.1:0")
-    await trading.start()
-    settings = Settings.from_env(
-        {
-            "BACKBONE_REDIS_URL": redis_url,
-            "BACKBONE_TRADING_ADDRESS": f"127.0.0.1:{trading_port}",
-            "BACKBONE_GRACE_PERIOD_SECONDS": "0",
-        }
-    )
+async def risk_service(redis_url: str) -> AsyncIterator[risk_pb2_grpc.RiskServiceStub]:
+    settings = risk_settings(redis_url)
     running = RunningServer(create_app(settings), settings)
     await running.start("127.0.0.1:0")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = risk_pb2_grpc.RiskServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
-        yield risk_pb2_grpc.RiskServiceStub(channel), listing
+        await teach(stub, unique("shard"), INSTRUMENT)
+        yield stub
     finally:
         await channel.close()
         await running.stop()
-        await trading.stop(0)
 
 
 async def test_service_reservations_batch(
-    risk_service: tuple[risk_pb2_grpc.RiskServiceStub, Instruments],
+    risk_service: risk_pb2_grpc.RiskServiceStub,
 ) -> None:
-    stub, listing = risk_service
+    stub = risk_service
     account = unique("henry")
     await stub.ApplyDeposit(
         risk_pb2.ApplyDepositRequest(deposit_id=unique("d"), account_id=account, asset="USD", amount=10**7)
@@ -538,38 +536,40 @@ async def test_service_reservations_batch(
     assert [(a.asset, a.total, a.reserved, a.available) for a in figures.assets] == [
         ("USD", 10**7, held, 10**7 - held)
     ]
-    # One listing answered the whole batch; a symbol missing from the cache asks again.
-    assert listing.calls == 1
-    listing.instruments.append(
-        derive_instrument(
-            symbol="ETH-USD",
-            base_asset="ETH",
-            quote_asset="USD",
-            base_scale=8,
-            quote_scale=2,
-            tick_size=Decimal("1"),
-            lot_size=Decimal("0.01"),
-            min_quantity=Decimal("0.01"),
-            max_quantity=Decimal("1000"),
-            max_price=Decimal("100000"),
-            maker_fee_bps=0,
-            taker_fee_bps=0,
-        )
+    # A symbol risk has not learned is unknown until trading's event stream brings it.
+    eth = derive_instrument(
+        symbol=unique("ETH").upper(),
+        base_asset="ETH",
+        quote_asset="USD",
+        base_scale=8,
+        quote_scale=2,
+        tick_size=Decimal("1"),
+        lot_size=Decimal("0.01"),
+        min_quantity=Decimal("0.01"),
+        max_quantity=Decimal("1000"),
+        max_price=Decimal("100000"),
+        maker_fee_bps=0,
+        taker_fee_bps=0,
     )
     call = stub.StreamReservations()
     await call.write(
-        risk_pb2.StreamReservationsRequest(sequence=1, commands=[reserve("o7", symbol="ETH-USD")])
+        risk_pb2.StreamReservationsRequest(sequence=1, commands=[reserve("o7", symbol=eth.symbol)])
+    )
+    (result,) = (await call.read()).results
+    assert (result.accepted, RejectReason.from_number(result.reject_reason)) == (False, "UNKNOWN_SYMBOL")
+    await teach(stub, unique("shard"), eth)
+    await call.write(
+        risk_pb2.StreamReservationsRequest(sequence=2, commands=[reserve("o7", symbol=eth.symbol)])
     )
     (result,) = (await call.read()).results
     assert (result.accepted, result.asset, result.amount) == (True, "USD", 50_000 * 10)
-    assert listing.calls == 2
     call.cancel()
 
 
 async def test_service_deposits_and_bad_input(
-    risk_service: tuple[risk_pb2_grpc.RiskServiceStub, Instruments],
+    risk_service: risk_pb2_grpc.RiskServiceStub,
 ) -> None:
-    stub, _ = risk_service
+    stub = risk_service
     account = unique("ivy")
     deposit = risk_pb2.ApplyDepositRequest(deposit_id=unique("d"), account_id=account, asset="USD", amount=5)
     assert (await stub.ApplyDeposit(deposit)).applied
@@ -604,9 +604,9 @@ def event_request(
 
 
 async def test_service_applies_trading_events_from_an_outbox(
-    risk_service: tuple[risk_pb2_grpc.RiskServiceStub, Instruments],
+    risk_service: risk_pb2_grpc.RiskServiceStub,
 ) -> None:
-    stub, _ = risk_service
+    stub = risk_service
     source = unique("shard")
     buyer, seller = unique("b"), unique("s")
     for account, asset in ((buyer, "USD"), (seller, "BTC")):
@@ -737,9 +737,9 @@ async def test_service_applies_trading_events_from_an_outbox(
 
 
 async def test_service_stops_the_event_stream_rather_than_corrupt(
-    risk_service: tuple[risk_pb2_grpc.RiskServiceStub, Instruments],
+    risk_service: risk_pb2_grpc.RiskServiceStub,
 ) -> None:
-    stub, _ = risk_service
+    stub = risk_service
     source = unique("shard")
     buyer, seller = unique("b"), unique("s")  # no deposits: the trade cannot be paid
     events = stub.StreamTradingEvents()

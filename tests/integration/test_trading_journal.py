@@ -13,6 +13,7 @@ import pytest
 
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
+from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.embedded import free_port
@@ -114,6 +115,43 @@ class Trading:
         return [response async for response in self.stub.StreamOrders(generate())]
 
 
+class _Risk(risk_pb2_grpc.RiskServiceServicer):
+    """A receiver of StreamTradingEvents that keeps what it is sent (stands in for risk).
+
+    Trading's CreateInstrument answers once risk has acknowledged the new instrument, so
+    tests that create one run with this receiver rather than wait for a risk that is not there.
+    """
+
+    def __init__(self) -> None:
+        self.applied: dict[str, int] = {}
+        self.events: list[tuple[str, int, str]] = []
+
+    async def StreamTradingEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        async for request in request_iterator:
+            source = request.source
+            applied = self.applied.get(source, 0)
+            for event in request.events:
+                if event.sequence > applied:
+                    self.events.append((source, event.sequence, event.WhichOneof("event")))
+                    applied = event.sequence
+            self.applied[source] = applied
+            yield risk_pb2.StreamTradingEventsResponse(applied_sequence=applied)
+
+
+@pytest.fixture
+async def risk() -> AsyncIterator[tuple[str, _Risk]]:
+    """A stand-in risk receiver: its address and what it received."""
+    receiver = _Risk()
+    server = grpc.aio.server()
+    risk_pb2_grpc.add_RiskServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}", receiver
+    finally:
+        await server.stop(0)
+
+
 async def refused(call: Any) -> ServiceError:
     try:
         await call
@@ -158,8 +196,12 @@ async def test_journal_appends_in_one_transaction_and_reads_back(new_database: C
         trades = await journal.load_after(0, 100, SETTLEMENT_KINDS)
         assert [(seq, r.WhichOneof("record")) for seq, r in trades] == [(4, "trade")]
         events = await journal.load_after(0, 100, RISK_KINDS)
-        assert [(seq, r.WhichOneof("record")) for seq, r in events] == [(4, "trade"), (6, "order_released")]
-        assert await journal.load_after(4, 100, RISK_KINDS) == events[1:]
+        assert [(seq, r.WhichOneof("record")) for seq, r in events] == [
+            (1, "instrument_created"),
+            (4, "trade"),
+            (6, "order_released"),
+        ]
+        assert await journal.load_after(1, 100, RISK_KINDS) == events[1:]
         assert await journal.load_after(0, 1, RISK_KINDS) == events[:1]
 
         # A batch that cannot be written entirely is not written at all.
@@ -182,10 +224,10 @@ async def test_journal_appends_in_one_transaction_and_reads_back(new_database: C
 
 
 async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
-    new_database: Callable[[], str],
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
 ) -> None:
     database_url = new_database()
-    settings = settings_for(database_url)
+    settings = settings_for(database_url, risk=risk[0])
     async with Trading(settings) as trading:
         created = await trading.stub.CreateInstrument(
             trading_pb2.CreateInstrumentRequest(instrument=btc_usd())
@@ -296,8 +338,8 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1))
 
 
-async def test_create_instrument_refusals(new_database: Callable[[], str]) -> None:
-    async with Trading(settings_for(new_database())) as trading:
+async def test_create_instrument_refusals(new_database: Callable[[], str], risk: tuple[str, _Risk]) -> None:
+    async with Trading(settings_for(new_database(), risk=risk[0])) as trading:
         await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
         different = btc_usd()
         different.maker_fee_bps = 1
@@ -319,9 +361,11 @@ async def test_create_instrument_refusals(new_database: Callable[[], str]) -> No
         assert [i.symbol for i in listed.instruments] == ["BTC-USD"]
 
 
-async def test_concurrent_streams_all_go_through_one_engine(new_database: Callable[[], str]) -> None:
+async def test_concurrent_streams_all_go_through_one_engine(
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
+) -> None:
     database_url = new_database()
-    async with Trading(settings_for(database_url)) as trading:
+    async with Trading(settings_for(database_url, risk=risk[0])) as trading:
         await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
 
         async def flow(name: str, side: int) -> list[trading_pb2.StreamOrdersResponse]:
@@ -343,9 +387,11 @@ async def test_concurrent_streams_all_go_through_one_engine(new_database: Callab
         assert restarted.app.engine.state_hash() == state
 
 
-async def test_a_failed_journal_write_stops_the_engine(new_database: Callable[[], str]) -> None:
+async def test_a_failed_journal_write_stops_the_engine(
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
+) -> None:
     database_url = new_database()
-    async with Trading(settings_for(database_url)) as trading:
+    async with Trading(settings_for(database_url, risk=risk[0])) as trading:
         await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
         fatal: list[str] = []
         trading.app.loop._on_fatal = fatal.append
@@ -379,14 +425,16 @@ class _Settlement(settlement_pb2_grpc.SettlementServiceServicer):
             yield settlement_pb2.StreamTradesResponse(applied_sequence=self.applied)
 
 
-async def test_trades_reach_settlement_through_the_outbox(new_database: Callable[[], str]) -> None:
+async def test_trades_reach_settlement_and_risk_through_the_outboxes(
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
+) -> None:
     receiver = _Settlement()
     server = grpc.aio.server()
     settlement_pb2_grpc.add_SettlementServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        settings = settings_for(new_database(), settlement=f"127.0.0.1:{port}")
+        settings = settings_for(new_database(), settlement=f"127.0.0.1:{port}", risk=risk[0])
         async with Trading(settings) as trading:
             await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
             await trading.send(
@@ -396,6 +444,13 @@ async def test_trades_reach_settlement_through_the_outbox(new_database: Callable
             assert receiver.trades == [("trading-test", 4, 1), ("trading-test", 6, 2)]
             outbox = trading.app.outboxes[0]
             assert await outbox.wait_acknowledged(6, 10)
+            # Risk gets the instrument first, then the trades (both orders were filled: no release).
+            await wait_until(lambda: len(risk[1].events) == 3, "every risk event at the receiver")
+            assert risk[1].events == [
+                ("trading-test", 1, "instrument_created"),
+                ("trading-test", 4, "trade"),
+                ("trading-test", 6, "trade"),
+            ]
     finally:
         await server.stop(0)
 
