@@ -3,55 +3,157 @@
 A price is a whole number of ticks, a quantity a whole number of lots, an
 amount a whole number of an asset's minor units (10^-scale). Conversions
 happen once, at the gateway; nothing here ever touches a float.
+
+A decimal text is bounded before any arithmetic (``parse_decimal``: at most
+19 digits before the point and 18 after, see :mod:`backbone.ids`), and every
+computation here runs in a context wide enough to be exact for bounded values
+and trapping anything inexact, so no Decimal operation can round silently or
+raise past this module: a value too large to handle is a MoneyError.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 
 from backbone.common.v1 import common_pb2
+from backbone.ids import (
+    DECIMAL_PRECISION,
+    INT64_MAX,
+    MAX_DECIMAL_INTEGER_DIGITS,
+    MAX_DECIMAL_LENGTH,
+    MAX_DECIMAL_PLACES,
+    fee_bps_problem,
+    scale_problem,
+)
 
-# Digits, an optional fraction; no sign, exponent, spaces or leading zeros.
-_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,18})?$")
-INT64_MAX = (1 << 63) - 1
+__all__ = [
+    "BPS_DENOMINATOR",
+    "INT64_MAX",
+    "InstrumentMath",
+    "MoneyError",
+    "derive_instrument",
+    "format_minor",
+    "format_units",
+    "from_units",
+    "is_multiple",
+    "minor_unit",
+    "parse_decimal",
+    "to_minor",
+    "to_units",
+]
+
 BPS_DENOMINATOR = 10_000
+
+# The shape of a plain decimal: digits, an optional fraction (sizes checked after a match).
+_DECIMAL = re.compile(r"(?P<integer>[0-9]+)(?:\.(?P<fraction>[0-9]+))?")
+_EXACT = Context(prec=DECIMAL_PRECISION, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 
 
 class MoneyError(ValueError):
-    """A value that cannot be an exact price, quantity or amount. The message says why."""
+    """A value that cannot be an exact price, quantity or amount. The message says why.
+
+    `field` names the request or instrument field it is about, when one is known.
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@contextmanager
+def _exact(what: str = "the value") -> Iterator[None]:
+    """Exact decimal arithmetic; anything that would round or overflow is a MoneyError."""
+    try:
+        with localcontext(_EXACT):
+            yield
+    except DecimalException:
+        raise MoneyError(f"{what} is too large or too precise to compute exactly") from None
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
 
 
 def parse_decimal(text: str) -> Decimal:
-    """Parse a plain non-negative decimal string such as "101.25" exactly."""
+    """Parse a plain non-negative decimal string such as "101.25" exactly.
+
+    The whole string must be digits with an optional fraction: no sign,
+    exponent, leading zero, whitespace (not even a trailing newline) or other
+    character; at most 19 digits before the point and 18 after. Nothing is
+    computed before these checks pass.
+    """
     if not isinstance(text, str) or not text:
         raise MoneyError("is empty; expected a decimal number such as 101.25")
-    if not _DECIMAL.match(text):
+    if len(text) > MAX_DECIMAL_LENGTH:
         raise MoneyError(
-            f"{text[:40]!r} is not a plain decimal number "
-            "(digits with an optional fraction, at most 18 decimal places; no sign or exponent)"
+            f"is {len(text)} characters long; a decimal number has at most "
+            f"{MAX_DECIMAL_INTEGER_DIGITS} digits before the point and {MAX_DECIMAL_PLACES} after"
+        )
+    matched = _DECIMAL.fullmatch(text)
+    if matched is None:
+        raise MoneyError(
+            f"{_shown(text)} is not a plain decimal number "
+            "(digits with an optional fraction, such as 101.25; no sign, exponent, spaces or "
+            "other characters)"
+        )
+    integer, fraction = matched["integer"], matched["fraction"] or ""
+    if len(integer) > 1 and integer[0] == "0":
+        raise MoneyError(f"{_shown(text)} has a leading zero")
+    if len(integer) > MAX_DECIMAL_INTEGER_DIGITS:
+        raise MoneyError(
+            f"{_shown(text)} has {len(integer)} digits before the point; "
+            f"at most {MAX_DECIMAL_INTEGER_DIGITS} are allowed"
+        )
+    if len(fraction) > MAX_DECIMAL_PLACES:
+        raise MoneyError(
+            f"{_shown(text)} has {len(fraction)} decimal places; at most {MAX_DECIMAL_PLACES} are allowed"
         )
     return Decimal(text)
 
 
 def to_units(value: Decimal, increment: Decimal) -> int:
     """`value` as a whole number of `increment`s; refuses a value off the grid."""
-    with localcontext() as context:
-        context.prec = 80
+    if increment <= 0:
+        raise MoneyError(f"the increment {increment:f} is not positive")
+    with _exact(f"{value:f} in units of {increment:f}"):
         units, remainder = divmod(value, increment)
     if remainder != 0:
         raise MoneyError(f"{value:f} is not a multiple of {increment:f}")
     return int(units)
 
 
+def is_multiple(value: Decimal, increment: Decimal) -> bool:
+    """Whether `value` is a whole number of `increment`s (exactly; False when it cannot be computed)."""
+    try:
+        to_units(value, increment)
+    except MoneyError:
+        return False
+    return True
+
+
+def from_units(units: int, increment: Decimal) -> Decimal:
+    """`units` whole `increment`s as an exact decimal."""
+    with _exact(f"{units} x {increment:f}"):
+        return Decimal(units) * increment
+
+
 def format_units(units: int, increment: Decimal) -> str:
     """A whole number of `increment`s as a decimal string with the increment's places."""
     places = max(0, -int(increment.as_tuple().exponent))
-    with localcontext() as context:
-        context.prec = 80
-        value = Decimal(units) * increment
-        return f"{value:.{places}f}"
+    return f"{from_units(units, increment):.{places}f}"
 
 
 def minor_unit(scale: int) -> Decimal:
@@ -135,6 +237,15 @@ class InstrumentMath:
         return format_units(lots, self.lot)
 
 
+def _units_of(field: str, value: Decimal, increment: Decimal, increment_name: str) -> int:
+    try:
+        return to_units(value, increment)
+    except MoneyError:
+        raise MoneyError(
+            f"{field} {value:f} is not a multiple of {increment_name} {increment:f}", field
+        ) from None
+
+
 def derive_instrument(
     *,
     symbol: str,
@@ -150,51 +261,83 @@ def derive_instrument(
     maker_fee_bps: int,
     taker_fee_bps: int,
 ) -> common_pb2.Instrument:
-    """Build an instrument, checking that its grid fits the assets' scales.
+    """Build an instrument, checking that its grid fits the assets' scales and 64-bit amounts.
 
     One lot must be a whole number of base minor units, and one tick times
     one lot a whole number of quote minor units, so every trade converts to
-    exact amounts. The largest order's notional must fit in 63 bits.
-    Raises MoneyError naming what does not fit.
+    exact amounts. The largest quantity in base minor units, and the largest
+    order's notional plus its fee headroom in quote minor units, must fit in
+    63 bits (so must every tick, lot and minor-unit count derived from them).
+    Raises MoneyError whose `field` names the field at fault.
     """
-    if tick_size <= 0:
-        raise MoneyError("tick_size must be positive")
-    if lot_size <= 0:
-        raise MoneyError("lot_size must be positive")
+    for field, scale in (("base_scale", base_scale), ("quote_scale", quote_scale)):
+        problem = scale_problem(scale)
+        if problem:
+            raise MoneyError(f"{field} {problem}", field)
+    for field, bps in (("maker_fee_bps", maker_fee_bps), ("taker_fee_bps", taker_fee_bps)):
+        problem = fee_bps_problem(bps)
+        if problem:
+            raise MoneyError(f"{field} {problem}", field)
+    for field, value in (
+        ("tick_size", tick_size),
+        ("lot_size", lot_size),
+        ("max_quantity", max_quantity),
+        ("max_price", max_price),
+    ):
+        if not value.is_finite() or value <= 0:
+            raise MoneyError(f"{field} must be positive", field)
+    if not min_quantity.is_finite() or min_quantity < 0:
+        raise MoneyError("min_quantity must not be negative", "min_quantity")
     try:
         base_minor_per_lot = to_units(lot_size, minor_unit(base_scale))
     except MoneyError:
         raise MoneyError(
-            f"lot_size {lot_size:f} is finer than {base_asset}'s {base_scale} decimal places"
+            f"lot_size {lot_size:f} is finer than {base_asset}'s {base_scale} decimal places", "lot_size"
         ) from None
+    with _exact("tick_size x lot_size"):
+        tick_lot = tick_size * lot_size
     try:
-        quote_minor_per_tick_lot = to_units(tick_size * lot_size, minor_unit(quote_scale))
+        quote_minor_per_tick_lot = to_units(tick_lot, minor_unit(quote_scale))
     except MoneyError:
         raise MoneyError(
-            f"tick_size x lot_size ({tick_size * lot_size:f}) is finer than "
-            f"{quote_asset}'s {quote_scale} decimal places"
+            f"tick_size x lot_size ({tick_lot:f}) is finer than {quote_asset}'s {quote_scale} decimal places",
+            "tick_size",
         ) from None
-    min_lots = to_units(min_quantity, lot_size) if min_quantity else 1
-    max_lots = to_units(max_quantity, lot_size)
-    max_ticks = to_units(max_price, tick_size)
+    min_lots = _units_of("min_quantity", min_quantity, lot_size, "lot_size") if min_quantity else 1
+    max_lots = _units_of("max_quantity", max_quantity, lot_size, "lot_size")
+    max_ticks = _units_of("max_price", max_price, tick_size, "tick_size")
     if min_lots < 1:
-        raise MoneyError("min_quantity must be at least one lot")
+        raise MoneyError("min_quantity must be at least one lot", "min_quantity")
     if max_lots < min_lots:
-        raise MoneyError("max_quantity must be at least min_quantity")
-    if max_ticks < 1:
-        raise MoneyError("max_price must be at least one tick")
+        raise MoneyError("max_quantity must be at least min_quantity", "max_quantity")
+    if base_minor_per_lot > INT64_MAX:
+        raise MoneyError(f"lot_size {lot_size:f} is too large for 64-bit amounts of {base_asset}", "lot_size")
+    if quote_minor_per_tick_lot > INT64_MAX:
+        raise MoneyError(
+            f"tick_size x lot_size ({tick_lot:f}) is too large for 64-bit amounts of {quote_asset}",
+            "tick_size",
+        )
+    if max_lots * base_minor_per_lot > INT64_MAX:
+        raise MoneyError(
+            f"max_quantity {max_quantity:f} is too large for 64-bit amounts of {base_asset}; lower it",
+            "max_quantity",
+        )
     largest = max_ticks * max_lots * quote_minor_per_tick_lot
     headroom = largest + _ceil_div(largest * max(maker_fee_bps, taker_fee_bps), BPS_DENOMINATOR)
-    if headroom > INT64_MAX or max_lots * base_minor_per_lot > INT64_MAX:
-        raise MoneyError("max_price x max_quantity is too large for 64-bit amounts; lower one of them")
+    if headroom > INT64_MAX:
+        raise MoneyError(
+            f"max_price x max_quantity ({max_price:f} x {max_quantity:f}) plus fees is too large for "
+            f"64-bit amounts of {quote_asset}; lower one of them",
+            "max_price",
+        )
     return common_pb2.Instrument(
         symbol=symbol,
         base_asset=base_asset,
         quote_asset=quote_asset,
         base_scale=base_scale,
         quote_scale=quote_scale,
-        tick_size=str(tick_size),
-        lot_size=str(lot_size),
+        tick_size=f"{tick_size:f}",
+        lot_size=f"{lot_size:f}",
         min_quantity_lots=min_lots,
         max_quantity_lots=max_lots,
         max_price_ticks=max_ticks,

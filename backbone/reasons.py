@@ -43,13 +43,13 @@ class RejectReason(StrEnum):
     """The symbol is not upper-case letters and digits in parts joined by '-' (at most 32 characters, for example BTC-USD). Fix the symbol."""
 
     INVALID_CLIENT_ORDER_ID = "INVALID_CLIENT_ORDER_ID"
-    """The client order id is not 1 to 64 printable ASCII characters. Fix it."""
+    """The client order id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Fix it."""
 
     INVALID_ORDER_ID = "INVALID_ORDER_ID"
-    """The order id is not 1 to 64 printable ASCII characters. Use the id an order was given."""
+    """The order id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Use the id an order was given."""
 
     INVALID_DEPOSIT_ID = "INVALID_DEPOSIT_ID"
-    """The deposit id is not 1 to 64 printable ASCII characters. Fix it."""
+    """The deposit id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Fix it."""
 
     INVALID_SIDE = "INVALID_SIDE"
     """The side is not SIDE_BUY or SIDE_SELL. Set one of them."""
@@ -61,7 +61,7 @@ class RejectReason(StrEnum):
     """The time in force is not supported (only TIME_IN_FORCE_GTC is). Send GTC."""
 
     INVALID_PRICE = "INVALID_PRICE"
-    """The price is malformed, not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range."""
+    """The price is malformed (a decimal is digits with an optional fraction, at most 19 before the point and 18 after; no sign, exponent or spaces), not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range."""
 
     INVALID_QUANTITY = "INVALID_QUANTITY"
     """The quantity is malformed, not a multiple of the lot size, or outside the instrument's smallest and largest quantity. ListInstruments gives them."""
@@ -76,22 +76,22 @@ class RejectReason(StrEnum):
     """The asset scale is above the largest (18). Choose a smaller scale."""
 
     INVALID_TICK_SIZE = "INVALID_TICK_SIZE"
-    """The tick size is malformed, not positive, or finer than the quote asset's scale allows. Fix the instrument definition."""
+    """The tick size is malformed, not positive, or (times the lot size) finer than the quote asset's scale allows or too large for 64-bit amounts. Fix the instrument definition."""
 
     INVALID_LOT_SIZE = "INVALID_LOT_SIZE"
-    """The lot size is malformed, not positive, or finer than the base asset's scale allows. Fix the instrument definition."""
+    """The lot size is malformed, not positive, finer than the base asset's scale allows or too large for 64-bit amounts. Fix the instrument definition."""
 
     INVALID_MIN_QUANTITY = "INVALID_MIN_QUANTITY"
     """The smallest quantity is malformed, not a multiple of the lot size, or above the largest quantity. Fix the instrument definition."""
 
     INVALID_MAX_QUANTITY = "INVALID_MAX_QUANTITY"
-    """The largest quantity is malformed, not a multiple of the lot size, or too large to convert exactly. Fix the instrument definition."""
+    """The largest quantity is malformed, not a multiple of the lot size, or too large for 64-bit amounts of the base asset. Fix the instrument definition."""
 
     INVALID_MAX_PRICE = "INVALID_MAX_PRICE"
-    """The largest price is malformed, not a multiple of the tick size, or too large to convert exactly. Fix the instrument definition."""
+    """The largest price is malformed, not a multiple of the tick size, or the largest order (largest price x largest quantity, plus fees) is too large for 64-bit amounts of the quote asset. Fix the instrument definition."""
 
     INVALID_FEE = "INVALID_FEE"
-    """A fee rate is above the largest allowed. Choose a lower rate."""
+    """A fee rate is above the largest allowed (1000 basis points, 10%). Choose a lower rate."""
 
     INVALID_LIMIT = "INVALID_LIMIT"
     """A page size is out of range. Ask for fewer items."""
@@ -193,7 +193,7 @@ class RejectReason(StrEnum):
     """A stream carries the events of one source only (internal)."""
 
     INVALID_SOURCE = "INVALID_SOURCE"
-    """The source name is malformed (internal)."""
+    """The source name is not 1 to 64 letters, digits, '.', '_' or '-' (internal)."""
 
     HELLO_EXPECTED = "HELLO_EXPECTED"
     """The first message of a stream is a hello with no records (internal)."""
@@ -436,23 +436,23 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INVALID_ACCOUNT_ID: "The account id is not 1 to 64 letters, digits, '.', '_' or '-'. Fix the id.",
     RejectReason.INVALID_ASSET_CODE: 'The asset code is not 1 to 12 upper-case letters or digits. Fix the code.',
     RejectReason.INVALID_SYMBOL: "The symbol is not upper-case letters and digits in parts joined by '-' (at most 32 characters, for example BTC-USD). Fix the symbol.",
-    RejectReason.INVALID_CLIENT_ORDER_ID: 'The client order id is not 1 to 64 printable ASCII characters. Fix it.',
-    RejectReason.INVALID_ORDER_ID: 'The order id is not 1 to 64 printable ASCII characters. Use the id an order was given.',
-    RejectReason.INVALID_DEPOSIT_ID: 'The deposit id is not 1 to 64 printable ASCII characters. Fix it.',
+    RejectReason.INVALID_CLIENT_ORDER_ID: "The client order id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Fix it.",
+    RejectReason.INVALID_ORDER_ID: "The order id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Use the id an order was given.",
+    RejectReason.INVALID_DEPOSIT_ID: "The deposit id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Fix it.",
     RejectReason.INVALID_SIDE: 'The side is not SIDE_BUY or SIDE_SELL. Set one of them.',
     RejectReason.UNSUPPORTED_ORDER_TYPE: 'The order type is not supported (only ORDER_TYPE_LIMIT is). Send a limit order.',
     RejectReason.UNSUPPORTED_TIME_IN_FORCE: 'The time in force is not supported (only TIME_IN_FORCE_GTC is). Send GTC.',
-    RejectReason.INVALID_PRICE: "The price is malformed, not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range.",
+    RejectReason.INVALID_PRICE: "The price is malformed (a decimal is digits with an optional fraction, at most 19 before the point and 18 after; no sign, exponent or spaces), not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range.",
     RejectReason.INVALID_QUANTITY: "The quantity is malformed, not a multiple of the lot size, or outside the instrument's smallest and largest quantity. ListInstruments gives them.",
     RejectReason.INVALID_AMOUNT: "The amount is malformed, not positive, finer than the asset's scale or too large. Fix the amount.",
     RejectReason.INVALID_DEPTH: 'The order book depth is above the largest (1000). Ask for fewer levels.',
     RejectReason.INVALID_SCALE: 'The asset scale is above the largest (18). Choose a smaller scale.',
-    RejectReason.INVALID_TICK_SIZE: "The tick size is malformed, not positive, or finer than the quote asset's scale allows. Fix the instrument definition.",
-    RejectReason.INVALID_LOT_SIZE: "The lot size is malformed, not positive, or finer than the base asset's scale allows. Fix the instrument definition.",
+    RejectReason.INVALID_TICK_SIZE: "The tick size is malformed, not positive, or (times the lot size) finer than the quote asset's scale allows or too large for 64-bit amounts. Fix the instrument definition.",
+    RejectReason.INVALID_LOT_SIZE: "The lot size is malformed, not positive, finer than the base asset's scale allows or too large for 64-bit amounts. Fix the instrument definition.",
     RejectReason.INVALID_MIN_QUANTITY: 'The smallest quantity is malformed, not a multiple of the lot size, or above the largest quantity. Fix the instrument definition.',
-    RejectReason.INVALID_MAX_QUANTITY: 'The largest quantity is malformed, not a multiple of the lot size, or too large to convert exactly. Fix the instrument definition.',
-    RejectReason.INVALID_MAX_PRICE: 'The largest price is malformed, not a multiple of the tick size, or too large to convert exactly. Fix the instrument definition.',
-    RejectReason.INVALID_FEE: 'A fee rate is above the largest allowed. Choose a lower rate.',
+    RejectReason.INVALID_MAX_QUANTITY: 'The largest quantity is malformed, not a multiple of the lot size, or too large for 64-bit amounts of the base asset. Fix the instrument definition.',
+    RejectReason.INVALID_MAX_PRICE: 'The largest price is malformed, not a multiple of the tick size, or the largest order (largest price x largest quantity, plus fees) is too large for 64-bit amounts of the quote asset. Fix the instrument definition.',
+    RejectReason.INVALID_FEE: 'A fee rate is above the largest allowed (1000 basis points, 10%). Choose a lower rate.',
     RejectReason.INVALID_LIMIT: 'A page size is out of range. Ask for fewer items.',
     RejectReason.INVALID_API_KEY_DIGEST: 'An API key digest is not a SHA-256 digest (internal call). Send 32 bytes.',
     RejectReason.MISSING_API_KEY: "No x-api-key header was sent. Send the account's API key.",
@@ -486,7 +486,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.AMOUNT_OUT_OF_RANGE: 'An amount is outside the range the ledger accepts (internal).',
     RejectReason.SOURCE_REQUIRED: 'The first message of an event stream must name its source (internal).',
     RejectReason.SOURCE_CHANGED: 'A stream carries the events of one source only (internal).',
-    RejectReason.INVALID_SOURCE: 'The source name is malformed (internal).',
+    RejectReason.INVALID_SOURCE: "The source name is not 1 to 64 letters, digits, '.', '_' or '-' (internal).",
     RejectReason.HELLO_EXPECTED: 'The first message of a stream is a hello with no records (internal).',
     RejectReason.INVALID_SEQUENCE: 'Sequence numbers must be positive and increase (internal).',
     RejectReason.MALFORMED_EVENT: 'An event could not be read (internal); the receiver stops the stream.',

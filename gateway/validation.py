@@ -8,7 +8,6 @@ the network: callers look instruments and assets up first and pass them in.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,13 +15,17 @@ from typing import Any
 
 import grpc
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.ids import DEFAULT_BOOK_DEPTH, IdRule, book_depth_problem, fee_bps_problem, scale_problem
+from backbone.ids import symbol_problem as symbol_problem
 from backbone.money import (
     INT64_MAX,
     InstrumentMath,
     MoneyError,
     derive_instrument,
+    is_multiple,
     parse_decimal,
     to_minor,
     to_units,
@@ -30,17 +33,6 @@ from backbone.money import (
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import FieldViolation, ServiceError
 from backbone.trading.v1 import trading_pb2
-
-MAX_ID_LENGTH = 64
-MAX_BOOK_DEPTH = 1000
-DEFAULT_BOOK_DEPTH = 20
-MAX_FEE_BPS = 1000
-MAX_SCALE = 18
-
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
-_SYMBOL = re.compile(r"^[A-Z0-9]+(-[A-Z0-9]+)*$")
-MAX_SYMBOL_LENGTH = 32
 
 _SIDE_NAMES = {common_pb2.SIDE_BUY: "buy", common_pb2.SIDE_SELL: "sell"}
 
@@ -71,9 +63,26 @@ class Violations:
             raise invalid(self.items)
 
 
+# The reason of each instrument field (a derive_instrument MoneyError names one of them).
+_FIELD_REASONS = {
+    "symbol": RejectReason.INVALID_SYMBOL,
+    "base_asset": RejectReason.INVALID_ASSET_CODE,
+    "quote_asset": RejectReason.INVALID_ASSET_CODE,
+    "base_scale": RejectReason.INVALID_SCALE,
+    "quote_scale": RejectReason.INVALID_SCALE,
+    "tick_size": RejectReason.INVALID_TICK_SIZE,
+    "lot_size": RejectReason.INVALID_LOT_SIZE,
+    "min_quantity": RejectReason.INVALID_MIN_QUANTITY,
+    "max_quantity": RejectReason.INVALID_MAX_QUANTITY,
+    "max_price": RejectReason.INVALID_MAX_PRICE,
+    "maker_fee_bps": RejectReason.INVALID_FEE,
+    "taker_fee_bps": RejectReason.INVALID_FEE,
+}
+
+
 def _invalid(field: str) -> RejectReason:
     """INVALID_TICK_SIZE for "tick_size" and so on: each instrument field has its own reason."""
-    return RejectReason("INVALID_" + field.upper())
+    return _FIELD_REASONS.get(field, RejectReason.INVALID_INSTRUMENT)
 
 
 def invalid(violations: Sequence[Violation]) -> ServiceError:
@@ -87,46 +96,19 @@ def invalid(violations: Sequence[Violation]) -> ServiceError:
     )
 
 
-def printable_ascii_problem(value: str, *, max_length: int = MAX_ID_LENGTH) -> str | None:
-    """Why `value` is not 1..max_length printable ASCII characters, or None when it is."""
-    if not value:
-        return "is required"
-    if len(value) > max_length:
-        return f"is {len(value)} characters long; at most {max_length} are allowed"
-    for char in value:
-        if not " " <= char <= "~":
-            return f"contains {char!r}; only printable ASCII characters are allowed"
-    return None
+def _check_id(field: str, rule: IdRule, value: str, violations: Violations) -> bool:
+    """Record why `value` is not a valid id of `rule`'s kind; True when it is valid."""
+    problem = rule.problem(value)
+    if problem:
+        violations.add(field, rule.reason, problem)
+        return False
+    return True
 
 
-def account_id_problem(value: str) -> str | None:
-    """Why `value` is not a valid account id (1-64 of A-Z a-z 0-9 . _ -), or None."""
-    if not value:
-        return "is required"
-    if not _ACCOUNT_ID.match(value):
-        return f"{value[:70]!r} is not an account id: 1 to 64 letters, digits, '.', '_' or '-'"
-    return None
-
-
-def asset_code_problem(value: str) -> str | None:
-    """Why `value` is not an asset code (1-12 upper-case letters or digits), or None."""
-    if not value:
-        return "is required"
-    if not _ASSET_CODE.match(value):
-        return f"{value[:40]!r} is not an asset code: 1 to 12 upper-case letters or digits"
-    return None
-
-
-def symbol_problem(value: str) -> str | None:
-    """Why `value` cannot be a symbol (upper-case letters, digits and inner '-'), or None."""
-    if not value:
-        return "is required"
-    if len(value) > MAX_SYMBOL_LENGTH or not _SYMBOL.match(value):
-        return (
-            f"{value[:40]!r} is not a symbol: up to {MAX_SYMBOL_LENGTH} upper-case letters, "
-            "digits and inner '-', for example BTC-USD"
-        )
-    return None
+def _refuse_bad_id(field: str, rule: IdRule, value: str) -> None:
+    violations = Violations()
+    _check_id(field, rule, value, violations)
+    violations.raise_if_any()
 
 
 def _enum_name(enum: Any, value: int) -> str:
@@ -215,20 +197,17 @@ def validate_submit_order(
     wrong field.
     """
     violations = Violations()
-    problem = printable_ascii_problem(request.client_order_id)
-    if problem:
-        violations.add("client_order_id", RejectReason.INVALID_CLIENT_ORDER_ID, problem)
+    _check_id("client_order_id", ids.CLIENT_ORDER_ID, request.client_order_id, violations)
 
     math: InstrumentMath | None = None
-    if not request.symbol:
-        violations.add("symbol", RejectReason.INVALID_SYMBOL, "is required, for example BTC-USD")
-    elif instrument is None or instrument.symbol != request.symbol:
+    symbol_ok = _check_id("symbol", ids.SYMBOL, request.symbol, violations)
+    if symbol_ok and (instrument is None or instrument.symbol != request.symbol):
         violations.add(
             "symbol",
             RejectReason.UNKNOWN_SYMBOL,
-            f"{request.symbol[:40]!r} is not a known instrument; ListInstruments lists them",
+            f"{request.symbol!r} is not a known instrument; ListInstruments lists them",
         )
-    else:
+    elif symbol_ok and instrument is not None:
         math = InstrumentMath.of(instrument)
 
     if request.side not in _SIDE_NAMES:
@@ -274,16 +253,16 @@ def validate_submit_order(
 
 
 def validate_order_id(order_id: str) -> None:
-    """An order id as the public API names it (1-64 printable ASCII characters)."""
-    problem = printable_ascii_problem(order_id)
-    if problem:
-        raise invalid([Violation("order_id", RejectReason.INVALID_ORDER_ID, problem)])
+    """An order id as the public API names it (see backbone.ids.ORDER_ID)."""
+    _refuse_bad_id("order_id", ids.ORDER_ID, order_id)
 
 
 def resolve_account(requested: str, authenticated: str) -> str:
-    """The account a call acts on: empty means the key's own; another one is refused."""
+    """The account a call acts on: empty means the key's own; a malformed one is
+    INVALID_ARGUMENT, another well-formed one PERMISSION_DENIED."""
     if not requested or requested == authenticated:
         return authenticated
+    _refuse_bad_id("account_id", ids.ACCOUNT_ID, requested)
     raise ServiceError(
         grpc.StatusCode.PERMISSION_DENIED,
         RejectReason.ACCOUNT_NOT_PERMITTED,
@@ -292,27 +271,18 @@ def resolve_account(requested: str, authenticated: str) -> str:
 
 
 def book_depth(depth: int) -> int:
-    """GetOrderBook depth: 0 means 20; at most 1000."""
+    """GetOrderBook depth: 0 means DEFAULT_BOOK_DEPTH; at most MAX_BOOK_DEPTH (backbone.ids)."""
     if depth == 0:
         return DEFAULT_BOOK_DEPTH
-    if depth > MAX_BOOK_DEPTH:
-        raise invalid(
-            [
-                Violation(
-                    "depth",
-                    RejectReason.INVALID_DEPTH,
-                    f"{depth} is above the largest depth {MAX_BOOK_DEPTH}",
-                )
-            ]
-        )
+    problem = book_depth_problem(depth)
+    if problem:
+        raise invalid([Violation("depth", RejectReason.INVALID_DEPTH, problem)])
     return depth
 
 
 def validate_symbol_field(symbol: str) -> None:
     """A symbol field of a read request: present and well formed."""
-    problem = symbol_problem(symbol)
-    if problem:
-        raise invalid([Violation("symbol", RejectReason.INVALID_SYMBOL, problem)])
+    _refuse_bad_id("symbol", ids.SYMBOL, symbol)
 
 
 # --- admin requests -------------------------------------------------------------------------
@@ -320,13 +290,10 @@ def validate_symbol_field(symbol: str) -> None:
 
 def validate_create_asset(request: gateway_pb2.CreateAssetRequest) -> None:
     violations = Violations()
-    problem = asset_code_problem(request.code)
+    _check_id("code", ids.ASSET_CODE, request.code, violations)
+    problem = scale_problem(request.scale)
     if problem:
-        violations.add("code", RejectReason.INVALID_ASSET_CODE, problem)
-    if request.scale > MAX_SCALE:
-        violations.add(
-            "scale", RejectReason.INVALID_SCALE, f"{request.scale} is above the largest scale {MAX_SCALE}"
-        )
+        violations.add("scale", RejectReason.INVALID_SCALE, problem)
     violations.raise_if_any()
 
 
@@ -363,13 +330,9 @@ def _parse_positive(
 def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> InstrumentFields:
     """Check the fields that need no asset look-up; returns the parsed decimals."""
     violations = Violations()
-    problem = symbol_problem(request.symbol)
-    if problem:
-        violations.add("symbol", RejectReason.INVALID_SYMBOL, problem)
+    _check_id("symbol", ids.SYMBOL, request.symbol, violations)
     for field in ("base_asset", "quote_asset"):
-        problem = asset_code_problem(getattr(request, field))
-        if problem:
-            violations.add(field, RejectReason.INVALID_ASSET_CODE, problem)
+        _check_id(field, ids.ASSET_CODE, getattr(request, field), violations)
     if request.base_asset and request.base_asset == request.quote_asset:
         violations.add("quote_asset", RejectReason.INVALID_ASSET_CODE, "must differ from base_asset")
     tick = _parse_positive(request, "tick_size", violations, optional=False)
@@ -379,29 +342,20 @@ def validate_create_instrument(request: gateway_pb2.CreateInstrumentRequest) -> 
     max_price = _parse_positive(request, "max_price", violations, optional=False)
     if lot > 0:
         for field, value in (("min_quantity", minimum), ("max_quantity", maximum)):
-            if value > 0 and value % lot != 0:
-                violations.add(field, _invalid(field), f"{value} is not a multiple of lot_size {lot}")
-    if tick > 0 and max_price > 0 and max_price % tick != 0:
+            if value > 0 and not is_multiple(value, lot):
+                violations.add(field, _invalid(field), f"{value:f} is not a multiple of lot_size {lot:f}")
+    if tick > 0 and max_price > 0 and not is_multiple(max_price, tick):
         violations.add(
-            "max_price", RejectReason.INVALID_MAX_PRICE, f"{max_price} is not a multiple of tick_size {tick}"
+            "max_price",
+            RejectReason.INVALID_MAX_PRICE,
+            f"{max_price:f} is not a multiple of tick_size {tick:f}",
         )
     for field in ("maker_fee_bps", "taker_fee_bps"):
-        value = getattr(request, field)
-        if value > MAX_FEE_BPS:
-            violations.add(
-                field, RejectReason.INVALID_FEE, f"{value} is above the largest fee {MAX_FEE_BPS} bps"
-            )
+        problem = fee_bps_problem(getattr(request, field))
+        if problem:
+            violations.add(field, RejectReason.INVALID_FEE, problem)
     violations.raise_if_any()
     return InstrumentFields(tick, lot, minimum, maximum, max_price)
-
-
-_INSTRUMENT_FIELDS = ("tick_size", "lot_size", "min_quantity", "max_quantity", "max_price")
-
-
-def field_of_money_error(message: str) -> str:
-    """The request field a derive_instrument MoneyError is about (the first one it names)."""
-    positions = [(message.find(name), name) for name in _INSTRUMENT_FIELDS if name in message]
-    return min(positions)[1] if positions else "tick_size"
 
 
 def build_instrument(
@@ -428,28 +382,20 @@ def build_instrument(
             taker_fee_bps=request.taker_fee_bps,
         )
     except MoneyError as error:
-        field = field_of_money_error(str(error))
+        field = error.field or "tick_size"
         raise invalid([Violation(field, _invalid(field), str(error))]) from None
 
 
 def validate_account_id_field(account_id: str, *, field: str = "account_id") -> None:
-    problem = account_id_problem(account_id)
-    if problem:
-        raise invalid([Violation(field, RejectReason.INVALID_ACCOUNT_ID, problem)])
+    _refuse_bad_id(field, ids.ACCOUNT_ID, account_id)
 
 
 def validate_deposit(request: gateway_pb2.DepositRequest) -> None:
     """Checks of a deposit that need no asset look-up (the amount is checked with its scale)."""
     violations = Violations()
-    problem = printable_ascii_problem(request.deposit_id)
-    if problem:
-        violations.add("deposit_id", RejectReason.INVALID_DEPOSIT_ID, problem)
-    problem = account_id_problem(request.account_id)
-    if problem:
-        violations.add("account_id", RejectReason.INVALID_ACCOUNT_ID, problem)
-    problem = asset_code_problem(request.asset)
-    if problem:
-        violations.add("asset", RejectReason.INVALID_ASSET_CODE, problem)
+    _check_id("deposit_id", ids.DEPOSIT_ID, request.deposit_id, violations)
+    _check_id("account_id", ids.ACCOUNT_ID, request.account_id, violations)
+    _check_id("asset", ids.ASSET_CODE, request.asset, violations)
     if not request.amount:
         violations.add("amount", RejectReason.INVALID_AMOUNT, "is required")
     else:

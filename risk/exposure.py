@@ -3,27 +3,22 @@
 Nothing here does I/O. A reserve becomes the exact amount an order holds, a
 trade becomes one operation per side (its totals' deltas and the cap on the
 order's reservation), a release becomes the drop of an order's reservation.
-Amounts are Python ints computed with :class:`backbone.money.InstrumentMath`.
+Amounts are Python ints computed with :class:`backbone.money.InstrumentMath`;
+ids are checked with :mod:`backbone.ids`, the rules every service shares.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.money import INT64_MAX, InstrumentMath
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
-MAX_ID_LENGTH = 128
-
-# Reject reasons of ReservationResult.
-INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
-UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
-INVALID_ORDER = "INVALID_ORDER"
-INSTRUMENTS_UNAVAILABLE = "INSTRUMENTS_UNAVAILABLE"
+# The reason of a malformed reservation command (risk/servicer.py refers to it by this name).
+INVALID_ORDER = RejectReason.INVALID_ORDER
 
 BUYER_LEG = 0
 SELLER_LEG = 1
@@ -63,7 +58,7 @@ class Rejection:
     """A command refused before reaching the store."""
 
     order_id: str
-    reason: str
+    reason: RejectReason
     message: str
     asset: str = ""
     amount: int = 0
@@ -92,22 +87,24 @@ def op_id(sequence: int, leg: int) -> int:
 
 
 def valid_account_id(account_id: str) -> bool:
-    return bool(ACCOUNT_ID.match(account_id))
+    return ids.ACCOUNT_ID.is_valid(account_id)
 
 
 def valid_asset(asset: str) -> bool:
-    return bool(ASSET_CODE.match(asset))
+    return ids.ASSET_CODE.is_valid(asset)
 
 
 def valid_order_id(order_id: str) -> bool:
-    return 0 < len(order_id) <= MAX_ID_LENGTH
+    return ids.ORDER_ID.is_valid(order_id)
 
 
 def _check_ids(order_id: str, account_id: str) -> str | None:
-    if not valid_order_id(order_id):
-        return f"order_id must be 1 to {MAX_ID_LENGTH} characters"
-    if not valid_account_id(account_id):
-        return "account_id must be 1 to 64 characters of letters, digits, '.', '_' or '-'"
+    problem = ids.order_id_problem(order_id)
+    if problem:
+        return f"order_id {problem}"
+    problem = ids.account_id_problem(account_id)
+    if problem:
+        return f"account_id {problem}"
     return None
 
 
@@ -121,27 +118,31 @@ def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> Rese
     if problem is None and reserve.quantity_lots <= 0:
         problem = "quantity_lots must be positive"
     if problem is not None:
-        return Rejection(reserve.order_id, INVALID_ORDER, problem)
+        return Rejection(reserve.order_id, RejectReason.INVALID_ORDER, problem)
     if math is None:
         return Rejection(
-            reserve.order_id, UNKNOWN_SYMBOL, f"no instrument has the symbol {reserve.symbol[:40]!r}"
+            reserve.order_id,
+            RejectReason.UNKNOWN_SYMBOL,
+            f"no instrument has the symbol {reserve.symbol[:40]!r}",
         )
     instrument = math.instrument
     if instrument.max_price_ticks and reserve.price_ticks > instrument.max_price_ticks:
         return Rejection(
             reserve.order_id,
-            INVALID_ORDER,
+            RejectReason.INVALID_ORDER,
             f"price_ticks above the instrument's maximum of {instrument.max_price_ticks}",
         )
     if instrument.max_quantity_lots and reserve.quantity_lots > instrument.max_quantity_lots:
         return Rejection(
             reserve.order_id,
-            INVALID_ORDER,
+            RejectReason.INVALID_ORDER,
             f"quantity_lots above the instrument's maximum of {instrument.max_quantity_lots}",
         )
     asset, amount = math.reservation(reserve.side, reserve.price_ticks, reserve.quantity_lots)
     if not 0 < amount <= INT64_MAX:
-        return Rejection(reserve.order_id, INVALID_ORDER, "the order's amount does not fit in 64 bits", asset)
+        return Rejection(
+            reserve.order_id, RejectReason.INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
+        )
     return ReserveOp(
         account_id=reserve.account_id,
         order_id=reserve.order_id,
@@ -157,7 +158,7 @@ def plan_release(release: risk_pb2.Release) -> ReleaseOp | Rejection:
     """The compensation of `release`, or why it is malformed."""
     problem = _check_ids(release.order_id, release.account_id)
     if problem is not None:
-        return Rejection(release.order_id, INVALID_ORDER, problem)
+        return Rejection(release.order_id, RejectReason.INVALID_ORDER, problem)
     return ReleaseOp(account_id=release.account_id, order_id=release.order_id)
 
 

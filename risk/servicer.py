@@ -10,6 +10,7 @@ import grpc
 import structlog
 from redis import exceptions as redis_errors
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
 from backbone.reasons import RejectReason
@@ -26,8 +27,6 @@ from risk.instruments import InstrumentCache, instrument_problem
 from risk.store import AmountOverflowError, RiskStateError, RiskStore
 
 log = structlog.get_logger("backbone.risk")
-
-MAX_SOURCE_LENGTH = 128
 
 
 @contextlib.contextmanager
@@ -140,10 +139,9 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     raise invalid_field(
                         "source", "SOURCE_CHANGED", "a stream carries the events of one source"
                     )
-                if len(request.source) > MAX_SOURCE_LENGTH:
-                    raise invalid_field(
-                        "source", "INVALID_SOURCE", f"must be at most {MAX_SOURCE_LENGTH} characters"
-                    )
+                problem = ids.source_problem(request.source)
+                if problem:
+                    raise invalid_field("source", RejectReason.INVALID_SOURCE, problem)
                 source = request.source
                 with _redis_errors():
                     cursor = await store.cursor(source)
@@ -234,15 +232,15 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     async def ApplyDeposit(
         self, request: risk_pb2.ApplyDepositRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> risk_pb2.ApplyDepositResponse:
-        if not 0 < len(request.deposit_id) <= exposure.MAX_ID_LENGTH:
-            raise invalid_field(
-                "deposit_id", "INVALID_DEPOSIT_ID", f"must be 1 to {exposure.MAX_ID_LENGTH} characters"
-            )
+        problem = ids.deposit_id_problem(request.deposit_id)
+        if problem:
+            raise invalid_field("deposit_id", RejectReason.INVALID_DEPOSIT_ID, problem)
         _check_account(request.account_id)
-        if not exposure.valid_asset(request.asset):
-            raise invalid_field("asset", "INVALID_ASSET", "must be 1 to 12 of A-Z and 0-9")
+        problem = ids.asset_code_problem(request.asset)
+        if problem:
+            raise invalid_field("asset", RejectReason.INVALID_ASSET_CODE, problem)
         if request.amount <= 0:
-            raise invalid_field("amount", "INVALID_AMOUNT", "must be positive")
+            raise invalid_field("amount", RejectReason.INVALID_AMOUNT, "must be positive")
         store, _ = self._ready()
         with _redis_errors():
             try:
@@ -298,9 +296,6 @@ def _instruments_of(
 
 
 def _check_account(account_id: str) -> None:
-    if not exposure.valid_account_id(account_id):
-        raise invalid_field(
-            "account_id",
-            "INVALID_ACCOUNT_ID",
-            "must be 1 to 64 characters of letters, digits, '.', '_' or '-'",
-        )
+    problem = ids.account_id_problem(account_id)
+    if problem:
+        raise invalid_field("account_id", RejectReason.INVALID_ACCOUNT_ID, problem)

@@ -4,17 +4,19 @@ Nothing here does I/O. Amounts are Python ints in an asset's minor units; a
 posting's signed amount is added to its account's balance, so an account's
 balance is the sum of its postings. Every entry balances: for each asset its
 postings sum to zero (external money flows through ``system:external``, fees
-land on ``system:fees``).
+land on ``system:fees``). Ids and limits are checked with :mod:`backbone.ids`, the
+rules every service shares.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
+from backbone.ids import INT64_MAX as INT64_MAX
 from backbone.reasons import RejectReason
 
 SYSTEM_EXTERNAL = "system:external"
@@ -26,16 +28,9 @@ NEGATIVE_ALLOWED = frozenset({SYSTEM_EXTERNAL})
 KIND_TRADE = "trade"
 KIND_DEPOSIT = "deposit"
 
-MAX_SCALE = 18
-INT64_MAX = (1 << 63) - 1
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 API_KEY_DIGEST_BYTES = 32
-
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_ASSET_CODE = re.compile(r"^[A-Z0-9]{1,12}$")
-_SOURCE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DEPOSIT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class LedgerError(ValueError):
@@ -100,22 +95,19 @@ def fill_of(trade: common_pb2.Trade) -> TradeFill:
     )
 
 
-def _text(value: object, field: str) -> str:
+def _check_id(rule: ids.IdRule, value: object, field: str) -> str:
+    """`value` when it is a valid id of `rule`'s kind; LedgerError naming `field` otherwise."""
     if not isinstance(value, str) or not value:
         raise LedgerError(field, RejectReason.REQUIRED, "is required")
+    problem = rule.problem(value)
+    if problem:
+        raise LedgerError(field, rule.reason, problem)
     return value
 
 
 def check_account_id(value: str, field: str = "account_id") -> str:
-    """A customer account id: 1 to 64 of A-Z a-z 0-9 . _ -"""
-    _text(value, field)
-    if not _ACCOUNT_ID.match(value):
-        raise LedgerError(
-            field,
-            RejectReason.INVALID_ACCOUNT_ID,
-            "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-        )
-    return value
+    """A customer account id (backbone.ids.ACCOUNT_ID)."""
+    return _check_id(ids.ACCOUNT_ID, value, field)
 
 
 def check_ledger_account(value: str, field: str = "account_id") -> str:
@@ -126,38 +118,26 @@ def check_ledger_account(value: str, field: str = "account_id") -> str:
 
 
 def check_asset_code(value: str, field: str = "asset") -> str:
-    """An asset code: 1 to 12 of A-Z 0-9."""
-    _text(value, field)
-    if not _ASSET_CODE.match(value):
-        raise LedgerError(field, RejectReason.INVALID_ASSET_CODE, "must be 1 to 12 characters of A-Z or 0-9")
-    return value
+    """An asset code (backbone.ids.ASSET_CODE)."""
+    return _check_id(ids.ASSET_CODE, value, field)
 
 
 def check_scale(value: int, field: str = "scale") -> int:
-    if not isinstance(value, int) or not 0 <= value <= MAX_SCALE:
-        raise LedgerError(field, RejectReason.INVALID_SCALE, f"must be between 0 and {MAX_SCALE}")
+    """An asset's decimal places (0 to backbone.ids.MAX_SCALE)."""
+    problem = ids.scale_problem(value)
+    if problem:
+        raise LedgerError(field, RejectReason.INVALID_SCALE, problem)
     return value
 
 
 def check_source(value: str, field: str = "source") -> str:
-    """A trade source (trading shard name): 1 to 64 of A-Z a-z 0-9 . _ -"""
-    _text(value, field)
-    if not _SOURCE.match(value):
-        raise LedgerError(
-            field, RejectReason.INVALID_SOURCE, "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
-        )
-    return value
+    """A trade source, the trading shard's name (backbone.ids.SOURCE)."""
+    return _check_id(ids.SOURCE, value, field)
 
 
 def check_deposit_id(value: str, field: str = "deposit_id") -> str:
-    _text(value, field)
-    if not _DEPOSIT_ID.match(value):
-        raise LedgerError(
-            field,
-            RejectReason.INVALID_DEPOSIT_ID,
-            "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
-        )
-    return value
+    """A deposit id (backbone.ids.DEPOSIT_ID)."""
+    return _check_id(ids.DEPOSIT_ID, value, field)
 
 
 def check_api_key_digest(value: bytes, field: str = "api_key_sha256") -> bytes:

@@ -22,14 +22,14 @@ GetOrder falling back to the journal) is a later concern.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
-from backbone.money import InstrumentMath, MoneyError, derive_instrument, parse_decimal
+from backbone.money import InstrumentMath, MoneyError, derive_instrument, from_units, parse_decimal
 from backbone.reasons import RejectReason
 from backbone.trading.v1 import trading_pb2
 from trading.book import BUY, SELL, Book, BookOrder, InvariantViolation
@@ -42,15 +42,6 @@ JournalRecord = trading_pb2.JournalRecord
 
 COMMAND_KINDS = frozenset({"instrument_created", "new_order", "cancel_order"})
 EVENT_KINDS = frozenset({"trade", "order_released"})
-
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,12}(?:[-/_.][A-Z0-9]{1,12}){0,3}$")
-SYMBOL_MAX_LENGTH = 32
-ASSET_PATTERN = re.compile(r"^[A-Z0-9]{1,12}$")
-ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-CLIENT_ORDER_ID_MAX_LENGTH = 128
-MAX_SCALE = 18
-MAX_FEE_BPS = 10_000
 
 _NEW = common_pb2.ORDER_STATUS_NEW
 _PARTIALLY_FILLED = common_pb2.ORDER_STATUS_PARTIALLY_FILLED
@@ -163,30 +154,36 @@ class Outcome:
         return bool(self.records)
 
 
+# derive_instrument names the decimal it was given; an Instrument carries it in ticks or lots.
+_DERIVED_FIELDS = {
+    "min_quantity": "min_quantity_lots",
+    "max_quantity": "max_quantity_lots",
+    "max_price": "max_price_ticks",
+}
+
+
 def check_instrument(instrument: common_pb2.Instrument) -> list[tuple[str, str]]:
     """Every problem with an instrument definition as (field, description); empty when valid.
 
-    Checks the formats and ranges, then recomputes the derived conversions
-    with :func:`backbone.money.derive_instrument` and compares.
+    Checks the formats and ranges (:mod:`backbone.ids`), then recomputes the
+    derived conversions with :func:`backbone.money.derive_instrument` and compares.
     """
     problems: list[tuple[str, str]] = []
     symbol = instrument.symbol
-    if len(symbol) > SYMBOL_MAX_LENGTH or not SYMBOL_PATTERN.match(symbol):
-        problems.append(
-            (
-                "symbol",
-                "must be 1-32 characters: upper-case letters and digits in up to four parts "
-                "joined by '-', '/', '_' or '.', for example BTC-USD",
-            )
-        )
-    for name in ("base_asset", "quote_asset"):
-        if not ASSET_PATTERN.match(getattr(instrument, name)):
-            problems.append((name, "must be 1-12 upper-case letters or digits, for example USD"))
+    for name, rule in (
+        ("symbol", ids.SYMBOL),
+        ("base_asset", ids.ASSET_CODE),
+        ("quote_asset", ids.ASSET_CODE),
+    ):
+        problem = rule.problem(getattr(instrument, name))
+        if problem:
+            problems.append((name, problem))
     if instrument.base_asset and instrument.base_asset == instrument.quote_asset:
         problems.append(("quote_asset", "must differ from base_asset"))
     for name in ("base_scale", "quote_scale"):
-        if getattr(instrument, name) > MAX_SCALE:
-            problems.append((name, f"must be between 0 and {MAX_SCALE}"))
+        problem = ids.scale_problem(getattr(instrument, name))
+        if problem:
+            problems.append((name, problem))
     sizes: dict[str, Decimal] = {}
     for name in ("tick_size", "lot_size"):
         try:
@@ -205,8 +202,9 @@ def check_instrument(instrument: common_pb2.Instrument) -> list[tuple[str, str]]
     if instrument.max_price_ticks < 1:
         problems.append(("max_price_ticks", "must be at least 1"))
     for name in ("maker_fee_bps", "taker_fee_bps"):
-        if getattr(instrument, name) > MAX_FEE_BPS:
-            problems.append((name, f"must be between 0 and {MAX_FEE_BPS} basis points"))
+        problem = ids.fee_bps_problem(getattr(instrument, name))
+        if problem:
+            problems.append((name, problem))
     if problems:
         return problems
     tick, lot = sizes["tick_size"], sizes["lot_size"]
@@ -219,14 +217,14 @@ def check_instrument(instrument: common_pb2.Instrument) -> list[tuple[str, str]]
             quote_scale=instrument.quote_scale,
             tick_size=tick,
             lot_size=lot,
-            min_quantity=instrument.min_quantity_lots * lot,
-            max_quantity=instrument.max_quantity_lots * lot,
-            max_price=instrument.max_price_ticks * tick,
+            min_quantity=from_units(instrument.min_quantity_lots, lot),
+            max_quantity=from_units(instrument.max_quantity_lots, lot),
+            max_price=from_units(instrument.max_price_ticks, tick),
             maker_fee_bps=instrument.maker_fee_bps,
             taker_fee_bps=instrument.taker_fee_bps,
         )
     except MoneyError as error:
-        return [("instrument", str(error))]
+        return [(_DERIVED_FIELDS.get(error.field, error.field or "instrument"), str(error))]
     for name in (
         "base_minor_per_lot",
         "quote_minor_per_tick_lot",
@@ -313,7 +311,7 @@ class Engine:
 
     def _order_problem(self, command: trading_pb2.NewOrder) -> RejectReason | None:
         order_id = command.order_id
-        if not ORDER_ID_PATTERN.match(order_id) or not ACCOUNT_PATTERN.match(command.account_id):
+        if not ids.ORDER_ID.is_valid(order_id) or not ids.ACCOUNT_ID.is_valid(command.account_id):
             return RejectReason.INVALID_ORDER
         if order_id in self.orders:
             return RejectReason.DUPLICATE_ORDER_ID
@@ -326,7 +324,7 @@ class Engine:
             or command.time_in_force not in (common_pb2.TIME_IN_FORCE_UNSPECIFIED, _GTC)
             or not 1 <= command.price_ticks <= instrument.max_price_ticks
             or not instrument.min_quantity_lots <= command.quantity_lots <= instrument.max_quantity_lots
-            or len(command.client_order_id) > CLIENT_ORDER_ID_MAX_LENGTH
+            or not ids.CLIENT_ORDER_ID.is_valid(command.client_order_id)
         ):
             return RejectReason.INVALID_ORDER
         return None

@@ -16,7 +16,6 @@ from gateway.validation import (
     book_depth,
     build_instrument,
     deposit_amount,
-    field_of_money_error,
     resolve_account,
     validate_account_id_field,
     validate_create_asset,
@@ -91,7 +90,21 @@ def test_edges_of_the_grid_are_accepted(price: str, quantity: str, ticks: int, l
 
 
 @pytest.mark.parametrize(
-    "client_order_id", ["", "x" * 65, "caf\u00e9", "tab\there", "new\nline", "\x7f", "\x00"]
+    "client_order_id",
+    [
+        "",
+        "x" * 65,
+        "caf\u00e9",
+        "tab\there",
+        "new\nline",
+        "\x7f",
+        "\x00",
+        "with space",
+        " lead",
+        "trail ",
+        "my-order-1\n",
+        "\u200bzero-width",
+    ],
 )
 def test_bad_client_order_ids_are_refused(client_order_id: str) -> None:
     error = refused(lambda: submit(good_order(client_order_id=client_order_id)))
@@ -100,7 +113,7 @@ def test_bad_client_order_ids_are_refused(client_order_id: str) -> None:
     assert [v.field for v in error.violations] == ["client_order_id"]
 
 
-@pytest.mark.parametrize("client_order_id", ["a", "x" * 64, "with space", "~!@#$%^&*()_+{}|:<>?"])
+@pytest.mark.parametrize("client_order_id", ["a", "x" * 64, "2024-05-01/fix:42#7", "~!@#$%^&*()_+{}|:<>?"])
 def test_printable_client_order_ids_are_accepted(client_order_id: str) -> None:
     assert submit(good_order(client_order_id=client_order_id)).client_order_id == client_order_id  # type: ignore[attr-defined]
 
@@ -111,12 +124,22 @@ def test_missing_symbol_is_refused() -> None:
     assert [v.field for v in error.violations] == ["symbol"]
 
 
-@pytest.mark.parametrize("symbol", ["ETH-USD", "btc-usd", "BTC-USD ", "X" * 200])
+@pytest.mark.parametrize("symbol", ["ETH-USD", "X" * 32])
 def test_unknown_symbols_are_refused_with_unknown_symbol(symbol: str) -> None:
     error = refused(lambda: submit(good_order(symbol=symbol), None))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert error.reason == "UNKNOWN_SYMBOL"
     assert [v.field for v in error.violations] == ["symbol"]
+
+
+@pytest.mark.parametrize("symbol", ["btc-usd", "BTC-USD ", "BTC-USD\n", " BTC-USD", "X" * 200, "BTC/USD"])
+def test_malformed_symbols_are_refused_with_invalid_symbol(symbol: str) -> None:
+    """Even when an instrument is at hand: a malformed symbol is never looked up or matched."""
+    for instrument in (None, INSTRUMENT):
+        error = refused(lambda instrument=instrument: submit(good_order(symbol=symbol), instrument))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.reason == "INVALID_SYMBOL"
+        assert [v.field for v in error.violations] == ["symbol"]
 
 
 def test_an_instrument_of_another_symbol_does_not_validate_the_order() -> None:
@@ -167,8 +190,17 @@ def test_unsupported_times_in_force_are_refused(time_in_force: int) -> None:
         "100.001",  # off the 0.01 tick
         "1000000.01",  # above the largest price
         "99999999999999999999999999999",  # far above
+        "100000000000000000000000000000",  # 10^29
+        "1" + "0" * 400,  # huge
         "1.0000000000000000001",  # more than 18 places
+        "100." + "0" * 100,  # many places
         "\u0661\u0662",  # non-ASCII digits
+        "100.25\n",  # a trailing newline
+        "\n100.25",
+        "100.25\r\n",
+        "100.25\x00",
+        "\t100.25",
+        "100\u00a0",  # no-break space
     ],
 )
 def test_bad_prices_are_refused(price: str) -> None:
@@ -195,6 +227,9 @@ def test_bad_prices_are_refused(price: str) -> None:
         "100.0001",  # above the largest quantity
         "123456789012345678901234567890",
         "0.5 ",
+        "0.5\n",
+        "0.5\x00",
+        "0.5" + "0" * 30,
     ],
 )
 def test_bad_quantities_are_refused(quantity: str) -> None:
@@ -253,7 +288,15 @@ def test_account_scoping() -> None:
     assert error.reason == "ACCOUNT_NOT_PERMITTED"
 
 
-@pytest.mark.parametrize("order_id", ["", "x" * 65, "\u00e9t\u00e9"])
+@pytest.mark.parametrize("account_id", ["acc-1\n", " acc-1", "not an id!", "a" * 65, "system:fees", "\x00"])
+def test_a_malformed_account_to_act_on_is_invalid_not_forbidden(account_id: str) -> None:
+    error = refused(lambda: resolve_account(account_id, "acc-1"))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.reason == "INVALID_ACCOUNT_ID"
+    assert [v.field for v in error.violations] == ["account_id"]
+
+
+@pytest.mark.parametrize("order_id", ["", "x" * 65, "\u00e9t\u00e9", "abc\n", " abc", "a b", "\x00"])
 def test_bad_order_ids_are_refused(order_id: str) -> None:
     error = refused(lambda: validate_order_id(order_id))
     assert error.reason == "INVALID_ORDER_ID"
@@ -264,8 +307,10 @@ def test_book_depth() -> None:
     assert book_depth(0) == 20
     assert book_depth(1) == 1
     assert book_depth(1000) == 1000
-    error = refused(lambda: book_depth(1001))
-    assert [v.field for v in error.violations] == ["depth"]
+    for depth in (1001, 2**32 - 1):
+        error = refused(lambda depth=depth: book_depth(depth))
+        assert [v.field for v in error.violations] == ["depth"]
+        assert error.reason == "INVALID_DEPTH"
 
 
 # --- admin requests ----------------------------------------------------------------------------
@@ -278,7 +323,11 @@ def test_book_depth() -> None:
         ("usd", 2, "code"),
         ("TOOLONGASSET1", 2, "code"),
         ("US D", 2, "code"),
+        ("USD\n", 2, "code"),
+        (" USD", 2, "code"),
+        ("USD\x00", 2, "code"),
         ("USD", 19, "scale"),
+        ("USD", 2**32 - 1, "scale"),
     ],
 )
 def test_bad_assets_are_refused(code: str, scale: int, field: str) -> None:
@@ -328,6 +377,11 @@ def test_min_quantity_defaults_to_one_lot() -> None:
         ({"symbol": "btc-usd"}, "symbol"),
         ({"symbol": "BTC_USD"}, "symbol"),
         ({"symbol": "-BTC"}, "symbol"),
+        ({"symbol": "BTC-USD\n"}, "symbol"),
+        ({"symbol": "BTC--USD"}, "symbol"),
+        ({"symbol": "BTC/USD"}, "symbol"),
+        ({"symbol": "A" * 33}, "symbol"),
+        ({"base_asset": "BTC\n"}, "base_asset"),
         ({"base_asset": ""}, "base_asset"),
         ({"base_asset": "btc"}, "base_asset"),
         ({"quote_asset": "U$D"}, "quote_asset"),
@@ -345,6 +399,12 @@ def test_min_quantity_defaults_to_one_lot() -> None:
         ({"max_quantity": "100.00005"}, "max_quantity"),
         ({"max_price": ""}, "max_price"),
         ({"max_price": "1000000.005"}, "max_price"),
+        ({"max_price": "1" + "0" * 29}, "max_price"),  # 10^29
+        ({"max_quantity": "1" + "0" * 29}, "max_quantity"),
+        ({"tick_size": "0.01\n"}, "tick_size"),
+        ({"lot_size": " 0.0001"}, "lot_size"),
+        ({"min_quantity": "0.001\t"}, "min_quantity"),
+        ({"tick_size": "0." + "0" * 18 + "1"}, "tick_size"),  # 19 places
         ({"maker_fee_bps": 1001}, "maker_fee_bps"),
         ({"taker_fee_bps": 5000}, "taker_fee_bps"),
     ],
@@ -374,10 +434,38 @@ def test_grids_that_do_not_fit_the_assets_name_the_field(
     assert [v.field for v in error.violations] == [field]
 
 
-def test_field_of_money_error_takes_the_first_field_named() -> None:
-    assert field_of_money_error("tick_size x lot_size (0.00001) is finer") == "tick_size"
-    assert field_of_money_error("max_quantity must be at least min_quantity") == "max_quantity"
-    assert field_of_money_error("max_price x max_quantity is too large") == "max_price"
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        # 10^36 lots: beyond 28 significant digits, where default-context Decimal arithmetic raises.
+        (
+            {"max_quantity": "1000000000000000000", "lot_size": "0.000000000000000001", "tick_size": "1"},
+            "max_quantity",
+        ),
+        (
+            {"max_price": "9999999999999999999", "tick_size": "0.000000000000000001", "lot_size": "1"},
+            "max_price",
+        ),
+        (
+            {
+                "max_price": "9999999999999999999.999999999999999999",
+                "tick_size": "0.000000000000000001",
+                "lot_size": "1",
+            },
+            "max_price",
+        ),
+        ({"lot_size": "9999999999999999999", "max_quantity": "9999999999999999999"}, "lot_size"),
+    ],
+)
+def test_the_largest_decimals_are_refused_as_too_large_not_as_a_crash(
+    changes: dict[str, object], field: str
+) -> None:
+    request = instrument_request(**{"min_quantity": "", "max_quantity": "1", **changes})
+    fields = validate_create_instrument(request)
+    error = refused(lambda: build_instrument(request, fields, base_scale=18, quote_scale=18))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in error.violations] == [field]
+    assert "64-bit" in error.message
 
 
 @pytest.mark.parametrize("account_id", ["", "a" * 65, "has space", "system:fees", "\u00e9"])

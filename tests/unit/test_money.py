@@ -8,11 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backbone.ids import INT64_MAX, MAX_DECIMAL_INTEGER_DIGITS, MAX_DECIMAL_PLACES, MAX_FEE_BPS
 from backbone.money import (
     InstrumentMath,
     MoneyError,
     derive_instrument,
     format_minor,
+    format_units,
+    from_units,
+    is_multiple,
     parse_decimal,
     to_minor,
     to_units,
@@ -25,11 +29,103 @@ def btc_usd_math(maker_bps: int, taker_bps: int) -> InstrumentMath:
 
 
 @pytest.mark.parametrize(
-    "text", ["-1", "1e5", "01", "1.", ".5", "", " 1", "1 ", "NaN", "Infinity", "1,5", "0x10"]
+    "text",
+    [
+        "-1",
+        "1e5",
+        "01",
+        "00",
+        "1.",
+        ".5",
+        "",
+        " 1",
+        "1 ",
+        "NaN",
+        "Infinity",
+        "1,5",
+        "0x10",
+        "1_000",
+        "1\n",  # a trailing newline: `$` would have matched before it, and Decimal() strips it
+        "\n1",
+        "1\r\n",
+        "1\x00",
+        "\t1",
+        "1\u00a0",  # no-break space
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: Decimal() would read it as 1
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        "1" + "0" * MAX_DECIMAL_INTEGER_DIGITS,  # 20 digits before the point
+        "1" + "0" * 29,  # 10^29
+        "9" * 10_000,
+        "0." + "0" * MAX_DECIMAL_PLACES + "1",  # 19 places
+        "1." + "0" * 100,
+    ],
 )
 def test_parse_decimal_refuses_what_is_not_a_plain_decimal(text: str) -> None:
-    with pytest.raises(MoneyError):
+    with pytest.raises(MoneyError) as caught:
         parse_decimal(text)
+    assert len(str(caught.value)) < 300  # a huge value is not echoed back whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0",
+        "0.0",
+        "10.50",
+        "9" * MAX_DECIMAL_INTEGER_DIGITS,
+        "0." + "0" * (MAX_DECIMAL_PLACES - 1) + "1",
+        "9" * MAX_DECIMAL_INTEGER_DIGITS + "." + "9" * MAX_DECIMAL_PLACES,
+    ],
+)
+def test_parse_decimal_accepts_the_edges_exactly(text: str) -> None:
+    assert f"{parse_decimal(text):f}" == text
+
+
+def test_parse_decimal_says_what_is_wrong() -> None:
+    with pytest.raises(MoneyError, match="digits before the point"):
+        parse_decimal("1" + "0" * 29)
+    with pytest.raises(MoneyError, match="decimal places"):
+        parse_decimal("0." + "1" * 19)
+    with pytest.raises(MoneyError, match="leading zero"):
+        parse_decimal("007")
+    with pytest.raises(MoneyError, match=r"'1\\n'"):  # the newline is shown, escaped
+        parse_decimal("1\n")
+
+
+@given(st.text(max_size=50))
+def test_parse_decimal_accepts_only_texts_it_reads_back_exactly(text: str) -> None:
+    """Whatever is accepted is the very text, digit for digit: nothing stripped, rounded or reinterpreted."""
+    try:
+        value = parse_decimal(text)
+    except MoneyError:
+        return
+    assert f"{value:f}" == text
+    integer, _, fraction = text.partition(".")
+    assert len(integer) <= MAX_DECIMAL_INTEGER_DIGITS and len(fraction) <= MAX_DECIMAL_PLACES
+    assert text.isascii() and text.strip() == text
+
+
+@given(
+    integer=st.integers(0, 10**MAX_DECIMAL_INTEGER_DIGITS - 1),
+    fraction=st.text("0123456789", max_size=MAX_DECIMAL_PLACES),
+)
+def test_parse_decimal_accepts_every_bounded_decimal(integer: int, fraction: str) -> None:
+    text = f"{integer}.{fraction}" if fraction else str(integer)
+    assert f"{parse_decimal(text):f}" == text
+
+
+def test_arithmetic_on_huge_decimals_is_a_money_error_not_a_decimal_exception() -> None:
+    with pytest.raises(MoneyError):
+        to_units(Decimal("1e100"), Decimal("1e-100"))
+    with pytest.raises(MoneyError):
+        to_units(Decimal(1), Decimal(0))
+    assert not is_multiple(Decimal("1e100"), Decimal("1e-100"))
+    # The extremes of bounded decimals are exact (the default 28-digit context would raise or round).
+    largest = parse_decimal("9" * 19 + "." + "9" * 18)
+    finest = parse_decimal("0." + "0" * 17 + "1")
+    assert to_units(largest, finest) == 10**37 - 1
+    assert from_units(INT64_MAX, largest) == Decimal(f"{INT64_MAX * (10**37 - 1)}E-18")
+    assert format_units(INT64_MAX, finest) == "9.223372036854775807"
 
 
 def test_parse_decimal_is_exact() -> None:
@@ -62,6 +158,87 @@ def test_instrument_grid_must_fit_the_asset_scales() -> None:
             tick_size=Decimal("1"), lot_size=Decimal("1"), min_quantity=Decimal(0),
             max_quantity=Decimal("1000000"), max_price=Decimal("1000000"), maker_fee_bps=0, taker_fee_bps=0,
         )  # fmt: skip
+
+
+def _derive(**changes: object) -> object:
+    fields: dict[str, object] = dict(
+        symbol="X-Y", base_asset="X", quote_asset="Y", base_scale=8, quote_scale=6,
+        tick_size=Decimal("0.01"), lot_size=Decimal("0.0001"), min_quantity=Decimal(0),
+        max_quantity=Decimal("1000"), max_price=Decimal("1000000"), maker_fee_bps=10, taker_fee_bps=20,
+    )  # fmt: skip
+    fields.update(changes)
+    return derive_instrument(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"max_price": Decimal(10) ** 29}, "max_price"),
+        ({"max_quantity": Decimal(10) ** 29}, "max_quantity"),
+        ({"max_price": Decimal("1000000.001")}, "max_price"),
+        ({"max_quantity": Decimal("0.00001")}, "max_quantity"),
+        ({"min_quantity": Decimal("0.00015")}, "min_quantity"),
+        ({"min_quantity": Decimal("2000")}, "max_quantity"),
+        ({"tick_size": Decimal(0)}, "tick_size"),
+        ({"lot_size": Decimal("-1")}, "lot_size"),
+        ({"lot_size": Decimal("NaN")}, "lot_size"),
+        ({"lot_size": Decimal("0.000000001")}, "lot_size"),
+        ({"tick_size": Decimal("0.0001")}, "tick_size"),
+        ({"taker_fee_bps": MAX_FEE_BPS + 1}, "taker_fee_bps"),
+        ({"quote_scale": 19}, "quote_scale"),
+        ({"base_scale": 10**9}, "base_scale"),
+    ],
+)
+def test_derive_instrument_names_the_field_at_fault(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(MoneyError) as caught:
+        _derive(**changes)
+    assert caught.value.field == field
+
+
+def test_derive_instrument_writes_sizes_in_plain_notation() -> None:
+    instrument = _derive(tick_size=Decimal("0.0000001"), lot_size=Decimal("10"), quote_scale=6, base_scale=0)
+    assert instrument.tick_size == "0.0000001"  # type: ignore[attr-defined]
+    assert parse_decimal(instrument.tick_size) == Decimal("0.0000001")  # type: ignore[attr-defined]
+
+
+_BOUNDED = st.builds(
+    lambda integer, places: Decimal(integer).scaleb(-places),
+    st.integers(1, 10**MAX_DECIMAL_INTEGER_DIGITS - 1),
+    st.integers(0, MAX_DECIMAL_PLACES),
+)
+
+
+@given(
+    tick=_BOUNDED,
+    lot=_BOUNDED,
+    max_quantity=_BOUNDED,
+    max_price=_BOUNDED,
+    base_scale=st.integers(0, 18),
+    quote_scale=st.integers(0, 18),
+    fee=st.integers(0, MAX_FEE_BPS),
+)
+def test_derive_instrument_either_refuses_or_fits_int64(
+    tick: Decimal,
+    lot: Decimal,
+    max_quantity: Decimal,
+    max_price: Decimal,
+    base_scale: int,
+    quote_scale: int,
+    fee: int,
+) -> None:
+    """Any bounded decimals: a MoneyError naming a field, or an instrument whose largest order fits."""
+    try:
+        instrument = _derive(
+            tick_size=tick, lot_size=lot, max_quantity=max_quantity, max_price=max_price,
+            base_scale=base_scale, quote_scale=quote_scale, maker_fee_bps=fee, taker_fee_bps=fee,
+        )  # fmt: skip
+    except MoneyError as error:
+        assert error.field
+        return
+    math = InstrumentMath.of(instrument)  # type: ignore[arg-type]
+    largest_lots, largest_ticks = math.instrument.max_quantity_lots, math.instrument.max_price_ticks
+    assert 0 < math.buy_reservation(largest_ticks, largest_lots) <= INT64_MAX
+    assert 0 < math.sell_reservation(largest_lots) <= INT64_MAX
 
 
 @given(

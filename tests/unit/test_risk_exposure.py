@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath, derive_instrument
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 from risk import exposure
 from risk.exposure import LegOp, Rejection, ReleaseOp, ReserveOp
@@ -74,9 +75,15 @@ def test_sell_reserves_base_lots() -> None:
         {"price_ticks": 0},
         {"price_ticks": -1},
         {"order_id": ""},
-        {"order_id": "x" * 129},
+        {"order_id": "x" * 65},
+        {"order_id": "o1\n"},
+        {"order_id": "o 1"},
+        {"order_id": "\x00"},
         {"account_id": ""},
         {"account_id": "has space"},
+        {"account_id": "alice\n"},
+        {"account_id": " alice"},
+        {"account_id": "system:fees"},
         {"account_id": "{tag}"},
         {"account_id": "a" * 65},
         {"price_ticks": 10_000_001},
@@ -86,19 +93,21 @@ def test_sell_reserves_base_lots() -> None:
 def test_invalid_orders_are_rejected(fields: dict[str, object]) -> None:
     result = exposure.plan_reserve(reserve(**fields), MATH)
     assert isinstance(result, Rejection)
-    assert result.reason == exposure.INVALID_ORDER
+    assert result.reason is RejectReason.INVALID_ORDER
     assert result.message
 
 
 def test_unknown_symbol_is_rejected() -> None:
     result = exposure.plan_reserve(reserve(symbol="NOPE"), None)
-    assert isinstance(result, Rejection) and result.reason == exposure.UNKNOWN_SYMBOL
+    assert isinstance(result, Rejection) and result.reason is RejectReason.UNKNOWN_SYMBOL
 
 
 def test_release_plan() -> None:
     assert exposure.plan_release(risk_pb2.Release(order_id="o", account_id="a")) == ReleaseOp("a", "o")
     bad = exposure.plan_release(risk_pb2.Release(order_id="", account_id="a"))
-    assert isinstance(bad, Rejection) and bad.reason == exposure.INVALID_ORDER
+    assert isinstance(bad, Rejection) and bad.reason is RejectReason.INVALID_ORDER
+    newline = exposure.plan_release(risk_pb2.Release(order_id="o", account_id="a\n"))
+    assert isinstance(newline, Rejection) and newline.reason is RejectReason.INVALID_ORDER
 
 
 def make_trade(math: InstrumentMath, **fields: object) -> common_pb2.Trade:
@@ -197,7 +206,10 @@ def test_release_leg_drops_everything() -> None:
     "fields",
     [
         {"buy_account_id": ""},
+        {"buy_account_id": "alice\n"},
         {"sell_order_id": ""},
+        {"sell_order_id": "s1\n"},
+        {"base_asset": "BTC\n"},
         {"buy_leaves_lots": -1},
         {"base_asset": "ETH"},
         {"quote_asset": "usd"},

@@ -83,6 +83,10 @@ def test_deposit_entry() -> None:
     assert entry.kind == "deposit"
     assert entry.reference == "deposit:d-1"
     assert entry.postings == (Posting("alice", "USD", 1_000), Posting(SYSTEM_EXTERNAL, "USD", -1_000))
+    # A deposit id is any visible ASCII, as at the gateway (wire references, FIX-style ids).
+    assert (
+        ledger.deposit_entry("wire/2024-05-01#7", "alice", "USD", 1).reference == "deposit:wire/2024-05-01#7"
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,7 +94,12 @@ def test_deposit_entry() -> None:
     [
         (("", "alice", "USD", 1), "deposit_id", "REQUIRED"),
         (("a b", "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
-        (("x" * 129, "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
+        (("x" * 65, "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
+        (("d-1\n", "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
+        ((" d-1", "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
+        (("d\x00", "alice", "USD", 1), "deposit_id", "INVALID_DEPOSIT_ID"),
+        (("d", "alice\n", "USD", 1), "account_id", "INVALID_ACCOUNT_ID"),
+        (("d", "alice", "USD\n", 1), "asset", "INVALID_ASSET_CODE"),
         (("d", "", "USD", 1), "account_id", "REQUIRED"),
         (("d", "al ice", "USD", 1), "account_id", "INVALID_ACCOUNT_ID"),
         (("d", SYSTEM_EXTERNAL, "USD", 1), "account_id", "SYSTEM_ACCOUNT"),
@@ -129,7 +138,7 @@ def test_trade_entry_refuses_bad_trades(overrides: dict[str, object], field: str
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize("source", ["", "a:b", "x" * 65, "with space"])
+@pytest.mark.parametrize("source", ["", "a:b", "x" * 65, "with space", "trading-0\n", "trading-0 "])
 def test_trade_entry_refuses_bad_sources(source: str) -> None:
     with pytest.raises(LedgerError) as caught:
         ledger.trade_entry(source, fill())
@@ -147,8 +156,10 @@ def test_validators() -> None:
     with pytest.raises(LedgerError):
         ledger.check_asset_code("ABCDEFGHIJKLM")
     assert ledger.check_scale(0) == 0 and ledger.check_scale(18) == 18
-    with pytest.raises(LedgerError):
-        ledger.check_scale(19)
+    for scale in (19, -1, 2**32 - 1):
+        with pytest.raises(LedgerError) as caught:
+            ledger.check_scale(scale)
+        assert caught.value.reason == "INVALID_SCALE"
     assert ledger.check_api_key_digest(b"\0" * 32) == b"\0" * 32
     for digest in (b"", b"\0" * 31, b"\0" * 33):
         with pytest.raises(LedgerError):

@@ -210,6 +210,14 @@ def test_cancel_releases_the_open_quantity(engine: Engine) -> None:
         (new("", BUY, 100, 1), "INVALID_ORDER"),
         (new("x", BUY, 100, 1, account=""), "INVALID_ORDER"),
         (new("x", BUY, 100, 1, account="system:fees"), "INVALID_ORDER"),
+        (new("x\n", BUY, 100, 1), "INVALID_ORDER"),
+        (new("x y", BUY, 100, 1), "INVALID_ORDER"),
+        (new("x" * 65, BUY, 100, 1), "INVALID_ORDER"),
+        (new("x", BUY, 100, 1, account="acct-1\n"), "INVALID_ORDER"),
+        (new("x", BUY, 100, 1, client_order_id=""), "INVALID_ORDER"),
+        (new("x", BUY, 100, 1, client_order_id="c\n"), "INVALID_ORDER"),
+        (new("x", BUY, 100, 1, client_order_id="c" * 65), "INVALID_ORDER"),
+        (new("x", BUY, 100, 1, client_order_id="with space"), "INVALID_ORDER"),
         (trading_pb2.OrderCommand(), "INVALID_ORDER"),
     ],
 )
@@ -282,6 +290,10 @@ def _changed(**fields: object) -> common_pb2.Instrument:
         (_changed(symbol="btc-usd"), "symbol"),
         (_changed(symbol="BTC USD"), "symbol"),
         (_changed(symbol="A" * 40), "symbol"),
+        (_changed(symbol="NEW-USD\n"), "symbol"),
+        (_changed(symbol="NEW/USD"), "symbol"),
+        (_changed(symbol="NEW_USD"), "symbol"),
+        (_changed(base_asset="BTC\n"), "base_asset"),
         (_changed(base_asset=""), "base_asset"),
         (_changed(base_asset="btc"), "base_asset"),
         (_changed(quote_asset="BTC"), "quote_asset"),
@@ -290,15 +302,19 @@ def _changed(**fields: object) -> common_pb2.Instrument:
         (_changed(tick_size="0"), "tick_size"),
         (_changed(tick_size="-0.01"), "tick_size"),
         (_changed(tick_size="1e-2"), "tick_size"),
+        (_changed(tick_size="0.01\n"), "tick_size"),
+        (_changed(tick_size=" 0.01"), "tick_size"),
+        (_changed(lot_size="0.0001" + "0" * 40), "lot_size"),
         (_changed(lot_size="abc"), "lot_size"),
         (_changed(min_quantity_lots=0), "min_quantity_lots"),
         (_changed(max_quantity_lots=0), "max_quantity_lots"),
         (_changed(max_price_ticks=0), "max_price_ticks"),
         (_changed(maker_fee_bps=10_001), "maker_fee_bps"),
+        (_changed(taker_fee_bps=1_001), "taker_fee_bps"),  # the gateway's largest rate is the engine's
         (_changed(base_minor_per_lot=1), "base_minor_per_lot"),
         (_changed(quote_minor_per_tick_lot=0), "quote_minor_per_tick_lot"),
-        (_changed(lot_size="0.000000001"), "instrument"),  # finer than BTC's 8 places
-        (_changed(max_price_ticks=(1 << 62)), "instrument"),  # notional beyond 64 bits
+        (_changed(lot_size="0.000000001"), "lot_size"),  # finer than BTC's 8 places
+        (_changed(max_price_ticks=(1 << 62)), "max_price_ticks"),  # notional beyond 64 bits
     ],
 )
 def test_invalid_instruments_are_refused_naming_the_field(
