@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 import structlog
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
 
@@ -25,15 +26,16 @@ log = structlog.get_logger("backbone.risk")
 
 Loader = Callable[[], Awaitable[Sequence[common_pb2.Instrument]]]
 
-MAX_SYMBOL_LENGTH = 64
-
 
 def instrument_problem(instrument: common_pb2.Instrument) -> str | None:
     """Why risk cannot size reservations or apply trades with `instrument`; None when it can."""
-    if not 0 < len(instrument.symbol) <= MAX_SYMBOL_LENGTH:
-        return f"symbol must be 1 to {MAX_SYMBOL_LENGTH} characters"
-    if not instrument.base_asset or not instrument.quote_asset:
-        return "base_asset and quote_asset are required"
+    for name, problem in (
+        ("symbol", ids.symbol_problem(instrument.symbol)),
+        ("base_asset", ids.asset_code_problem(instrument.base_asset)),
+        ("quote_asset", ids.asset_code_problem(instrument.quote_asset)),
+    ):
+        if problem:
+            return f"{name} {problem}"
     if instrument.base_minor_per_lot <= 0 or instrument.quote_minor_per_tick_lot <= 0:
         return "base_minor_per_lot and quote_minor_per_tick_lot must be positive"
     for name in ("tick_size", "lot_size"):

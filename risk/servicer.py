@@ -36,7 +36,7 @@ def _redis_errors() -> Iterator[None]:
         yield
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
         log.warning("redis unreachable", error=repr(error))
-        raise unavailable("REDIS_UNAVAILABLE", "risk cannot reach Redis; retry shortly") from error
+        raise unavailable(RejectReason.REDIS_UNAVAILABLE, "risk cannot reach Redis; retry shortly") from error
 
 
 class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
@@ -56,7 +56,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     def _ready(self) -> tuple[RiskStore, InstrumentCache]:
         if self._store is None or self._instruments is None:
-            raise unavailable("SERVICE_STARTING", "risk is starting or stopping; retry shortly")
+            raise unavailable(RejectReason.SERVICE_STARTING, "risk is starting or stopping; retry shortly")
         return self._store, self._instruments
 
     # Reservations ---------------------------------------------------------
@@ -116,7 +116,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 risk_pb2.ReservationResult(
                     order_id=plan.order_id,
                     accepted=outcome.accepted,
-                    reject_reason=RejectReason(outcome.reason).number if outcome.reason else 0,
+                    reject_reason=RejectReason(outcome.reason or RejectReason.UNSPECIFIED).number,
                     asset=outcome.asset,
                     amount=outcome.amount,
                 )
@@ -137,7 +137,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             if request.source and request.source != source:
                 if source:
                     raise invalid_field(
-                        "source", "SOURCE_CHANGED", "a stream carries the events of one source"
+                        "source", RejectReason.SOURCE_CHANGED, "a stream carries the events of one source"
                     )
                 problem = ids.source_problem(request.source)
                 if problem:
@@ -147,7 +147,9 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     cursor = await store.cursor(source)
                 log.info("trading events stream opened", source=source, resume_after=cursor)
             if not source:
-                raise invalid_field("source", "SOURCE_REQUIRED", "the first request must name its source")
+                raise invalid_field(
+                    "source", RejectReason.SOURCE_REQUIRED, "the first request must name its source"
+                )
             if request.events:
                 cursor = await self.apply_events(source, cursor, request.events)
             yield risk_pb2.StreamTradingEventsResponse(applied_sequence=cursor)
@@ -189,7 +191,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 )
                 raise ServiceError(
                     grpc.StatusCode.INTERNAL,
-                    "RISK_STATE_INCONSISTENT",
+                    RejectReason.RISK_STATE_INCONSISTENT,
                     f"risk refused event {error.leg.sequence} of {source}: {error}",
                 ) from error
             return max(cursor, await store.advance_cursor(source, last))
@@ -224,7 +226,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     log.warning("trading event of no known kind skipped", sequence=event.sequence)
         except exposure.MalformedEvent as error:
             log.error("malformed trading event; stopping", error=str(error))
-            raise invalid_field("events", "MALFORMED_EVENT", str(error)) from error
+            raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
         return legs
 
     # Deposits and figures -------------------------------------------------
@@ -248,7 +250,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     request.deposit_id, request.account_id, request.asset, request.amount
                 )
             except AmountOverflowError as error:
-                raise failed_precondition("AMOUNT_OVERFLOW", str(error)) from error
+                raise failed_precondition(RejectReason.AMOUNT_OVERFLOW, str(error)) from error
         log.info(
             "deposit applied" if applied else "deposit already applied",
             deposit_id=request.deposit_id,

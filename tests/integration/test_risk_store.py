@@ -577,7 +577,7 @@ async def test_service_deposits_and_bad_input(
     for field, value, reason in [
         ("amount", 0, "INVALID_AMOUNT"),
         ("amount", -5, "INVALID_AMOUNT"),
-        ("asset", "usd", "INVALID_ASSET"),
+        ("asset", "usd", "INVALID_ASSET_CODE"),
         ("account_id", "", "INVALID_ACCOUNT_ID"),
         ("deposit_id", "", "INVALID_DEPOSIT_ID"),
     ]:
