@@ -24,10 +24,9 @@ _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMA
 _COPY_TYPES = ["text", "int8", "text", "bytea"]
 
 _PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
-# The settlement predicate is spelled as its partial index's (001_journal.sql) so the
-# planner can use it even for a prepared, generic plan. Risk's kinds now include
-# instrument_created, which the journal_trading_events partial index does not cover:
-# the page is read along the primary key (shard, sequence), skipping other kinds.
+# Each predicate is spelled as its partial index's (journal_trades in 001_journal.sql,
+# journal_risk_events in 002_risk_events_index.sql) so the planner can use it even for a
+# prepared, generic plan.
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
     RISK_KINDS: _PAGE
