@@ -234,9 +234,6 @@ class RejectReason(StrEnum):
     REDIS_UNAVAILABLE = "REDIS_UNAVAILABLE"
     """Redis cannot be reached; nothing was done. Retry shortly."""
 
-    INSTRUMENTS_UNAVAILABLE = "INSTRUMENTS_UNAVAILABLE"
-    """Risk's instrument list cannot be read; nothing was done. Retry shortly."""
-
     SLOW_CONSUMER = "SLOW_CONSUMER"
     """A stream reader fell too far behind and was ended. Read faster, then resubscribe and reconcile open orders with GetOrder."""
 
@@ -348,7 +345,6 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.RISK_UNAVAILABLE: common_pb2.REJECT_REASON_RISK_UNAVAILABLE,
     RejectReason.TRADING_UNAVAILABLE: common_pb2.REJECT_REASON_TRADING_UNAVAILABLE,
     RejectReason.REDIS_UNAVAILABLE: common_pb2.REJECT_REASON_REDIS_UNAVAILABLE,
-    RejectReason.INSTRUMENTS_UNAVAILABLE: common_pb2.REJECT_REASON_INSTRUMENTS_UNAVAILABLE,
     RejectReason.SLOW_CONSUMER: common_pb2.REJECT_REASON_SLOW_CONSUMER,
     RejectReason.EXECUTIONS_INTERRUPTED: common_pb2.REJECT_REASON_EXECUTIONS_INTERRUPTED,
     RejectReason.UNREACHABLE: common_pb2.REJECT_REASON_UNREACHABLE,
@@ -424,7 +420,6 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.RISK_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.TRADING_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.REDIS_UNAVAILABLE: Stage.AVAILABILITY,
-    RejectReason.INSTRUMENTS_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.SLOW_CONSUMER: Stage.AVAILABILITY,
     RejectReason.EXECUTIONS_INTERRUPTED: Stage.AVAILABILITY,
     RejectReason.UNREACHABLE: Stage.AVAILABILITY,
@@ -500,7 +495,6 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.RISK_UNAVAILABLE: 'Risk cannot be reached; nothing was done. Retry with the same client_order_id.',
     RejectReason.TRADING_UNAVAILABLE: 'The matching engine cannot be reached; nothing was done. Retry with the same client_order_id.',
     RejectReason.REDIS_UNAVAILABLE: 'Redis cannot be reached; nothing was done. Retry shortly.',
-    RejectReason.INSTRUMENTS_UNAVAILABLE: "Risk's instrument list cannot be read; nothing was done. Retry shortly.",
     RejectReason.SLOW_CONSUMER: 'A stream reader fell too far behind and was ended. Read faster, then resubscribe and reconcile open orders with GetOrder.',
     RejectReason.EXECUTIONS_INTERRUPTED: 'The execution report feed was interrupted. Resubscribe and reconcile open orders with GetOrder.',
     RejectReason.UNREACHABLE: "The client could not reach the gateway (the SDK's own reason). Check the address; retry.",
