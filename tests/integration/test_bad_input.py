@@ -1,15 +1,31 @@
-"""Every public call answers wrong input with the right status and a readable message, and changes nothing."""
+"""Every public call answers wrong input with the right status and a readable message, and changes nothing.
+
+Besides the hand-written cases, every string and decimal field of every call (SubmitOrder,
+CancelOrder, GetOrder, GetBalances, GetOrderBook, StreamExecutions, CreateAsset, CreateInstrument,
+CreateAccount, Deposit; ListInstruments has no field) is tried with hostile variants of a good value
+(control characters, a trailing newline, surrounding and inner whitespace, look-alike characters,
+far too long) and every decimal and number field with overflow (10^29, huge, many decimal places):
+each answers INVALID_ARGUMENT naming the field, nothing changes, and the gateway keeps serving.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import grpc
+import psycopg
 import pytest
 
+from backbone import ids
 from backbone.gateway.v1 import gateway_pb2
+from settlement import audit as ledger_audit
 from tests.conftest import System
+from tests.id_cases import hostile_variants
 from tests.integration.gateway_calls import (
+    BUY,
     Gateway,
     balances,
     funded_account,
@@ -17,7 +33,9 @@ from tests.integration.gateway_calls import (
     key,
     refused,
     setup_market,
+    unique,
 )
+from trading import audit as journal_audit
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +95,11 @@ def public_cases(gw: Gateway, api_key: str) -> list[tuple[str, Callable[[], obje
         (
             "balances of a malformed account id",
             lambda: p.GetBalances(gateway_pb2.GetBalancesRequest(account_id="not an id!"), metadata=md),
+            INVALID,
+        ),
+        (
+            "balances of another account",
+            lambda: p.GetBalances(gateway_pb2.GetBalancesRequest(account_id="someone-else"), metadata=md),
             grpc.StatusCode.PERMISSION_DENIED,
         ),
         (
@@ -92,7 +115,7 @@ def public_cases(gw: Gateway, api_key: str) -> list[tuple[str, Callable[[], obje
 def admin_cases(gw: Gateway, account_id: str) -> list[tuple[str, Callable[[], object], grpc.StatusCode]]:
     md = gw.admin_metadata()
     a = gw.admin
-    instrument = dict(
+    instrument: dict[str, Any] = dict(
         symbol="ETH-USD", base_asset="BTC", quote_asset="USD", tick_size="0.01", lot_size="0.0001",
         max_quantity="10", max_price="1000",
     )  # fmt: skip
@@ -215,4 +238,197 @@ def test_every_public_and_admin_call_refuses_bad_input_and_changes_nothing(
     assert balances(gateway, api_key) == before
     after = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key))
     assert after == instruments_before
+    invariants_hold(system.database_url, system.redis_url)
+
+
+# --- every field with hostile values ----------------------------------------------------------------
+
+
+# A good decimal turned bad: each is malformed or out of bounds, never a valid number in disguise.
+def decimal_variants(good: str) -> list[str]:
+    """Hostile and overflowing variants of the decimal text `good` (such as "1.00")."""
+    assert "." in good
+    variants = []
+    for char in ("\n", "\r", "\t", " ", "\x00", "\x1b", "\x7f", "\u00a0", "\u2028", "\u200b", "\ufeff"):
+        variants += [good + char, char + good, good[:1] + char + good[1:]]
+    variants += [good + "\r\n", " " + good + " ", good + "\n\n"]
+    variants += [
+        "1" + "0" * 29,  # 10^29
+        "1" + "0" * 29 + ".5",
+        "1" + "0" * ids.MAX_DECIMAL_INTEGER_DIGITS,  # one digit too many
+        "9" * 400,  # huge
+        "9" * 100_000,
+        good + "0" * 30,  # many decimal places
+        "0." + "0" * 40 + "1",
+        "1e29",
+        "1E+29",
+        "-" + good,
+        "+" + good,
+        "NaN",
+        "Infinity",
+        "\uff11.00",  # FULLWIDTH DIGIT ONE
+        "\u0661.00",  # ARABIC-INDIC DIGIT ONE
+        "0x10",
+        "1_000.00",
+    ]
+    return variants
+
+
+def id_variants(good: str, rule: ids.IdRule, *, empty_is_valid: bool = False) -> list[str]:
+    variants = hostile_variants(good, rule)
+    return [v for v in variants if v or not empty_is_valid]
+
+
+# Well-formed but out of range wherever it is sent: too large for the instrument, or for int64 amounts.
+LARGEST_DECIMALS = ("9" * ids.MAX_DECIMAL_INTEGER_DIGITS, "9" * ids.MAX_DECIMAL_INTEGER_DIGITS + ".5")
+NUMBER_VARIANTS = (ids.MAX_FEE_BPS + 1, 2**31, 2**32 - 1)
+
+
+@dataclass(frozen=True)
+class FieldCase:
+    """One field of one call, sent with each of `values` in an otherwise good request."""
+
+    call: str
+    field: str
+    values: tuple[object, ...]
+    send: Callable[..., object]  # send(**{field: value}) makes the call
+
+    def __call__(self, value: object) -> object:
+        return self.send(**{self.field: value})
+
+
+def _unary(method: Any, message: Any, metadata: Any, **good: object) -> Callable[..., object]:
+    """A call of `method` with a `message` built from the good fields, some of them replaced."""
+    return lambda **changes: method(message(**{**good, **changes}), metadata=metadata)
+
+
+def _first_response(method: Any, message: Any, metadata: Any) -> Callable[..., object]:
+    """A server-streaming call whose first response (or refusal) is awaited."""
+    return lambda **fields: next(iter(method(message(**fields), metadata=metadata)))
+
+
+def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
+    md, admin = key(api_key), gw.admin_metadata()
+    p, a = gw.public, gw.admin
+    # Good requests (that nothing must let through once a field is spoiled): a small buy far below
+    # the market the trader can afford, an instrument over known assets, a deposit to the trader.
+    submit = _unary(
+        p.SubmitOrder, gateway_pb2.SubmitOrderRequest, md,
+        client_order_id=unique("hostile"), symbol="BTC-USD", side=BUY, price="1.00", quantity="0.0001",
+    )  # fmt: skip
+    cancel = _unary(p.CancelOrder, gateway_pb2.CancelOrderRequest, md, order_id="0123abcd")
+    get_order = _unary(p.GetOrder, gateway_pb2.GetOrderRequest, md, order_id="0123abcd")
+    get_balances = _unary(p.GetBalances, gateway_pb2.GetBalancesRequest, md)
+    executions = _first_response(p.StreamExecutions, gateway_pb2.StreamExecutionsRequest, md)
+    book = _unary(p.GetOrderBook, gateway_pb2.GetOrderBookRequest, md, symbol="BTC-USD")
+    create_asset = _unary(a.CreateAsset, gateway_pb2.CreateAssetRequest, admin, code="HOSTILE", scale=2)
+    create_instrument = _unary(
+        a.CreateInstrument, gateway_pb2.CreateInstrumentRequest, admin,
+        symbol="HOSTILE-USD", base_asset="BTC", quote_asset="USD", tick_size="0.01", lot_size="0.0001",
+        min_quantity="0.0001", max_quantity="10.0", max_price="1000.00",
+    )  # fmt: skip
+    create_account = _unary(a.CreateAccount, gateway_pb2.CreateAccountRequest, admin)
+    deposit = _unary(
+        a.Deposit, gateway_pb2.DepositRequest, admin,
+        deposit_id=unique("hostile"), account_id=account_id, asset="USD", amount="1.00",
+    )  # fmt: skip
+
+    own = (*id_variants(account_id, ids.ACCOUNT_ID, empty_is_valid=True),)
+    order_ids = (*id_variants("0123456789abcdef0123456789abcdef", ids.ORDER_ID),)
+    symbols = (*id_variants("BTC-USD", ids.SYMBOL),)
+    cases = [
+        FieldCase("SubmitOrder", "account_id", own, submit),
+        FieldCase("SubmitOrder", "client_order_id", (*id_variants("c-1", ids.CLIENT_ORDER_ID),), submit),
+        FieldCase("SubmitOrder", "symbol", symbols, submit),
+        FieldCase("SubmitOrder", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), submit),
+        FieldCase("SubmitOrder", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS), submit),
+        FieldCase("CancelOrder", "account_id", own, cancel),
+        FieldCase("CancelOrder", "order_id", order_ids, cancel),
+        FieldCase("GetOrder", "account_id", own, get_order),
+        FieldCase("GetOrder", "order_id", order_ids, get_order),
+        FieldCase("GetBalances", "account_id", own, get_balances),
+        FieldCase("StreamExecutions", "account_id", own, executions),
+        FieldCase("GetOrderBook", "symbol", symbols, book),
+        FieldCase("GetOrderBook", "depth", (ids.MAX_BOOK_DEPTH + 1, *NUMBER_VARIANTS), book),
+        FieldCase("CreateAsset", "code", (*id_variants("HOSTILE", ids.ASSET_CODE),), create_asset),
+        FieldCase("CreateAsset", "scale", (ids.MAX_SCALE + 1, *NUMBER_VARIANTS), create_asset),
+        FieldCase("CreateInstrument", "symbol", (*id_variants("HOST-USD", ids.SYMBOL),), create_instrument),
+        FieldCase("CreateAccount", "account_id", (*id_variants("h-1", ids.ACCOUNT_ID, empty_is_valid=True),),
+                  create_account),
+        FieldCase("Deposit", "deposit_id", (*id_variants("deposit-1", ids.DEPOSIT_ID),), deposit),
+        FieldCase("Deposit", "account_id", (*id_variants(account_id, ids.ACCOUNT_ID),), deposit),
+        FieldCase("Deposit", "asset", (*id_variants("USD", ids.ASSET_CODE),), deposit),
+        FieldCase("Deposit", "amount", (*decimal_variants("1.00"), *LARGEST_DECIMALS), deposit),
+    ]  # fmt: skip
+    for field, good in (("base_asset", "BTC"), ("quote_asset", "USD")):
+        cases.append(
+            FieldCase("CreateInstrument", field, (*id_variants(good, ids.ASSET_CODE),), create_instrument)
+        )
+    for field, good in (
+        ("tick_size", "0.01"),
+        ("lot_size", "0.0001"),
+        ("min_quantity", "0.0001"),
+        ("max_quantity", "10.0"),
+        ("max_price", "1000.00"),
+    ):
+        # 19 nines: a well-formed limit whose largest order overflows int64 amounts.
+        largest = LARGEST_DECIMALS[:1] if field in ("max_quantity", "max_price") else ()
+        cases.append(
+            FieldCase("CreateInstrument", field, (*decimal_variants(good), *largest), create_instrument)
+        )
+    for field in ("maker_fee_bps", "taker_fee_bps"):
+        cases.append(FieldCase("CreateInstrument", field, NUMBER_VARIANTS, create_instrument))
+    return cases
+
+
+def stored_state(system: System) -> tuple[object, ...]:
+    """What a refused call must not change: ledger entries and balances, every trading journal."""
+    with psycopg.connect(system.database_url) as connection:
+        journals = {
+            shard: sum(1 for _ in journal_audit.records(connection, shard))
+            for shard in journal_audit.shards(connection)
+        }
+        return (
+            ledger_audit.entry_count(connection),
+            ledger_audit.customer_balances(connection),
+            journals,
+        )
+
+
+def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
+    gateway: Gateway, trader: tuple[str, str], system: System
+) -> None:
+    account_id, api_key = trader
+    md = key(api_key)
+    before = (balances(gateway, api_key), stored_state(system))
+    instruments_before = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=md)
+    cases = every_field(gateway, account_id, api_key)
+    assert {case.call for case in cases} == {
+        "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
+        "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit",
+    }  # fmt: skip
+    failures = []
+    tried = 0
+    for case in cases:
+        for value in case.values:
+            tried += 1
+            try:
+                error = refused(partial(case, value))
+            except AssertionError:
+                failures.append(f"{case.call}.{case.field}={value!r:.60}: accepted")
+                continue
+            named = [violation.field for violation in error.violations]
+            if error.code != INVALID or case.field not in named or not error.message or not error.reason:
+                failures.append(
+                    f"{case.call}.{case.field}={value!r:.60}: {error.code.name} {error.reason} "
+                    f"fields {named}: {error.message[:120]}"
+                )
+    assert failures == [], f"{len(failures)} of {tried} refused wrongly:\n" + "\n".join(failures[:60])
+    assert tried > 1000
+    # Nothing changed, and the gateway still serves.
+    assert (balances(gateway, api_key), stored_state(system)) == before
+    after = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=md)
+    assert after == instruments_before
+    book = gateway.public.GetOrderBook(gateway_pb2.GetOrderBookRequest(symbol="BTC-USD"), metadata=md)
+    assert book.symbol == "BTC-USD"
     invariants_hold(system.database_url, system.redis_url)

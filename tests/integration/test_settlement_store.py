@@ -55,7 +55,7 @@ async def settlement(new_database: Callable[[], str]) -> AsyncIterator[Ledger]:
     server = RunningServer(app, settings)
     await server.start("127.0.0.1:0")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    stub = settlement_pb2_grpc.SettlementServiceStub(channel)
+    stub = settlement_pb2_grpc.SettlementServiceStub(channel)  # type: ignore[no-untyped-call]
     await stub.CreateAsset(pb.CreateAssetRequest(asset=pb.Asset(code=BASE, scale=8)))
     await stub.CreateAsset(pb.CreateAssetRequest(asset=pb.Asset(code=QUOTE, scale=6)))
     try:
@@ -343,6 +343,8 @@ async def test_broken_trades_abort_the_stream_and_post_nothing(settlement: Ledge
         ([batch(source, [(1, trade(1, alice, bob))])], grpc.StatusCode.INVALID_ARGUMENT, "HELLO_EXPECTED"),
         ([pb.StreamTradesRequest()], grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED"),
         ([pb.StreamTradesRequest(source="a:b")], grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SOURCE"),
+        ([pb.StreamTradesRequest(source=source + "\n")], grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SOURCE"),
+        ([pb.StreamTradesRequest(source="s" * 65)], grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SOURCE"),
         ([hello, batch("other", [good])], grpc.StatusCode.INVALID_ARGUMENT, "SOURCE_CHANGED"),
         (
             [hello, batch(source, [good, (2, trade(3, alice, bob))])],
@@ -399,9 +401,38 @@ async def test_assets(settlement: Ledger) -> None:
         (pb.CreateAssetRequest(asset=pb.Asset(code=code, scale=3)), "ALREADY_EXISTS", "ASSET_EXISTS"),
         (pb.CreateAssetRequest(), "INVALID_ARGUMENT", "REQUIRED"),
         (pb.CreateAssetRequest(asset=pb.Asset(code="", scale=2)), "INVALID_ARGUMENT", "REQUIRED"),
-        (pb.CreateAssetRequest(asset=pb.Asset(code="usd", scale=2)), "INVALID_ARGUMENT", "INVALID_ASSET"),
-        (pb.CreateAssetRequest(asset=pb.Asset(code="A" * 13, scale=2)), "INVALID_ARGUMENT", "INVALID_ASSET"),
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code="usd", scale=2)),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
+        ),
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code="A" * 13, scale=2)),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
+        ),
+        # Refused by backbone.ids before PostgreSQL's CHECK would answer INTERNAL.
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code="NEW1\n", scale=2)),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
+        ),
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code=" NEW1", scale=2)),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
+        ),
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code="NEW\x00", scale=2)),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
+        ),
         (pb.CreateAssetRequest(asset=pb.Asset(code="NEW1", scale=19)), "INVALID_ARGUMENT", "INVALID_SCALE"),
+        (
+            pb.CreateAssetRequest(asset=pb.Asset(code="NEW1", scale=2**32 - 1)),
+            "INVALID_ARGUMENT",
+            "INVALID_SCALE",
+        ),
     ]
     for request, code_name, reason in cases:
         error = await refused(stub.CreateAsset(request))
@@ -444,6 +475,28 @@ async def test_accounts_and_api_keys(settlement: Ledger) -> None:
             "INVALID_ARGUMENT",
             "INVALID_ACCOUNT_ID",
         ),
+        # Refused by backbone.ids before PostgreSQL's CHECK would answer INTERNAL.
+        (
+            stub.CreateAccount(
+                pb.CreateAccountRequest(account_id=unique("acct") + "\n", api_key_sha256=digest())
+            ),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            stub.CreateAccount(
+                pb.CreateAccountRequest(account_id="\t" + unique("acct"), api_key_sha256=digest())
+            ),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            stub.CreateAccount(
+                pb.CreateAccountRequest(account_id=unique("a") + "\x00", api_key_sha256=digest())
+            ),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+        ),
         (
             stub.CreateAccount(
                 pb.CreateAccountRequest(account_id=ledger.SYSTEM_FEES, api_key_sha256=digest())
@@ -474,6 +527,11 @@ async def test_accounts_and_api_keys(settlement: Ledger) -> None:
         (stub.GetBalances(pb.GetBalancesRequest(account_id=unique("ghost"))), "NOT_FOUND", "UNKNOWN_ACCOUNT"),
         (stub.GetBalances(pb.GetBalancesRequest(account_id="")), "INVALID_ARGUMENT", "REQUIRED"),
         (stub.GetBalances(pb.GetBalancesRequest(account_id="a/b")), "INVALID_ARGUMENT", "INVALID_ACCOUNT_ID"),
+        (
+            stub.GetBalances(pb.GetBalancesRequest(account_id=account_id + "\n")),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+        ),
     ]
     for call, code_name, reason in cases:
         error = await refused(call)
@@ -544,6 +602,26 @@ async def test_deposits(settlement: Ledger) -> None:
             pb.DepositRequest(deposit_id="a b", account_id=alice, asset=QUOTE, amount=3),
             "INVALID_ARGUMENT",
             "INVALID_DEPOSIT_ID",
+        ),
+        (
+            pb.DepositRequest(deposit_id=unique("dep") + "\n", account_id=alice, asset=QUOTE, amount=3),
+            "INVALID_ARGUMENT",
+            "INVALID_DEPOSIT_ID",
+        ),
+        (
+            pb.DepositRequest(deposit_id="d" * 65, account_id=alice, asset=QUOTE, amount=3),
+            "INVALID_ARGUMENT",
+            "INVALID_DEPOSIT_ID",
+        ),
+        (
+            pb.DepositRequest(deposit_id=unique("dep"), account_id=alice + "\n", asset=QUOTE, amount=3),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            pb.DepositRequest(deposit_id=unique("dep"), account_id=alice, asset=QUOTE + "\n", amount=3),
+            "INVALID_ARGUMENT",
+            "INVALID_ASSET_CODE",
         ),
         (
             pb.DepositRequest(deposit_id=unique("dep"), account_id=alice, asset="", amount=3),
