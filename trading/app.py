@@ -26,8 +26,10 @@ from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine
+from trading.engine_loop import EngineLoop
+from trading.execution_feed import ExecutionFeed
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
-from trading.servicer import EngineLoop, ExecutionFeed, TradingServicer
+from trading.servicer import TradingServicer
 
 log = structlog.get_logger("backbone.trading")
 

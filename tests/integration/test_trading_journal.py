@@ -24,8 +24,8 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.instruments import btc_usd
 from trading.app import TradingApp, create_app
 from trading.engine import Engine
+from trading.execution_feed import ExecutionFeed
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
-from trading.servicer import ExecutionFeed
 
 pytestmark = pytest.mark.integration
 
