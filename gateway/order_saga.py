@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 import structlog
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from backbone.common.v1 import common_pb2
@@ -56,8 +57,8 @@ class OrderSaga:
     """Places and cancels orders across risk and trading; one instance per process."""
 
     def __init__(self) -> None:
-        self._claim: Any = None
-        self._unclaim: Any = None
+        self._claim: AsyncScript | None = None
+        self._unclaim: AsyncScript | None = None
 
     async def submit(
         self, backends: Backends, order: trading_pb2.NewOrder, instrument: common_pb2.Instrument
@@ -156,8 +157,8 @@ class OrderSaga:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _scripts(self, backends: Backends) -> tuple[Any, Any]:
-        if self._claim is None:
+    def _scripts(self, backends: Backends) -> tuple[AsyncScript, AsyncScript]:
+        if self._claim is None or self._unclaim is None:
             self._claim = backends.redis.register_script(_CLAIM_SCRIPT)
             self._unclaim = backends.redis.register_script(_UNCLAIM_SCRIPT)
         return self._claim, self._unclaim
