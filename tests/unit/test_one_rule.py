@@ -28,14 +28,6 @@ _LIMIT_NAME = re.compile(
 )
 # A bracket expression holding an ASCII range (A-Z, a-z, 0-9, !-~ ...), or a \d / \w class.
 _ID_REGEX = re.compile(r"\[[^\]]*[!-~]-[!-~][^\]]*\]|\\[dw]")
-# Stray copies in code that belongs to another piece of work, each with what must replace it. The
-# test fails when one of them is gone, so the list only shrinks; add nothing here.
-PENDING = {
-    "risk/instruments.py defines MAX_SYMBOL_LENGTH": (
-        "risk's instrument_problem checks 1-64 characters; use backbone.ids.SYMBOL (1-32, A-Z 0-9 '-') "
-        "and money.parse_decimal for tick_size/lot_size instead of Decimal() (which strips whitespace)"
-    ),
-}
 _RE_FUNCTIONS = frozenset({"compile", "match", "fullmatch", "search", "findall", "finditer", "sub", "split"})
 
 
@@ -135,17 +127,7 @@ def test_formats_and_limits_are_defined_only_in_backbone_ids() -> None:
     problems = []
     for path in modules:
         problems += stray_copies(path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix())
-    unexpected = [p for p in problems if re.sub(r":\d+ ", " ", p) not in PENDING]
-    assert unexpected == [], f"import the rule from {HOME} instead:\n" + "\n".join(unexpected)
-
-
-def test_the_pending_copies_still_exist() -> None:
-    found = set()
-    for path in _modules():
-        for problem in stray_copies(path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix()):
-            found.add(re.sub(r":\d+ ", " ", problem))
-    gone = sorted(set(PENDING) - found)
-    assert gone == [], f"fixed, so drop them from PENDING: {gone}"
+    assert problems == [], f"import the rule from {HOME} instead:\n" + "\n".join(problems)
 
 
 def test_the_home_of_the_rules_defines_them() -> None:
