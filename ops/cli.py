@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2
 from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, describe
 from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from backbone.runtime.logging import configure_logging
-from ops.supervisor import ServiceFailed, ServiceProcesses, health_status
+from ops.supervisor import ServiceFailed, ServiceProcesses, health_check
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "health", help="exit 0 when the server at ADDRESS reports SERVING (for container health checks)"
     )
     health.add_argument("address", help="host:port of a Backbone service")
+    health.add_argument(
+        "--service",
+        default="",
+        help="a health entry other than the whole server, for example "
+        "backbone.trading.v1.TradingService/outbox/settlement-trades (its detail is printed)",
+    )
     check = commands.add_parser(
         "check",
         help="report the system's invariants on a live system; exit 0 when all hold, 1 when one is "
@@ -267,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "serve":
         return serve(options.service, settings)
     if options.command == "health":
-        serving = health_status(options.address, 2.0) == health_pb2.HealthCheckResponse.SERVING
-        print("SERVING" if serving else "NOT SERVING")
+        status, detail = health_check(options.address, options.service, 2.0)
+        serving = status == health_pb2.HealthCheckResponse.SERVING
+        print(("SERVING" if serving else "NOT SERVING") + (f": {detail}" if detail else ""))
         return 0 if serving else 1
     if options.command == "check":
         return check(settings, options.settle, options.json)

@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from backbone.runtime.config import SERVICE_NAMES, Settings
+from backbone.runtime.server import HEALTH_DETAIL_KEY
 
 # Start order: dependencies first; stop order is the reverse.
 START_ORDER = ("settlement", "trading", "risk", "gateway")
@@ -31,16 +32,28 @@ class ServiceFailed(RuntimeError):
     """A service process exited or never became healthy."""
 
 
-def health_status(address: str, timeout_seconds: float = 1.0) -> int:
-    """The health status a server reports for the whole server ("" service)."""
+def health_check(address: str, service: str = "", timeout_seconds: float = 1.0) -> tuple[int, str]:
+    """The health status a server reports for `service` ("" is the whole server), with its detail.
+
+    The detail is the ``backbone-health-detail`` trailer a Backbone server adds to an entry
+    (an outbox's lag and refusal, for example); "" when there is none or the call failed.
+    """
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            request = health_pb2.HealthCheckRequest(service="")
-            response = stub.Check(request, timeout=timeout_seconds)  # type: ignore[attr-defined]
-        except grpc.RpcError:
-            return health_pb2.HealthCheckResponse.UNKNOWN
-        return int(response.status)
+            request = health_pb2.HealthCheckRequest(service=service)
+            response, call = stub.Check.with_call(request, timeout=timeout_seconds)  # type: ignore[attr-defined]
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return health_pb2.HealthCheckResponse.SERVICE_UNKNOWN, f"no health entry {service!r}"
+            return health_pb2.HealthCheckResponse.UNKNOWN, ""
+        trailers = dict(call.trailing_metadata() or ())
+        return int(response.status), str(trailers.get(HEALTH_DETAIL_KEY, ""))
+
+
+def health_status(address: str, timeout_seconds: float = 1.0) -> int:
+    """The health status a server reports for the whole server ("" service)."""
+    return health_check(address, "", timeout_seconds)[0]
 
 
 class ServiceProcesses:

@@ -27,6 +27,8 @@ from backbone.runtime.errors import failed_precondition
 from backbone.runtime.server import HEALTH_DETAIL_KEY, RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from ops.cli import main as cli_main
+from ops.supervisor import health_check
 from tests.instruments import btc_usd
 from trading.app import SERVICE_NAME, create_app, outbox_health_name
 
@@ -138,7 +140,7 @@ async def health_of(channel: grpc.aio.Channel, service: str) -> tuple[int, str]:
 
 
 async def test_trading_reports_a_refused_settlement_outbox_in_its_health(
-    new_database: Callable[[], str],
+    new_database: Callable[[], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     settlement, risk = Settlement(), Risk()
     stand_ins = [
@@ -200,6 +202,17 @@ async def test_trading_reports_a_refused_settlement_outbox_in_its_health(
                     f"FAILED_PRECONDITION NEGATIVE_BALANCE: trade {trade_sequence} would overdraw" in detail
                 )
                 assert "lag " in detail and ", lag 0" not in detail
+                # An operator sees the same with `backbone health ADDRESS --service ENTRY` (exit 1).
+                address = f"127.0.0.1:{trading.port}"
+                cli_status, cli_detail = await asyncio.to_thread(health_check, address, SETTLEMENT_ENTRY, 5.0)
+                assert cli_status == NOT_SERVING and f"refused sequence {trade_sequence} " in cli_detail
+                exit_code = await asyncio.to_thread(
+                    cli_main, ["health", address, "--service", SETTLEMENT_ENTRY]
+                )
+                assert exit_code == 1
+                printed = capsys.readouterr().out.splitlines()[-1]
+                assert printed.startswith("NOT SERVING: stalled for ")
+                assert f"the receiver refused sequence {trade_sequence} " in printed
                 # Trading itself still serves, and so does the outbox to risk.
                 assert (await health_of(channel, SERVICE_NAME))[0] == SERVING
                 assert (await health_of(channel, ""))[0] == SERVING
