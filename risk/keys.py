@@ -30,8 +30,8 @@ CURSOR_KEYS = "risk:cursor:*"
 
 TOTAL, RESERVED = "total", "reserved"
 
-_ORDER_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)$")
-_BALANCES_KEY = re.compile(r"^risk:\{(?P<account>[^}]+)\}:balances$")
+_ORDER_KEY = re.compile(r"risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)")
+_BALANCES_KEY = re.compile(r"risk:\{(?P<account>[^}]+)\}:balances")
 _CURSOR_PREFIX = "risk:cursor:"
 
 
@@ -69,13 +69,13 @@ def balance_field(asset: str, kind: str) -> str:
 
 def parse_order_key(key: str) -> tuple[str, str] | None:
     """(account id, order id) of an order key; None for any other key."""
-    matched = _ORDER_KEY.match(key)
+    matched = _ORDER_KEY.fullmatch(key)
     return (matched["account"], matched["order"]) if matched else None
 
 
 def parse_balances_key(key: str) -> str | None:
     """The account id of a balances key; None for any other key."""
-    matched = _BALANCES_KEY.match(key)
+    matched = _BALANCES_KEY.fullmatch(key)
     return matched["account"] if matched else None
 
 

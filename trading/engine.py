@@ -309,9 +309,16 @@ class Engine:
         )
         return Outcome([record], [], stored)
 
-    def _order_problem(self, command: trading_pb2.NewOrder) -> RejectReason | None:
+    def _order_problem(self, command: trading_pb2.NewOrder, *, journaled: bool) -> RejectReason | None:
+        """Why a new order is refused, or None. A journaled order was accepted once: its ids were
+        checked by the rules of its day, which a later, stricter rule must not undo at replay."""
         order_id = command.order_id
-        if not ids.ORDER_ID.is_valid(order_id) or not ids.ACCOUNT_ID.is_valid(command.account_id):
+        formats_ok = journaled or (
+            ids.ORDER_ID.is_valid(order_id)
+            and ids.ACCOUNT_ID.is_valid(command.account_id)
+            and ids.CLIENT_ORDER_ID.is_valid(command.client_order_id)
+        )
+        if not formats_ok:
             return RejectReason.INVALID_ORDER
         if order_id in self.orders:
             return RejectReason.DUPLICATE_ORDER_ID
@@ -324,14 +331,18 @@ class Engine:
             or command.time_in_force not in (common_pb2.TIME_IN_FORCE_UNSPECIFIED, _GTC)
             or not 1 <= command.price_ticks <= instrument.max_price_ticks
             or not instrument.min_quantity_lots <= command.quantity_lots <= instrument.max_quantity_lots
-            or not ids.CLIENT_ORDER_ID.is_valid(command.client_order_id)
         ):
             return RejectReason.INVALID_ORDER
         return None
 
-    def new_order(self, command: trading_pb2.NewOrder, timestamp_ns: int) -> Outcome:
-        """Accept, match and rest a limit order; or reject it without changing anything."""
-        problem = self._order_problem(command)
+    def new_order(
+        self, command: trading_pb2.NewOrder, timestamp_ns: int, *, journaled: bool = False
+    ) -> Outcome:
+        """Accept, match and rest a limit order; or reject it without changing anything.
+
+        ``journaled`` is for replay: the order was accepted when it was journaled.
+        """
+        problem = self._order_problem(command, journaled=journaled)
         if problem is not None:
             return Outcome([], [_rejected_new_order(command, problem, timestamp_ns)])
         timestamp_ns = self._clock(timestamp_ns)
@@ -500,7 +511,7 @@ class Engine:
             except InstrumentRejected as error:
                 raise ReplayError(f"journal record {record.sequence}: {error.message}") from None
         elif kind == "new_order":
-            outcome = self.new_order(record.new_order, record.timestamp_ns)
+            outcome = self.new_order(record.new_order, record.timestamp_ns, journaled=True)
         else:
             outcome = self.cancel_order(record.cancel_order, record.timestamp_ns)
         if not outcome.records or outcome.records[0] != record:

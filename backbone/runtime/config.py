@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from backbone.ids import source_problem
+
 PREFIX = "BACKBONE_"
 SERVICE_NAMES = ("gateway", "risk", "trading", "settlement")
 
@@ -94,6 +96,10 @@ class Settings:
         for name in ("GATEWAY_ADDRESS", "RISK_ADDRESS", "TRADING_ADDRESS", "SETTLEMENT_ADDRESS"):
             if ":" not in values[name]:
                 raise ConfigError(f"{PREFIX}{name} must be host:port, got {values[name]!r}")
+        shard = values["TRADING_SHARD"] or "trading-0"
+        shard_problem = source_problem(shard)
+        if shard_problem:  # it names the shard's trades and cursors in settlement and risk
+            raise ConfigError(f"{PREFIX}TRADING_SHARD {shard_problem}")
         return cls(
             database_url=values["DATABASE_URL"],
             redis_url=values["REDIS_URL"],
@@ -104,7 +110,7 @@ class Settings:
             listen_address=values["LISTEN_ADDRESS"],
             admin_key=values["ADMIN_KEY"],
             data_dir=Path(values["DATA_DIR"] or ".backbone"),
-            trading_shard=values["TRADING_SHARD"] or "trading-0",
+            trading_shard=shard,
             log_level=level,
             log_format=log_format,
             grace_period_seconds=_integer(values, "GRACE_PERIOD_SECONDS", 0, 3600),

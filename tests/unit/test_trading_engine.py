@@ -437,3 +437,16 @@ def test_replay_refuses_a_journal_that_does_not_regenerate() -> None:
     duplicate = trading_pb2.JournalRecord(sequence=3, timestamp_ns=T, new_order=records[1].new_order)
     with pytest.raises(ReplayError):  # a command that is refused on replay (a duplicate order id)
         replay_into_new_engine([*records[:2], duplicate])
+
+
+def test_an_order_journaled_under_an_older_id_rule_still_replays() -> None:
+    # Before ids were one rule, the gateway took client order ids with spaces; such an order is
+    # in somebody's journal, and replay must rebuild it rather than refuse to start.
+    live = Engine()
+    records = list(live.create_instrument(btc_usd(), T).records)
+    old = new("legacy", SELL, 100, 5, client_order_id="my order 1")
+    assert kinds(live.apply(old, T)) == []  # today's rule refuses it live
+    accepted_then = trading_pb2.JournalRecord(sequence=2, timestamp_ns=T, new_order=old.new_order)
+    rebuilt = replay_into_new_engine([*records, accepted_then])
+    assert rebuilt.orders["legacy"].client_order_id == "my order 1"
+    assert rebuilt.last_sequence == 2
