@@ -5,12 +5,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.money import MoneyError, parse_decimal
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError
@@ -341,12 +342,12 @@ def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: boo
             "floats cannot hold prices exactly"
         )
     if isinstance(value, str):
+        # A string is held to the server's rule (backbone.money.parse_decimal): the whole string,
+        # no whitespace, sign or exponent, so the SDK never sends what grpcurl would be refused for.
         try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise _local_error(
-                field_name, _invalid_reason(field_name), f"{value[:40]!r} is not a decimal number"
-            ) from None
+            number = parse_decimal(value)
+        except MoneyError as error:
+            raise _local_error(field_name, _invalid_reason(field_name), str(error)) from None
     elif isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, Decimal):
