@@ -10,26 +10,26 @@ once the trade is delivered.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from typing import Any
 
 import grpc
 import pytest
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.config import Settings
 from backbone.runtime.errors import failed_precondition
-from backbone.runtime.server import HEALTH_DETAIL_KEY, RunningServer
+from backbone.runtime.server import RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from ops.cli import main as cli_main
 from ops.supervisor import health_check
 from tests.instruments import btc_usd
+from tests.waiting import eventually, health_of
 from trading.app import SERVICE_NAME, create_app, outbox_health_name
 
 pytestmark = pytest.mark.integration
@@ -116,27 +116,6 @@ def new_order(
             quantity_lots=lots,
         )
     )
-
-
-async def eventually(condition: Callable[[], Any], what: str, timeout_seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout_seconds:g}s")
-        await asyncio.sleep(0.05)
-
-
-async def health_of(channel: grpc.aio.Channel, service: str) -> tuple[int, str]:
-    stub: Any = health_pb2_grpc.HealthStub(channel)  # the type stubs do not declare its methods
-    call = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-    answer = await call
-    trailers = dict(await call.trailing_metadata() or ())
-    return answer.status, str(trailers.get(HEALTH_DETAIL_KEY, ""))
 
 
 async def test_trading_reports_a_refused_settlement_outbox_in_its_health(

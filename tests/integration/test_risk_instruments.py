@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -51,20 +51,6 @@ def new_symbol() -> str:
 
 def instrument(symbol: str, maker_fee_bps: int = 10) -> common_pb2.Instrument:
     return btc_usd(symbol, maker_fee_bps=maker_fee_bps)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield connection
-    await connection.aclose()
-
-
-@pytest.fixture
-async def store(client: redis.Redis) -> RiskStore:
-    risk_store = RiskStore(client)
-    await risk_store.load_scripts()
-    return risk_store
 
 
 class Risk:

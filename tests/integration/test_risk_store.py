@@ -45,20 +45,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield connection
-    await connection.aclose()
-
-
-@pytest.fixture
-async def store(client: redis.Redis) -> RiskStore:
-    risk_store = RiskStore(client)
-    await risk_store.load_scripts()
-    return risk_store
-
-
 async def figures(store: RiskStore, account: str) -> dict[str, tuple[int, int, int]]:
     return {f.asset: (f.total, f.reserved, f.available) for f in await store.account_figures(account)}
 

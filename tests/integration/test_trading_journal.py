@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from backbone.runtime.server import RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.instruments import btc_usd
+from tests.waiting import eventually
 from trading.app import TradingApp, create_app
 from trading.engine import Engine
 from trading.execution_feed import ExecutionFeed
@@ -66,19 +66,6 @@ def settings_for(database_url: str, **addresses: str) -> Settings:
         "BACKBONE_DATABASE_POOL_SIZE": "4",
     }
     return Settings.from_env(environment)
-
-
-async def wait_until(condition: Callable[[], Any], what: str, timeout_seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout_seconds:g}s")
-        await asyncio.sleep(0.02)
 
 
 class Trading:
@@ -237,7 +224,7 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         assert again.instrument == btc_usd()
 
         subscription = trading.stub.SubscribeExecutions(trading_pb2.SubscribeExecutionsRequest())
-        await wait_until(lambda: trading.app.feed.subscriber_count == 1, "the subscription")
+        await eventually(lambda: trading.app.feed.subscriber_count == 1, "the subscription")
 
         responses = await trading.send(
             [new("s1", SELL, 5_000_000, 5_000, "bob"), new("s2", SELL, 5_000_100, 1_000, "bob")],
@@ -440,12 +427,12 @@ async def test_trades_reach_settlement_and_risk_through_the_outboxes(
             await trading.send(
                 [new("s", SELL, 100, 3, "a"), new("b", BUY, 100, 1, "b")], [new("c", BUY, 100, 2, "c")]
             )
-            await wait_until(lambda: len(receiver.trades) == 2, "both trades at the receiver")
+            await eventually(lambda: len(receiver.trades) == 2, "both trades at the receiver")
             assert receiver.trades == [("trading-test", 4, 1), ("trading-test", 6, 2)]
             outbox = trading.app.outboxes[0]
             assert await outbox.wait_acknowledged(6, 10)
             # Risk gets the instrument first, then the trades (both orders were filled: no release).
-            await wait_until(lambda: len(risk[1].events) == 3, "every risk event at the receiver")
+            await eventually(lambda: len(risk[1].events) == 3, "every risk event at the receiver")
             assert risk[1].events == [
                 ("trading-test", 1, "instrument_created"),
                 ("trading-test", 4, "trade"),

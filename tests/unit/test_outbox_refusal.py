@@ -7,22 +7,21 @@ OutboxSender publishes its health entry the way trading does.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from typing import Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.errors import failed_precondition
 from backbone.runtime.outbox import REFUSAL_CODES, OutboxSender, is_refusal
 from backbone.runtime.reconnect import Backoff, Reconnector
-from backbone.runtime.server import HEALTH_DETAIL_KEY, HealthEntries, RunningServer
+from backbone.runtime.server import HealthEntries, RunningServer
+from tests.waiting import eventually, health_of
 
 RECEIVER = "backbone.test.Receiver"
 SENDER = "backbone.test.Sender"
@@ -123,27 +122,6 @@ class SenderApp:
     async def stop(self) -> None:
         await self.outbox.stop()
         await self.channel.close()
-
-
-async def eventually(condition: Callable[[], Any], what: str, timeout_seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout_seconds:g}s")
-        await asyncio.sleep(0.01)
-
-
-async def health_of(channel: grpc.aio.Channel, service: str) -> tuple[int, str]:
-    stub: Any = health_pb2_grpc.HealthStub(channel)  # the type stubs do not declare its methods
-    call = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-    answer = await call
-    trailers = dict(await call.trailing_metadata() or ())
-    return answer.status, str(trailers.get(HEALTH_DETAIL_KEY, ""))
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
