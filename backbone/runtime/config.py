@@ -46,7 +46,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CALL_TIMEOUT_SECONDS", "5", "deadline of every unary call between services"),
     Variable("MAX_MESSAGE_BYTES", "4194304", "largest gRPC message sent or received"),
     Variable("BATCH_MAX_ITEMS", "512", "most items coalesced into one internal stream message"),
-    Variable("DATABASE_POOL_SIZE", "8", "PostgreSQL connections per service process"),
+    Variable(
+        "DATABASE_POOL_SIZE",
+        "8",
+        "most PostgreSQL connections per service process; when all are busy a call waits for one "
+        "(up to BACKBONE_CALL_TIMEOUT_SECONDS) instead of failing",
+    ),
+    Variable(
+        "REDIS_POOL_SIZE",
+        "64",
+        "most Redis connections per service process; when all are busy a command waits for one "
+        "(up to BACKBONE_CALL_TIMEOUT_SECONDS) instead of failing",
+    ),
 )
 
 
@@ -82,6 +93,7 @@ class Settings:
     max_message_bytes: int
     batch_max_items: int
     database_pool_size: int
+    redis_pool_size: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +130,7 @@ class Settings:
             max_message_bytes=_integer(values, "MAX_MESSAGE_BYTES", 65536, 1 << 30),
             batch_max_items=_integer(values, "BATCH_MAX_ITEMS", 1, 100_000),
             database_pool_size=_integer(values, "DATABASE_POOL_SIZE", 1, 256),
+            redis_pool_size=_integer(values, "REDIS_POOL_SIZE", 1, 10_000),
         )
 
     def address_of(self, service: str) -> str:

@@ -23,16 +23,23 @@ _MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 async def open_pool(settings: Settings, name: str) -> AsyncConnectionPool:
-    """An open pool to BACKBONE_DATABASE_URL, checked with one round trip."""
+    """An open pool to BACKBONE_DATABASE_URL, checked with one round trip.
+
+    It keeps two connections open and grows to BACKBONE_DATABASE_POOL_SIZE under load. When
+    every connection is busy, a caller queues for the next free one (no limit on the queue) for
+    up to BACKBONE_CALL_TIMEOUT_SECONDS, the deadline its own caller gives it anyway; only a
+    longer wait fails (psycopg_pool.PoolTimeout).
+    """
     settings.require("database_url")
     pool = AsyncConnectionPool(
         settings.database_url,
-        min_size=1,
+        min_size=min(2, settings.database_pool_size),
         max_size=settings.database_pool_size,
         kwargs={"autocommit": False, "application_name": f"backbone-{name}"},
         name=f"backbone-{name}",
         open=False,
-        timeout=float(settings.call_timeout_seconds),
+        timeout=float(settings.call_timeout_seconds),  # the longest a caller waits for a connection
+        max_waiting=0,  # callers queue without limit; each waits at most `timeout`
     )
     await pool.open(wait=True, timeout=30.0)
     return pool
