@@ -124,13 +124,10 @@ class RejectReason(StrEnum):
     """There is no such order in this account. Check the order id."""
 
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
-    """The client order id was already used by another order of this account; metadata order_id names it. GetOrder returns that order; do not resend."""
+    """The client order id was already used by a different order of this account (the same order sent again is answered with that order instead); metadata order_id names it. GetOrder returns that order; do not resend."""
 
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
     """The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order."""
-
-    AMOUNT_OVERFLOW = "AMOUNT_OVERFLOW"
-    """Applying the amount would take a balance beyond the largest risk holds (2^63-1 minor units). Nothing changed; this points to a wrong amount."""
 
     RISK_STATE_INCONSISTENT = "RISK_STATE_INCONSISTENT"
     """Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate."""
@@ -152,6 +149,9 @@ class RejectReason(StrEnum):
 
     INSTRUMENT_EXISTS = "INSTRUMENT_EXISTS"
     """An instrument with this symbol exists. Use it, or choose another symbol."""
+
+    ORDER_FENCED = "ORDER_FENCED"
+    """The order's outcome was unknown (OUTCOME_UNKNOWN) and it was resolved as never placed: the matching engine fenced its order id and will never accept it, and nothing stays reserved for it. Send the order again (its client_order_id is free again)."""
 
     UNKNOWN_ASSET = "UNKNOWN_ASSET"
     """The asset is not known to the ledger. CreateAsset first."""
@@ -243,6 +243,15 @@ class RejectReason(StrEnum):
     UNREACHABLE = "UNREACHABLE"
     """The client could not reach the gateway (the SDK's own reason). Check the address; retry."""
 
+    RISK_REBUILDING = "RISK_REBUILDING"
+    """Risk lost its state (a Redis flush or failover) and is rebuilding it from the ledger and trading's open orders; nothing was done. Retry shortly: risk serves again by itself within seconds."""
+
+    RISK_REBUILT = "RISK_REBUILT"
+    """Risk rebuilt its state while the order was on its way to the matching engine, so its reservation is not in the new state; nothing was done. Retry with the same client_order_id."""
+
+    SETTLEMENT_UNAVAILABLE = "SETTLEMENT_UNAVAILABLE"
+    """Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once."""
+
     INTERNAL_ERROR = "INTERNAL_ERROR"
     """An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it."""
 
@@ -310,7 +319,6 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.UNKNOWN_ORDER: common_pb2.REJECT_REASON_UNKNOWN_ORDER,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID,
     RejectReason.INSUFFICIENT_BALANCE: common_pb2.REJECT_REASON_INSUFFICIENT_BALANCE,
-    RejectReason.AMOUNT_OVERFLOW: common_pb2.REJECT_REASON_AMOUNT_OVERFLOW,
     RejectReason.RISK_STATE_INCONSISTENT: common_pb2.REJECT_REASON_RISK_STATE_INCONSISTENT,
     RejectReason.DUPLICATE_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_ORDER_ID,
     RejectReason.INVALID_ORDER: common_pb2.REJECT_REASON_INVALID_ORDER,
@@ -318,6 +326,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.ORDER_NOT_OPEN: common_pb2.REJECT_REASON_ORDER_NOT_OPEN,
     RejectReason.INVALID_INSTRUMENT: common_pb2.REJECT_REASON_INVALID_INSTRUMENT,
     RejectReason.INSTRUMENT_EXISTS: common_pb2.REJECT_REASON_INSTRUMENT_EXISTS,
+    RejectReason.ORDER_FENCED: common_pb2.REJECT_REASON_ORDER_FENCED,
     RejectReason.UNKNOWN_ASSET: common_pb2.REJECT_REASON_UNKNOWN_ASSET,
     RejectReason.UNKNOWN_ACCOUNT: common_pb2.REJECT_REASON_UNKNOWN_ACCOUNT,
     RejectReason.ASSET_EXISTS: common_pb2.REJECT_REASON_ASSET_EXISTS,
@@ -348,6 +357,9 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.SLOW_CONSUMER: common_pb2.REJECT_REASON_SLOW_CONSUMER,
     RejectReason.EXECUTIONS_INTERRUPTED: common_pb2.REJECT_REASON_EXECUTIONS_INTERRUPTED,
     RejectReason.UNREACHABLE: common_pb2.REJECT_REASON_UNREACHABLE,
+    RejectReason.RISK_REBUILDING: common_pb2.REJECT_REASON_RISK_REBUILDING,
+    RejectReason.RISK_REBUILT: common_pb2.REJECT_REASON_RISK_REBUILT,
+    RejectReason.SETTLEMENT_UNAVAILABLE: common_pb2.REJECT_REASON_SETTLEMENT_UNAVAILABLE,
     RejectReason.INTERNAL_ERROR: common_pb2.REJECT_REASON_INTERNAL_ERROR,
 }
 _STAGES: dict[RejectReason, Stage] = {
@@ -385,7 +397,6 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.UNKNOWN_ORDER: Stage.REQUEST,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: Stage.REQUEST,
     RejectReason.INSUFFICIENT_BALANCE: Stage.RISK,
-    RejectReason.AMOUNT_OVERFLOW: Stage.RISK,
     RejectReason.RISK_STATE_INCONSISTENT: Stage.RISK,
     RejectReason.DUPLICATE_ORDER_ID: Stage.MATCHING,
     RejectReason.INVALID_ORDER: Stage.MATCHING,
@@ -393,6 +404,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.ORDER_NOT_OPEN: Stage.MATCHING,
     RejectReason.INVALID_INSTRUMENT: Stage.MATCHING,
     RejectReason.INSTRUMENT_EXISTS: Stage.MATCHING,
+    RejectReason.ORDER_FENCED: Stage.MATCHING,
     RejectReason.UNKNOWN_ASSET: Stage.LEDGER,
     RejectReason.UNKNOWN_ACCOUNT: Stage.LEDGER,
     RejectReason.ASSET_EXISTS: Stage.LEDGER,
@@ -423,6 +435,9 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.SLOW_CONSUMER: Stage.AVAILABILITY,
     RejectReason.EXECUTIONS_INTERRUPTED: Stage.AVAILABILITY,
     RejectReason.UNREACHABLE: Stage.AVAILABILITY,
+    RejectReason.RISK_REBUILDING: Stage.AVAILABILITY,
+    RejectReason.RISK_REBUILT: Stage.AVAILABILITY,
+    RejectReason.SETTLEMENT_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.INTERNAL_ERROR: Stage.AVAILABILITY,
 }
 _ADVICE: dict[RejectReason, str] = {
@@ -458,9 +473,8 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.ACCOUNT_NOT_PERMITTED: "The API key may act only on its own account. Leave account_id empty or name the key's own account.",
     RejectReason.UNKNOWN_SYMBOL: 'The symbol is not a known instrument. ListInstruments lists them (an instrument created a moment ago may need a retry).',
     RejectReason.UNKNOWN_ORDER: 'There is no such order in this account. Check the order id.',
-    RejectReason.DUPLICATE_CLIENT_ORDER_ID: 'The client order id was already used by another order of this account; metadata order_id names it. GetOrder returns that order; do not resend.',
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: 'The client order id was already used by a different order of this account (the same order sent again is answered with that order instead); metadata order_id names it. GetOrder returns that order; do not resend.',
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
-    RejectReason.AMOUNT_OVERFLOW: 'Applying the amount would take a balance beyond the largest risk holds (2^63-1 minor units). Nothing changed; this points to a wrong amount.',
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',
     RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity (internal: the gateway checks them first). Fix the order.",
@@ -468,6 +482,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.ORDER_NOT_OPEN: 'The order is no longer open (filled or cancelled). Nothing to cancel; GetOrder shows its final state.',
     RejectReason.INVALID_INSTRUMENT: 'The instrument definition is inconsistent (internal check in trading). Fix the instrument definition.',
     RejectReason.INSTRUMENT_EXISTS: 'An instrument with this symbol exists. Use it, or choose another symbol.',
+    RejectReason.ORDER_FENCED: "The order's outcome was unknown (OUTCOME_UNKNOWN) and it was resolved as never placed: the matching engine fenced its order id and will never accept it, and nothing stays reserved for it. Send the order again (its client_order_id is free again).",
     RejectReason.UNKNOWN_ASSET: 'The asset is not known to the ledger. CreateAsset first.',
     RejectReason.UNKNOWN_ACCOUNT: 'The account is not known to the ledger. CreateAccount first.',
     RejectReason.ASSET_EXISTS: 'The asset exists already. Use it.',
@@ -498,6 +513,9 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.SLOW_CONSUMER: 'A stream reader fell too far behind and was ended. Read faster, then resubscribe and reconcile open orders with GetOrder.',
     RejectReason.EXECUTIONS_INTERRUPTED: 'The execution report feed was interrupted. Resubscribe and reconcile open orders with GetOrder.',
     RejectReason.UNREACHABLE: "The client could not reach the gateway (the SDK's own reason). Check the address; retry.",
+    RejectReason.RISK_REBUILDING: "Risk lost its state (a Redis flush or failover) and is rebuilding it from the ledger and trading's open orders; nothing was done. Retry shortly: risk serves again by itself within seconds.",
+    RejectReason.RISK_REBUILT: 'Risk rebuilt its state while the order was on its way to the matching engine, so its reservation is not in the new state; nothing was done. Retry with the same client_order_id.',
+    RejectReason.SETTLEMENT_UNAVAILABLE: 'Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once.',
     RejectReason.INTERNAL_ERROR: "An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it.",
 }
 _BY_NUMBER: dict[int, RejectReason] = {int(number): reason for reason, number in _NUMBERS.items()}

@@ -9,7 +9,6 @@ import structlog
 
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.reasons import RejectReason
-from backbone.risk.v1 import risk_pb2
 from backbone.runtime.errors import ServiceError, not_found
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
@@ -132,23 +131,15 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
                 amount=amount,
             ),
         )
-        # Always tell risk, even for a repeated deposit: it is idempotent, and a retry
-        # after a failure here is how the two come back in step.
-        await backends.call(
-            backends.risk.ApplyDeposit,
-            risk_pb2.ApplyDepositRequest(
-                deposit_id=request.deposit_id,
-                account_id=request.account_id,
-                asset=request.asset,
-                amount=amount,
-            ),
-        )
+        # Risk learns the deposit from the ledger itself (settlement's outbox), exactly once;
+        # settlement answers once risk has it, or says it could not wait that long.
         log.info(
             "deposit posted",
             deposit_id=request.deposit_id,
             account_id=request.account_id,
             asset=request.asset,
             created=posted.created,
+            risk_applied=posted.risk_applied,
         )
         return gateway_pb2.DepositResponse(
             created=posted.created, balance=signed_minor_text(posted.balance, scale)

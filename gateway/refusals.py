@@ -15,7 +15,13 @@ from backbone.common.v1 import common_pb2
 from backbone.money import format_minor
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
-from backbone.runtime.errors import ServiceError, failed_precondition, not_found, unavailable
+from backbone.runtime.errors import (
+    ServiceError,
+    already_exists,
+    failed_precondition,
+    not_found,
+    unavailable,
+)
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -33,6 +39,9 @@ _TRADING_SENTENCES = {
     RejectReason.UNKNOWN_SYMBOL: "the matching engine does not know this instrument",
     RejectReason.DUPLICATE_ORDER_ID: "the matching engine already has an order with this id",
     RejectReason.INVALID_ORDER: "the matching engine refused the order's side, price or quantity",
+    RejectReason.ORDER_FENCED: "the order was not placed: its outcome was resolved as never placed "
+    "while it was on its way (a retry with the same client_order_id asked); send it again with the "
+    "same client_order_id",
 }
 
 
@@ -70,6 +79,12 @@ def trading_refusal(report: common_pb2.ExecutionReport, order_id: str) -> Servic
     """A new order the matching engine rejected."""
     reason = reason_of(report.reject_reason)
     log.info("order refused by trading", reason=reason)
+    if reason == RejectReason.RISK_REBUILT:
+        return unavailable(
+            reason,
+            "the order was not placed: risk rebuilt its state while the order was on its way; "
+            "retry with the same client_order_id",
+        )
     return failed_precondition(
         reason, _sentence(reason, _TRADING_SENTENCES, "the matching engine"), order_id=order_id
     )
@@ -124,4 +139,38 @@ def outcome_unknown(order_id: str, error: ServiceError, *, cancel: bool = False)
 def order_not_found(order_id: str) -> ServiceError:
     return not_found(
         RejectReason.UNKNOWN_ORDER, f"there is no order {order_id!r} in this account", order_id=order_id
+    )
+
+
+def duplicate_client_order_id(client_order_id: str, holder_id: str) -> ServiceError:
+    """The client order id is held by a different order, which trading has (GetOrder finds it)."""
+    return already_exists(
+        RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+        f"client_order_id {client_order_id!r} was already used by order {holder_id}, a different "
+        "order; GetOrder returns it",
+        order_id=holder_id,
+    )
+
+
+def client_order_id_in_flight(client_order_id: str, holder_id: str) -> ServiceError:
+    """The client order id is held by an order whose submission may still be under way."""
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.OUTCOME_UNKNOWN,
+        f"client_order_id {client_order_id!r} belongs to order {holder_id}, which is still being "
+        "placed; its outcome is not known yet: retry in a few seconds with the same client_order_id "
+        "(it answers with that order), or call GetOrder with this order_id",
+        (),
+        {"order_id": holder_id},
+    )
+
+
+def holder_unconfirmed(client_order_id: str, holder_id: str, error: ServiceError) -> ServiceError:
+    """The client order id is held by an order the matching engine cannot confirm now."""
+    log.info("client order id holder not confirmed", holder_id=holder_id, why=error.message)
+    return unavailable(
+        RejectReason.TRADING_UNAVAILABLE,
+        f"client_order_id {client_order_id!r} belongs to order {holder_id}, which the matching "
+        f"engine cannot confirm now ({error.message}); nothing was done: retry with the same "
+        "client_order_id",
     )

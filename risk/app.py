@@ -11,7 +11,9 @@ import structlog
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.cache import open_redis
 from backbone.runtime.config import Settings
+from backbone.runtime.server import HealthEntries
 from risk.instruments import InstrumentCache
+from risk.rebuild import RiskState
 from risk.servicer import RiskServicer
 from risk.store import RiskStore
 
@@ -35,6 +37,23 @@ class RiskApp:
         self.redis: redis.Redis | None = None
         self.store: RiskStore | None = None
         self.instruments: InstrumentCache | None = None
+        self.state: RiskState | None = None
+        self.health: HealthEntries | None = None
+
+    def use_health(self, entries: HealthEntries) -> None:
+        self.health = entries
+
+    async def _set_health(self, serving: bool, detail: str) -> None:
+        """NOT_SERVING (the whole server and RiskService) while risk's state is being rebuilt."""
+        if self.health is None:
+            return
+        state = self.state
+
+        def describe() -> str:
+            return "ready" if state is None else state.detail
+
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, serving, describe)
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         risk_pb2_grpc.add_RiskServiceServicer_to_server(self.servicer, server)  # type: ignore[no-untyped-call]
@@ -47,16 +66,22 @@ class RiskApp:
             await store.load_scripts()
             instruments = InstrumentCache(store.instruments)
             await instruments.refresh()
+            state = RiskState(store, [self.settings.trading_shard], on_health=self._set_health)
+            self.state = state
+            await state.start()
         except BaseException:
             await client.aclose()
             raise
         self.redis = client
         self.store = store
         self.instruments = instruments
-        self.servicer.attach(store, instruments)
-        log.info("risk ready", instruments=len(instruments))
+        self.servicer.attach(store, instruments, state)
+        log.info("risk ready", instruments=len(instruments), state=state.detail)
 
     async def stop(self) -> None:
+        if self.state is not None:
+            await self.state.stop()
+            self.state = None
         self.servicer.detach()
         self.store = None
         self.instruments = None

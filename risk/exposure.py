@@ -244,3 +244,81 @@ def release_leg(sequence: int, released: common_pb2.OrderReleased) -> LegOp:
         deltas=(),
         reservation_cap=0,
     )
+
+
+def fence_leg(sequence: int, fenced: common_pb2.OrderFenced) -> LegOp:
+    """The operation of an OrderFenced (an order whose outcome was unknown, never journaled and
+    refused for good): drop whatever the order reserved, like a release of no quantity."""
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(fenced.account_id), sequence, "order_fenced has a bad account_id")
+    _require(valid_order_id(fenced.order_id), sequence, "order_fenced has a bad order_id")
+    return LegOp(
+        account_id=fenced.account_id,
+        op_id=op_id(sequence, RELEASE_LEG),
+        sequence=sequence,
+        order_id=fenced.order_id,
+        deltas=(),
+        reservation_cap=0,
+    )
+
+
+# The reservation cap of a leg that must leave the order's reservation alone: a trade at or
+# below the journal point of a rebuilt state, whose open orders already reflect it.
+KEEP_RESERVATION = -1
+# The source name of ledger events in an account's applied ops: never a trading shard's
+# (shard names follow the source rule of backbone.ids, which has no '@').
+LEDGER_SOURCE = "@ledger"
+
+
+def balance_only(leg: LegOp) -> LegOp:
+    """`leg` changing the account's totals only (its reservation is already in the state)."""
+    return LegOp(leg.account_id, leg.op_id, leg.sequence, leg.order_id, leg.deltas, KEEP_RESERVATION)
+
+
+def ledger_leg(event: risk_pb2.LedgerEvent) -> LegOp:
+    """A ledger event (a deposit) as the account's operation: its total changes, nothing is held."""
+    sequence = event.sequence
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(event.account_id), sequence, "ledger event has a bad account_id")
+    _require(valid_asset(event.asset), sequence, "ledger event has a bad asset")
+    _require(event.amount != 0, sequence, "ledger event has no amount")
+    return LegOp(
+        account_id=event.account_id,
+        op_id=op_id(sequence, 0),
+        sequence=sequence,
+        order_id="",
+        deltas=((event.asset, event.amount),),
+        reservation_cap=KEEP_RESERVATION,
+    )
+
+
+@dataclass(frozen=True)
+class OpenOrderHold:
+    """What one open order holds in a rebuilt state (trading's snapshot)."""
+
+    account_id: str
+    order_id: str
+    asset: str
+    amount: int
+    side: str
+    symbol: str
+    price_ticks: int
+
+
+def open_order_hold(order: common_pb2.Order, math: InstrumentMath) -> OpenOrderHold:
+    """The reservation an open order needs for its open quantity, as a fill would leave it."""
+    if order.side not in SIDE_NAMES or order.leaves_lots <= 0 or order.price_ticks <= 0:
+        raise MalformedEvent(f"open order {order.order_id!r} has no side, open quantity or price")
+    problem = _check_ids(order.order_id, order.account_id)
+    if problem:
+        raise MalformedEvent(f"open order {order.order_id[:80]!r}: {problem}")
+    asset, amount = math.reservation(order.side, order.price_ticks, order.leaves_lots)
+    return OpenOrderHold(
+        order.account_id,
+        order.order_id,
+        asset,
+        amount,
+        SIDE_NAMES[order.side],
+        order.symbol,
+        order.price_ticks,
+    )

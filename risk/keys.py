@@ -12,6 +12,10 @@ works:
   op id of a refused leg while one is outstanding;
 - ``risk:{<account>}:deposits``: set of applied deposit ids;
 - ``risk:cursor:<source>``: highest trading sequence fully applied;
+- ``risk:epoch``, ``risk:ready``, ``risk:rebuild``, ``risk:rebuild-lock``,
+  ``risk:ledger-cursor``, ``risk:balance-only:<source>``: the state's epoch and its
+  rebuild (risk/rebuild.py). These and the scripts that read ``risk:epoch`` are the
+  exception to one slot per script: under Redis Cluster they need the epoch kept per slot;
 - ``risk:instruments``: hash ``<symbol>`` -> the instrument (a
   ``backbone.common.v1.Instrument`` in proto JSON), as trading's events created it;
 - ``{risk:instruments}:applied``: hash ``<source>`` -> highest sequence of that trading
@@ -53,6 +57,29 @@ def deposits_key(account_id: str) -> str:
 
 def cursor_key(source: str) -> str:
     return f"{_CURSOR_PREFIX}{source}"
+
+
+# The epoch of risk's state: written when a rebuild starts (after the old state is wiped);
+# every script that changes the state checks the caller's epoch against it, so after a
+# flush (the key is gone) or another rebuild a caller of an older epoch changes nothing.
+EPOCH_KEY = "risk:epoch"
+# Equal to the epoch once the rebuild is complete: reservations are made only then.
+READY_KEY = "risk:ready"
+# The rebuild in progress: hash epoch, ledger (the ledger snapshot applied), and per trading
+# shard "trading:<shard>" -> the journal sequence of its open-orders snapshot, and
+# "caught-up:<shard>" once its events reached that sequence.
+REBUILD_KEY = "risk:rebuild"
+# One risk process wipes the old state and starts the epoch (SET NX with an expiry).
+REBUILD_LOCK_KEY = "risk:rebuild-lock"
+# Highest ledger risk-event sequence applied (deposits; settlement's outbox).
+LEDGER_CURSOR_KEY = "risk:ledger-cursor"
+# Per trading shard: events at or below this sequence change totals only (the rebuilt
+# state's open orders already reflect them).
+_BALANCE_ONLY_PREFIX = "risk:balance-only:"
+
+
+def balance_only_key(source: str) -> str:
+    return f"{_BALANCE_ONLY_PREFIX}{source}"
 
 
 INSTRUMENTS_KEY = "risk:instruments"

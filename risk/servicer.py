@@ -1,4 +1,9 @@
-"""RiskService: proto in, domain operations, Redis store, proto out."""
+"""RiskService: proto in, domain operations, Redis store, proto out.
+
+Risk's state is a cache that can be rebuilt (risk/rebuild.py): every call runs in the state's
+current epoch, and the two event streams (trading's, the ledger's) hand risk the snapshots it
+asks for while it rebuilds.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from backbone.runtime.errors import (
 from risk import exposure
 from risk.exposure import LegOp, Rejection, ReleaseOp, ReserveOp
 from risk.instruments import InstrumentCache, instrument_problem
-from risk.store import AmountOverflowError, RiskStateError, RiskStore
+from risk.rebuild import LEDGER_DONE, RiskState, caught_up_field, expected_field, snapshot_field
+from risk.store import RiskStateError, RiskStore, StaleEpochError
 
 log = structlog.get_logger("backbone.risk")
 
@@ -45,19 +51,27 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     def __init__(self) -> None:
         self._store: RiskStore | None = None
         self._instruments: InstrumentCache | None = None
+        self._state: RiskState | None = None
 
-    def attach(self, store: RiskStore, instruments: InstrumentCache) -> None:
+    def attach(self, store: RiskStore, instruments: InstrumentCache, state: RiskState) -> None:
         self._store = store
         self._instruments = instruments
+        self._state = state
 
     def detach(self) -> None:
         self._store = None
         self._instruments = None
+        self._state = None
 
     def _ready(self) -> tuple[RiskStore, InstrumentCache]:
         if self._store is None or self._instruments is None:
             raise unavailable(RejectReason.SERVICE_STARTING, "risk is starting or stopping; retry shortly")
         return self._store, self._instruments
+
+    def _risk_state(self) -> RiskState:
+        if self._state is None:
+            raise unavailable(RejectReason.SERVICE_STARTING, "risk is starting or stopping; retry shortly")
+        return self._state
 
     # Reservations ---------------------------------------------------------
 
@@ -75,6 +89,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     ) -> list[risk_pb2.ReservationResult]:
         """One result per command, in order; the store work is one Redis round trip."""
         store, instruments = self._ready()
+        state = self._risk_state()
+        epoch = state.require_ready()
         symbols = {c.reserve.symbol for c in commands if c.WhichOneof("command") == "reserve"}
         maths: dict[str, InstrumentMath] = {}
         if symbols:
@@ -94,7 +110,10 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 )
         runnable = [p for p in planned if not isinstance(p, Rejection)]
         with _redis_errors():
-            outcomes = iter(await store.run_reservations(runnable))
+            outcomes_list = await store.run_reservations(runnable, epoch)
+        if any(o.reason == RejectReason.RISK_REBUILDING for o in outcomes_list):
+            raise state.stale()  # the whole batch: nothing was held in a state that is gone
+        outcomes = iter(outcomes_list)
         results = []
         for plan in planned:
             if isinstance(plan, Rejection):
@@ -119,6 +138,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     reject_reason=RejectReason(outcome.reason or RejectReason.UNSPECIFIED).number,
                     asset=outcome.asset,
                     amount=outcome.amount,
+                    epoch=epoch,
                 )
             )
         return results
@@ -131,8 +151,9 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[risk_pb2.StreamTradingEventsResponse]:
         store, _ = self._ready()
+        state = self._risk_state()
         source = ""
-        cursor = 0
+        stream: _TradingStream | None = None
         async for request in request_iterator:
             if request.source and request.source != source:
                 if source:
@@ -144,59 +165,147 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     raise invalid_field("source", RejectReason.INVALID_SOURCE, problem)
                 source = request.source
                 with _redis_errors():
-                    cursor = await store.cursor(source)
-                log.info("trading events stream opened", source=source, resume_after=cursor)
-            if not source:
+                    stream, hello = await self._open_trading_stream(store, source)
+                log.info(
+                    "trading events stream opened",
+                    source=source,
+                    resume_after=stream.cursor,
+                    snapshot_wanted=hello.snapshot_wanted,
+                )
+                yield hello
+                continue
+            if not source or stream is None:
                 raise invalid_field(
                     "source", RejectReason.SOURCE_REQUIRED, "the first request must name its source"
                 )
-            if request.events:
-                cursor = await self.apply_events(source, cursor, request.events)
-            yield risk_pb2.StreamTradingEventsResponse(applied_sequence=cursor)
+            try:
+                with _redis_errors():
+                    if request.HasField("snapshot"):
+                        await self._apply_trading_snapshot(stream, request.snapshot)
+                    elif request.events:
+                        stream.cursor = await self.apply_events(stream, request.events)
+            except StaleEpochError:
+                raise state.stale() from None
+            yield risk_pb2.StreamTradingEventsResponse(applied_sequence=stream.cursor)
 
-    async def apply_events(self, source: str, cursor: int, events: Sequence[risk_pb2.TradingEvent]) -> int:
-        """Apply the events after `cursor`, then advance the source's cursor; returns it.
+    async def _open_trading_stream(
+        self, store: RiskStore, source: str
+    ) -> tuple[_TradingStream, risk_pb2.StreamTradingEventsResponse]:
+        """The stream's epoch and cursor, and the hello's answer (asking for a snapshot if needed)."""
+        epoch, ready = await store.epochs()
+        if epoch is None:
+            raise self._risk_state().stale()
+        progress = {} if ready == epoch else await store.rebuild_progress()
+        stream = _TradingStream(
+            source, epoch, await store.cursor(source), await store.balance_only_through(source)
+        )
+        wants_snapshot = ready != epoch and snapshot_field(source) not in progress
+        if wants_snapshot and LEDGER_DONE not in progress:
+            raise unavailable(
+                RejectReason.RISK_REBUILDING,
+                "risk is rebuilding and waits for the ledger's balances before trading's open orders; "
+                "retry shortly",
+            )
+        hello = risk_pb2.StreamTradingEventsResponse(
+            applied_sequence=stream.cursor,
+            snapshot_wanted=wants_snapshot,
+            epoch=epoch if wants_snapshot else "",
+        )
+        return stream, hello
+
+    async def _apply_trading_snapshot(self, stream: _TradingStream, page: risk_pb2.TradingSnapshot) -> None:
+        """Hold what each open order of a snapshot page needs; the last page ends the hand-over."""
+        store, instruments = self._ready()
+        if page.epoch != stream.epoch:
+            raise StaleEpochError(f"a snapshot of epoch {page.epoch!r} for epoch {stream.epoch!r}")
+        for instrument in page.instruments:
+            problem = instrument_problem(instrument)
+            if problem is not None:
+                raise invalid_field("snapshot.instruments", RejectReason.MALFORMED_EVENT, problem)
+        await store.store_instruments(stream.epoch, page.instruments)
+        for instrument in page.instruments:
+            instruments.put(instrument)
+        maths = await instruments.lookup({order.symbol for order in page.orders})
+        try:
+            holds = [exposure.open_order_hold(order, maths[order.symbol]) for order in page.orders]
+        except (KeyError, exposure.MalformedEvent) as error:
+            raise invalid_field("snapshot.orders", RejectReason.MALFORMED_EVENT, str(error)) from error
+        await store.write_holds(stream.epoch, holds)
+        if page.last:
+            await store.write_balance_only(stream.epoch, stream.source, page.sequence)
+            stream.balance_only_through = max(stream.balance_only_through, page.sequence)
+            await self._risk_state().step_done(
+                stream.epoch, snapshot_field(stream.source), str(page.sequence)
+            )
+            log.info(
+                "trading snapshot applied",
+                source=stream.source,
+                sequence=page.sequence,
+                resume_after=stream.cursor,
+            )
+            await self._mark_caught_up(stream)
+
+    async def _mark_caught_up(self, stream: _TradingStream) -> None:
+        if stream.caught_up or stream.cursor < stream.balance_only_through:
+            return
+        store, _ = self._ready()
+        epoch, ready = await store.epochs()
+        if ready == epoch:
+            stream.caught_up = True
+            return
+        progress = await store.rebuild_progress()
+        if snapshot_field(stream.source) in progress:
+            await self._risk_state().step_done(
+                stream.epoch, caught_up_field(stream.source), str(stream.cursor)
+            )
+            stream.caught_up = True
+
+    async def apply_events(self, stream: _TradingStream, events: Sequence[risk_pb2.TradingEvent]) -> int:
+        """Apply the events after the stream's cursor, then advance it; returns it.
 
         Instruments first: each is stored together with its sequence in one
         step, so a redelivered one is skipped and none is ever half-known. Then
         the legs of trades and releases (each applied once per account), then
         the cursor. Trading creates an instrument before any order on it, so a
-        trade later in the same batch finds it.
+        trade later in the same batch finds it. Events at or below a rebuilt
+        state's snapshot sequence change totals only.
         """
         store, instruments = self._ready()
+        source, epoch, cursor = stream.source, stream.epoch, stream.cursor
         last = max(event.sequence for event in events)
         fresh = [event for event in events if event.sequence > cursor]
         learned = _instruments_of(fresh)
-        with _redis_errors():
-            if learned:
-                stored = await store.apply_instruments(source, learned)
-                for (sequence, instrument), new in zip(learned, stored, strict=True):
-                    if new:
-                        instruments.put(instrument)
-                        log.info(
-                            "instrument learned", symbol=instrument.symbol, source=source, sequence=sequence
-                        )
-            legs = await self._legs(fresh)
-            try:
-                await store.apply_legs(source, legs)
-            except RiskStateError as error:
-                log.error(
-                    "trading event refused: applying it would corrupt risk state; stopping",
-                    source=source,
-                    sequence=error.leg.sequence,
-                    account_id=error.leg.account_id,
-                    order_id=error.leg.order_id,
-                    reason=error.reason,
-                    detail=list(error.detail),
-                )
-                raise ServiceError(
-                    grpc.StatusCode.INTERNAL,
-                    RejectReason.RISK_STATE_INCONSISTENT,
-                    f"risk refused event {error.leg.sequence} of {source}: {error}",
-                ) from error
-            return max(cursor, await store.advance_cursor(source, last))
+        if learned:
+            stored = await store.apply_instruments(source, learned, epoch)
+            for (sequence, instrument), new in zip(learned, stored, strict=True):
+                if new:
+                    instruments.put(instrument)
+                    log.info("instrument learned", symbol=instrument.symbol, source=source, sequence=sequence)
+        legs = await self._legs(fresh, stream.balance_only_through)
+        try:
+            await store.apply_legs(source, legs, epoch)
+        except RiskStateError as error:
+            log.error(
+                "trading event refused: applying it would corrupt risk state; stopping",
+                source=source,
+                sequence=error.leg.sequence,
+                account_id=error.leg.account_id,
+                order_id=error.leg.order_id,
+                reason=error.reason,
+                detail=list(error.detail),
+            )
+            raise ServiceError(
+                grpc.StatusCode.INTERNAL,
+                RejectReason.RISK_STATE_INCONSISTENT,
+                f"risk refused event {error.leg.sequence} of {source}: {error}",
+            ) from error
+        stream.cursor = max(cursor, await store.advance_cursor(source, last, epoch))
+        await self._mark_caught_up(stream)
+        return stream.cursor
 
-    async def _legs(self, events: Sequence[risk_pb2.TradingEvent]) -> list[LegOp]:
+    async def _legs(
+        self, events: Sequence[risk_pb2.TradingEvent], balance_only_through: int = 0
+    ) -> list[LegOp]:
         _, instruments = self._ready()
         symbols = {e.trade.symbol for e in events if e.WhichOneof("event") == "trade"}
         maths: dict[str, InstrumentMath] = {}
@@ -217,11 +326,18 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                             f"event {event.sequence} trades {event.trade.symbol!r}, "
                             "an instrument risk has not learned from trading's events",
                         )
-                    legs.extend(exposure.trade_legs(event.sequence, event.trade, math))
+                    sides = exposure.trade_legs(event.sequence, event.trade, math)
+                    if event.sequence <= balance_only_through:
+                        legs.extend(exposure.balance_only(leg) for leg in sides)
+                    else:
+                        legs.extend(sides)
                 elif kind == "order_released":
-                    legs.append(exposure.release_leg(event.sequence, event.order_released))
-                elif kind == "instrument_created":
-                    continue  # stored before the legs (apply_events)
+                    if event.sequence > balance_only_through:  # else the open orders already reflect it
+                        legs.append(exposure.release_leg(event.sequence, event.order_released))
+                elif kind == "order_fenced":
+                    legs.append(exposure.fence_leg(event.sequence, event.order_fenced))
+                elif kind in ("instrument_created", "risk_epoch_changed"):
+                    continue  # stored before the legs (apply_events); a mark that changes nothing
                 else:
                     log.warning("trading event of no known kind skipped", sequence=event.sequence)
         except exposure.MalformedEvent as error:
@@ -231,40 +347,85 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     # Deposits and figures -------------------------------------------------
 
-    async def ApplyDeposit(
-        self, request: risk_pb2.ApplyDepositRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> risk_pb2.ApplyDepositResponse:
-        problem = ids.deposit_id_problem(request.deposit_id)
-        if problem:
-            raise invalid_field("deposit_id", RejectReason.INVALID_DEPOSIT_ID, problem)
-        _check_account(request.account_id)
-        problem = ids.asset_code_problem(request.asset)
-        if problem:
-            raise invalid_field("asset", RejectReason.INVALID_ASSET_CODE, problem)
-        if request.amount <= 0:
-            raise invalid_field("amount", RejectReason.INVALID_AMOUNT, "must be positive")
+    async def StreamLedgerEvents(
+        self,
+        request_iterator: AsyncIterator[risk_pb2.StreamLedgerEventsRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[risk_pb2.StreamLedgerEventsResponse]:
         store, _ = self._ready()
-        with _redis_errors():
+        state = self._risk_state()
+        epoch: str | None = None
+        cursor = 0
+        async for request in request_iterator:
             try:
-                applied = await store.apply_deposit(
-                    request.deposit_id, request.account_id, request.asset, request.amount
+                with _redis_errors():
+                    if epoch is None:
+                        current, ready = await store.epochs()
+                        if current is None:
+                            raise state.stale()
+                        epoch = current
+                        cursor = await store.ledger_cursor()
+                        progress = {} if ready == current else await store.rebuild_progress()
+                        wants_snapshot = ready != current and LEDGER_DONE not in progress
+                        log.info(
+                            "ledger events stream opened", resume_after=cursor, snapshot_wanted=wants_snapshot
+                        )
+                        yield risk_pb2.StreamLedgerEventsResponse(
+                            applied_sequence=cursor, snapshot_wanted=wants_snapshot
+                        )
+                        continue
+                    if request.HasField("snapshot"):
+                        cursor = await self._apply_ledger_snapshot(epoch, request.snapshot, cursor)
+                    elif request.events:
+                        fresh = [e for e in request.events if e.sequence > cursor]
+                        try:
+                            legs = [exposure.ledger_leg(event) for event in fresh]
+                        except exposure.MalformedEvent as error:
+                            raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
+                        try:
+                            await store.apply_legs(exposure.LEDGER_SOURCE, legs, epoch)
+                        except RiskStateError as error:
+                            log.error("ledger event refused", error=str(error))
+                            raise ServiceError(
+                                grpc.StatusCode.INTERNAL,
+                                RejectReason.RISK_STATE_INCONSISTENT,
+                                f"risk refused ledger event {error.leg.sequence}: {error}",
+                            ) from error
+                        last = max(event.sequence for event in request.events)
+                        cursor = max(cursor, await store.advance_ledger_cursor(last, epoch))
+            except StaleEpochError:
+                raise state.stale() from None
+            yield risk_pb2.StreamLedgerEventsResponse(applied_sequence=cursor)
+
+    async def _apply_ledger_snapshot(self, epoch: str, page: risk_pb2.LedgerSnapshot, cursor: int) -> int:
+        """Write a page of the ledger's balances; the last page sets the cursors the events resume from."""
+        store, _ = self._ready()
+        balances = []
+        for balance in page.balances:
+            if ids.account_id_problem(balance.account_id) or ids.asset_code_problem(balance.asset):
+                raise invalid_field(
+                    "snapshot.balances", RejectReason.MALFORMED_EVENT, "a balance has a bad id"
                 )
-            except AmountOverflowError as error:
-                raise failed_precondition(RejectReason.AMOUNT_OVERFLOW, str(error)) from error
-        log.info(
-            "deposit applied" if applied else "deposit already applied",
-            deposit_id=request.deposit_id,
-            account_id=request.account_id,
-            asset=request.asset,
-            amount=request.amount,
-        )
-        return risk_pb2.ApplyDepositResponse(applied=applied)
+            balances.append((balance.account_id, balance.asset, balance.amount))
+        await store.write_balances(epoch, balances)
+        for trade_cursor in page.trade_cursors:
+            if ids.source_problem(trade_cursor.source):
+                raise invalid_field("snapshot.trade_cursors", RejectReason.MALFORMED_EVENT, "a bad source")
+            await store.write_cursor(epoch, trade_cursor.source, trade_cursor.applied_sequence)
+            await store.mark_rebuild(epoch, expected_field(trade_cursor.source), "1")
+        if not page.last:
+            return cursor
+        await store.write_cursor(epoch, None, page.sequence)
+        await self._risk_state().step_done(epoch, LEDGER_DONE, str(page.sequence))
+        log.info("ledger snapshot applied", sequence=page.sequence, balances_in_last_page=len(balances))
+        return max(cursor, page.sequence)
 
     async def GetAccountRisk(
         self, request: risk_pb2.GetAccountRiskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> risk_pb2.GetAccountRiskResponse:
         _check_account(request.account_id)
         store, _ = self._ready()
+        self._risk_state().require_ready()
         with _redis_errors():
             figures = await store.account_figures(request.account_id)
         return risk_pb2.GetAccountRiskResponse(
@@ -276,6 +437,19 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 for f in figures
             ],
         )
+
+
+class _TradingStream:
+    """One trading shard's event stream: its epoch, cursor and snapshot point."""
+
+    __slots__ = ("balance_only_through", "caught_up", "cursor", "epoch", "source")
+
+    def __init__(self, source: str, epoch: str, cursor: int, balance_only_through: int) -> None:
+        self.source = source
+        self.epoch = epoch
+        self.cursor = cursor
+        self.balance_only_through = balance_only_through
+        self.caught_up = False
 
 
 def _instruments_of(

@@ -21,20 +21,28 @@ from google.protobuf import json_format
 from redis.exceptions import NoScriptError
 
 from backbone.common.v1 import common_pb2
-from risk.exposure import LegOp, ReleaseOp, ReserveOp
+from risk.exposure import LegOp, OpenOrderHold, ReleaseOp, ReserveOp
 from risk.keys import (
+    EPOCH_KEY,
     INSTRUMENTS_APPLIED_KEY,
     INSTRUMENTS_KEY,
+    LEDGER_CURSOR_KEY,
+    READY_KEY,
+    REBUILD_KEY,
+    REBUILD_LOCK_KEY,
     applied_key,
+    balance_only_key,
     balances_key,
     cursor_key,
-    deposits_key,
     order_key,
 )
 
 log = structlog.get_logger("backbone.risk")
 
-SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "deposit", "instrument")
+SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "instrument", "snapshot")
+# Every key pattern of risk's state, wiped when a rebuild starts (the lock and the rebuild's
+# own progress excepted).
+STATE_PATTERNS = ("risk:*", "{risk:*")
 
 Call = tuple[str, Sequence[str], Sequence[str]]
 
@@ -89,8 +97,8 @@ class RiskStateError(RuntimeError):
         )
 
 
-class AmountOverflowError(ValueError):
-    """A total would leave the 64-bit range."""
+class StaleEpochError(RuntimeError):
+    """The state's epoch is no longer the caller's (a flush or a rebuild): nothing was changed."""
 
 
 class RiskStore:
@@ -135,16 +143,36 @@ class RiskStore:
 
     # Reservations ---------------------------------------------------------
 
-    async def run_reservations(self, ops: Sequence[ReserveOp | ReleaseOp]) -> list[ReservationOutcome]:
-        """Apply reserves and releases in order, in one round trip; one outcome each."""
+    async def run_reservations(
+        self, ops: Sequence[ReserveOp | ReleaseOp], epoch: str
+    ) -> list[ReservationOutcome]:
+        """Apply reserves and releases in order, in one round trip; one outcome each.
+
+        Each runs only in the ready state of `epoch`; otherwise it is refused with
+        RISK_REBUILDING and changes nothing.
+        """
         calls: list[Call] = []
+        keys: tuple[str, ...]
         for op in ops:
-            keys = (balances_key(op.account_id), order_key(op.account_id, op.order_id))
             if isinstance(op, ReserveOp):
-                args = (op.asset, str(op.amount), op.side, op.symbol, str(op.price_ticks))
+                keys = (
+                    balances_key(op.account_id),
+                    order_key(op.account_id, op.order_id),
+                    EPOCH_KEY,
+                    READY_KEY,
+                )
+                args: tuple[str, ...] = (
+                    op.asset,
+                    str(op.amount),
+                    op.side,
+                    op.symbol,
+                    str(op.price_ticks),
+                    epoch,
+                )
                 calls.append(("reserve", keys, args))
             else:
-                calls.append(("release", keys, ()))
+                keys = (balances_key(op.account_id), order_key(op.account_id, op.order_id), EPOCH_KEY)
+                calls.append(("release", keys, (epoch,)))
         outcomes = []
         for op, result in zip(ops, await self._run(calls), strict=True):
             if isinstance(op, ReserveOp):
@@ -152,18 +180,21 @@ class RiskStore:
                     outcomes.append(ReservationOutcome(True, str(result[1]), int(result[2])))
                 else:
                     outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=str(result[1])))
+            elif int(result[1]) < 0:
+                outcomes.append(ReservationOutcome(False, reason="RISK_REBUILDING"))
             else:
                 outcomes.append(ReservationOutcome(True, str(result[0]), int(result[1])))
         return outcomes
 
     # Trading events -------------------------------------------------------
 
-    async def apply_legs(self, source: str, legs: Sequence[LegOp]) -> int:
-        """Apply every leg not applied before, in order, in one round trip.
+    async def apply_legs(self, source: str, legs: Sequence[LegOp], epoch: str) -> int:
+        """Apply every leg not applied before, in order, in one round trip, in `epoch`'s state.
 
         Returns how many were applied (the rest were skipped as already applied).
         Raises RiskStateError naming the first refused leg; legs of other
         accounts in the batch may have been applied, and a redelivery skips them.
+        Raises StaleEpochError when the state's epoch is no longer `epoch`.
         """
         calls: list[Call] = []
         for leg in legs:
@@ -171,19 +202,25 @@ class RiskStore:
                 balances_key(leg.account_id),
                 order_key(leg.account_id, leg.order_id),
                 applied_key(leg.account_id),
+                EPOCH_KEY,
             )
-            args = [source, str(leg.op_id), str(leg.reservation_cap)]
+            args = [source, str(leg.op_id), str(leg.reservation_cap), epoch]
             for asset, delta in leg.deltas:
                 args += [asset, str(delta)]
             calls.append(("leg", keys, args))
         applied = 0
         refusals: list[RiskStateError] = []
+        stale = False
         for leg, result in zip(legs, await self._run(calls), strict=True):
             status = int(result[0])
             if status == 1:
                 applied += 1
+            elif status == -2:
+                stale = True
             elif status < 0:
                 refusals.append(RiskStateError(leg, str(result[1]), [str(r) for r in result[2:]]))
+        if stale:
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; legs of {source} not applied")
         if refusals:
             # A HALTED refusal is the consequence of another; report the cause when there is one.
             causes = [r for r in refusals if r.reason != "HALTED"]
@@ -191,7 +228,7 @@ class RiskStore:
         return applied
 
     async def apply_instruments(
-        self, source: str, instruments: Sequence[tuple[int, common_pb2.Instrument]]
+        self, source: str, instruments: Sequence[tuple[int, common_pb2.Instrument]], epoch: str
     ) -> list[bool]:
         """Store each (sequence, instrument) of `source` not applied before, in order, in one round trip.
 
@@ -202,12 +239,15 @@ class RiskStore:
         calls: list[Call] = [
             (
                 "instrument",
-                (INSTRUMENTS_KEY, INSTRUMENTS_APPLIED_KEY),
-                (source, str(sequence), instrument.symbol, instrument_json(instrument)),
+                (INSTRUMENTS_KEY, INSTRUMENTS_APPLIED_KEY, EPOCH_KEY),
+                (source, str(sequence), instrument.symbol, instrument_json(instrument), epoch),
             )
             for sequence, instrument in instruments
         ]
-        return [int(result) == 1 for result in await self._run(calls)]
+        results = [int(result) for result in await self._run(calls)]
+        if any(result < 0 for result in results):
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; instruments not stored")
+        return [result == 1 for result in results]
 
     async def instruments(self) -> list[common_pb2.Instrument]:
         """Every instrument risk has learned; an entry that does not parse is logged and left out."""
@@ -227,29 +267,135 @@ class RiskStore:
         value = await self.client.get(cursor_key(source))
         return int(value) if value else 0
 
-    async def advance_cursor(self, source: str, sequence: int) -> int:
+    async def advance_cursor(self, source: str, sequence: int, epoch: str) -> int:
         """Move the cursor of `source` up to `sequence` (never back); returns it."""
-        (result,) = await self._run([("cursor", (cursor_key(source),), (str(sequence),))])
+        return await self._advance(cursor_key(source), sequence, epoch)
+
+    async def _advance(self, key: str, sequence: int, epoch: str) -> int:
+        (result,) = await self._run([("cursor", (key, EPOCH_KEY), (str(sequence), epoch))])
+        if int(result) < 0:
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; {key} not advanced")
         return int(result)
 
-    # Deposits and figures -------------------------------------------------
+    async def ledger_cursor(self) -> int:
+        """Highest ledger risk event applied; 0 when none."""
+        value = await self.client.get(LEDGER_CURSOR_KEY)
+        return int(value) if value else 0
 
-    async def apply_deposit(self, deposit_id: str, account_id: str, asset: str, amount: int) -> bool:
-        """Credit `amount` once per `deposit_id`; False when it was credited before."""
-        (result,) = await self._run(
-            [
-                (
-                    "deposit",
-                    (balances_key(account_id), deposits_key(account_id)),
-                    (deposit_id, asset, str(amount)),
-                )
-            ]
-        )
-        if int(result) < 0:
-            raise AmountOverflowError(
-                f"crediting {amount} would take {account_id}'s {asset} total past 64 bits"
+    async def advance_ledger_cursor(self, sequence: int, epoch: str) -> int:
+        return await self._advance(LEDGER_CURSOR_KEY, sequence, epoch)
+
+    async def balance_only_through(self, source: str) -> int:
+        """Events of `source` at or below this sequence change totals only (0: none)."""
+        value = await self.client.get(balance_only_key(source))
+        return int(value) if value else 0
+
+    # The state's epoch and its rebuild ------------------------------------
+
+    async def epochs(self) -> tuple[str | None, str | None]:
+        """(the state's epoch, the epoch it is ready in); None where the key is missing."""
+        epoch, ready = await self.client.mget(EPOCH_KEY, READY_KEY)
+        return (str(epoch) if epoch else None, str(ready) if ready else None)
+
+    async def take_rebuild_lock(self, owner: str, seconds: float) -> bool:
+        """Become the process that wipes the old state and starts an epoch (for `seconds`)."""
+        return bool(await self.client.set(REBUILD_LOCK_KEY, owner, nx=True, px=int(seconds * 1000)))
+
+    async def release_rebuild_lock(self) -> None:
+        """Let go of the rebuild lock (the new epoch now keeps other processes from wiping)."""
+        await self.client.delete(REBUILD_LOCK_KEY)
+
+    async def start_epoch(self, epoch: str) -> int:
+        """Wipe every key of the old state, then start `epoch` (not ready); returns keys deleted.
+
+        Only the holder of the rebuild lock calls it, once nothing of an older epoch can
+        write any more (every writer checks the epoch key, which a flush removed).
+        """
+        deleted = 0
+        for pattern in STATE_PATTERNS:
+            batch: list[str] = []
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                if key == REBUILD_LOCK_KEY:
+                    continue
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(await self.client.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self.client.delete(*batch))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(REBUILD_KEY, "epoch", epoch)
+            pipe.set(EPOCH_KEY, epoch)
+            await pipe.execute()
+        return deleted
+
+    async def rebuild_progress(self) -> dict[str, str]:
+        """The rebuild hash (empty when no rebuild is under way)."""
+        return cast(dict[str, str], await self.client.hgetall(REBUILD_KEY))
+
+    async def mark_rebuild(self, epoch: str, field: str, value: str) -> None:
+        """Record a step of `epoch`'s rebuild (nothing when another rebuild replaced it)."""
+        (current,) = await self.client.mget(EPOCH_KEY)
+        if current != epoch:
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}")
+        await self.client.hset(REBUILD_KEY, field, value)
+
+    async def write_balances(self, epoch: str, balances: Sequence[tuple[str, str, int]]) -> None:
+        """Set (account, asset, total) from the ledger into `epoch`'s state."""
+        calls: list[Call] = [
+            (
+                "snapshot",
+                (balances_key(account), balances_key(account), EPOCH_KEY),
+                (epoch, "balance", asset, str(total)),
             )
-        return int(result) == 1
+            for account, asset, total in balances
+        ]
+        if any(int(result) < 0 for result in await self._run(calls)):
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; balances not written")
+
+    async def write_holds(self, epoch: str, holds: Sequence[OpenOrderHold]) -> None:
+        """Hold what each open order of trading's snapshot needs, in `epoch`'s state."""
+        calls: list[Call] = [
+            (
+                "snapshot",
+                (balances_key(h.account_id), order_key(h.account_id, h.order_id), EPOCH_KEY),
+                (epoch, "order", h.asset, str(h.amount), h.side, h.symbol, str(h.price_ticks)),
+            )
+            for h in holds
+        ]
+        if any(int(result) < 0 for result in await self._run(calls)):
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; reservations not written")
+
+    async def write_cursor(self, epoch: str, key_source: str | None, sequence: int) -> None:
+        """Set a cursor (a trading shard's, or the ledger's for None) in `epoch`'s state."""
+        key = LEDGER_CURSOR_KEY if key_source is None else cursor_key(key_source)
+        await self._advance(key, sequence, epoch)
+
+    async def write_balance_only(self, epoch: str, source: str, sequence: int) -> None:
+        await self._advance(balance_only_key(source), sequence, epoch)
+
+    async def store_instruments(self, epoch: str, instruments: Sequence[common_pb2.Instrument]) -> None:
+        """Write trading's instruments into `epoch`'s state (a rebuild)."""
+        (current,) = await self.client.mget(EPOCH_KEY)
+        if current != epoch:
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}")
+        if instruments:
+            await self.client.hset(
+                INSTRUMENTS_KEY, mapping={i.symbol: instrument_json(i) for i in instruments}
+            )
+
+    async def finish_rebuild(self, epoch: str) -> bool:
+        """Make `epoch` ready (reservations may be made again); False when it was replaced."""
+        (current,) = await self.client.mget(EPOCH_KEY)
+        if current != epoch:
+            return False
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(READY_KEY, epoch)
+            pipe.delete(REBUILD_KEY)
+            await pipe.execute()
+        return True
+
+    # Deposits and figures -------------------------------------------------
 
     async def account_figures(self, account_id: str) -> list[AssetFigures]:
         """Every asset the account has touched, sorted by asset code."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -14,6 +14,9 @@ from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from settlement import ledger
 from settlement.ledger import LedgerError
 from settlement.store import LedgerStore
+
+# (risk event sequence, seconds the caller has left or None) -> whether risk applied it in time.
+RiskLearned = Callable[[int, float | None], Awaitable[bool]]
 
 log = structlog.get_logger("backbone.settlement")
 
@@ -63,8 +66,10 @@ def _batch_entries(
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
     """The ledger's gRPC face; all state lives in the store."""
 
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, risk_learned: RiskLearned | None = None) -> None:
         self.store = store
+        # Waits (bounded by the caller's deadline) until risk has applied a ledger risk event.
+        self._risk_learned = risk_learned
 
     async def StreamTrades(
         self,
@@ -163,8 +168,15 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         except LedgerError as error:
             raise _invalid(error) from None
         result = await self.store.deposit(request.deposit_id, entry)
+        # Read your writes: answer once risk, which learns deposits from this ledger, has it.
+        risk_applied = False
+        if self._risk_learned is not None and result.risk_sequence:
+            risk_applied = await self._risk_learned(result.risk_sequence, context.time_remaining())
         return settlement_pb2.DepositResponse(
-            entry_id=result.entry_id, created=result.created, balance=_int64(result.balance, "balance")
+            entry_id=result.entry_id,
+            created=result.created,
+            balance=_int64(result.balance, "balance"),
+            risk_applied=risk_applied,
         )
 
     async def GetBalances(

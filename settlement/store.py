@@ -29,6 +29,7 @@ from backbone.runtime.errors import (
 )
 from settlement import ledger
 from settlement.ledger import Entry, Posting
+from settlement.risk_feed import record_risk_event
 
 log = structlog.get_logger("backbone.settlement")
 
@@ -99,6 +100,8 @@ class DepositResult:
     entry_id: int
     created: bool
     balance: int
+    # The ledger risk-event sequence risk must have applied to know this deposit (0: unknown).
+    risk_sequence: int = 0
 
 
 def _nanoseconds(moment: datetime) -> int:
@@ -215,6 +218,7 @@ class LedgerStore:
                         RejectReason.BALANCE_TOO_LARGE,
                         f"the deposit would take {account_id}'s {asset} balance past 2^63-1 minor units",
                     )
+                risk_sequence = await record_risk_event(conn, entry_id, account_id, asset, amount)
         except psycopg.errors.CheckViolation as error:
             raise _negative_balance(error) from None
         log.info(
@@ -225,7 +229,7 @@ class LedgerStore:
             amount=amount,
             entry_id=entry_id,
         )
-        return DepositResult(entry_id, True, balance)
+        return DepositResult(entry_id, True, balance, risk_sequence)
 
     # ---- trades --------------------------------------------------------------------------
 
@@ -449,4 +453,6 @@ async def _repeated_deposit(
     )
     balance_row = await cursor.fetchone()
     balance = 0 if balance_row is None else int(balance_row[0])
-    return DepositResult(entry_id, False, balance)
+    cursor = await conn.execute("SELECT sequence FROM ledger.risk_events WHERE entry_id = %s", (entry_id,))
+    event_row = await cursor.fetchone()
+    return DepositResult(entry_id, False, balance, 0 if event_row is None else int(event_row[0]))

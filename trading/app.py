@@ -57,7 +57,7 @@ def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTr
 
 
 def risk_request(source: str, records: Records) -> risk_pb2.StreamTradingEventsRequest:
-    """Risk's events: trades, releases and instrument creations (RISK_KINDS), in sequence order."""
+    """Risk's events: trades, releases, fences and instrument creations (RISK_KINDS), in order."""
     events = []
     for sequence, record in records:
         kind = record.WhichOneof("record")
@@ -65,13 +65,43 @@ def risk_request(source: str, records: Records) -> risk_pb2.StreamTradingEventsR
             events.append(risk_pb2.TradingEvent(sequence=sequence, trade=record.trade))
         elif kind == "order_released":
             events.append(risk_pb2.TradingEvent(sequence=sequence, order_released=record.order_released))
+        elif kind == "order_fenced":
+            events.append(risk_pb2.TradingEvent(sequence=sequence, order_fenced=record.order_fenced))
         elif kind == "instrument_created":
             events.append(
                 risk_pb2.TradingEvent(sequence=sequence, instrument_created=record.instrument_created)
             )
+        elif kind == "risk_epoch_changed":
+            changed = risk_pb2.RiskEpochChanged(epoch=record.risk_epoch_changed.epoch)
+            events.append(risk_pb2.TradingEvent(sequence=sequence, risk_epoch_changed=changed))
         else:
             raise ValueError(f"journal record {sequence} is a {kind!r}, which risk is not sent")
     return risk_pb2.StreamTradingEventsRequest(source=source, events=events)
+
+
+# Open orders per snapshot page: a page stays far below the gRPC message limit.
+SNAPSHOT_PAGE_ORDERS = 5_000
+
+
+def risk_snapshot_pages(
+    source: str, epoch: str, sequence: int, orders: Sequence[Any], instruments: Sequence[Any]
+) -> list[risk_pb2.StreamTradingEventsRequest]:
+    """The open orders at `sequence` as StreamTradingEvents snapshot pages (at least one)."""
+    pages = [orders[i : i + SNAPSHOT_PAGE_ORDERS] for i in range(0, len(orders), SNAPSHOT_PAGE_ORDERS)]
+    pages = pages or [[]]
+    return [
+        risk_pb2.StreamTradingEventsRequest(
+            source=source,
+            snapshot=risk_pb2.TradingSnapshot(
+                sequence=sequence,
+                epoch=epoch,
+                orders=page,
+                instruments=instruments if number == 0 else [],
+                last=number == len(pages) - 1,
+            ),
+        )
+        for number, page in enumerate(pages)
+    ]
 
 
 async def replay_journal(journal: Journal, engine: Engine) -> int:
@@ -140,6 +170,30 @@ class TradingApp:
         async def events_after(sequence: int, limit: int) -> Records:
             return await journal.load_after(sequence, limit, RISK_KINDS)
 
+        async def risk_snapshot(hello: Any) -> Sequence[Any]:
+            """Risk rebuilt: journal its new epoch and hand it the open orders at that point."""
+            if not hello.snapshot_wanted:
+                return []
+            engine = self.engine
+
+            def run(
+                timestamp_ns: int,
+                records: list[trading_pb2.JournalRecord],
+                reports: list[Any],
+            ) -> tuple[int, list[Any], list[Any]]:
+                outcome = engine.change_risk_epoch(hello.epoch, timestamp_ns)
+                records += outcome.records
+                return engine.last_sequence, engine.open_orders(), engine.instrument_list()
+
+            sequence, orders, instruments = await self.loop.call(run)
+            log.info(
+                "risk rebuilds: open orders handed over",
+                epoch=hello.epoch,
+                sequence=sequence,
+                orders=len(orders),
+            )
+            return risk_snapshot_pages(shard, hello.epoch, sequence, orders, instruments)
+
         self.outboxes = [
             OutboxSender(
                 "settlement-trades",
@@ -158,6 +212,7 @@ class TradingApp:
                 risk_request,
                 lambda response: int(response.applied_sequence),
                 max_items=settings.batch_max_items,
+                snapshot=risk_snapshot,
             ),
         ]
         self.loop.on_committed = [outbox.notify for outbox in self.outboxes]

@@ -13,10 +13,27 @@ journaled commands through :meth:`Engine.replay` therefore rebuilds the same
 books, orders and counters, and regenerates exactly the journaled events
 (replay checks that it does).
 
+Client order ids are unique per account here, in the system of record:
+``Engine.client_orders`` maps (account, client order id) to the order that
+holds it, rebuilt by replay. A new order reusing one is not journaled; it is
+answered with the holder's current state, as ACCEPTED when it is the same
+order (a retry) or REJECTED with DUPLICATE_CLIENT_ORDER_ID when it differs.
+
+Fences: an order whose outcome the gateway does not know (sent, never
+answered) is resolved by :meth:`Engine.resolve_order`: found when journaled,
+else fenced by a journaled ``order_fenced`` record, so its order id is
+refused (ORDER_FENCED) even if its NewOrder is still on its way; risk
+releases its reservation on that record.
+
 Memory: every order, open or closed, stays in ``Engine.orders`` so GetOrder
-can answer for it. In this version closed orders are kept for the life of
-the process; bounded retention (evicting closed orders after a while, with
-GetOrder falling back to the journal) is a later concern.
+can answer for it, and with it its entry in ``client_orders``; fences stay in
+``Engine.fences`` on the same terms (one small entry per order whose outcome
+was unknown, which only a crash or a lost answer makes: far fewer than
+orders). In this version all of them are kept for the life of the process;
+bounded retention (evicting closed orders after a while, with GetOrder
+falling back to the journal) is a later concern, and fences and index
+entries go with the same rule: a fence is only needed while a NewOrder of its
+id can still arrive, which no stream outlives a trading restart for.
 """
 
 from __future__ import annotations
@@ -40,7 +57,9 @@ ExecutionReport = common_pb2.ExecutionReport
 JournalRecord = trading_pb2.JournalRecord
 
 
-COMMAND_KINDS = frozenset({"instrument_created", "new_order", "cancel_order"})
+COMMAND_KINDS = frozenset(
+    {"instrument_created", "new_order", "cancel_order", "risk_epoch_changed", "order_fenced"}
+)
 EVENT_KINDS = frozenset({"trade", "order_released"})
 
 _NEW = common_pb2.ORDER_STATUS_NEW
@@ -245,10 +264,17 @@ class Engine:
         self.instruments: dict[str, common_pb2.Instrument] = {}
         self.books: dict[str, Book] = {}
         self.orders: dict[str, OrderState] = {}
+        # (account id, client order id) -> the order id holding it; as long-lived as the orders.
+        self.client_orders: dict[tuple[str, str], str] = {}
+        # order id -> account id of every fenced order (never journaled, refused for good).
+        self.fences: dict[str, str] = {}
         self._math: dict[str, InstrumentMath] = {}
         self.last_sequence = 0
         self.last_trade_id = 0
         self.last_timestamp_ns = 0
+        # The epoch of risk's state since its last rebuild ("" until risk first rebuilt): a new
+        # order must have been reserved in it (NewOrder.risk_epoch).
+        self.risk_epoch = ""
         self._expected: deque[trading_pb2.JournalRecord] = deque()
 
     # -- commands ------------------------------------------------------------------------
@@ -320,8 +346,13 @@ class Engine:
         )
         if not formats_ok:
             return RejectReason.INVALID_ORDER
+        if not journaled and self.risk_epoch and command.risk_epoch != self.risk_epoch:
+            # Reserved before risk rebuilt its state: the reservation is not in the new state.
+            return RejectReason.RISK_REBUILT
         if order_id in self.orders:
             return RejectReason.DUPLICATE_ORDER_ID
+        if order_id in self.fences:
+            return RejectReason.ORDER_FENCED
         instrument = self.instruments.get(command.symbol)
         if instrument is None:
             return RejectReason.UNKNOWN_SYMBOL
@@ -345,10 +376,17 @@ class Engine:
         problem = self._order_problem(command, journaled=journaled)
         if problem is not None:
             return Outcome([], [_rejected_new_order(command, problem, timestamp_ns)])
+        client_key = (command.account_id, command.client_order_id)
+        holder_id = self.client_orders.get(client_key)
+        if holder_id is not None and not journaled:
+            # A journaled duplicate (accepted before this rule) replays; the index keeps the first.
+            return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns)
         timestamp_ns = self._clock(timestamp_ns)
         order = OrderState(command, timestamp_ns)
         symbol = order.symbol
         self.orders[order.order_id] = order
+        if holder_id is None:
+            self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
         records = [JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, new_order=command)]
         reports = [ExecutionReport(order=order.fields(), execution_type=_ACCEPTED, timestamp_ns=timestamp_ns)]
@@ -438,6 +476,62 @@ class Engine:
         self.last_sequence = sequence
         return Outcome(records, reports)
 
+    def _client_order_id_held(
+        self, command: trading_pb2.NewOrder, holder: OrderState, timestamp_ns: int
+    ) -> Outcome:
+        """A new order whose client order id `holder` holds: nothing journaled, the holder reported.
+
+        The same order again (a retry) is answered ACCEPTED with the holder as it is now; a
+        different one REJECTED with DUPLICATE_CLIENT_ORDER_ID. Either report names the holder.
+        """
+        same = (
+            command.symbol == holder.symbol
+            and command.side == holder.side
+            and (command.type or _LIMIT) == holder.order_type
+            and (command.time_in_force or _GTC) == holder.time_in_force
+            and command.price_ticks == holder.price_ticks
+            and command.quantity_lots == holder.quantity_lots
+        )
+        if same:
+            report = ExecutionReport(
+                order=holder.fields(), execution_type=_ACCEPTED, timestamp_ns=timestamp_ns
+            )
+        else:
+            report = ExecutionReport(
+                order=holder.fields(),
+                execution_type=_REJECT,
+                reject_reason=RejectReason.DUPLICATE_CLIENT_ORDER_ID.number,
+                timestamp_ns=timestamp_ns,
+            )
+        return Outcome([], [report])
+
+    def resolve_order(
+        self, order_id: str, account_id: str, timestamp_ns: int
+    ) -> tuple[OrderState | None, list[trading_pb2.JournalRecord]]:
+        """Settle an order whose outcome is unknown: (the order, []) when it is journaled; else
+        (None, [its order_fenced record]), or (None, []) when it was fenced before.
+
+        From the fence on, a NewOrder with this order id is refused (ORDER_FENCED), and risk
+        releases the reservation on the record. The order id is not checked here (the servicer
+        does); a journaled fence replays whatever its id.
+        """
+        order = self.orders.get(order_id)
+        if order is not None:
+            return order, []
+        if order_id in self.fences:
+            return None, []
+        timestamp_ns = self._clock(timestamp_ns)
+        self.fences[order_id] = account_id
+        self.last_sequence += 1
+        record = JournalRecord(
+            sequence=self.last_sequence,
+            timestamp_ns=timestamp_ns,
+            order_fenced=common_pb2.OrderFenced(
+                order_id=order_id, account_id=account_id, timestamp_ns=timestamp_ns
+            ),
+        )
+        return None, [record]
+
     def cancel_order(self, command: trading_pb2.CancelOrder, timestamp_ns: int) -> Outcome:
         """Cancel an order's open quantity and release it; or reject without changing anything."""
         order = self.orders.get(command.order_id)
@@ -482,6 +576,31 @@ class Engine:
         report = ExecutionReport(order=order.fields(), execution_type=_CANCEL, timestamp_ns=timestamp_ns)
         return Outcome(records, [report])
 
+    def change_risk_epoch(self, epoch: str, timestamp_ns: int) -> Outcome:
+        """Risk rebuilt its state from the open orders as of now: journal the new epoch.
+
+        Orders reserved in an older epoch are refused from here on (their reservation is not in
+        risk's new state); the open orders at the returned record's sequence are risk's start.
+        """
+        if not epoch:
+            raise ValueError("a risk epoch is not empty")
+        self.risk_epoch = epoch
+        self.last_sequence += 1
+        record = JournalRecord(
+            sequence=self.last_sequence,
+            timestamp_ns=self._clock(timestamp_ns),
+            risk_epoch_changed=trading_pb2.RiskEpochChanged(epoch=epoch),
+        )
+        return Outcome([record], [])
+
+    def open_orders(self) -> list[common_pb2.Order]:
+        """Every order with quantity open on a book, as common.v1.Order messages."""
+        return [
+            order.message()
+            for order in self.orders.values()
+            if order.status in _OPEN_STATUSES and order.leaves_lots > 0
+        ]
+
     # -- replay --------------------------------------------------------------------------
 
     def replay(self, record: trading_pb2.JournalRecord) -> None:
@@ -512,6 +631,11 @@ class Engine:
                 raise ReplayError(f"journal record {record.sequence}: {error.message}") from None
         elif kind == "new_order":
             outcome = self.new_order(record.new_order, record.timestamp_ns, journaled=True)
+        elif kind == "risk_epoch_changed":
+            outcome = self.change_risk_epoch(record.risk_epoch_changed.epoch, record.timestamp_ns)
+        elif kind == "order_fenced":
+            fenced = record.order_fenced
+            outcome = Outcome(self.resolve_order(fenced.order_id, fenced.account_id, record.timestamp_ns)[1])
         else:
             outcome = self.cancel_order(record.cancel_order, record.timestamp_ns)
         if not outcome.records or outcome.records[0] != record:
@@ -538,6 +662,7 @@ class Engine:
         """A digest of the whole state: counters, instruments, books, orders (replay equality)."""
         digest = hashlib.sha256()
         digest.update(f"{self.last_sequence}|{self.last_trade_id}|{self.last_timestamp_ns}\n".encode())
+        digest.update(f"risk-epoch|{self.risk_epoch}\n".encode())
         for symbol in sorted(self.instruments):
             digest.update(self.instruments[symbol].SerializeToString(deterministic=True))
             digest.update(self.books[symbol].state_hash().encode())
@@ -548,6 +673,8 @@ class Engine:
                 f"{order.leaves_lots}|{order.cancelled_lots}|{order.status}|{order.filled_notional}|"
                 f"{order.created_ns}|{order.updated_ns}|{order.resting}\n".encode()
             )
+        for order_id in sorted(self.fences):
+            digest.update(f"fence|{order_id}|{self.fences[order_id]}\n".encode())
         return digest.hexdigest()
 
     def validate(self) -> None:
@@ -573,6 +700,14 @@ class Engine:
             )
             if order.status != expected_status:
                 raise InvariantViolation(f"order {order.order_id!r} has status {order.status}")
+            holder = self.orders.get(self.client_orders.get((order.account_id, order.client_order_id), ""))
+            if holder is None or (holder.account_id, holder.client_order_id) != (
+                order.account_id,
+                order.client_order_id,
+            ):
+                raise InvariantViolation(f"order {order.order_id!r} is not in the client order id index")
+        if len(self.client_orders) > len(self.orders) or self.fences.keys() & self.orders.keys():
+            raise InvariantViolation("the client order id index or the fences disagree with the orders")
 
 
 def _rejected_new_order(

@@ -5,7 +5,7 @@ where payload is a serialized ``trading.v1.JournalRecord``. A batch of
 records is appended with one binary COPY in one transaction, so a batch is
 either wholly journaled or not at all. Startup reads every row back in
 sequence order to replay it; the outboxes read trades (for settlement) or
-trades, releases and instrument creations (for risk) after a sequence.
+trades, releases, fences and instrument creations (for risk) after a sequence.
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from psycopg_pool import AsyncConnectionPool
 from backbone.trading.v1 import trading_pb2
 
 SETTLEMENT_KINDS = ("trade",)
-# Risk learns instruments from this stream too (it never asks trading for them).
-RISK_KINDS = ("trade", "order_released", "instrument_created")
+# Risk learns instruments from this stream too (it never asks trading for them); a fence
+# (an order whose outcome was unknown, refused for good) releases that order's reservation.
+RISK_KINDS = ("trade", "order_released", "instrument_created", "order_fenced", "risk_epoch_changed")
 
 _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ["text", "int8", "text", "bytea"]
 
 _PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
 # Each predicate is spelled as its partial index's (journal_trades in 001_journal.sql,
-# journal_risk_events in 002_risk_events_index.sql) so the planner can use it even for a
+# journal_risk_kinds in 005_risk_epoch_index.sql) so the planner can use it even for a
 # prepared, generic plan.
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
     RISK_KINDS: _PAGE
-    + " AND kind IN ('trade', 'order_released', 'instrument_created') ORDER BY sequence LIMIT %s",
+    + " AND kind IN ('trade', 'order_released', 'instrument_created', 'order_fenced', 'risk_epoch_changed')"
+    + " ORDER BY sequence LIMIT %s",
     (): _PAGE + " ORDER BY sequence LIMIT %s",
 }
 

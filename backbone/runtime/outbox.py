@@ -6,7 +6,10 @@ answers with the last sequence it has durably applied from that source. The
 sender then sends the records after it, in batches, and waits for each
 batch's acknowledgement before the next. After a broken stream or a restart
 it resumes from the receiver's word, so nothing is lost; the receiver skips
-what it has already applied, so nothing is doubled.
+what it has already applied, so nothing is doubled. A receiver that lost its
+state (a cache rebuilt from its sources) asks in the hello's answer for a
+snapshot: the sender's ``snapshot`` hook builds it at one consistent point and
+the sender sends it, page by page, before the records after the receiver's word.
 
 A break is either transient or a refusal. Transient: the receiver is down or
 restarting (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, RESOURCE_EXHAUSTED,
@@ -138,6 +141,7 @@ class OutboxSender(Generic[Record]):
         newest_sequence: Callable[[], int] | None = None,
         refusal_log_interval_seconds: float = 30.0,
         reconnector: Reconnector | None = None,
+        snapshot: Callable[[Any], Awaitable[Sequence[Any]]] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -145,6 +149,9 @@ class OutboxSender(Generic[Record]):
         self._load_after = load_after
         self._make_request = make_request
         self._applied_of = applied_of
+        # Given the hello's answer: the requests carrying a snapshot of the sender's state when
+        # the receiver asked for one (it lost its state), else none. Each is acknowledged.
+        self._snapshot = snapshot
         self._max_items = max_items
         self._idle_poll_seconds = idle_poll_seconds
         self.newest_sequence = newest_sequence
@@ -304,6 +311,18 @@ class OutboxSender(Generic[Record]):
             if hello is grpc.aio.EOF:
                 raise ConnectionError("receiver closed the stream before answering the hello")
             cursor = self._applied_of(hello)
+            if self._snapshot is not None:
+                pages = await self._snapshot(hello)
+                for page in pages:
+                    await call.write(page)
+                    answer = await call.read()
+                    if answer is grpc.aio.EOF:
+                        raise ConnectionError("receiver closed the stream during the snapshot")
+                    cursor = self._applied_of(answer)
+                if pages:
+                    log.info(
+                        "outbox sent a snapshot", outbox=self.name, pages=len(pages), resume_after=cursor
+                    )
             await self._set_acknowledged(cursor)
             if self._stall is None:  # while stalled every retry connects; the ERROR line speaks for them
                 log.info("outbox connected", outbox=self.name, resume_after=cursor)

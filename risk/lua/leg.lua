@@ -1,11 +1,17 @@
--- One account's leg of a trading event, applied at most once.
+-- One account's leg of an event (a trade's side, a release, a ledger deposit), applied at most once.
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>   KEYS[3] risk:{acct}:applied
+-- KEYS[4] risk:epoch
 -- ARGV[1] source  ARGV[2] op id (sequence*4 + leg)  ARGV[3] reservation cap: the order's
--- reservation becomes min(current, cap), and the order key goes when it reaches 0
--- ARGV[4..] pairs of asset, signed delta of that asset's total
+-- reservation becomes min(current, cap), and the order key goes when it reaches 0; '-1'
+-- leaves the reservation alone (a trade already in a rebuilt state's open orders)
+-- ARGV[4] the caller's epoch   ARGV[5..] pairs of asset, signed delta of that asset's total
 -- Returns {0} when the op was applied before (skipped), {1} when applied,
 -- {-1, reason, detail...} when refused: then nothing of the leg changed, and the
--- account's later ops from this source are refused until this one succeeds.
+-- account's later ops from this source are refused until this one succeeds;
+-- {-2, 'STALE'} when the caller's epoch is gone (nothing changed).
+if not epoch_is(KEYS[4], ARGV[4]) then
+  return {-2, 'STALE'}
+end
 local source, op = ARGV[1], ARGV[2]
 local applied = redis.call('HGET', KEYS[3], source)
 if applied and ge(applied, op) then
@@ -24,7 +30,7 @@ local function undo()
   end
   redis.call('HSET', KEYS[3], halt_field, op)
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local field, delta = ARGV[i] .. ':total', ARGV[i + 1]
   if hincr(KEYS[1], field, delta) == nil then
     undo()
@@ -37,12 +43,12 @@ for i = 1, #fields do
   local value = hget_int(KEYS[1], fields[i])
   if is_negative(value) then
     undo()
-    return {-1, 'NEGATIVE_TOTAL', ARGV[2 + 2 * i], value}
+    return {-1, 'NEGATIVE_TOTAL', ARGV[3 + 2 * i], value}
   end
 end
 
 local order = redis.call('HMGET', KEYS[2], 'asset', 'amount')
-if order[1] then
+if order[1] and ARGV[3] ~= '-1' then
   local current, cap = order[2], ARGV[3]
   if not ge(cap, current) then
     local reserved_field = order[1] .. ':reserved'

@@ -67,3 +67,9 @@ local function hincr(key, field, delta)
   return redis.call('HGET', key, field)
 end
 
+
+-- The epoch of risk's state (risk:epoch, passed as a key) must be the caller's: after a
+-- flush or a rebuild a caller of an older epoch changes nothing (its view is gone).
+local function epoch_is(key, epoch)
+  return epoch ~= '' and redis.call('GET', key) == epoch
+end

@@ -1,9 +1,14 @@
 -- Reserve: check total - reserved >= amount and hold the amount, atomically,
--- once per order id.
+-- once per order id, in a state risk serves from (risk:ready is the current epoch).
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>
+-- KEYS[3] risk:epoch   KEYS[4] risk:ready
 -- ARGV[1] asset  ARGV[2] amount (positive)  ARGV[3] side  ARGV[4] symbol  ARGV[5] price_ticks
+-- ARGV[6] the caller's epoch
 -- Returns {1, asset, amount} when held (for an order held before: its first
 -- answer), {0, reason} when refused (and then nothing changed).
+if not epoch_is(KEYS[3], ARGV[6]) or redis.call('GET', KEYS[4]) ~= ARGV[6] then
+  return {0, 'RISK_REBUILDING'}
+end
 local first = redis.call('HMGET', KEYS[2], 'asset', 'original', 'amount')
 if first[1] then
   return {1, first[1], first[2] or first[3]}

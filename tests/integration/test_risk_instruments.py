@@ -32,9 +32,11 @@ from risk.app import RiskApp
 from risk.app import create_app as create_risk
 from risk.instruments import InstrumentCache
 from risk.keys import INSTRUMENTS_APPLIED_KEY, INSTRUMENTS_KEY
+from risk.rebuild import RiskState
 from risk.servicer import RiskServicer
 from risk.store import RiskStore
 from tests.instruments import btc_usd
+from tests.integration.conftest import ReadyStore, deposit_through_ledger_stream, make_ready
 from trading.app import create_app as create_trading
 
 pytestmark = pytest.mark.integration
@@ -69,6 +71,8 @@ class Risk:
         return f"127.0.0.1:{self.server.port}"
 
     async def __aenter__(self) -> Risk:
+        async with redis.Redis.from_url(self.settings.redis_url, decode_responses=True) as client:
+            await make_ready(client)  # a state risk serves from, as after a completed rebuild
         await self.server.start("127.0.0.1:0")
         self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = risk_pb2_grpc.RiskServiceStub(self.channel)  # type: ignore[no-untyped-call]
@@ -80,11 +84,7 @@ class Risk:
         await self.server.stop()
 
     async def deposit(self, account: str, asset: str, amount: int) -> None:
-        await self.stub.ApplyDeposit(
-            risk_pb2.ApplyDepositRequest(
-                deposit_id=unique("d"), account_id=account, asset=asset, amount=amount
-            )
-        )
+        await deposit_through_ledger_stream(self.stub, account, asset, amount)
 
     async def reserve(self, account: str, symbol: str, lots: int = 1) -> risk_pb2.ReservationResult:
         call = self.stub.StreamReservations()
@@ -130,7 +130,7 @@ def reason(result: risk_pb2.ReservationResult) -> str:
 
 
 async def test_an_instrument_event_is_stored_once_with_its_sequence(
-    store: RiskStore, client: redis.Redis
+    store: ReadyStore, client: redis.Redis
 ) -> None:
     source, other = unique("shard"), unique("shard")
     a, b, c = instrument(new_symbol()), instrument(new_symbol()), instrument(new_symbol())
@@ -152,7 +152,7 @@ async def test_an_instrument_event_is_stored_once_with_its_sequence(
 
 
 async def test_a_stored_instrument_that_does_not_parse_is_left_out(
-    store: RiskStore, client: redis.Redis
+    store: ReadyStore, client: redis.Redis
 ) -> None:
     symbol = new_symbol()
     await client.hset(INSTRUMENTS_KEY, symbol, "{not json")
@@ -251,7 +251,9 @@ async def test_redis_unreachable_is_redis_unavailable() -> None:
     gone = redis.Redis(host="127.0.0.1", port=free_port(), decode_responses=True, socket_connect_timeout=1)
     store = RiskStore(gone)
     servicer = RiskServicer()
-    servicer.attach(store, InstrumentCache(store.instruments))
+    state = RiskState(store, ["trading-0"])
+    state.ready_epoch = "e"  # it was serving when Redis went away
+    servicer.attach(store, InstrumentCache(store.instruments), state)
     command = risk_pb2.ReservationCommand(
         reserve=risk_pb2.Reserve(
             order_id="o",

@@ -22,7 +22,13 @@ from backbone.runtime.server import RunningServer
 from risk import exposure
 from risk.app import create_app
 from risk.exposure import LegOp, ReleaseOp, ReserveOp
-from risk.store import AmountOverflowError, AssetFigures, RiskStateError, RiskStore
+from risk.store import AssetFigures, RiskStateError, RiskStore
+from tests.integration.conftest import (
+    ReadyStore,
+    deposit_through_ledger_stream,
+    make_ready,
+    next_ledger_sequence,
+)
 
 INSTRUMENT = derive_instrument(
     symbol="BTC-USD",
@@ -110,9 +116,9 @@ def trade(
     )
 
 
-async def test_reserve_until_the_balance_is_used_up(store: RiskStore) -> None:
+async def test_reserve_until_the_balance_is_used_up(store: ReadyStore) -> None:
     account = unique("alice")
-    assert await store.apply_deposit(unique("dep"), account, "USD", 1000)
+    assert await store.deposit(account, "USD", 1000)
     first = await store.run_reservations(
         [
             plain_reserve(account, "o1", "USD", 600),
@@ -133,17 +139,17 @@ async def test_reserve_until_the_balance_is_used_up(store: RiskStore) -> None:
     assert (await store.order(account, "o3"))["amount"] == "400"
 
 
-async def test_a_refused_reserve_leaves_no_trace(store: RiskStore) -> None:
+async def test_a_refused_reserve_leaves_no_trace(store: ReadyStore) -> None:
     account = unique("nobody")
     (outcome,) = await store.run_reservations([plain_reserve(account, "o", "EUR", 5)])
     assert not outcome.accepted
     assert await store.account_figures(account) == []
 
 
-async def test_reservation_amounts_are_exact(store: RiskStore) -> None:
+async def test_reservation_amounts_are_exact(store: ReadyStore) -> None:
     account = unique("bob")
-    await store.apply_deposit(unique("dep"), account, "USD", 10**12)
-    await store.apply_deposit(unique("dep"), account, "BTC", 10**12)
+    await store.deposit(account, "USD", 10**12)
+    await store.deposit(account, "BTC", 10**12)
     buy = reserve_op(account, "b", common_pb2.SIDE_BUY, 45_001, 3)
     sell = reserve_op(account, "s", common_pb2.SIDE_SELL, 45_001, 7)
     outcomes = await store.run_reservations([buy, sell])
@@ -166,10 +172,10 @@ async def test_reservation_amounts_are_exact(store: RiskStore) -> None:
     }
 
 
-async def test_amounts_beyond_double_precision_stay_exact(store: RiskStore) -> None:
+async def test_amounts_beyond_double_precision_stay_exact(store: ReadyStore) -> None:
     account = unique("whale")
     big = (1 << 62) + 1  # not representable as a double
-    await store.apply_deposit(unique("dep"), account, "USD", big)
+    await store.deposit(account, "USD", big)
     outcomes = await store.run_reservations(
         [
             plain_reserve(account, "o1", "USD", 1 << 62),
@@ -179,14 +185,15 @@ async def test_amounts_beyond_double_precision_stay_exact(store: RiskStore) -> N
     )
     assert [o.accepted for o in outcomes] == [True, False, True]
     assert await figures(store, account) == {"USD": (big, big, 0)}
-    with pytest.raises(AmountOverflowError):
-        await store.apply_deposit(unique("dep"), account, "USD", 1 << 62)
+    with pytest.raises(RiskStateError) as raised:  # a total past 64 bits: refused whole
+        await store.deposit(account, "USD", 1 << 62)
+    assert raised.value.reason == "OVERFLOW"
     assert await figures(store, account) == {"USD": (big, big, 0)}
 
 
-async def test_a_repeated_reserve_returns_the_first_answer(store: RiskStore) -> None:
+async def test_a_repeated_reserve_returns_the_first_answer(store: ReadyStore) -> None:
     account = unique("carol")
-    await store.apply_deposit(unique("dep"), account, "USD", 1000)
+    await store.deposit(account, "USD", 1000)
     batch = [plain_reserve(account, "o1", "USD", 300), plain_reserve(account, "o1", "USD", 300)]
     again = [plain_reserve(account, "o1", "USD", 999)]
     outcomes = [*await store.run_reservations(batch), *await store.run_reservations(again)]
@@ -194,9 +201,9 @@ async def test_a_repeated_reserve_returns_the_first_answer(store: RiskStore) -> 
     assert await figures(store, account) == {"USD": (1000, 300, 700)}
 
 
-async def test_release_drops_the_reservation_once(store: RiskStore) -> None:
+async def test_release_drops_the_reservation_once(store: ReadyStore) -> None:
     account = unique("dave")
-    await store.apply_deposit(unique("dep"), account, "USD", 1000)
+    await store.deposit(account, "USD", 1000)
     await store.run_reservations([plain_reserve(account, "o1", "USD", 250)])
     outcomes = await store.run_reservations(
         [ReleaseOp(account, "o1"), ReleaseOp(account, "o1"), ReleaseOp(account, "never")]
@@ -209,11 +216,11 @@ async def test_release_drops_the_reservation_once(store: RiskStore) -> None:
     assert await figures(store, account) == {"USD": (1000, 0, 1000)}
 
 
-async def test_trades_move_totals_and_reservations_exactly(store: RiskStore) -> None:
+async def test_trades_move_totals_and_reservations_exactly(store: ReadyStore) -> None:
     source = unique("shard")
     buyer, seller = unique("buyer"), unique("seller")
-    await store.apply_deposit(unique("dep"), buyer, "USD", 10_000_000)
-    await store.apply_deposit(unique("dep"), seller, "BTC", 50_000_000)
+    await store.deposit(buyer, "USD", 10_000_000)
+    await store.deposit(seller, "BTC", 50_000_000)
     limit = 100_000
     buy = reserve_op(buyer, "b", common_pb2.SIDE_BUY, limit, 10)
     sell = reserve_op(seller, "s", common_pb2.SIDE_SELL, 90_000, 10)
@@ -274,11 +281,11 @@ async def test_trades_move_totals_and_reservations_exactly(store: RiskStore) -> 
     assert await store.order(buyer, "b") == {} and await store.order(seller, "s") == {}
 
 
-async def test_a_self_trade_is_exact(store: RiskStore) -> None:
+async def test_a_self_trade_is_exact(store: ReadyStore) -> None:
     source = unique("shard")
     me = unique("self")
-    await store.apply_deposit(unique("dep"), me, "USD", 5_000_000)
-    await store.apply_deposit(unique("dep"), me, "BTC", 3_000_000)
+    await store.deposit(me, "USD", 5_000_000)
+    await store.deposit(me, "BTC", 3_000_000)
     buy = reserve_op(me, "b", common_pb2.SIDE_BUY, 20_000, 3)
     sell = reserve_op(me, "s", common_pb2.SIDE_SELL, 20_000, 2)
     assert all(o.accepted for o in await store.run_reservations([buy, sell]))
@@ -306,10 +313,10 @@ async def test_a_self_trade_is_exact(store: RiskStore) -> None:
     assert (await figures(store, me))["USD"][0] == 5_000_000 - fees
 
 
-async def test_order_released_drops_the_reservation(store: RiskStore) -> None:
+async def test_order_released_drops_the_reservation(store: ReadyStore) -> None:
     source = unique("shard")
     account = unique("erin")
-    await store.apply_deposit(unique("dep"), account, "BTC", 9_000_000)
+    await store.deposit(account, "BTC", 9_000_000)
     await store.run_reservations([reserve_op(account, "s", common_pb2.SIDE_SELL, 1, 5)])
     released = common_pb2.OrderReleased(order_id="s", account_id=account, released_lots=5)
     assert await store.apply_legs(source, [exposure.release_leg(3, released)]) == 1
@@ -317,11 +324,11 @@ async def test_order_released_drops_the_reservation(store: RiskStore) -> None:
     assert await store.apply_legs(source, [exposure.release_leg(3, released)]) == 0
 
 
-async def test_replayed_events_are_skipped_and_the_cursor_only_moves_up(store: RiskStore) -> None:
+async def test_replayed_events_are_skipped_and_the_cursor_only_moves_up(store: ReadyStore) -> None:
     source = unique("shard")
     buyer, seller = unique("b"), unique("s")
-    await store.apply_deposit(unique("dep"), buyer, "USD", 10_000_000)
-    await store.apply_deposit(unique("dep"), seller, "BTC", 10_000_000)
+    await store.deposit(buyer, "USD", 10_000_000)
+    await store.deposit(seller, "BTC", 10_000_000)
     trades = [
         trade(
             s,
@@ -353,21 +360,22 @@ async def test_replayed_events_are_skipped_and_the_cursor_only_moves_up(store: R
     assert await store.apply_legs(other, legs[:2]) == 2
 
 
-async def test_deposits_are_applied_once(store: RiskStore) -> None:
+async def test_deposits_are_applied_once(store: ReadyStore) -> None:
+    # A deposit is a ledger event: applied once per (account, ledger sequence), so redelivery is harmless.
     account = unique("frank")
-    deposit = unique("dep")
-    assert await store.apply_deposit(deposit, account, "USD", 700)
-    assert not await store.apply_deposit(deposit, account, "USD", 700)
-    assert await store.apply_deposit(unique("dep"), account, "USD", 1)
+    sequence = next_ledger_sequence()
+    assert await store.deposit(account, "USD", 700, sequence=sequence)
+    assert not await store.deposit(account, "USD", 700, sequence=sequence)
+    assert await store.deposit(account, "USD", 1)
     assert await store.account_figures(account) == [AssetFigures("USD", 701, 0)]
 
 
-async def test_a_leg_that_would_make_a_total_negative_is_refused_whole(store: RiskStore) -> None:
+async def test_a_leg_that_would_make_a_total_negative_is_refused_whole(store: ReadyStore) -> None:
     source = unique("shard")
     poor, rich, other = unique("poor"), unique("rich"), unique("other")
-    await store.apply_deposit(unique("dep"), poor, "USD", 100)
-    await store.apply_deposit(unique("dep"), poor, "BTC", 5)
-    await store.apply_deposit(unique("dep"), rich, "USD", 10_000)
+    await store.deposit(poor, "USD", 100)
+    await store.deposit(poor, "BTC", 5)
+    await store.deposit(rich, "USD", 10_000)
     bad = LegOp(poor, 40, 10, "x", (("BTC", 3), ("USD", -101)), 0)
     later = LegOp(poor, 44, 11, "y", (("USD", 7),), 0)
     fine = LegOp(rich, 45, 11, "z", (("USD", -1),), 0)
@@ -382,7 +390,7 @@ async def test_a_leg_that_would_make_a_total_negative_is_refused_whole(store: Ri
         await store.apply_legs(source, [later])
     assert again.value.reason == "HALTED"
     # ... until the refused op itself goes through.
-    await store.apply_deposit(unique("dep"), poor, "USD", 1)
+    await store.deposit(poor, "USD", 1)
     assert await store.apply_legs(source, [bad, later, fine]) == 2
     assert await figures(store, poor) == {"USD": (7, 0, 7), "BTC": (8, 0, 8)}
     assert await store.apply_legs(source, [LegOp(other, 4, 1, "o", (("USD", 0),), 0)]) == 1
@@ -391,9 +399,9 @@ async def test_a_leg_that_would_make_a_total_negative_is_refused_whole(store: Ri
 async def test_concurrent_reserves_never_over_reserve(redis_url: str) -> None:
     account = unique("busy")
     clients = [redis.Redis.from_url(redis_url, decode_responses=True) for _ in range(4)]
-    stores = [RiskStore(c) for c in clients]
+    stores = [ReadyStore(c) for c in clients]
     try:
-        await stores[0].apply_deposit(unique("dep"), account, "USD", 37 * 1_000 + 999)
+        await stores[0].deposit(account, "USD", 37 * 1_000 + 999)
 
         async def worker(index: int) -> list[bool]:
             store = stores[index % len(stores)]
@@ -409,10 +417,10 @@ async def test_concurrent_reserves_never_over_reserve(redis_url: str) -> None:
 
 
 async def test_scripts_are_loaded_again_after_redis_forgets_them(
-    store: RiskStore, client: redis.Redis
+    store: ReadyStore, client: redis.Redis
 ) -> None:
     account = unique("gina")
-    await store.apply_deposit(unique("dep"), account, "USD", 10)
+    await store.deposit(account, "USD", 10)
     await client.script_flush()
     outcomes = await store.run_reservations([plain_reserve(account, "o", "USD", 4)])
     assert outcomes[0].accepted
@@ -444,7 +452,8 @@ def risk_settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def risk_service(redis_url: str) -> AsyncIterator[risk_pb2_grpc.RiskServiceStub]:
+async def risk_service(redis_url: str, client: redis.Redis) -> AsyncIterator[risk_pb2_grpc.RiskServiceStub]:
+    await make_ready(client)  # a state risk serves from, as after a completed rebuild
     settings = risk_settings(redis_url)
     running = RunningServer(create_app(settings), settings)
     await running.start("127.0.0.1:0")
@@ -463,9 +472,7 @@ async def test_service_reservations_batch(
 ) -> None:
     stub = risk_service
     account = unique("henry")
-    await stub.ApplyDeposit(
-        risk_pb2.ApplyDepositRequest(deposit_id=unique("d"), account_id=account, asset="USD", amount=10**7)
-    )
+    await deposit_through_ledger_stream(stub, account, "USD", 10**7)
 
     def reserve(order: str, **fields: object) -> risk_pb2.ReservationCommand:
         values: dict[str, object] = {
@@ -557,25 +564,26 @@ async def test_service_deposits_and_bad_input(
 ) -> None:
     stub = risk_service
     account = unique("ivy")
-    deposit = risk_pb2.ApplyDepositRequest(deposit_id=unique("d"), account_id=account, asset="USD", amount=5)
-    assert (await stub.ApplyDeposit(deposit)).applied
-    assert not (await stub.ApplyDeposit(deposit)).applied
-    for field, value, reason in [
-        ("amount", 0, "INVALID_AMOUNT"),
-        ("amount", -5, "INVALID_AMOUNT"),
-        ("asset", "usd", "INVALID_ASSET_CODE"),
-        ("account_id", "", "INVALID_ACCOUNT_ID"),
-        ("deposit_id", "", "INVALID_DEPOSIT_ID"),
-    ]:
-        bad = risk_pb2.ApplyDepositRequest()
-        bad.CopyFrom(deposit)
+    cursor = await deposit_through_ledger_stream(stub, account, "USD", 5)
+    # Redelivered: the ledger stream skips what it applied (the cursor), so nothing is doubled.
+    call = stub.StreamLedgerEvents()
+    await call.write(risk_pb2.StreamLedgerEventsRequest(source="ledger"))
+    assert (await call.read()).applied_sequence == cursor
+    again = risk_pb2.LedgerEvent(sequence=cursor, account_id=account, asset="USD", amount=5)
+    await call.write(risk_pb2.StreamLedgerEventsRequest(source="ledger", events=[again]))
+    assert (await call.read()).applied_sequence == cursor
+    call.cancel()
+    for field, value in [("amount", 0), ("asset", "usd"), ("account_id", ""), ("account_id", "a b")]:
+        bad = risk_pb2.LedgerEvent(sequence=cursor + 1, account_id=account, asset="USD", amount=1)
         setattr(bad, field, value)
+        call = stub.StreamLedgerEvents()
+        await call.write(risk_pb2.StreamLedgerEventsRequest(source="ledger"))
+        await call.read()
+        await call.write(risk_pb2.StreamLedgerEventsRequest(source="ledger", events=[bad]))
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await stub.ApplyDeposit(bad)
-        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        error = from_rpc_error(raised.value)
-        assert error.reason == reason
-        assert [v.field for v in error.violations] == [field]
+            await call.read()
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert from_rpc_error(raised.value).reason == "MALFORMED_EVENT"
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.GetAccountRisk(risk_pb2.GetAccountRiskRequest(account_id="no spaces"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -596,11 +604,7 @@ async def test_service_applies_trading_events_from_an_outbox(
     source = unique("shard")
     buyer, seller = unique("b"), unique("s")
     for account, asset in ((buyer, "USD"), (seller, "BTC")):
-        await stub.ApplyDeposit(
-            risk_pb2.ApplyDepositRequest(
-                deposit_id=unique("d"), account_id=account, asset=asset, amount=10**8
-            )
-        )
+        await deposit_through_ledger_stream(stub, account, asset, 10**8)
     call = stub.StreamReservations()
     await call.write(
         risk_pb2.StreamReservationsRequest(

@@ -81,7 +81,6 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_UNKNOWN_ORDER: _ClassVar[RejectReason]
     REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID: _ClassVar[RejectReason]
     REJECT_REASON_INSUFFICIENT_BALANCE: _ClassVar[RejectReason]
-    REJECT_REASON_AMOUNT_OVERFLOW: _ClassVar[RejectReason]
     REJECT_REASON_RISK_STATE_INCONSISTENT: _ClassVar[RejectReason]
     REJECT_REASON_DUPLICATE_ORDER_ID: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_ORDER: _ClassVar[RejectReason]
@@ -89,6 +88,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_ORDER_NOT_OPEN: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_INSTRUMENT: _ClassVar[RejectReason]
     REJECT_REASON_INSTRUMENT_EXISTS: _ClassVar[RejectReason]
+    REJECT_REASON_ORDER_FENCED: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_ASSET: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_ACCOUNT: _ClassVar[RejectReason]
     REJECT_REASON_ASSET_EXISTS: _ClassVar[RejectReason]
@@ -119,6 +119,9 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_SLOW_CONSUMER: _ClassVar[RejectReason]
     REJECT_REASON_EXECUTIONS_INTERRUPTED: _ClassVar[RejectReason]
     REJECT_REASON_UNREACHABLE: _ClassVar[RejectReason]
+    REJECT_REASON_SETTLEMENT_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_RISK_REBUILDING: _ClassVar[RejectReason]
+    REJECT_REASON_RISK_REBUILT: _ClassVar[RejectReason]
     REJECT_REASON_INTERNAL_ERROR: _ClassVar[RejectReason]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
@@ -175,7 +178,6 @@ REJECT_REASON_UNKNOWN_SYMBOL: RejectReason
 REJECT_REASON_UNKNOWN_ORDER: RejectReason
 REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID: RejectReason
 REJECT_REASON_INSUFFICIENT_BALANCE: RejectReason
-REJECT_REASON_AMOUNT_OVERFLOW: RejectReason
 REJECT_REASON_RISK_STATE_INCONSISTENT: RejectReason
 REJECT_REASON_DUPLICATE_ORDER_ID: RejectReason
 REJECT_REASON_INVALID_ORDER: RejectReason
@@ -183,6 +185,7 @@ REJECT_REASON_NOT_ORDER_OWNER: RejectReason
 REJECT_REASON_ORDER_NOT_OPEN: RejectReason
 REJECT_REASON_INVALID_INSTRUMENT: RejectReason
 REJECT_REASON_INSTRUMENT_EXISTS: RejectReason
+REJECT_REASON_ORDER_FENCED: RejectReason
 REJECT_REASON_UNKNOWN_ASSET: RejectReason
 REJECT_REASON_UNKNOWN_ACCOUNT: RejectReason
 REJECT_REASON_ASSET_EXISTS: RejectReason
@@ -213,6 +216,9 @@ REJECT_REASON_REDIS_UNAVAILABLE: RejectReason
 REJECT_REASON_SLOW_CONSUMER: RejectReason
 REJECT_REASON_EXECUTIONS_INTERRUPTED: RejectReason
 REJECT_REASON_UNREACHABLE: RejectReason
+REJECT_REASON_SETTLEMENT_UNAVAILABLE: RejectReason
+REJECT_REASON_RISK_REBUILDING: RejectReason
+REJECT_REASON_RISK_REBUILT: RejectReason
 REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):
@@ -362,3 +368,13 @@ class OrderReleased(_message.Message):
     released_lots: int
     timestamp_ns: int
     def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., released_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class OrderFenced(_message.Message):
+    __slots__ = ("order_id", "account_id", "timestamp_ns")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    timestamp_ns: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...

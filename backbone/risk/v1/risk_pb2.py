@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from backbone.common.v1 import common_pb2 as backbone_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kbone/risk/v1/risk.proto\x12\x10\x62\x61\x63kbone.risk.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\x93\x01\n\x07Reserve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x15\n\rquantity_lots\x18\x06 \x01(\x03\"/\n\x07Release\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"{\n\x12ReservationCommand\x12,\n\x07reserve\x18\x01 \x01(\x0b\x32\x19.backbone.risk.v1.ReserveH\x00\x12,\n\x07release\x18\x02 \x01(\x0b\x32\x19.backbone.risk.v1.ReleaseH\x00\x42\t\n\x07\x63ommand\"e\n\x19StreamReservationsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x36\n\x08\x63ommands\x18\x02 \x03(\x0b\x32$.backbone.risk.v1.ReservationCommand\"\x8f\x01\n\x11ReservationResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x37\n\rreject_reason\x18\x03 \x01(\x0e\x32 .backbone.common.v1.RejectReason\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\"d\n\x1aStreamReservationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x07results\x18\x02 \x03(\x0b\x32#.backbone.risk.v1.ReservationResult\"\xd0\x01\n\x0cTradingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12*\n\x05trade\x18\x02 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x03 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12<\n\x12instrument_created\x18\x04 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x42\x07\n\x05\x65vent\"\\\n\x1aStreamTradingEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12.\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1e.backbone.risk.v1.TradingEvent\"7\n\x1bStreamTradingEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\"\\\n\x13\x41pplyDepositRequest\x12\x12\n\ndeposit_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"\'\n\x14\x41pplyDepositResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\"+\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"R\n\rAssetExposure\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\"]\n\x16GetAccountRiskResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12/\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.AssetExposure2\xbe\x03\n\x0bRiskService\x12s\n\x12StreamReservations\x12+.backbone.risk.v1.StreamReservationsRequest\x1a,.backbone.risk.v1.StreamReservationsResponse(\x01\x30\x01\x12v\n\x13StreamTradingEvents\x12,.backbone.risk.v1.StreamTradingEventsRequest\x1a-.backbone.risk.v1.StreamTradingEventsResponse(\x01\x30\x01\x12]\n\x0c\x41pplyDeposit\x12%.backbone.risk.v1.ApplyDepositRequest\x1a&.backbone.risk.v1.ApplyDepositResponse\x12\x63\n\x0eGetAccountRisk\x12\'.backbone.risk.v1.GetAccountRiskRequest\x1a(.backbone.risk.v1.GetAccountRiskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kbone/risk/v1/risk.proto\x12\x10\x62\x61\x63kbone.risk.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\x93\x01\n\x07Reserve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x15\n\rquantity_lots\x18\x06 \x01(\x03\"/\n\x07Release\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"{\n\x12ReservationCommand\x12,\n\x07reserve\x18\x01 \x01(\x0b\x32\x19.backbone.risk.v1.ReserveH\x00\x12,\n\x07release\x18\x02 \x01(\x0b\x32\x19.backbone.risk.v1.ReleaseH\x00\x42\t\n\x07\x63ommand\"e\n\x19StreamReservationsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x36\n\x08\x63ommands\x18\x02 \x03(\x0b\x32$.backbone.risk.v1.ReservationCommand\"\x9e\x01\n\x11ReservationResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x37\n\rreject_reason\x18\x03 \x01(\x0e\x32 .backbone.common.v1.RejectReason\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\r\n\x05\x65poch\x18\x06 \x01(\t\"d\n\x1aStreamReservationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x07results\x18\x02 \x03(\x0b\x32#.backbone.risk.v1.ReservationResult\"\xcb\x02\n\x0cTradingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12*\n\x05trade\x18\x02 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x03 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12<\n\x12instrument_created\x18\x04 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x12\x37\n\x0corder_fenced\x18\x05 \x01(\x0b\x32\x1f.backbone.common.v1.OrderFencedH\x00\x12@\n\x12risk_epoch_changed\x18\x14 \x01(\x0b\x32\".backbone.risk.v1.RiskEpochChangedH\x00\x42\x07\n\x05\x65vent\"!\n\x10RiskEpochChanged\x12\r\n\x05\x65poch\x18\x01 \x01(\t\"\xa0\x01\n\x0fTradingSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12)\n\x06orders\x18\x02 \x03(\x0b\x32\x19.backbone.common.v1.Order\x12\x33\n\x0binstruments\x18\x03 \x03(\x0b\x32\x1e.backbone.common.v1.Instrument\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x91\x01\n\x1aStreamTradingEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12.\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1e.backbone.risk.v1.TradingEvent\x12\x33\n\x08snapshot\x18\x03 \x01(\x0b\x32!.backbone.risk.v1.TradingSnapshot\"_\n\x1bStreamTradingEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x03 \x01(\t\"d\n\x0bLedgerEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x10\n\x08\x65ntry_id\x18\x05 \x01(\x03\"B\n\rLedgerBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\"7\n\x0bTradeCursor\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x03\"\x99\x01\n\x0eLedgerSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x31\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.LedgerBalance\x12\x34\n\rtrade_cursors\x18\x03 \x03(\x0b\x32\x1d.backbone.risk.v1.TradeCursor\x12\x0c\n\x04last\x18\x04 \x01(\x08\"\x8e\x01\n\x19StreamLedgerEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.backbone.risk.v1.LedgerEvent\x12\x32\n\x08snapshot\x18\x03 \x01(\x0b\x32 .backbone.risk.v1.LedgerSnapshot\"O\n\x1aStreamLedgerEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\"+\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"R\n\rAssetExposure\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\"]\n\x16GetAccountRiskResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12/\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.AssetExposure2\xd4\x03\n\x0bRiskService\x12s\n\x12StreamReservations\x12+.backbone.risk.v1.StreamReservationsRequest\x1a,.backbone.risk.v1.StreamReservationsResponse(\x01\x30\x01\x12v\n\x13StreamTradingEvents\x12,.backbone.risk.v1.StreamTradingEventsRequest\x1a-.backbone.risk.v1.StreamTradingEventsResponse(\x01\x30\x01\x12s\n\x12StreamLedgerEvents\x12+.backbone.risk.v1.StreamLedgerEventsRequest\x1a,.backbone.risk.v1.StreamLedgerEventsResponse(\x01\x30\x01\x12\x63\n\x0eGetAccountRisk\x12\'.backbone.risk.v1.GetAccountRiskRequest\x1a(.backbone.risk.v1.GetAccountRiskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,25 +41,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMRESERVATIONSREQUEST']._serialized_start=406
   _globals['_STREAMRESERVATIONSREQUEST']._serialized_end=507
   _globals['_RESERVATIONRESULT']._serialized_start=510
-  _globals['_RESERVATIONRESULT']._serialized_end=653
-  _globals['_STREAMRESERVATIONSRESPONSE']._serialized_start=655
-  _globals['_STREAMRESERVATIONSRESPONSE']._serialized_end=755
-  _globals['_TRADINGEVENT']._serialized_start=758
-  _globals['_TRADINGEVENT']._serialized_end=966
-  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_start=968
-  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_end=1060
-  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_start=1062
-  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_end=1117
-  _globals['_APPLYDEPOSITREQUEST']._serialized_start=1119
-  _globals['_APPLYDEPOSITREQUEST']._serialized_end=1211
-  _globals['_APPLYDEPOSITRESPONSE']._serialized_start=1213
-  _globals['_APPLYDEPOSITRESPONSE']._serialized_end=1252
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=1254
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=1297
-  _globals['_ASSETEXPOSURE']._serialized_start=1299
-  _globals['_ASSETEXPOSURE']._serialized_end=1381
-  _globals['_GETACCOUNTRISKRESPONSE']._serialized_start=1383
-  _globals['_GETACCOUNTRISKRESPONSE']._serialized_end=1476
-  _globals['_RISKSERVICE']._serialized_start=1479
-  _globals['_RISKSERVICE']._serialized_end=1925
+  _globals['_RESERVATIONRESULT']._serialized_end=668
+  _globals['_STREAMRESERVATIONSRESPONSE']._serialized_start=670
+  _globals['_STREAMRESERVATIONSRESPONSE']._serialized_end=770
+  _globals['_TRADINGEVENT']._serialized_start=773
+  _globals['_TRADINGEVENT']._serialized_end=1104
+  _globals['_RISKEPOCHCHANGED']._serialized_start=1106
+  _globals['_RISKEPOCHCHANGED']._serialized_end=1139
+  _globals['_TRADINGSNAPSHOT']._serialized_start=1142
+  _globals['_TRADINGSNAPSHOT']._serialized_end=1302
+  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_start=1305
+  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_end=1450
+  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_start=1452
+  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_end=1547
+  _globals['_LEDGEREVENT']._serialized_start=1549
+  _globals['_LEDGEREVENT']._serialized_end=1649
+  _globals['_LEDGERBALANCE']._serialized_start=1651
+  _globals['_LEDGERBALANCE']._serialized_end=1717
+  _globals['_TRADECURSOR']._serialized_start=1719
+  _globals['_TRADECURSOR']._serialized_end=1774
+  _globals['_LEDGERSNAPSHOT']._serialized_start=1777
+  _globals['_LEDGERSNAPSHOT']._serialized_end=1930
+  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_start=1933
+  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_end=2075
+  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_start=2077
+  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_end=2156
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=2158
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=2201
+  _globals['_ASSETEXPOSURE']._serialized_start=2203
+  _globals['_ASSETEXPOSURE']._serialized_end=2285
+  _globals['_GETACCOUNTRISKRESPONSE']._serialized_start=2287
+  _globals['_GETACCOUNTRISKRESPONSE']._serialized_end=2380
+  _globals['_RISKSERVICE']._serialized_start=2383
+  _globals['_RISKSERVICE']._serialized_end=2851
 # @@protoc_insertion_point(module_scope)

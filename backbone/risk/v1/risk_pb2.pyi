@@ -48,18 +48,20 @@ class StreamReservationsRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[ReservationCommand, _Mapping]]] = ...) -> None: ...
 
 class ReservationResult(_message.Message):
-    __slots__ = ("order_id", "accepted", "reject_reason", "asset", "amount")
+    __slots__ = ("order_id", "accepted", "reject_reason", "asset", "amount", "epoch")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     accepted: bool
     reject_reason: _common_pb2.RejectReason
     asset: str
     amount: int
-    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+    epoch: str
+    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class StreamReservationsResponse(_message.Message):
     __slots__ = ("sequence", "results")
@@ -70,48 +72,122 @@ class StreamReservationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
 
 class TradingEvent(_message.Message):
-    __slots__ = ("sequence", "trade", "order_released", "instrument_created")
+    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "risk_epoch_changed")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
+    RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
     instrument_created: _common_pb2.Instrument
-    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ...) -> None: ...
+    order_fenced: _common_pb2.OrderFenced
+    risk_epoch_changed: RiskEpochChanged
+    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+
+class RiskEpochChanged(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: str
+    def __init__(self, epoch: _Optional[str] = ...) -> None: ...
+
+class TradingSnapshot(_message.Message):
+    __slots__ = ("sequence", "orders", "instruments", "last", "epoch")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    orders: _containers.RepeatedCompositeFieldContainer[_common_pb2.Order]
+    instruments: _containers.RepeatedCompositeFieldContainer[_common_pb2.Instrument]
+    last: bool
+    epoch: str
+    def __init__(self, sequence: _Optional[int] = ..., orders: _Optional[_Iterable[_Union[_common_pb2.Order, _Mapping]]] = ..., instruments: _Optional[_Iterable[_Union[_common_pb2.Instrument, _Mapping]]] = ..., last: _Optional[bool] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class StreamTradingEventsRequest(_message.Message):
-    __slots__ = ("source", "events")
+    __slots__ = ("source", "events", "snapshot")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     source: str
     events: _containers.RepeatedCompositeFieldContainer[TradingEvent]
-    def __init__(self, source: _Optional[str] = ..., events: _Optional[_Iterable[_Union[TradingEvent, _Mapping]]] = ...) -> None: ...
+    snapshot: TradingSnapshot
+    def __init__(self, source: _Optional[str] = ..., events: _Optional[_Iterable[_Union[TradingEvent, _Mapping]]] = ..., snapshot: _Optional[_Union[TradingSnapshot, _Mapping]] = ...) -> None: ...
 
 class StreamTradingEventsResponse(_message.Message):
-    __slots__ = ("applied_sequence",)
+    __slots__ = ("applied_sequence", "snapshot_wanted", "epoch")
     APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_WANTED_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     applied_sequence: int
-    def __init__(self, applied_sequence: _Optional[int] = ...) -> None: ...
+    snapshot_wanted: bool
+    epoch: str
+    def __init__(self, applied_sequence: _Optional[int] = ..., snapshot_wanted: _Optional[bool] = ..., epoch: _Optional[str] = ...) -> None: ...
 
-class ApplyDepositRequest(_message.Message):
-    __slots__ = ("deposit_id", "account_id", "asset", "amount")
-    DEPOSIT_ID_FIELD_NUMBER: _ClassVar[int]
+class LedgerEvent(_message.Message):
+    __slots__ = ("sequence", "account_id", "asset", "amount", "entry_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    deposit_id: str
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
     account_id: str
     asset: str
     amount: int
-    def __init__(self, deposit_id: _Optional[str] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+    entry_id: int
+    def __init__(self, sequence: _Optional[int] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., entry_id: _Optional[int] = ...) -> None: ...
 
-class ApplyDepositResponse(_message.Message):
-    __slots__ = ("applied",)
-    APPLIED_FIELD_NUMBER: _ClassVar[int]
-    applied: bool
-    def __init__(self, applied: _Optional[bool] = ...) -> None: ...
+class LedgerBalance(_message.Message):
+    __slots__ = ("account_id", "asset", "amount")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    asset: str
+    amount: int
+    def __init__(self, account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
+
+class TradeCursor(_message.Message):
+    __slots__ = ("source", "applied_sequence")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    applied_sequence: int
+    def __init__(self, source: _Optional[str] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
+
+class LedgerSnapshot(_message.Message):
+    __slots__ = ("sequence", "balances", "trade_cursors", "last")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    TRADE_CURSORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    balances: _containers.RepeatedCompositeFieldContainer[LedgerBalance]
+    trade_cursors: _containers.RepeatedCompositeFieldContainer[TradeCursor]
+    last: bool
+    def __init__(self, sequence: _Optional[int] = ..., balances: _Optional[_Iterable[_Union[LedgerBalance, _Mapping]]] = ..., trade_cursors: _Optional[_Iterable[_Union[TradeCursor, _Mapping]]] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class StreamLedgerEventsRequest(_message.Message):
+    __slots__ = ("source", "events", "snapshot")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    events: _containers.RepeatedCompositeFieldContainer[LedgerEvent]
+    snapshot: LedgerSnapshot
+    def __init__(self, source: _Optional[str] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., snapshot: _Optional[_Union[LedgerSnapshot, _Mapping]] = ...) -> None: ...
+
+class StreamLedgerEventsResponse(_message.Message):
+    __slots__ = ("applied_sequence", "snapshot_wanted")
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_WANTED_FIELD_NUMBER: _ClassVar[int]
+    applied_sequence: int
+    snapshot_wanted: bool
+    def __init__(self, applied_sequence: _Optional[int] = ..., snapshot_wanted: _Optional[bool] = ...) -> None: ...
 
 class GetAccountRiskRequest(_message.Message):
     __slots__ = ("account_id",)

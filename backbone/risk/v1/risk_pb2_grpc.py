@@ -47,10 +47,10 @@ class RiskServiceStub:
                 request_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamTradingEventsRequest.SerializeToString,
                 response_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamTradingEventsResponse.FromString,
                 _registered_method=True)
-        self.ApplyDeposit = channel.unary_unary(
-                '/backbone.risk.v1.RiskService/ApplyDeposit',
-                request_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositRequest.SerializeToString,
-                response_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositResponse.FromString,
+        self.StreamLedgerEvents = channel.stream_stream(
+                '/backbone.risk.v1.RiskService/StreamLedgerEvents',
+                request_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsRequest.SerializeToString,
+                response_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsResponse.FromString,
                 _registered_method=True)
         self.GetAccountRisk = channel.unary_unary(
                 '/backbone.risk.v1.RiskService/GetAccountRisk',
@@ -81,15 +81,20 @@ class RiskServiceServicer:
         creations. The first request names the source (a trading shard) and no
         events; risk answers with the last sequence it applied from that source,
         then acknowledges each batch once it is applied. Events at or below an
-        applied sequence are skipped, so redelivery is harmless.
+        applied sequence are skipped, so redelivery is harmless. While risk
+        rebuilds its state it answers the hello with snapshot_wanted: trading then
+        sends its open orders at one journal sequence (TradingSnapshot pages),
+        then the events after the applied sequence.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ApplyDeposit(self, request, context):
-        """ApplyDeposit credits a deposit that settlement has posted; repeating a
-        deposit id is a no-op.
+    def StreamLedgerEvents(self, request_iterator, context):
+        """StreamLedgerEvents carries the ledger's events that change a customer's
+        balance outside trading (deposits), from settlement, the same way: a
+        hello, then batches acknowledged once applied; while risk rebuilds it
+        asks for a LedgerSnapshot first (the balances at one ledger point).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,10 +120,10 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     request_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamTradingEventsRequest.FromString,
                     response_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamTradingEventsResponse.SerializeToString,
             ),
-            'ApplyDeposit': grpc.unary_unary_rpc_method_handler(
-                    servicer.ApplyDeposit,
-                    request_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositRequest.FromString,
-                    response_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositResponse.SerializeToString,
+            'StreamLedgerEvents': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamLedgerEvents,
+                    request_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsRequest.FromString,
+                    response_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsResponse.SerializeToString,
             ),
             'GetAccountRisk': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccountRisk,
@@ -194,7 +199,7 @@ class RiskService:
             _registered_method=True)
 
     @staticmethod
-    def ApplyDeposit(request,
+    def StreamLedgerEvents(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -204,12 +209,12 @@ class RiskService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/backbone.risk.v1.RiskService/ApplyDeposit',
-            backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositRequest.SerializeToString,
-            backbone_dot_risk_dot_v1_dot_risk__pb2.ApplyDepositResponse.FromString,
+            '/backbone.risk.v1.RiskService/StreamLedgerEvents',
+            backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsRequest.SerializeToString,
+            backbone_dot_risk_dot_v1_dot_risk__pb2.StreamLedgerEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,14 +98,16 @@ class DepositRequest(_message.Message):
     def __init__(self, deposit_id: _Optional[str] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ...) -> None: ...
 
 class DepositResponse(_message.Message):
-    __slots__ = ("entry_id", "created", "balance")
+    __slots__ = ("entry_id", "created", "balance", "risk_applied")
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    RISK_APPLIED_FIELD_NUMBER: _ClassVar[int]
     entry_id: int
     created: bool
     balance: int
-    def __init__(self, entry_id: _Optional[int] = ..., created: _Optional[bool] = ..., balance: _Optional[int] = ...) -> None: ...
+    risk_applied: bool
+    def __init__(self, entry_id: _Optional[int] = ..., created: _Optional[bool] = ..., balance: _Optional[int] = ..., risk_applied: _Optional[bool] = ...) -> None: ...
 
 class GetBalancesRequest(_message.Message):
     __slots__ = ("account_id",)

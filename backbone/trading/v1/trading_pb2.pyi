@@ -1,5 +1,6 @@
 from backbone.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,8 +8,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Resolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESOLUTION_UNSPECIFIED: _ClassVar[Resolution]
+    RESOLUTION_FOUND: _ClassVar[Resolution]
+    RESOLUTION_FENCED: _ClassVar[Resolution]
+RESOLUTION_UNSPECIFIED: Resolution
+RESOLUTION_FOUND: Resolution
+RESOLUTION_FENCED: Resolution
+
 class NewOrder(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "risk_epoch")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +28,7 @@ class NewOrder(_message.Message):
     TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    RISK_EPOCH_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -27,7 +38,14 @@ class NewOrder(_message.Message):
     time_in_force: _common_pb2.TimeInForce
     price_ticks: int
     quantity_lots: int
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ...) -> None: ...
+    risk_epoch: str
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ...) -> None: ...
+
+class RiskEpochChanged(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: str
+    def __init__(self, epoch: _Optional[str] = ...) -> None: ...
 
 class CancelOrder(_message.Message):
     __slots__ = ("order_id", "account_id")
@@ -89,6 +107,36 @@ class GetOrderResponse(_message.Message):
     order: _common_pb2.Order
     def __init__(self, order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
 
+class OrderToResolve(_message.Message):
+    __slots__ = ("order_id", "account_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ...) -> None: ...
+
+class ResolveOrdersRequest(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[OrderToResolve]
+    def __init__(self, orders: _Optional[_Iterable[_Union[OrderToResolve, _Mapping]]] = ...) -> None: ...
+
+class OrderResolution(_message.Message):
+    __slots__ = ("order_id", "resolution", "order")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    resolution: Resolution
+    order: _common_pb2.Order
+    def __init__(self, order_id: _Optional[str] = ..., resolution: _Optional[_Union[Resolution, str]] = ..., order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
+
+class ResolveOrdersResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[OrderResolution]
+    def __init__(self, results: _Optional[_Iterable[_Union[OrderResolution, _Mapping]]] = ...) -> None: ...
+
 class CreateInstrumentRequest(_message.Message):
     __slots__ = ("instrument",)
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
@@ -140,7 +188,7 @@ class GetOrderBookResponse(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ...) -> None: ...
 
 class JournalRecord(_message.Message):
-    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released")
+    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released", "order_fenced", "risk_epoch_changed")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +196,8 @@ class JournalRecord(_message.Message):
     CANCEL_ORDER_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
+    RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     timestamp_ns: int
     instrument_created: _common_pb2.Instrument
@@ -155,4 +205,6 @@ class JournalRecord(_message.Message):
     cancel_order: CancelOrder
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
-    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ...) -> None: ...
+    order_fenced: _common_pb2.OrderFenced
+    risk_epoch_changed: RiskEpochChanged
+    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...

@@ -52,6 +52,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.FromString,
                 _registered_method=True)
+        self.ResolveOrders = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ResolveOrders',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.FromString,
+                _registered_method=True)
         self.CreateInstrument = channel.unary_unary(
                 '/backbone.trading.v1.TradingService/CreateInstrument',
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.CreateInstrumentRequest.SerializeToString,
@@ -79,6 +84,9 @@ class TradingServiceServicer:
         """StreamOrders is the gateway's hot path: each request carries a batch of
         commands, each response answers one request (same sequence) with the
         execution reports of each command, in order, once they are journaled.
+        A client order id is unique per account: a new order whose account and
+        client order id are already held by an order is not journaled, and is
+        answered with that order (see CommandResult).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,7 +101,21 @@ class TradingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetOrder(self, request, context):
-        """GetOrder returns one order's current state.
+        """GetOrder returns one order's current state (NOT_FOUND with reason
+        ORDER_FENCED for an order id ResolveOrders fenced).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveOrders(self, request, context):
+        """ResolveOrders settles orders whose outcome the caller does not know (a
+        NewOrder sent but never answered): each one that is journaled is answered
+        with its state (FOUND); each one that is not is fenced (a journaled
+        OrderFenced record: its order id is refused from then on, even for a
+        NewOrder still on its way, and risk drops its reservation) and answered
+        FENCED. Runs in the engine's order with the commands, and answers once the
+        fences are journaled; asking again gives the same answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +160,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetOrder,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'ResolveOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveOrders,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.SerializeToString,
             ),
             'CreateInstrument': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateInstrument,
@@ -239,6 +266,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/GetOrder',
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ResolveOrders',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
