@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import structlog
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import (
@@ -31,6 +32,7 @@ from trading.engine_loop import EngineLoop, Run
 log = structlog.get_logger("backbone.trading")
 
 MAX_COMMANDS_PER_REQUEST = 10_000
+MAX_ORDERS_TO_RESOLVE = 10_000
 
 
 class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
@@ -135,15 +137,76 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             raise invalid_field("order_id", RejectReason.REQUIRED, "is required")
         engine = self._engine
 
-        def run(*_: object) -> common_pb2.Order | None:
-            return engine.order_message(order_id)
+        def run(*_: object) -> common_pb2.Order | bool:
+            order = engine.order_message(order_id)
+            return order if order is not None else order_id in engine.fences
 
         order = await self._loop.call(run)
-        if order is None:
+        if order is True:
+            raise not_found(
+                RejectReason.ORDER_FENCED,
+                f"order {order_id[:80]!r} was never placed: its outcome was unknown and it was "
+                "resolved as not placed (fenced)",
+                order_id=order_id[:80],
+            )
+        if not isinstance(order, common_pb2.Order):
             raise not_found(
                 RejectReason.UNKNOWN_ORDER, f"there is no order {order_id[:80]!r}", order_id=order_id[:80]
             )
         return trading_pb2.GetOrderResponse(order=order)
+
+    async def ResolveOrders(
+        self, request: trading_pb2.ResolveOrdersRequest, context: Any
+    ) -> trading_pb2.ResolveOrdersResponse:
+        """Each order: FOUND with its state when journaled, else fenced (journaled) and FENCED."""
+        orders = request.orders
+        if not orders:
+            raise invalid_field("orders", RejectReason.REQUIRED, "name at least one order")
+        if len(orders) > MAX_ORDERS_TO_RESOLVE:
+            raise invalid_field(
+                "orders",
+                RejectReason.TOO_MANY_COMMANDS,
+                f"has {len(orders)} orders; at most {MAX_ORDERS_TO_RESOLVE} fit in one request",
+            )
+        for index, item in enumerate(orders):
+            for name, rule in (("order_id", ids.ORDER_ID), ("account_id", ids.ACCOUNT_ID)):
+                problem = rule.problem(getattr(item, name))
+                if problem:
+                    raise invalid_field(f"orders[{index}].{name}", rule.reason, problem)
+        engine = self._engine
+
+        def run(
+            timestamp_ns: int,
+            records: list[trading_pb2.JournalRecord],
+            reports: list[common_pb2.ExecutionReport],
+        ) -> tuple[trading_pb2.ResolveOrdersResponse, int]:
+            response = trading_pb2.ResolveOrdersResponse()
+            fenced = 0
+            for item in orders:
+                order, fence = engine.resolve_order(item.order_id, item.account_id, timestamp_ns)
+                result = response.results.add(order_id=item.order_id)
+                if order is not None:
+                    result.resolution = trading_pb2.RESOLUTION_FOUND
+                    result.order.CopyFrom(order.message())
+                else:
+                    result.resolution = trading_pb2.RESOLUTION_FENCED
+                    records += fence
+                    fenced += len(fence)
+            return response, fenced
+
+        answer: tuple[trading_pb2.ResolveOrdersResponse, int] = await self._loop.call(run)
+        response, fenced = answer
+        if fenced:
+            log.info(
+                "orders fenced: never journaled, refused from now on",
+                orders=fenced,
+                order_ids=[
+                    r.order_id for r in response.results if r.resolution == trading_pb2.RESOLUTION_FENCED
+                ][:20],
+            )
+            for notify in self._loop.on_committed:  # the engine wakes the outboxes for trades only
+                notify()
+        return response
 
     async def CreateInstrument(
         self, request: trading_pb2.CreateInstrumentRequest, context: Any

@@ -459,3 +459,99 @@ async def test_a_subscriber_that_falls_behind_is_ended_not_waited_for() -> None:
     with pytest.raises(ServiceError) as closed:
         await fast.next()
     assert closed.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+# -- client order ids and fences -----------------------------------------------------------
+
+
+def reuse(order_id: str, client_order_id: str, side: int, price: int, lots: int) -> trading_pb2.OrderCommand:
+    """A new order under `order_id` that reuses `client_order_id` (of account acct-1)."""
+    command = new(order_id, side, price, lots)
+    command.new_order.client_order_id = client_order_id
+    return command
+
+
+def resolve(*order_ids: str) -> trading_pb2.ResolveOrdersRequest:
+    return trading_pb2.ResolveOrdersRequest(
+        orders=[trading_pb2.OrderToResolve(order_id=o, account_id="acct-1") for o in order_ids]
+    )
+
+
+async def test_resolve_orders_fences_what_was_never_journaled_and_replay_keeps_fences_and_ids(
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
+) -> None:
+    database_url = new_database()
+    settings = settings_for(database_url, risk=risk[0])
+    async with Trading(settings) as trading:
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
+        await trading.send([new("live", BUY, 100, 2)])
+
+        answer = await trading.stub.ResolveOrders(resolve("live", "lost"))
+        found, fenced = answer.results
+        assert (found.order_id, found.resolution) == ("live", trading_pb2.RESOLUTION_FOUND)
+        assert (found.order.status, found.order.leaves_lots) == (common_pb2.ORDER_STATUS_NEW, 2)
+        assert (fenced.order_id, fenced.resolution, fenced.HasField("order")) == (
+            "lost",
+            trading_pb2.RESOLUTION_FENCED,
+            False,
+        )
+        assert [kind for _, kind in journal_rows(database_url)] == [
+            "instrument_created",
+            "new_order",
+            "order_fenced",
+        ]
+        # Risk is sent the fence (it releases the order's reservation on it).
+        await eventually(
+            lambda: any(kind == "order_fenced" for *_, kind in risk[1].events), "the fence at risk"
+        )
+        assert risk[1].events[-1] == ("trading-test", 3, "order_fenced")
+
+        # Asked again: the same answers, nothing new journaled.
+        again = await trading.stub.ResolveOrders(resolve("lost", "live"))
+        assert [r.resolution for r in again.results] == [
+            trading_pb2.RESOLUTION_FENCED,
+            trading_pb2.RESOLUTION_FOUND,
+        ]
+        assert len(journal_rows(database_url)) == 3
+
+        # The NewOrder still on its way is refused; GetOrder says why the order does not exist.
+        ((result,),) = [r.results for r in await trading.send([new("lost", BUY, 100, 1)])]
+        assert result.reports[0].reject_reason == RejectReason.ORDER_FENCED.number
+        missing = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="lost")))
+        assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORDER_FENCED")
+
+        # A client order id held by a journaled order: the same order again gets the original,
+        # another order gets DUPLICATE_CLIENT_ORDER_ID naming it; neither is journaled.
+        (response,) = await trading.send(
+            [reuse("retry", "c-live", BUY, 100, 2), reuse("other", "c-live", BUY, 101, 2)]
+        )
+        same, different = (r.reports[0] for r in response.results)
+        assert (same.execution_type, same.order.order_id) == (common_pb2.EXECUTION_TYPE_ACCEPTED, "live")
+        assert (different.execution_type, different.reject_reason, different.order.order_id) == (
+            common_pb2.EXECUTION_TYPE_REJECTED,
+            RejectReason.DUPLICATE_CLIENT_ORDER_ID.number,
+            "live",
+        )
+        assert len(journal_rows(database_url)) == 3
+
+        # Malformed requests name the field.
+        empty = await refused(trading.stub.ResolveOrders(trading_pb2.ResolveOrdersRequest()))
+        assert (empty.code, empty.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED")
+        bad = await refused(trading.stub.ResolveOrders(resolve("ok", "not an id")))
+        assert (bad.code, bad.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ORDER_ID")
+        assert [v.field for v in bad.violations] == ["orders[1].order_id"]
+        assert len(journal_rows(database_url)) == 3
+        state = trading.app.engine.state_hash()
+
+    async with Trading(settings) as restarted:
+        engine = restarted.app.engine
+        assert engine.state_hash() == state
+        assert engine.fences == {"lost": "acct-1"}
+        assert engine.client_orders == {("acct-1", "c-live"): "live"}
+        ((result,),) = [r.results for r in await restarted.send([new("lost", BUY, 100, 1)])]
+        assert result.reports[0].reject_reason == RejectReason.ORDER_FENCED.number
+        (response,) = await restarted.send([reuse("retry-2", "c-live", BUY, 100, 2)])
+        assert response.results[0].reports[0].order.order_id == "live"
+        answer = await restarted.stub.ResolveOrders(resolve("lost"))
+        assert answer.results[0].resolution == trading_pb2.RESOLUTION_FENCED
+        assert len(journal_rows(database_url)) == 3

@@ -354,6 +354,10 @@ command_strategy = st.lists(
         ),
         st.tuples(st.just("cancel"), st.integers(min_value=0, max_value=100), st.booleans()),
         st.tuples(st.just("bad"), st.integers(min_value=0, max_value=3)),
+        # Resolve an order of unknown outcome: a submitted one (found) or one never sent (fenced).
+        st.tuples(st.just("resolve"), st.integers(min_value=0, max_value=100), st.booleans()),
+        # A new order id reusing a submitted order's client order id: the same order, or another.
+        st.tuples(st.just("reuse"), st.integers(min_value=0, max_value=100), st.booleans()),
     ),
     max_size=80,
 )
@@ -365,9 +369,42 @@ def test_random_flow_keeps_invariants_and_replays_to_the_same_state(ops: list[tu
     engine = Engine()
     journal = list(engine.create_instrument(btc_usd(), T).records)
     submitted: list[tuple[str, str]] = []
+    fenced: list[str] = []
     filled_by_trades: dict[str, int] = {}
     for step, op in enumerate(ops):
         now = T + step
+        if op[0] == "resolve":
+            known = bool(submitted) and op[2]
+            order_id, owner = submitted[op[1] % len(submitted)] if known else (f"o{step}", "alice")
+            order, records = engine.resolve_order(order_id, owner, now)
+            assert (order is not None) == (order_id in engine.orders) == (not records) == known
+            journal.extend(records)
+            if not known:
+                fenced.append(order_id)
+                assert engine.apply(new(order_id, BUY, 100, 1), now).reports[0].reject_reason == (
+                    RejectReason.ORDER_FENCED.number
+                )
+            engine.validate()
+            continue
+        if op[0] == "reuse":
+            if not submitted:
+                continue
+            holder = engine.orders[submitted[op[1] % len(submitted)][0]]
+            lots = holder.quantity_lots if op[2] else holder.quantity_lots + 1
+            retry = new(
+                f"r{step}",
+                holder.side,
+                holder.price_ticks,
+                lots,
+                account=holder.account_id,
+                client_order_id=holder.client_order_id,
+            )
+            before = engine.state_hash()
+            outcome = engine.apply(retry, now)
+            assert not outcome.records and engine.state_hash() == before
+            (report,) = outcome.reports
+            assert report.order == holder.message()
+            continue
         if op[0] == "new":
             _, side, price, lots, account = op
             order_id = f"o{step}"
@@ -381,8 +418,9 @@ def test_random_flow_keeps_invariants_and_replays_to_the_same_state(ops: list[tu
             outcome = engine.apply(cancel(order_id, owner if op[2] else "intruder"), now)
         else:
             bad = [new("o0", BUY, 100, 1), new("x", BUY, 0, 1), cancel("nope"), new("y", 0, 1, 1)][op[1]]
+            free = "o0" not in engine.orders and "o0" not in engine.fences
             outcome = engine.apply(bad, now)
-            if op[1] == 0 and "o0" not in engine.orders:
+            if op[1] == 0 and free:
                 assert outcome.accepted  # "o0" was free after all
                 submitted.append(("o0", "acct-1"))
         journal.extend(outcome.records)
@@ -405,6 +443,8 @@ def test_random_flow_keeps_invariants_and_replays_to_the_same_state(ops: list[tu
     assert replayed.state_hash() == engine.state_hash()
     assert replayed.books["BTC-USD"].snapshot() == engine.books["BTC-USD"].snapshot()
     assert (replayed.last_sequence, replayed.last_trade_id) == (engine.last_sequence, engine.last_trade_id)
+    assert replayed.client_orders == engine.client_orders and replayed.fences == engine.fences
+    assert sorted(replayed.fences) == sorted(fenced)
 
 
 def _journal_with_a_trade() -> list[trading_pb2.JournalRecord]:
@@ -450,3 +490,146 @@ def test_an_order_journaled_under_an_older_id_rule_still_replays() -> None:
     rebuilt = replay_into_new_engine([*records, accepted_then])
     assert rebuilt.orders["legacy"].client_order_id == "my order 1"
     assert rebuilt.last_sequence == 2
+
+
+# -- client order ids and fences ---------------------------------------------------------------
+
+
+def test_client_order_ids_are_indexed_per_account(engine: Engine) -> None:
+    engine.apply(new("o1", BUY, 100, 1, client_order_id="mine"), T)
+    other = engine.apply(new("o2", BUY, 100, 1, account="acct-2", client_order_id="mine"), T)
+    assert kinds(other) == ["new_order"]  # another account's id of the same spelling is its own
+    assert engine.client_orders == {("acct-1", "mine"): "o1", ("acct-2", "mine"): "o2"}
+    engine.validate()
+
+
+def test_the_same_order_again_is_answered_with_the_original_and_journals_nothing(engine: Engine) -> None:
+    engine.apply(new("o1", SELL, 100, 5, client_order_id="mine"), T + 1)
+    engine.apply(new("taker", BUY, 100, 2, account="acct-2"), T + 2)  # o1 is partly filled now
+    before, sequence = engine.state_hash(), engine.last_sequence
+    outcome = engine.apply(new("o1-retry", SELL, 100, 5, client_order_id="mine"), T + 3)
+    assert outcome.records == [] and not outcome.accepted
+    (report,) = outcome.reports
+    assert report.execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED
+    assert report.order == engine.order_message("o1")  # the original, as it is now
+    assert (report.order.filled_lots, report.order.status) == (2, common_pb2.ORDER_STATUS_PARTIALLY_FILLED)
+    assert "o1-retry" not in engine.orders
+    assert (engine.state_hash(), engine.last_sequence) == (before, sequence)
+    # Unspecified type and time in force are the limit GTC the original was.
+    explicit = new(
+        "o1-again",
+        SELL,
+        100,
+        5,
+        client_order_id="mine",
+        type=common_pb2.ORDER_TYPE_LIMIT,
+        time_in_force=common_pb2.TIME_IN_FORCE_GTC,
+    )
+    assert execution_types(engine.apply(explicit, T + 4)) == [common_pb2.EXECUTION_TYPE_ACCEPTED]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"price_ticks": 101},
+        {"quantity_lots": 6},
+        {"side": BUY},
+        {"symbol": "ETH-USD"},
+    ],
+)
+def test_a_different_order_with_a_used_client_order_id_is_refused_naming_the_original(
+    engine: Engine, change: dict[str, object]
+) -> None:
+    engine.create_instrument(btc_usd(symbol="ETH-USD"), T)
+    engine.apply(new("o1", SELL, 100, 5, client_order_id="mine"), T + 1)
+    fields: dict[str, object] = {"side": SELL, "price_ticks": 100, "quantity_lots": 5, **change}
+    side, price, lots = fields.pop("side"), fields.pop("price_ticks"), fields.pop("quantity_lots")
+    before = engine.state_hash()
+    outcome = engine.apply(new("o2", side, price, lots, client_order_id="mine", **fields), T + 2)  # type: ignore[arg-type]
+    (report,) = outcome.reports
+    assert outcome.records == [] and engine.state_hash() == before
+    assert report.execution_type == common_pb2.EXECUTION_TYPE_REJECTED
+    assert report.reject_reason == RejectReason.DUPLICATE_CLIENT_ORDER_ID.number
+    assert report.order.order_id == "o1" and report.order == engine.order_message("o1")
+
+
+def test_a_closed_order_keeps_its_client_order_id(engine: Engine) -> None:
+    engine.apply(new("o1", BUY, 100, 1, client_order_id="mine"), T)
+    engine.apply(cancel("o1"), T)
+    (report,) = engine.apply(new("o2", BUY, 100, 1, client_order_id="mine"), T).reports
+    assert report.execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED
+    assert (report.order.order_id, report.order.status) == ("o1", common_pb2.ORDER_STATUS_CANCELLED)
+
+
+def test_resolving_finds_a_journaled_order_and_fences_an_unknown_one(engine: Engine) -> None:
+    engine.apply(new("live", BUY, 100, 1), T)
+    order, records = engine.resolve_order("live", "acct-1", T + 1)
+    assert order is engine.orders["live"] and records == []
+
+    sequence = engine.last_sequence
+    order, records = engine.resolve_order("lost", "acct-1", T + 2)
+    assert order is None
+    (record,) = records
+    assert record.sequence == sequence + 1 == engine.last_sequence
+    assert record.order_fenced == common_pb2.OrderFenced(
+        order_id="lost", account_id="acct-1", timestamp_ns=T + 2
+    )
+    assert engine.fences == {"lost": "acct-1"}
+    assert engine.resolve_order("lost", "acct-1", T + 3) == (None, [])  # asked again: nothing new
+
+    # The NewOrder still on its way is refused, and nothing about the order exists.
+    before = engine.state_hash()
+    late = engine.apply(new("lost", BUY, 100, 1, client_order_id="c-lost"), T + 4)
+    assert late.records == [] and engine.state_hash() == before
+    assert late.reports[0].reject_reason == RejectReason.ORDER_FENCED.number
+    assert engine.order_message("lost") is None
+    assert engine.apply(cancel("lost"), T + 5).reports[0].reject_reason == RejectReason.UNKNOWN_ORDER.number
+    # Its client order id was never taken: a new order may use it.
+    assert kinds(engine.apply(new("again", BUY, 100, 1, client_order_id="c-lost"), T + 6)) == ["new_order"]
+    engine.validate()
+
+
+def test_replay_rebuilds_the_client_order_id_index_and_the_fences() -> None:
+    live = Engine()
+    journal = list(live.create_instrument(btc_usd(), T).records)
+    journal += live.apply(new("o1", SELL, 100, 5, client_order_id="mine"), T).records
+    journal += live.resolve_order("lost", "acct-1", T)[1]
+    journal += live.apply(new("o2", BUY, 100, 5, account="acct-2"), T).records
+    rebuilt = replay_into_new_engine(journal)
+    assert rebuilt.state_hash() == live.state_hash()
+    assert rebuilt.client_orders == live.client_orders == {("acct-1", "mine"): "o1", ("acct-2", "c-o2"): "o2"}
+    assert rebuilt.fences == {"lost": "acct-1"}
+    (report,) = rebuilt.apply(new("o3", SELL, 100, 5, client_order_id="mine"), T).reports
+    assert (report.order.order_id, report.order.status) == ("o1", common_pb2.ORDER_STATUS_FILLED)
+    refused = rebuilt.apply(new("lost", BUY, 100, 1), T).reports[0]
+    assert refused.reject_reason == RejectReason.ORDER_FENCED.number
+
+
+def test_a_fence_of_a_journaled_order_does_not_replay() -> None:
+    live = Engine()
+    journal = list(live.create_instrument(btc_usd(), T).records)
+    journal += live.apply(new("o1", BUY, 100, 1), T).records
+    bogus = trading_pb2.JournalRecord(
+        sequence=3, timestamp_ns=T, order_fenced=common_pb2.OrderFenced(order_id="o1", account_id="acct-1")
+    )
+    with pytest.raises(ReplayError):
+        replay_into_new_engine([*journal, bogus])
+    fence = live.resolve_order("x", "acct-1", T)[1]
+    with pytest.raises(ReplayError):  # the same fence twice
+        replay_into_new_engine(
+            [*journal, *fence, trading_pb2.JournalRecord(sequence=4, order_fenced=fence[0].order_fenced)]
+        )
+
+
+def test_a_client_order_id_journaled_twice_before_the_rule_still_replays() -> None:
+    # Before trading kept the index, a Redis flush let a used client order id through again:
+    # such a journal must replay (the index keeps the first), not refuse to start.
+    live = Engine()
+    records = list(live.create_instrument(btc_usd(), T).records)
+    records += live.apply(new("first", BUY, 100, 1, client_order_id="mine"), T).records
+    second = new("second", BUY, 100, 1, client_order_id="mine")
+    assert kinds(live.apply(second, T)) == []  # today's rule answers it with the first
+    accepted_then = trading_pb2.JournalRecord(sequence=3, timestamp_ns=T, new_order=second.new_order)
+    rebuilt = replay_into_new_engine([*records, accepted_then])
+    assert set(rebuilt.orders) == {"first", "second"}
+    assert rebuilt.client_orders == {("acct-1", "mine"): "first"}
