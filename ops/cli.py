@@ -1,6 +1,8 @@
 """The `backbone` command: run one service, or the whole system on an embedded default.
 
-backbone up                  embedded PostgreSQL + Redis (unless configured) and all four services
+backbone up                  embedded PostgreSQL + Redis (unless configured) and all four services,
+                             each restarted with backoff when it dies
+backbone status              the processes of a running `backbone up`: health, address, pid, restarts
 backbone serve <service>     one service: gateway, risk, trading or settlement
 backbone health ADDRESS      exit 0 when that server is SERVING
 backbone check               report the system's invariants (ledger, journal, reservations)
@@ -9,6 +11,7 @@ backbone check               report the system's invariants (ledger, journal, re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import importlib
 import json
@@ -20,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 import structlog
 from grpc_health.v1 import health_pb2
@@ -27,7 +31,18 @@ from grpc_health.v1 import health_pb2
 from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, describe
 from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from backbone.runtime.logging import configure_logging
-from ops.supervisor import ServiceFailed, ServiceProcesses, health_check
+from ops import status as status_file
+from ops.supervisor import (
+    START_ORDER,
+    Child,
+    GaveUp,
+    ServiceChild,
+    ServiceFailed,
+    ServiceProcesses,
+    StoreChild,
+    Supervisor,
+    health_check,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,11 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser(
         "up",
-        help="run the whole system (embedded PostgreSQL and Redis unless their URLs are set)",
+        help="run the whole system (embedded PostgreSQL and Redis unless their URLs are set); "
+        "a process that dies is restarted with backoff",
         epilog=describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     up.add_argument("--logs", action="store_true", help="print service logs here instead of DATA_DIR/logs/")
+    status = commands.add_parser(
+        "status",
+        help="the processes of the `backbone up` running in BACKBONE_DATA_DIR: health, address, pid, "
+        "restarts, uptime; exit 0 when all are SERVING, 1 when one is not, 2 when nothing runs",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as one line of JSON")
     serve = commands.add_parser(
         "serve",
         help="run one service",
@@ -192,8 +214,14 @@ Ctrl-C stops everything.
 """
 
 
+def _address_of(url: str) -> str:
+    """host:port of a database or Redis URL, without its credentials."""
+    parsed = urlsplit(url)
+    return f"{parsed.hostname}:{parsed.port}" if parsed.port else str(parsed.hostname)
+
+
 def up(settings: Settings, show_logs: bool) -> int:
-    """Run the whole system until Ctrl-C or SIGTERM; return the exit code."""
+    """Run the whole system until Ctrl-C or SIGTERM, restarting what dies; return the exit code."""
     configure_logging(settings.log_level, settings.log_format, "up")
     log = structlog.get_logger("backbone.up")
     data_dir = settings.data_dir.resolve()
@@ -214,6 +242,28 @@ def up(settings: Settings, show_logs: bool) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    # What `backbone status` reads (from another terminal); removed on the way out.
+    status_path = data_dir / status_file.STATUS_FILE
+    started_at = time.time()
+    supervisor: Supervisor | None = None
+    externals: list[dict[str, object]] = []
+
+    def record(state: str) -> None:
+        processes = [*externals, *(supervisor.snapshot() if supervisor is not None else [])]
+        status_file.write_atomically(
+            status_path,
+            {
+                "format": status_file.FORMAT,
+                "up_pid": os.getpid(),
+                "data_dir": str(data_dir),
+                "state": state,
+                "started_at": started_at,
+                "updated_at": time.time(),
+                "processes": processes,
+            },
+        )
+
+    record("starting")
     postgres = None if settings.database_url else EmbeddedPostgres(data_dir / "postgres")
     cache = None if settings.redis_url else EmbeddedRedis(data_dir / "redis")
     services: ServiceProcesses | None = None
@@ -237,20 +287,31 @@ def up(settings: Settings, show_logs: bool) -> int:
             environment["BACKBONE_LOG_FORMAT"] = "json"
         services = ServiceProcesses(environment, log_dir)
         services.start_all()
+        children: list[Child] = []
+        for name, server, url in (("postgres", postgres, database_url), ("redis", cache, redis_url)):
+            if server is not None:
+                children.append(StoreChild(name, server))
+            else:
+                externals.append({"name": name, "kind": "external", "address": _address_of(url)})
+        children += [ServiceChild(services, name) for name in START_ORDER]
+        supervisor = Supervisor(children, stopping=lambda: stopping, on_change=lambda: record("running"))
+        record("running")
         print(_banner(settings, admin_key, database_url, redis_url, log_dir), flush=True)
         while not stopping:
-            exited = services.exited()
-            if exited:
-                log.error("a service exited; stopping everything", exited=exited)
-                code = 1
-                break
+            supervisor.tick()
             time.sleep(0.2)
+    except GaveUp as error:
+        log.error("stopping everything", why=str(error))
+        print(f"backbone up stops: {error}", file=sys.stderr)
+        code = 1
     except (EmbeddedError, ServiceFailed, ConfigError) as error:
         print(f"backbone up failed: {error}", file=sys.stderr)
         code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with contextlib.suppress(OSError):
+            record("stopping")
         if services is not None:
             print("stopping services...", file=sys.stderr, flush=True)
             services.stop_all()
@@ -259,6 +320,7 @@ def up(settings: Settings, show_logs: bool) -> int:
         if postgres is not None:
             postgres.stop()
         (data_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        status_path.unlink(missing_ok=True)
         print("stopped.", file=sys.stderr, flush=True)
     return code
 
@@ -279,4 +341,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if serving else 1
     if options.command == "check":
         return check(settings, options.settle, options.json)
+    if options.command == "status":
+        return status_file.status(settings.data_dir.resolve(), ENDPOINTS_FILE, options.json)
     return up(settings, options.logs)

@@ -1,9 +1,22 @@
-"""Run the four services as child processes: `backbone up` and the tests use this.
+"""Run the four services as child processes, and keep a system whole: `backbone up` and the tests use this.
 
 Each service runs as ``python -m ops serve <name>`` (the `backbone` command) with the given
 environment. A service counts as up when its standard health service answers
-SERVING. Services can be stopped gracefully (SIGTERM: drain), killed
-(SIGKILL) and started again one by one, which is what the fault tests do.
+SERVING. :class:`ServiceProcesses` starts, stops gracefully (SIGTERM: drain),
+kills (SIGKILL) and starts again one service at a time, which is what the fault
+tests do by hand.
+
+:class:`Supervisor` is what `backbone up` runs on top: every process it is
+given (the four services, and the embedded PostgreSQL and Redis) that dies is
+started again, after 0.5 s, then 1, 2, 4, 8 and at most 10 s while it keeps
+dying; a run of 30 s or more counts as recovered, so the next death waits
+0.5 s again (:class:`RestartBackoff`). Each death is one ERROR log line (which
+process, exit code or signal, restarts so far, the wait), each restart and each
+return to SERVING an INFO line. A service is restarted for as long as it takes
+(it may be failing only because something it needs is down); an embedded store
+that dies :data:`STORE_START_ATTEMPTS` times in a row without ever answering is
+not going to (its port is taken, its data folder is damaged), and the
+supervisor gives up: `backbone up` then stops everything and says why.
 """
 
 from __future__ import annotations
@@ -14,14 +27,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 import grpc
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from backbone.runtime.config import SERVICE_NAMES, Settings
+from backbone.runtime.reconnect import Backoff
 from backbone.runtime.server import HEALTH_DETAIL_KEY
 
 # Start order: dependencies first; stop order is the reverse.
@@ -79,6 +96,7 @@ class ServiceProcesses:
         running = self.processes.get(name)
         if running is not None and running.poll() is None:
             raise ServiceFailed(f"{name} is already running (pid {running.pid})")
+        self._close_log(name)  # the log of an earlier run of this service
         output: IO[bytes] | int | None = None
         path = self.log_path(name)
         if path is not None:
@@ -161,3 +179,272 @@ class ServiceProcesses:
         return {
             name: process.returncode for name, process in self.processes.items() if process.poll() is not None
         }
+
+
+# --- keeping a system whole: restarts -----------------------------------------------------------
+
+# 0.5 s after the first death, doubling to at most 10 s; a run of 30 s counts as recovered.
+RESTART_BACKOFF = Backoff(initial_seconds=0.5, factor=2.0, max_seconds=10.0, reset_after_seconds=30.0)
+# An embedded store that dies this many times in a row before answering once is not coming back.
+STORE_START_ATTEMPTS = 5
+# How long one readiness probe of a (re)starting process may take.
+PROBE_TIMEOUT_SECONDS = 0.5
+
+
+def describe_exit(returncode: int) -> str:
+    """``exit code 1`` or ``killed by SIGKILL``, from a Popen return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class RestartBackoff:
+    """How long to wait before starting a process again that died; pure (the caller brings the clock).
+
+    The waits are the policy's ceilings without jitter (one supervisor restarting one local
+    process has no herd to spread): 0.5, 1, 2, 4, 8, 10, 10, ... seconds with the default policy.
+    A run that lasted ``reset_after_seconds`` or more before it died starts the series again.
+    """
+
+    def __init__(self, policy: Backoff = RESTART_BACKOFF) -> None:
+        self.policy = policy
+        self.failures = 0  # deaths since the last run that lasted reset_after_seconds
+
+    def delay_after(self, ran_seconds: float) -> float:
+        """Account for a death after `ran_seconds` of running; return the wait before the restart."""
+        if ran_seconds >= self.policy.reset_after_seconds:
+            self.failures = 0
+        self.failures += 1
+        return self.policy.ceiling(self.failures - 1)
+
+
+class Child(ABC):
+    """One process a :class:`Supervisor` keeps running."""
+
+    kind = "service"
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.address = address
+
+    @abstractmethod
+    def spawn(self) -> None:
+        """Start the process again, not waiting for it (it was started once before)."""
+
+    @abstractmethod
+    def pid(self) -> int | None:
+        """The pid of the current (or last) process."""
+
+    @abstractmethod
+    def poll(self) -> int | None:
+        """The return code once the process has ended, else None."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """True when the process serves (a quick probe)."""
+
+
+class ServiceChild(Child):
+    """A service of a :class:`ServiceProcesses`; ready when its health says SERVING."""
+
+    def __init__(self, services: ServiceProcesses, name: str) -> None:
+        super().__init__(name, services.address(name))
+        self.services = services
+
+    def spawn(self) -> None:
+        self.services.start(self.name)
+
+    def pid(self) -> int | None:
+        process = self.services.processes.get(self.name)
+        return process.pid if process is not None else None
+
+    def poll(self) -> int | None:
+        process = self.services.processes.get(self.name)
+        return process.poll() if process is not None else 0
+
+    def ready(self) -> bool:
+        return health_status(self.address, PROBE_TIMEOUT_SECONDS) == health_pb2.HealthCheckResponse.SERVING
+
+
+class EmbeddedServer(Protocol):
+    """What the embedded PostgreSQL and Redis offer a supervisor (backbone.runtime.embedded)."""
+
+    port: int | None
+    process: subprocess.Popen[bytes] | None
+
+    def spawn(self) -> None: ...
+
+    def answers(self, timeout_seconds: float = 1.0) -> bool: ...
+
+
+class StoreChild(Child):
+    """An embedded PostgreSQL or Redis, restarted on its port and data folder."""
+
+    kind = "store"
+
+    def __init__(self, name: str, server: EmbeddedServer) -> None:
+        super().__init__(name, f"127.0.0.1:{server.port}")
+        self.server = server
+
+    def spawn(self) -> None:
+        self.server.spawn()
+
+    def pid(self) -> int | None:
+        return self.server.process.pid if self.server.process is not None else None
+
+    def poll(self) -> int | None:
+        return self.server.process.poll() if self.server.process is not None else 0
+
+    def ready(self) -> bool:
+        return self.server.answers(PROBE_TIMEOUT_SECONDS)
+
+
+class GaveUp(RuntimeError):
+    """A supervised process cannot be brought back; the message says which and why."""
+
+
+@dataclass
+class Tracked:
+    """What the supervisor knows about one child."""
+
+    child: Child
+    backoff: RestartBackoff
+    state: str = "running"  # starting (not serving yet), running, restarting (waiting), failed
+    restarts: int = 0
+    started: float = 0.0  # clock of the current run's start
+    started_wall: float = 0.0  # the same, as wall-clock time for other processes to read
+    answered: bool = True  # the current run has served once
+    failed_starts: int = 0  # consecutive runs that died before serving once
+    last_exit: str | None = None
+    down_since: float = 0.0
+    restart_due: float = 0.0
+    restart_due_wall: float = 0.0
+
+
+class Supervisor:
+    """Restarts the children that die, with backoff; `tick()` does one round, `up` calls it in a loop.
+
+    The children are running and serving when handed over. Nothing is restarted once
+    `stopping()` is true (Ctrl-C reaches the services too, and they exit by themselves).
+    `on_change` is called after every round that changed something, for the status file.
+    """
+
+    def __init__(
+        self,
+        children: Sequence[Child],
+        *,
+        policy: Backoff = RESTART_BACKOFF,
+        stopping: Callable[[], bool] = lambda: False,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        logger: Any = None,
+    ) -> None:
+        self._clock = clock
+        self._wall = wall_clock
+        self._stopping = stopping
+        self._on_change = on_change
+        self._log = logger if logger is not None else structlog.get_logger("backbone.up")
+        now, wall = clock(), wall_clock()
+        self.tracked = [
+            Tracked(child, RestartBackoff(policy), started=now, started_wall=wall) for child in children
+        ]
+
+    def tick(self) -> None:
+        """Notice deaths, restart what is due, notice returns to serving. Raises GaveUp."""
+        changed = False
+        for tracked in self.tracked:
+            if self._stopping():
+                break
+            if tracked.state in ("running", "starting"):
+                returncode = tracked.child.poll()
+                if returncode is not None:
+                    self._died(tracked, returncode)
+                    changed = True
+                elif tracked.state == "starting" and tracked.child.ready():
+                    self._serving(tracked)
+                    changed = True
+            elif tracked.state == "restarting" and self._clock() >= tracked.restart_due:
+                self._restart(tracked)
+                changed = True
+        if changed:
+            self._on_change()
+
+    def _died(self, tracked: Tracked, returncode: int) -> None:
+        child, now = tracked.child, self._clock()
+        tracked.last_exit = describe_exit(returncode)
+        tracked.failed_starts = 0 if tracked.answered else tracked.failed_starts + 1
+        delay = tracked.backoff.delay_after(now - tracked.started)
+        tracked.down_since = now
+        if child.kind == "store" and tracked.failed_starts >= STORE_START_ATTEMPTS:
+            tracked.state = "failed"
+            self._log.error(
+                "process exited; giving up",
+                process=child.name,
+                exit=tracked.last_exit,
+                restarts=tracked.restarts,
+                failed_starts=tracked.failed_starts,
+            )
+            self._on_change()
+            raise GaveUp(
+                f"the embedded {child.name} died {tracked.failed_starts} times in a row before answering "
+                f"({tracked.last_exit}); its log is in its data folder"
+            )
+        tracked.state = "restarting"
+        tracked.restart_due = now + delay
+        tracked.restart_due_wall = self._wall() + delay
+        self._log.error(
+            "process exited; restarting",
+            process=child.name,
+            pid=child.pid(),
+            exit=tracked.last_exit,
+            restarts=tracked.restarts,
+            next_restart_s=delay,
+        )
+
+    def _restart(self, tracked: Tracked) -> None:
+        child = tracked.child
+        tracked.restarts += 1
+        tracked.started, tracked.started_wall = self._clock(), self._wall()
+        tracked.answered = False
+        try:
+            child.spawn()
+        except Exception as error:  # could not even start it: a death like any other
+            self._log.error("process could not be started", process=child.name, error=str(error))
+            tracked.state = "starting"
+            self._died(tracked, 1)
+            return
+        tracked.state = "starting"
+        self._log.info("process restarted", process=child.name, pid=child.pid(), restarts=tracked.restarts)
+
+    def _serving(self, tracked: Tracked) -> None:
+        tracked.state = "running"
+        tracked.answered = True
+        tracked.failed_starts = 0
+        self._log.info(
+            "process serving again",
+            process=tracked.child.name,
+            pid=tracked.child.pid(),
+            restarts=tracked.restarts,
+            down_s=round(self._clock() - tracked.down_since, 2),
+        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each child as the status file records it."""
+        return [
+            {
+                "name": tracked.child.name,
+                "kind": tracked.child.kind,
+                "address": tracked.child.address,
+                "pid": tracked.child.pid(),
+                "state": tracked.state,
+                "restarts": tracked.restarts,
+                "started_at": tracked.started_wall,
+                "last_exit": tracked.last_exit,
+                "restart_at": tracked.restart_due_wall if tracked.state == "restarting" else None,
+            }
+            for tracked in self.tracked
+        ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import pwd
 import shutil
@@ -144,6 +145,37 @@ class EmbeddedPostgres:
                 raise EmbeddedError(f"initdb failed: {result.stderr.decode(errors='replace')}")
             log.info("postgres data folder initialised", path=str(pgdata))
         self.port = self.port or free_port()
+        self.spawn()
+        self._wait_ready()
+        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+            ).fetchone()
+            if not exists:
+                connection.execute(f"CREATE DATABASE {DATABASE_NAME}")
+        assert self.process is not None
+        log.info("postgres ready", url=self.url, pid=self.process.pid)
+        return self.url
+
+    def spawn(self) -> None:
+        """Start the server process on this port and data folder, not waiting for it to answer.
+
+        ``start()`` uses it; a supervisor uses it alone to restart a server that died (the data
+        folder is initialised and the database exists by then). What a killed server left behind
+        is cleared first: its backends, still exiting after their postmaster vanished, would hold
+        the shared memory, and its lock file could name a pid reused since.
+        """
+        if self.port is None:
+            raise EmbeddedError("postgres has no port yet: start() it first")
+        pgdata = self.data_dir / "data"
+        previous = self.process
+        if previous is not None and previous.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(previous.pid, signal.SIGKILL)  # its own session: only what it left behind
+            lock_file = pgdata / "postmaster.pid"
+            with contextlib.suppress(OSError):
+                if lock_file.read_text().split("\n", 1)[0].strip() == str(previous.pid):
+                    lock_file.unlink()
         command = [
             str(self.bin_dir / "postgres"),
             "-D",
@@ -167,15 +199,17 @@ class EmbeddedPostgres:
             self.process = subprocess.Popen(  # type: ignore[call-overload]
                 command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, **self._identity
             )
-        self._wait_ready()
-        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-            exists = connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
-            ).fetchone()
-            if not exists:
-                connection.execute(f"CREATE DATABASE {DATABASE_NAME}")
-        log.info("postgres ready", url=self.url, pid=self.process.pid)
-        return self.url
+
+    def answers(self, timeout_seconds: float = 1.0) -> bool:
+        """True when the server accepts a connection now."""
+        if self.port is None:
+            return False
+        admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        try:
+            with psycopg.connect(admin_url, connect_timeout=max(1, math.ceil(timeout_seconds))):
+                return True
+        except psycopg.Error:
+            return False
 
     def _wait_ready(self, timeout_seconds: float = 60.0) -> None:
         assert self.process is not None
@@ -230,10 +264,14 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> str:
-        """Start the server and wait until it answers PING; return its URL."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
+    def spawn(self) -> None:
+        """Start the server process on this port and folder, not waiting for it to answer.
+
+        ``start()`` uses it; a supervisor uses it alone to restart a server that died (the
+        append-only file in the folder brings its data back).
+        """
+        if self.port is None:
+            raise EmbeddedError("redis has no port yet: start() it first")
         command = [
             redis_server_path(),
             "--port",
@@ -258,6 +296,30 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
+
+    def answers(self, timeout_seconds: float = 1.0) -> bool:
+        """True when the server answers PING now (not while it loads its data)."""
+        if self.port is None:
+            return False
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_connect_timeout=timeout_seconds,
+            socket_timeout=timeout_seconds,
+        )
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def start(self) -> str:
+        """Start the server and wait until it answers PING; return its URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.spawn()
+        assert self.process is not None
         deadline = time.monotonic() + 30.0
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
         try:
