@@ -1,14 +1,29 @@
-"""Composition root of the gateway: Redis, channels, batched streams, fan-out, servicers."""
+"""Composition root of the gateway: Redis, channels, batched streams, fan-out, servicers.
+
+The gateway's standard health (the "" entry and its two services) says NOT_SERVING while risk,
+trading or settlement is missing: a :class:`DependencyWatch` asks each one for its own standard
+health over the gateway's channel to it, twice a second, and the gateway republishes its entries
+whenever that changes (and every ``HEALTH_REFRESH_SECONDS``, since the runtime sets them SERVING
+once ``start()`` returns). The entries' ``backbone-health-detail`` trailer names what is missing
+and since when.
+
+It polls Check rather than following a Watch stream because the runtime's server interceptor
+wraps every server-streaming handler as an async generator, and the health service's Watch is a
+coroutine that writes to its context: Watch answers INTERNAL on every Backbone server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 import redis.asyncio as redis
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -20,6 +35,8 @@ from backbone.runtime.channels import open_channel
 from backbone.runtime.config import Settings
 from backbone.runtime.context import outgoing_metadata
 from backbone.runtime.errors import ServiceError, unavailable
+from backbone.runtime.reconnect import describe_break
+from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.admin import AdminServicer
@@ -33,6 +50,76 @@ log = structlog.get_logger("backbone.gateway")
 
 _SERVICES = gateway_pb2.DESCRIPTOR.services_by_name
 
+# How often the gateway sets its health entries again from what it knows of its dependencies.
+HEALTH_REFRESH_SECONDS = 0.25
+# How often the gateway asks risk, trading and settlement for their health, and how long it waits.
+DEPENDENCY_POLL_SECONDS = 0.5
+DEPENDENCY_CHECK_TIMEOUT_SECONDS = 1.0
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+class DependencyWatch:
+    """Risk, trading and settlement as the gateway sees them: each one's standard health, watched."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, grpc.aio.Channel],
+        on_change: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._channels = dict(channels)
+        self._on_change = on_change
+        self._clock = clock
+        now = clock()
+        self.serving = dict.fromkeys(self._channels, False)
+        self.why = dict.fromkeys(self._channels, "not watched yet")
+        self.since = dict.fromkeys(self._channels, now)
+
+    @property
+    def all_serving(self) -> bool:
+        return all(self.serving.values())
+
+    def describe(self) -> str:
+        """One line: each dependency that is missing, why and for how long; or that all serve."""
+        now = self._clock()
+        missing = [
+            f"{name} missing for {now - self.since[name]:.1f}s ({self.why[name]})"
+            for name, serving in self.serving.items()
+            if not serving
+        ]
+        return "; ".join(missing) if missing else "risk, trading and settlement serving"
+
+    def _set(self, name: str, serving: bool, why: str) -> None:
+        if serving != self.serving[name]:
+            self.since[name] = self._clock()
+            if serving:
+                log.info("dependency serving", dependency=name)
+            else:
+                log.warning("dependency missing", dependency=name, why=why)
+            self.serving[name] = serving
+            self.why[name] = why
+            self._on_change()
+        elif not serving:
+            self.why[name] = why
+
+    async def watch(self, name: str) -> None:
+        """Ask `name` for its health every ``DEPENDENCY_POLL_SECONDS`` until cancelled.
+
+        (A Check per poll rather than one Watch stream: the runtime's interceptor turns the
+        health service's Watch into an INTERNAL error, see the module's notes.)
+        """
+        stub: Any = health_pb2_grpc.HealthStub(self._channels[name])  # its stubs declare no methods
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            try:
+                answer = await stub.Check(request, timeout=DEPENDENCY_CHECK_TIMEOUT_SECONDS)
+            except grpc.RpcError as error:
+                self._set(name, False, describe_break(error))
+            else:
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                self._set(name, answer.status == _SERVING, f"its health says {status}")
+            await asyncio.sleep(DEPENDENCY_POLL_SECONDS)
+
 
 class GatewayApp:
     """The gateway service: stateless apart from Redis idempotency keys."""
@@ -44,6 +131,14 @@ class GatewayApp:
         self.backends: Backends | None = None
         self._redis: redis.Redis | None = None
         self._channels: list[grpc.aio.Channel] = []
+        self._health: HealthEntries | None = None
+        self._health_names: list[str] = [""]
+        self._health_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dependencies: DependencyWatch | None = None
+
+    def use_health(self, entries: HealthEntries) -> None:
+        self._health = entries
 
     def _require_backends(self) -> Backends:
         if self.backends is None:
@@ -55,10 +150,12 @@ class GatewayApp:
         admin = AdminServicer(self._require_backends)
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(gateway, server)  # type: ignore[no-untyped-call]
         gateway_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
-        return [
+        names = [
             _SERVICES["GatewayService"].full_name,
             _SERVICES["AdminService"].full_name,
         ]
+        self._health_names = ["", *names]
+        return names
 
     async def start(self) -> None:
         settings = self.settings
@@ -67,6 +164,17 @@ class GatewayApp:
         trading_channel = open_channel(settings.trading_address, settings)
         settlement_channel = open_channel(settings.settlement_address, settings)
         self._channels = [risk_channel, trading_channel, settlement_channel]
+        self.dependencies = DependencyWatch(
+            {"risk": risk_channel, "trading": trading_channel, "settlement": settlement_channel},
+            self._health_changed.set,
+        )
+        self._tasks = [
+            asyncio.create_task(self.dependencies.watch(name), name=f"watch-{name}")
+            for name in ("risk", "trading", "settlement")
+        ]
+        self._tasks.append(
+            asyncio.create_task(self._publish_health(self.dependencies), name="gateway-health")
+        )
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)  # type: ignore[no-untyped-call]
         trading = trading_pb2_grpc.TradingServiceStub(trading_channel)  # type: ignore[no-untyped-call]
         settlement = settlement_pb2_grpc.SettlementServiceStub(settlement_channel)  # type: ignore[no-untyped-call]
@@ -100,12 +208,22 @@ class GatewayApp:
 
         async def load_instruments() -> list[common_pb2.Instrument]:
             response = await call_unary(
-                settings, trading.ListInstruments, trading_pb2.ListInstrumentsRequest()
+                settings,
+                trading.ListInstruments,
+                trading_pb2.ListInstrumentsRequest(),
+                service="trading",
+                channel=trading_channel,
             )
             return list(response.instruments)
 
         async def load_assets() -> list[tuple[str, int]]:
-            response = await call_unary(settings, settlement.ListAssets, settlement_pb2.ListAssetsRequest())
+            response = await call_unary(
+                settings,
+                settlement.ListAssets,
+                settlement_pb2.ListAssetsRequest(),
+                service="settlement",
+                channel=settlement_channel,
+            )
             return [(asset.code, asset.scale) for asset in response.assets]
 
         async def authenticate(digest: bytes) -> str | None:
@@ -114,6 +232,8 @@ class GatewayApp:
                     settings,
                     settlement.AuthenticateApiKey,
                     settlement_pb2.AuthenticateApiKeyRequest(api_key_sha256=digest),
+                    service="settlement",
+                    channel=settlement_channel,
                 )
             except ServiceError as error:
                 if error.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
@@ -135,6 +255,7 @@ class GatewayApp:
             auth=ApiKeyAuthenticator(authenticate),
             risk_channel=risk_channel,
             trading_channel=trading_channel,
+            settlement_channel=settlement_channel,
         )
         await reservations.start()
         await orders.start()
@@ -146,7 +267,24 @@ class GatewayApp:
             settlement=settings.settlement_address,
         )
 
+    async def _publish_health(self, dependencies: DependencyWatch) -> None:
+        """Keep the gateway's entries SERVING exactly while every dependency serves."""
+        if self._health is None:
+            return
+        while True:
+            self._health_changed.clear()
+            serving = dependencies.all_serving
+            for name in self._health_names:
+                await self._health.set(name, serving, dependencies.describe)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._health_changed.wait(), HEALTH_REFRESH_SECONDS)
+
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         backends, self.backends = self.backends, None
         if backends is not None:
             await backends.fanout.close()

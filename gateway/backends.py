@@ -6,6 +6,13 @@ fan-out, the reference-data caches, the authenticator). Servicers receive a
 ``GetBackends`` callable rather than the object, so a call that arrives while
 the gateway is starting or stopping is answered UNAVAILABLE instead of
 touching half-built dependencies.
+
+A unary call to a service that is down fails within its deadline, never
+hangs: when the service's channel is down and does not come back within
+``REACH_WAIT_SECONDS`` (a restart takes about that), the call is not sent and
+answers UNAVAILABLE with RISK_UNAVAILABLE, TRADING_UNAVAILABLE or
+SETTLEMENT_UNAVAILABLE; so does a call the service could not be reached for
+before the deadline, or that lost the service on the way.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ from typing import Any
 import grpc
 import redis.asyncio as redis
 
+from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.batching import BatchingStream
 from backbone.runtime.config import Settings
 from backbone.runtime.context import outgoing_metadata
-from backbone.runtime.errors import from_rpc_error
+from backbone.runtime.errors import ServiceError, from_rpc_error, unavailable
 from backbone.settlement.v1 import settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.auth import ApiKeyAuthenticator
@@ -31,6 +39,13 @@ from gateway.instruments import AssetScales, InstrumentCache
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
 REACH_WAIT_SECONDS = 2.5
+
+# The reason a call to each service gets when that service cannot be reached.
+UNAVAILABLE_REASONS = {
+    "risk": RejectReason.RISK_UNAVAILABLE,
+    "trading": RejectReason.TRADING_UNAVAILABLE,
+    "settlement": RejectReason.SETTLEMENT_UNAVAILABLE,
+}
 
 ReservationStream = BatchingStream[risk_pb2.ReservationCommand, risk_pb2.ReservationResult]
 OrderStream = BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult]
@@ -53,18 +68,46 @@ class Backends:
     auth: ApiKeyAuthenticator
     risk_channel: grpc.aio.Channel | None = None
     trading_channel: grpc.aio.Channel | None = None
+    settlement_channel: grpc.aio.Channel | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    _callees: dict[int, tuple[str, grpc.aio.Channel | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        # Which service (and channel) each stub method calls, so a failure can name it.
+        for name, stub, channel in (
+            ("risk", self.risk, self.risk_channel),
+            ("trading", self.trading, self.trading_channel),
+            ("settlement", self.settlement, self.settlement_channel),
+        ):
+            for method in vars(stub).values():
+                self._callees[id(method)] = (name, channel)
 
     async def call(self, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
         """A unary call to another service with the deadline and request id; failures relayed."""
-        return await call_unary(self.settings, method, request)
+        service, channel = self._callees.get(id(method), (None, None))
+        return await call_unary(self.settings, method, request, service=service, channel=channel)
 
 
 GetBackends = Callable[[], Backends]
 
 
-async def call_unary(settings: Settings, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
-    """A unary call to another service with the deadline and request id; failures relayed."""
+async def call_unary(
+    settings: Settings,
+    method: Callable[..., Awaitable[Any]],
+    request: Any,
+    *,
+    service: str | None = None,
+    channel: grpc.aio.Channel | None = None,
+) -> Any:
+    """A unary call to another service with the deadline and request id; failures relayed.
+
+    With `service` (and its `channel`) named, the service being unreachable is told apart:
+    UNAVAILABLE with that service's reason (:data:`UNAVAILABLE_REASONS`).
+    """
+    if service is not None and await unreachable(channel, REACH_WAIT_SECONDS):
+        raise _unreachable(service, "it is down; nothing was sent")
     try:
         # wait_for_ready: a channel in reconnect backoff (a service restarting) waits for it,
         # within the deadline, instead of failing at once.
@@ -75,7 +118,27 @@ async def call_unary(settings: Settings, method: Callable[..., Awaitable[Any]], 
             wait_for_ready=True,
         )
     except grpc.RpcError as error:
-        raise from_rpc_error(error) from None
+        failure = from_rpc_error(error)
+        if service is None or failure.reason != RejectReason.UNSPECIFIED:
+            raise failure from None
+        if failure.code == grpc.StatusCode.UNAVAILABLE:
+            # The connection broke under the call (the service died): it may have been applied.
+            raise _unreachable(
+                service, f"it went away during the call ({failure.message}); it may have been applied"
+            ) from None
+        if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED and _not_connected(channel):
+            raise _unreachable(
+                service, "it could not be reached before the deadline; nothing was sent"
+            ) from None
+        raise failure from None
+
+
+def _not_connected(channel: grpc.aio.Channel | None) -> bool:
+    return channel is not None and channel.get_state() != grpc.ChannelConnectivity.READY
+
+
+def _unreachable(service: str, why: str) -> ServiceError:
+    return unavailable(UNAVAILABLE_REASONS[service], f"{service} cannot be reached: {why}; retry")
 
 
 async def unreachable(channel: grpc.aio.Channel | None, wait_seconds: float = REACH_WAIT_SECONDS) -> bool:
