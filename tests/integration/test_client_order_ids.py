@@ -17,6 +17,7 @@ import redis
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from gateway.order_saga import client_order_id_key
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,
@@ -142,7 +143,7 @@ def test_a_client_order_id_reused_after_a_redis_flush_gets_the_original_order(
             if flush == "everything":
                 client.flushdb()  # every claim, and all of risk's state, is gone
             else:
-                claims = list(client.scan_iter(match="gw:*:coid:*"))
+                claims = list(client.scan_iter(match=client_order_id_key("*", "*")))
                 assert len(claims) == 3
                 client.delete(*claims)
 
