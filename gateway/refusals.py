@@ -34,7 +34,9 @@ _RISK_SENTENCES = {
     RejectReason.UNKNOWN_SYMBOL: "risk does not know this instrument yet; retry shortly",
 }
 # Risk could not decide now; the same order may pass later.
-_RISK_TRANSIENT_REASONS = frozenset({RejectReason.REDIS_UNAVAILABLE, RejectReason.SERVICE_STARTING})
+_RISK_TRANSIENT_REASONS = frozenset(
+    {RejectReason.REDIS_UNAVAILABLE, RejectReason.SERVICE_STARTING, RejectReason.RISK_REBUILDING}
+)
 _TRADING_SENTENCES = {
     RejectReason.UNKNOWN_SYMBOL: "the matching engine does not know this instrument",
     RejectReason.DUPLICATE_ORDER_ID: "the matching engine already has an order with this id",

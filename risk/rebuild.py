@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import structlog
 from redis import exceptions as redis_errors
@@ -39,6 +40,8 @@ from backbone.runtime.errors import ServiceError, unavailable
 from risk.store import RiskStore, StaleEpochError
 
 log = structlog.get_logger("backbone.risk")
+
+T = TypeVar("T")
 
 LEDGER_DONE = "ledger"
 # How long the wiping process holds the rebuild lock at most (it releases it when done).
@@ -92,6 +95,8 @@ class RiskState:
         self._task: asyncio.Task[None] | None = None
         self._rebuild_started: float | None = None
         self._serving: bool | None = None
+        # Per epoch a stream works in: set once that epoch is no longer the state's.
+        self._gone: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
         await self.check()
@@ -135,9 +140,45 @@ class RiskState:
             except Exception:  # the watcher must outlive any one failure
                 log.exception("risk state check failed")
 
+    def gone(self, epoch: str) -> asyncio.Event:
+        """An event set once `epoch` is no longer the state's (a stream in it must end)."""
+        event = self._gone.get(epoch)
+        if event is None:
+            event = self._gone[epoch] = asyncio.Event()
+        return event
+
+    async def until_gone(self, epoch: str, requests: AsyncIterator[T]) -> AsyncIterator[T]:
+        """The items of `requests` while `epoch` is the state's; UNAVAILABLE once it is gone.
+
+        A stream that idles would otherwise keep its sender connected to a state that no
+        longer exists: ended, the sender reconnects and learns the new epoch in its hello.
+        """
+        gone = self.gone(epoch)
+        waiter = asyncio.ensure_future(gone.wait())
+        try:
+            while True:
+                following = asyncio.ensure_future(anext(requests))
+                await asyncio.wait({following, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    following.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                        await following
+                    raise self.stale()
+                try:
+                    item = following.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            waiter.cancel()
+
     async def check(self) -> None:
         """One look at the epoch: adopt a ready one, start a rebuild, or complete one."""
         epoch, ready = await self.store.epochs()
+        for watched, event in list(self._gone.items()):
+            if watched != epoch:
+                event.set()
+                del self._gone[watched]
         if epoch is not None and ready == epoch:
             if self.ready_epoch != epoch:
                 if self._rebuild_started is not None:

@@ -90,7 +90,9 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         """One result per command, in order; the store work is one Redis round trip."""
         store, instruments = self._ready()
         state = self._risk_state()
-        epoch = state.require_ready()
+        epoch = state.ready_epoch
+        if epoch is None:  # each command is answered: the stream stays up through a rebuild
+            return _all_refused(commands, RejectReason.RISK_REBUILDING)
         symbols = {c.reserve.symbol for c in commands if c.WhichOneof("command") == "reserve"}
         maths: dict[str, InstrumentMath] = {}
         if symbols:
@@ -112,7 +114,10 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         with _redis_errors():
             outcomes_list = await store.run_reservations(runnable, epoch)
         if any(o.reason == RejectReason.RISK_REBUILDING for o in outcomes_list):
-            raise state.stale()  # the whole batch: nothing was held in a state that is gone
+            # The state is gone under this batch: what it held there is gone with it, so the
+            # whole batch is refused (a reserve that was held is released by the rebuild).
+            state.stale()
+            return _all_refused(commands, RejectReason.RISK_REBUILDING)
         outcomes = iter(outcomes_list)
         results = []
         for plan in planned:
@@ -152,31 +157,31 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     ) -> AsyncIterator[risk_pb2.StreamTradingEventsResponse]:
         store, _ = self._ready()
         state = self._risk_state()
-        source = ""
-        stream: _TradingStream | None = None
-        async for request in request_iterator:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            return
+        if not first.source:
+            raise invalid_field(
+                "source", RejectReason.SOURCE_REQUIRED, "the first request must name its source"
+            )
+        problem = ids.source_problem(first.source)
+        if problem:
+            raise invalid_field("source", RejectReason.INVALID_SOURCE, problem)
+        source = first.source
+        with _redis_errors():
+            stream, hello = await self._open_trading_stream(store, source)
+        log.info(
+            "trading events stream opened",
+            source=source,
+            resume_after=stream.cursor,
+            snapshot_wanted=hello.snapshot_wanted,
+        )
+        yield hello
+        async for request in state.until_gone(stream.epoch, requests):
             if request.source and request.source != source:
-                if source:
-                    raise invalid_field(
-                        "source", RejectReason.SOURCE_CHANGED, "a stream carries the events of one source"
-                    )
-                problem = ids.source_problem(request.source)
-                if problem:
-                    raise invalid_field("source", RejectReason.INVALID_SOURCE, problem)
-                source = request.source
-                with _redis_errors():
-                    stream, hello = await self._open_trading_stream(store, source)
-                log.info(
-                    "trading events stream opened",
-                    source=source,
-                    resume_after=stream.cursor,
-                    snapshot_wanted=hello.snapshot_wanted,
-                )
-                yield hello
-                continue
-            if not source or stream is None:
                 raise invalid_field(
-                    "source", RejectReason.SOURCE_REQUIRED, "the first request must name its source"
+                    "source", RejectReason.SOURCE_CHANGED, "a stream carries the events of one source"
                 )
             try:
                 with _redis_errors():
@@ -354,48 +359,50 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     ) -> AsyncIterator[risk_pb2.StreamLedgerEventsResponse]:
         store, _ = self._ready()
         state = self._risk_state()
-        epoch: str | None = None
-        cursor = 0
-        async for request in request_iterator:
+        requests = aiter(request_iterator)
+        if await anext(requests, None) is None:
+            return
+        with _redis_errors():
+            epoch, ready = await store.epochs()
+            if epoch is None:
+                raise state.stale()
+            cursor = await store.ledger_cursor()
+            progress = {} if ready == epoch else await store.rebuild_progress()
+        wants_snapshot = ready != epoch and LEDGER_DONE not in progress
+        log.info("ledger events stream opened", resume_after=cursor, snapshot_wanted=wants_snapshot)
+        yield risk_pb2.StreamLedgerEventsResponse(applied_sequence=cursor, snapshot_wanted=wants_snapshot)
+        async for request in state.until_gone(epoch, requests):
             try:
                 with _redis_errors():
-                    if epoch is None:
-                        current, ready = await store.epochs()
-                        if current is None:
-                            raise state.stale()
-                        epoch = current
-                        cursor = await store.ledger_cursor()
-                        progress = {} if ready == current else await store.rebuild_progress()
-                        wants_snapshot = ready != current and LEDGER_DONE not in progress
-                        log.info(
-                            "ledger events stream opened", resume_after=cursor, snapshot_wanted=wants_snapshot
-                        )
-                        yield risk_pb2.StreamLedgerEventsResponse(
-                            applied_sequence=cursor, snapshot_wanted=wants_snapshot
-                        )
-                        continue
                     if request.HasField("snapshot"):
                         cursor = await self._apply_ledger_snapshot(epoch, request.snapshot, cursor)
                     elif request.events:
-                        fresh = [e for e in request.events if e.sequence > cursor]
-                        try:
-                            legs = [exposure.ledger_leg(event) for event in fresh]
-                        except exposure.MalformedEvent as error:
-                            raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
-                        try:
-                            await store.apply_legs(exposure.LEDGER_SOURCE, legs, epoch)
-                        except RiskStateError as error:
-                            log.error("ledger event refused", error=str(error))
-                            raise ServiceError(
-                                grpc.StatusCode.INTERNAL,
-                                RejectReason.RISK_STATE_INCONSISTENT,
-                                f"risk refused ledger event {error.leg.sequence}: {error}",
-                            ) from error
-                        last = max(event.sequence for event in request.events)
-                        cursor = max(cursor, await store.advance_ledger_cursor(last, epoch))
+                        cursor = await self._apply_ledger_events(epoch, request.events, cursor)
             except StaleEpochError:
                 raise state.stale() from None
             yield risk_pb2.StreamLedgerEventsResponse(applied_sequence=cursor)
+
+    async def _apply_ledger_events(
+        self, epoch: str, events: Sequence[risk_pb2.LedgerEvent], cursor: int
+    ) -> int:
+        """Apply the ledger events after `cursor` (each once per account), then advance it."""
+        store, _ = self._ready()
+        fresh = [event for event in events if event.sequence > cursor]
+        try:
+            legs = [exposure.ledger_leg(event) for event in fresh]
+        except exposure.MalformedEvent as error:
+            raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
+        try:
+            await store.apply_legs(exposure.LEDGER_SOURCE, legs, epoch)
+        except RiskStateError as error:
+            log.error("ledger event refused: applying it would corrupt risk state", error=str(error))
+            raise ServiceError(
+                grpc.StatusCode.INTERNAL,
+                RejectReason.RISK_STATE_INCONSISTENT,
+                f"risk refused ledger event {error.leg.sequence}: {error}",
+            ) from error
+        last = max(event.sequence for event in events)
+        return max(cursor, await store.advance_ledger_cursor(last, epoch))
 
     async def _apply_ledger_snapshot(self, epoch: str, page: risk_pb2.LedgerSnapshot, cursor: int) -> int:
         """Write a page of the ledger's balances; the last page sets the cursors the events resume from."""
@@ -437,6 +444,20 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 for f in figures
             ],
         )
+
+
+def _all_refused(
+    commands: Sequence[risk_pb2.ReservationCommand], reason: RejectReason
+) -> list[risk_pb2.ReservationResult]:
+    """Every command of a batch refused for one reason (the state it needs is not there)."""
+    return [
+        risk_pb2.ReservationResult(
+            order_id=command.reserve.order_id or command.release.order_id,
+            accepted=False,
+            reject_reason=reason.number,
+        )
+        for command in commands
+    ]
 
 
 class _TradingStream:

@@ -8,7 +8,6 @@ on free ports, so tests can SIGTERM or SIGKILL them.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from backbone.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from ops.supervisor import ServiceProcesses
@@ -64,7 +64,9 @@ def new_database(postgres_server: EmbeddedPostgres) -> Callable[[], str]:
     return make
 
 
-_redis_numbers = itertools.count(1)
+# Redis database numbers 1-15 for systems (0 is the store tests'); a module's systems give
+# theirs back, flushed, when the module ends, so the session may start more than 15 in all.
+_free_redis_numbers = list(range(1, 16))
 
 
 @dataclass
@@ -90,9 +92,9 @@ def system_factory(
     started: list[System] = []
 
     def start(**overrides: str) -> System:
-        number = next(_redis_numbers)
-        if number > 15:
-            raise RuntimeError("more systems than Redis databases in one session")
+        if not _free_redis_numbers:
+            raise RuntimeError("more systems at once than Redis databases")
+        number = _free_redis_numbers.pop(0)
         admin_key = "test-admin-" + secrets.token_hex(8)
         environment = {
             "BACKBONE_DATABASE_URL": new_database(),
@@ -123,6 +125,10 @@ def system_factory(
     yield start
     for system in started:
         system.services.stop_all()
+        number = int(system.redis_url.rsplit("/", 1)[1])
+        with redis.Redis.from_url(system.redis_url) as client:
+            client.flushdb()
+        _free_redis_numbers.append(number)
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,11 @@ def _wrap_unary_response(
     return wrapped
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
     """Items of `iterator` until it ends or the server starts draining, whichever is first.
 
@@ -99,6 +104,7 @@ async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event)
     whole grace period.
     """
     stop = asyncio.ensure_future(draining.wait())
+    following: asyncio.Future[Any] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(iterator))
@@ -115,6 +121,11 @@ async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event)
             yield item
     finally:
         stop.cancel()
+        if following is not None and not following.done():
+            # The handler stopped reading (it ended the call): the read in flight fails with
+            # the call; take its outcome so asyncio does not report it as never retrieved.
+            following.cancel()
+            following.add_done_callback(_retrieve)
 
 
 def _wrap_stream_response(

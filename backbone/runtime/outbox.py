@@ -306,6 +306,9 @@ class OutboxSender(Generic[Record]):
         call = self._open_stream()
         in_flight: int | None = None  # the first sequence of the batch awaiting its acknowledgement
         try:
+            # An idle sender reads nothing: wake it when the receiver ends the stream (for example
+            # a receiver whose state was rebuilt), so it reconnects instead of idling on a dead call.
+            call.add_done_callback(lambda _: self._wake.set())
             await call.write(self._make_request(self.source, ()))
             hello = await call.read()
             if hello is grpc.aio.EOF:
@@ -332,6 +335,8 @@ class OutboxSender(Generic[Record]):
                 records = await self._load_after(cursor, self._max_items)
                 self._loaded(cursor, records, newest_before)
                 if not records:
+                    if call.done():
+                        raise ConnectionError("the receiver ended the stream")
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
