@@ -35,31 +35,29 @@ from tests.integration.gateway_calls import (
 
 pytestmark = pytest.mark.integration
 
-SYMBOL = "BTC-USD"
+SYMBOL = "BTC-USD"  # each test has a market of its own on the module's system
+RETRY_SYMBOL = "ETH-USD"
 
 
-def book(gateway: Gateway, api_key: str) -> list[tuple[str, str, int]]:
+def book(gateway: Gateway, api_key: str, symbol: str = SYMBOL) -> list[tuple[str, str, int]]:
     response = gateway.public.GetOrderBook(
-        gateway_pb2.GetOrderBookRequest(symbol=SYMBOL), metadata=key(api_key)
+        gateway_pb2.GetOrderBookRequest(symbol=symbol), metadata=key(api_key)
     )
     return [(level.price, level.quantity, level.order_count) for level in response.bids]
 
 
-def test_a_retry_gets_the_original_order_and_a_different_order_is_refused_naming_it(
-    system_factory: Callable[..., System],
-) -> None:
-    system = system_factory()
+def test_a_retry_gets_the_original_order_and_a_different_order_is_refused_naming_it(system: System) -> None:
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
-        setup_market(gateway, SYMBOL, "BTC")
+        setup_market(gateway, RETRY_SYMBOL, "ETH")
         _, api_key = funded_account(gateway, {"USD": "1000"})
         first = gateway.public.SubmitOrder(
-            order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
+            order(RETRY_SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
         )
         original = first.order.order_id
 
         retry = gateway.public.SubmitOrder(
-            order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
+            order(RETRY_SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
         )
         assert retry.order.order_id == original
         assert retry.order.status == common_pb2.ORDER_STATUS_NEW
@@ -67,7 +65,7 @@ def test_a_retry_gets_the_original_order_and_a_different_order_is_refused_naming
 
         different = refused(
             lambda: gateway.public.SubmitOrder(
-                order(SYMBOL, BUY, "1.01", "1", client_order_id="same-id"), metadata=key(api_key)
+                order(RETRY_SYMBOL, BUY, "1.01", "1", client_order_id="same-id"), metadata=key(api_key)
             )
         )
         assert (different.code, different.reason) == (
@@ -78,16 +76,16 @@ def test_a_retry_gets_the_original_order_and_a_different_order_is_refused_naming
         named = gateway.public.GetOrder(gateway_pb2.GetOrderRequest(order_id=original), metadata=key(api_key))
         assert named.order.client_order_id == "same-id"
 
-        assert book(gateway, api_key) == [("1.00", "1.0000", 1)]  # one order, not two
+        assert book(gateway, api_key, RETRY_SYMBOL) == [("1.00", "1.0000", 1)]  # one order, not two
         assert balances(gateway, api_key)["USD"].reserved == "1.002000"
 
         # A closed order keeps its client order id: the retry gets it as it is now.
         gateway.public.CancelOrder(gateway_pb2.CancelOrderRequest(order_id=original), metadata=key(api_key))
         after = gateway.public.SubmitOrder(
-            order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
+            order(RETRY_SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(api_key)
         )
         assert (after.order.order_id, after.order.status) == (original, common_pb2.ORDER_STATUS_CANCELLED)
-        assert book(gateway, api_key) == []
+        assert book(gateway, api_key, RETRY_SYMBOL) == []
     invariants_hold(system.database_url, system.redis_url)
 
 
@@ -103,29 +101,18 @@ def _submit_until_served(gateway: Gateway, request: gateway_pb2.SubmitOrderReque
             time.sleep(0.2)  # risk rebuilds its state after the flush (RISK_REBUILDING)
 
 
-@pytest.mark.parametrize(
-    "flush",
-    [
-        "claims",
-        pytest.param(
-            "everything",
-            marks=pytest.mark.xfail(
-                reason="needs risk to serve again after a flush (its rebuild; RISK_REBUILDING meanwhile): "
-                "drop this mark once tests/integration/test_fault_flush.py passes",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("flush", ["claims", "everything"])
 def test_a_client_order_id_reused_after_a_redis_flush_gets_the_original_order(
-    system_factory: Callable[..., System], flush: str
+    system: System, system_factory: Callable[..., System], flush: str
 ) -> None:
-    """`claims`: only the gateway's claims are lost; `everything`: FLUSHDB (risk rebuilds too)."""
-    system = system_factory()
+    """`claims`: only the buyer's claims are lost (on the module's system); `everything`: FLUSHDB of a
+    system of its own (risk rebuilds too)."""
+    if flush == "everything":
+        system = system_factory()
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
         setup_market(gateway, SYMBOL, "BTC")
-        _, buyer_key = funded_account(gateway, {"USD": "1000"})
+        buyer, buyer_key = funded_account(gateway, {"USD": "1000"})
         _, seller_key = funded_account(gateway, {"BTC": "1"})
         resting = gateway.public.SubmitOrder(
             order(SYMBOL, BUY, "10.00", "2", client_order_id="flushed-id"), metadata=key(buyer_key)
@@ -143,8 +130,8 @@ def test_a_client_order_id_reused_after_a_redis_flush_gets_the_original_order(
             if flush == "everything":
                 client.flushdb()  # every claim, and all of risk's state, is gone
             else:
-                claims = list(client.scan_iter(match=client_order_id_key("*", "*")))
-                assert len(claims) == 3
+                claims = list(client.scan_iter(match=client_order_id_key(buyer, "*")))
+                assert len(claims) == 2
                 client.delete(*claims)
 
         again = _submit_until_served(
