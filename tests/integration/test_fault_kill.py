@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -103,8 +102,11 @@ class OrderFlow:
         wait_for(lambda: len(self.accepted) >= target, timeout_seconds, what=f"{count} more accepted orders")
 
 
-def test_sigkill_mid_flow_loses_and_doubles_nothing(system_factory: Callable[..., System]) -> None:
-    system = system_factory()
+# Both tests run on the module's system (its services are restarted, never replaced), each with
+# accounts of its own: a session has 15 Redis databases for systems.
+
+
+def test_sigkill_mid_flow_loses_and_doubles_nothing(system: System) -> None:
     services = system.services
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
@@ -134,10 +136,7 @@ def test_sigkill_mid_flow_loses_and_doubles_nothing(system_factory: Callable[...
     invariants_hold(system.database_url, system.redis_url)
 
 
-def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservation(
-    system_factory: Callable[..., System],
-) -> None:
-    system = system_factory()
+def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservation(system: System) -> None:
     services = system.services
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
