@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -173,4 +174,21 @@ def test_a_client_order_id_reused_after_a_redis_flush_gets_the_original_order(
         settles_to(
             lambda: balances(gateway, buyer_key)["USD"].reserved, "30.060000", what="the buyer's reservations"
         )
+    invariants_hold(system.database_url, system.redis_url)
+
+
+def test_concurrent_submissions_of_one_client_order_id_place_one_order(system: System) -> None:
+    symbol = "SOL-USD"
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        setup_market(gateway, symbol, "SOL")
+        _, api_key = funded_account(gateway, {"USD": "1000"})
+        request = order(symbol, BUY, "2.00", "1", client_order_id="racing-id")
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(lambda _: gateway.public.SubmitOrder(request, metadata=key(api_key)), range(8))
+            )
+        # The later ones wait for the first attempt and are answered with its order.
+        assert len({answer.order.order_id for answer in answers}) == 1
+        assert book(gateway, api_key, symbol) == [("2.00", "1.0000", 1)]
     invariants_hold(system.database_url, system.redis_url)
