@@ -36,6 +36,7 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.auth import ApiKeyAuthenticator
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
+from gateway.reported import ReportedSequences
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
 REACH_WAIT_SECONDS = 2.5
@@ -66,6 +67,7 @@ class Backends:
     instruments: InstrumentCache
     assets: AssetScales
     auth: ApiKeyAuthenticator
+    reported: ReportedSequences = field(default_factory=ReportedSequences)
     risk_channel: grpc.aio.Channel | None = None
     trading_channel: grpc.aio.Channel | None = None
     settlement_channel: grpc.aio.Channel | None = None

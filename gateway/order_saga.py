@@ -253,6 +253,7 @@ class OrderSaga:
                 raise
             self._resolver_for(backends).add(order)
             raise refusals.outcome_unknown(order.order_id, error) from None
+        backends.reported.note(result.reports)  # for every account whose order it touched
         # A command's result also carries the reports of the orders it traded against
         # (other accounts' orders): the caller sees only its own order's.
         reports = [r for r in result.reports if r.order.order_id == order.order_id]
@@ -291,6 +292,7 @@ class OrderSaga:
             if error.reason in refusals.NOT_SENT_REASONS:
                 raise
             raise refusals.outcome_unknown(order_id, error, cancel=True) from None
+        backends.reported.note(result.reports)
         reports = [r for r in result.reports if r.order.order_id in ("", order_id)]
         if not reports:
             raise unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")

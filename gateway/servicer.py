@@ -20,7 +20,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
-from backbone.runtime.errors import ServiceError, not_found
+from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
@@ -138,6 +138,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 if instrument is None:
                     log.error("report for an unknown instrument", symbol=report.order.symbol)
                     continue
+                backends.reported.note((report,))
                 yield gateway_pb2.StreamExecutionsResponse(report=report_view(report, instrument))
 
     # --- balances and reference data ----------------------------------------------------------
@@ -147,12 +148,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.GetBalancesResponse:
         backends = self._backends()
         account = await self._account(backends, request.account_id, context)
+        if request.min_trading_sequence < 0:
+            raise invalid_field("min_trading_sequence", RejectReason.INVALID_SEQUENCE, "must not be negative")
+        # Read your writes: reserved and available reflect the latest report this account was told
+        # about (here or by the caller's own word), risk waiting for it within the deadline.
+        wanted = max(request.min_trading_sequence, backends.reported.latest(account))
         ledger, risk = await asyncio.gather(
             backends.call(
                 backends.settlement.GetBalances,
                 settlement_pb2.GetBalancesRequest(account_id=account),
             ),
-            backends.call(backends.risk.GetAccountRisk, risk_pb2.GetAccountRiskRequest(account_id=account)),
+            backends.call(
+                backends.risk.GetAccountRisk,
+                risk_pb2.GetAccountRiskRequest(
+                    account_id=account, source=backends.settings.trading_shard, min_sequence=wanted
+                ),
+            ),
         )
         totals = {balance.asset: balance.amount for balance in ledger.balances}
         scales = {balance.asset: balance.scale for balance in ledger.balances}
@@ -169,7 +180,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             reserved = exposure.reserved if exposure is not None else 0
             available = exposure.available if exposure is not None else 0
             balances.append(balance_view(asset, scale, totals.get(asset, 0), reserved, available))
-        return gateway_pb2.GetBalancesResponse(account_id=account, balances=balances)
+        return gateway_pb2.GetBalancesResponse(
+            account_id=account, balances=balances, trading_sequence=risk.applied_sequence
+        )
 
     async def ListInstruments(
         self, request: gateway_pb2.ListInstrumentsRequest, context: Any

@@ -93,6 +93,7 @@ def report_view(
         order=order_view(report.order, instrument),
         execution_type=report.execution_type,
         reject_reason=report.reject_reason,
+        trading_sequence=report.journal_sequence,
     )
     if report.execution_type == common_pb2.EXECUTION_TYPE_TRADE:
         view.trade_id = str(report.trade_id)

@@ -7,7 +7,9 @@ asks for while it rebuilds.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +35,9 @@ from risk.rebuild import LEDGER_DONE, RiskState, caught_up_field, expected_field
 from risk.store import RiskStateError, RiskStore, StaleEpochError
 
 log = structlog.get_logger("backbone.risk")
+
+# The longest a balance read waits for risk to apply the sequence its caller was told about.
+READ_WAIT_SECONDS = 2.0
 
 
 @contextlib.contextmanager
@@ -431,12 +436,37 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         self, request: risk_pb2.GetAccountRiskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> risk_pb2.GetAccountRiskResponse:
         _check_account(request.account_id)
+        problem = ids.source_problem(request.source) if request.source else None
+        if problem:
+            raise invalid_field("source", RejectReason.INVALID_SOURCE, problem)
+        if request.min_sequence < 0:
+            raise invalid_field("min_sequence", RejectReason.INVALID_SEQUENCE, "must not be negative")
         store, _ = self._ready()
         self._risk_state().require_ready()
+        applied = 0
         with _redis_errors():
+            if request.source:
+                # Read your writes: the figures reflect every event of the shard up to min_sequence
+                # (legs are applied before the cursor moves), waiting for it within the deadline.
+                remaining = context.time_remaining()
+                budget = READ_WAIT_SECONDS if remaining is None else min(READ_WAIT_SECONDS, remaining - 0.2)
+                deadline = time.monotonic() + budget
+                pause = 0.002
+                while (applied := await store.cursor(request.source)) < request.min_sequence:
+                    if time.monotonic() >= deadline:
+                        log.warning(
+                            "balances read before risk applied the caller's sequence",
+                            source=request.source,
+                            wanted=request.min_sequence,
+                            applied=applied,
+                        )
+                        break
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.02)
             figures = await store.account_figures(request.account_id)
         return risk_pb2.GetAccountRiskResponse(
             account_id=request.account_id,
+            applied_sequence=applied,
             assets=[
                 risk_pb2.AssetExposure(
                     asset=f.asset, total=f.total, reserved=f.reserved, available=f.available

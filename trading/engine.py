@@ -289,10 +289,16 @@ class Engine:
     def apply(self, command: trading_pb2.OrderCommand, timestamp_ns: int) -> Outcome:
         """Apply one OrderCommand (new order or cancel)."""
         kind = command.WhichOneof("command")
-        if kind == "new_order":
-            return self.new_order(command.new_order, timestamp_ns)
-        if kind == "cancel_order":
-            return self.cancel_order(command.cancel_order, timestamp_ns)
+        if kind in ("new_order", "cancel_order"):
+            if kind == "new_order":
+                outcome = self.new_order(command.new_order, timestamp_ns)
+            else:
+                outcome = self.cancel_order(command.cancel_order, timestamp_ns)
+            if outcome.records:  # balances reflecting this sequence reflect every report of it
+                last = outcome.records[-1].sequence
+                for report in outcome.reports:
+                    report.journal_sequence = last
+            return outcome
         report = ExecutionReport(
             order=Order(status=_REJECTED),
             execution_type=_REJECT,

@@ -73,8 +73,9 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
     A plain ``async for`` over the stream also works (it subscribes lazily).
     """
 
-    def __init__(self, call: _StreamCall) -> None:
+    def __init__(self, call: _StreamCall, on_report: Callable[[ExecutionReport], None] | None = None) -> None:
         self._call = call
+        self._on_report = on_report
         self._closed = False
         self._started = False
 
@@ -111,7 +112,10 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
             raise
         if not isinstance(response, gateway_pb2.StreamExecutionsResponse):  # grpc.aio.EOF
             raise StopAsyncIteration
-        return report_from_proto(response.report)
+        report = report_from_proto(response.report)
+        if self._on_report is not None:
+            self._on_report(report)
+        return report
 
     def close(self) -> None:
         """Stop the subscription."""
@@ -161,6 +165,9 @@ class AsyncClient:
         self._admin_key = admin_key
         self._timeout = timeout_seconds
         self._max_attempts = max(1, max_attempts)
+        # The highest trading sequence of the reports this client has seen: balance reads
+        # reflect at least it (read your writes).
+        self.seen_trading_sequence = 0
         g, a = GATEWAY_SERVICE, ADMIN_SERVICE
         self._submit_order = _unary(channel, g, "SubmitOrder", gateway_pb2.SubmitOrderResponse)
         self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
@@ -299,7 +306,9 @@ class AsyncClient:
         earlier: BackboneError | None = None
         while True:
             try:
-                return submitted_order_from_proto(await self._call(self._submit_order, request))
+                order = submitted_order_from_proto(await self._call(self._submit_order, request))
+                self._saw(*order.reports)
+                return order
             except BackboneError as error:
                 if earlier is not None and is_duplicate_of_earlier_attempt(error):
                     # An earlier attempt got through to the gateway: that order is the answer.
@@ -327,9 +336,13 @@ class AsyncClient:
         response = await self._retrying(lambda: self._call(self._get_order, request))
         return order_from_proto(response.order)
 
+    def _saw(self, *reports: ExecutionReport) -> None:
+        for report in reports:
+            self.seen_trading_sequence = max(self.seen_trading_sequence, report.trading_sequence)
+
     async def get_balances(self) -> dict[str, Balance]:
         """This account's balances by asset code."""
-        request = gateway_pb2.GetBalancesRequest()
+        request = gateway_pb2.GetBalancesRequest(min_trading_sequence=self.seen_trading_sequence)
         response = await self._retrying(lambda: self._call(self._get_balances, request))
         return balances_from_proto(response)
 
@@ -349,7 +362,7 @@ class AsyncClient:
         """This account's execution reports; use ``async with`` to wait until the subscription is live."""
         metadata = self._metadata(False)
         call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
-        return AsyncExecutionStream(call)
+        return AsyncExecutionStream(call, self._saw)
 
     # --- admin ---------------------------------------------------------------------------------
 

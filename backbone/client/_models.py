@@ -99,6 +99,9 @@ class ExecutionReport:
     liquidity_side: LiquiditySide | None = None
     reject_reason: RejectReason | None = None
     timestamp: datetime | None = None
+    # The trading journal sequence that records the event (0 for a refusal): balances read
+    # with at least this sequence reflect it (the clients send the highest they have seen).
+    trading_sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ def report_from_proto(message: gateway_pb2.ExecutionReport) -> ExecutionReport:
         liquidity_side=_LIQUIDITY.get(message.liquidity_side),
         reject_reason=RejectReason.from_number(message.reject_reason) if message.reject_reason else None,
         timestamp=_datetime(message.timestamp) if message.HasField("timestamp") else None,
+        trading_sequence=message.trading_sequence,
     )
 
 

@@ -87,8 +87,11 @@ class ExecutionStream(Iterator[ExecutionReport]):
     no report of an order submitted afterwards is missed.
     """
 
-    def __init__(self, call: _ResponseIterator) -> None:
+    def __init__(
+        self, call: _ResponseIterator, on_report: Callable[[ExecutionReport], None] | None = None
+    ) -> None:
         self._call = call
+        self._on_report = on_report
         self._closed = False
 
     def __iter__(self) -> ExecutionStream:
@@ -103,7 +106,10 @@ class ExecutionStream(Iterator[ExecutionReport]):
             if self._closed:
                 raise StopIteration from None
             raise BackboneError.from_rpc_error(error) from None
-        return report_from_proto(response.report)
+        report = report_from_proto(response.report)
+        if self._on_report is not None:
+            self._on_report(report)
+        return report
 
     def close(self) -> None:
         """Stop the subscription."""
@@ -146,6 +152,9 @@ class Client:
         self._admin_key = admin_key
         self._timeout = timeout_seconds
         self._max_attempts = max(1, max_attempts)
+        # The highest trading sequence of the reports this client has seen: balance reads
+        # reflect at least it (read your writes).
+        self.seen_trading_sequence = 0
         g, a = GATEWAY_SERVICE, ADMIN_SERVICE
         self._submit_order = _unary(channel, g, "SubmitOrder", gateway_pb2.SubmitOrderResponse)
         self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
@@ -284,7 +293,9 @@ class Client:
         earlier: BackboneError | None = None
         while True:
             try:
-                return submitted_order_from_proto(self._call(self._submit_order, request))
+                order = submitted_order_from_proto(self._call(self._submit_order, request))
+                self._saw(*order.reports)
+                return order
             except BackboneError as error:
                 if earlier is not None and is_duplicate_of_earlier_attempt(error):
                     # An earlier attempt got through to the gateway: that order is the answer.
@@ -311,9 +322,13 @@ class Client:
         response = self._retrying(lambda: self._call(self._get_order, request))
         return order_from_proto(response.order)
 
+    def _saw(self, *reports: ExecutionReport) -> None:
+        for report in reports:
+            self.seen_trading_sequence = max(self.seen_trading_sequence, report.trading_sequence)
+
     def get_balances(self) -> dict[str, Balance]:
         """This account's balances by asset code."""
-        request = gateway_pb2.GetBalancesRequest()
+        request = gateway_pb2.GetBalancesRequest(min_trading_sequence=self.seen_trading_sequence)
         return balances_from_proto(self._retrying(lambda: self._call(self._get_balances, request)))
 
     def list_instruments(self) -> list[Instrument]:
@@ -340,7 +355,7 @@ class Client:
             raise BackboneError.from_rpc_error(error) from None
         except StopIteration:
             pass
-        return ExecutionStream(call)
+        return ExecutionStream(call, self._saw)
 
     # --- admin ---------------------------------------------------------------------------------
 

@@ -332,7 +332,7 @@ class Order(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns")
+    __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns", "journal_sequence")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +342,7 @@ class ExecutionReport(_message.Message):
     LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     order: Order
     execution_type: ExecutionType
     trade_id: int
@@ -351,7 +352,8 @@ class ExecutionReport(_message.Message):
     liquidity_side: LiquiditySide
     reject_reason: RejectReason
     timestamp_ns: int
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+    journal_sequence: int
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., timestamp_ns: _Optional[int] = ..., journal_sequence: _Optional[int] = ...) -> None: ...
 
 class OrderReleased(_message.Message):
     __slots__ = ("order_id", "account_id", "symbol", "side", "released_lots", "timestamp_ns")

@@ -47,7 +47,7 @@ class Order(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp")
+    __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp", "trading_sequence")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class ExecutionReport(_message.Message):
     LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     order: Order
     execution_type: _common_pb2.ExecutionType
     trade_id: str
@@ -68,7 +69,8 @@ class ExecutionReport(_message.Message):
     liquidity_side: _common_pb2.LiquiditySide
     reject_reason: _common_pb2.RejectReason
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trading_sequence: int
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
     __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity")
@@ -139,10 +141,12 @@ class StreamExecutionsResponse(_message.Message):
     def __init__(self, report: _Optional[_Union[ExecutionReport, _Mapping]] = ...) -> None: ...
 
 class GetBalancesRequest(_message.Message):
-    __slots__ = ("account_id",)
+    __slots__ = ("account_id", "min_trading_sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
-    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+    min_trading_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., min_trading_sequence: _Optional[int] = ...) -> None: ...
 
 class Balance(_message.Message):
     __slots__ = ("asset", "total", "reserved", "available")
@@ -157,12 +161,14 @@ class Balance(_message.Message):
     def __init__(self, asset: _Optional[str] = ..., total: _Optional[str] = ..., reserved: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
 
 class GetBalancesResponse(_message.Message):
-    __slots__ = ("account_id", "balances")
+    __slots__ = ("account_id", "balances", "trading_sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCES_FIELD_NUMBER: _ClassVar[int]
+    TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     balances: _containers.RepeatedCompositeFieldContainer[Balance]
-    def __init__(self, account_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ...) -> None: ...
+    trading_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
 
 class Instrument(_message.Message):
     __slots__ = ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_quantity", "max_quantity", "max_price", "maker_fee_bps", "taker_fee_bps")

@@ -190,10 +190,14 @@ class StreamLedgerEventsResponse(_message.Message):
     def __init__(self, applied_sequence: _Optional[int] = ..., snapshot_wanted: _Optional[bool] = ...) -> None: ...
 
 class GetAccountRiskRequest(_message.Message):
-    __slots__ = ("account_id",)
+    __slots__ = ("account_id", "source", "min_sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
-    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+    source: str
+    min_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., source: _Optional[str] = ..., min_sequence: _Optional[int] = ...) -> None: ...
 
 class AssetExposure(_message.Message):
     __slots__ = ("asset", "total", "reserved", "available")
@@ -208,9 +212,11 @@ class AssetExposure(_message.Message):
     def __init__(self, asset: _Optional[str] = ..., total: _Optional[int] = ..., reserved: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
 
 class GetAccountRiskResponse(_message.Message):
-    __slots__ = ("account_id", "assets")
+    __slots__ = ("account_id", "assets", "applied_sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     ASSETS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     assets: _containers.RepeatedCompositeFieldContainer[AssetExposure]
-    def __init__(self, account_id: _Optional[str] = ..., assets: _Optional[_Iterable[_Union[AssetExposure, _Mapping]]] = ...) -> None: ...
+    applied_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., assets: _Optional[_Iterable[_Union[AssetExposure, _Mapping]]] = ..., applied_sequence: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,42 @@
+"""What the gateway told each account: the latest trading sequence of the reports it relayed.
+
+A balance read that follows a fill the caller was told about must reflect it (read your
+writes): the gateway remembers, per account, the highest trading journal sequence of the
+execution reports it answered or streamed, and asks risk to reflect at least that sequence.
+Bounded: the least recently told accounts are forgotten first (a forgotten account's read
+simply does not wait; the SDK also sends the sequence it saw itself).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from backbone.common.v1 import common_pb2
+
+MAX_ACCOUNTS = 100_000
+
+
+class ReportedSequences:
+    """Highest reported trading sequence per account, least recently told forgotten first."""
+
+    def __init__(self, max_accounts: int = MAX_ACCOUNTS) -> None:
+        self._latest: OrderedDict[str, int] = OrderedDict()
+        self._max_accounts = max_accounts
+
+    def note(self, reports: Iterable[common_pb2.ExecutionReport]) -> None:
+        """Remember the sequence of each journaled report for its order's account."""
+        for report in reports:
+            sequence = report.journal_sequence
+            if sequence <= 0:
+                continue
+            account = report.order.account_id
+            if self._latest.get(account, 0) < sequence:
+                self._latest[account] = sequence
+            self._latest.move_to_end(account)
+            if len(self._latest) > self._max_accounts:
+                self._latest.popitem(last=False)
+
+    def latest(self, account_id: str) -> int:
+        """The highest sequence reported to `account_id` (0 when none is remembered)."""
+        return self._latest.get(account_id, 0)
