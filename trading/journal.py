@@ -26,7 +26,7 @@ _COPY_TYPES = ["text", "int8", "text", "bytea"]
 
 _PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
 # Each predicate is spelled as its partial index's (journal_trades in 001_journal.sql,
-# journal_risk_kinds in 005_risk_epoch_index.sql) so the planner can use it even for a
+# journal_risk_kinds_epoch in 005_risk_epoch_index.sql) so the planner can use it even for a
 # prepared, generic plan.
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",

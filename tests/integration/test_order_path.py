@@ -160,9 +160,15 @@ def test_reused_client_order_id_is_refused(gateway: Gateway) -> None:
     first = gateway.public.SubmitOrder(
         order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(dave_key)
     )
+    # The same order again is a retry: answered with the original order, nothing placed twice.
+    again = gateway.public.SubmitOrder(
+        order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(dave_key)
+    )
+    assert again.order.order_id == first.order.order_id
+    # A different order under the same id is refused, naming the order that holds it.
     error = refused(
         lambda: gateway.public.SubmitOrder(
-            order(SYMBOL, BUY, "1.00", "1", client_order_id="same-id"), metadata=key(dave_key)
+            order(SYMBOL, BUY, "1.01", "1", client_order_id="same-id"), metadata=key(dave_key)
         )
     )
     assert (error.code, error.reason) == (grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")

@@ -276,6 +276,12 @@ async def test_a_refused_hello_stalls_until_a_hello_is_answered() -> None:
         def cancel(self) -> None:
             self.cancelled = True
 
+        def done(self) -> bool:
+            return self.cancelled
+
+        def add_done_callback(self, callback: object) -> None:
+            pass  # this fake never ends by itself
+
     class FakeRefusal(grpc.RpcError):
         def code(self) -> grpc.StatusCode:
             return grpc.StatusCode.PERMISSION_DENIED
