@@ -38,6 +38,8 @@ log = structlog.get_logger("backbone.risk")
 
 # The longest a balance read waits for risk to apply the sequence its caller was told about.
 READ_WAIT_SECONDS = 2.0
+# The most reservations one ListReservations page may ask for.
+MAX_RESERVATIONS_PAGE = 5000
 
 
 @contextlib.contextmanager
@@ -474,6 +476,38 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 for f in figures
             ],
         )
+
+    async def ListReservations(
+        self, request: risk_pb2.ListReservationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> risk_pb2.ListReservationsResponse:
+        if not 0 <= request.page_size <= MAX_RESERVATIONS_PAGE:
+            raise invalid_field(
+                "page_size", RejectReason.INVALID_LIMIT, f"must be 0 to {MAX_RESERVATIONS_PAGE} (0 means 500)"
+            )
+        if request.older_than_ms < 0:
+            raise invalid_field("older_than_ms", RejectReason.INVALID_LIMIT, "must not be negative")
+        token = request.page_token or "0"
+        if not token.isdigit() or len(token) > 20:
+            raise invalid_field("page_token", RejectReason.INVALID_LIMIT, "is not a token this call gave")
+        store, _ = self._ready()
+        self._risk_state().require_ready()
+        cutoff_ms = time.time_ns() // 1_000_000 - request.older_than_ms
+        with _redis_errors():
+            page, next_cursor = await store.reservations_page(int(token), request.page_size or 500)
+        response = risk_pb2.ListReservationsResponse(next_page_token=str(next_cursor) if next_cursor else "")
+        for account_id, order_id, fields in page:
+            reserved_at = int(fields.get("reserved_at") or 0)
+            if reserved_at > cutoff_ms:
+                continue
+            response.reservations.add(
+                order_id=order_id,
+                account_id=account_id,
+                symbol=fields.get("symbol", ""),
+                asset=fields.get("asset", ""),
+                amount=int(fields.get("amount") or 0),
+                reserved_at_ms=reserved_at,
+            )
+        return response
 
 
 def _all_refused(

@@ -10,6 +10,7 @@ loaded with SCRIPT LOAD at start and loaded again when Redis answers NOSCRIPT
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,7 @@ from risk.keys import (
     INSTRUMENTS_APPLIED_KEY,
     INSTRUMENTS_KEY,
     LEDGER_CURSOR_KEY,
+    ORDER_KEYS,
     READY_KEY,
     REBUILD_KEY,
     REBUILD_LOCK_KEY,
@@ -35,6 +37,7 @@ from risk.keys import (
     balances_key,
     cursor_key,
     order_key,
+    parse_order_key,
 )
 
 log = structlog.get_logger("backbone.risk")
@@ -153,6 +156,7 @@ class RiskStore:
         """
         calls: list[Call] = []
         keys: tuple[str, ...]
+        now_ms = str(time.time_ns() // 1_000_000)
         for op in ops:
             if isinstance(op, ReserveOp):
                 keys = (
@@ -168,6 +172,7 @@ class RiskStore:
                     op.symbol,
                     str(op.price_ticks),
                     epoch,
+                    now_ms,
                 )
                 calls.append(("reserve", keys, args))
             else:
@@ -355,11 +360,12 @@ class RiskStore:
 
     async def write_holds(self, epoch: str, holds: Sequence[OpenOrderHold]) -> None:
         """Hold what each open order of trading's snapshot needs, in `epoch`'s state."""
+        now_ms = str(time.time_ns() // 1_000_000)
         calls: list[Call] = [
             (
                 "snapshot",
                 (balances_key(h.account_id), order_key(h.account_id, h.order_id), EPOCH_KEY),
-                (epoch, "order", h.asset, str(h.amount), h.side, h.symbol, str(h.price_ticks)),
+                (epoch, "order", h.asset, str(h.amount), h.side, h.symbol, str(h.price_ticks), now_ms),
             )
             for h in holds
         ]
@@ -396,6 +402,24 @@ class RiskStore:
         return True
 
     # Deposits and figures -------------------------------------------------
+
+    async def reservations_page(
+        self, cursor: int, count: int
+    ) -> tuple[list[tuple[str, str, dict[str, str]]], int]:
+        """One SCAN page of order reservations: ((account, order, fields) each, next cursor; 0 at the end)."""
+        next_cursor, keys = await self.client.scan(cursor=cursor, match=ORDER_KEYS, count=count)
+        parsed = [(str(key), parse_order_key(str(key))) for key in keys]
+        wanted = [(key, names) for key, names in parsed if names is not None]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, _ in wanted:
+                pipe.hgetall(key)
+            found = await pipe.execute()
+        page = [
+            (names[0], names[1], cast(dict[str, str], fields))
+            for (_, names), fields in zip(wanted, found, strict=True)
+            if fields
+        ]
+        return page, int(next_cursor)
 
     async def account_figures(self, account_id: str) -> list[AssetFigures]:
         """Every asset the account has touched, sorted by asset code."""

@@ -29,6 +29,7 @@ from trading.engine import Engine
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
+from trading.reconciler import ReservationReconciler
 from trading.servicer import TradingServicer
 
 log = structlog.get_logger("backbone.trading")
@@ -129,6 +130,7 @@ class TradingApp:
         self.outboxes: list[OutboxSender[Any]] = []
         self._channels: list[grpc.aio.Channel] = []
         self.health: HealthEntries | None = None
+        self.reconciler: ReservationReconciler | None = None
 
     def use_health(self, entries: HealthEntries) -> None:
         self.health = entries
@@ -223,6 +225,16 @@ class TradingApp:
         await self.loop.start(journal)
         for outbox in self.outboxes:
             await outbox.start()
+        risk_outbox = next(outbox for outbox in self.outboxes if outbox.name == RISK_OUTBOX)
+        self.reconciler = ReservationReconciler(
+            self.loop,
+            risk,
+            interval_seconds=float(settings.reconcile_interval_seconds),
+            grace_seconds=float(settings.reconcile_grace_seconds),
+            call_timeout_seconds=float(settings.call_timeout_seconds),
+            on_fenced=risk_outbox.notify,
+        )
+        await self.reconciler.start()
         log.info("trading ready", shard=shard, instruments=len(self.engine.instruments))
 
     async def wait_risk_learned(self, sequence: int, caller_seconds_left: float | None) -> None:
@@ -249,6 +261,9 @@ class TradingApp:
             )
 
     async def stop(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+            self.reconciler = None
         await self.loop.stop()
         self.feed.close()
         for outbox in self.outboxes:

@@ -58,6 +58,17 @@ VARIABLES: tuple[Variable, ...] = (
         "most Redis connections per service process; when all are busy a command waits for one "
         "(up to BACKBONE_CALL_TIMEOUT_SECONDS) instead of failing",
     ),
+    Variable(
+        "RECONCILE_INTERVAL_SECONDS",
+        "10",
+        "how often trading compares risk's reservations with its orders (and fences lost ones)",
+    ),
+    Variable(
+        "RECONCILE_GRACE_SECONDS",
+        "30",
+        "age a reservation must reach before the reconciler may fence its order (longer than any "
+        "order can still be on its way)",
+    ),
 )
 
 
@@ -94,6 +105,8 @@ class Settings:
     batch_max_items: int
     database_pool_size: int
     redis_pool_size: int
+    reconcile_interval_seconds: int
+    reconcile_grace_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,6 +144,8 @@ class Settings:
             batch_max_items=_integer(values, "BATCH_MAX_ITEMS", 1, 100_000),
             database_pool_size=_integer(values, "DATABASE_POOL_SIZE", 1, 256),
             redis_pool_size=_integer(values, "REDIS_POOL_SIZE", 1, 10_000),
+            reconcile_interval_seconds=_integer(values, "RECONCILE_INTERVAL_SECONDS", 1, 86_400),
+            reconcile_grace_seconds=_integer(values, "RECONCILE_GRACE_SECONDS", 1, 86_400),
         )
 
     def address_of(self, service: str) -> str:

@@ -3,7 +3,7 @@
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>
 -- KEYS[3] risk:epoch   KEYS[4] risk:ready
 -- ARGV[1] asset  ARGV[2] amount (positive)  ARGV[3] side  ARGV[4] symbol  ARGV[5] price_ticks
--- ARGV[6] the caller's epoch
+-- ARGV[6] the caller's epoch   ARGV[7] now, in milliseconds (when the reservation was made)
 -- Returns {1, asset, amount} when held (for an order held before: its first
 -- answer), {0, reason} when refused (and then nothing changed).
 if not epoch_is(KEYS[3], ARGV[6]) or redis.call('GET', KEYS[4]) ~= ARGV[6] then
@@ -29,5 +29,5 @@ if not ge(hget_int(KEYS[1], total_field), reserved) then
   return {0, 'INSUFFICIENT_BALANCE'}
 end
 redis.call('HSET', KEYS[2], 'asset', asset, 'amount', amount, 'original', amount,
-  'side', ARGV[3], 'symbol', ARGV[4], 'price_ticks', ARGV[5])
+  'side', ARGV[3], 'symbol', ARGV[4], 'price_ticks', ARGV[5], 'reserved_at', ARGV[7])
 return {1, asset, amount}

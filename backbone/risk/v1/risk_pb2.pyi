@@ -220,3 +220,37 @@ class GetAccountRiskResponse(_message.Message):
     assets: _containers.RepeatedCompositeFieldContainer[AssetExposure]
     applied_sequence: int
     def __init__(self, account_id: _Optional[str] = ..., assets: _Optional[_Iterable[_Union[AssetExposure, _Mapping]]] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
+
+class ListReservationsRequest(_message.Message):
+    __slots__ = ("page_token", "page_size", "older_than_ms")
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_MS_FIELD_NUMBER: _ClassVar[int]
+    page_token: str
+    page_size: int
+    older_than_ms: int
+    def __init__(self, page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., older_than_ms: _Optional[int] = ...) -> None: ...
+
+class HeldReservation(_message.Message):
+    __slots__ = ("order_id", "account_id", "symbol", "asset", "amount", "reserved_at_ms")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    symbol: str
+    asset: str
+    amount: int
+    reserved_at_ms: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., reserved_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListReservationsResponse(_message.Message):
+    __slots__ = ("reservations", "next_page_token")
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    reservations: _containers.RepeatedCompositeFieldContainer[HeldReservation]
+    next_page_token: str
+    def __init__(self, reservations: _Optional[_Iterable[_Union[HeldReservation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

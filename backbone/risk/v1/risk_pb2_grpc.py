@@ -57,6 +57,11 @@ class RiskServiceStub:
                 request_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskRequest.SerializeToString,
                 response_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskResponse.FromString,
                 _registered_method=True)
+        self.ListReservations = channel.unary_unary(
+                '/backbone.risk.v1.RiskService/ListReservations',
+                request_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsRequest.SerializeToString,
+                response_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -107,6 +112,15 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReservations(self, request, context):
+        """ListReservations pages through the orders that hold a reservation, for
+        trading's reconciler: a reservation whose order trading never journaled is
+        fenced there, and the fence releases it here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.GetAccountRisk,
                     request_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskRequest.FromString,
                     response_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskResponse.SerializeToString,
+            ),
+            'ListReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservations,
+                    request_deserializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsRequest.FromString,
+                    response_serializer=backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -242,6 +261,33 @@ class RiskService:
             '/backbone.risk.v1.RiskService/GetAccountRisk',
             backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskRequest.SerializeToString,
             backbone_dot_risk_dot_v1_dot_risk__pb2.GetAccountRiskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.risk.v1.RiskService/ListReservations',
+            backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsRequest.SerializeToString,
+            backbone_dot_risk_dot_v1_dot_risk__pb2.ListReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
