@@ -55,6 +55,9 @@ HEALTH_REFRESH_SECONDS = 0.25
 # How often the gateway asks risk, trading and settlement for their health, and how long it waits.
 DEPENDENCY_POLL_SECONDS = 0.5
 DEPENDENCY_CHECK_TIMEOUT_SECONDS = 1.0
+# A dependency that refuses the connection or answers NOT_SERVING is missing at once; one that
+# only answers too slowly (a loaded machine) is missing after this many slow answers in a row.
+SLOW_ANSWERS_MISSING = 3
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
@@ -110,12 +113,16 @@ class DependencyWatch:
         """
         stub: Any = health_pb2_grpc.HealthStub(self._channels[name])  # its stubs declare no methods
         request = health_pb2.HealthCheckRequest(service="")
+        slow = 0
         while True:
             try:
                 answer = await stub.Check(request, timeout=DEPENDENCY_CHECK_TIMEOUT_SECONDS)
             except grpc.RpcError as error:
-                self._set(name, False, describe_break(error))
+                slow = slow + 1 if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED else SLOW_ANSWERS_MISSING
+                if slow >= SLOW_ANSWERS_MISSING:
+                    self._set(name, False, describe_break(error))
             else:
+                slow = 0
                 status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
                 self._set(name, answer.status == _SERVING, f"its health says {status}")
             await asyncio.sleep(DEPENDENCY_POLL_SECONDS)

@@ -13,10 +13,12 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2
 
 from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.errors import ServiceError, failed_precondition
+from gateway import app as gateway_app
 from gateway import backends as gateway_backends
 from gateway.app import DependencyWatch
 from gateway.backends import Backends, call_unary
@@ -159,3 +161,51 @@ def test_the_watch_names_what_is_missing_and_since_when() -> None:
     assert watch.describe() == "risk missing for 2.5s (UNAVAILABLE: still refused)"
     watch._set("risk", True, "its health says SERVING")
     assert changes[-1] is True and watch.describe() == "risk, trading and settlement serving"
+
+
+class ScriptedHealth:
+    """A channel whose health Check answers from a script (a status, or a failing code), then hangs."""
+
+    def __init__(self, script: list[int | grpc.StatusCode]) -> None:
+        self.script = list(script)
+        self.done = asyncio.Event()
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        async def check(request: Any, **options: Any) -> Any:
+            if not self.script:
+                self.done.set()
+                await asyncio.Event().wait()
+            step = self.script.pop(0)
+            if isinstance(step, grpc.StatusCode):
+                raise rpc_error(step, step.name.lower())
+            return health_pb2.HealthCheckResponse(status=step)
+
+        return check
+
+    unary_stream = unary_unary  # Watch: never called
+
+
+async def test_slow_answers_make_a_dependency_missing_only_when_they_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gateway_app, "DEPENDENCY_POLL_SECONDS", 0)
+    slow, refused = grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    channel = ScriptedHealth(
+        [serving, slow, slow, serving, slow, slow, slow, serving, refused, serving, not_serving]
+    )
+    seen: list[tuple[bool, str]] = []
+    watch = DependencyWatch(
+        cast(Any, {"risk": channel}), lambda: seen.append((watch.serving["risk"], watch.why["risk"]))
+    )
+    task = asyncio.create_task(watch.watch("risk"))
+    await asyncio.wait_for(channel.done.wait(), 5)
+    task.cancel()
+    assert seen == [
+        (True, "its health says SERVING"),
+        (False, "DEADLINE_EXCEEDED: deadline_exceeded"),  # the third slow answer in a row
+        (True, "its health says SERVING"),
+        (False, "UNAVAILABLE: unavailable"),  # refused: at once
+        (True, "its health says SERVING"),
+        (False, "its health says NOT_SERVING"),
+    ]
