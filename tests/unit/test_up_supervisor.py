@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backbone.runtime.embedded import free_port
 from backbone.runtime.reconnect import Backoff
 from ops import status as status_file
 from ops.supervisor import (
@@ -329,3 +330,22 @@ def test_status_of_a_restarting_process_is_down(tmp_path: Path) -> None:
     assert columns.split() == ["PROCESS", "HEALTH", "ADDRESS", "PID", "RESTARTS", "UPTIME"]
     assert row.split()[:6] == ["risk", "DOWN", "127.0.0.1:1", "-", "2", "-"]
     assert "last exit: killed by SIGKILL; restarting in " in row
+
+
+def test_an_external_store_that_cannot_be_reached_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "endpoints.json").write_text(json.dumps({"redis_url": f"redis://127.0.0.1:{port}/0"}))
+    status_file.write_atomically(
+        tmp_path / status_file.STATUS_FILE,
+        {
+            "up_pid": os.getpid(),
+            "data_dir": str(tmp_path),
+            "state": "running",
+            "started_at": time.time(),
+            "processes": [{"name": "redis", "kind": "external", "address": f"127.0.0.1:{port}"}],
+        },
+    )
+    report = status_file.report(tmp_path, "endpoints.json")
+    (redis,) = report["processes"]
+    assert (redis["health"], redis["pid"], redis["uptime_seconds"]) == ("DOWN", None, None)
+    assert status_file.lines(report)[-1].endswith("external (not started by backbone up)")
