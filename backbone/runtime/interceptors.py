@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -144,6 +145,11 @@ def _wrap_stream_response(
             else:
                 # Server streaming (a feed): nothing is in flight between two messages; end it there.
                 responses = behavior(request_or_iterator, context)
+                if inspect.isawaitable(responses):
+                    # A handler that writes with context.write() and returns (the standard health
+                    # service's Watch): run it to its end; it has sent its messages itself.
+                    await responses
+                    return
                 async for response in _until_draining(responses, draining):
                     yield response
         except asyncio.CancelledError:

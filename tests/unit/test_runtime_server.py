@@ -78,6 +78,11 @@ async def test_runtime_serves_health_reflection_errors_and_request_ids() -> None
             health = health_pb2_grpc.HealthStub(channel)
             answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # Watch too (a handler that writes and returns, not an async generator).
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+            first = await asyncio.wait_for(watch.read(), 5)
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
 
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
             replies = reflection.ServerReflectionInfo(
