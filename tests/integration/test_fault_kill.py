@@ -39,7 +39,7 @@ from tests.integration.gateway_calls import (
 pytestmark = pytest.mark.integration
 
 ACCOUNTS = 8
-TRADING_KILLS = 6
+TRADING_KILLS = 20
 
 
 class OrderFlow:
@@ -146,12 +146,14 @@ def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservatio
 
         with OrderFlow(gateway, keys, threads=8) as flow:
             flow.wait_more(40)
+            moments = random.Random(7)
             for _ in range(TRADING_KILLS):
+                time.sleep(moments.uniform(0.0, 0.3))  # a random moment of the flow
                 assert services.kill("trading") == -9  # mid-batch: orders are in flight
                 time.sleep(0.2)
                 services.start("trading")
                 services.wait_healthy("trading")
-                flow.wait_more(20)
+                flow.wait_more(10)
         unknown = dict(flow.unknown)
         print(f"outcomes {flow.outcomes}; {len(unknown)} answered OUTCOME_UNKNOWN")
         assert unknown, f"no kill caught an order in flight: {flow.outcomes}"
