@@ -231,35 +231,30 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
     return buyer, seller
 
 
-def release_leg(sequence: int, released: common_pb2.OrderReleased) -> LegOp:
-    """The operation of an OrderReleased: drop the order's whole reservation."""
+def _drop_leg(sequence: int, account_id: str, order_id: str, kind: str) -> LegOp:
+    """An operation that drops whatever an order still holds (`kind` names the event in errors)."""
     _require(sequence > 0, sequence, "sequence must be positive")
-    _require(valid_account_id(released.account_id), sequence, "order_released has a bad account_id")
-    _require(valid_order_id(released.order_id), sequence, "order_released has a bad order_id")
+    _require(valid_account_id(account_id), sequence, f"{kind} has a bad account_id")
+    _require(valid_order_id(order_id), sequence, f"{kind} has a bad order_id")
     return LegOp(
-        account_id=released.account_id,
+        account_id=account_id,
         op_id=op_id(sequence, RELEASE_LEG),
         sequence=sequence,
-        order_id=released.order_id,
+        order_id=order_id,
         deltas=(),
         reservation_cap=0,
     )
+
+
+def release_leg(sequence: int, released: common_pb2.OrderReleased) -> LegOp:
+    """The operation of an OrderReleased: drop the order's whole reservation."""
+    return _drop_leg(sequence, released.account_id, released.order_id, "order_released")
 
 
 def fence_leg(sequence: int, fenced: common_pb2.OrderFenced) -> LegOp:
     """The operation of an OrderFenced (an order whose outcome was unknown, never journaled and
     refused for good): drop whatever the order reserved, like a release of no quantity."""
-    _require(sequence > 0, sequence, "sequence must be positive")
-    _require(valid_account_id(fenced.account_id), sequence, "order_fenced has a bad account_id")
-    _require(valid_order_id(fenced.order_id), sequence, "order_fenced has a bad order_id")
-    return LegOp(
-        account_id=fenced.account_id,
-        op_id=op_id(sequence, RELEASE_LEG),
-        sequence=sequence,
-        order_id=fenced.order_id,
-        deltas=(),
-        reservation_cap=0,
-    )
+    return _drop_leg(sequence, fenced.account_id, fenced.order_id, "order_fenced")
 
 
 # The reservation cap of a leg that must leave the order's reservation alone: a trade at or

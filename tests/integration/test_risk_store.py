@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -161,7 +162,9 @@ async def test_reservation_amounts_are_exact(store: ReadyStore) -> None:
         "USD": (10**12, 135_341, 10**12 - 135_341),
         "BTC": (10**12, 7_000_000, 10**12 - 7_000_000),
     }
+    before_ms = time.time_ns() // 1_000_000 - 60_000
     record = await store.order(account, "b")
+    assert before_ms < int(record.pop("reserved_at")) <= time.time_ns() // 1_000_000  # for the reconciler
     assert record == {
         "asset": "USD",
         "amount": "135341",
