@@ -99,6 +99,9 @@ class RejectReason(StrEnum):
     INVALID_API_KEY_DIGEST = "INVALID_API_KEY_DIGEST"
     """An API key digest is not a SHA-256 digest (internal call). Send 32 bytes."""
 
+    INVALID_TRADE_ID = "INVALID_TRADE_ID"
+    """The trade id is not a positive whole number (at most 2^63-1). Use the id an execution report or ListParkedTrades shows."""
+
     MISSING_API_KEY = "MISSING_API_KEY"
     """No x-api-key header was sent. Send the account's API key."""
 
@@ -185,6 +188,12 @@ class RejectReason(StrEnum):
 
     AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
     """An amount is outside the range the ledger accepts (internal)."""
+
+    ACCOUNT_HALTED = "ACCOUNT_HALTED"
+    """The ledger holds back this account's postings: an earlier trade of it could not be posted and is parked, so its later trades wait behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade)."""
+
+    UNKNOWN_PARKED_TRADE = "UNKNOWN_PARKED_TRADE"
+    """No trade of this source and trade id was ever parked. ListParkedTrades lists the parked trades."""
 
     SOURCE_REQUIRED = "SOURCE_REQUIRED"
     """The first message of an event stream must name its source (internal)."""
@@ -309,6 +318,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.INVALID_FEE: common_pb2.REJECT_REASON_INVALID_FEE,
     RejectReason.INVALID_LIMIT: common_pb2.REJECT_REASON_INVALID_LIMIT,
     RejectReason.INVALID_API_KEY_DIGEST: common_pb2.REJECT_REASON_INVALID_API_KEY_DIGEST,
+    RejectReason.INVALID_TRADE_ID: common_pb2.REJECT_REASON_INVALID_TRADE_ID,
     RejectReason.MISSING_API_KEY: common_pb2.REJECT_REASON_MISSING_API_KEY,
     RejectReason.UNKNOWN_API_KEY: common_pb2.REJECT_REASON_UNKNOWN_API_KEY,
     RejectReason.MISSING_ADMIN_KEY: common_pb2.REJECT_REASON_MISSING_ADMIN_KEY,
@@ -338,6 +348,8 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.BALANCE_TOO_LARGE: common_pb2.REJECT_REASON_BALANCE_TOO_LARGE,
     RejectReason.INVALID_TRADE: common_pb2.REJECT_REASON_INVALID_TRADE,
     RejectReason.AMOUNT_OUT_OF_RANGE: common_pb2.REJECT_REASON_AMOUNT_OUT_OF_RANGE,
+    RejectReason.ACCOUNT_HALTED: common_pb2.REJECT_REASON_ACCOUNT_HALTED,
+    RejectReason.UNKNOWN_PARKED_TRADE: common_pb2.REJECT_REASON_UNKNOWN_PARKED_TRADE,
     RejectReason.SOURCE_REQUIRED: common_pb2.REJECT_REASON_SOURCE_REQUIRED,
     RejectReason.SOURCE_CHANGED: common_pb2.REJECT_REASON_SOURCE_CHANGED,
     RejectReason.INVALID_SOURCE: common_pb2.REJECT_REASON_INVALID_SOURCE,
@@ -387,6 +399,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.INVALID_FEE: Stage.REQUEST,
     RejectReason.INVALID_LIMIT: Stage.REQUEST,
     RejectReason.INVALID_API_KEY_DIGEST: Stage.REQUEST,
+    RejectReason.INVALID_TRADE_ID: Stage.REQUEST,
     RejectReason.MISSING_API_KEY: Stage.REQUEST,
     RejectReason.UNKNOWN_API_KEY: Stage.REQUEST,
     RejectReason.MISSING_ADMIN_KEY: Stage.REQUEST,
@@ -416,6 +429,8 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.BALANCE_TOO_LARGE: Stage.LEDGER,
     RejectReason.INVALID_TRADE: Stage.LEDGER,
     RejectReason.AMOUNT_OUT_OF_RANGE: Stage.LEDGER,
+    RejectReason.ACCOUNT_HALTED: Stage.LEDGER,
+    RejectReason.UNKNOWN_PARKED_TRADE: Stage.LEDGER,
     RejectReason.SOURCE_REQUIRED: Stage.DELIVERY,
     RejectReason.SOURCE_CHANGED: Stage.DELIVERY,
     RejectReason.INVALID_SOURCE: Stage.DELIVERY,
@@ -465,6 +480,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INVALID_FEE: 'A fee rate is above the largest allowed (1000 basis points, 10%). Choose a lower rate.',
     RejectReason.INVALID_LIMIT: 'A page size is out of range. Ask for fewer items.',
     RejectReason.INVALID_API_KEY_DIGEST: 'An API key digest is not a SHA-256 digest (internal call). Send 32 bytes.',
+    RejectReason.INVALID_TRADE_ID: 'The trade id is not a positive whole number (at most 2^63-1). Use the id an execution report or ListParkedTrades shows.',
     RejectReason.MISSING_API_KEY: "No x-api-key header was sent. Send the account's API key.",
     RejectReason.UNKNOWN_API_KEY: 'The API key is not known. Use the key CreateAccount returned.',
     RejectReason.MISSING_ADMIN_KEY: 'No x-admin-key header was sent to an AdminService call. Send the admin key.',
@@ -494,6 +510,8 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.BALANCE_TOO_LARGE: 'Posting would take a balance beyond the largest the ledger holds. Nothing was posted; this points to a wrong amount.',
     RejectReason.INVALID_TRADE: "A trade's amounts do not add up (internal: trading computes them).",
     RejectReason.AMOUNT_OUT_OF_RANGE: 'An amount is outside the range the ledger accepts (internal).',
+    RejectReason.ACCOUNT_HALTED: "The ledger holds back this account's postings: an earlier trade of it could not be posted and is parked, so its later trades wait behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade).",
+    RejectReason.UNKNOWN_PARKED_TRADE: 'No trade of this source and trade id was ever parked. ListParkedTrades lists the parked trades.',
     RejectReason.SOURCE_REQUIRED: 'The first message of an event stream must name its source (internal).',
     RejectReason.SOURCE_CHANGED: 'A stream carries the events of one source only (internal).',
     RejectReason.INVALID_SOURCE: "The source name is not 1 to 64 letters, digits, '.', '_' or '-' (internal).",

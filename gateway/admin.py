@@ -1,4 +1,4 @@
-"""AdminService: assets, instruments, accounts and deposits (x-admin-key)."""
+"""AdminService: assets, instruments, accounts, deposits and parked trades (x-admin-key)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Any
 
 import structlog
 
+from backbone import ids
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.money import INT64_MAX, InstrumentMath, format_minor
 from backbone.reasons import RejectReason
-from backbone.runtime.errors import ServiceError, not_found
+from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway.auth import api_key_digest, check_admin
@@ -22,7 +24,7 @@ from gateway.validation import (
     validate_create_instrument,
     validate_deposit,
 )
-from gateway.views import instrument_view, signed_minor_text
+from gateway.views import instrument_view, signed_minor_text, timestamp_of
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -46,6 +48,85 @@ def _unknown_asset(code: str, field: str) -> ServiceError:
         asset=code,
         field=field,
     )
+
+
+def _parked_trade_id(text: str) -> int:
+    """A trade id given as text (as execution reports show it): a positive whole number."""
+    if not text:
+        raise invalid_field("trade_id", RejectReason.REQUIRED, "is required")
+    if not (
+        text.isascii() and text.isdigit() and len(text) <= len(str(INT64_MAX)) and 0 < int(text) <= INT64_MAX
+    ):
+        raise invalid_field(
+            "trade_id",
+            RejectReason.INVALID_TRADE_ID,
+            f"{text[:40]!r} is not a trade id: a positive whole number such as 42",
+        )
+    return int(text)
+
+
+def _check_source(source: str) -> str:
+    if not source:
+        raise invalid_field("source", RejectReason.REQUIRED, "is required")
+    problem = ids.SOURCE.problem(source)
+    if problem:
+        raise invalid_field("source", ids.SOURCE.reason, problem)
+    return source
+
+
+async def _parked_view(backends: Backends, parked: settlement_pb2.ParkedTrade) -> gateway_pb2.ParkedTrade:
+    """A parked trade with its amounts as decimals (empty where the asset or instrument is unknown)."""
+    trade = parked.trade
+    base_scale = await backends.assets.scale_of(trade.base_asset) if trade.base_asset else None
+    quote_scale = await backends.assets.scale_of(trade.quote_asset) if trade.quote_asset else None
+    instrument = await backends.instruments.get(trade.symbol) if trade.symbol else None
+
+    def amount(value: int, scale: int | None) -> str:
+        return "" if scale is None else format_minor(value, scale)
+
+    view = gateway_pb2.ParkedTrade(
+        source=parked.source,
+        sequence=parked.sequence,
+        trade_id=str(trade.trade_id),
+        symbol=trade.symbol,
+        buy_account_id=trade.buy_account_id,
+        sell_account_id=trade.sell_account_id,
+        base_asset=trade.base_asset,
+        quote_asset=trade.quote_asset,
+        base_amount=amount(trade.base_amount, base_scale),
+        quote_amount=amount(trade.quote_amount, quote_scale),
+        buyer_fee=amount(trade.buyer_fee, quote_scale),
+        seller_fee=amount(trade.seller_fee, quote_scale),
+        reason=parked.reason,
+        detail=parked.detail,
+        account_ids=parked.account_ids,
+        resolution=parked.resolution,
+    )
+    if instrument is not None:
+        math = InstrumentMath.of(instrument)
+        view.price = math.price_text(trade.price_ticks)
+        view.quantity = math.quantity_text(trade.quantity_lots)
+    parked_at = timestamp_of(parked.parked_ns)
+    if parked_at is not None:
+        view.parked_at.CopyFrom(parked_at)
+    resolved_at = timestamp_of(parked.resolved_ns)
+    if resolved_at is not None:
+        view.resolved_at.CopyFrom(resolved_at)
+    return view
+
+
+def _halt_view(halt: settlement_pb2.AccountHalt) -> gateway_pb2.AccountHalt:
+    view = gateway_pb2.AccountHalt(
+        account_id=halt.account_id,
+        reason=halt.reason,
+        source=halt.source,
+        trade_id=str(halt.trade_id),
+        parked_trades=halt.parked_trades,
+    )
+    halted_at = timestamp_of(halt.halted_ns)
+    if halted_at is not None:
+        view.halted_at.CopyFrom(halted_at)
+    return view
 
 
 class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
@@ -143,4 +224,54 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
         )
         return gateway_pb2.DepositResponse(
             created=posted.created, balance=signed_minor_text(posted.balance, scale)
+        )
+
+    async def ListParkedTrades(
+        self, request: gateway_pb2.ListParkedTradesRequest, context: Any
+    ) -> gateway_pb2.ListParkedTradesResponse:
+        backends = self._admit(context)
+        if request.account_id:
+            validate_account_id_field(request.account_id)
+        # The limit's range is settlement's rule: its refusal (INVALID_LIMIT, field "limit") is relayed.
+        listed = await backends.call(
+            backends.settlement.ListParkedTrades,
+            settlement_pb2.ListParkedTradesRequest(
+                account_id=request.account_id, include_resolved=request.include_resolved, limit=request.limit
+            ),
+        )
+        return gateway_pb2.ListParkedTradesResponse(
+            parked_trades=[await _parked_view(backends, parked) for parked in listed.parked_trades],
+            parked_count=listed.parked_count,
+        )
+
+    async def ListHaltedAccounts(
+        self, request: gateway_pb2.ListHaltedAccountsRequest, context: Any
+    ) -> gateway_pb2.ListHaltedAccountsResponse:
+        backends = self._admit(context)
+        listed = await backends.call(
+            backends.settlement.ListHaltedAccounts, settlement_pb2.ListHaltedAccountsRequest()
+        )
+        return gateway_pb2.ListHaltedAccountsResponse(halts=[_halt_view(halt) for halt in listed.halts])
+
+    async def RetryParkedTrade(
+        self, request: gateway_pb2.RetryParkedTradeRequest, context: Any
+    ) -> gateway_pb2.RetryParkedTradeResponse:
+        backends = self._admit(context)
+        source = _check_source(request.source)
+        trade_id = _parked_trade_id(request.trade_id)
+        retried = await backends.call(
+            backends.settlement.RetryParkedTrade,
+            settlement_pb2.RetryParkedTradeRequest(source=source, trade_id=trade_id),
+        )
+        log.info(
+            "parked trade retried",
+            source=source,
+            trade_id=trade_id,
+            posted=[parked.reference for parked in retried.posted],
+            halts_lifted=list(retried.halts_lifted),
+        )
+        return gateway_pb2.RetryParkedTradeResponse(
+            posted=[await _parked_view(backends, parked) for parked in retried.posted],
+            halts_lifted=retried.halts_lifted,
+            halts=[_halt_view(halt) for halt in retried.halts],
         )

@@ -10,14 +10,19 @@ says how far behind they are.
 - assets net to zero: summed over all accounts (system accounts included);
 - balances match postings: the ledger's running balances equal the sum of their postings;
 - no negative balance: no customer ledger balance and no risk "available" below zero;
+- no parked trades: no trade is parked (the ledger could not post it, say a customer balance would
+  have gone below zero) and no account is halted behind one; each is listed until an operator
+  retries it (RetryParkedTrade);
 - journal replays: each trading shard's journal replays (regenerating exactly its journaled
   events), twice to the same state digest, and the rebuilt books are uncrossed with every order's
   quantity conserved;
 - trades posted once: every trade the journal holds up to settlement's cursor is posted exactly
-  as the engine computed it, and the ledger holds no trade the journal does not;
+  as the engine computed it, or recorded as parked (not posted, not missing: "no parked trades"
+  reports it), and the ledger holds no trade the journal does not;
 - reservations match open orders: every open order holds exactly what it needs in risk, and risk
   holds nothing for an order that is not open;
-- risk matches ledger: risk's per-account totals equal the ledger's balances.
+- risk matches ledger: risk's per-account totals equal the ledger's balances (plus the parked
+  trades, which risk applied from trading's journal while the ledger holds them back).
 
 The last three compare against the books the journal rebuilds; when a journal does not replay they
 are UNCHECKED (the replay finding is VIOLATED).
@@ -33,6 +38,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -177,6 +183,45 @@ def _no_negative_balance(db: Db, risk_figures: Figures) -> Finding:
     )
 
 
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _no_parked_trades(
+    parked: list[ledger_audit.ParkedTrade], halts: list[ledger_audit.AccountHalt]
+) -> Finding:
+    problems = [
+        f"{p.reference} (journal {p.sequence}) parked for {p.reason} since {_when(p.parked_at)}, "
+        f"halting {', '.join(p.account_ids)}: {p.detail}"
+        for p in parked
+    ]
+    problems += [
+        f"account {h.account_id} halted since {_when(h.halted_at)} behind {h.reference} ({h.reason})"
+        for h in halts
+    ]
+    if not problems:
+        return Finding("no parked trades", "ok", "no trade parked, no account halted")
+    accounts = ", ".join(h.account_id for h in halts)
+    return Finding(
+        "no parked trades",
+        "violated",
+        f"{len(parked)} trades parked, {len(halts)} accounts halted ({accounts}): "
+        "fund the account, then RetryParkedTrade",
+        problems[:MAX_ITEMS],
+        len(problems),
+    )
+
+
+def _parked_deltas(parked: list[ledger_audit.ParkedTrade]) -> dict[tuple[str, str], int]:
+    """(account, asset) -> what the parked trades would add to customer balances once posted."""
+    deltas: dict[tuple[str, str], int] = defaultdict(int)
+    for p in parked:
+        for posting in ledger.trade_entry(p.source, ledger.fill_of(p.trade)).postings:
+            if posting.account_id not in ledger.SYSTEM_ACCOUNTS:
+                deltas[(posting.account_id, posting.asset)] += posting.amount
+    return deltas
+
+
 # --- trading ------------------------------------------------------------------------------------
 
 
@@ -226,10 +271,16 @@ def _journal_replays(shards: list[_Shard], problems: list[str]) -> Finding:
     )
 
 
-def _trades_posted_once(db: Db, shards: list[_Shard]) -> Finding:
+def _lines(entry: ledger.Entry) -> list[tuple[str, str, int]]:
+    return sorted((p.account_id, p.asset, p.amount) for p in entry.postings)
+
+
+def _trades_posted_once(db: Db, shards: list[_Shard], parked: list[ledger_audit.ParkedTrade]) -> Finding:
     posted: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for posted_entry in ledger_audit.trade_entries(db):
         posted[posted_entry.reference] += [(p.account_id, p.asset, p.amount) for p in posted_entry.postings]
+    # A parked trade is recorded, not posted: not missing ("no parked trades" reports it).
+    held = {p.reference: _lines(ledger.trade_entry(p.source, ledger.fill_of(p.trade))) for p in parked}
     problems: list[str] = []
     pending = 0
     known: set[str] = set()
@@ -237,24 +288,37 @@ def _trades_posted_once(db: Db, shards: list[_Shard]) -> Finding:
         for sequence, trade in shard.trades.items():
             entry = ledger.trade_entry(shard.name, ledger.fill_of(trade))
             known.add(entry.reference)
+            expected = _lines(entry)
             lines = posted.get(entry.reference)
+            if entry.reference in held:
+                if lines is not None:
+                    problems.append(f"{entry.reference} is posted and still parked")
+                elif held[entry.reference] != expected:
+                    problems.append(f"{entry.reference} is parked as {held[entry.reference]}, not {expected}")
+                continue
             if lines is None:
                 if sequence <= shard.settlement_cursor:
                     problems.append(f"{entry.reference} (journal {sequence}) is not posted")
                 else:
                     pending += 1
                 continue
-            expected = sorted((p.account_id, p.asset, p.amount) for p in entry.postings)
             if sorted(lines) != expected:
                 problems.append(f"{entry.reference} is posted as {sorted(lines)}, not {expected}")
     problems += [
         f"{reference} is in the ledger but in no journal" for reference in sorted(posted.keys() - known)
     ]
+    problems += [f"{reference} is parked but in no journal" for reference in sorted(held.keys() - known)]
     trades = sum(len(shard.trades) for shard in shards)
     if problems:
         return Finding.of("trades posted once", problems, "", "{n} trades missing, extra or misposted")
     if pending:
         return Finding("trades posted once", "pending", f"{pending} of {trades} trades not posted yet")
+    if held:
+        return Finding(
+            "trades posted once",
+            "ok",
+            f"{trades} trades: {trades - len(held)} posted once as computed, {len(held)} parked (not posted)",
+        )
     return Finding("trades posted once", "ok", f"{trades} trades, each posted once as computed")
 
 
@@ -312,7 +376,9 @@ def _reservations_match_open_orders(shards: list[_Shard], held: Held, figures: F
     )
 
 
-def _risk_matches_ledger(db: Db, shards: list[_Shard], figures: Figures) -> Finding:
+def _risk_matches_ledger(
+    db: Db, shards: list[_Shard], figures: Figures, parked: list[ledger_audit.ParkedTrade]
+) -> Finding:
     behind = [s for s in shards if not (s.settled and s.risk_caught_up)]
     if behind:
         lag = ", ".join(
@@ -322,6 +388,9 @@ def _risk_matches_ledger(db: Db, shards: list[_Shard], figures: Figures) -> Find
         )
         return Finding("risk matches ledger", "pending", f"events in flight ({lag})")
     ledger_totals = ledger_audit.customer_balances(db)
+    # Risk applied the parked trades (from trading's journal); the ledger holds them back.
+    for key, delta in _parked_deltas(parked).items():
+        ledger_totals[key] = ledger_totals.get(key, 0) + delta
     risk_totals = {
         (account, asset): total for account, assets in figures.items() for asset, (total, _) in assets.items()
     }
@@ -331,11 +400,12 @@ def _risk_matches_ledger(db: Db, shards: list[_Shard], figures: Figures) -> Find
         for account, asset in sorted(ledger_totals.keys() | risk_totals.keys())
         if ledger_totals.get((account, asset), 0) != risk_totals.get((account, asset), 0)
     ]
+    counted = f" (counting {len(parked)} parked trades, which risk applied)" if parked else ""
     return Finding.of(
         "risk matches ledger",
         problems,
-        f"{len(ledger_totals)} customer balances equal risk's totals",
-        "{n} balances differ",
+        f"{len(ledger_totals)} customer balances equal risk's totals{counted}",
+        "{n} balances differ" + counted,
     )
 
 
@@ -367,11 +437,13 @@ def check_once(database_url: str, redis_url: str) -> Report:
                         )
                     ]
                 )
+            parked = ledger_audit.parked_trades(db)
             findings = [
                 _entries_balance(db),
                 _assets_net_to_zero(db),
                 _balances_match_postings(db),
                 _no_negative_balance(db, figures),
+                _no_parked_trades(parked, ledger_audit.account_halts(db)),
             ]
             shards, replay_problems = _read_shards(db, risk_cursors)
             findings.append(_journal_replays(shards, replay_problems))
@@ -385,9 +457,9 @@ def check_once(database_url: str, redis_url: str) -> Report:
                     )
                 ]
             else:
-                findings.append(_trades_posted_once(db, shards))
+                findings.append(_trades_posted_once(db, shards, parked))
                 findings.append(_reservations_match_open_orders(shards, held, figures))
-                findings.append(_risk_matches_ledger(db, shards, figures))
+                findings.append(_risk_matches_ledger(db, shards, figures, parked))
             return Report(findings)
     finally:
         cache.close()

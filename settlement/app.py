@@ -14,8 +14,10 @@ from backbone.runtime.channels import open_channel
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.outbox import OutboxSender
+from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from settlement import risk_feed
+from settlement.parking_health import ParkedTradesHealth
 from settlement.servicer import SettlementServicer
 from settlement.store import LedgerStore
 
@@ -25,6 +27,8 @@ SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].f
 RISK_OUTBOX = "risk-ledger-events"
 # Time a Deposit keeps for its own answer after waiting for risk.
 ANSWER_MARGIN_SECONDS = 0.5
+# NOT_SERVING while a trade is parked or an account halted (settlement/parking_health.py).
+PARKED_TRADES_HEALTH = f"{SERVICE_NAME}/parked-trades"
 
 
 class SettlementApp:
@@ -38,6 +42,11 @@ class SettlementApp:
         self.pool: AsyncConnectionPool | None = None
         self.risk_outbox: OutboxSender[Any] | None = None
         self._channels: list[grpc.aio.Channel] = []
+        self.health: HealthEntries | None = None
+        self.parked_health: ParkedTradesHealth | None = None
+
+    def use_health(self, entries: HealthEntries) -> None:
+        self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         servicer = SettlementServicer(self.store, self.wait_risk_learned)
@@ -53,6 +62,9 @@ class SettlementApp:
             raise
         self.pool = pool
         self.store.pool = pool
+        if self.health is not None:
+            self.parked_health = ParkedTradesHealth(self.store, self.health, PARKED_TRADES_HEALTH)
+            await self.parked_health.start()
         risk_channel = open_channel(self.settings.risk_address, self.settings)
         self._channels = [risk_channel]
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)  # type: ignore[no-untyped-call]
@@ -96,6 +108,9 @@ class SettlementApp:
         return False
 
     async def stop(self) -> None:
+        if self.parked_health is not None:
+            await self.parked_health.stop()
+            self.parked_health = None
         if self.risk_outbox is not None:
             await self.risk_outbox.stop()
             self.risk_outbox = None

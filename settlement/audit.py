@@ -9,10 +9,13 @@ Amounts are whole minor units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from google.protobuf import json_format
 
+from backbone.common.v1 import common_pb2
 from settlement.ledger import Posting
 
 Connection = psycopg.Connection[Any]
@@ -48,6 +51,30 @@ class PostedEntry:
     kind: str
     reference: str
     postings: tuple[Posting, ...]
+
+
+@dataclass(frozen=True)
+class ParkedTrade:
+    """A trade the ledger could not post and parked (not resolved yet): what, why, and whom it halts."""
+
+    source: str
+    sequence: int
+    reference: str
+    trade: common_pb2.Trade
+    reason: str
+    detail: str
+    account_ids: tuple[str, ...]
+    parked_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountHalt:
+    """An account whose postings wait behind a parked trade (`reference`, to retry first)."""
+
+    account_id: str
+    reference: str
+    reason: str
+    halted_at: datetime
 
 
 def has_schema(connection: Connection) -> bool:
@@ -142,3 +169,42 @@ def stream_cursors(connection: Connection) -> dict[str, int]:
     """trade stream source (a trading shard) -> the highest sequence posted from it."""
     rows = connection.execute("SELECT source, applied_sequence FROM ledger.stream_cursors").fetchall()
     return {source: int(sequence) for source, sequence in rows}
+
+
+def _has_table(connection: Connection, table: str) -> bool:
+    row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def parked_trades(connection: Connection) -> list[ParkedTrade]:
+    """The trades parked and not resolved, oldest first (none before settlement's migration 003)."""
+    if not _has_table(connection, "ledger.parked_trades"):
+        return []
+    rows = connection.execute(
+        "SELECT source, sequence, reference, trade, reason, detail, account_ids, parked_at "
+        "FROM ledger.parked_trades WHERE resolved_at IS NULL ORDER BY parked_id"
+    ).fetchall()
+    return [
+        ParkedTrade(
+            source,
+            int(sequence),
+            reference,
+            json_format.ParseDict(payload, common_pb2.Trade(), ignore_unknown_fields=True),
+            reason,
+            detail,
+            tuple(accounts),
+            parked_at,
+        )
+        for source, sequence, reference, payload, reason, detail, accounts, parked_at in rows
+    ]
+
+
+def account_halts(connection: Connection) -> list[AccountHalt]:
+    """The halted accounts, by account id, each with the parked trade it waits behind."""
+    if not _has_table(connection, "ledger.account_halts"):
+        return []
+    rows = connection.execute(
+        "SELECT h.account_id, p.reference, h.reason, h.halted_at FROM ledger.account_halts h "
+        "JOIN ledger.parked_trades p USING (parked_id) ORDER BY h.account_id"
+    ).fetchall()
+    return [AccountHalt(account, reference, reason, at) for account, reference, reason, at in rows]

@@ -13,7 +13,7 @@ from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from settlement import ledger
 from settlement.ledger import LedgerError
-from settlement.store import LedgerStore
+from settlement.store import HaltRow, LedgerStore, ParkedTradeRow, TradeToPost
 
 # (risk event sequence, seconds the caller has left or None) -> whether risk applied it in time.
 RiskLearned = Callable[[int, float | None], Awaitable[bool]]
@@ -37,11 +37,13 @@ def _int64(amount: int, what: str) -> int:
     return amount
 
 
-def _batch_entries(
-    source: str, request: settlement_pb2.StreamTradesRequest
-) -> list[tuple[int, ledger.Entry]]:
-    """Validate a batch: sequences positive and increasing, every trade postable."""
-    batch: list[tuple[int, ledger.Entry]] = []
+def _batch_entries(source: str, request: settlement_pb2.StreamTradesRequest) -> list[TradeToPost]:
+    """Validate a batch: sequences positive and increasing, every trade well-formed.
+
+    A malformed trade refuses the batch (a bug in the sender); whether a well-formed trade can
+    be posted on the ledger as it stands is the store's judgement (it parks the ones that cannot).
+    """
+    batch: list[TradeToPost] = []
     previous = 0
     for index, item in enumerate(request.trades):
         path = f"trades[{index}]"
@@ -55,12 +57,46 @@ def _batch_entries(
         if not item.HasField("trade"):
             raise invalid_field(f"{path}.trade", RejectReason.REQUIRED, "is required")
         try:
-            batch.append(
-                (item.sequence, ledger.trade_entry(source, ledger.fill_of(item.trade), f"{path}.trade"))
-            )
+            entry = ledger.trade_entry(source, ledger.fill_of(item.trade), f"{path}.trade")
         except LedgerError as error:
             raise _invalid(error) from None
+        batch.append(TradeToPost(item.sequence, item.trade, entry))
     return batch
+
+
+def _trade_id(value: int, field: str = "trade_id") -> int:
+    if value == 0:
+        raise invalid_field(field, RejectReason.REQUIRED, "is required")
+    if not 0 < value <= ledger.INT64_MAX:
+        raise invalid_field(field, RejectReason.INVALID_TRADE_ID, "must be a positive whole number")
+    return value
+
+
+def _parked_trade(row: ParkedTradeRow) -> settlement_pb2.ParkedTrade:
+    return settlement_pb2.ParkedTrade(
+        source=row.source,
+        sequence=row.sequence,
+        trade=row.trade,
+        reason=row.reason.number,
+        detail=row.detail,
+        account_ids=row.account_ids,
+        parked_ns=row.parked_ns,
+        resolved_ns=row.resolved_ns,
+        resolution=row.resolution,
+        entry_id=row.entry_id,
+        reference=row.reference,
+    )
+
+
+def _halt(row: HaltRow) -> settlement_pb2.AccountHalt:
+    return settlement_pb2.AccountHalt(
+        account_id=row.account_id,
+        reason=row.reason.number,
+        source=row.source,
+        trade_id=row.trade_id,
+        halted_ns=row.halted_ns,
+        parked_trades=row.parked_trades,
+    )
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
@@ -102,7 +138,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                 )
             sequences = [item.sequence for item in request.trades]
             try:
-                applied = await self.store.post_trades(source, _batch_entries(source, request))
+                result = await self.store.post_trades(source, _batch_entries(source, request))
             except ServiceError as error:
                 stream_log.error(
                     "trade batch refused; stopping the stream",
@@ -112,6 +148,17 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                     last_sequence=sequences[-1] if sequences else None,
                 )
                 raise
+            applied = result.applied_sequence
+            for parked in result.parked:
+                stream_log.error(
+                    "trade parked: the ledger cannot post it; its accounts are halted (their later "
+                    "trades wait behind it) until an operator retries it (RetryParkedTrade)",
+                    reference=parked.reference,
+                    sequence=parked.sequence,
+                    reason=parked.reason,
+                    detail=parked.detail,
+                    accounts=list(parked.accounts),
+                )
             yield settlement_pb2.StreamTradesResponse(applied_sequence=applied)
 
     async def CreateAsset(
@@ -228,4 +275,40 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                 )
                 for row in rows
             ]
+        )
+
+    async def ListParkedTrades(
+        self, request: settlement_pb2.ListParkedTradesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> settlement_pb2.ListParkedTradesResponse:
+        try:
+            account_id = ledger.check_account_id(request.account_id) if request.account_id else None
+            limit = ledger.check_list_limit(request.limit)
+        except LedgerError as error:
+            raise _invalid(error) from None
+        rows, parked = await self.store.parked_trades(
+            account_id, include_resolved=request.include_resolved, limit=limit
+        )
+        return settlement_pb2.ListParkedTradesResponse(
+            parked_trades=[_parked_trade(row) for row in rows], parked_count=parked
+        )
+
+    async def ListHaltedAccounts(
+        self, request: settlement_pb2.ListHaltedAccountsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> settlement_pb2.ListHaltedAccountsResponse:
+        return settlement_pb2.ListHaltedAccountsResponse(
+            halts=[_halt(row) for row in await self.store.halts()]
+        )
+
+    async def RetryParkedTrade(
+        self, request: settlement_pb2.RetryParkedTradeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> settlement_pb2.RetryParkedTradeResponse:
+        try:
+            source = ledger.check_source(request.source)
+        except LedgerError as error:
+            raise _invalid(error) from None
+        result = await self.store.retry_parked_trade(source, _trade_id(request.trade_id))
+        return settlement_pb2.RetryParkedTradeResponse(
+            posted=[_parked_trade(row) for row in result.posted],
+            halts_lifted=result.halts_lifted,
+            halts=[_halt(row) for row in result.halts],
         )

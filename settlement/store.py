@@ -6,10 +6,19 @@ repeated trade or deposit is skipped), their postings (COPY), the balances
 concurrent writers cannot deadlock, then amount + delta), and for trade
 batches the source's cursor. A balance that would break its CHECK (a customer going below
 zero) aborts the whole transaction: nothing is half-posted.
+
+A trade batch judges its trades one by one (settlement/parking.py): a trade the ledger cannot
+post (a customer balance would go below zero, an unknown account or asset) is parked with its
+reason in ``ledger.parked_trades`` and its accounts halted in ``ledger.account_halts`` (their later
+trades are parked behind it), while the rest of the batch posts and the cursor advances. Batches
+take a shared advisory lock and an operator's retry of a parked trade the exclusive one, so a
+retry sees no batch half-way; batches of one source take turns on the source's cursor row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +26,11 @@ from typing import Any
 
 import psycopg
 import structlog
+from google.protobuf import json_format
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import (
     ServiceError,
@@ -27,7 +39,7 @@ from backbone.runtime.errors import (
     not_found,
     unavailable,
 )
-from settlement import ledger
+from settlement import ledger, parking
 from settlement.ledger import Entry, Posting
 from settlement.risk_feed import record_risk_event
 
@@ -72,6 +84,83 @@ RETURNING b.account_id, b.asset, b.amount
 
 _COPY_POSTINGS = "COPY ledger.postings (entry_id, line, account_id, asset, amount) FROM STDIN"
 
+# The balances a batch or a retry judges its trades on, read with their rows locked (after
+# _ENSURE_BALANCES, in the same order as _LOCK_BALANCES).
+_LOCK_AND_READ_BALANCES = """
+SELECT b.account_id, b.asset, b.amount FROM ledger.balances b
+JOIN unnest(%s::text[], %s::text[]) AS t(account_id, asset)
+  ON b.account_id = t.account_id AND b.asset = t.asset
+ORDER BY b.account_id COLLATE "C", b.asset COLLATE "C"
+FOR UPDATE OF b
+"""
+
+# Batches share this advisory lock; a retry of a parked trade holds it alone.
+_PARKING_LOCK = int.from_bytes(hashlib.sha256(b"backbone-ledger-parking").digest()[:8], "big", signed=True)
+
+# The parking lock (shared), then the source's cursor, moved (never backwards) and its row locked
+# for the rest of the batch.
+_LOCK_AND_ADVANCE_CURSOR = """
+INSERT INTO ledger.stream_cursors AS c (source, applied_sequence)
+SELECT %s, %s FROM (SELECT pg_advisory_xact_lock_shared(%s)) AS parking_lock
+ON CONFLICT (source) DO UPDATE SET
+  applied_sequence = GREATEST(c.applied_sequence, EXCLUDED.applied_sequence), updated_at = now()
+RETURNING applied_sequence
+"""
+
+# Which trades of a batch are recorded already: posted (journal) or parked (by reference or sequence).
+_RECORDED = """
+SELECT reference, NULL::bigint FROM ledger.journal_entries WHERE reference = ANY(%(references)s)
+UNION ALL
+SELECT reference, sequence FROM ledger.parked_trades
+WHERE reference = ANY(%(references)s) OR (source = %(source)s AND sequence = ANY(%(sequences)s))
+"""
+
+# The accounts and the assets a set of trades names that the ledger does not have.
+_MISSING = """
+SELECT 'account', a FROM unnest(%s::text[]) AS a
+WHERE NOT EXISTS (SELECT 1 FROM ledger.accounts WHERE account_id = a)
+UNION ALL
+SELECT 'asset', x FROM unnest(%s::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM ledger.assets WHERE code = x)
+"""
+
+_HALTS_OF = """
+SELECT h.account_id, p.reference, h.reason FROM ledger.account_halts h
+JOIN ledger.parked_trades p USING (parked_id) WHERE h.account_id = ANY(%s)
+"""
+
+_INSERT_PARKED = """
+INSERT INTO ledger.parked_trades (source, sequence, trade_id, reference, trade, reason, detail, account_ids)
+SELECT %s, t.sequence, t.trade_id, t.reference, t.trade, t.reason, t.detail,
+       ARRAY(SELECT jsonb_array_elements_text(t.accounts))
+FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::jsonb[])
+     WITH ORDINALITY AS t(sequence, trade_id, reference, trade, reason, detail, accounts, n)
+ORDER BY t.n
+RETURNING parked_id, reference
+"""
+
+# A halt names the earliest parked trade of its account: the first one inserted wins.
+_INSERT_HALTS = """
+INSERT INTO ledger.account_halts (account_id, parked_id, reason)
+SELECT t.account_id, p.parked_id, t.reason
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(account_id, reference, reason)
+JOIN ledger.parked_trades p ON p.reference = t.reference
+ON CONFLICT (account_id) DO NOTHING
+"""
+
+_PARKED_COLUMNS = (
+    "parked_id, source, sequence, trade, reference, reason, detail, account_ids, "
+    "parked_at, resolved_at, resolution, entry_id"
+)
+
+_HALT_ROWS = """
+SELECT h.account_id, h.reason, p.source, p.trade_id, p.reference, h.halted_at,
+       (SELECT count(*) FROM ledger.parked_trades q
+        WHERE q.resolved_at IS NULL AND h.account_id = ANY(q.account_ids))
+FROM ledger.account_halts h JOIN ledger.parked_trades p USING (parked_id)
+WHERE %(accounts)s::text[] IS NULL OR h.account_id = ANY(%(accounts)s)
+ORDER BY h.account_id
+"""
+
 
 @dataclass(frozen=True)
 class AssetRow:
@@ -93,6 +182,106 @@ class EntryRow:
     reference: str
     created_ns: int
     postings: tuple[Posting, ...]
+
+
+@dataclass(frozen=True)
+class TradeToPost:
+    """One trade of a batch: its sequence at the source, the trade as received, and its entry."""
+
+    sequence: int
+    trade: common_pb2.Trade
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class ParkedNotice:
+    """A trade a batch parked: what the stream logs."""
+
+    reference: str
+    sequence: int
+    reason: RejectReason
+    detail: str
+    accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a trade batch did: the source's cursor after it, how many trades it posted and parked."""
+
+    applied_sequence: int
+    posted: int = 0
+    parked: tuple[ParkedNotice, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParkedTradeRow:
+    """A parked trade as stored (resolved_ns, resolution and entry_id are empty while it is parked)."""
+
+    parked_id: int
+    source: str
+    sequence: int
+    trade: common_pb2.Trade
+    reference: str
+    reason: RejectReason
+    detail: str
+    account_ids: tuple[str, ...]
+    parked_ns: int
+    resolved_ns: int
+    resolution: str
+    entry_id: int
+
+    @property
+    def entry(self) -> Entry:
+        return ledger.trade_entry(self.source, ledger.fill_of(self.trade))
+
+
+@dataclass(frozen=True)
+class HaltRow:
+    """A halted account: the parked trade it waits behind (the one to retry) and its reason."""
+
+    account_id: str
+    reason: RejectReason
+    source: str
+    trade_id: int
+    reference: str
+    halted_ns: int
+    parked_trades: int
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    """What a retry did: the trades it posted (in order), the halts it lifted, the halts left."""
+
+    posted: tuple[ParkedTradeRow, ...]
+    halts_lifted: tuple[str, ...]
+    halts: tuple[HaltRow, ...]
+
+
+# How many halted accounts the parked-trades health detail names.
+SUMMARY_ACCOUNTS = 20
+
+
+@dataclass(frozen=True)
+class ParkingSummary:
+    """How many trades are parked and which accounts are halted (the health entry's detail)."""
+
+    parked: int = 0
+    halted_count: int = 0
+    halted: tuple[str, ...] = ()  # the first SUMMARY_ACCOUNTS, by account id
+    oldest: str = ""  # reference of the oldest parked trade
+    oldest_reason: str = ""
+
+    def describe(self) -> str:
+        if not self.parked and not self.halted_count:
+            return "no trade parked, no account halted"
+        accounts = ", ".join(self.halted)
+        if self.halted_count > len(self.halted):
+            accounts += f" and {self.halted_count - len(self.halted)} more"
+        return (
+            f"{self.parked} trade(s) parked (oldest {self.oldest}: {self.oldest_reason}); "
+            f"{self.halted_count} account(s) halted: {accounts}. "
+            "ListParkedTrades shows them; fund the account, then RetryParkedTrade"
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +311,8 @@ class LedgerStore:
 
     def __init__(self, pool: AsyncConnectionPool | None = None) -> None:
         self.pool = pool
+        # Set when this process parked a trade or a retry posted some (the health entry re-reads).
+        self.parking_changed = asyncio.Event()
 
     def _pool(self) -> AsyncConnectionPool:
         if self.pool is None:
@@ -242,69 +433,220 @@ class LedgerStore:
             row = await cursor.fetchone()
             return 0 if row is None else int(row[0])
 
-    async def post_trades(self, source: str, batch: Sequence[tuple[int, Entry]]) -> int:
-        """Post a batch of trade entries from `source` in one transaction; return the cursor.
+    async def post_trades(self, source: str, batch: Sequence[TradeToPost]) -> BatchResult:
+        """Post a batch of trades from `source` in one transaction, parking those that cannot post.
 
-        Entries whose reference is already in the journal are skipped. The
-        cursor advances to the batch's highest sequence (never backwards).
-        Raises FAILED_PRECONDITION (nothing posted) for an unknown account or
-        asset or a balance that would go below zero.
+        Trades already recorded (posted, or parked: by reference or by source + sequence) are
+        skipped, and a trade id repeated within the batch counts once. The others are judged in
+        sequence order (settlement/parking.py): a trade of a halted account is parked behind it;
+        one that would take a customer balance below zero (or a balance past 2^63-1), or names
+        an unknown account or asset, is parked and halts its accounts; the rest post. The cursor
+        advances to the batch's highest sequence (never backwards): parked trades count as
+        delivered. A CHECK violation (the judgement and the table disagree: a bug) still refuses
+        the whole batch, NEGATIVE_BALANCE, with nothing posted.
         """
         if not batch:
-            return await self.applied_sequence(source)
-        last = max(sequence for sequence, _ in batch)
-        entries: dict[str, Entry] = {}
-        for _, entry in batch:
-            entries.setdefault(entry.reference, entry)
-        accounts = {p.account_id for e in entries.values() for p in e.postings}
-        assets = {p.asset for e in entries.values() for p in e.postings}
+            return BatchResult(await self.applied_sequence(source))
+        last = max(item.sequence for item in batch)
+        parked: list[ParkedNotice] = []
+        posted: list[TradeToPost] = []
         try:
             async with self._pool().connection() as conn, conn.transaction():
-                missing = await _missing_accounts(conn, accounts)
-                if missing:
-                    raise failed_precondition(
-                        RejectReason.UNKNOWN_ACCOUNT,
-                        f"trades from {source} name accounts the ledger does not have: "
-                        f"{', '.join(missing)}; nothing was posted",
-                        source=source,
-                    )
-                missing = await _missing_assets(conn, assets)
-                if missing:
-                    raise failed_precondition(
-                        RejectReason.UNKNOWN_ASSET,
-                        f"trades from {source} name assets the ledger does not have: "
-                        f"{', '.join(missing)}; nothing was posted",
-                        source=source,
-                    )
-                cursor = await conn.execute(
-                    _INSERT_ENTRIES,
-                    ([e.kind for e in entries.values()], list(entries)),
-                )
-                new_ids = {reference: int(entry_id) for entry_id, reference in await cursor.fetchall()}
-                fresh = sorted(((new_ids[ref], entries[ref]) for ref in new_ids), key=lambda item: item[0])
-                if fresh:
-                    await _copy_postings(conn, fresh)
-                    await _apply_deltas(conn, ledger.balance_deltas(e for _, e in fresh))
-                cursor = await conn.execute(
-                    "INSERT INTO ledger.stream_cursors AS c (source, applied_sequence) VALUES (%s, %s) "
-                    "ON CONFLICT (source) DO UPDATE SET "
-                    "applied_sequence = GREATEST(c.applied_sequence, EXCLUDED.applied_sequence), "
-                    "updated_at = now() RETURNING applied_sequence",
-                    (source, last),
-                )
+                cursor = await conn.execute(_LOCK_AND_ADVANCE_CURSOR, (source, last, _PARKING_LOCK))
                 row = await cursor.fetchone()
                 assert row is not None
                 applied = int(row[0])
+                fresh = await _unrecorded(conn, source, batch)
+                if fresh:
+                    entries = [item.entry for item in fresh]
+                    missing_accounts, missing_assets = await _missing(conn, entries)
+                    balances = await _lock_balances(
+                        conn, _known_pairs(entries, missing_accounts, missing_assets)
+                    )
+                    halts = await _halts_of(conn, {a for e in entries for a in parking.halted_accounts(e)})
+                    plan = parking.plan_batch(
+                        entries,
+                        balances,
+                        halts,
+                        missing_accounts=missing_accounts,
+                        missing_assets=missing_assets,
+                    )
+                    posted = [
+                        item for item, verdict in zip(fresh, plan.verdicts, strict=True) if verdict.posts
+                    ]
+                    if posted:
+                        await _post_entries(conn, [item.entry for item in posted])
+                    parking_now = [
+                        (item, verdict)
+                        for item, verdict in zip(fresh, plan.verdicts, strict=True)
+                        if not verdict.posts
+                    ]
+                    if parking_now:
+                        await _park(conn, source, parking_now, plan.new_halts)
+                        parked = [
+                            ParkedNotice(
+                                item.entry.reference,
+                                item.sequence,
+                                verdict.reason or RejectReason.UNSPECIFIED,
+                                verdict.detail,
+                                parking.halted_accounts(item.entry),
+                            )
+                            for item, verdict in parking_now
+                        ]
         except psycopg.errors.CheckViolation as error:
             raise _negative_balance(error) from None
+        if parked:
+            self.parking_changed.set()
         log.debug(
             "trades posted",
             source=source,
             received=len(batch),
-            posted=len(fresh),
+            posted=len(posted),
+            parked=len(parked),
             applied_sequence=applied,
         )
-        return applied
+        return BatchResult(applied, len(posted), tuple(parked))
+
+    # ---- parked trades -------------------------------------------------------------------
+
+    async def parked_trades(
+        self, account_id: str | None = None, *, include_resolved: bool = False, limit: int = 100
+    ) -> tuple[list[ParkedTradeRow], int]:
+        """Parked trades, oldest first (with `account_id`, those involving it), and how many are parked."""
+        async with self._pool().connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {_PARKED_COLUMNS} FROM ledger.parked_trades "
+                "WHERE (%(resolved)s OR resolved_at IS NULL) "
+                "AND (%(account)s::text IS NULL OR %(account)s = ANY(account_ids)) "
+                "ORDER BY parked_id LIMIT %(limit)s",
+                {"resolved": include_resolved, "account": account_id, "limit": limit},
+            )
+            rows = [_parked_row(row) for row in await cursor.fetchall()]
+            cursor = await conn.execute("SELECT count(*) FROM ledger.parked_trades WHERE resolved_at IS NULL")
+            count = await cursor.fetchone()
+            return rows, int(count[0]) if count else 0
+
+    async def halts(self, accounts: Collection[str] | None = None) -> list[HaltRow]:
+        """The halted accounts (all, or those of `accounts`), by account id."""
+        async with self._pool().connection() as conn:
+            return await _halt_rows(conn, accounts)
+
+    async def parking_summary(self) -> ParkingSummary:
+        """How many trades are parked and which accounts are halted."""
+        async with self._pool().connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*), (SELECT reference || ' ' || reason FROM ledger.parked_trades "
+                "  WHERE resolved_at IS NULL ORDER BY parked_id LIMIT 1) "
+                "FROM ledger.parked_trades WHERE resolved_at IS NULL"
+            )
+            row = await cursor.fetchone()
+            parked, oldest = (int(row[0]), str(row[1] or "")) if row else (0, "")
+            cursor = await conn.execute(
+                "SELECT account_id, count(*) OVER () FROM ledger.account_halts ORDER BY account_id LIMIT %s",
+                (SUMMARY_ACCOUNTS,),
+            )
+            halted = await cursor.fetchall()
+        reference, _, reason = oldest.partition(" ")
+        return ParkingSummary(
+            parked=parked,
+            halted_count=int(halted[0][1]) if halted else 0,
+            halted=tuple(account for account, _ in halted),
+            oldest=reference,
+            oldest_reason=reason,
+        )
+
+    async def retry_parked_trade(self, source: str, trade_id: int) -> RetryResult:
+        """Post parked trade `trade_id` of `source`, then the trades that waited behind its accounts.
+
+        In one transaction holding the parking lock alone (no batch is half-way): a trade that
+        waits behind a halted account is refused (FAILED_PRECONDITION ACCOUNT_HALTED, naming the
+        trade to retry first), and so is one that cannot be posted yet (FAILED_PRECONDITION with
+        its reason); either way nothing changes. Once it posts, the trades that waited behind its
+        accounts post in order as far as they can (settlement/parking.py plan_retry: one that
+        cannot keeps its place with its own reason and halts its accounts), and every halt is
+        set to its account's parked trade or lifted when none remains. A trade posted before
+        (resolved) answers with nothing posted; an unknown one is NOT_FOUND (UNKNOWN_PARKED_TRADE).
+        """
+        reference = ledger.trade_reference(source, trade_id)
+        async with self._pool().connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARKING_LOCK,))
+            cursor = await conn.execute(
+                "SELECT resolved_at IS NOT NULL, account_ids FROM ledger.parked_trades WHERE reference = %s",
+                (reference,),
+            )
+            found = await cursor.fetchone()
+            if found is None:
+                raise not_found(
+                    RejectReason.UNKNOWN_PARKED_TRADE,
+                    f"no trade {trade_id} of source {source} was parked ({reference}); "
+                    "ListParkedTrades lists the parked trades",
+                    source=source,
+                    trade_id=str(trade_id),
+                )
+            resolved, target_accounts = bool(found[0]), list(found[1])
+            if resolved:
+                return RetryResult((), (), tuple(await _halt_rows(conn, target_accounts)))
+            cursor = await conn.execute(
+                f"SELECT {_PARKED_COLUMNS} FROM ledger.parked_trades "
+                "WHERE resolved_at IS NULL ORDER BY parked_id"
+            )
+            rows = [_parked_row(row) for row in await cursor.fetchall()]
+            by_reference = {row.reference: row for row in rows}
+            waiting = [parking.Parked(row.reference, row.entry, row.reason, row.detail) for row in rows]
+            entries = [trade.entry for trade in waiting]
+            missing_accounts, missing_assets = await _missing(conn, entries)
+            balances = await _lock_balances(conn, _known_pairs(entries, missing_accounts, missing_assets))
+            try:
+                plan = parking.plan_retry(
+                    waiting,
+                    reference,
+                    balances,
+                    missing_accounts=missing_accounts,
+                    missing_assets=missing_assets,
+                )
+            except parking.RetryRefused as refusal:
+                raise failed_precondition(
+                    refusal.reason,
+                    f"{reference} cannot be posted yet: {refusal.detail}; nothing changed",
+                    reference=reference,
+                ) from None
+            entry_ids = await _post_entries(conn, [by_reference[ref].entry for ref in plan.posted])
+            await conn.execute(
+                "UPDATE ledger.parked_trades p SET resolved_at = now(), resolution = 'posted', "
+                "entry_id = t.entry_id FROM unnest(%s::text[], %s::bigint[]) AS t(reference, entry_id) "
+                "WHERE p.reference = t.reference",
+                (plan.posted, entry_ids),
+            )
+            if plan.renewed:
+                await conn.execute(
+                    "UPDATE ledger.parked_trades p SET reason = t.reason, detail = t.detail "
+                    "FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(reference, reason, detail) "
+                    "WHERE p.reference = t.reference",
+                    (
+                        list(plan.renewed),
+                        [str(v.reason) for v in plan.renewed.values()],
+                        [v.detail for v in plan.renewed.values()],
+                    ),
+                )
+            lifted = await _set_halts(
+                conn, {a: (by_reference[h.reference].parked_id, h.reason) for a, h in plan.halts.items()}
+            )
+            cursor = await conn.execute(
+                f"SELECT {_PARKED_COLUMNS} FROM ledger.parked_trades "
+                "WHERE reference = ANY(%s) ORDER BY parked_id",
+                (plan.posted,),
+            )
+            posted = tuple(_parked_row(row) for row in await cursor.fetchall())
+            halts = tuple(await _halt_rows(conn, target_accounts))
+        self.parking_changed.set()
+        log.info(
+            "parked trades posted by a retry",
+            reference=reference,
+            posted=[row.reference for row in posted],
+            halts_lifted=lifted,
+            still_halted=[h.account_id for h in halts],
+        )
+        return RetryResult(posted, tuple(lifted), halts)
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -425,6 +767,195 @@ async def _apply_deltas(
     if len(updated) != len(deltas):
         raise RuntimeError(f"balance update touched {len(updated)} rows, expected {len(deltas)}")
     return updated
+
+
+async def _unrecorded(
+    conn: psycopg.AsyncConnection[Any], source: str, batch: Sequence[TradeToPost]
+) -> list[TradeToPost]:
+    """The trades of `batch` not yet recorded (posted or parked), each trade id once, in batch order."""
+    first: dict[str, TradeToPost] = {}
+    for item in batch:
+        first.setdefault(item.entry.reference, item)
+    cursor = await conn.execute(
+        _RECORDED,
+        {"references": list(first), "source": source, "sequences": [item.sequence for item in batch]},
+    )
+    references: set[str] = set()
+    sequences: set[int] = set()
+    for reference, sequence in await cursor.fetchall():
+        references.add(reference)
+        if sequence is not None:
+            sequences.add(int(sequence))
+    return [item for ref, item in first.items() if ref not in references and item.sequence not in sequences]
+
+
+async def _missing(conn: psycopg.AsyncConnection[Any], entries: Sequence[Entry]) -> tuple[set[str], set[str]]:
+    """The accounts and the assets `entries` name that the ledger does not have."""
+    accounts = sorted({p.account_id for e in entries for p in e.postings})
+    assets = sorted({p.asset for e in entries for p in e.postings})
+    cursor = await conn.execute(_MISSING, (accounts, assets))
+    missing: dict[str, set[str]] = {"account": set(), "asset": set()}
+    for kind, name in await cursor.fetchall():
+        missing[kind].add(name)
+    return missing["account"], missing["asset"]
+
+
+def _known_pairs(
+    entries: Sequence[Entry], missing_accounts: Collection[str], missing_assets: Collection[str]
+) -> list[tuple[str, str]]:
+    """The (account, asset) balances of the entries that name no unknown account or asset."""
+    return parking.entry_pairs(
+        e
+        for e in entries
+        if not any(p.account_id in missing_accounts or p.asset in missing_assets for p in e.postings)
+    )
+
+
+async def _lock_balances(
+    conn: psycopg.AsyncConnection[Any], pairs: Sequence[tuple[str, str]]
+) -> parking.Balances:
+    """The balances of `pairs` (missing rows made at zero), their rows locked in sorted order."""
+    if not pairs:
+        return {}
+    accounts = [account for account, _ in pairs]
+    assets = [asset for _, asset in pairs]
+    await conn.execute(_ENSURE_BALANCES, (accounts, assets, [a in ledger.NEGATIVE_ALLOWED for a in accounts]))
+    cursor = await conn.execute(_LOCK_AND_READ_BALANCES, (accounts, assets))
+    return {(account, asset): int(amount) for account, asset, amount in await cursor.fetchall()}
+
+
+async def _halts_of(conn: psycopg.AsyncConnection[Any], accounts: Collection[str]) -> dict[str, parking.Halt]:
+    if not accounts:
+        return {}
+    cursor = await conn.execute(_HALTS_OF, (list(accounts),))
+    return {
+        account: parking.Halt(reference, RejectReason.from_name(reason))
+        for account, reference, reason in await cursor.fetchall()
+    }
+
+
+async def _post_entries(conn: psycopg.AsyncConnection[Any], entries: Sequence[Entry]) -> list[int]:
+    """Journal `entries` in order (their balance rows locked already); their entry ids, in order."""
+    if not entries:
+        return []
+    cursor = await conn.execute(_INSERT_ENTRIES, ([e.kind for e in entries], [e.reference for e in entries]))
+    ids = {reference: int(entry_id) for entry_id, reference in await cursor.fetchall()}
+    if len(ids) != len(entries):  # the locks make this impossible: a bug, so nothing is posted
+        raise RuntimeError(
+            f"{len(entries) - len(ids)} of {len(entries)} trade references were journaled already"
+        )
+    entry_ids = [ids[e.reference] for e in entries]
+    await _copy_postings(conn, zip(entry_ids, entries, strict=True))
+    deltas = ledger.balance_deltas(entries)
+    if deltas:
+        cursor = await conn.execute(
+            _ADD_TO_BALANCES,
+            ([a for a, _, _ in deltas], [asset for _, asset, _ in deltas], [d for _, _, d in deltas]),
+        )
+        if len(await cursor.fetchall()) != len(deltas):
+            raise RuntimeError("a balance row of a trade was not locked before posting")
+    return entry_ids
+
+
+async def _park(
+    conn: psycopg.AsyncConnection[Any],
+    source: str,
+    parked: Sequence[tuple[TradeToPost, parking.Verdict]],
+    new_halts: dict[str, parking.Halt],
+) -> None:
+    """Record `parked` trades (in order) and halt the accounts they halt first."""
+    await conn.execute(
+        _INSERT_PARKED,
+        (
+            source,
+            [item.sequence for item, _ in parked],
+            [item.trade.trade_id for item, _ in parked],
+            [item.entry.reference for item, _ in parked],
+            [
+                Jsonb(json_format.MessageToDict(item.trade, preserving_proto_field_name=True))
+                for item, _ in parked
+            ],
+            [str(verdict.reason) for _, verdict in parked],
+            [verdict.detail for _, verdict in parked],
+            [Jsonb(list(parking.halted_accounts(item.entry))) for item, _ in parked],
+        ),
+    )
+    if new_halts:
+        await conn.execute(
+            _INSERT_HALTS,
+            (
+                list(new_halts),
+                [h.reference for h in new_halts.values()],
+                [str(h.reason) for h in new_halts.values()],
+            ),
+        )
+
+
+def _parked_row(row: Sequence[Any]) -> ParkedTradeRow:
+    (
+        parked_id,
+        source,
+        sequence,
+        payload,
+        reference,
+        reason,
+        detail,
+        accounts,
+        parked,
+        resolved,
+        how,
+        entry,
+    ) = row
+    trade = json_format.ParseDict(payload, common_pb2.Trade(), ignore_unknown_fields=True)
+    return ParkedTradeRow(
+        parked_id=int(parked_id),
+        source=source,
+        sequence=int(sequence),
+        trade=trade,
+        reference=reference,
+        reason=RejectReason.from_name(reason),
+        detail=detail,
+        account_ids=tuple(accounts),
+        parked_ns=_nanoseconds(parked),
+        resolved_ns=_nanoseconds(resolved) if resolved is not None else 0,
+        resolution=how or "",
+        entry_id=int(entry or 0),
+    )
+
+
+async def _halt_rows(conn: psycopg.AsyncConnection[Any], accounts: Collection[str] | None) -> list[HaltRow]:
+    cursor = await conn.execute(_HALT_ROWS, {"accounts": None if accounts is None else list(accounts)})
+    return [
+        HaltRow(
+            account,
+            RejectReason.from_name(reason),
+            source,
+            int(trade_id),
+            reference,
+            _nanoseconds(at),
+            int(n),
+        )
+        for account, reason, source, trade_id, reference, at, n in await cursor.fetchall()
+    ]
+
+
+async def _set_halts(
+    conn: psycopg.AsyncConnection[Any], halts: dict[str, tuple[int, RejectReason]]
+) -> list[str]:
+    """Make ledger.account_halts exactly `halts` (account -> parked trade, reason); the accounts lifted."""
+    cursor = await conn.execute("SELECT account_id FROM ledger.account_halts")
+    lifted = sorted({row[0] for row in await cursor.fetchall()} - halts.keys())
+    if lifted:
+        await conn.execute("DELETE FROM ledger.account_halts WHERE account_id = ANY(%s)", (lifted,))
+    if halts:
+        await conn.execute(
+            "INSERT INTO ledger.account_halts AS h (account_id, parked_id, reason) "
+            "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[]) "
+            "ON CONFLICT (account_id) DO UPDATE SET parked_id = EXCLUDED.parked_id, reason = EXCLUDED.reason "
+            "WHERE (h.parked_id, h.reason) IS DISTINCT FROM (EXCLUDED.parked_id, EXCLUDED.reason)",
+            (list(halts), [p for p, _ in halts.values()], [str(r) for _, r in halts.values()]),
+        )
+    return lifted
 
 
 async def _repeated_deposit(

@@ -4,23 +4,33 @@ to the stores is reported by the invariant it breaks, naming what breaks it.
 The damage is written behind the services' backs (the only SQL writes on their tables outside them,
 allowed by tests/unit/test_layering.py for this file alone); what to damage is found through the
 services' own audit readers and key builders.
+
+A trade the ledger cannot post (risk's view damaged, so it accepts a sell the ledger cannot settle)
+is parked: `backbone check` and settlement's health report it until an operator resolves it through
+the gateway's AdminService (the tests at the end, on the same system).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
 import redis
+from grpc_health.v1 import health_pb2
 
 from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
 from ops.invariants import Report, check_once
+from ops.supervisor import health_check
 from risk import audit as risk_audit
 from risk import keys as risk_keys
 from settlement import audit as ledger_audit
@@ -29,12 +39,17 @@ from tests.integration.gateway_calls import (
     BUY,
     SELL,
     Gateway,
+    balances,
     funded_account,
     invariants_hold,
     key,
     order,
+    refused,
     setup_market,
+    unique,
+    wait_for,
 )
+from tests.integration.grpcurl_stand_in import Answers, run_pasted, substitute
 from trading import audit as journal_audit
 
 pytestmark = pytest.mark.integration
@@ -44,6 +59,7 @@ ALL = [
     "assets net to zero",
     "balances match postings",
     "no negative balance",
+    "no parked trades",
     "journal replays",
     "trades posted once",
     "reservations match open orders",
@@ -82,6 +98,7 @@ def test_every_invariant_holds_after_trading(traded: tuple[System, dict[str, str
     report = settled(system)
     assert [f.name for f in report.findings] == ALL
     assert report.finding("trades posted once").summary == "1 trades, each posted once as computed"
+    assert report.finding("no parked trades").summary == "no trade parked, no account halted"
     assert report.finding("reservations match open orders").summary.startswith("2 open orders")
 
 
@@ -150,7 +167,7 @@ def test_a_lost_reservation_is_reported(traded: tuple[System, dict[str, str]]) -
         items = report.finding("reservations match open orders").items
         assert any(orders["resting_buy"] in item and "risk holds None" in item for item in items), items
     finally:
-        cache.hset(order_key, mapping=saved)
+        cache.hset(order_key, mapping=dict(saved.items()))
         cache.close()
     settled(system)
 
@@ -259,9 +276,9 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
         try:
             report = check_once(system.database_url, system.redis_url)
             assert statuses(report) == {
-                **dict.fromkeys(ALL[:4], "ok"),
+                **dict.fromkeys(ALL[:5], "ok"),
                 "journal replays": "violated",
-                **dict.fromkeys(ALL[5:], "unchecked"),
+                **dict.fromkeys(ALL[6:], "unchecked"),
             }, "\n".join(report.lines())
             assert "is not what replay regenerated" in report.finding("journal replays").items[0]
         finally:
@@ -271,3 +288,340 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
             )
             connection.commit()
     settled(system)
+
+
+def test_a_parked_trade_that_is_also_posted_or_in_no_journal_is_reported(
+    traded: tuple[System, dict[str, str]],
+) -> None:
+    system, _ = traded
+    settled(system)
+    with psycopg.connect(system.database_url) as connection:
+        posted = ledger_audit.trade_entries(connection)[0]
+        _, source, trade_id = posted.reference.split(":")
+        accounts = sorted({p.account_id for p in posted.postings if not p.account_id.startswith("system:")})
+        forged = [
+            (source, 10**6, int(trade_id), posted.reference),  # recorded as parked, yet posted
+            ("ghost-shard", 1, 1, "trade:ghost-shard:1"),  # parked, but no journal has it
+        ]
+        for row in forged:
+            connection.execute(
+                "INSERT INTO ledger.parked_trades (source, sequence, trade_id, reference, trade, reason, "
+                "account_ids) VALUES (%s, %s, %s, %s, %s, 'NEGATIVE_BALANCE', %s)",
+                (*row, json.dumps({"trade_id": str(row[2]), "buy_account_id": accounts[0],
+                                   "sell_account_id": accounts[-1], "base_asset": "ETH", "quote_asset": "USD",
+                                   "base_amount": "1", "quote_amount": "1"}), accounts),
+            )  # fmt: skip
+        connection.commit()
+        try:
+            # Risk never applied these, so its totals differ from the ledger's plus the parked trades.
+            report = damaged(system, {"no parked trades", "trades posted once", "risk matches ledger"})
+            assert report.finding("trades posted once").items == [
+                f"{posted.reference} is posted and still parked",
+                "trade:ghost-shard:1 is parked but in no journal",
+            ]
+            items = report.finding("no parked trades").items
+            assert [item.split(" ")[0] for item in items] == [posted.reference, "trade:ghost-shard:1"]
+        finally:
+            connection.execute(
+                "DELETE FROM ledger.parked_trades WHERE reference = ANY(%s)", ([r[3] for r in forged],)
+            )
+            connection.commit()
+    settled(system)
+
+
+# --- parked trades ------------------------------------------------------------------------------
+# Risk's view of one seller is damaged (it believes the seller holds 2 PRK more than the ledger
+# does, as after a lost posting or a wrong rebuild), so risk accepts a sell the ledger cannot
+# settle. The ledger parks that trade and halts the seller and the buyer; the buyer's next trade
+# waits behind it; other accounts keep trading and posting; trading's outbox to settlement never
+# stalls. Settlement's parked-trades health entry and `backbone check` name them. An operator lists
+# them through the gateway's AdminService (the README's commands, pasted), funds the seller and
+# retries: both trades post in order, the halts are lifted and every invariant holds again. Bad
+# input to the admin calls is refused naming the field, and changes nothing.
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+PARKED_ENTRY = "backbone.settlement.v1.SettlementService/parked-trades"
+OUTBOX_ENTRY = "backbone.trading.v1.TradingService/outbox/settlement-trades"
+EXTRA = 2 * 10**8  # 2 PRK in minor units (scale 8)
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@dataclass
+class Market:
+    system: System
+    gateway: Gateway
+    accounts: dict[str, tuple[str, str]]  # name -> (account id, api key)
+
+    def id(self, name: str) -> str:
+        return self.accounts[name][0]
+
+    def trade(self, seller: str, buyer: str, quantity: str) -> None:
+        """`seller` rests a sell at 100.00 and `buyer` takes it."""
+        public = self.gateway.public
+        public.SubmitOrder(order("PRK-USD", SELL, "100.00", quantity), metadata=key(self.accounts[seller][1]))
+        answer = public.SubmitOrder(
+            order("PRK-USD", BUY, "100.00", quantity), metadata=key(self.accounts[buyer][1])
+        )
+        assert answer.order.filled_quantity == answer.order.quantity, answer
+
+
+@pytest.fixture(scope="module")
+def market(traded: tuple[System, dict[str, str]]) -> Iterator[Market]:
+    """The traded system with a second market and four accounts of its own (the parked-trade tests)."""
+    system, _ = traded
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        setup_market(gateway, "PRK-USD", "PRK")
+        accounts = {
+            "seller": funded_account(gateway, {"PRK": "1"}),
+            "buyer": funded_account(gateway, {"USD": "10000"}),
+            "other_seller": funded_account(gateway, {"PRK": "10"}),
+            "other_buyer": funded_account(gateway, {"USD": "10000"}),
+        }
+        yield Market(system, gateway, accounts)
+
+
+def admin(market: Market) -> tuple[tuple[str, str], ...]:
+    return market.gateway.admin_metadata()
+
+
+def listed(market: Market) -> gateway_pb2.ListParkedTradesResponse:
+    request = gateway_pb2.ListParkedTradesRequest(include_resolved=True)
+    answer: gateway_pb2.ListParkedTradesResponse = market.gateway.admin.ListParkedTrades(
+        request, metadata=admin(market)
+    )
+    return answer
+
+
+def halted(market: Market) -> dict[str, gateway_pb2.AccountHalt]:
+    answer = market.gateway.admin.ListHaltedAccounts(
+        gateway_pb2.ListHaltedAccountsRequest(), metadata=admin(market)
+    )
+    return {halt.account_id: halt for halt in answer.halts}
+
+
+def market_statuses(market: Market) -> dict[str, str]:
+    return statuses(check_once(market.system.database_url, market.system.redis_url))
+
+
+def readme_block() -> str:
+    """The grpcurl block of the README's "Parked trades" section, after the walk-through's ADMIN and GW."""
+    section = README.read_text().split("\n## Parked trades\n", 1)[1].split("\n## ", 1)[0]
+    blocks: list[str] = re.findall(r"```sh\n(.*?)```", section, re.S)
+    (block,) = blocks
+    return 'ADMIN="x-admin-key: $(cat .backbone/admin-key)"\nGW=127.0.0.1:50051\n' + block
+
+
+def paste(system: System, commands: str, folder: Path) -> Answers:
+    """Run README commands as a reader would, in a folder holding `.backbone/admin-key`."""
+    (folder / ".backbone").mkdir(parents=True)
+    (folder / ".backbone" / "admin-key").write_text(system.admin_key + "\n")
+    return run_pasted(substitute(commands, "GW=127.0.0.1:50051", f"GW={system.gateway}"), folder)
+
+
+def test_a_parked_trade_is_reported_and_retried_through_the_gateway(market: Market, tmp_path: Path) -> None:
+    system = market.system
+    invariants_hold(system.database_url, system.redis_url)
+    cache = redis.Redis.from_url(system.redis_url)
+    seller_total = (
+        risk_keys.balances_key(market.id("seller")),
+        risk_keys.balance_field("PRK", risk_keys.TOTAL),
+    )
+    cache.hincrby(*seller_total, EXTRA)  # risk now believes the seller holds 3 PRK; the ledger says 1
+    try:
+        market.trade("seller", "buyer", "2")  # the ledger cannot deliver 2 PRK of the seller's 1: parked
+        market.trade("other_seller", "buyer", "1")  # the buyer is halted: waits behind it
+        market.trade("other_seller", "other_buyer", "1")  # other accounts post as usual
+
+        wait_for(lambda: listed(market).parked_count == 2, what="two parked trades")
+        parked = listed(market)
+        first, second = parked.parked_trades
+        assert (RejectReason.from_number(first.reason), RejectReason.from_number(second.reason)) == (
+            RejectReason.NEGATIVE_BALANCE,
+            RejectReason.ACCOUNT_HALTED,
+        )
+        assert (first.sell_account_id, first.buy_account_id) == (market.id("seller"), market.id("buyer"))
+        assert (first.base_amount, first.quote_amount, first.price, first.quantity) == (
+            "2.00000000",
+            "200.000000",
+            "100.00",
+            "2.0000",
+        )
+        assert first.parked_at.seconds > 0 and not first.resolution
+        assert sorted(first.account_ids) == sorted([market.id("seller"), market.id("buyer")])
+        halts = halted(market)
+        assert set(halts) == {market.id("seller"), market.id("buyer")}
+        assert halts[market.id("buyer")].trade_id == first.trade_id
+        assert halts[market.id("buyer")].parked_trades == 2
+        wait_for(
+            lambda: balances(market.gateway, market.accounts["other_buyer"][1])["PRK"].total == "1.00000000",
+            what="the other accounts' trade posted",
+        )
+
+        # Settlement says so in its health; it keeps serving, and trading's outbox is not stalled.
+        settlement = system.services.address("settlement")
+        status, detail = health_check(settlement, PARKED_ENTRY)
+        assert status == NOT_SERVING
+        assert (
+            "2 trade(s) parked" in detail and market.id("seller") in detail and market.id("buyer") in detail
+        )
+        assert health_check(settlement, "backbone.settlement.v1.SettlementService")[0] == SERVING
+        assert health_check(system.services.address("trading"), OUTBOX_ENTRY)[0] == SERVING
+
+        # `backbone check` lists them; the parked trades are recorded, not missing.
+        report = check_once(system.database_url, system.redis_url)
+        finding = report.finding("no parked trades")
+        assert finding.status == "violated"
+        assert any(item.startswith(f"trade:{first.source}:{first.trade_id} ") for item in finding.items)
+        assert any(market.id("buyer") in item and "halted" in item for item in finding.items)
+        assert report.finding("trades posted once").status == "ok"
+        assert "2 parked" in report.finding("trades posted once").summary
+        # Risk's damage is still there (it is the cause), and nothing else is wrong.
+        assert {name for name, s in market_statuses(market).items() if s != "ok"} == {
+            "no parked trades",
+            "risk matches ledger",
+        }
+
+        # Retrying the waiting trade, or the first before the seller is funded, changes nothing.
+        retry = market.gateway.admin.RetryParkedTrade
+        error = refused(
+            lambda: retry(
+                gateway_pb2.RetryParkedTradeRequest(source=second.source, trade_id=second.trade_id),
+                metadata=admin(market),
+            )
+        )
+        assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_HALTED")
+        error = refused(
+            lambda: retry(
+                gateway_pb2.RetryParkedTradeRequest(source=first.source, trade_id=first.trade_id),
+                metadata=admin(market),
+            )
+        )
+        assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NEGATIVE_BALANCE")
+        assert listed(market) == parked
+
+        # The operator funds the seller (and repairs risk's view), then retries: both post, in order.
+        market.gateway.admin.Deposit(
+            gateway_pb2.DepositRequest(
+                deposit_id=unique("dep"), account_id=market.id("seller"), asset="PRK", amount="2"
+            ),
+            metadata=admin(market),
+        )
+    finally:
+        cache.hincrby(*seller_total, -EXTRA)
+        cache.close()
+    # The retry as the README's "Parked trades" section writes it, pasted (grpcurl played by buf curl).
+    assert first.source == "trading-0"
+    commands = readme_block()
+    commands = substitute(commands, '"account_id":"bob"', f'"account_id":"{market.id("seller")}"')
+    commands = substitute(commands, '"trade_id":"7"', f'"trade_id":"{first.trade_id}"')
+    answers = paste(system, commands, tmp_path)
+    assert {h["accountId"] for h in answers.of("ListHaltedAccounts")[0]["halts"]} == {
+        market.id("seller"),
+        market.id("buyer"),
+    }
+    assert [t["tradeId"] for t in answers.of("ListParkedTrades")[0]["parkedTrades"]] == [first.trade_id]
+    (answer,) = answers.of("RetryParkedTrade")
+    assert [t["tradeId"] for t in answer["posted"]] == [first.trade_id, second.trade_id]
+    assert all(t["resolution"] == "posted" and t["resolvedAt"] for t in answer["posted"])
+    assert sorted(answer["haltsLifted"]) == sorted([market.id("seller"), market.id("buyer")])
+    assert "halts" not in answer and halted(market) == {}
+    assert listed(market).parked_count == 0
+    invariants_hold(system.database_url, system.redis_url)
+    wait_for(lambda: health_check(system.services.address("settlement"), PARKED_ENTRY)[0] == SERVING)
+    # A repeated retry changes nothing.
+    again = market.gateway.admin.RetryParkedTrade(
+        gateway_pb2.RetryParkedTradeRequest(source=first.source, trade_id=first.trade_id),
+        metadata=admin(market),
+    )
+    assert (list(again.posted), list(again.halts_lifted)) == ([], [])
+
+
+def test_bad_input_to_the_parked_trade_admin_calls_names_the_field_and_changes_nothing(
+    market: Market,
+) -> None:
+    admin_calls = market.gateway.admin
+    before = (listed(market), halted(market))
+    md = admin(market)
+    retry = gateway_pb2.RetryParkedTradeRequest
+    cases: list[tuple[Callable[[], object], str, str, str]] = [
+        (
+            lambda: admin_calls.ListParkedTrades(gateway_pb2.ListParkedTradesRequest()),
+            "UNAUTHENTICATED",
+            "MISSING_ADMIN_KEY",
+            "",
+        ),
+        (
+            lambda: admin_calls.ListHaltedAccounts(
+                gateway_pb2.ListHaltedAccountsRequest(), metadata=(("x-admin-key", "wrong"),)
+            ),
+            "UNAUTHENTICATED",
+            "INVALID_ADMIN_KEY",
+            "",
+        ),
+        (
+            lambda: admin_calls.RetryParkedTrade(retry(source="trading-0", trade_id="1")),
+            "UNAUTHENTICATED",
+            "MISSING_ADMIN_KEY",
+            "",
+        ),
+        (
+            lambda: admin_calls.ListParkedTrades(
+                gateway_pb2.ListParkedTradesRequest(account_id="bad id"), metadata=md
+            ),
+            "INVALID_ARGUMENT",
+            "INVALID_ACCOUNT_ID",
+            "account_id",
+        ),
+        (
+            lambda: admin_calls.ListParkedTrades(
+                gateway_pb2.ListParkedTradesRequest(limit=1001), metadata=md
+            ),
+            "INVALID_ARGUMENT",
+            "INVALID_LIMIT",
+            "limit",
+        ),
+        (
+            lambda: admin_calls.RetryParkedTrade(retry(trade_id="1"), metadata=md),
+            "INVALID_ARGUMENT",
+            "REQUIRED",
+            "source",
+        ),
+        (
+            lambda: admin_calls.RetryParkedTrade(retry(source="trading 0", trade_id="1"), metadata=md),
+            "INVALID_ARGUMENT",
+            "INVALID_SOURCE",
+            "source",
+        ),
+        (
+            lambda: admin_calls.RetryParkedTrade(retry(source="trading-0"), metadata=md),
+            "INVALID_ARGUMENT",
+            "REQUIRED",
+            "trade_id",
+        ),
+        *(
+            (
+                lambda bad=bad: admin_calls.RetryParkedTrade(
+                    retry(source="trading-0", trade_id=bad), metadata=md
+                ),
+                "INVALID_ARGUMENT",
+                "INVALID_TRADE_ID",
+                "trade_id",
+            )
+            for bad in ("abc", "-1", "0", "1.5", " 1", "1\n", "\uff11\uff12", "9" * 19, "1" * 200)
+        ),
+        (
+            lambda: admin_calls.RetryParkedTrade(
+                retry(source="trading-0", trade_id="987654321"), metadata=md
+            ),
+            "NOT_FOUND",
+            "UNKNOWN_PARKED_TRADE",
+            "",
+        ),
+    ]
+    for call, code, reason, field in cases:
+        error = refused(call)
+        assert (error.code.name, error.reason) == (code, reason), error
+        assert [v.field for v in error.violations] == ([field] if field else []), error
+    assert (listed(market), halted(market)) == before

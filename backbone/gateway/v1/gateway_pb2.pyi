@@ -311,3 +311,109 @@ class DepositResponse(_message.Message):
     created: bool
     balance: str
     def __init__(self, created: _Optional[bool] = ..., balance: _Optional[str] = ...) -> None: ...
+
+class ParkedTrade(_message.Message):
+    __slots__ = ("source", "sequence", "trade_id", "symbol", "buy_account_id", "sell_account_id", "price", "quantity", "base_asset", "quote_asset", "base_amount", "quote_amount", "buyer_fee", "seller_fee", "reason", "detail", "account_ids", "parked_at", "resolved_at", "resolution")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    BUY_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SELL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    BASE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BUYER_FEE_FIELD_NUMBER: _ClassVar[int]
+    SELLER_FEE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARKED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    sequence: int
+    trade_id: str
+    symbol: str
+    buy_account_id: str
+    sell_account_id: str
+    price: str
+    quantity: str
+    base_asset: str
+    quote_asset: str
+    base_amount: str
+    quote_amount: str
+    buyer_fee: str
+    seller_fee: str
+    reason: _common_pb2.RejectReason
+    detail: str
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    parked_at: _timestamp_pb2.Timestamp
+    resolved_at: _timestamp_pb2.Timestamp
+    resolution: str
+    def __init__(self, source: _Optional[str] = ..., sequence: _Optional[int] = ..., trade_id: _Optional[str] = ..., symbol: _Optional[str] = ..., buy_account_id: _Optional[str] = ..., sell_account_id: _Optional[str] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_amount: _Optional[str] = ..., quote_amount: _Optional[str] = ..., buyer_fee: _Optional[str] = ..., seller_fee: _Optional[str] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., detail: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ..., parked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...
+
+class ListParkedTradesRequest(_message.Message):
+    __slots__ = ("account_id", "include_resolved", "limit")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    include_resolved: bool
+    limit: int
+    def __init__(self, account_id: _Optional[str] = ..., include_resolved: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListParkedTradesResponse(_message.Message):
+    __slots__ = ("parked_trades", "parked_count")
+    PARKED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    PARKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    parked_trades: _containers.RepeatedCompositeFieldContainer[ParkedTrade]
+    parked_count: int
+    def __init__(self, parked_trades: _Optional[_Iterable[_Union[ParkedTrade, _Mapping]]] = ..., parked_count: _Optional[int] = ...) -> None: ...
+
+class AccountHalt(_message.Message):
+    __slots__ = ("account_id", "reason", "source", "trade_id", "halted_at", "parked_trades")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    HALTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PARKED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    reason: _common_pb2.RejectReason
+    source: str
+    trade_id: str
+    halted_at: _timestamp_pb2.Timestamp
+    parked_trades: int
+    def __init__(self, account_id: _Optional[str] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., source: _Optional[str] = ..., trade_id: _Optional[str] = ..., halted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parked_trades: _Optional[int] = ...) -> None: ...
+
+class ListHaltedAccountsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHaltedAccountsResponse(_message.Message):
+    __slots__ = ("halts",)
+    HALTS_FIELD_NUMBER: _ClassVar[int]
+    halts: _containers.RepeatedCompositeFieldContainer[AccountHalt]
+    def __init__(self, halts: _Optional[_Iterable[_Union[AccountHalt, _Mapping]]] = ...) -> None: ...
+
+class RetryParkedTradeRequest(_message.Message):
+    __slots__ = ("source", "trade_id")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    trade_id: str
+    def __init__(self, source: _Optional[str] = ..., trade_id: _Optional[str] = ...) -> None: ...
+
+class RetryParkedTradeResponse(_message.Message):
+    __slots__ = ("posted", "halts_lifted", "halts")
+    POSTED_FIELD_NUMBER: _ClassVar[int]
+    HALTS_LIFTED_FIELD_NUMBER: _ClassVar[int]
+    HALTS_FIELD_NUMBER: _ClassVar[int]
+    posted: _containers.RepeatedCompositeFieldContainer[ParkedTrade]
+    halts_lifted: _containers.RepeatedScalarFieldContainer[str]
+    halts: _containers.RepeatedCompositeFieldContainer[AccountHalt]
+    def __init__(self, posted: _Optional[_Iterable[_Union[ParkedTrade, _Mapping]]] = ..., halts_lifted: _Optional[_Iterable[str]] = ..., halts: _Optional[_Iterable[_Union[AccountHalt, _Mapping]]] = ...) -> None: ...

@@ -410,6 +410,21 @@ class AdminServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositResponse.FromString,
                 _registered_method=True)
+        self.ListParkedTrades = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/ListParkedTrades',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesResponse.FromString,
+                _registered_method=True)
+        self.ListHaltedAccounts = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/ListHaltedAccounts',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsResponse.FromString,
+                _registered_method=True)
+        self.RetryParkedTrade = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/RetryParkedTrade',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -445,6 +460,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListParkedTrades(self, request, context):
+        """ListParkedTrades lists the trades the ledger could not post (a customer
+        balance would go below zero, an unknown account or asset), oldest first.
+        Such a trade is parked and its accounts halted (their later trades wait
+        behind it, in order) while every other account's trades post as usual.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHaltedAccounts(self, request, context):
+        """ListHaltedAccounts lists the accounts whose postings wait behind a parked
+        trade, each naming the parked trade to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryParkedTrade(self, request, context):
+        """RetryParkedTrade posts a parked trade once its cause is fixed (for
+        example the account funded with Deposit), then the later parked trades
+        of its accounts in order; a halt is lifted when none of the account's
+        trades remain parked. A trade that still cannot be posted changes
+        nothing (FAILED_PRECONDITION with the reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -467,6 +511,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Deposit,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositResponse.SerializeToString,
+            ),
+            'ListParkedTrades': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedTrades,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesResponse.SerializeToString,
+            ),
+            'ListHaltedAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHaltedAccounts,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsResponse.SerializeToString,
+            ),
+            'RetryParkedTrade': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedTrade,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -579,6 +638,87 @@ class AdminService:
             '/backbone.gateway.v1.AdminService/Deposit',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.DepositResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedTrades(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/ListParkedTrades',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListParkedTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHaltedAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/ListHaltedAccounts',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListHaltedAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedTrade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/RetryParkedTrade',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -170,3 +170,91 @@ class ListEntriesResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ...) -> None: ...
+
+class ParkedTrade(_message.Message):
+    __slots__ = ("source", "sequence", "trade", "reason", "detail", "account_ids", "parked_ns", "resolved_ns", "resolution", "entry_id", "reference")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARKED_NS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_NS_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    sequence: int
+    trade: _common_pb2.Trade
+    reason: _common_pb2.RejectReason
+    detail: str
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    parked_ns: int
+    resolved_ns: int
+    resolution: str
+    entry_id: int
+    reference: str
+    def __init__(self, source: _Optional[str] = ..., sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., detail: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ..., parked_ns: _Optional[int] = ..., resolved_ns: _Optional[int] = ..., resolution: _Optional[str] = ..., entry_id: _Optional[int] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class ListParkedTradesRequest(_message.Message):
+    __slots__ = ("account_id", "include_resolved", "limit")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    include_resolved: bool
+    limit: int
+    def __init__(self, account_id: _Optional[str] = ..., include_resolved: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListParkedTradesResponse(_message.Message):
+    __slots__ = ("parked_trades", "parked_count")
+    PARKED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    PARKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    parked_trades: _containers.RepeatedCompositeFieldContainer[ParkedTrade]
+    parked_count: int
+    def __init__(self, parked_trades: _Optional[_Iterable[_Union[ParkedTrade, _Mapping]]] = ..., parked_count: _Optional[int] = ...) -> None: ...
+
+class AccountHalt(_message.Message):
+    __slots__ = ("account_id", "reason", "source", "trade_id", "halted_ns", "parked_trades")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    HALTED_NS_FIELD_NUMBER: _ClassVar[int]
+    PARKED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    reason: _common_pb2.RejectReason
+    source: str
+    trade_id: int
+    halted_ns: int
+    parked_trades: int
+    def __init__(self, account_id: _Optional[str] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., source: _Optional[str] = ..., trade_id: _Optional[int] = ..., halted_ns: _Optional[int] = ..., parked_trades: _Optional[int] = ...) -> None: ...
+
+class ListHaltedAccountsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHaltedAccountsResponse(_message.Message):
+    __slots__ = ("halts",)
+    HALTS_FIELD_NUMBER: _ClassVar[int]
+    halts: _containers.RepeatedCompositeFieldContainer[AccountHalt]
+    def __init__(self, halts: _Optional[_Iterable[_Union[AccountHalt, _Mapping]]] = ...) -> None: ...
+
+class RetryParkedTradeRequest(_message.Message):
+    __slots__ = ("source", "trade_id")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    trade_id: int
+    def __init__(self, source: _Optional[str] = ..., trade_id: _Optional[int] = ...) -> None: ...
+
+class RetryParkedTradeResponse(_message.Message):
+    __slots__ = ("posted", "halts_lifted", "halts")
+    POSTED_FIELD_NUMBER: _ClassVar[int]
+    HALTS_LIFTED_FIELD_NUMBER: _ClassVar[int]
+    HALTS_FIELD_NUMBER: _ClassVar[int]
+    posted: _containers.RepeatedCompositeFieldContainer[ParkedTrade]
+    halts_lifted: _containers.RepeatedScalarFieldContainer[str]
+    halts: _containers.RepeatedCompositeFieldContainer[AccountHalt]
+    def __init__(self, posted: _Optional[_Iterable[_Union[ParkedTrade, _Mapping]]] = ..., halts_lifted: _Optional[_Iterable[str]] = ..., halts: _Optional[_Iterable[_Union[AccountHalt, _Mapping]]] = ...) -> None: ...

@@ -76,6 +76,21 @@ class SettlementServiceStub:
                 request_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListParkedTrades = channel.unary_unary(
+                '/backbone.settlement.v1.SettlementService/ListParkedTrades',
+                request_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesRequest.SerializeToString,
+                response_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesResponse.FromString,
+                _registered_method=True)
+        self.ListHaltedAccounts = channel.unary_unary(
+                '/backbone.settlement.v1.SettlementService/ListHaltedAccounts',
+                request_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsRequest.SerializeToString,
+                response_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsResponse.FromString,
+                _registered_method=True)
+        self.RetryParkedTrade = channel.unary_unary(
+                '/backbone.settlement.v1.SettlementService/RetryParkedTrade',
+                request_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeRequest.SerializeToString,
+                response_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -144,6 +159,36 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListParkedTrades(self, request, context):
+        """ListParkedTrades lists the trades the ledger could not post (a customer
+        balance would go below zero, an unknown account or asset), oldest first.
+        StreamTrades parks such a trade instead of refusing its batch, halts its
+        accounts (their later trades are parked behind it, in order) and posts
+        the other accounts' trades as usual.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHaltedAccounts(self, request, context):
+        """ListHaltedAccounts lists the accounts whose postings wait behind a parked
+        trade, each naming the parked trade to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryParkedTrade(self, request, context):
+        """RetryParkedTrade posts a parked trade once its cause is fixed (for
+        example the account funded), then the later parked trades of its
+        accounts in order, as far as they can be posted; an account's halt is
+        lifted when none of its trades remain parked. When the trade still
+        cannot be posted nothing changes (FAILED_PRECONDITION with the reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +231,21 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.ListEntries,
                     request_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesRequest.FromString,
                     response_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'ListParkedTrades': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedTrades,
+                    request_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesRequest.FromString,
+                    response_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesResponse.SerializeToString,
+            ),
+            'ListHaltedAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHaltedAccounts,
+                    request_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsRequest.FromString,
+                    response_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsResponse.SerializeToString,
+            ),
+            'RetryParkedTrade': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryParkedTrade,
+                    request_deserializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeRequest.FromString,
+                    response_serializer=backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,6 +466,87 @@ class SettlementService:
             '/backbone.settlement.v1.SettlementService/ListEntries',
             backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesRequest.SerializeToString,
             backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedTrades(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.settlement.v1.SettlementService/ListParkedTrades',
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesRequest.SerializeToString,
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListParkedTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHaltedAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.settlement.v1.SettlementService/ListHaltedAccounts',
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsRequest.SerializeToString,
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.ListHaltedAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryParkedTrade(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.settlement.v1.SettlementService/RetryParkedTrade',
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeRequest.SerializeToString,
+            backbone_dot_settlement_dot_v1_dot_settlement__pb2.RetryParkedTradeResponse.FromString,
             options,
             channel_credentials,
             insecure,
