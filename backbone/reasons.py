@@ -261,6 +261,9 @@ class RejectReason(StrEnum):
     SETTLEMENT_UNAVAILABLE = "SETTLEMENT_UNAVAILABLE"
     """Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once."""
 
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    """The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly."""
+
     INTERNAL_ERROR = "INTERNAL_ERROR"
     """An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it."""
 
@@ -372,6 +375,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.RISK_REBUILDING: common_pb2.REJECT_REASON_RISK_REBUILDING,
     RejectReason.RISK_REBUILT: common_pb2.REJECT_REASON_RISK_REBUILT,
     RejectReason.SETTLEMENT_UNAVAILABLE: common_pb2.REJECT_REASON_SETTLEMENT_UNAVAILABLE,
+    RejectReason.DATABASE_UNAVAILABLE: common_pb2.REJECT_REASON_DATABASE_UNAVAILABLE,
     RejectReason.INTERNAL_ERROR: common_pb2.REJECT_REASON_INTERNAL_ERROR,
 }
 _STAGES: dict[RejectReason, Stage] = {
@@ -453,6 +457,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.RISK_REBUILDING: Stage.AVAILABILITY,
     RejectReason.RISK_REBUILT: Stage.AVAILABILITY,
     RejectReason.SETTLEMENT_UNAVAILABLE: Stage.AVAILABILITY,
+    RejectReason.DATABASE_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.INTERNAL_ERROR: Stage.AVAILABILITY,
 }
 _ADVICE: dict[RejectReason, str] = {
@@ -534,6 +539,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.RISK_REBUILDING: "Risk lost its state (a Redis flush or failover) and is rebuilding it from the ledger and trading's open orders; nothing was done. Retry shortly: risk serves again by itself within seconds.",
     RejectReason.RISK_REBUILT: 'Risk rebuilt its state while the order was on its way to the matching engine, so its reservation is not in the new state; nothing was done. Retry with the same client_order_id.',
     RejectReason.SETTLEMENT_UNAVAILABLE: 'Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once.',
+    RejectReason.DATABASE_UNAVAILABLE: "The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly.",
     RejectReason.INTERNAL_ERROR: "An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it.",
 }
 _BY_NUMBER: dict[int, RejectReason] = {int(number): reason for reason, number in _NUMBERS.items()}

@@ -294,8 +294,12 @@ class Engine:
                 outcome = self.new_order(command.new_order, timestamp_ns)
             else:
                 outcome = self.cancel_order(command.cancel_order, timestamp_ns)
-            if outcome.records:  # balances reflecting this sequence reflect every report of it
-                last = outcome.records[-1].sequence
+            # Balances reflecting this sequence reflect every report of the command: the last of its
+            # records that risk applies (a trade, a release). An order that only rests has none:
+            # its reservation was made before it reached the engine, so no read need wait for it.
+            risk_sequences = [r.sequence for r in outcome.records if r.WhichOneof("record") in EVENT_KINDS]
+            if risk_sequences:
+                last = risk_sequences[-1]
                 for report in outcome.reports:
                     report.journal_sequence = last
             return outcome

@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import psycopg
+import psycopg_pool
+import redis
 import structlog
 
 from backbone.reasons import RejectReason
@@ -30,6 +33,23 @@ Handler = Any  # grpc.RpcMethodHandler; its stubs type the sync flavour only
 
 # Health checks and reflection are polled often; they are not worth a log line each.
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def _store_unavailable(error: Exception) -> ServiceError | None:
+    """UNAVAILABLE for a PostgreSQL or Redis that cannot be reached or has no free connection."""
+    if isinstance(error, psycopg_pool.PoolTimeout | psycopg.OperationalError):
+        return ServiceError(
+            grpc.StatusCode.UNAVAILABLE,
+            RejectReason.DATABASE_UNAVAILABLE,
+            "the database cannot be reached or has no free connection now; nothing was done; retry",
+        )
+    if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return ServiceError(
+            grpc.StatusCode.UNAVAILABLE,
+            RejectReason.REDIS_UNAVAILABLE,
+            "Redis cannot be reached or has no free connection now; nothing was done; retry",
+        )
+    return None
 
 
 class _CallScope:
@@ -54,6 +74,13 @@ class _CallScope:
             code = self.context.code()
             self.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
             raise error
+        store_down = _store_unavailable(error)
+        if store_down is not None:
+            # A store that is down or saturated is not the caller's fault nor a bug: retry later.
+            log.warning("store unavailable", error=repr(error))
+            self.code = store_down.code
+            self.context.set_trailing_metadata(store_down.trailing_metadata())
+            await self.context.abort(store_down.code, store_down.message)
         self.code = grpc.StatusCode.INTERNAL
         log.exception("unhandled error", error=repr(error))
         internal = ServiceError(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 import grpc
+import psycopg_pool
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -40,6 +41,9 @@ class ProbeApp:
         async def crash(request: bytes, context: object) -> bytes:
             raise RuntimeError("secret internals")
 
+        async def busy(request: bytes, context: object) -> bytes:
+            raise psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec")
+
         async def slow(request: bytes, context: object) -> bytes:
             self.entered.set()
             await self.release.wait()
@@ -51,6 +55,7 @@ class ProbeApp:
                 "RequestId": request_id,
                 "Refuse": refuse,
                 "Crash": crash,
+                "Busy": busy,
                 "Slow": slow,
             }.items()
         }
@@ -110,6 +115,15 @@ async def test_runtime_serves_health_reflection_errors_and_request_ids() -> None
                 await channel.unary_unary(f"/{SERVICE}/Crash")(b"")
             assert crashed.value.code() == grpc.StatusCode.INTERNAL
             assert "secret" not in (crashed.value.details() or "")
+
+            # A database with no free connection is UNAVAILABLE (retry), not INTERNAL.
+            with pytest.raises(grpc.aio.AioRpcError) as busy:
+                await channel.unary_unary(f"/{SERVICE}/Busy")(b"")
+            error = from_rpc_error(busy.value)
+            assert (error.code, error.reason) == (
+                grpc.StatusCode.UNAVAILABLE,
+                RejectReason.DATABASE_UNAVAILABLE,
+            )
     finally:
         await running.stop()
     assert app.started and app.stopped

@@ -633,3 +633,17 @@ def test_a_client_order_id_journaled_twice_before_the_rule_still_replays() -> No
     rebuilt = replay_into_new_engine([*records, accepted_then])
     assert set(rebuilt.orders) == {"first", "second"}
     assert rebuilt.client_orders == {("acct-1", "mine"): "first"}
+
+
+def test_reports_name_the_last_sequence_risk_applies_for_them(engine: Engine) -> None:
+    # A resting order has nothing risk must apply (its reservation came first): 0, no read waits.
+    rested = engine.apply(new("rest", SELL, 100, 5), T)
+    assert [r.journal_sequence for r in rested.reports] == [0]
+    # A fill: every report of it names the trade's record, what a balance read must reflect.
+    filled = engine.apply(new("take", BUY, 100, 2), T + 1)
+    trade_sequence = next(r.sequence for r in filled.records if r.HasField("trade"))
+    assert {r.journal_sequence for r in filled.reports} == {trade_sequence}
+    # A cancel: its release.
+    cancelled = engine.apply(cancel("rest"), T + 2)
+    release_sequence = next(r.sequence for r in cancelled.records if r.HasField("order_released"))
+    assert {r.journal_sequence for r in cancelled.reports} == {release_sequence}

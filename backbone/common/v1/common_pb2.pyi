@@ -125,6 +125,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_SETTLEMENT_UNAVAILABLE: _ClassVar[RejectReason]
     REJECT_REASON_RISK_REBUILDING: _ClassVar[RejectReason]
     REJECT_REASON_RISK_REBUILT: _ClassVar[RejectReason]
+    REJECT_REASON_DATABASE_UNAVAILABLE: _ClassVar[RejectReason]
     REJECT_REASON_INTERNAL_ERROR: _ClassVar[RejectReason]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
@@ -225,6 +226,7 @@ REJECT_REASON_UNREACHABLE: RejectReason
 REJECT_REASON_SETTLEMENT_UNAVAILABLE: RejectReason
 REJECT_REASON_RISK_REBUILDING: RejectReason
 REJECT_REASON_RISK_REBUILT: RejectReason
+REJECT_REASON_DATABASE_UNAVAILABLE: RejectReason
 REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):
