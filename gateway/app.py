@@ -3,13 +3,9 @@
 The gateway's standard health (the "" entry and its two services) says NOT_SERVING while risk,
 trading or settlement is missing: a :class:`DependencyWatch` asks each one for its own standard
 health over the gateway's channel to it, twice a second, and the gateway republishes its entries
-whenever that changes (and every ``HEALTH_REFRESH_SECONDS``, since the runtime sets them SERVING
-once ``start()`` returns). The entries' ``backbone-health-detail`` trailer names what is missing
-and since when.
-
-It polls Check rather than following a Watch stream because the runtime's server interceptor
-wraps every server-streaming handler as an async generator, and the health service's Watch is a
-coroutine that writes to its context: Watch answers INTERNAL on every Backbone server.
+whenever that changes (and every ``HEALTH_REFRESH_SECONDS``). The entries'
+``backbone-health-detail`` trailer names what is missing and since when. Polling Check (rather
+than one Watch stream per dependency) keeps a dependency that hangs from looking alive.
 """
 
 from __future__ import annotations
@@ -106,11 +102,7 @@ class DependencyWatch:
             self.why[name] = why
 
     async def watch(self, name: str) -> None:
-        """Ask `name` for its health every ``DEPENDENCY_POLL_SECONDS`` until cancelled.
-
-        (A Check per poll rather than one Watch stream: the runtime's interceptor turns the
-        health service's Watch into an INTERNAL error, see the module's notes.)
-        """
+        """Ask `name` for its health every ``DEPENDENCY_POLL_SECONDS`` until cancelled."""
         stub: Any = health_pb2_grpc.HealthStub(self._channels[name])  # its stubs declare no methods
         request = health_pb2.HealthCheckRequest(service="")
         slow = 0

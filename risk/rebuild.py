@@ -214,9 +214,7 @@ class RiskState:
                 await self.store.finish_rebuild(epoch)
 
     async def _health(self, serving: bool) -> None:
-        # NOT_SERVING is said again at every look: the runtime marks the server SERVING once
-        # the app has started, which must not hide a rebuild still under way.
-        if self._on_health is not None and (serving != self._serving or not serving):
+        if self._on_health is not None and serving != self._serving:
             self._serving = serving
             await self._on_health(serving, self.detail)
 

@@ -81,9 +81,13 @@ class HealthEntries:
 
     def __init__(self, servicer: HealthServicer) -> None:
         self._servicer = servicer
+        # Entries the app has set itself: the runtime leaves them to it (a rebuild still under way,
+        # a dependency still missing, must not read SERVING because the app's start() returned).
+        self.claimed: set[str] = set()
 
     async def set(self, name: str, serving: bool, detail: Callable[[], str] | None = None) -> None:
         """Set entry `name` SERVING or NOT_SERVING; `detail` (called per Check) says why."""
+        self.claimed.add(name)
         if detail is not None:
             self._servicer.details[name] = detail
         serving_status = health_pb2.HealthCheckResponse
@@ -130,8 +134,9 @@ class RunningServer:
         self._stopping = False
 
     async def start(self, address: str) -> None:
+        entries = HealthEntries(self.health)
         if isinstance(self.app, PublishesHealth):
-            self.app.use_health(HealthEntries(self.health))
+            self.app.use_health(entries)
         names = list(self.app.register(self.server))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -150,7 +155,8 @@ class RunningServer:
         await self.server.start()
         await self.app.start()
         for name in ("", *names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            if name not in entries.claimed:
+                await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", address=address, port=self.port, services=names)
 
     async def stop(self) -> None:

@@ -15,7 +15,7 @@ from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.context import request_id_var
 from backbone.runtime.errors import ServiceError, from_rpc_error, invalid_field
-from backbone.runtime.server import BindError, RunningServer
+from backbone.runtime.server import BindError, HealthEntries, RunningServer
 
 SERVICE = "backbone.test.Probe"
 
@@ -179,3 +179,28 @@ def test_service_error_round_trips_through_status_details() -> None:
     status = original.to_status()
     assert status.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert status.message == "no order o-1"
+
+
+async def test_an_app_that_says_not_serving_during_start_is_not_overruled() -> None:
+    """Risk rebuilding (or a gateway missing a dependency) at start stays NOT_SERVING after start()."""
+
+    class NotReadyApp(ProbeApp):
+        def use_health(self, entries: HealthEntries) -> None:
+            self.entries = entries
+
+        async def start(self) -> None:
+            await self.entries.set("", False, lambda: "rebuilding")
+            self.started = True
+
+    app = NotReadyApp()
+    running = RunningServer(app, settings())
+    await running.start("127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            whole = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert whole.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            own = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            assert own.status == health_pb2.HealthCheckResponse.SERVING  # not claimed: the runtime's
+    finally:
+        await running.stop()
