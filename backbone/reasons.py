@@ -190,7 +190,7 @@ class RejectReason(StrEnum):
     """An amount is outside the range the ledger accepts (internal)."""
 
     ACCOUNT_HALTED = "ACCOUNT_HALTED"
-    """The ledger holds back this account's postings: an earlier trade of it could not be posted and is parked, so its later trades wait behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade)."""
+    """The account is halted: a trade of it could not be posted and is parked, so risk refuses its new orders and the ledger holds its later trades behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade)."""
 
     UNKNOWN_PARKED_TRADE = "UNKNOWN_PARKED_TRADE"
     """No trade of this source and trade id was ever parked. ListParkedTrades lists the parked trades."""
@@ -515,7 +515,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.BALANCE_TOO_LARGE: 'Posting would take a balance beyond the largest the ledger holds. Nothing was posted; this points to a wrong amount.',
     RejectReason.INVALID_TRADE: "A trade's amounts do not add up (internal: trading computes them).",
     RejectReason.AMOUNT_OUT_OF_RANGE: 'An amount is outside the range the ledger accepts (internal).',
-    RejectReason.ACCOUNT_HALTED: "The ledger holds back this account's postings: an earlier trade of it could not be posted and is parked, so its later trades wait behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade).",
+    RejectReason.ACCOUNT_HALTED: 'The account is halted: a trade of it could not be posted and is parked, so risk refuses its new orders and the ledger holds its later trades behind that one, in order. Fix the cause (fund the account) and retry the parked trade ListHaltedAccounts names (RetryParkedTrade).',
     RejectReason.UNKNOWN_PARKED_TRADE: 'No trade of this source and trade id was ever parked. ListParkedTrades lists the parked trades.',
     RejectReason.SOURCE_REQUIRED: 'The first message of an event stream must name its source (internal).',
     RejectReason.SOURCE_CHANGED: 'A stream carries the events of one source only (internal).',

@@ -32,6 +32,8 @@ _RISK_SENTENCES = {
     RejectReason.INSUFFICIENT_BALANCE: "the account's available balance does not cover this order "
     "(price x quantity plus fees for a buy, the quantity for a sell)",
     RejectReason.UNKNOWN_SYMBOL: "risk does not know this instrument yet; retry shortly",
+    RejectReason.ACCOUNT_HALTED: "the account is halted: one of its trades could not be posted and is "
+    "parked until an operator resolves it (AdminService ListParkedTrades, RetryParkedTrade)",
 }
 # Risk could not decide now; the same order may pass later.
 _RISK_TRANSIENT_REASONS = frozenset(

@@ -287,6 +287,14 @@ def ledger_leg(event: risk_pb2.LedgerEvent) -> LegOp:
     )
 
 
+def halt_op(event: risk_pb2.LedgerEvent) -> tuple[str, int, bool]:
+    """A ledger halt or resume as (account, op id, halted)."""
+    sequence = event.sequence
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(event.account_id), sequence, "ledger event has a bad account_id")
+    return event.account_id, op_id(sequence, 0), event.kind == risk_pb2.LEDGER_EVENT_KIND_HALT
+
+
 @dataclass(frozen=True)
 class OpenOrderHold:
     """What one open order holds in a rebuilt state (trading's snapshot)."""

@@ -395,12 +395,30 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         """Apply the ledger events after `cursor` (each once per account), then advance it."""
         store, _ = self._ready()
         fresh = [event for event in events if event.sequence > cursor]
+        # In sequence order, in runs of one kind: each account's applied marker only moves up.
+        runs: list[tuple[bool, list[risk_pb2.LedgerEvent]]] = []
+        for event in fresh:
+            is_halt = event.kind in (risk_pb2.LEDGER_EVENT_KIND_HALT, risk_pb2.LEDGER_EVENT_KIND_RESUME)
+            if not runs or runs[-1][0] != is_halt:
+                runs.append((is_halt, []))
+            runs[-1][1].append(event)
         try:
-            legs = [exposure.ledger_leg(event) for event in fresh]
+            for is_halt, run in runs:
+                if is_halt:
+                    await store.apply_halts(exposure.LEDGER_SOURCE, [exposure.halt_op(e) for e in run], epoch)
+                    for event in run:
+                        log.warning(
+                            "account halted by the ledger"
+                            if event.kind == risk_pb2.LEDGER_EVENT_KIND_HALT
+                            else "account resumed by the ledger",
+                            account_id=event.account_id,
+                            sequence=event.sequence,
+                        )
+                else:
+                    legs = [exposure.ledger_leg(event) for event in run]
+                    await store.apply_legs(exposure.LEDGER_SOURCE, legs, epoch)
         except exposure.MalformedEvent as error:
             raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
-        try:
-            await store.apply_legs(exposure.LEDGER_SOURCE, legs, epoch)
         except RiskStateError as error:
             log.error("ledger event refused: applying it would corrupt risk state", error=str(error))
             raise ServiceError(
@@ -422,6 +440,10 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 )
             balances.append((balance.account_id, balance.asset, balance.amount))
         await store.write_balances(epoch, balances)
+        for account in page.halted_accounts:
+            if ids.account_id_problem(account):
+                raise invalid_field("snapshot.halted_accounts", RejectReason.MALFORMED_EVENT, "a bad account")
+        await store.write_halts(epoch, list(page.halted_accounts))
         for trade_cursor in page.trade_cursors:
             if ids.source_problem(trade_cursor.source):
                 raise invalid_field("snapshot.trade_cursors", RejectReason.MALFORMED_EVENT, "a bad source")

@@ -42,7 +42,7 @@ from risk.keys import (
 
 log = structlog.get_logger("backbone.risk")
 
-SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "instrument", "snapshot")
+SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "instrument", "snapshot", "halt")
 # Every key pattern of risk's state, wiped when a rebuild starts (the lock and the rebuild's
 # own progress excepted).
 STATE_PATTERNS = ("risk:*", "{risk:*")
@@ -357,6 +357,29 @@ class RiskStore:
         ]
         if any(int(result) < 0 for result in await self._run(calls)):
             raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; balances not written")
+
+    async def write_halts(self, epoch: str, accounts: Sequence[str]) -> None:
+        """Mark the ledger's halted accounts in `epoch`'s state (a rebuild)."""
+        calls: list[Call] = [
+            ("snapshot", (balances_key(a), balances_key(a), EPOCH_KEY), (epoch, "halt")) for a in accounts
+        ]
+        if any(int(result) < 0 for result in await self._run(calls)):
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; halts not written")
+
+    async def apply_halts(self, source: str, halts: Sequence[tuple[str, int, bool]], epoch: str) -> int:
+        """Halt or resume (account, op id, halted) once each; returns how many were applied."""
+        calls: list[Call] = [
+            (
+                "halt",
+                (balances_key(a), applied_key(a), EPOCH_KEY),
+                (source, str(op), epoch, "1" if h else "0"),
+            )
+            for a, op, h in halts
+        ]
+        results = [int(result) for result in await self._run(calls)]
+        if any(result == -2 for result in results):
+            raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; halts not applied")
+        return sum(1 for result in results if result == 1)
 
     async def write_holds(self, epoch: str, holds: Sequence[OpenOrderHold]) -> None:
         """Hold what each open order of trading's snapshot needs, in `epoch`'s state."""

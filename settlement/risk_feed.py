@@ -26,6 +26,16 @@ SOURCE = "ledger"
 SNAPSHOT_PAGE_BALANCES = 20_000
 
 
+async def _next_sequence(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The next risk event number; the counter row stays locked until the transaction ends."""
+    cursor = await conn.execute(
+        "UPDATE ledger.risk_event_counter SET last_sequence = last_sequence + 1 RETURNING last_sequence"
+    )
+    row = await cursor.fetchone()
+    assert row is not None, "migration 002 creates the counter row"
+    return int(row[0])
+
+
 async def record_risk_event(
     conn: psycopg.AsyncConnection[Any], entry_id: int, account_id: str, asset: str, amount: int
 ) -> int:
@@ -33,12 +43,7 @@ async def record_risk_event(
 
     The counter row stays locked until the transaction ends, so events commit in number order.
     """
-    cursor = await conn.execute(
-        "UPDATE ledger.risk_event_counter SET last_sequence = last_sequence + 1 RETURNING last_sequence"
-    )
-    row = await cursor.fetchone()
-    assert row is not None, "migration 002 creates the counter row"
-    sequence = int(row[0])
+    sequence = await _next_sequence(conn)
     await conn.execute(
         "INSERT INTO ledger.risk_events (sequence, entry_id, account_id, asset, amount) "
         "VALUES (%s, %s, %s, %s, %s)",
@@ -47,13 +52,39 @@ async def record_risk_event(
     return sequence
 
 
+async def record_halt_events(
+    conn: psycopg.AsyncConnection[Any], halted: list[str], resumed: list[str]
+) -> None:
+    """Number, inside the transaction that halts or lifts them, the accounts risk must refuse or free.
+
+    An account the ledger does not have (a trade named it) has no orders risk could refuse: skipped.
+    """
+    cursor = await conn.execute(
+        "SELECT account_id FROM ledger.accounts WHERE account_id = ANY(%s)", ([*halted, *resumed],)
+    )
+    known = {str(row[0]) for row in await cursor.fetchall()}
+    for kind, accounts in (("halt", halted), ("resume", resumed)):
+        for account_id in sorted(set(accounts) & known):
+            await conn.execute(
+                "INSERT INTO ledger.risk_events (sequence, kind, account_id, amount) VALUES (%s, %s, %s, 0)",
+                (await _next_sequence(conn), kind, account_id),
+            )
+
+
+_KINDS = {
+    "balance": risk_pb2.LEDGER_EVENT_KIND_BALANCE,
+    "halt": risk_pb2.LEDGER_EVENT_KIND_HALT,
+    "resume": risk_pb2.LEDGER_EVENT_KIND_RESUME,
+}
+
+
 async def events_after(
     pool: AsyncConnectionPool, sequence: int, limit: int
 ) -> list[tuple[int, risk_pb2.LedgerEvent]]:
     """Up to `limit` risk events after `sequence`, in order."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            "SELECT sequence, entry_id, account_id, asset, amount FROM ledger.risk_events "
+            "SELECT sequence, entry_id, account_id, asset, amount, kind FROM ledger.risk_events "
             "WHERE sequence > %s ORDER BY sequence LIMIT %s",
             (sequence, limit),
         )
@@ -62,10 +93,15 @@ async def events_after(
         (
             int(seq),
             risk_pb2.LedgerEvent(
-                sequence=int(seq), entry_id=int(entry), account_id=account, asset=asset, amount=int(amount)
+                sequence=int(seq),
+                entry_id=int(entry or 0),
+                account_id=account,
+                asset=asset or "",
+                amount=int(amount),
+                kind=_KINDS[kind],
             ),
         )
-        for seq, entry, account, asset, amount in rows
+        for seq, entry, account, asset, amount, kind in rows
     ]
 
 
@@ -92,6 +128,7 @@ async def snapshot(pool: AsyncConnectionPool) -> list[risk_pb2.StreamLedgerEvent
                     risk_pb2.LedgerBalance(account_id=account, asset=asset, amount=int(amount))
                     for account, asset, amount in await cursor.fetchall()
                 ]
+                halted = await _halted_accounts(conn)
         finally:
             await conn.set_isolation_level(None)
     pages = [
@@ -105,11 +142,22 @@ async def snapshot(pool: AsyncConnectionPool) -> list[risk_pb2.StreamLedgerEvent
                 sequence=sequence,
                 balances=page,
                 trade_cursors=trade_cursors if number == 0 else [],
+                halted_accounts=halted if number == 0 else [],
                 last=number == len(pages) - 1,
             ),
         )
         for number, page in enumerate(pages)
     ]
+
+
+async def _halted_accounts(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """The halted accounts (none before migration 003 made halts)."""
+    cursor = await conn.execute("SELECT to_regclass('ledger.account_halts') IS NOT NULL")
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        return []
+    cursor = await conn.execute("SELECT account_id FROM ledger.account_halts ORDER BY account_id")
+    return [str(account) for (account,) in await cursor.fetchall()]
 
 
 def events_request(

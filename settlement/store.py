@@ -41,7 +41,7 @@ from backbone.runtime.errors import (
 )
 from settlement import ledger, parking
 from settlement.ledger import Entry, Posting
-from settlement.risk_feed import record_risk_event
+from settlement.risk_feed import record_halt_events, record_risk_event
 
 log = structlog.get_logger("backbone.settlement")
 
@@ -881,14 +881,16 @@ async def _park(
         ),
     )
     if new_halts:
-        await conn.execute(
-            _INSERT_HALTS,
+        cursor = await conn.execute(
+            _INSERT_HALTS + " RETURNING account_id",
             (
                 list(new_halts),
                 [h.reference for h in new_halts.values()],
                 [str(h.reason) for h in new_halts.values()],
             ),
         )
+        # Risk refuses the halted accounts' new orders: it learns the halt from the ledger.
+        await record_halt_events(conn, [str(row[0]) for row in await cursor.fetchall()], [])
 
 
 def _parked_row(row: Sequence[Any]) -> ParkedTradeRow:
@@ -944,9 +946,11 @@ async def _set_halts(
 ) -> list[str]:
     """Make ledger.account_halts exactly `halts` (account -> parked trade, reason); the accounts lifted."""
     cursor = await conn.execute("SELECT account_id FROM ledger.account_halts")
-    lifted = sorted({row[0] for row in await cursor.fetchall()} - halts.keys())
+    before = {row[0] for row in await cursor.fetchall()}
+    lifted = sorted(before - halts.keys())
     if lifted:
         await conn.execute("DELETE FROM ledger.account_halts WHERE account_id = ANY(%s)", (lifted,))
+    await record_halt_events(conn, sorted(halts.keys() - before), lifted)
     if halts:
         await conn.execute(
             "INSERT INTO ledger.account_halts AS h (account_id, parked_id, reason) "

@@ -13,6 +13,9 @@ local first = redis.call('HMGET', KEYS[2], 'asset', 'original', 'amount')
 if first[1] then
   return {1, first[1], first[2] or first[3]}
 end
+if redis.call('HEXISTS', KEYS[1], '@halted') == 1 then
+  return {0, 'ACCOUNT_HALTED'}
+end
 local asset, amount = ARGV[1], ARGV[2]
 local total_field, reserved_field = asset .. ':total', asset .. ':reserved'
 local had_reserved = redis.call('HEXISTS', KEYS[1], reserved_field) == 1

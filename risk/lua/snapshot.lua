@@ -11,6 +11,10 @@
 if not epoch_is(KEYS[3], ARGV[1]) then
   return -1
 end
+if ARGV[2] == 'halt' then
+  redis.call('HSET', KEYS[1], '@halted', '1')
+  return 1
+end
 if ARGV[2] == 'balance' then
   redis.call('HSET', KEYS[1], ARGV[3] .. ':total', ARGV[4])
   return 1

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2
 
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
+from backbone.runtime.errors import from_rpc_error
 from ops.invariants import Report, check_once
 from ops.supervisor import health_check
 from risk import audit as risk_audit
@@ -430,8 +431,18 @@ def test_a_parked_trade_is_reported_and_retried_through_the_gateway(market: Mark
     )
     cache.hincrby(*seller_total, EXTRA)  # risk now believes the seller holds 3 PRK; the ledger says 1
     try:
-        market.trade("seller", "buyer", "2")  # the ledger cannot deliver 2 PRK of the seller's 1: parked
-        market.trade("other_seller", "buyer", "1")  # the buyer is halted: waits behind it
+        # One buy of 3 takes two resting sells in one command: 2 PRK of the seller, which the ledger
+        # cannot deliver from the seller's 1 (parked), then 1 PRK of another seller, which waits
+        # behind it because the buyer is now halted.
+        public = market.gateway.public
+        for who, quantity in (("seller", "2"), ("other_seller", "1")):
+            public.SubmitOrder(
+                order("PRK-USD", SELL, "100.00", quantity), metadata=key(market.accounts[who][1])
+            )
+        taken = public.SubmitOrder(
+            order("PRK-USD", BUY, "100.00", "3"), metadata=key(market.accounts["buyer"][1])
+        )
+        assert taken.order.filled_quantity == taken.order.quantity
         market.trade("other_seller", "other_buyer", "1")  # other accounts post as usual
 
         wait_for(lambda: listed(market).parked_count == 2, what="two parked trades")
@@ -454,6 +465,17 @@ def test_a_parked_trade_is_reported_and_retried_through_the_gateway(market: Mark
         assert set(halts) == {market.id("seller"), market.id("buyer")}
         assert halts[market.id("buyer")].trade_id == first.trade_id
         assert halts[market.id("buyer")].parked_trades == 2
+        # Risk learns the halts from the ledger: the halted accounts' new orders are refused.
+        buyer_key = market.accounts["buyer"][1]
+
+        def buyer_refused() -> str:
+            try:
+                public.SubmitOrder(order("PRK-USD", BUY, "1.00", "1"), metadata=key(buyer_key))
+            except grpc.RpcError as error:
+                return str(from_rpc_error(error).reason)
+            return ""
+
+        assert wait_for(buyer_refused, what="the halted buyer refused") == "ACCOUNT_HALTED"
         wait_for(
             lambda: balances(market.gateway, market.accounts["other_buyer"][1])["PRK"].total == "1.00000000",
             what="the other accounts' trade posted",
@@ -528,6 +550,19 @@ def test_a_parked_trade_is_reported_and_retried_through_the_gateway(market: Mark
     assert sorted(answer["haltsLifted"]) == sorted([market.id("seller"), market.id("buyer")])
     assert "halts" not in answer and halted(market) == {}
     assert listed(market).parked_count == 0
+
+    # The halts lifted reach risk too: the buyer may trade again.
+    def buyer_accepted() -> bool:
+        try:
+            market.gateway.public.SubmitOrder(
+                order("PRK-USD", BUY, "1.00", "1"), metadata=key(market.accounts["buyer"][1])
+            )
+        except grpc.RpcError as error:
+            assert from_rpc_error(error).reason == "ACCOUNT_HALTED", error
+            return False
+        return True
+
+    wait_for(buyer_accepted, what="the buyer trading again")
     invariants_hold(system.database_url, system.redis_url)
     wait_for(lambda: health_check(system.services.address("settlement"), PARKED_ENTRY)[0] == SERVING)
     # A repeated retry changes nothing.

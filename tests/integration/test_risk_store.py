@@ -25,6 +25,7 @@ from risk.app import create_app
 from risk.exposure import LegOp, ReleaseOp, ReserveOp
 from risk.store import AssetFigures, RiskStateError, RiskStore
 from tests.integration.conftest import (
+    EPOCH,
     ReadyStore,
     deposit_through_ledger_stream,
     make_ready,
@@ -771,3 +772,23 @@ async def test_service_stops_the_event_stream_rather_than_corrupt(
     for account in (buyer, seller):
         figures = await stub.GetAccountRisk(risk_pb2.GetAccountRiskRequest(account_id=account))
         assert all(a.total >= 0 for a in figures.assets)
+
+
+async def test_a_halted_account_is_refused_until_the_ledger_resumes_it(store: ReadyStore) -> None:
+    account = unique("halted")
+    await store.deposit(account, "USD", 1000)
+
+    def halt(halted: bool) -> list[tuple[str, int, bool]]:
+        return [(account, exposure.op_id(next_ledger_sequence(), 0), halted)]
+
+    assert await store.apply_halts(exposure.LEDGER_SOURCE, halt(True), EPOCH) == 1
+    (refused,) = await store.run_reservations([plain_reserve(account, "o1", "USD", 10)])
+    assert (refused.accepted, refused.reason) == (False, "ACCOUNT_HALTED")
+    assert await store.apply_halts(exposure.LEDGER_SOURCE, halt(False), EPOCH) == 1
+    (accepted,) = await store.run_reservations([plain_reserve(account, "o2", "USD", 10)])
+    assert accepted.accepted
+    # A rebuild writes the ledger's halted accounts into the new state as well.
+    await store.write_halts(EPOCH, [account])
+    (again,) = await store.run_reservations([plain_reserve(account, "o3", "USD", 10)])
+    assert again.reason == "ACCOUNT_HALTED"
+    assert await store.account_figures(account) == [AssetFigures("USD", 1000, 10)]  # the flag is no asset

@@ -1,11 +1,23 @@
 from backbone.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class LedgerEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LEDGER_EVENT_KIND_UNSPECIFIED: _ClassVar[LedgerEventKind]
+    LEDGER_EVENT_KIND_BALANCE: _ClassVar[LedgerEventKind]
+    LEDGER_EVENT_KIND_HALT: _ClassVar[LedgerEventKind]
+    LEDGER_EVENT_KIND_RESUME: _ClassVar[LedgerEventKind]
+LEDGER_EVENT_KIND_UNSPECIFIED: LedgerEventKind
+LEDGER_EVENT_KIND_BALANCE: LedgerEventKind
+LEDGER_EVENT_KIND_HALT: LedgerEventKind
+LEDGER_EVENT_KIND_RESUME: LedgerEventKind
 
 class Reserve(_message.Message):
     __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots")
@@ -128,18 +140,20 @@ class StreamTradingEventsResponse(_message.Message):
     def __init__(self, applied_sequence: _Optional[int] = ..., snapshot_wanted: _Optional[bool] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
-    __slots__ = ("sequence", "account_id", "asset", "amount", "entry_id")
+    __slots__ = ("sequence", "account_id", "asset", "amount", "entry_id", "kind")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     account_id: str
     asset: str
     amount: int
     entry_id: int
-    def __init__(self, sequence: _Optional[int] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., entry_id: _Optional[int] = ...) -> None: ...
+    kind: LedgerEventKind
+    def __init__(self, sequence: _Optional[int] = ..., account_id: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., entry_id: _Optional[int] = ..., kind: _Optional[_Union[LedgerEventKind, str]] = ...) -> None: ...
 
 class LedgerBalance(_message.Message):
     __slots__ = ("account_id", "asset", "amount")
@@ -160,16 +174,18 @@ class TradeCursor(_message.Message):
     def __init__(self, source: _Optional[str] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
 
 class LedgerSnapshot(_message.Message):
-    __slots__ = ("sequence", "balances", "trade_cursors", "last")
+    __slots__ = ("sequence", "balances", "trade_cursors", "last", "halted_accounts")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     BALANCES_FIELD_NUMBER: _ClassVar[int]
     TRADE_CURSORS_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    HALTED_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     balances: _containers.RepeatedCompositeFieldContainer[LedgerBalance]
     trade_cursors: _containers.RepeatedCompositeFieldContainer[TradeCursor]
     last: bool
-    def __init__(self, sequence: _Optional[int] = ..., balances: _Optional[_Iterable[_Union[LedgerBalance, _Mapping]]] = ..., trade_cursors: _Optional[_Iterable[_Union[TradeCursor, _Mapping]]] = ..., last: _Optional[bool] = ...) -> None: ...
+    halted_accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sequence: _Optional[int] = ..., balances: _Optional[_Iterable[_Union[LedgerBalance, _Mapping]]] = ..., trade_cursors: _Optional[_Iterable[_Union[TradeCursor, _Mapping]]] = ..., last: _Optional[bool] = ..., halted_accounts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamLedgerEventsRequest(_message.Message):
     __slots__ = ("source", "events", "snapshot")
