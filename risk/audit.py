@@ -18,7 +18,10 @@ import redis
 from risk.keys import (
     BALANCES_KEYS,
     CURSOR_KEYS,
+    EPOCH_KEY,
+    LEDGER_CURSOR_KEY,
     ORDER_KEYS,
+    READY_KEY,
     RESERVED,
     parse_balance_field,
     parse_balances_key,
@@ -76,6 +79,18 @@ def cursors(client: redis.Redis) -> dict[str, int]:
         for key, value in zip(keys, values, strict=True)
         if value is not None
     }
+
+
+def ledger_cursor(client: redis.Redis) -> int:
+    """The highest ledger risk event (deposit, halt) risk has applied."""
+    value = client.get(LEDGER_CURSOR_KEY)
+    return int(_text(value)) if value is not None else 0
+
+
+def ready(client: redis.Redis) -> bool:
+    """Whether risk serves from its state (False while it rebuilds it, or before it first did)."""
+    epoch, ready_epoch = client.mget(EPOCH_KEY, READY_KEY)
+    return epoch is not None and epoch == ready_epoch
 
 
 def _scan(client: redis.Redis, pattern: str) -> Iterator[str]:

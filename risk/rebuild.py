@@ -208,6 +208,12 @@ class RiskState:
                 log.info("risk rebuild started", epoch=new_epoch, stale_keys_deleted=deleted)
             return
         progress = await self.store.rebuild_progress()
+        if progress.get("epoch") != epoch:
+            # An epoch that is neither ready nor being rebuilt (its ready mark or its rebuild's
+            # progress was lost): nothing would ever complete it, so start over.
+            log.warning("risk state epoch with no rebuild under way; starting a new rebuild", epoch=epoch)
+            await self.store.drop_epoch(epoch)
+            return
         self.detail = _describe(progress, self.shards)
         if complete(progress, self.shards):
             with contextlib.suppress(StaleEpochError):

@@ -306,6 +306,12 @@ class RiskStore:
         """Become the process that wipes the old state and starts an epoch (for `seconds`)."""
         return bool(await self.client.set(REBUILD_LOCK_KEY, owner, nx=True, px=int(seconds * 1000)))
 
+    async def drop_epoch(self, epoch: str) -> None:
+        """Forget `epoch` (if it is still the state's), so the next look starts a rebuild."""
+        (current,) = await self.client.mget(EPOCH_KEY)
+        if current == epoch:
+            await self.client.delete(EPOCH_KEY)
+
     async def release_rebuild_lock(self) -> None:
         """Let go of the rebuild lock (the new epoch now keeps other processes from wiping)."""
         await self.client.delete(REBUILD_LOCK_KEY)

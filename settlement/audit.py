@@ -171,6 +171,14 @@ def stream_cursors(connection: Connection) -> dict[str, int]:
     return {source: int(sequence) for source, sequence in rows}
 
 
+def last_risk_event(connection: Connection) -> int:
+    """The newest ledger risk event (a deposit, a halt) risk must apply (0 before there are any)."""
+    if not _has_table(connection, "ledger.risk_event_counter"):
+        return 0
+    row = connection.execute("SELECT last_sequence FROM ledger.risk_event_counter").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _has_table(connection: Connection, table: str) -> bool:
     row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     return bool(row and row[0])

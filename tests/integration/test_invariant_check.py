@@ -660,3 +660,22 @@ def test_bad_input_to_the_parked_trade_admin_calls_names_the_field_and_changes_n
         assert (error.code.name, error.reason) == (code, reason), error
         assert [v.field for v in error.violations] == ([field] if field else []), error
     assert (listed(market), halted(market)) == before
+
+
+def test_risk_behind_the_ledger_or_rebuilding_is_pending_not_violated(
+    traded: tuple[System, dict[str, str]],
+) -> None:
+    """Deposits reach risk through settlement's outbox and a rebuild takes a moment: neither is a fault."""
+    system, _ = traded
+    settled(system)
+    cache = redis.Redis.from_url(system.redis_url)
+    try:
+        cursor = int(cache.get(risk_keys.LEDGER_CURSOR_KEY) or 0)
+        assert cursor > 0  # the module's deposits came from the ledger
+        cache.set(risk_keys.LEDGER_CURSOR_KEY, cursor - 1)  # as if the last deposit were in flight
+        finding = check_once(system.database_url, system.redis_url).finding("risk matches ledger")
+        assert finding.status == "pending" and f"up to {cursor - 1} of {cursor}" in finding.summary
+    finally:
+        cache.set(risk_keys.LEDGER_CURSOR_KEY, cursor)
+        cache.close()
+    settled(system)
