@@ -174,12 +174,6 @@ class ServiceProcesses:
         for name in reversed(START_ORDER):
             self.stop(name, timeout_seconds)
 
-    def exited(self) -> dict[str, int]:
-        """Services whose process has ended, with their exit codes."""
-        return {
-            name: process.returncode for name, process in self.processes.items() if process.poll() is not None
-        }
-
 
 # --- keeping a system whole: restarts -----------------------------------------------------------
 

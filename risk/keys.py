@@ -10,7 +10,6 @@ works:
 - ``risk:{<account>}:applied``: hash ``<source>`` -> highest op id applied from
   that trading shard (op id = sequence*4 + leg), and ``halted:<source>`` -> the
   op id of a refused leg while one is outstanding;
-- ``risk:{<account>}:deposits``: set of applied deposit ids;
 - ``risk:cursor:<source>``: highest trading sequence fully applied;
 - ``risk:epoch``, ``risk:ready``, ``risk:rebuild``, ``risk:rebuild-lock``,
   ``risk:ledger-cursor``, ``risk:balance-only:<source>``: the state's epoch and its
@@ -49,10 +48,6 @@ def order_key(account_id: str, order_id: str) -> str:
 
 def applied_key(account_id: str) -> str:
     return f"risk:{{{account_id}}}:applied"
-
-
-def deposits_key(account_id: str) -> str:
-    return f"risk:{{{account_id}}}:deposits"
 
 
 def cursor_key(source: str) -> str:

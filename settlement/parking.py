@@ -32,17 +32,6 @@ from backbone.reasons import RejectReason
 from settlement import ledger
 from settlement.ledger import Entry
 
-# The reasons a trade is parked for (every other refusal of a trade refuses its batch).
-PARKING_REASONS = frozenset(
-    {
-        RejectReason.NEGATIVE_BALANCE,
-        RejectReason.BALANCE_TOO_LARGE,
-        RejectReason.UNKNOWN_ACCOUNT,
-        RejectReason.UNKNOWN_ASSET,
-        RejectReason.ACCOUNT_HALTED,
-    }
-)
-
 Balances = dict[tuple[str, str], int]
 
 

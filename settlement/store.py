@@ -731,14 +731,6 @@ async def _account_exists(conn: psycopg.AsyncConnection[Any], account_id: str) -
     return await cursor.fetchone() is not None
 
 
-async def _missing_accounts(conn: psycopg.AsyncConnection[Any], accounts: Collection[str]) -> list[str]:
-    cursor = await conn.execute(
-        "SELECT account_id FROM ledger.accounts WHERE account_id = ANY(%s)", (list(accounts),)
-    )
-    found = {row[0] for row in await cursor.fetchall()}
-    return sorted(set(accounts) - found)
-
-
 async def _missing_assets(conn: psycopg.AsyncConnection[Any], assets: Collection[str]) -> list[str]:
     cursor = await conn.execute("SELECT code FROM ledger.assets WHERE code = ANY(%s)", (list(assets),))
     found = {row[0] for row in await cursor.fetchall()}

@@ -25,13 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
-from backbone.risk.v1 import risk_pb2
+from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.context import outgoing_metadata
 from backbone.trading.v1 import trading_pb2
 from trading.engine import Engine
@@ -50,7 +49,7 @@ class ReservationReconciler:
     def __init__(
         self,
         loop: EngineLoop,
-        risk: Any,  # risk_pb2_grpc.RiskServiceStub
+        risk: risk_pb2_grpc.RiskServiceStub,
         *,
         interval_seconds: float,
         grace_seconds: float,
@@ -64,7 +63,6 @@ class ReservationReconciler:
         self._timeout = call_timeout_seconds
         self._on_fenced = on_fenced
         self._task: asyncio.Task[None] | None = None
-        self.fenced_total = 0
 
     async def start(self) -> None:
         if self._task is None:
@@ -106,7 +104,6 @@ class ReservationReconciler:
             if not token:
                 break
         if fenced:
-            self.fenced_total += fenced
             log.warning("reservations without an order fenced and released", orders=fenced)
             if self._on_fenced is not None:
                 self._on_fenced()
