@@ -108,6 +108,56 @@ class CancelOrderRequest(_message.Message):
     order_id: str
     def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
+class StreamOrdersRequest(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[OrderCommand]
+    def __init__(self, commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ...) -> None: ...
+
+class OrderCommand(_message.Message):
+    __slots__ = ("submit", "cancel", "tag")
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    submit: SubmitOrderRequest
+    cancel: CancelOrderRequest
+    tag: str
+    def __init__(self, submit: _Optional[_Union[SubmitOrderRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., tag: _Optional[str] = ...) -> None: ...
+
+class OrderCommandResult(_message.Message):
+    __slots__ = ("request_number", "index", "tag", "client_order_id", "code", "reason", "message", "field", "order", "reports")
+    REQUEST_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    request_number: int
+    index: int
+    tag: str
+    client_order_id: str
+    code: int
+    reason: _common_pb2.RejectReason
+    message: str
+    field: str
+    order: Order
+    reports: _containers.RepeatedCompositeFieldContainer[ExecutionReport]
+    def __init__(self, request_number: _Optional[int] = ..., index: _Optional[int] = ..., tag: _Optional[str] = ..., client_order_id: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ...) -> None: ...
+
+class StreamOrdersResponse(_message.Message):
+    __slots__ = ("results", "reports", "max_in_flight")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[OrderCommandResult]
+    reports: _containers.RepeatedCompositeFieldContainer[ExecutionReport]
+    max_in_flight: int
+    def __init__(self, results: _Optional[_Iterable[_Union[OrderCommandResult, _Mapping]]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+
 class CancelOrderResponse(_message.Message):
     __slots__ = ("order",)
     ORDER_FIELD_NUMBER: _ClassVar[int]

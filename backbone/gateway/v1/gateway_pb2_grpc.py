@@ -74,6 +74,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookResponse.FromString,
                 _registered_method=True)
+        self.StreamOrders = channel.stream_stream(
+                '/backbone.gateway.v1.GatewayService/StreamOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -135,6 +140,24 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamOrders(self, request_iterator, context):
+        """StreamOrders is order entry at speed: each request carries a batch of
+        commands (new orders, cancels), each answered on its own with a result
+        naming it (one bad command does not fail the stream or the rest of its
+        batch). Authentication, validation, idempotency and refusals are those of
+        SubmitOrder and CancelOrder. Results come as commands finish, not in the
+        order sent; later execution reports of orders entered on the stream
+        (fills of a resting order, for example) come on it too. At most
+        max_in_flight commands (see the first response) are worked on at once per
+        stream; the gateway stops reading until some finish, so a client that
+        sends faster than the system absorbs is slowed by gRPC flow control. A
+        gateway that is stopping finishes the commands it has read, answers them,
+        then ends the stream with UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +195,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetOrderBook,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookResponse.SerializeToString,
+            ),
+            'StreamOrders': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +396,33 @@ class GatewayService:
             '/backbone.gateway.v1.GatewayService/GetOrderBook',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderBookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamOrders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/backbone.gateway.v1.GatewayService/StreamOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
