@@ -25,6 +25,7 @@ symbol             upper-case letters and digits in parts joined by ``-``      3
 order id           printable ASCII without space (``!`` to ``~``)              64
 client order id    printable ASCII without space (``!`` to ``~``)              64
 deposit id         printable ASCII without space (``!`` to ``~``)              64
+command tag        printable ASCII without space (``!`` to ``~``)              64
 =================  ==========================================================  =======
 
 Why these: account ids and source names are part of Redis keys (the account id
@@ -48,6 +49,7 @@ Limits
   reserves its notional plus the larger fee rate, so this also bounds that
   headroom.
 - ``MAX_BOOK_DEPTH`` 1,000 price levels per side (``DEFAULT_BOOK_DEPTH`` 20).
+- ``MAX_STREAM_COMMANDS`` 1,000 commands in one StreamOrders request.
 - Decimal texts (prices, quantities, amounts, tick and lot sizes, instrument
   limits): plain digits with an optional fraction, at most
   ``MAX_DECIMAL_INTEGER_DIGITS`` (19) digits before the point and
@@ -80,6 +82,7 @@ MAX_SCALE = 18
 MAX_FEE_BPS = 1_000
 MAX_BOOK_DEPTH = 1_000
 DEFAULT_BOOK_DEPTH = 20
+MAX_STREAM_COMMANDS = 1_000
 
 MAX_DECIMAL_INTEGER_DIGITS = 19
 MAX_DECIMAL_PLACES = MAX_SCALE
@@ -211,7 +214,16 @@ DEPOSIT_ID = IdRule(
     example="wire-2024-05-01:17",
 )
 
-RULES = (ACCOUNT_ID, SOURCE, ASSET_CODE, SYMBOL, ORDER_ID, CLIENT_ORDER_ID, DEPOSIT_ID)
+COMMAND_TAG = IdRule(
+    kind="command tag",
+    reason=RejectReason.INVALID_TAG,
+    pattern=re.compile(f"[!-~]{{1,{MAX_ID_LENGTH}}}"),
+    max_length=MAX_ID_LENGTH,
+    rule=_TOKEN_RULE,
+    example="batch-7/3",
+)
+
+RULES = (ACCOUNT_ID, SOURCE, ASSET_CODE, SYMBOL, ORDER_ID, CLIENT_ORDER_ID, DEPOSIT_ID, COMMAND_TAG)
 
 
 def account_id_problem(value: object) -> str | None:

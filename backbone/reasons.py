@@ -102,6 +102,9 @@ class RejectReason(StrEnum):
     INVALID_TRADE_ID = "INVALID_TRADE_ID"
     """The trade id is not a positive whole number (at most 2^63-1). Use the id an execution report or ListParkedTrades shows."""
 
+    INVALID_TAG = "INVALID_TAG"
+    """A StreamOrders command's tag is not 1 to 64 printable ASCII characters without spaces; fix the tag (or leave it empty)."""
+
     MISSING_API_KEY = "MISSING_API_KEY"
     """No x-api-key header was sent. Send the account's API key."""
 
@@ -214,7 +217,7 @@ class RejectReason(StrEnum):
     """An event could not be read (internal); the receiver stops the stream."""
 
     TOO_MANY_COMMANDS = "TOO_MANY_COMMANDS"
-    """A request carries more commands than one message may (internal)."""
+    """A request carries more commands than one message may (1,000 on StreamOrders); send them in several requests."""
 
     PROTOCOL_ERROR = "PROTOCOL_ERROR"
     """A service answered in a way the protocol does not allow (internal). The outcome is unknown: call GetOrder."""
@@ -322,6 +325,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.INVALID_LIMIT: common_pb2.REJECT_REASON_INVALID_LIMIT,
     RejectReason.INVALID_API_KEY_DIGEST: common_pb2.REJECT_REASON_INVALID_API_KEY_DIGEST,
     RejectReason.INVALID_TRADE_ID: common_pb2.REJECT_REASON_INVALID_TRADE_ID,
+    RejectReason.INVALID_TAG: common_pb2.REJECT_REASON_INVALID_TAG,
     RejectReason.MISSING_API_KEY: common_pb2.REJECT_REASON_MISSING_API_KEY,
     RejectReason.UNKNOWN_API_KEY: common_pb2.REJECT_REASON_UNKNOWN_API_KEY,
     RejectReason.MISSING_ADMIN_KEY: common_pb2.REJECT_REASON_MISSING_ADMIN_KEY,
@@ -404,6 +408,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.INVALID_LIMIT: Stage.REQUEST,
     RejectReason.INVALID_API_KEY_DIGEST: Stage.REQUEST,
     RejectReason.INVALID_TRADE_ID: Stage.REQUEST,
+    RejectReason.INVALID_TAG: Stage.REQUEST,
     RejectReason.MISSING_API_KEY: Stage.REQUEST,
     RejectReason.UNKNOWN_API_KEY: Stage.REQUEST,
     RejectReason.MISSING_ADMIN_KEY: Stage.REQUEST,
@@ -486,6 +491,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INVALID_LIMIT: 'A page size is out of range. Ask for fewer items.',
     RejectReason.INVALID_API_KEY_DIGEST: 'An API key digest is not a SHA-256 digest (internal call). Send 32 bytes.',
     RejectReason.INVALID_TRADE_ID: 'The trade id is not a positive whole number (at most 2^63-1). Use the id an execution report or ListParkedTrades shows.',
+    RejectReason.INVALID_TAG: "A StreamOrders command's tag is not 1 to 64 printable ASCII characters without spaces; fix the tag (or leave it empty).",
     RejectReason.MISSING_API_KEY: "No x-api-key header was sent. Send the account's API key.",
     RejectReason.UNKNOWN_API_KEY: 'The API key is not known. Use the key CreateAccount returned.',
     RejectReason.MISSING_ADMIN_KEY: 'No x-admin-key header was sent to an AdminService call. Send the admin key.',
@@ -523,7 +529,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.HELLO_EXPECTED: 'The first message of a stream is a hello with no records (internal).',
     RejectReason.INVALID_SEQUENCE: 'Sequence numbers must be positive and increase (internal).',
     RejectReason.MALFORMED_EVENT: 'An event could not be read (internal); the receiver stops the stream.',
-    RejectReason.TOO_MANY_COMMANDS: 'A request carries more commands than one message may (internal).',
+    RejectReason.TOO_MANY_COMMANDS: 'A request carries more commands than one message may (1,000 on StreamOrders); send them in several requests.',
     RejectReason.PROTOCOL_ERROR: 'A service answered in a way the protocol does not allow (internal). The outcome is unknown: call GetOrder.',
     RejectReason.SERVICE_STARTING: 'The service is starting. Retry shortly.',
     RejectReason.SERVICE_STOPPING: 'The service is shutting down. Retry shortly (another instance, or this one once restarted, answers).',

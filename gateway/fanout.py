@@ -135,8 +135,9 @@ class ExecutionFanout:
             )
         )
 
-    def subscribe(self, account_id: str) -> Subscription:
-        subscription = Subscription(self, account_id, self._max_queued)
+    def subscribe(self, account_id: str, *, max_queued: int | None = None) -> Subscription:
+        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound)."""
+        subscription = Subscription(self, account_id, max_queued or self._max_queued)
         self._subscribers.setdefault(account_id, set()).add(subscription)
         return subscription
 

@@ -23,13 +23,13 @@ points at the holder, and the answer is the same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import grpc
 import structlog
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
@@ -97,8 +97,18 @@ def same_order(order: trading_pb2.NewOrder, held: common_pb2.Order) -> bool:
     )
 
 
+Outcome = list[common_pb2.ExecutionReport] | ServiceError
+Placing = tuple[trading_pb2.NewOrder, common_pb2.Instrument]
+
+
 class OrderSaga:
-    """Places and cancels orders across risk and trading; one instance per process."""
+    """Places and cancels orders across risk and trading; one instance per process.
+
+    Orders go through in batches: a StreamOrders request's new orders are one batch,
+    and concurrent SubmitOrder calls that arrive in the same turn of the event loop
+    are gathered into one. A batch costs one Redis round trip for its claims, one
+    risk message for its reservations and one trading message for its orders.
+    """
 
     def __init__(self) -> None:
         self._claim: AsyncScript | None = None
@@ -108,6 +118,11 @@ class OrderSaga:
         # Orders of submissions under way in this process (from the claim to the answer), each
         # with the event set when it is answered.
         self._in_flight: dict[str, asyncio.Event] = {}
+        # Unary submissions waiting for the next turn of the event loop, to go as one batch.
+        self._gathering: list[
+            tuple[trading_pb2.NewOrder, common_pb2.Instrument, asyncio.Future[Outcome]]
+        ] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def submit(
         self, backends: Backends, order: trading_pb2.NewOrder, instrument: common_pb2.Instrument
@@ -115,25 +130,127 @@ class OrderSaga:
         """Place a validated order; the reports of this order (accepted, fills). Raises ServiceError.
 
         When its client order id is held by the same order sent before, that order's report as
-        it is now (the retry is answered with the original).
+        it is now (the retry is answered with the original). Concurrent calls are placed
+        together (see the class); a caller that goes away does not stop its order's placement.
         """
-        key = client_order_id_key(order.account_id, order.client_order_id)
-        answered = self._in_flight[order.order_id] = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        if not self._gathering:
+            loop.call_soon(self._start_gathered, backends)
+        self._gathering.append((order, instrument, future))
+        outcome = await asyncio.shield(future)
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
+
+    def _start_gathered(self, backends: Backends) -> None:
+        gathered, self._gathering = self._gathering, []
+        task = asyncio.create_task(self._answer_gathered(backends, gathered), name="gateway-order-batch")
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _answer_gathered(
+        self,
+        backends: Backends,
+        gathered: list[tuple[trading_pb2.NewOrder, common_pb2.Instrument, asyncio.Future[Outcome]]],
+    ) -> None:
         try:
-            holder = ""
-            for _ in range(CLAIM_ROUNDS):
+            outcomes = await self.submit_batch(
+                backends, [(order, instrument) for order, instrument, _ in gathered]
+            )
+        except BaseException as error:
+            for _, _, future in gathered:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, _, future), outcome in zip(gathered, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+
+    async def submit_batch(self, backends: Backends, orders: Sequence[Placing]) -> list[Outcome]:
+        """Place validated orders together; for each (in order) its reports or its refusal.
+
+        Each order is answered exactly as `submit` answers it alone; one order's refusal
+        does not touch the others. Orders whose client order id is already held (retries,
+        or the same id twice in the batch) take the one-by-one path of `submit`.
+        """
+        answered = []
+        for order, _ in orders:
+            event = self._in_flight[order.order_id] = asyncio.Event()
+            answered.append(event)
+        try:
+            keys = [client_order_id_key(order.account_id, order.client_order_id) for order, _ in orders]
+            try:
+                claims = await self._claim_many(backends, keys, [order.order_id for order, _ in orders])
+            except ServiceError as error:
+                return [error for _ in orders]
+            outcomes: list[Outcome | None] = [None] * len(orders)
+            fresh = [index for index, (holder, _) in enumerate(claims) if not holder]
+            work: list[Awaitable[None]] = [
+                self._place_into(backends, orders, keys, fresh, outcomes, answered)
+            ]
+            for index, (holder, age_seconds) in enumerate(claims):
+                if holder:
+                    order, instrument = orders[index]
+                    work.append(
+                        _into(
+                            outcomes,
+                            index,
+                            self._submit_held(backends, order, instrument, keys[index], holder, age_seconds),
+                            answered[index],
+                        )
+                    )
+            await asyncio.gather(*work)
+            return [outcome if outcome is not None else _lost() for outcome in outcomes]
+        finally:
+            for (order, _), event in zip(orders, answered, strict=True):
+                if self._in_flight.get(order.order_id) is event:
+                    del self._in_flight[order.order_id]
+                event.set()
+
+    async def _place_into(
+        self,
+        backends: Backends,
+        orders: Sequence[Placing],
+        keys: Sequence[str],
+        indices: Sequence[int],
+        outcomes: list[Outcome | None],
+        answered: Sequence[asyncio.Event],
+    ) -> None:
+        if not indices:
+            return
+        placed = await self._place_many(backends, [(*orders[i], keys[i]) for i in indices])
+        for index, outcome in zip(indices, placed, strict=True):
+            outcomes[index] = outcome
+            # A later order of the batch under the same client order id waits for this answer.
+            answered[index].set()
+
+    async def _submit_held(
+        self,
+        backends: Backends,
+        order: trading_pb2.NewOrder,
+        instrument: common_pb2.Instrument,
+        key: str,
+        holder: str,
+        age_seconds: float,
+    ) -> list[common_pb2.ExecutionReport]:
+        """The one-by-one path: the client order id was held when claimed (a retry, most often)."""
+        for round_ in range(CLAIM_ROUNDS):
+            if round_:
                 holder, age_seconds = await self._claim_client_order_id(backends, key, order.order_id)
-                if not holder:
-                    return await self._place(backends, order, instrument, key)
+            if holder:
                 held = await self._held(backends, order, key, holder, age_seconds)
                 if isinstance(held, list):
                     return held
-                if held:  # the holder is dead and the claim names this order now
-                    return await self._place(backends, order, instrument, key)
-            raise refusals.client_order_id_in_flight(order.client_order_id, holder)
-        finally:
-            del self._in_flight[order.order_id]
-            answered.set()
+                if not held:  # waited for an attempt of this process, or lost the claim: again
+                    continue
+            (outcome,) = await self._place_many(backends, [(order, instrument, key)])
+            if isinstance(outcome, ServiceError):
+                raise outcome
+            return outcome
+        raise refusals.client_order_id_in_flight(order.client_order_id, holder)
 
     async def _held(
         self, backends: Backends, order: trading_pb2.NewOrder, key: str, holder_id: str, age_seconds: float
@@ -149,7 +266,8 @@ class OrderSaga:
         at `order` (True: place it; False: another attempt took the claim, claim again).
         """
         under_way = self._in_flight.get(holder_id)
-        if under_way is not None:  # a submission of this process: wait for its answer, then look again
+        if under_way is not None and not under_way.is_set():
+            # A submission of this process: wait for its answer, then look again.
             try:
                 await asyncio.wait_for(under_way.wait(), self._attempt_seconds(backends))
             except TimeoutError:
@@ -199,107 +317,172 @@ class OrderSaga:
             raise refusals.holder_unconfirmed(order.client_order_id, holder_id, error) from None
         return response.order, False
 
-    async def _place(
-        self,
-        backends: Backends,
-        order: trading_pb2.NewOrder,
-        instrument: common_pb2.Instrument,
-        key: str,
-    ) -> list[common_pb2.ExecutionReport]:
-        """Reserve in risk, then place in trading, compensating what fails; the claim is this order's."""
-        if await unreachable(backends.risk_channel):
-            await self._free_client_order_id(backends, key, order.order_id)
-            raise unavailable(
-                RejectReason.RISK_UNAVAILABLE,
-                "the order was not placed: risk cannot be reached; retry with the same client_order_id",
-            )
-        reserve = risk_pb2.ReservationCommand(
-            reserve=risk_pb2.Reserve(
-                order_id=order.order_id,
-                account_id=order.account_id,
-                symbol=order.symbol,
-                side=order.side,
-                price_ticks=order.price_ticks,
-                quantity_lots=order.quantity_lots,
-            )
-        )
-        try:
-            reservation = await backends.reservations.submit(reserve)
-        except ServiceError as error:
-            if error.reason not in refusals.NOT_SENT_REASONS:
-                await self._release(backends, order)
-            await self._free_client_order_id(backends, key, order.order_id)
-            raise refusals.risk_unreachable(error) from None
-        if not reservation.accepted:
-            await self._free_client_order_id(backends, key, order.order_id)
-            raise refusals.risk_refusal(reservation, instrument)
-        # Trading refuses an order reserved in an epoch of risk's state that risk has since rebuilt.
-        order.risk_epoch = reservation.epoch
+    async def _place_many(
+        self, backends: Backends, entries: Sequence[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]]
+    ) -> list[Outcome]:
+        """Reserve in risk, then place in trading, compensating what fails; each claim is its order's.
 
-        if await unreachable(backends.trading_channel):
-            await self._release(backends, order)
-            await self._free_client_order_id(backends, key, order.order_id)
-            raise unavailable(
-                RejectReason.TRADING_UNAVAILABLE,
-                "the order was not placed: the matching engine cannot be reached; "
-                "retry with the same client_order_id",
+        One risk message reserves every order, one trading message places those risk granted;
+        refusals free their claims in one Redis round trip.
+        """
+        outcomes: list[Outcome | None] = [None] * len(entries)
+        freeing: list[tuple[str, str]] = []  # (key, order id) of attempts that failed for sure
+        releasing: list[trading_pb2.NewOrder] = []  # reservations to give back
+        if await unreachable(backends.risk_channel):
+            await self._free_many(backends, [(key, order.order_id) for order, _, key in entries])
+            return [
+                unavailable(
+                    RejectReason.RISK_UNAVAILABLE,
+                    "the order was not placed: risk cannot be reached; retry with the same client_order_id",
+                )
+                for _ in entries
+            ]
+        reservations = await backends.reservations.submit_many(
+            [
+                risk_pb2.ReservationCommand(
+                    reserve=risk_pb2.Reserve(
+                        order_id=order.order_id,
+                        account_id=order.account_id,
+                        symbol=order.symbol,
+                        side=order.side,
+                        price_ticks=order.price_ticks,
+                        quantity_lots=order.quantity_lots,
+                    )
+                )
+                for order, _, _ in entries
+            ]
+        )
+        granted: list[int] = []
+        for index, ((order, instrument, key), reservation) in enumerate(
+            zip(entries, reservations, strict=True)
+        ):
+            if isinstance(reservation, ServiceError):
+                if reservation.reason not in refusals.NOT_SENT_REASONS:
+                    releasing.append(order)
+                freeing.append((key, order.order_id))
+                outcomes[index] = refusals.risk_unreachable(reservation)
+            elif not reservation.accepted:
+                freeing.append((key, order.order_id))
+                outcomes[index] = refusals.risk_refusal(reservation, instrument)
+            else:
+                # Trading refuses an order reserved in an epoch of risk's state that risk has since rebuilt.
+                order.risk_epoch = reservation.epoch
+                granted.append(index)
+
+        answers: list[trading_pb2.CommandResult | ServiceError] = []
+        if granted and await unreachable(backends.trading_channel):
+            for index in granted:
+                order, _, key = entries[index]
+                releasing.append(order)
+                freeing.append((key, order.order_id))
+                outcomes[index] = unavailable(
+                    RejectReason.TRADING_UNAVAILABLE,
+                    "the order was not placed: the matching engine cannot be reached; "
+                    "retry with the same client_order_id",
+                )
+        elif granted:
+            answers = await backends.orders.submit_many(
+                [trading_pb2.OrderCommand(new_order=entries[index][0]) for index in granted]
             )
-        try:
-            result = await backends.orders.submit(trading_pb2.OrderCommand(new_order=order))
-        except ServiceError as error:
-            if error.reason in refusals.NOT_SENT_REASONS:
-                await self._release(backends, order)
-                await self._free_client_order_id(backends, key, order.order_id)
-                raise
-            self._resolver_for(backends).add(order)
-            raise refusals.outcome_unknown(order.order_id, error) from None
-        backends.reported.note(result.reports)  # for every account whose order it touched
-        # A command's result also carries the reports of the orders it traded against
-        # (other accounts' orders): the caller sees only its own order's.
-        reports = [r for r in result.reports if r.order.order_id == order.order_id]
-        if not reports:
-            holder = _holder_report(result.reports, order)
-            if holder is not None:
-                # Trading holds the client order id for another order (the claim was lost): this
-                # attempt was not placed; its reservation goes and the claim names the holder.
-                await self._release(backends, order)
-                await self._repoint_client_order_id(backends, key, order.order_id, holder.order.order_id)
-                return _holder_answer(order, holder)
-            self._resolver_for(backends).add(order)
-            raise refusals.outcome_unknown(
-                order.order_id, unavailable(RejectReason.PROTOCOL_ERROR, "trading answered without a report")
-            )
-        first = reports[0]
-        if first.execution_type == common_pb2.EXECUTION_TYPE_REJECTED:
+        rare: list[Awaitable[None]] = []
+        for index, answer in zip(granted, answers, strict=True):
+            order, instrument, key = entries[index]
+            if isinstance(answer, ServiceError):
+                if answer.reason in refusals.NOT_SENT_REASONS:
+                    releasing.append(order)
+                    freeing.append((key, order.order_id))
+                    outcomes[index] = answer
+                else:
+                    self._resolver_for(backends).add(order)
+                    outcomes[index] = refusals.outcome_unknown(order.order_id, answer)
+                continue
+            backends.reported.note(answer.reports)  # for every account whose order it touched
+            # A command's result also carries the reports of the orders it traded against
+            # (other accounts' orders): the caller sees only its own order's.
+            reports = [r for r in answer.reports if r.order.order_id == order.order_id]
+            if not reports:
+                rare.append(_into(outcomes, index, self._unplaced(backends, order, key, answer)))
+                continue
+            if reports[0].execution_type == common_pb2.EXECUTION_TYPE_REJECTED:
+                releasing.append(order)
+                freeing.append((key, order.order_id))
+                outcomes[index] = refusals.trading_refusal(reports[0], order.order_id)
+                continue
+            outcomes[index] = reports
+        # Releases first: a freed client order id may be reused at once, and its new attempt's
+        # reserve must come after the release on risk's stream.
+        if releasing:
+            await self._release_many(backends, [(order.order_id, order.account_id) for order in releasing])
+        await asyncio.gather(self._free_many(backends, freeing), *rare)
+        return [outcome if outcome is not None else _lost() for outcome in outcomes]
+
+    async def _unplaced(
+        self, backends: Backends, order: trading_pb2.NewOrder, key: str, answer: trading_pb2.CommandResult
+    ) -> list[common_pb2.ExecutionReport]:
+        """Trading answered without a report of `order`: another order holds its client order id, or
+        the answer breaks the protocol (the outcome is unknown)."""
+        holder = _holder_report(answer.reports, order)
+        if holder is not None:
+            # Trading holds the client order id for another order (the claim was lost): this
+            # attempt was not placed; its reservation goes and the claim names the holder.
             await self._release(backends, order)
-            await self._free_client_order_id(backends, key, order.order_id)
-            raise refusals.trading_refusal(first, order.order_id)
-        return reports
+            await self._repoint_client_order_id(backends, key, order.order_id, holder.order.order_id)
+            return _holder_answer(order, holder)
+        self._resolver_for(backends).add(order)
+        raise refusals.outcome_unknown(
+            order.order_id, unavailable(RejectReason.PROTOCOL_ERROR, "trading answered without a report")
+        )
 
     async def cancel(self, backends: Backends, order_id: str, account_id: str) -> common_pb2.Order:
         """Cancel an open order of `account_id`; the order afterwards. Raises ServiceError."""
-        command = trading_pb2.OrderCommand(
-            cancel_order=trading_pb2.CancelOrder(order_id=order_id, account_id=account_id)
-        )
+        (outcome,) = await self.cancel_batch(backends, [(order_id, account_id)])
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome[-1].order
+
+    async def cancel_batch(self, backends: Backends, cancels: Sequence[tuple[str, str]]) -> list[Outcome]:
+        """Cancel (order id, account id) pairs in one trading message; each its order's reports
+        (the last one shows the order afterwards) or its refusal."""
         if await unreachable(backends.trading_channel):
-            raise unavailable(
-                RejectReason.TRADING_UNAVAILABLE,
-                "the cancel was not sent: the matching engine cannot be reached",
+            return [
+                unavailable(
+                    RejectReason.TRADING_UNAVAILABLE,
+                    "the cancel was not sent: the matching engine cannot be reached",
+                )
+                for _ in cancels
+            ]
+        answers = await backends.orders.submit_many(
+            [
+                trading_pb2.OrderCommand(
+                    cancel_order=trading_pb2.CancelOrder(order_id=order_id, account_id=account_id)
+                )
+                for order_id, account_id in cancels
+            ]
+        )
+        outcomes: list[Outcome] = []
+        for (order_id, _), answer in zip(cancels, answers, strict=True):
+            if isinstance(answer, ServiceError):
+                outcomes.append(
+                    answer
+                    if answer.reason in refusals.NOT_SENT_REASONS
+                    else refusals.outcome_unknown(order_id, answer, cancel=True)
+                )
+                continue
+            backends.reported.note(answer.reports)
+            reports = [r for r in answer.reports if r.order.order_id in ("", order_id)]
+            if not reports:
+                outcomes.append(
+                    unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")
+                )
+                continue
+            rejected = next(
+                (r for r in reports if r.execution_type == common_pb2.EXECUTION_TYPE_REJECTED), None
             )
-        try:
-            result = await backends.orders.submit(command)
-        except ServiceError as error:
-            if error.reason in refusals.NOT_SENT_REASONS:
-                raise
-            raise refusals.outcome_unknown(order_id, error, cancel=True) from None
-        backends.reported.note(result.reports)
-        reports = [r for r in result.reports if r.order.order_id in ("", order_id)]
-        if not reports:
-            raise unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")
-        rejected = next((r for r in reports if r.execution_type == common_pb2.EXECUTION_TYPE_REJECTED), None)
-        if rejected is not None:
-            raise refusals.cancel_refusal(rejected, order_id)
-        return reports[-1].order
+            if rejected is not None:
+                outcomes.append(refusals.cancel_refusal(rejected, order_id))
+                continue
+            outcomes.append(reports)
+        return outcomes
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -328,21 +511,61 @@ class OrderSaga:
         """How long a submission can run from its claim to its answer."""
         return 2 * float(backends.settings.call_timeout_seconds) + ATTEMPT_SLACK_SECONDS
 
-    async def _claim_client_order_id(self, backends: Backends, key: str, order_id: str) -> tuple[str, float]:
-        """('', 0) when the id is ours now; else (the order id that holds it, seconds since its claim)."""
+    async def _run_many(
+        self, backends: Backends, script: AsyncScript, calls: Sequence[tuple[str, Sequence[str | int]]]
+    ) -> list[Any]:
+        """Run `script` once per (key, args) in one pipeline (one round trip); results in order.
+
+        A script Redis lost (a flush, a restart) is loaded again and the calls that missed it
+        are run again; any other failure raises RedisError.
+        """
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            async with backends.redis.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    key, args = calls[index]
+                    pipe.evalsha(script.sha, 1, key, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError) and attempt == 0:
+                    missing.append(index)
+                elif isinstance(answer, Exception):
+                    raise answer if isinstance(answer, RedisError) else RedisError(str(answer))
+                else:
+                    results[index] = answer
+            if not missing:
+                break
+            await backends.redis.script_load(script.script)
+            todo = missing
+        return results
+
+    async def _claim_many(
+        self, backends: Backends, keys: Sequence[str], order_ids: Sequence[str]
+    ) -> list[tuple[str, float]]:
+        """For each key, ('', 0) when the id is now its order's; else (the order id holding it,
+        seconds since its claim). One round trip; REDIS_UNAVAILABLE when Redis cannot answer."""
         claim, _ = self._scripts(backends)
         try:
-            answer = await claim(keys=[key], args=[order_id, CLIENT_ORDER_ID_TTL_SECONDS])
+            answers = await self._run_many(
+                backends,
+                claim,
+                [
+                    (key, (order_id, CLIENT_ORDER_ID_TTL_SECONDS))
+                    for key, order_id in zip(keys, order_ids, strict=True)
+                ],
+            )
         except RedisError as error:
             raise unavailable(
                 RejectReason.REDIS_UNAVAILABLE, f"the idempotency store is unavailable ({error}); retry"
             ) from None
-        holder = _text(answer[0]) if answer else ""
-        if not holder:
-            return "", 0.0
-        left_ms = int(answer[1]) if len(answer) > 1 else -1
-        age = CLIENT_ORDER_ID_TTL_SECONDS - left_ms / 1000 if left_ms >= 0 else float("inf")
-        return holder, age
+        return [_claim_answer(answer) for answer in answers]
+
+    async def _claim_client_order_id(self, backends: Backends, key: str, order_id: str) -> tuple[str, float]:
+        """('', 0) when the id is ours now; else (the order id that holds it, seconds since its claim)."""
+        (claim,) = await self._claim_many(backends, [key], [order_id])
+        return claim
 
     async def _repoint_client_order_id(self, backends: Backends, key: str, old: str, new: str) -> bool:
         """Point the claim at order `new` if it still names `old` (or is gone); True when it does."""
@@ -357,11 +580,17 @@ class OrderSaga:
             return False
 
     async def _free_client_order_id(self, backends: Backends, key: str, order_id: str) -> None:
+        await self._free_many(backends, [(key, order_id)])
+
+    async def _free_many(self, backends: Backends, claims: Sequence[tuple[str, str]]) -> None:
+        """Free each (key, order id) claim that still names its order (failed attempts); one round trip."""
+        if not claims:
+            return
         _, unclaim = self._scripts(backends)
         try:
-            await unclaim(keys=[key], args=[order_id])
-        except RedisError as error:  # the id stays taken until it expires: log, do not fail
-            log.warning("could not free client order id", key=key, error=str(error))
+            await self._run_many(backends, unclaim, [(key, (order_id,)) for key, order_id in claims])
+        except RedisError as error:  # the ids stay taken until they expire: log, do not fail
+            log.warning("could not free client order ids", count=len(claims), error=str(error))
 
     async def _release(self, backends: Backends, order: trading_pb2.NewOrder) -> None:
         """Queue a compensating release and wait (bounded) for risk to apply it.
@@ -373,10 +602,15 @@ class OrderSaga:
 
     async def _release_order(self, backends: Backends, order_id: str, account_id: str) -> None:
         """Release what `order_id` holds (see _release)."""
-        command = risk_pb2.ReservationCommand(
-            release=risk_pb2.Release(order_id=order_id, account_id=account_id)
-        )
-        task = asyncio.create_task(backends.reservations.submit(command))
+        await self._release_many(backends, [(order_id, account_id)])
+
+    async def _release_many(self, backends: Backends, orders: Sequence[tuple[str, str]]) -> None:
+        """Release what each (order id, account id) holds, in one risk message (see _release)."""
+        commands = [
+            risk_pb2.ReservationCommand(release=risk_pb2.Release(order_id=order_id, account_id=account_id))
+            for order_id, account_id in orders
+        ]
+        task = asyncio.create_task(backends.reservations.submit_many(commands))
         backends.background.add(task)
 
         def done(finished: asyncio.Task[Any]) -> None:
@@ -384,17 +618,55 @@ class OrderSaga:
             if finished.cancelled():
                 return
             error = finished.exception()
-            if error is not None:
+            failures = (
+                [error] if error is not None else [r for r in finished.result() if isinstance(r, Exception)]
+            )
+            for failure in failures:
                 log.warning(
                     "compensating release failed; risk reconciles the reservation",
-                    order_id=order_id,
-                    error=str(error),
+                    order_ids=[order_id for order_id, _ in orders][:10],
+                    error=str(failure),
                 )
 
         task.add_done_callback(done)
-        # When risk is known to be down the release stays queued; do not keep the caller waiting.
+        # When risk is known to be down the releases stay queued; do not keep the caller waiting.
         wait = 0.05 if await unreachable(backends.risk_channel, 0) else RELEASE_WAIT_SECONDS
         await asyncio.wait({task}, timeout=wait)
+
+
+def _into(
+    outcomes: list[Outcome | None],
+    index: int,
+    attempt: Awaitable[list[common_pb2.ExecutionReport]],
+    answered: asyncio.Event | None = None,
+) -> Awaitable[None]:
+    """Run `attempt` and put its reports, or its refusal, at `index` of `outcomes` (then set `answered`)."""
+
+    async def run() -> None:
+        try:
+            outcomes[index] = await attempt
+        except ServiceError as error:
+            outcomes[index] = error
+        finally:
+            if answered is not None:
+                answered.set()
+
+    return run()
+
+
+def _lost() -> ServiceError:
+    """An order of a batch left without an outcome: a bug, answered as an unknown outcome."""
+    log.error("an order of a batch was left without an outcome")
+    return unavailable(RejectReason.OUTCOME_UNKNOWN, "the gateway lost track of this order; call GetOrder")
+
+
+def _claim_answer(answer: Any) -> tuple[str, float]:
+    holder = _text(answer[0]) if answer else ""
+    if not holder:
+        return "", 0.0
+    left_ms = int(answer[1]) if len(answer) > 1 else -1
+    age = CLIENT_ORDER_ID_TTL_SECONDS - left_ms / 1000 if left_ms >= 0 else float("inf")
+    return holder, age
 
 
 def _text(value: object) -> str:

@@ -26,6 +26,7 @@ from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, GetBackends
 from gateway.order_saga import OrderSaga
+from gateway.order_stream import OrderStreamSession
 from gateway.validation import (
     book_depth,
     resolve_account,
@@ -76,6 +77,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             reports = await self._saga.submit(backends, order, instrument)
         views = [report_view(report, instrument) for report in reports]
         return gateway_pb2.SubmitOrderResponse(order=views[-1].order, reports=views)
+
+    async def StreamOrders(
+        self, request_iterator: AsyncIterator[gateway_pb2.StreamOrdersRequest], context: Any
+    ) -> AsyncIterator[gateway_pb2.StreamOrdersResponse]:
+        backends = self._backends()
+        account = await backends.auth.account_of(context.invocation_metadata())
+        session = OrderStreamSession(backends, self._saga, account)
+        async for response in session.responses(request_iterator, context):
+            yield response
 
     async def CancelOrder(
         self, request: gateway_pb2.CancelOrderRequest, context: Any

@@ -79,6 +79,7 @@ CASES: dict[IdRule, tuple[list[str], list[str]]] = {
     ids.ORDER_ID: (_TOKEN_GOOD, _TOKEN_BAD),
     ids.CLIENT_ORDER_ID: (_TOKEN_GOOD, _TOKEN_BAD),
     ids.DEPOSIT_ID: (_TOKEN_GOOD, _TOKEN_BAD),
+    ids.COMMAND_TAG: (_TOKEN_GOOD, _TOKEN_BAD),
 }
 
 

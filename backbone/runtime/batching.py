@@ -114,6 +114,59 @@ class BatchingStream(Generic[Command, Result]):
                 RejectReason.OUTCOME_UNKNOWN, f"{self.name} did not answer in {self._timeout:g}s"
             ) from None
 
+    async def submit_many(self, commands: Sequence[Command]) -> list[Result | ServiceError]:
+        """Queue `commands` and wait for their results with one timer for the lot.
+
+        Each entry of the answer is the command's result or the ServiceError that
+        `submit` would have raised for it (BACKPRESSURE when the queue had no room,
+        NOT_SENT or OUTCOME_UNKNOWN when the time ran out), in the order given.
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result] | ServiceError] = []
+        waiting: list[asyncio.Future[Result]] = []
+        for command in commands:
+            future: asyncio.Future[Result] = loop.create_future()
+            try:
+                self._queue.put_nowait((command, future))
+            except asyncio.QueueFull:
+                futures.append(
+                    ServiceError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        RejectReason.BACKPRESSURE,
+                        f"too many requests queued for {self.name}; retry shortly",
+                    )
+                )
+                continue
+            futures.append(future)
+            waiting.append(future)
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._timeout)
+        return [self._outcome(entry) for entry in futures]
+
+    def _outcome(self, entry: asyncio.Future[Result] | ServiceError) -> Result | ServiceError:
+        """The result of a submitted command, or the error that stands for it."""
+        if isinstance(entry, ServiceError):
+            return entry
+        if entry.done():
+            if entry.cancelled():
+                return self._unavailable(RejectReason.NOT_SENT, f"{self.name}: the command was dropped")
+            error = entry.exception()
+            if error is None:
+                return entry.result()
+            if isinstance(error, ServiceError):
+                return error
+            raise error
+        if entry not in self._sent:
+            entry.cancel()  # never written to the stream: it cannot take effect after we gave up
+            return self._unavailable(
+                RejectReason.NOT_SENT,
+                f"{self.name} could not be reached in {self._timeout:g}s; nothing was done",
+            )
+        entry.add_done_callback(_discard_outcome)
+        return self._unavailable(
+            RejectReason.OUTCOME_UNKNOWN, f"{self.name} did not answer in {self._timeout:g}s"
+        )
+
     def _unavailable(self, reason: RejectReason, message: str) -> ServiceError:
         return ServiceError(grpc.StatusCode.UNAVAILABLE, reason, message)
 

@@ -123,7 +123,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
+async def _until_draining(
+    iterator: AsyncIterator[Any], draining: asyncio.Event, requests: RequestStream | None = None
+) -> AsyncIterator[Any]:
     """Items of `iterator` until it ends or the server starts draining, whichever is first.
 
     Used on a stream's incoming side: at shutdown the handler sees the end of
@@ -141,6 +143,8 @@ async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event)
                 following.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
                     await following
+                if requests is not None:
+                    requests.drained = True
                 return
             try:
                 item = following.result()
@@ -156,6 +160,22 @@ async def _until_draining(iterator: AsyncIterator[Any], draining: asyncio.Event)
             following.add_done_callback(_retrieve)
 
 
+class RequestStream:
+    """A bidirectional stream's incoming messages, ended at a message boundary when the server drains.
+
+    ``drained`` tells a handler whose input ended why: True when the server is stopping
+    (the handler answers what it took and may end the call with UNAVAILABLE), False when
+    the caller closed its side.
+    """
+
+    def __init__(self, iterator: AsyncIterator[Any], draining: asyncio.Event) -> None:
+        self.drained = False
+        self._messages = _until_draining(iterator, draining, self)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages
+
+
 def _wrap_stream_response(
     method: str,
     behavior: Callable[[Any, Context], AsyncIterator[Any]],
@@ -167,7 +187,7 @@ def _wrap_stream_response(
         try:
             if streaming_requests:
                 # Bidirectional: end the input at a message boundary; the handler answers what it took.
-                async for response in behavior(_until_draining(request_or_iterator, draining), context):
+                async for response in behavior(RequestStream(request_or_iterator, draining), context):
                     yield response
             else:
                 # Server streaming (a feed): nothing is in flight between two messages; end it there.

@@ -21,6 +21,8 @@ import pytest
 
 from backbone import ids
 from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
+from backbone.runtime.errors import FieldViolation, ServiceError
 from settlement import audit as ledger_audit
 from tests.conftest import System
 from tests.id_cases import hostile_variants
@@ -307,6 +309,47 @@ def _first_response(method: Any, message: Any, metadata: Any) -> Callable[..., o
     return lambda **fields: next(iter(method(message(**fields), metadata=metadata)))
 
 
+class CommandRefused(grpc.RpcError):
+    """A StreamOrders command's refusal (its result), shaped as the failed unary call would be."""
+
+    def __init__(self, result: gateway_pb2.OrderCommandResult) -> None:
+        super().__init__(result.message)
+        status = next(code for code in grpc.StatusCode if code.value[0] == result.code)
+        violations = (FieldViolation(result.field, result.message),) if result.field else ()
+        reason = RejectReason.from_number(result.reason)
+        self._error = ServiceError(status, reason, result.message, violations)
+
+    def code(self) -> grpc.StatusCode:
+        return self._error.code
+
+    def details(self) -> str:
+        return self._error.message
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return self._error.trailing_metadata()
+
+
+def _stream_command(
+    method: Any, metadata: Any, kind: str, message: Any, **good: object
+) -> Callable[..., object]:
+    """One StreamOrders command built from the good fields, some replaced (or the tag, with
+    `tag=`); its result is returned, or raised as CommandRefused when it is a refusal."""
+
+    def send(**changes: object) -> object:
+        tag = changes.pop("tag", "")
+        command = gateway_pb2.OrderCommand(tag=tag, **{kind: message(**{**good, **changes})})  # type: ignore[arg-type]
+        for response in method(
+            iter([gateway_pb2.StreamOrdersRequest(commands=[command])]), metadata=metadata
+        ):
+            for result in response.results:
+                if result.code != grpc.StatusCode.OK.value[0]:
+                    raise CommandRefused(result)
+                return result
+        raise AssertionError("the stream ended without answering the command")
+
+    return send
+
+
 def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     md, admin = key(api_key), gw.admin_metadata()
     p, a = gw.public, gw.admin
@@ -333,6 +376,13 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         deposit_id=unique("hostile"), account_id=account_id, asset="USD", amount="1.00",
     )  # fmt: skip
 
+    stream_submit = _stream_command(
+        p.StreamOrders, md, "submit", gateway_pb2.SubmitOrderRequest,
+        client_order_id=unique("hostile"), symbol="BTC-USD", side=BUY, price="1.00", quantity="0.0001",
+    )  # fmt: skip
+    stream_cancel = _stream_command(
+        p.StreamOrders, md, "cancel", gateway_pb2.CancelOrderRequest, order_id="0123abcd"
+    )
     own = (*id_variants(account_id, ids.ACCOUNT_ID, empty_is_valid=True),)
     order_ids = (*id_variants("0123456789abcdef0123456789abcdef", ids.ORDER_ID),)
     symbols = (*id_variants("BTC-USD", ids.SYMBOL),)
@@ -342,6 +392,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         FieldCase("SubmitOrder", "symbol", symbols, submit),
         FieldCase("SubmitOrder", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), submit),
         FieldCase("SubmitOrder", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS), submit),
+        FieldCase("StreamOrders", "account_id", own, stream_submit),
+        FieldCase("StreamOrders", "client_order_id", (*id_variants("c-1", ids.CLIENT_ORDER_ID),),
+                  stream_submit),
+        FieldCase("StreamOrders", "symbol", symbols, stream_submit),
+        FieldCase("StreamOrders", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), stream_submit),
+        FieldCase("StreamOrders", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS),
+                  stream_submit),
+        FieldCase("StreamOrders", "tag", (*id_variants("tag-1", ids.COMMAND_TAG, empty_is_valid=True),),
+                  stream_submit),
+        FieldCase("StreamOrders", "account_id", own, stream_cancel),
+        FieldCase("StreamOrders", "order_id", order_ids, stream_cancel),
         FieldCase("CancelOrder", "account_id", own, cancel),
         FieldCase("CancelOrder", "order_id", order_ids, cancel),
         FieldCase("GetOrder", "account_id", own, get_order),
@@ -405,6 +466,7 @@ def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
     cases = every_field(gateway, account_id, api_key)
     assert {case.call for case in cases} == {
         "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
+        "StreamOrders",
         "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit",
     }  # fmt: skip
     failures = []

@@ -63,6 +63,7 @@ def test_each_kind_has_its_reason() -> None:
         "order id": RejectReason.INVALID_ORDER_ID,
         "client order id": RejectReason.INVALID_CLIENT_ORDER_ID,
         "deposit id": RejectReason.INVALID_DEPOSIT_ID,
+        "command tag": RejectReason.INVALID_TAG,
     }
 
 

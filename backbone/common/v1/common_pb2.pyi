@@ -72,6 +72,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_INVALID_LIMIT: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_API_KEY_DIGEST: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_TRADE_ID: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_TAG: _ClassVar[RejectReason]
     REJECT_REASON_MISSING_API_KEY: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_API_KEY: _ClassVar[RejectReason]
     REJECT_REASON_MISSING_ADMIN_KEY: _ClassVar[RejectReason]
@@ -173,6 +174,7 @@ REJECT_REASON_INVALID_FEE: RejectReason
 REJECT_REASON_INVALID_LIMIT: RejectReason
 REJECT_REASON_INVALID_API_KEY_DIGEST: RejectReason
 REJECT_REASON_INVALID_TRADE_ID: RejectReason
+REJECT_REASON_INVALID_TAG: RejectReason
 REJECT_REASON_MISSING_API_KEY: RejectReason
 REJECT_REASON_UNKNOWN_API_KEY: RejectReason
 REJECT_REASON_MISSING_ADMIN_KEY: RejectReason

@@ -1,0 +1,406 @@
+"""StreamOrders: the public batched order entry, one session per stream.
+
+A session reads request messages, checks every command on its own (a bad one
+is answered at once, the others go on), and hands each message's new orders
+to the order saga as one batch and its cancels as another; each command's
+result is written as soon as it is known, several to a response. At most
+``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
+beyond that the session stops reading, so gRPC flow control slows a caller
+that sends faster than the system absorbs, or that does not read its answers.
+Orders already handed to the saga are carried to their end even when the
+caller goes away (an order is never left half placed); their results are
+then dropped, and a retry with the same client_order_id finds them.
+
+Later execution reports of the stream's orders (a resting order filled by
+someone else's order) come from the gateway's execution fan-out; each is
+written once: a report the fan-out delivers before its order's result waits
+for the result, and one the result already carried is not written again.
+When the server stops, the input ends at a message boundary: the session
+answers every command it read, then ends the stream with UNAVAILABLE
+(SERVICE_STOPPING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+import structlog
+
+from backbone import ids
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
+from backbone.runtime.errors import ServiceError, invalid_field, unavailable
+from backbone.runtime.interceptors import RequestStream
+from backbone.trading.v1 import trading_pb2
+from gateway.backends import Backends
+from gateway.fanout import Subscription
+from gateway.order_saga import OrderSaga
+from gateway.validation import resolve_account, symbol_problem, validate_order_id, validate_submit_order
+from gateway.views import report_view
+
+log = structlog.get_logger("backbone.gateway")
+
+# Commands read from one stream and not yet answered.
+MAX_IN_FLIGHT = 4_096
+# Results written in one response message.
+RESULTS_PER_RESPONSE = 1_000
+# Execution reports of the stream's account waiting to be looked at by the session.
+REPORTS_QUEUED = 65_536
+# How long a new stream waits for the execution feed before its first response.
+FEED_WAIT_SECONDS = 2.0
+
+_TERMINAL = frozenset(
+    {common_pb2.ORDER_STATUS_FILLED, common_pb2.ORDER_STATUS_CANCELLED, common_pb2.ORDER_STATUS_REJECTED}
+)
+
+ReportKey = tuple[str, int, int, int]
+
+
+def _key(report: common_pb2.ExecutionReport) -> ReportKey:
+    return (report.order.order_id, report.execution_type, report.trade_id, report.journal_sequence)
+
+
+class _Tracked:
+    """An order entered on this stream whose reports the session still forwards."""
+
+    __slots__ = ("early", "expected", "waiting")
+
+    def __init__(self) -> None:
+        # Commands of this stream about the order whose results are not written yet (its
+        # submit, then any cancel): the fan-out's reports wait for them.
+        self.waiting = 1
+        # Reports the fan-out delivered while a result was awaited.
+        self.early: list[common_pb2.ExecutionReport] = []
+        # Reports results carried that the fan-out has not delivered yet (not to be sent twice).
+        self.expected: set[ReportKey] = set()
+
+
+class OrderStreamSession:
+    """One StreamOrders call: reads commands, answers each, forwards the stream's later reports."""
+
+    def __init__(self, backends: Backends, saga: OrderSaga, account_id: str) -> None:
+        self._backends = backends
+        self._saga = saga
+        self._account = account_id
+        self._permits = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._results: deque[gateway_pb2.OrderCommandResult] = deque()
+        self._reports: deque[gateway_pb2.ExecutionReport] = deque()
+        self._wake = asyncio.Event()
+        self._running = 0  # commands handed to the saga and not answered yet
+        self._gone = False
+        self._failure: ServiceError | None = None
+        self._tracked: dict[str, _Tracked] = {}
+        self._instruments: dict[str, common_pb2.Instrument] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[Any] | None = None
+        self._forwarder: asyncio.Task[Any] | None = None
+        self._subscription: Subscription | None = None
+
+    async def responses(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        """The stream's responses: the first names max_in_flight, then results and reports."""
+        backends = self._backends
+        with backends.fanout.subscribe(self._account, max_queued=REPORTS_QUEUED) as subscription:
+            self._subscription = subscription
+            context.add_done_callback(self._caller_gone)
+            await backends.fanout.wait_connected(FEED_WAIT_SECONDS)
+            yield gateway_pb2.StreamOrdersResponse(max_in_flight=MAX_IN_FLIGHT)
+            reader = self._reader = self._spawn(self._read(requests), "gateway-order-stream-reader")
+            forwarder = self._forwarder = self._spawn(
+                self._forward(subscription), "gateway-order-stream-reports"
+            )
+            try:
+                while not self._gone:
+                    if self._failure is not None:
+                        reader.cancel()  # read no more: answer what was read, then end with the failure
+                    if not self._results and not self._reports:
+                        if self._running == 0 and (reader.done() or self._failure is not None):
+                            break
+                        self._wake.clear()
+                        await self._wake.wait()
+                        continue
+                    count = min(len(self._results), RESULTS_PER_RESPONSE)
+                    results = [self._results.popleft() for _ in range(count)]
+                    reports = list(self._reports)
+                    self._reports.clear()
+                    yield gateway_pb2.StreamOrdersResponse(results=results, reports=reports)
+                    for _ in range(count):
+                        self._permits.release()
+            finally:
+                reader.cancel()
+                forwarder.cancel()
+        if self._failure is not None:
+            raise self._failure
+        if isinstance(requests, RequestStream) and requests.drained:
+            raise unavailable(
+                RejectReason.SERVICE_STOPPING,
+                "the gateway is stopping: every command read on this stream was answered; "
+                "reconnect and send the rest",
+            )
+
+    # --- reading and carrying out commands -------------------------------------------------------
+
+    def _spawn(self, work: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    def _caller_gone(self, _: object) -> None:
+        """The call ended: stop reading and relaying now (grpc may never resume the writer);
+        orders already handed to the saga are carried to their end."""
+        self._gone = True
+        for task in (self._reader, self._forwarder):
+            if task is not None:
+                task.cancel()
+        if self._subscription is not None:
+            self._subscription.end()
+        self._wake.set()
+
+    async def _read(self, requests: AsyncIterator[Any]) -> None:
+        number = 0
+        try:
+            async for request in requests:
+                number += 1
+                await self._dispatch(number, request.commands)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the caller's side broke: stop reading, answer what was read
+            log.info("order stream input ended", why=repr(error))
+        finally:
+            self._wake.set()
+
+    async def _dispatch(self, number: int, commands: Sequence[gateway_pb2.OrderCommand]) -> None:
+        """Check each command of request `number`; hand the good ones to the saga, in two batches."""
+        too_many = len(commands) > ids.MAX_STREAM_COMMANDS
+        submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]] = []
+        cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]] = []
+        for index, command in enumerate(commands):
+            await self._permits.acquire()
+            try:
+                if too_many:
+                    raise ServiceError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        RejectReason.TOO_MANY_COMMANDS,
+                        f"a request carries at most {ids.MAX_STREAM_COMMANDS} commands and this one has "
+                        f"{len(commands)}; none of them was carried out: send them in several requests",
+                    )
+                if command.tag:
+                    problem = ids.COMMAND_TAG.problem(command.tag)
+                    if problem is not None:
+                        raise invalid_field("tag", RejectReason.INVALID_TAG, f"tag {problem}")
+                kind = command.WhichOneof("command")
+                if kind == "submit":
+                    order, instrument = await self._checked_order(command.submit)
+                    submits.append((index, command, order, instrument))
+                elif kind == "cancel":
+                    cancel = command.cancel
+                    account = resolve_account(cancel.account_id, self._account)
+                    validate_order_id(cancel.order_id)
+                    cancels.append((index, command, cancel.order_id, account))
+                    tracked = self._tracked.get(cancel.order_id)
+                    if tracked is not None:
+                        tracked.waiting += 1  # its reports wait for the cancel's result
+                else:
+                    raise invalid_field("command", RejectReason.REQUIRED, "is required: set submit or cancel")
+            except ServiceError as error:
+                self._answer(_refused(number, index, command, error))
+        if submits:
+            for _, _, order, _ in submits:
+                self._tracked[order.order_id] = _Tracked()
+            self._running += len(submits)
+            self._spawn(self._submit(number, submits), "gateway-order-stream-submits")
+        if cancels:
+            self._running += len(cancels)
+            self._spawn(self._cancel(number, cancels), "gateway-order-stream-cancels")
+
+    async def _checked_order(
+        self, request: gateway_pb2.SubmitOrderRequest
+    ) -> tuple[trading_pb2.NewOrder, common_pb2.Instrument]:
+        account = resolve_account(request.account_id, self._account)
+        instrument = None
+        if request.symbol and symbol_problem(request.symbol) is None:
+            instrument = await self._instrument(request.symbol)
+        order = validate_submit_order(request, instrument, account_id=account, order_id=uuid.uuid4().hex)
+        assert instrument is not None
+        return order, instrument
+
+    async def _instrument(self, symbol: str) -> common_pb2.Instrument | None:
+        instrument = self._instruments.get(symbol)
+        if instrument is None:
+            instrument = await self._backends.instruments.get(symbol)
+            if instrument is not None:
+                self._instruments[symbol] = instrument
+        return instrument
+
+    async def _submit(
+        self,
+        number: int,
+        submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]],
+    ) -> None:
+        try:
+            outcomes = await self._saga.submit_batch(
+                self._backends, [(order, instrument) for _, _, order, instrument in submits]
+            )
+        except Exception as error:  # a bug: every order of the batch has an unknown outcome
+            log.exception("order batch failed")
+            outcomes = [_unknown(order.order_id, error) for _, _, order, _ in submits]
+        for (index, command, order, instrument), outcome in zip(submits, outcomes, strict=True):
+            self._running -= 1
+            if isinstance(outcome, ServiceError):
+                if outcome.reason != RejectReason.OUTCOME_UNKNOWN:
+                    self._tracked.pop(order.order_id, None)  # never placed: no report will come
+                    self._answer(_refused(number, index, command, outcome))
+                else:  # it may be live: its later reports still come here
+                    self._answer(_refused(number, index, command, outcome))
+                    await self._carried(order.order_id, ())
+                continue
+            views = [report_view(report, instrument) for report in outcome]
+            self._answer(
+                gateway_pb2.OrderCommandResult(
+                    request_number=number,
+                    index=index,
+                    tag=command.tag,
+                    client_order_id=command.submit.client_order_id,
+                    order=views[-1].order,
+                    reports=views,
+                )
+            )
+            placed = outcome[-1].order.order_id
+            if placed != order.order_id:
+                # A retry answered with its original order: that order's reports come on its own
+                # stream (or StreamExecutions), not this one.
+                self._tracked.pop(order.order_id, None)
+                continue
+            await self._carried(placed, outcome)
+
+    async def _carried(self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]) -> None:
+        """A result about order `order_id` carrying `reports` is written: relay what the fan-out
+        delivered meanwhile that the results lack, and stop following an order that is over."""
+        tracked = self._tracked.get(order_id)
+        if tracked is None:
+            return
+        tracked.waiting -= 1
+        tracked.expected.update(_key(report) for report in reports)
+        if tracked.waiting > 0:
+            return
+        for early in tracked.early:
+            key = _key(early)
+            if key in tracked.expected:
+                tracked.expected.discard(key)
+            else:
+                await self._relay(early)
+        tracked.early.clear()
+        if reports and reports[-1].order.status in _TERMINAL and not tracked.expected:
+            self._tracked.pop(order_id, None)
+
+    async def _cancel(
+        self, number: int, cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]]
+    ) -> None:
+        try:
+            outcomes = await self._saga.cancel_batch(
+                self._backends, [(order_id, account) for _, _, order_id, account in cancels]
+            )
+        except Exception as error:  # a bug: every cancel of the batch has an unknown outcome
+            log.exception("cancel batch failed")
+            outcomes = [_unknown(order_id, error) for _, _, order_id, _ in cancels]
+        for (index, command, order_id, _), outcome in zip(cancels, outcomes, strict=True):
+            self._running -= 1
+            if isinstance(outcome, ServiceError):
+                self._answer(_refused(number, index, command, outcome))
+                await self._carried(order_id, ())
+                continue
+            order = outcome[-1].order
+            instrument = await self._instrument(order.symbol)
+            result = gateway_pb2.OrderCommandResult(
+                request_number=number, index=index, tag=command.tag, client_order_id=command.cancel.order_id
+            )
+            if instrument is not None:
+                views = [report_view(report, instrument) for report in outcome]
+                result.order.CopyFrom(views[-1].order)
+                result.reports.extend(views)
+            self._answer(result)
+            await self._carried(order.order_id, outcome)
+
+    def _answer(self, result: gateway_pb2.OrderCommandResult) -> None:
+        self._results.append(result)
+        self._wake.set()
+
+    # --- later reports ---------------------------------------------------------------------------
+
+    async def _forward(self, subscription: Subscription) -> None:
+        """Relay the fan-out's reports of this stream's orders, each once."""
+        try:
+            while True:
+                report = await subscription.get()
+                if report is None:
+                    return
+                order_id = report.order.order_id
+                tracked = self._tracked.get(order_id)
+                if tracked is None:
+                    continue
+                if tracked.waiting:
+                    tracked.early.append(report)
+                    continue
+                key = _key(report)
+                if key in tracked.expected:
+                    tracked.expected.discard(key)
+                else:
+                    await self._relay(report)
+                if report.order.status in _TERMINAL and not tracked.expected:
+                    del self._tracked[order_id]
+        except ServiceError as error:
+            # The feed broke or this stream fell behind it: later reports can no longer be
+            # promised, so the stream ends once every command read is answered.
+            log.info("order stream's report feed ended", reason=error.reason)
+            self._failure = error
+            self._wake.set()
+
+    async def _relay(self, report: common_pb2.ExecutionReport) -> None:
+        instrument = await self._instrument(report.order.symbol)
+        if instrument is None:
+            log.error("report for an unknown instrument", symbol=report.order.symbol)
+            return
+        self._backends.reported.note((report,))
+        self._reports.append(report_view(report, instrument))
+        self._wake.set()
+
+
+def _refused(
+    number: int, index: int, command: gateway_pb2.OrderCommand, error: ServiceError
+) -> gateway_pb2.OrderCommandResult:
+    """A command's refusal as its result: the status the unary call would answer."""
+    kind = command.WhichOneof("command")
+    named = command.submit.client_order_id if kind == "submit" else command.cancel.order_id
+    result = gateway_pb2.OrderCommandResult(
+        request_number=number,
+        index=index,
+        tag=command.tag,
+        client_order_id=named,
+        code=error.code.value[0],
+        reason=error.reason.number,
+        message=error.message,
+        field=error.violations[0].field if error.violations else "",
+    )
+    order_id = error.metadata.get("order_id", "")
+    if order_id:
+        result.order.order_id = order_id
+        if kind == "submit":
+            result.order.client_order_id = command.submit.client_order_id
+    return result
+
+
+def _unknown(order_id: str, error: Exception) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.OUTCOME_UNKNOWN,
+        f"the gateway failed while carrying out this command ({error!r}); call GetOrder",
+        (),
+        {"order_id": order_id},
+    )
