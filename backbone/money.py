@@ -27,6 +27,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from functools import lru_cache
 
 from backbone.common.v1 import common_pb2
 from backbone.ids import (
@@ -124,15 +125,54 @@ def parse_decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
+def _scaled(value: Decimal) -> tuple[int, int]:
+    """A finite decimal as (coefficient, exponent): value == coefficient x 10**exponent.
+
+    Cached by the decimal's text, not its value: 0.5 and 0.50 are equal but keep
+    different places.
+    """
+    return _scaled_text(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _scaled_text(text: str) -> tuple[int, int]:
+    sign, digits, exponent = Decimal(text).as_tuple()
+    if not isinstance(exponent, int):
+        raise MoneyError(f"{text} is not a finite number")
+    coefficient = 0
+    for digit in digits:
+        coefficient = coefficient * 10 + digit
+    return (-coefficient if sign else coefficient), exponent
+
+
 def to_units(value: Decimal, increment: Decimal) -> int:
-    """`value` as a whole number of `increment`s; refuses a value off the grid."""
+    """`value` as a whole number of `increment`s; refuses a value off the grid.
+
+    Exact integer arithmetic on the two decimals' coefficients; a result of more
+    than DECIMAL_PRECISION digits is refused as too large to compute exactly.
+    """
     if increment <= 0:
         raise MoneyError(f"the increment {increment:f} is not positive")
-    with _exact(f"{value:f} in units of {increment:f}"):
-        units, remainder = divmod(value, increment)
+    value_coefficient, value_exponent = _scaled(value)
+    step_coefficient, step_exponent = _scaled(increment)
+    shift = value_exponent - step_exponent
+    if abs(shift) > DECIMAL_PRECISION:
+        raise MoneyError(
+            f"{value:f} in units of {increment:f} is too large or too precise to compute exactly"
+        )
+    units: int
+    remainder: int
+    if shift >= 0:
+        units, remainder = divmod(value_coefficient * 10**shift, step_coefficient)
+    else:
+        units, remainder = divmod(value_coefficient, step_coefficient * 10**-shift)
     if remainder != 0:
         raise MoneyError(f"{value:f} is not a multiple of {increment:f}")
-    return int(units)
+    if len(str(abs(units))) > DECIMAL_PRECISION:
+        raise MoneyError(
+            f"{value:f} in units of {increment:f} is too large or too precise to compute exactly"
+        )
+    return units
 
 
 def is_multiple(value: Decimal, increment: Decimal) -> bool:
@@ -151,11 +191,28 @@ def from_units(units: int, increment: Decimal) -> Decimal:
 
 
 def format_units(units: int, increment: Decimal) -> str:
-    """A whole number of `increment`s as a decimal string with the increment's places."""
-    places = max(0, -int(increment.as_tuple().exponent))
-    return f"{from_units(units, increment):.{places}f}"
+    """A whole number of `increment`s as a decimal string with the increment's places.
+
+    Integer arithmetic only (the increment's coefficient and exponent are cached), so
+    formatting the figures of an execution report costs no decimal context.
+    """
+    coefficient, exponent = _scaled(increment)
+    scaled = units * coefficient
+    if exponent >= 0:
+        return str(scaled * 10**exponent)
+    places = -exponent
+    digits = str(abs(scaled)).rjust(places + 1, "0")
+    sign = "-" if scaled < 0 else ""
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
 
 
+@lru_cache(maxsize=4096)
+def _decimal(text: str) -> Decimal:
+    """An instrument's increment text as a Decimal (cached: a handful of distinct values)."""
+    return Decimal(text)
+
+
+@lru_cache(maxsize=64)
 def minor_unit(scale: int) -> Decimal:
     """The minor unit of an asset with `scale` decimal places, e.g. 0.01 for scale 2."""
     return Decimal(1).scaleb(-scale)
@@ -188,7 +245,7 @@ class InstrumentMath:
 
     @classmethod
     def of(cls, instrument: common_pb2.Instrument) -> InstrumentMath:
-        return cls(instrument, Decimal(instrument.tick_size), Decimal(instrument.lot_size))
+        return cls(instrument, _decimal(instrument.tick_size), _decimal(instrument.lot_size))
 
     @property
     def max_fee_bps(self) -> int:

@@ -54,12 +54,22 @@ CLAIM_ROUNDS = 3
 # twice the call timeout (reserve, then place) and the waits for a channel to come back.
 ATTEMPT_SLACK_SECONDS = 10.0
 
-# SET NX EX, answering {''} when claimed, else {the order id holding the key, its ms to live}.
+# For each key (all of one account: they share its hash tag) SET NX EX to its order id
+# (ARGV[i]; the last ARGV is the time to live), answering per key two values: '' and -1 when
+# claimed, else the order id holding the key and its milliseconds to live.
 _CLAIM_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {''}
+local ttl = ARGV[#KEYS + 1]
+local answer = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[i], 'NX', 'EX', ttl) then
+    answer[#answer + 1] = ''
+    answer[#answer + 1] = -1
+  else
+    answer[#answer + 1] = redis.call('GET', key) or ''
+    answer[#answer + 1] = redis.call('PTTL', key)
+  end
 end
-return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}
+return answer
 """
 # Point the key at ARGV[2] while it names ARGV[1] (or is gone): 1 when it names ARGV[2] now.
 _REPOINT_SCRIPT = """
@@ -70,12 +80,16 @@ if current == false or current == ARGV[1] or current == ARGV[2] then
 end
 return 0
 """
-# Delete the key only while it still names our order (a failed attempt frees its id).
+# Delete each key (of one account) only while it still names its order, ARGV[i] (a failed
+# attempt frees its id); answers how many were deleted.
 _UNCLAIM_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+local deleted = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    deleted = deleted + redis.call('DEL', key)
+  end
 end
-return 0
+return deleted
 """
 
 
@@ -512,9 +526,12 @@ class OrderSaga:
         return 2 * float(backends.settings.call_timeout_seconds) + ATTEMPT_SLACK_SECONDS
 
     async def _run_many(
-        self, backends: Backends, script: AsyncScript, calls: Sequence[tuple[str, Sequence[str | int]]]
+        self,
+        backends: Backends,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[str | int]]],
     ) -> list[Any]:
-        """Run `script` once per (key, args) in one pipeline (one round trip); results in order.
+        """Run `script` once per (keys, args) in one pipeline (one round trip); results in order.
 
         A script Redis lost (a flush, a restart) is loaded again and the calls that missed it
         are run again; any other failure raises RedisError.
@@ -524,8 +541,8 @@ class OrderSaga:
         for attempt in range(2):
             async with backends.redis.pipeline(transaction=False) as pipe:
                 for index in todo:
-                    key, args = calls[index]
-                    pipe.evalsha(script.sha, 1, key, *args)
+                    keys, args = calls[index]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                 answers = await pipe.execute(raise_on_error=False)
             missing = []
             for index, answer in zip(todo, answers, strict=True):
@@ -541,26 +558,41 @@ class OrderSaga:
             todo = missing
         return results
 
+    async def _by_account(
+        self, backends: Backends, script: AsyncScript, claims: Sequence[tuple[str, str]], *extra: str | int
+    ) -> list[Any]:
+        """Run `script` over (key, order id) claims, one call per account (its keys share a hash
+        tag), all in one round trip; each call's answer, per account in order of first appearance,
+        with the claims' positions."""
+        groups: dict[str, list[int]] = {}
+        for index, (key, _) in enumerate(claims):
+            groups.setdefault(key[: key.index("}") + 1], []).append(index)
+        calls = [
+            ([claims[i][0] for i in indices], [*(claims[i][1] for i in indices), *extra])
+            for indices in groups.values()
+        ]
+        answers = await self._run_many(backends, script, calls)
+        return list(zip(groups.values(), answers, strict=True))
+
     async def _claim_many(
         self, backends: Backends, keys: Sequence[str], order_ids: Sequence[str]
     ) -> list[tuple[str, float]]:
         """For each key, ('', 0) when the id is now its order's; else (the order id holding it,
         seconds since its claim). One round trip; REDIS_UNAVAILABLE when Redis cannot answer."""
         claim, _ = self._scripts(backends)
+        claims: list[tuple[str, float]] = [("", 0.0)] * len(keys)
         try:
-            answers = await self._run_many(
-                backends,
-                claim,
-                [
-                    (key, (order_id, CLIENT_ORDER_ID_TTL_SECONDS))
-                    for key, order_id in zip(keys, order_ids, strict=True)
-                ],
+            groups = await self._by_account(
+                backends, claim, list(zip(keys, order_ids, strict=True)), CLIENT_ORDER_ID_TTL_SECONDS
             )
         except RedisError as error:
             raise unavailable(
                 RejectReason.REDIS_UNAVAILABLE, f"the idempotency store is unavailable ({error}); retry"
             ) from None
-        return [_claim_answer(answer) for answer in answers]
+        for indices, answer in groups:
+            for position, index in enumerate(indices):
+                claims[index] = _claim_answer(answer[2 * position : 2 * position + 2])
+        return claims
 
     async def _claim_client_order_id(self, backends: Backends, key: str, order_id: str) -> tuple[str, float]:
         """('', 0) when the id is ours now; else (the order id that holds it, seconds since its claim)."""
@@ -588,7 +620,7 @@ class OrderSaga:
             return
         _, unclaim = self._scripts(backends)
         try:
-            await self._run_many(backends, unclaim, [(key, (order_id,)) for key, order_id in claims])
+            await self._by_account(backends, unclaim, claims)
         except RedisError as error:  # the ids stay taken until they expire: log, do not fail
             log.warning("could not free client order ids", count=len(claims), error=str(error))
 

@@ -8,7 +8,7 @@ from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
-from backbone.money import InstrumentMath, format_minor
+from backbone.money import InstrumentMath, format_minor, format_units
 from backbone.trading.v1 import trading_pb2
 
 # Extra decimal places an average price keeps beyond the tick's.
@@ -56,9 +56,58 @@ def average_price_text(filled_notional_ticks_lots: int, filled_lots: int, tick: 
     return text
 
 
+class _Formats:
+    """One instrument's formatting, worked out once: its increments' places and fee asset."""
+
+    __slots__ = ("fee_asset", "fee_scale", "lot", "math", "tick")
+
+    def __init__(self, instrument: common_pb2.Instrument) -> None:
+        self.math = InstrumentMath.of(instrument)
+        self.tick = self.math.tick
+        self.lot = self.math.lot
+        self.fee_asset = instrument.quote_asset
+        self.fee_scale = instrument.quote_scale
+
+    def price(self, ticks: int) -> str:
+        return format_units(ticks, self.tick)
+
+    def quantity(self, lots: int) -> str:
+        return format_units(lots, self.lot)
+
+
+_FORMATS: dict[tuple[str, str, str, str, int], _Formats] = {}
+_MAX_FORMATS = 4096
+
+
+def _formats(instrument: common_pb2.Instrument) -> _Formats:
+    """The formatting of `instrument`, cached by what it depends on (an instrument never changes)."""
+    key = (
+        instrument.symbol,
+        instrument.tick_size,
+        instrument.lot_size,
+        instrument.quote_asset,
+        instrument.quote_scale,
+    )
+    formats = _FORMATS.get(key)
+    if formats is None:
+        if len(_FORMATS) >= _MAX_FORMATS:
+            _FORMATS.clear()
+        formats = _FORMATS[key] = _Formats(instrument)
+    return formats
+
+
+def _set_time(stamp: timestamp_pb2.Timestamp, nanoseconds: int) -> None:
+    if nanoseconds > 0:
+        stamp.seconds, stamp.nanos = divmod(nanoseconds, 1_000_000_000)
+
+
 def order_view(order: common_pb2.Order, instrument: common_pb2.Instrument) -> gateway_pb2.Order:
     """The public form of an internal order, prices and quantities as decimal strings."""
-    math = InstrumentMath.of(instrument)
+    return _order_view(order, _formats(instrument))
+
+
+def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order:
+    quantity = formats.quantity
     view = gateway_pb2.Order(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
@@ -67,20 +116,19 @@ def order_view(order: common_pb2.Order, instrument: common_pb2.Instrument) -> ga
         side=order.side,
         type=order.type,
         time_in_force=order.time_in_force,
-        price=math.price_text(order.price_ticks),
-        quantity=math.quantity_text(order.quantity_lots),
-        filled_quantity=math.quantity_text(order.filled_lots),
-        leaves_quantity=math.quantity_text(order.leaves_lots),
-        cancelled_quantity=math.quantity_text(order.cancelled_lots),
-        average_price=average_price_text(order.filled_notional_ticks_lots, order.filled_lots, math.tick),
+        price=formats.price(order.price_ticks),
+        quantity=quantity(order.quantity_lots),
+        filled_quantity=quantity(order.filled_lots),
+        leaves_quantity=quantity(order.leaves_lots),
+        cancelled_quantity=quantity(order.cancelled_lots),
         status=order.status,
     )
-    created = timestamp_of(order.created_ns)
-    if created is not None:
-        view.created_at.CopyFrom(created)
-    updated = timestamp_of(order.updated_ns)
-    if updated is not None:
-        view.updated_at.CopyFrom(updated)
+    if order.filled_lots > 0:
+        view.average_price = average_price_text(
+            order.filled_notional_ticks_lots, order.filled_lots, formats.tick
+        )
+    _set_time(view.created_at, order.created_ns)
+    _set_time(view.updated_at, order.updated_ns)
     return view
 
 
@@ -88,23 +136,21 @@ def report_view(
     report: common_pb2.ExecutionReport, instrument: common_pb2.Instrument
 ) -> gateway_pb2.ExecutionReport:
     """The public form of an execution report; fill fields only on trade reports."""
-    math = InstrumentMath.of(instrument)
+    formats = _formats(instrument)
     view = gateway_pb2.ExecutionReport(
-        order=order_view(report.order, instrument),
+        order=_order_view(report.order, formats),
         execution_type=report.execution_type,
         reject_reason=report.reject_reason,
         trading_sequence=report.journal_sequence,
     )
     if report.execution_type == common_pb2.EXECUTION_TYPE_TRADE:
         view.trade_id = str(report.trade_id)
-        view.last_price = math.price_text(report.last_price_ticks)
-        view.last_quantity = math.quantity_text(report.last_quantity_lots)
-        view.last_fee = format_minor(report.last_fee, instrument.quote_scale)
-        view.fee_asset = instrument.quote_asset
+        view.last_price = formats.price(report.last_price_ticks)
+        view.last_quantity = formats.quantity(report.last_quantity_lots)
+        view.last_fee = format_minor(report.last_fee, formats.fee_scale)
+        view.fee_asset = formats.fee_asset
         view.liquidity_side = report.liquidity_side
-    stamp = timestamp_of(report.timestamp_ns)
-    if stamp is not None:
-        view.timestamp.CopyFrom(stamp)
+    _set_time(view.timestamp, report.timestamp_ns)
     return view
 
 

@@ -2,7 +2,9 @@
 
 Between services no call carries one order: each caller hands a command to a
 :class:`BatchingStream` and awaits its result; a sender task takes whatever
-is queued (up to ``max_items``) into one request with a sequence number, and
+is queued (up to ``max_items``) into one request with a sequence number, with
+at most ``max_batches_in_flight`` requests unanswered (so batches grow with
+the load instead of the message count), and
 a receiver task matches each response to its request by that number and
 answers every caller. The queue is bounded: when it is full, callers get
 RESOURCE_EXHAUSTED at once instead of waiting without limit. When the stream
@@ -51,6 +53,7 @@ class BatchingStream(Generic[Command, Result]):
         read_response: Callable[[Any], tuple[int, Sequence[Result]]],
         *,
         max_items: int = 512,
+        max_batches_in_flight: int = 2,
         max_queued: int = 20_000,
         result_timeout_seconds: float = 10.0,
         reconnector: Reconnector | None = None,
@@ -60,6 +63,8 @@ class BatchingStream(Generic[Command, Result]):
         self._make_request = make_request
         self._read_response = read_response
         self._max_items = max_items
+        self._max_batches = max_batches_in_flight
+        self._window = asyncio.Semaphore(max_batches_in_flight)
         self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Result]]] = asyncio.Queue(max_queued)
         self._pending: dict[int, list[asyncio.Future[Result]]] = {}
         self._sent: set[asyncio.Future[Result]] = set()
@@ -188,6 +193,7 @@ class BatchingStream(Generic[Command, Result]):
     async def _connect_once(self, attempt: Attempt) -> str:
         """One stream: send and receive until it breaks; fail what it left unanswered."""
         call = self._open_stream()
+        self._window = asyncio.Semaphore(self._max_batches)
         receiver = asyncio.create_task(self._receive(call))
         sender = asyncio.create_task(self._send(call, attempt))
         try:
@@ -218,11 +224,15 @@ class BatchingStream(Generic[Command, Result]):
         attempt.established()
         while True:
             command, future = await self._queue.get()
+            # At most a few batches unanswered: under load, what arrives meanwhile goes in the
+            # next batch (bigger batches, fewer messages); when idle, a command goes at once.
+            await self._window.acquire()
             batch = [(command, future)]
             while len(batch) < self._max_items and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             live = [(c, f) for c, f in batch if not f.done()]
             if not live:
+                self._window.release()
                 continue
             self._sequence += 1
             self._pending[self._sequence] = [f for _, f in live]
@@ -234,6 +244,8 @@ class BatchingStream(Generic[Command, Result]):
         async for response in responses:
             sequence, results = self._read_response(response)
             futures = self._pending.pop(sequence, None)
+            if futures is not None:
+                self._window.release()
             self._sent.difference_update(futures or ())
             if futures is None:
                 log.error("response to an unknown batch", stream=self.name, sequence=sequence)

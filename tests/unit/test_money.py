@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -270,3 +270,28 @@ def test_buy_reservation_always_covers_its_fills(
     assert leaves == 0
     assert math.buy_reservation(limit, 0) == 0
     assert spent <= held
+
+
+_INCREMENTS = st.builds(
+    lambda digits, exponent: Decimal(digits).scaleb(exponent),
+    st.integers(min_value=1, max_value=10**6),
+    st.integers(min_value=-MAX_DECIMAL_PLACES, max_value=3),
+)
+
+
+@given(st.integers(min_value=-INT64_MAX, max_value=INT64_MAX), _INCREMENTS)
+def test_integer_formatting_equals_decimal_formatting(units: int, increment: Decimal) -> None:
+    places = max(0, -int(increment.as_tuple().exponent))
+    assert format_units(units, increment) == f"{Decimal(units) * increment:.{places}f}"
+
+
+@given(st.integers(min_value=0, max_value=INT64_MAX), _INCREMENTS, st.integers(min_value=0, max_value=9))
+def test_integer_units_equal_decimal_division(units: int, increment: Decimal, off: int) -> None:
+    with localcontext() as context:
+        context.prec = 100  # exact: the sums below have at most 45 digits
+        value = Decimal(units) * increment
+        nudged = value + increment / 10 * off
+    assert to_units(value, increment) == units
+    if off:
+        with pytest.raises(MoneyError):
+            to_units(nudged, increment)
