@@ -4,7 +4,10 @@ For each call it takes the request id from the ``x-request-id`` metadata (or
 makes one), binds it into structlog's context, turns a raised
 :class:`ServiceError` into a status with details, turns any other exception
 into INTERNAL (logged with its traceback, never shown to the caller), and
-writes one access log line with the method, status and duration.
+writes the access log: one line per call that failed, or that took longer
+than ``SLOW_CALL_MS``; calls that succeeded in time are counted per method and
+written as one line per method per ``SUMMARY_SECONDS`` (calls, mean and
+longest duration), so a busy order path never writes a line per order.
 """
 
 from __future__ import annotations
@@ -33,6 +36,51 @@ Handler = Any  # grpc.RpcMethodHandler; its stubs type the sync flavour only
 
 # Health checks and reflection are polled often; they are not worth a log line each.
 _QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+# A successful call that took longer than this gets a line of its own.
+SLOW_CALL_MS = 250.0
+# How often the successful calls of a method are summed up in one line.
+SUMMARY_SECONDS = 1.0
+
+
+class _CallSummary:
+    """Successful calls of one method since its last summary line."""
+
+    __slots__ = ("calls", "longest_ms", "started", "total_ms")
+
+    def __init__(self, now: float) -> None:
+        self.started = now
+        self.calls = 0
+        self.total_ms = 0.0
+        self.longest_ms = 0.0
+
+
+_summaries: dict[str, _CallSummary] = {}
+
+
+def _access_log(method: str, code: grpc.StatusCode, elapsed_ms: float, now: float) -> None:
+    """One line for a failed or slow call; successful calls summed up per method and period."""
+    if code != grpc.StatusCode.OK or elapsed_ms > SLOW_CALL_MS:
+        log.info("call", code=code.name, duration_ms=round(elapsed_ms, 3))
+        return
+    summary = _summaries.get(method)
+    if summary is not None and now - summary.started < SUMMARY_SECONDS:
+        summary.calls += 1
+        summary.total_ms += elapsed_ms
+        summary.longest_ms = max(summary.longest_ms, elapsed_ms)
+        return
+    # A new period: sum up the last one, and write this call on its own line (a quiet
+    # service still shows every call).
+    if summary is not None and summary.calls:
+        log.info(
+            "calls",
+            code=code.name,
+            calls=summary.calls,
+            mean_ms=round(summary.total_ms / summary.calls, 3),
+            longest_ms=round(summary.longest_ms, 3),
+            seconds=round(now - summary.started, 3),
+        )
+    _summaries[method] = _CallSummary(now)
+    log.info("call", code=code.name, duration_ms=round(elapsed_ms, 3))
 
 
 def _store_unavailable(error: Exception) -> ServiceError | None:
@@ -92,9 +140,9 @@ class _CallScope:
         await self.context.abort(internal.code, internal.message)
 
     def close(self) -> None:
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        now = time.perf_counter()
         if not self.method.startswith(_QUIET_PREFIXES):
-            log.info("call", code=self.code.name, duration_ms=round(elapsed_ms, 3))
+            _access_log(self.method, self.code, (now - self.started) * 1000, now)
         structlog.contextvars.unbind_contextvars("request_id", "method")
         request_id_var.reset(self.token)
 
