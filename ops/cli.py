@@ -6,6 +6,8 @@ backbone status              the processes of a running `backbone up`: health, a
 backbone serve <service>     one service: gateway, risk, trading or settlement
 backbone health ADDRESS      exit 0 when that server is SERVING
 backbone check               report the system's invariants (ledger, journal, reservations)
+backbone load                simulate order flow and measure it (latency, throughput, the knee)
+backbone bench               the pipeline benchmark: raw gRPC baselines against the whole pipeline
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from backbone.runtime.config import SERVICE_NAMES, ConfigError, Settings, descri
 from backbone.runtime.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from backbone.runtime.logging import configure_logging
 from ops import status as status_file
+from ops.perf.options import BENCH_DESCRIPTION, LOAD_DESCRIPTION, add_bench_arguments, add_load_arguments
 from ops.supervisor import (
     START_ORDER,
     Child,
@@ -99,6 +102,22 @@ def _parser() -> argparse.ArgumentParser:
         help="keep checking while something is pending or violated, up to this long (default 5)",
     )
     check.add_argument("--json", action="store_true", help="print the report as one line of JSON")
+    load = commands.add_parser(
+        "load",
+        help="simulate order flow (open or closed loop, stream or unary, a ramp to the knee) and measure "
+        "latency and throughput; on its own system, check the invariants afterwards",
+        description=LOAD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_load_arguments(load)
+    bench = commands.add_parser(
+        "bench",
+        help="the pipeline benchmark: raw gRPC baselines, then unary and stream orders/s end to end, "
+        "p99 at half the stream rate, and the invariant check; the last line is JSON",
+        description=BENCH_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_bench_arguments(bench)
     return parser
 
 
@@ -138,6 +157,20 @@ def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
     else:
         print("\n".join(report.lines()))
     return {"ok": 0, "violated": 1, "pending": 3}[report.status]
+
+
+def load(options: argparse.Namespace) -> int:
+    """`backbone load`: the order-flow simulator (ops/perf/simulator.py)."""
+    from ops.perf.simulator import run as run_load
+
+    return run_load(options)
+
+
+def bench(options: argparse.Namespace) -> int:
+    """`backbone bench`: the pipeline benchmark (ops/perf/bench.py)."""
+    from ops.perf.bench import run as run_bench
+
+    return run_bench(options)
 
 
 def serve(service: str, settings: Settings) -> int:
@@ -341,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if serving else 1
     if options.command == "check":
         return check(settings, options.settle, options.json)
+    if options.command == "load":
+        return load(options)
+    if options.command == "bench":
+        return bench(options)
     if options.command == "status":
         return status_file.status(settings.data_dir.resolve(), ENDPOINTS_FILE, options.json)
     return up(settings, options.logs)

@@ -267,7 +267,11 @@ class AccountStream:
         tracker = self.driver.tracker
         code, outcome = _UNAVAILABLE, "UNAVAILABLE/STREAM_ENDED"
         try:
-            async for response in self.call:
+            read = self.call.read  # not `async for`: open() read the first answer with read()
+            while True:
+                response = await read()
+                if response is grpc.aio.EOF:
+                    break
                 now = time.perf_counter()
                 answered = 0
                 for result in response.results:

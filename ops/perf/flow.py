@@ -178,6 +178,7 @@ class Flow:
         mids: list[int],
         mix: Mix = Mix(),
         shape: Shape = Shape(),
+        id_prefix: str = "c",
     ) -> None:
         if accounts < 1 or not mids:
             raise ValueError("a flow needs at least one account and one symbol")
@@ -190,6 +191,7 @@ class Flow:
         self._marketable_above = passive  # passive <= u < cancel: marketable
         self.open = [OpenOrders() for _ in range(accounts)]
         self.count = 0
+        self.id_prefix = id_prefix  # client order ids are id_prefix + the command's number
         self._prices: list[dict[int, str]] = [{} for _ in mids]
         self._quantities: dict[int, str] = {}
 
@@ -230,7 +232,8 @@ class Flow:
             offset = -1 - int(rng.expovariate(1.0 / shape.passive_depth_ticks))  # away from it
         price = mid + offset if side == BUY else mid - offset
         lots = rng.randint(1, shape.max_lots)
-        return Command(number, SUBMIT, account, symbol, side, max(price, 1), lots, f"c{number}", "")
+        client_order_id = f"{self.id_prefix}{number}"
+        return Command(number, SUBMIT, account, symbol, side, max(price, 1), lots, client_order_id, "")
 
     # --- the decimal strings of the public API ---------------------------------------------------
 

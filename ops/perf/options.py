@@ -56,6 +56,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of at least 0")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -105,7 +115,10 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         help="shares of passive limit orders, marketable limit orders and cancels (default %(default)s)",
     )
     flow.add_argument(
-        "--volatility", type=float, default=2.0, help="mid price step per order, std dev in ticks (default 2)"
+        "--volatility",
+        type=non_negative,
+        default=2.0,
+        help="mid price step per order, std dev in ticks (default 2)",
     )
 
     how = parser.add_argument_group("how it is sent")
@@ -121,6 +134,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--duration", type=positive_float, default=10.0, help="seconds of traffic (default 10)")
     how.add_argument("--count", type=positive_int, help="stop after this many commands (also)")
+    how.add_argument(
+        "--warmup",
+        type=non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="open or closed loop: first send this long at the same rate or window, not counted (default 0)",
+    )
     how.add_argument(
         "--concurrency",
         type=positive_int,
@@ -138,6 +158,11 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=2000,
         help="unary open loop: most calls at once; later ones wait in the client (default 2000)",
+    )
+    how.add_argument(
+        "--no-executions",
+        action="store_true",
+        help="unary path: no StreamExecutions per account (submit->fill then has only the takers' fills)",
     )
     how.add_argument(
         "--deterministic",
@@ -186,7 +211,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=positive_float, default=10.0, help="length of each timed phase")
+    parser.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="length of each timed phase (default 10)"
+    )
     parser.add_argument(
         "--raw-seconds", type=positive_float, help="length of each raw baseline (default --seconds / 2)"
     )
@@ -197,16 +224,24 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window",
         type=positive_int,
-        help="stream closed loop: orders outstanding per stream (default: its max_in_flight)",
+        default=500,
+        help="stream closed loop: orders outstanding per stream (default 500; the gateway takes at most "
+        "its max_in_flight and slows the rest down)",
     )
     parser.add_argument(
         "--concurrency", type=positive_int, default=64, help="unary calls in flight (default 64)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=non_negative,
+        help="seconds sent first in each backbone phase, not counted (default: --seconds / 5, at most 2)",
+    )
     parser.add_argument("--seed", type=whole, default=1)
     parser.add_argument(
         "--mix",
-        default="passive=55,marketable=40,cancel=5",
-        help="order mix of the backbone runs (default %(default)s)",
+        default="passive=60,marketable=40,cancel=0",
+        help="order mix of the backbone runs (default %(default)s: new orders only, so the unary "
+        "phase is SubmitOrder alone)",
     )
     parser.add_argument(
         "--fast-storage", action="store_true", help="fsync off (default: durable, as `backbone up`)"

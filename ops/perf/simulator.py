@@ -129,7 +129,9 @@ class Watchdog:
 class Run:
     """The flow, the driver and the figures of one run."""
 
-    def __init__(self, options: argparse.Namespace, market: Market, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self, options: argparse.Namespace, market: Market, channel: grpc.aio.Channel, id_prefix: str = "c"
+    ) -> None:
         self.options = options
         self.market = market
         self.flow = Flow(
@@ -138,6 +140,7 @@ class Run:
             market.mids,
             Mix.parse(options.mix),
             Shape(options.volatility),
+            id_prefix,
         )
         self.arrivals = random.Random(f"arrivals-{options.seed}")
         self.start = time.perf_counter()
@@ -150,8 +153,10 @@ class Run:
             self.driver = StreamDriver(channel, self.tracker, market.metadata(), options.max_batch)
         else:
             self.driver = UnaryDriver(
-                channel, self.tracker, market.metadata(), options.max_in_flight, executions=True
+                channel, self.tracker, market.metadata(), options.max_in_flight, not options.no_executions
             )
+        # Without execution feeds a unary client never hears of its resting orders' fills.
+        self.hears_makers = options.path == "stream" or not options.no_executions
         self.recorders: list[Recorder] = []
         self.left = options.count if options.count else math.inf
         self.stop_at = math.inf
@@ -202,13 +207,25 @@ class Run:
         if rest > 0:
             await asyncio.sleep(rest)
 
-    async def closed_loop(self, recorder: Recorder, window: int, seconds: float) -> None:
-        """`window` commands outstanding (per stream on the stream path) for `seconds`."""
-        until = min(time.perf_counter() + seconds, self.stop_at)
+    async def closed_loop(
+        self,
+        recorder: Recorder,
+        window: int,
+        seconds: float,
+        warmup: Recorder | None = None,
+        warm_s: float = 0.0,
+    ) -> None:
+        """`window` commands outstanding (per stream on the stream path) for `seconds`, after
+        `warm_s` seconds whose commands go to `warmup`."""
+        measured_from = time.perf_counter() + (warm_s if warmup is not None else 0.0)
+        until = min(measured_from + seconds, self.stop_at)
 
         def refill(account: int | None) -> Command | None:
-            if self.left <= 0 or time.perf_counter() >= until:
+            now = time.perf_counter()
+            if self.left <= 0 or now >= until:
                 return None
+            if warmup is not None and now < measured_from:
+                return self._command(warmup, account)
             return self._command(recorder, account)
 
         self.driver.closed_loop(window, refill)
@@ -291,10 +308,14 @@ class Run:
             recorder = Recorder("closed loop")
             self.recorders.append(recorder)
             window = options.concurrency or (200 if options.path == "stream" else 64)
-            await self.closed_loop(recorder, window, options.duration)
+            warmup = Recorder("warm-up") if options.warmup else None
+            await self.closed_loop(recorder, window, options.duration, warmup, options.warmup)
         else:
-            self.phase = f"open loop {options.rate:,.0f}/s"
             recorder = Recorder("open loop", options.rate)
+            if options.warmup:  # same rate, not counted
+                self.phase = f"warm-up {options.rate:,.0f}/s"
+                await self.open_loop(Recorder("warm-up", options.rate), options.rate, options.warmup)
+            self.phase = f"open loop {options.rate:,.0f}/s"
             self.recorders.append(recorder)
             await self.open_loop(recorder, options.rate, options.duration)
         self.phase = "draining"
@@ -399,6 +420,24 @@ async def wait_settled(
         await asyncio.sleep(POLL_SECONDS * 4)
 
 
+async def risk_caught_up(
+    stub: gateway_pb2_grpc.GatewayServiceStub, market: Market, sequence: int, timeout_seconds: float
+) -> bool:
+    """Wait until risk has applied trading's journal up to `sequence` (the newest the run saw), so
+    what comes next does not queue behind this run's events."""
+    metadata = market.metadata()[0]
+    deadline = time.perf_counter() + timeout_seconds
+    while True:
+        answer = await stub.GetBalances(
+            gateway_pb2.GetBalancesRequest(min_trading_sequence=sequence), metadata=metadata, timeout=30
+        )
+        if answer.trading_sequence >= sequence:
+            return True
+        if time.perf_counter() >= deadline:
+            return False
+        await asyncio.sleep(POLL_SECONDS)
+
+
 def digest(
     market: Market, tracker: Tracker, balances: list[dict[str, tuple[Decimal, Decimal, Decimal]]]
 ) -> str:
@@ -425,75 +464,68 @@ def digest(
 # --- the whole run -------------------------------------------------------------------------------------
 
 
-async def simulate(
-    options: argparse.Namespace,
-    gateway: str,
-    admin_key: str,
+async def execute(
+    run: Run,
+    channel: grpc.aio.Channel,
     database_url: str | None,
-    prefix: str,
     deadline_seconds: float,
+    settle_seconds: float,
+    progress: bool,
 ) -> dict[str, Any]:
-    """The async part of a run: setup, traffic, drain, settlement, balances; the result's figures."""
-    async with grpc.aio.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
-        setup_started = time.perf_counter()
-        market = await create_market(channel, admin_key, prefix, options.accounts, options.symbols)
-        base_entries = (await asyncio.to_thread(ledger_entries, database_url))[0] if database_url else 0
-        run = Run(options, market, channel)
-        await run.driver.start()
-        setup_seconds = time.perf_counter() - setup_started
-        show_progress = options.progress or sys.stderr.isatty()
-        progress = asyncio.create_task(run.progress()) if show_progress else None
-        run.start = run.timeline.start = time.perf_counter()
-        run.stop_at = run.start + deadline_seconds
-        stopped = ""
-        try:
-            await run.traffic()
-        except Stopped as why:
-            stopped = str(why)
-        finally:
-            if progress is not None:
-                progress.cancel()
-                await asyncio.gather(progress, return_exceptions=True)
-        traffic_end = time.perf_counter()
-        if run.tracker.outstanding and not stopped:
-            stopped = (
-                f"the deadline ({deadline_seconds:g} s) passed with {run.tracker.outstanding} unanswered"
-            )
-        # Both sides of every trade: the resting side's fill comes in a later report.
+    """Send a run's traffic (its driver started), wait for its answers, both sides of its trades and
+    their settlement, read the balances; the run's figures (the driver is closed afterwards)."""
+    market, tracker = run.market, run.tracker
+    base_entries = (await asyncio.to_thread(ledger_entries, database_url))[0] if database_url else 0
+    progress_task = asyncio.create_task(run.progress()) if progress else None
+    run.start = run.timeline.start = time.perf_counter()
+    run.stop_at = run.start + deadline_seconds
+    stopped = ""
+    try:
+        await run.traffic()
+    except Stopped as why:
+        stopped = str(why)
+    finally:
+        if progress_task is not None:
+            progress_task.cancel()
+            await asyncio.gather(progress_task, return_exceptions=True)
+    traffic_end = time.perf_counter()
+    if tracker.outstanding and not stopped:
+        stopped = f"the deadline ({deadline_seconds:g} s) passed with {tracker.outstanding} unanswered"
+    # Both sides of every trade: the resting side's fill comes in a later report.
+    if run.hears_makers:
         sides_deadline = time.perf_counter() + min(TRADE_SIDES_WAIT_SECONDS, max(1.0, run.remaining()))
-        await poll_until(lambda: not run.tracker.incomplete_trades(), sides_deadline)
-        stub = gateway_pb2_grpc.GatewayServiceStub(channel)  # type: ignore[no-untyped-call]
-        settle_started = time.perf_counter()
-        settled, settled_how = await wait_settled(
-            stub, market, run.tracker, database_url, base_entries, options.settle_seconds
-        )
-        settle_seconds = time.perf_counter() - settle_started
-        balances = await read_balances(stub, market, run.tracker.max_sequence)
-        ended = run.driver.ended()
-        await run.driver.close()
-    total = merged("run", run.recorders)
-    span = max((total.last_answer or traffic_end) - run.start, 1e-9)
-    tracker = run.tracker
+        await poll_until(lambda: not tracker.incomplete_trades(), sides_deadline)
+    stub = gateway_pb2_grpc.GatewayServiceStub(channel)  # type: ignore[no-untyped-call]
+    settle_started = time.perf_counter()
+    settled, settled_how = await wait_settled(
+        stub, market, tracker, database_url, base_entries, settle_seconds
+    )
+    settled_at = time.perf_counter()
+    await risk_caught_up(stub, market, tracker.max_sequence, settle_seconds)
+    balances = await read_balances(stub, market, tracker.max_sequence)
+    ended = run.driver.ended()
+    await run.driver.close()
+    total = merged("run", run.recorders)  # a warm-up is left out
+    last_answer = total.last_answer or traffic_end
+    first = total.started if total.started is not None else run.start
+    span = max(last_answer - first, 1e-9)
+    options = run.options
     result: dict[str, Any] = {
-        "tool": "backbone load",
         "path": options.path,
         "mode": "deterministic" if options.deterministic else "ramp" if options.ramp else options.mode,
-        "seed": options.seed,
-        "prefix": prefix,
-        "accounts": options.accounts,
-        "symbols": market.symbols,
-        "mix": Mix.parse(options.mix).as_dict(),
         "target_rate": options.rate
         if options.mode == "open" and not (options.ramp or options.deterministic)
         else None,
-        "setup_s": round(setup_seconds, 3),
         "traffic_s": round(traffic_end - run.start, 3),
-        "max_in_flight": getattr(run.driver, "max_in_flight", None),
+        "warmup_s": options.warmup,
+        # From the first measured command to its last answer (a warm-up before it left out).
+        "measured_s": round(span, 3),
+        "max_in_flight": run.driver.max_in_flight,
         **{k: v for k, v in total.summary().items() if k not in ("name", "target_rate", "answered_per_s")},
         "answered_per_s": round(total.answered / span, 1),
         "trades": len(tracker.trades),
         "trades_per_s": round(len(tracker.trades) / span, 1),
-        "incomplete_trades": tracker.incomplete_trades(),
+        "incomplete_trades": tracker.incomplete_trades() if run.hears_makers else None,
         "duplicate_fills": tracker.duplicate_fills,
         "duplicate_results": tracker.duplicate_results,
         "stray_results": tracker.stray_results,
@@ -502,7 +534,9 @@ async def simulate(
         "stopped": stopped or None,
         "settled": settled,
         "settlement": settled_how,
-        "settle_s": round(settle_seconds, 3),
+        "settle_s": round(settled_at - settle_started, 3),
+        # From the first measured command to the last trade posted in the ledger (or the last answer).
+        "settled_span_s": round(max(settled_at, last_answer) - first, 3),
         "digest": digest(market, tracker, balances),
         "timeline": run.timeline.rows(),
     }
@@ -516,6 +550,41 @@ async def simulate(
             **run.ramp_verdict,
         }
     return result
+
+
+async def simulate(
+    options: argparse.Namespace,
+    gateway: str,
+    admin_key: str,
+    database_url: str | None,
+    prefix: str,
+    deadline_seconds: float,
+) -> dict[str, Any]:
+    """The async part of a run: setup, then :func:`execute`."""
+    async with grpc.aio.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
+        setup_started = time.perf_counter()
+        market = await create_market(channel, admin_key, prefix, options.accounts, options.symbols)
+        run = Run(options, market, channel)
+        await run.driver.start()
+        setup_seconds = time.perf_counter() - setup_started
+        figures = await execute(
+            run,
+            channel,
+            database_url,
+            deadline_seconds,
+            options.settle_seconds,
+            options.progress or sys.stderr.isatty(),
+        )
+    return {
+        "tool": "backbone load",
+        "seed": options.seed,
+        "prefix": prefix,
+        "accounts": options.accounts,
+        "symbols": market.symbols,
+        "mix": Mix.parse(options.mix).as_dict(),
+        "setup_s": round(setup_seconds, 3),
+        **figures,
+    }
 
 
 def problems_of(result: dict[str, Any]) -> list[str]:
