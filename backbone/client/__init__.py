@@ -8,6 +8,14 @@
         print(order.status, order.filled_quantity)
 
 ``AsyncClient`` offers the same calls for asyncio (``await AsyncClient.connect(...)``).
+
+For order entry at speed, ``client.order_stream()`` sends new orders and
+cancels in batches over one stream and answers each on its own ticket::
+
+    with client.order_stream() as stream:
+        ticket = stream.submit("BTC-USD", "buy", Decimal("100.25"), Decimal("0.5"))
+        print(ticket.result().status)
+
 Prices, quantities and amounts are exact ``Decimal`` values, never floats.
 Every failure is a :class:`BackboneError` carrying the gRPC status code, a
 :class:`RejectReason` (each member says what it means and what to do), a
@@ -18,44 +26,61 @@ from backbone.reasons import RejectReason, Stage
 from backbone.runtime.errors import FieldViolation
 
 from ._async import AsyncClient, AsyncExecutionStream
+from ._async_order_stream import AsyncOrderStream, AsyncOrderTicket
 from ._errors import BackboneError
 from ._models import (
     Account,
     Asset,
     Balance,
+    CancelOrder,
     Deposit,
     ExecutionReport,
     ExecutionType,
     Instrument,
     LiquiditySide,
+    NewOrder,
     Order,
     OrderBook,
+    OrderCommand,
+    OrderResult,
     OrderStatus,
     OrderType,
     PriceLevel,
     Side,
     TimeInForce,
 )
+from ._order_stream import EventsMode, OrderStreamEvent
 from ._sync import Client, ExecutionStream
+from ._sync_order_stream import OrderStream, OrderTicket
 
 __all__ = [
     "Account",
     "Asset",
     "AsyncClient",
     "AsyncExecutionStream",
+    "AsyncOrderStream",
+    "AsyncOrderTicket",
     "BackboneError",
     "Balance",
+    "CancelOrder",
     "Client",
     "Deposit",
+    "EventsMode",
     "ExecutionReport",
     "ExecutionStream",
     "ExecutionType",
     "FieldViolation",
     "Instrument",
     "LiquiditySide",
+    "NewOrder",
     "Order",
     "OrderBook",
+    "OrderCommand",
+    "OrderResult",
     "OrderStatus",
+    "OrderStream",
+    "OrderStreamEvent",
+    "OrderTicket",
     "OrderType",
     "PriceLevel",
     "RejectReason",

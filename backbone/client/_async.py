@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
+from ._async_order_stream import AsyncOrderStream
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
 from ._models import (
     Account,
@@ -39,6 +40,7 @@ from ._models import (
     submit_order_request,
     submitted_order_from_proto,
 )
+from ._order_stream import DEFAULT_BUFFER, EventsMode, check_stream_options
 from ._sync import (
     ADMIN_KEY_HEADER,
     ADMIN_SERVICE,
@@ -181,6 +183,13 @@ class AsyncClient:
             f"/{g}/StreamExecutions",
             request_serializer=_serialize,
             response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
+        )
+        self._stream_orders: grpc.aio.StreamStreamMultiCallable[
+            gateway_pb2.StreamOrdersRequest, gateway_pb2.StreamOrdersResponse
+        ] = channel.stream_stream(
+            f"/{g}/StreamOrders",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamOrdersResponse.FromString,
         )
         self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
         self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
@@ -340,6 +349,9 @@ class AsyncClient:
         for report in reports:
             self.seen_trading_sequence = max(self.seen_trading_sequence, report.trading_sequence)
 
+    def _saw_sequence(self, trading_sequence: int) -> None:
+        self.seen_trading_sequence = max(self.seen_trading_sequence, trading_sequence)
+
     async def get_balances(self) -> dict[str, Balance]:
         """This account's balances by asset code."""
         request = gateway_pb2.GetBalancesRequest(min_trading_sequence=self.seen_trading_sequence)
@@ -363,6 +375,28 @@ class AsyncClient:
         metadata = self._metadata(False)
         call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
         return AsyncExecutionStream(call, self._saw)
+
+    def order_stream(self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER) -> AsyncOrderStream:
+        """Batched order entry (GatewayService.StreamOrders); use ``async with`` to open it.
+
+        ``async with client.order_stream() as stream:`` then
+        ``ticket = await stream.submit(...)``, ``await stream.cancel(...)``,
+        ``order = await ticket.result()`` and ``async for event in stream``
+        (see :class:`AsyncOrderStream`). ``events`` says what the iterator
+        yields: "all" (results and later reports), "reports" (later reports
+        only) or "none" (use the tickets alone); ``buffer`` bounds the events
+        waiting for it. Reports seen on the stream count for read-your-writes
+        in get_balances.
+        """
+        check_stream_options(events, buffer)
+        metadata = self._metadata(False)
+        return AsyncOrderStream(
+            lambda: self._stream_orders(metadata=metadata),
+            on_sequence=self._saw_sequence,
+            timeout_seconds=self._timeout,
+            events=events,
+            buffer=buffer,
+        )
 
     # --- admin ---------------------------------------------------------------------------------
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypeAlias
 
+import grpc
 from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.money import MoneyError, parse_decimal
 from backbone.reasons import RejectReason
+from backbone.runtime.errors import FieldViolation
 
 from ._errors import BackboneError
 
@@ -200,6 +204,106 @@ class OrderBook:
     asks: tuple[PriceLevel, ...]
 
 
+# --- the order stream ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """A limit order to send on an order stream (``stream.submit_many([...])``).
+
+    ``side`` is "buy" or "sell" (or a :class:`Side`); ``price`` and
+    ``quantity`` are exact Decimals on the instrument's tick and lot grid.
+    A ``client_order_id`` is generated when none is given, so the same
+    object sent again (after a broken stream) is the same order to the
+    gateway: it answers a repeat with the order it placed the first time.
+    ``tag`` is echoed on the result (up to 64 printable ASCII characters,
+    no spaces).
+    """
+
+    symbol: str
+    side: str | int
+    price: Decimal
+    quantity: Decimal
+    client_order_id: str = ""
+    tag: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.client_order_id:
+            object.__setattr__(self, "client_order_id", uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    """A cancel of an order's open quantity, to send on an order stream; ``tag`` as in NewOrder."""
+
+    order_id: str
+    tag: str | None = None
+
+
+OrderCommand: TypeAlias = NewOrder | CancelOrder
+"""A command of an order stream: a new order or a cancel."""
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    """The answer to one command of an order stream.
+
+    ``error`` is None when the command was carried out (``order`` is then the
+    order after it, ``reports`` what it produced at once); otherwise it is
+    the :class:`BackboneError` the unary SubmitOrder / CancelOrder would have
+    raised and ``order`` is None (``order_id`` names the order a refusal
+    names, such as the one already holding a client_order_id, as
+    ``error.metadata["order_id"]`` does). A command the stream could not get
+    answered is failed here too: OUTCOME_UNKNOWN (it was sent; send it again
+    with the same client_order_id and the gateway answers with the order if
+    it was placed) or NOT_SENT (nothing was done).
+    ``request_number`` (from 1) and ``index`` (from 0) say which request of
+    the stream carried it (0 and 0 when it was never sent).
+    """
+
+    command: OrderCommand
+    order: Order | None
+    error: BackboneError | None
+    reports: tuple[ExecutionReport, ...] = ()
+    request_number: int = 0
+    index: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the command was carried out."""
+        return self.error is None
+
+    @property
+    def tag(self) -> str | None:
+        """The command's tag."""
+        return self.command.tag
+
+    @property
+    def client_order_id(self) -> str:
+        """The new order's client_order_id (for a cancel: that of the cancelled order, when known)."""
+        if isinstance(self.command, NewOrder):
+            return self.command.client_order_id
+        return self.order.client_order_id if self.order is not None else ""
+
+    @property
+    def order_id(self) -> str | None:
+        """The order's id: the placed (or cancelled) order, or the one a refusal names."""
+        if self.order is not None and self.order.order_id:
+            return self.order.order_id
+        if self.error is not None and self.error.metadata.get("order_id"):
+            return self.error.metadata["order_id"]
+        if isinstance(self.command, CancelOrder):
+            return self.command.order_id
+        return None
+
+    def order_or_raise(self) -> Order:
+        """The order after the command, or the command's refusal raised as BackboneError."""
+        if self.error is not None:
+            raise self.error
+        assert self.order is not None  # a carried-out command always names its order
+        return self.order
+
+
 # --- proto -> model ---------------------------------------------------------------------------
 
 
@@ -258,6 +362,65 @@ def submitted_order_from_proto(message: gateway_pb2.SubmitOrderResponse) -> Orde
     """The order of a SubmitOrderResponse, carrying its reports."""
     reports = tuple(report_from_proto(report) for report in message.reports)
     return order_from_proto(message.order, reports)
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The grpc.StatusCode of a numeric status (UNKNOWN for a number gRPC does not define)."""
+    return _STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def command_error(message: gateway_pb2.OrderCommandResult) -> BackboneError:
+    """The BackboneError the unary call would have raised for a refused command."""
+    violations: tuple[FieldViolation, ...] = ()
+    if message.field:
+        prefix = f"{message.field}: "
+        text = message.message
+        description = text[len(prefix) :] if text.startswith(prefix) else text
+        violations = (FieldViolation(message.field, description),)
+    metadata = {"order_id": message.order.order_id} if message.order.order_id else {}
+    code = status_code(message.code)
+    return BackboneError(
+        code,
+        RejectReason.from_number(message.reason),
+        message.message or code.name,
+        violations,
+        metadata,
+    )
+
+
+def order_result_from_proto(command: OrderCommand, message: gateway_pb2.OrderCommandResult) -> OrderResult:
+    """An OrderCommandResult as the SDK shows it, for the command it answers."""
+    if message.code != 0:
+        # A refusal names an order (the holder of a client_order_id, one whose outcome is
+        # unknown) by id only: it is in error.metadata["order_id"] and OrderResult.order_id.
+        return OrderResult(
+            command=command,
+            order=None,
+            error=command_error(message),
+            request_number=message.request_number,
+            index=message.index,
+        )
+    reports = tuple(report_from_proto(report) for report in message.reports)
+    order = order_from_proto(message.order, reports) if message.HasField("order") else None
+    error = None
+    if order is None:
+        error = BackboneError(
+            grpc.StatusCode.INTERNAL,
+            RejectReason.PROTOCOL_ERROR,
+            "the gateway answered the command as carried out but named no order; "
+            "call GetOrder (or send it again with the same client_order_id) to learn its state",
+        )
+    return OrderResult(
+        command=command,
+        order=order,
+        error=error,
+        reports=reports,
+        request_number=message.request_number,
+        index=message.index,
+    )
 
 
 def balance_from_proto(message: gateway_pb2.Balance) -> Balance:
@@ -394,6 +557,21 @@ def submit_order_request(
         price=decimal_text(price, "price"),
         quantity=decimal_text(quantity, "quantity"),
     )
+
+
+def order_command_proto(command: OrderCommand) -> gateway_pb2.OrderCommand:
+    """The wire form of a stream command; bad arguments are refused here, before sending."""
+    if isinstance(command, NewOrder):
+        submit = submit_order_request(
+            command.symbol, command.side, command.price, command.quantity, command.client_order_id
+        )
+        return gateway_pb2.OrderCommand(submit=submit, tag=command.tag or "")
+    if isinstance(command, CancelOrder):
+        if not isinstance(command.order_id, str):
+            raise TypeError(f"order_id must be a str, not {type(command.order_id).__name__}")
+        cancel = gateway_pb2.CancelOrderRequest(order_id=command.order_id)
+        return gateway_pb2.OrderCommand(cancel=cancel, tag=command.tag or "")
+    raise TypeError(f"an order stream sends NewOrder or CancelOrder, not {type(command).__name__}")
 
 
 def create_instrument_request(

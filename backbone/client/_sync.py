@@ -38,6 +38,8 @@ from ._models import (
     submit_order_request,
     submitted_order_from_proto,
 )
+from ._order_stream import DEFAULT_BUFFER, EventsMode, check_stream_options
+from ._sync_order_stream import OrderStream
 
 Response = TypeVar("Response", bound=Message)
 T = TypeVar("T")
@@ -168,6 +170,13 @@ class Client:
             f"/{g}/StreamExecutions",
             request_serializer=_serialize,
             response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
+        )
+        self._stream_orders: grpc.StreamStreamMultiCallable[
+            gateway_pb2.StreamOrdersRequest, gateway_pb2.StreamOrdersResponse
+        ] = channel.stream_stream(
+            f"/{g}/StreamOrders",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamOrdersResponse.FromString,
         )
         self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
         self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
@@ -326,6 +335,9 @@ class Client:
         for report in reports:
             self.seen_trading_sequence = max(self.seen_trading_sequence, report.trading_sequence)
 
+    def _saw_sequence(self, trading_sequence: int) -> None:
+        self.seen_trading_sequence = max(self.seen_trading_sequence, trading_sequence)
+
     def get_balances(self) -> dict[str, Balance]:
         """This account's balances by asset code."""
         request = gateway_pb2.GetBalancesRequest(min_trading_sequence=self.seen_trading_sequence)
@@ -356,6 +368,28 @@ class Client:
         except StopIteration:
             pass
         return ExecutionStream(call, self._saw)
+
+    def order_stream(self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER) -> OrderStream:
+        """Batched order entry (GatewayService.StreamOrders); returns once the stream is open.
+
+        ``with client.order_stream() as stream:`` then
+        ``ticket = stream.submit(...)``, ``stream.cancel(...)``,
+        ``order = ticket.result()`` and ``for event in stream`` (see
+        :class:`OrderStream`). ``events`` says what the iterator yields: "all"
+        (results and later reports), "reports" (later reports only) or "none"
+        (use the tickets alone); ``buffer`` bounds the events waiting for it.
+        Reports seen on the stream count for read-your-writes in get_balances.
+        """
+        check_stream_options(events, buffer)
+        metadata = tuple(self._metadata(False))
+        stream = OrderStream(
+            lambda requests: self._stream_orders(requests, metadata=metadata),
+            on_sequence=self._saw_sequence,
+            timeout_seconds=self._timeout,
+            events=events,
+            buffer=buffer,
+        )
+        return stream.open()
 
     # --- admin ---------------------------------------------------------------------------------
 
