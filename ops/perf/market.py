@@ -9,17 +9,16 @@ depends on how quickly risk applied an earlier fill: the same commands meet the 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
+from backbone import ids
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from ops.perf import flow
 
-PREFIX_PATTERN = re.compile(r"[A-Z][A-Z0-9]{0,7}")
 QUOTE_FUNDING = "1000000000"  # USD per account
 BASE_FUNDING = "10000000"  # of each base asset per account
 SETUP_PARALLEL = 16
@@ -32,9 +31,12 @@ class SetupError(RuntimeError):
     """The market could not be set up (the message says which call and why)."""
 
 
-def check_prefix(prefix: str) -> str:
-    if not PREFIX_PATTERN.fullmatch(prefix):
-        raise ValueError(f"prefix {prefix!r}: 1 to 8 upper-case letters or digits, starting with a letter")
+def check_prefix(prefix: str, symbols: int = 1) -> str:
+    """The prefix, when every name made from it is valid (its assets are the strictest)."""
+    longest = f"{prefix}{max(symbols - 1, 0)}"
+    problem = ids.ASSET_CODE.problem(longest)
+    if problem:
+        raise ValueError(f"prefix {prefix!r} names the run's assets ({longest} ...): the name {problem}")
     return prefix
 
 
@@ -76,7 +78,7 @@ async def create_market(
     channel: grpc.aio.Channel, admin_key: str, prefix: str, accounts: int, symbols: int
 ) -> Market:
     """Assets, instruments, accounts and deposits for one run; SetupError when a call fails."""
-    check_prefix(prefix)
+    check_prefix(prefix, symbols)
     admin = gateway_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
     md = (("x-admin-key", admin_key),)
 

@@ -102,7 +102,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--prefix",
         help="names of this run's assets, symbols (PREFIX0-USD ...) and accounts (prefix-0 ...): "
-        "1-8 upper-case letters/digits; default SIM on its own system, a random one on --target",
+        "upper-case letters/digits (asset codes are at most 12 long); default SIM on its own system, "
+        "a random one on --target",
     )
 
     flow = parser.add_argument_group("the flow")

@@ -10,8 +10,22 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
 _PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max"))
+
+
+def _plain(axis: Axes, x: bool = False) -> None:
+    """Plain numbers on a log axis (10, 20, 50 rather than 10^1, 2x10^1); minor ticks labelled at
+    2, 3 and 5 times a power of ten only."""
+
+    def minor(value: float, _: object) -> str:
+        return f"{value:,.10g}" if f"{value:.0e}"[0] in "235" else ""
+
+    target = axis.xaxis if x else axis.yaxis
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.10g}"))
+    target.set_minor_formatter(FuncFormatter(minor))
 
 
 def _number(value: float | None) -> float:
@@ -38,6 +52,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             xs, ys = zip(*points, strict=True)
             latency.plot(xs, ys, label=label, linewidth=1.2, linestyle=":" if key == "max" else "-")
     latency.set_yscale("log")
+    _plain(latency)
     latency.set_ylabel("submit -> ack (ms)")
     latency.set_xlabel("time (s)")
     latency.set_title("latency percentiles per second (from each order's due time)")
@@ -70,6 +85,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
             curve.axvline(knee, color="red", linestyle=":", linewidth=1, label=f"knee {knee:,.0f}/s")
         curve.set_xscale("log")
         curve.set_yscale("log")
+        _plain(curve)
+        _plain(curve, x=True)
         curve.set_xlabel("achieved rate (commands/s)")
         curve.set_ylabel("submit -> ack (ms)")
         curve.set_title("latency against rate (one point per ramp step)")

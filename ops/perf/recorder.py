@@ -99,16 +99,25 @@ class Timeline:
             windows.append(Window())
         return windows[index]
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per window: t (s from the start), counts per second, ack latency percentiles (ms)."""
+    def rows(self, end: float | None = None) -> list[dict[str, Any]]:
+        """One row per window: t (s from the start), counts per second, ack latency percentiles (ms).
+
+        The last window is divided by the part of it before `end` (when the run ended), so its
+        rates are not understated.
+        """
         rows = []
+        last = len(self.windows) - 1
         for index, window in enumerate(self.windows):
+            width = self.width
+            if index == last and end is not None:
+                width = min(self.width, max(end - (self.start + index * self.width), 0.05 * self.width))
             row: dict[str, Any] = {
                 "t": round(index * self.width, 3),
-                "sent_per_s": round(window.sent / self.width, 1),
-                "acked_per_s": round(window.acked / self.width, 1),
-                "fills_per_s": round(window.fills / self.width, 1),
-                "errors_per_s": round(window.errors / self.width, 1),
+                "width_s": round(width, 3),
+                "sent_per_s": round(window.sent / width, 1),
+                "acked_per_s": round(window.acked / width, 1),
+                "fills_per_s": round(window.fills / width, 1),
+                "errors_per_s": round(window.errors / width, 1),
             }
             if window.latency.get_total_count():
                 for name, percentile in PERCENTILES:

@@ -538,7 +538,7 @@ async def execute(
         # From the first measured command to the last trade posted in the ledger (or the last answer).
         "settled_span_s": round(max(settled_at, last_answer) - first, 3),
         "digest": digest(market, tracker, balances),
-        "timeline": run.timeline.rows(),
+        "timeline": run.timeline.rows(traffic_end),
     }
     if options.ramp:
         sustainable = [step["rate"] for step in run.ramp_steps if step["sustainable"]]
@@ -678,7 +678,7 @@ def validate(options: argparse.Namespace) -> str | None:
     try:
         Mix.parse(options.mix)
         if options.prefix:
-            check_prefix(options.prefix)
+            check_prefix(options.prefix, options.symbols)
     except ValueError as error:
         return str(error)
     if options.target and not options.admin_key:
