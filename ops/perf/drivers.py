@@ -31,7 +31,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.runtime.errors import from_rpc_error
 from ops.perf.flow import BUY, CANCEL, SUBMIT, Command, Flow, fill_submit
-from ops.perf.recorder import Recorder, Timeline, outcome_name
+from ops.perf.recorder import MAX_LATENCY_US, Recorder, Timeline, outcome_name
 
 Metadata = tuple[tuple[str, str], ...]
 # Asks for the next command of an account (None: of any account); None when there is no more.
@@ -121,8 +121,9 @@ class Tracker:
         if command.kind == CANCEL:
             recorder.cancel.record(latency)
             return
-        recorder.ack.record(latency)
-        window.latency.record_value(min(600_000_000, max(1, int(latency * 1e6))))
+        micros = min(MAX_LATENCY_US, max(1, int(latency * 1e6)))
+        recorder.ack.record_micros(micros)
+        window.latency.append(micros)
         if order is None:
             return
         order_id = order.order_id

@@ -337,8 +337,8 @@ class Run:
                 if 0 <= index < len(timeline.windows):
                     window = timeline.windows[index]
                     rate = window.acked / timeline.width
-                    if window.latency.get_total_count():
-                        p99 = f"{window.latency.get_value_at_percentile(99.0) / 1000:.1f} ms"
+                    if window.latency:
+                        p99 = f"{window.percentiles()['p99']:.1f} ms"
                 line = (
                     f"\r[{now - self.start:6.1f}s] {self.phase}: sent {sent:,}  answered {answered:,}  "
                     f"{rate:,.0f}/s  p99 {p99}  errors {errors:,}  in flight {tracker.outstanding:,}"
