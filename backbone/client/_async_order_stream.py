@@ -71,6 +71,25 @@ def _internal(what: str, error: BaseException) -> BackboneError:
     )
 
 
+# What grpc.aio puts in place of the call's status when a write fails because the call ended
+# (grpc.aio's _write calls set_internal_error, which overwrites the status the gateway sent).
+_LOST_STATUS = "Internal error from Core"
+
+
+def _stream_error(error: BackboneError) -> BackboneError:
+    """The stream's failure as the caller should see it."""
+    if error.code == grpc.StatusCode.INTERNAL and error.message == _LOST_STATUS and not error.metadata:
+        return BackboneError(
+            grpc.StatusCode.UNAVAILABLE,
+            RejectReason.UNSPECIFIED,
+            "the order stream ended while a request was on its way to the gateway, and gRPC kept "
+            "no status from the gateway (grpc.aio reports INTERNAL 'Internal error from Core' "
+            "then): the gateway stopped or dropped the stream; open a new one and send the "
+            "unanswered commands again with the same client_order_ids",
+        )
+    return error
+
+
 def _task_cancelled() -> bool:
     """True when the running task itself is being cancelled (not just the call, by this stream)."""
     task = asyncio.current_task()
@@ -402,7 +421,7 @@ class AsyncOrderStream:
                     await self._buffer_room.wait()
         except grpc.RpcError as rpc_error:
             if not self._cancelled_by_us:
-                error = BackboneError.from_rpc_error(rpc_error)
+                error = _stream_error(BackboneError.from_rpc_error(rpc_error))
         except BackboneError as broken:  # the gateway broke the protocol
             error = broken
         except asyncio.CancelledError:
