@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import resource
 import secrets
 import signal
 import sys
@@ -46,6 +47,12 @@ UNIT_DIGEST_VERSION = 1
 
 class Stopped(Exception):
     """The deadline passed."""
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds this process (the load generator) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def poll_until(done: Callable[[], bool], until: float) -> bool:
@@ -477,6 +484,7 @@ async def execute(
     market, tracker = run.market, run.tracker
     base_entries = (await asyncio.to_thread(ledger_entries, database_url))[0] if database_url else 0
     progress_task = asyncio.create_task(run.progress()) if progress else None
+    cpu_before = client_cpu_seconds()
     run.start = run.timeline.start = time.perf_counter()
     run.stop_at = run.start + deadline_seconds
     stopped = ""
@@ -489,6 +497,7 @@ async def execute(
             progress_task.cancel()
             await asyncio.gather(progress_task, return_exceptions=True)
     traffic_end = time.perf_counter()
+    client_cpu = client_cpu_seconds() - cpu_before
     if tracker.outstanding and not stopped:
         stopped = f"the deadline ({deadline_seconds:g} s) passed with {tracker.outstanding} unanswered"
     # Both sides of every trade: the resting side's fill comes in a later report.
@@ -521,6 +530,10 @@ async def execute(
         # From the first measured command to its last answer (a warm-up before it left out).
         "measured_s": round(span, 3),
         "max_in_flight": run.driver.max_in_flight,
+        # This process's CPU during the traffic, over its length: the share of one core the load
+        # generator took from the machine it shares with the system.
+        "client_cpu_s": round(client_cpu, 3),
+        "client_cpu_share": round(client_cpu / max(traffic_end - run.start, 1e-9), 3),
         **{k: v for k, v in total.summary().items() if k not in ("name", "target_rate", "answered_per_s")},
         "answered_per_s": round(total.answered / span, 1),
         "trades": len(tracker.trades),
@@ -665,6 +678,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"settlement: {'every trade posted' if result['settled'] else 'NOT SETTLED'} "
         f"({result['settlement']}; waited {result['settle_s']:.2f} s)"
     )
+    lines.append(f"client (this process): {result['client_cpu_share']:.0%} of one core during the traffic")
     lines.append(f"ledger digest: {result['digest']} (seed {result['seed']}, {result['trades']:,} trades)")
     return lines
 
