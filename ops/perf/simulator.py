@@ -42,7 +42,7 @@ CHANNEL_OPTIONS = [
 ]
 POLL_SECONDS = 0.05
 TRADE_SIDES_WAIT_SECONDS = 10.0
-UNIT_DIGEST_VERSION = 1
+DIGEST_VERSION = 1
 
 
 class Stopped(Exception):
@@ -412,7 +412,13 @@ async def wait_settled(
     # Without the database: each account's ledger total equals risk's total (reserved + available),
     # read by GetBalances once risk has applied the newest report the run saw.
     while True:
-        balances = await read_balances(stub, market, tracker.max_sequence)
+        try:
+            balances = await read_balances(stub, market, tracker.max_sequence)
+        except grpc.aio.AioRpcError as error:
+            if time.perf_counter() >= deadline:
+                return False, f"balances: GetBalances failed: {error.code().name}: {error.details()}"
+            await asyncio.sleep(POLL_SECONDS * 4)
+            continue
         behind = sum(
             1 for account in balances for total, reserved, available in account.values()
             if total != reserved + available
@@ -435,11 +441,14 @@ async def risk_caught_up(
     metadata = market.metadata()[0]
     deadline = time.perf_counter() + timeout_seconds
     while True:
-        answer = await stub.GetBalances(
-            gateway_pb2.GetBalancesRequest(min_trading_sequence=sequence), metadata=metadata, timeout=30
-        )
-        if answer.trading_sequence >= sequence:
-            return True
+        try:
+            answer = await stub.GetBalances(
+                gateway_pb2.GetBalancesRequest(min_trading_sequence=sequence), metadata=metadata, timeout=30
+            )
+            if answer.trading_sequence >= sequence:
+                return True
+        except grpc.aio.AioRpcError:
+            pass  # the gateway is busy or restarting: look again until the deadline
         if time.perf_counter() >= deadline:
             return False
         await asyncio.sleep(POLL_SECONDS)
@@ -463,7 +472,7 @@ def digest(
         for account in balances
     ]
     text = json.dumps(
-        {"version": UNIT_DIGEST_VERSION, "trades": trades, "balances": totals}, separators=(",", ":")
+        {"version": DIGEST_VERSION, "trades": trades, "balances": totals}, separators=(",", ":")
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -511,7 +520,11 @@ async def execute(
     )
     settled_at = time.perf_counter()
     await risk_caught_up(stub, market, tracker.max_sequence, settle_seconds)
-    balances = await read_balances(stub, market, tracker.max_sequence)
+    balances_error = None
+    try:
+        balances = await read_balances(stub, market, tracker.max_sequence)
+    except grpc.aio.AioRpcError as error:
+        balances, balances_error = [], f"GetBalances failed: {error.code().name}: {error.details()}"
     ended = run.driver.ended()
     await run.driver.close()
     total = merged("run", run.recorders)  # a warm-up is left out
@@ -550,7 +563,8 @@ async def execute(
         "settle_s": round(settled_at - settle_started, 3),
         # From the first measured command to the last trade posted in the ledger (or the last answer).
         "settled_span_s": round(max(settled_at, last_answer) - first, 3),
-        "digest": digest(market, tracker, balances),
+        "digest": None if balances_error else digest(market, tracker, balances),
+        "balances_error": balances_error,
         "timeline": run.timeline.rows(traffic_end),
     }
     if options.ramp:
@@ -578,7 +592,13 @@ async def simulate(
         setup_started = time.perf_counter()
         market = await create_market(channel, admin_key, prefix, options.accounts, options.symbols)
         run = Run(options, market, channel)
-        await run.driver.start()
+        try:
+            await run.driver.start()
+        except grpc.aio.AioRpcError as error:
+            what = "StreamOrders" if options.path == "stream" else "StreamExecutions"
+            raise SetupError(f"opening {what}: {error.code().name}: {error.details()}") from None
+        except TimeoutError:
+            raise SetupError("the gateway did not answer the streams' opening within 10 s") from None
         setup_seconds = time.perf_counter() - setup_started
         figures = await execute(
             run,
@@ -613,6 +633,8 @@ def problems_of(result: dict[str, Any]) -> list[str]:
         problems.append(f"{result['incomplete_trades']:,} trades whose resting side never heard of its fill")
     if not result["settled"]:
         problems.append(f"trades not all posted in the ledger ({result['settlement']})")
+    if result.get("balances_error"):
+        problems.append(f"the balances could not be read for the digest ({result['balances_error']})")
     if result.get("invariants") in ("violated", "pending"):
         problems.append(f"invariant check: {result['invariants']}")
     return problems
@@ -679,7 +701,8 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"({result['settlement']}; waited {result['settle_s']:.2f} s)"
     )
     lines.append(f"client (this process): {result['client_cpu_share']:.0%} of one core during the traffic")
-    lines.append(f"ledger digest: {result['digest']} (seed {result['seed']}, {result['trades']:,} trades)")
+    shown = result["digest"] or "not computed (the balances could not be read)"
+    lines.append(f"ledger digest: {shown} (seed {result['seed']}, {result['trades']:,} trades)")
     return lines
 
 
