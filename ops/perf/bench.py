@@ -174,7 +174,7 @@ def run(options: argparse.Namespace) -> int:
         "open_loop_rate": round(open_loop["rate"], 1),
         "open_loop_answered_per_s": open_loop["answered_per_s"],
         "stream_orders": stream["accepted"],
-        "stream_trades": stream["fills"],
+        "stream_trades": stream["trades"],
         "stream_drain_s": round(stream["settled_span_s"] - stream["measured_s"], 3),
         "stream_window": stream["window"],
         "stream_errors": stream["errors"],
@@ -200,7 +200,7 @@ def run(options: argparse.Namespace) -> int:
     )
     print(
         f"StreamOrders, settled       {stream_rate:>10,.0f} orders/s   ratio to raw relay  {stream_ratio:.3f}"
-        f"   ({stream['accepted']:,} orders, {stream['fills']:,} trades; ledger drain "
+        f"   ({stream['accepted']:,} orders, {stream['trades']:,} trades; ledger drain "
         f"{figures['stream_drain_s']:.2f} s after the last answer)"
     )
     print(

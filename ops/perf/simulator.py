@@ -547,10 +547,16 @@ async def execute(
         # generator took from the machine it shares with the system.
         "client_cpu_s": round(client_cpu, 3),
         "client_cpu_share": round(client_cpu / max(traffic_end - run.start, 1e-9), 3),
-        **{k: v for k, v in total.summary().items() if k not in ("name", "target_rate", "answered_per_s")},
+        **{
+            k: v
+            for k, v in total.summary().items()
+            if k not in ("name", "target_rate", "answered_per_s", "fills")
+        },
         "answered_per_s": round(total.answered / span, 1),
-        "trades": len(tracker.trades),
-        "trades_per_s": round(len(tracker.trades) / span, 1),
+        # Trades of the measured commands (a warm-up's left out), and of the whole run.
+        "trades": total.fills,
+        "trades_per_s": round(total.fills / span, 1),
+        "trades_all": len(tracker.trades),
         "incomplete_trades": tracker.incomplete_trades() if run.hears_makers else None,
         "duplicate_fills": tracker.duplicate_fills,
         "duplicate_results": tracker.duplicate_results,
@@ -702,7 +708,7 @@ def describe(result: dict[str, Any]) -> list[str]:
     )
     lines.append(f"client (this process): {result['client_cpu_share']:.0%} of one core during the traffic")
     shown = result["digest"] or "not computed (the balances could not be read)"
-    lines.append(f"ledger digest: {shown} (seed {result['seed']}, {result['trades']:,} trades)")
+    lines.append(f"ledger digest: {shown} (seed {result['seed']}, {result['trades_all']:,} trades)")
     return lines
 
 
