@@ -82,7 +82,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         curve.axhline(ramp["p99_limit_ms"], color="grey", linestyle="--", linewidth=1, label="p99 limit")
         knee = ramp.get("knee_rate")
         if knee:
-            curve.axvline(knee, color="red", linestyle=":", linewidth=1, label=f"knee {knee:,.0f}/s")
+            at = next((r for r, step in zip(rates, steps, strict=True) if step["rate"] == knee), knee)
+            curve.axvline(at, color="red", linestyle=":", linewidth=1, label=f"knee: {knee:,.0f}/s offered")
         curve.set_xscale("log")
         curve.set_yscale("log")
         _plain(curve)

@@ -170,6 +170,7 @@ class Run:
         self.phase = ""
         self.ramp_steps: list[dict[str, Any]] = []
         self.ramp_verdict: dict[str, Any] = {}
+        self.planned = planned_seconds(options) + (options.warmup or 0.0)  # for the progress bar
 
     def remaining(self) -> float:
         return self.stop_at - time.perf_counter()
@@ -346,8 +347,11 @@ class Run:
                     rate = window.acked / timeline.width
                     if window.latency:
                         p99 = f"{window.percentiles()['p99']:.1f} ms"
+                elapsed = now - self.start
+                done = min(1.0, elapsed / self.planned) if self.planned > 0 else 0.0
+                bar = "#" * round(done * 20)
                 line = (
-                    f"\r[{now - self.start:6.1f}s] {self.phase}: sent {sent:,}  answered {answered:,}  "
+                    f"\r[{bar:<20}] {elapsed:5.1f}s {self.phase}: sent {sent:,}  answered {answered:,}  "
                     f"{rate:,.0f}/s  p99 {p99}  errors {errors:,}  in flight {tracker.outstanding:,}"
                 )
                 print(line + "\x1b[K", end="", file=sys.stderr, flush=True)
