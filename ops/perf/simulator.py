@@ -13,6 +13,7 @@ import _thread
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -734,6 +735,8 @@ def validate(options: argparse.Namespace) -> str | None:
         return "--database-url and --redis-url go together (both are needed for the check)"
     if options.symbols > 99 or options.accounts > 100_000:
         return "at most 99 symbols and 100,000 accounts"
+    if options.plot and importlib.util.find_spec("matplotlib") is None:
+        return "--plot needs matplotlib: pip install 'backbone-trading[dev]' (or just matplotlib)"
     if options.max_batch > 1000:
         return "--max-batch is at most 1000 (the contract's limit per request)"
     return None
@@ -844,14 +847,8 @@ def _finish(
         if options.plot:
             from ops.perf.plot import plot
 
-            try:
-                plot(result, Path(options.plot))
-                print(f"plot written to {options.plot}")
-            except ImportError:
-                print(
-                    "--plot needs matplotlib: pip install 'backbone-trading[dev]' (or matplotlib)",
-                    file=sys.stderr,
-                )
+            plot(result, Path(options.plot))
+            print(f"plot written to {options.plot}")
         summary = {k: v for k, v in result.items() if k not in ("timeline", "invariant_findings")}
         print(json.dumps(summary, separators=(",", ":")))
         return 1 if problems else 0
