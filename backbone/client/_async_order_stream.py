@@ -54,11 +54,15 @@ class AsyncOrderTicket(TicketBase):
 
     async def outcome(self) -> OrderResult:
         """Wait for the command's answer; a refusal is in ``OrderResult.error``, not raised."""
+        await self._answered()
+        return self._result_now()
+
+    async def _answered(self) -> None:
+        """Wait until the command is answered (without converting the answer)."""
         if self._answer is None:
             if self._waiter is None or self._waiter.cancelled():
                 self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._waiter)
-        return self._result_now()
 
     async def result(self) -> Order:
         """Wait for the command's answer: the order after it, or its refusal raised as BackboneError."""
@@ -323,7 +327,7 @@ class AsyncOrderStream:
         self._buffer_room.set()
         try:
             for ticket in waiting:
-                await ticket.outcome()
+                await ticket._answered()
         finally:
             self._draining -= 1
 
