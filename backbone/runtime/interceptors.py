@@ -201,10 +201,12 @@ async def _until_draining(
             yield item
     finally:
         stop.cancel()
-        if following is not None and not following.done():
-            # The handler stopped reading (it ended the call): the read in flight fails with
-            # the call; take its outcome so asyncio does not report it as never retrieved.
-            following.cancel()
+        if following is not None:
+            # The handler stopped reading (it ended the call, or was cancelled): the read in
+            # flight fails with the call; take its outcome so asyncio does not report it as
+            # never retrieved.
+            if not following.done():
+                following.cancel()
             following.add_done_callback(_retrieve)
 
 
