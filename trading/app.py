@@ -10,7 +10,7 @@ engine finish the batch in hand, stop the outboxes, close channels and pool.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -23,7 +23,7 @@ from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.outbox import OutboxSender
 from backbone.runtime.server import HealthEntries
-from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
+from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine
 from trading.engine_loop import EngineLoop
@@ -35,8 +35,6 @@ from trading.servicer import TradingServicer
 log = structlog.get_logger("backbone.trading")
 
 SERVICE_NAME = trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name
-
-Records = Sequence[tuple[int, trading_pb2.JournalRecord]]
 
 
 def outbox_health_name(outbox: str) -> str:
@@ -50,34 +48,72 @@ RISK_OUTBOX = "risk-trading-events"  # the name of the outbox to risk (start())
 ANSWER_MARGIN_SECONDS = 0.5
 
 
-def settlement_request(source: str, records: Records) -> settlement_pb2.StreamTradesRequest:
-    return settlement_pb2.StreamTradesRequest(
-        source=source,
-        trades=[settlement_pb2.SequencedTrade(sequence=seq, trade=record.trade) for seq, record in records],
-    )
+# What the outboxes carry: a journal record's sequence, its kind, and its event serialized once (for
+# both outboxes), so a request is put together from bytes instead of copying messages into messages.
+Event = tuple[str, bytes]
+Events = Sequence[tuple[int, Event]]
 
 
-def risk_request(source: str, records: Records) -> risk_pb2.StreamTradingEventsRequest:
-    """Risk's events: trades, releases, fences and instrument creations (RISK_KINDS), in order."""
-    events = []
-    for sequence, record in records:
-        kind = record.WhichOneof("record")
-        if kind == "trade":
-            events.append(risk_pb2.TradingEvent(sequence=sequence, trade=record.trade))
-        elif kind == "order_released":
-            events.append(risk_pb2.TradingEvent(sequence=sequence, order_released=record.order_released))
-        elif kind == "order_fenced":
-            events.append(risk_pb2.TradingEvent(sequence=sequence, order_fenced=record.order_fenced))
-        elif kind == "instrument_created":
-            events.append(
-                risk_pb2.TradingEvent(sequence=sequence, instrument_created=record.instrument_created)
-            )
-        elif kind == "risk_epoch_changed":
-            changed = risk_pb2.RiskEpochChanged(epoch=record.risk_epoch_changed.epoch)
-            events.append(risk_pb2.TradingEvent(sequence=sequence, risk_epoch_changed=changed))
-        else:
+def event_of(record: trading_pb2.JournalRecord) -> Event:
+    """(kind, the serialized event) of a journal record."""
+    kind = record.WhichOneof("record")
+    if kind is None:
+        raise ValueError(f"journal record {record.sequence} has no record set")
+    return kind, getattr(record, kind).SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _sequenced(number: int, sequence: int, payload: bytes) -> bytes:
+    """A message holding int64 field 1 = `sequence` and length-delimited field `number` = `payload`."""
+    return b"\x08" + _varint(sequence) + _field(number, payload)
+
+
+_SOURCE = settlement_pb2.StreamTradesRequest.DESCRIPTOR.fields_by_name["source"].number
+_TRADES = settlement_pb2.StreamTradesRequest.DESCRIPTOR.fields_by_name["trades"].number
+_SEQUENCED_TRADE = settlement_pb2.SequencedTrade.DESCRIPTOR.fields_by_name["trade"].number
+_RISK_SOURCE = risk_pb2.StreamTradingEventsRequest.DESCRIPTOR.fields_by_name["source"].number
+_RISK_EVENTS = risk_pb2.StreamTradingEventsRequest.DESCRIPTOR.fields_by_name["events"].number
+# A TradingEvent's field for each journal record kind risk is sent (same names; the payloads have
+# the same wire format: common.v1 messages, and RiskEpochChanged is {string epoch = 1} in both).
+_RISK_EVENT_FIELDS = {
+    kind: risk_pb2.TradingEvent.DESCRIPTOR.fields_by_name[kind].number for kind in RISK_KINDS
+}
+
+
+def settlement_request(source: str, records: Events) -> bytes:
+    """A serialized StreamTradesRequest: the trades of `records` with their sequences."""
+    parts = [_field(_SOURCE, source.encode())]
+    for sequence, (kind, payload) in records:
+        if kind != "trade":
+            raise ValueError(f"journal record {sequence} is a {kind!r}, which settlement is not sent")
+        parts.append(_field(_TRADES, _sequenced(_SEQUENCED_TRADE, sequence, payload)))
+    return b"".join(parts)
+
+
+def risk_request(source: str, records: Events) -> bytes:
+    """A serialized StreamTradingEventsRequest: trades, releases, fences, instrument creations and
+    risk epochs (RISK_KINDS), in order."""
+    parts = [_field(_RISK_SOURCE, source.encode())]
+    fields = _RISK_EVENT_FIELDS
+    for sequence, (kind, payload) in records:
+        number = fields.get(kind)
+        if number is None:
             raise ValueError(f"journal record {sequence} is a {kind!r}, which risk is not sent")
-    return risk_pb2.StreamTradingEventsRequest(source=source, events=events)
+        parts.append(_field(_RISK_EVENTS, _sequenced(number, sequence, payload)))
+    return b"".join(parts)
 
 
 # Open orders per snapshot page: a page stays far below the gRPC message limit.
@@ -103,6 +139,25 @@ def risk_snapshot_pages(
         )
         for number, page in enumerate(pages)
     ]
+
+
+def _offer_to(
+    outboxes: Sequence[tuple[OutboxSender[Event], frozenset[str]]],
+) -> Callable[[list[trading_pb2.JournalRecord]], None]:
+    """Hand each committed batch to the outboxes: each its records of its kinds (serialized once for
+    all), and the sequences the batch covers."""
+
+    def offer(records: list[trading_pb2.JournalRecord]) -> None:
+        events: list[tuple[int, Event]] = []
+        for record in records:
+            kind = record.WhichOneof("record")
+            if kind is not None and any(kind in kinds for _, kinds in outboxes):
+                events.append((record.sequence, (kind, getattr(record, kind).SerializeToString())))
+        after, through = records[0].sequence - 1, records[-1].sequence
+        for outbox, kinds in outboxes:
+            outbox.offer(after, through, [event for event in events if event[1][0] in kinds])
+
+    return offer
 
 
 async def replay_journal(journal: Journal, engine: Engine) -> int:
@@ -163,14 +218,15 @@ class TradingApp:
         settlement_channel = open_channel(settings.settlement_address, settings)
         risk_channel = open_channel(settings.risk_address, settings)
         self._channels = [settlement_channel, risk_channel]
-        settlement = settlement_pb2_grpc.SettlementServiceStub(settlement_channel)  # type: ignore[no-untyped-call]
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)  # type: ignore[no-untyped-call]
 
-        async def trades_after(sequence: int, limit: int) -> Records:
-            return await journal.load_after(sequence, limit, SETTLEMENT_KINDS)
+        async def trades_after(sequence: int, limit: int) -> Events:
+            records = await journal.load_after(sequence, limit, SETTLEMENT_KINDS)
+            return [(seq, event_of(record)) for seq, record in records]
 
-        async def events_after(sequence: int, limit: int) -> Records:
-            return await journal.load_after(sequence, limit, RISK_KINDS)
+        async def events_after(sequence: int, limit: int) -> Events:
+            records = await journal.load_after(sequence, limit, RISK_KINDS)
+            return [(seq, event_of(record)) for seq, record in records]
 
         async def risk_snapshot(hello: Any) -> Sequence[Any]:
             """Risk rebuilt: journal its new epoch and hand it the open orders at that point."""
@@ -194,30 +250,44 @@ class TradingApp:
                 sequence=sequence,
                 orders=len(orders),
             )
-            return risk_snapshot_pages(shard, hello.epoch, sequence, orders, instruments)
+            pages = risk_snapshot_pages(shard, hello.epoch, sequence, orders, instruments)
+            return [page.SerializeToString() for page in pages]  # the stream carries bytes
 
-        self.outboxes = [
-            OutboxSender(
-                "settlement-trades",
-                shard,
-                lambda: settlement.StreamTrades(),
-                trades_after,
-                settlement_request,
-                lambda response: int(response.applied_sequence),
-                max_items=settings.batch_max_items,
-            ),
-            OutboxSender(
-                "risk-trading-events",
-                shard,
-                lambda: risk.StreamTradingEvents(),
-                events_after,
-                risk_request,
-                lambda response: int(response.applied_sequence),
-                max_items=settings.batch_max_items,
-                snapshot=risk_snapshot,
-            ),
+        # The outboxes' requests are put together as bytes (settlement_request, risk_request).
+        trades_stream: Callable[[], Any] = settlement_channel.stream_stream(
+            "/backbone.settlement.v1.SettlementService/StreamTrades",
+            request_serializer=None,
+            response_deserializer=settlement_pb2.StreamTradesResponse.FromString,
+        )
+        events_stream: Callable[[], Any] = risk_channel.stream_stream(
+            "/backbone.risk.v1.RiskService/StreamTradingEvents",
+            request_serializer=None,
+            response_deserializer=risk_pb2.StreamTradingEventsResponse.FromString,
+        )
+        to_settlement: OutboxSender[Event] = OutboxSender(
+            "settlement-trades",
+            shard,
+            trades_stream,
+            trades_after,
+            settlement_request,
+            lambda response: int(response.applied_sequence),
+            max_items=settings.batch_max_items,
+        )
+        to_risk: OutboxSender[Event] = OutboxSender(
+            "risk-trading-events",
+            shard,
+            events_stream,
+            events_after,
+            risk_request,
+            lambda response: int(response.applied_sequence),
+            max_items=settings.batch_max_items,
+            snapshot=risk_snapshot,
+        )
+        self.outboxes = [to_settlement, to_risk]
+        # Each committed batch goes to the outboxes in memory; they read the journal only to catch up.
+        self.loop.on_committed = [
+            _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))])
         ]
-        self.loop.on_committed = [outbox.notify for outbox in self.outboxes]
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence
             if self.health is not None:

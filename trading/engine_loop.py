@@ -6,7 +6,9 @@ takes whatever is queued, up to ``batch_max_items`` commands, applies it in
 memory, appends every resulting journal record in one transaction, and only
 then answers each request (in order, one response per request), publishes
 the reports to the execution feed (the reports of journaled commands; a
-refusal is answered to its sender only) and wakes the outboxes. The
+refusal is answered to its sender only) and hands the committed records to
+the outboxes (``on_committed``: they send from memory what they would
+otherwise read back from the journal). The
 journal write of one batch overlaps the in-memory application of the next;
 the writes themselves are one at a time, in sequence order, and a batch is
 answered only once its own write has committed. If a journal write fails,
@@ -43,7 +45,6 @@ log = structlog.get_logger("backbone.trading")
 Run = Callable[[int, list[trading_pb2.JournalRecord], list[common_pb2.ExecutionReport]], Any]
 
 EXIT_JOURNAL_FAILED = 70
-_EVENT_FIELDS = ("trade", "order_released")
 
 
 def exit_process(reason: str) -> NoReturn:
@@ -77,7 +78,8 @@ class EngineLoop:
         self.engine = engine
         self.feed = feed
         self.journal: Journal | None = None
-        self.on_committed: list[Callable[[], None]] = []
+        # Called with every committed batch's records (contiguous sequences, in commit order).
+        self.on_committed: list[Callable[[list[trading_pb2.JournalRecord]], None]] = []
         self._batch_max_items = batch_max_items
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(max_queued)
         self._on_fatal = on_fatal
@@ -197,9 +199,9 @@ class EngineLoop:
             else:
                 future.set_result(result)
         self.feed.publish(applied.reports)
-        if any(record.WhichOneof("record") in _EVENT_FIELDS for record in records):
-            for notify in self.on_committed:
-                notify()
+        if records:
+            for committed in self.on_committed:
+                committed(records)
 
     def _fatal(self, why: str) -> None:
         self._failed = True

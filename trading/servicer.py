@@ -204,8 +204,6 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                     r.order_id for r in response.results if r.resolution == trading_pb2.RESOLUTION_FENCED
                 ][:20],
             )
-            for notify in self._loop.on_committed:  # the engine wakes the outboxes for trades only
-                notify()
         return response
 
     async def CreateInstrument(

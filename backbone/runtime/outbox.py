@@ -3,10 +3,22 @@
 The sender's journal is its outbox. :class:`OutboxSender` opens a
 bidirectional stream, sends a hello naming its source, and the receiver
 answers with the last sequence it has durably applied from that source. The
-sender then sends the records after it, in batches, and waits for each
-batch's acknowledgement before the next. After a broken stream or a restart
-it resumes from the receiver's word, so nothing is lost; the receiver skips
-what it has already applied, so nothing is doubled. A receiver that lost its
+sender then sends the records after it, in batches, keeping up to ``window``
+batches unacknowledged in flight (the receiver applies them in order and
+answers each in turn, so its work, the network and the sender's reads overlap
+instead of taking turns). After a broken stream or a restart it resumes from
+the receiver's word, so nothing is lost; the receiver skips what it has
+already applied, so nothing is doubled.
+
+Where the records come from: the sender's source of truth is its journal
+(``load_after``), read after a sequence. A sender that journals in process also
+hands each committed batch to :meth:`OutboxSender.offer`; the outbox keeps the
+records it has not seen acknowledged in memory (bounded by ``max_buffered``) and,
+once it has read the journal up to where that memory begins, sends from memory
+instead of reading back what was just written. Memory only ever holds a
+contiguous run of committed sequences, so a gap (a batch never offered, the
+memory dropped when full) sends it back to the journal; after a reconnect or a
+restart the journal is read from the receiver's word as before. A receiver that lost its
 state (a cache rebuilt from its sources) asks in the hello's answer for a
 snapshot: the sender's ``snapshot`` hook builds it at one consistent point and
 the sender sends it, page by page, before the records after the receiver's word.
@@ -30,6 +42,8 @@ batch at or past the refused sequence is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -124,6 +138,61 @@ class _Stall:
 StatusListener = Callable[[OutboxStatus], Awaitable[None]]
 
 
+async def _write_failure(reader: asyncio.Task[None], error: grpc.RpcError) -> BaseException:
+    """Why a write failed: the receiver's own answer (the call's status, which the reader gets)
+    when there is one, else a transient break (a write into a dying connection fails with
+    INTERNAL from gRPC's core, which is no refusal of the receiver's)."""
+    await asyncio.wait({reader}, timeout=1.0)
+    if reader.done() and not reader.cancelled():
+        answer = reader.exception()
+        if isinstance(answer, grpc.RpcError):
+            return answer
+    return ConnectionError(f"writing to the receiver failed: {error!r}")
+
+
+class _Recent(Generic[Record]):
+    """Committed records kept in memory: every record of the outbox's kinds in (start, end].
+
+    `start` is None while nothing is known (the journal must be read). Offers must be
+    contiguous (each begins where the last ended) or the memory starts again from the offer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.start: int | None = None
+        self.end = -1
+        self._sequences: list[int] = []
+        self._records: list[tuple[int, Record]] = []
+        self._head = 0  # records before this index are acknowledged and only await compaction
+
+    def __len__(self) -> int:
+        return len(self._records) - self._head
+
+    def add(self, after: int, through: int, records: Sequence[tuple[int, Record]]) -> None:
+        if self.start is None or after != self.end or len(self) + len(records) > self.limit:
+            self._sequences, self._records, self._head = [], [], 0
+            self.start = after
+        self._sequences.extend(sequence for sequence, _ in records)
+        self._records.extend(records)
+        self.end = through
+
+    def after(self, sequence: int, limit: int) -> list[tuple[int, Record]]:
+        """Up to `limit` records after `sequence` (which must be at or past `start`)."""
+        index = bisect.bisect_right(self._sequences, sequence, self._head)
+        return self._records[index : index + limit]
+
+    def acknowledged(self, sequence: int) -> None:
+        """Forget what the receiver has applied; memory still covers everything after it."""
+        if self.start is None or sequence <= self.start:
+            return
+        self._head = bisect.bisect_right(self._sequences, sequence, self._head)
+        self.start = min(sequence, self.end)
+        if self._head > 1024 and self._head * 2 > len(self._records):
+            del self._sequences[: self._head]
+            del self._records[: self._head]
+            self._head = 0
+
+
 class OutboxSender(Generic[Record]):
     """Pumps records with sequence numbers to one receiver until stopped."""
 
@@ -137,6 +206,8 @@ class OutboxSender(Generic[Record]):
         applied_of: Callable[[Any], int],
         *,
         max_items: int = 512,
+        window: int = 8,
+        max_buffered: int = 100_000,
         idle_poll_seconds: float = 1.0,
         newest_sequence: Callable[[], int] | None = None,
         refusal_log_interval_seconds: float = 30.0,
@@ -153,6 +224,8 @@ class OutboxSender(Generic[Record]):
         # the receiver asked for one (it lost its state), else none. Each is acknowledged.
         self._snapshot = snapshot
         self._max_items = max_items
+        self._window = max(1, window)
+        self._recent: _Recent[Record] = _Recent(max_buffered)
         self._idle_poll_seconds = idle_poll_seconds
         self.newest_sequence = newest_sequence
         self._refusal_log_interval = refusal_log_interval_seconds
@@ -172,6 +245,17 @@ class OutboxSender(Generic[Record]):
     def notify(self) -> None:
         """New records were journaled: send them now rather than at the next poll."""
         self._wake.set()
+
+    def offer(self, after: int, through: int, records: Sequence[tuple[int, Record]]) -> None:
+        """Sequences `after`+1 .. `through` are committed; `records` are those of them this outbox carries.
+
+        Call it for every committed batch, in commit order (including batches with none of
+        this outbox's records, so memory stays contiguous); it wakes the sender when there is
+        something to send.
+        """
+        self._recent.add(after, through, records)
+        if records:
+            self._wake.set()
 
     async def start(self) -> None:
         if self._task is None:
@@ -256,16 +340,6 @@ class OutboxSender(Generic[Record]):
             )
             await self._publish_status()
 
-    def _loaded(self, cursor: int, records: Sequence[tuple[int, Record]], newest_before: int | None) -> None:
-        """Account for a load after `cursor`: what is known to be waiting, and known to be delivered."""
-        if records:
-            self._newest_loaded = max(self._newest_loaded, records[-1][0])
-            # The journal may be ahead of what a load saw: never count records that are waiting as delivered.
-            self._caught_up_through = min(self._caught_up_through, records[0][0] - 1)
-        else:
-            through = cursor if newest_before is None else max(cursor, newest_before)
-            self._caught_up_through = max(self._caught_up_through, through)
-
     async def _refused(self, error: grpc.RpcError, first_undelivered: int | None) -> None:
         refusal = from_rpc_error(error)
         described = f"{refusal.code.name} {refusal.reason}: {refusal.message}"
@@ -301,10 +375,30 @@ class OutboxSender(Generic[Record]):
             self._deliver_once, log.bind(outbox=self.name), "outbox broken, reconnecting"
         )
 
+    async def _next_records(self, after: int) -> tuple[list[tuple[int, Record]], int, bool]:
+        """(the records to send after `after`, the sequence sent through, from memory or not).
+
+        With nothing to send, the sequence is how far the outbox knows there is nothing (the
+        caller moves past it).
+        """
+        recent = self._recent
+        start = recent.start
+        if start is not None and after >= start:
+            records = recent.after(after, self._max_items)
+            return records, records[-1][0] if records else max(after, recent.end), True
+        records = list(await self._load_after(after, self._max_items))
+        if records:
+            return records, records[-1][0], False
+        # Nothing in the journal after `after`: memory began (at `start`) only once everything
+        # before it was committed, so there is nothing of this outbox's before `start` either.
+        return [], after if start is None else max(after, start), False
+
     async def _deliver_once(self, attempt: Attempt) -> str | None:
         """One stream: hello, then batches until it breaks. None after a refusal (reported here)."""
         call = self._open_stream()
-        in_flight: int | None = None  # the first sequence of the batch awaiting its acknowledgement
+        # (first, last) sequence of each batch sent and not yet acknowledged, oldest first.
+        in_flight: collections.deque[tuple[int, int]] = collections.deque()
+        reader: asyncio.Task[None] | None = None
         try:
             # An idle sender reads nothing: wake it when the receiver ends the stream (for example
             # a receiver whose state was rebuilt), so it reconnects instead of idling on a dead call.
@@ -327,36 +421,75 @@ class OutboxSender(Generic[Record]):
                         "outbox sent a snapshot", outbox=self.name, pages=len(pages), resume_after=cursor
                     )
             await self._set_acknowledged(cursor)
+            self._recent.acknowledged(cursor)
             if self._stall is None:  # while stalled every retry connects; the ERROR line speaks for them
                 log.info("outbox connected", outbox=self.name, resume_after=cursor)
             attempt.established()
+            reader = asyncio.create_task(self._read_answers(call, in_flight), name=f"outbox-{self.name}-acks")
+            reader.add_done_callback(lambda _: self._wake.set())
+            sent = cursor
             while True:
-                newest_before = self.newest_sequence() if self.newest_sequence is not None else None
-                records = await self._load_after(cursor, self._max_items)
-                self._loaded(cursor, records, newest_before)
-                if not records:
-                    if call.done():
-                        raise ConnectionError("the receiver ended the stream")
+                if reader.done():
+                    reader.result()  # the receiver's refusal or the break, raised here
+                    raise ConnectionError("the receiver ended the stream")
+                if len(in_flight) >= self._window:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._idle_poll_seconds)
+                    await self._wake.wait()  # an acknowledgement makes room
                     continue
-                in_flight = records[0][0]
-                await call.write(self._make_request(self.source, records))
-                answer = await call.read()
-                if answer is grpc.aio.EOF:
-                    raise ConnectionError("receiver closed the stream")
-                applied = self._applied_of(answer)
-                if applied < records[-1][0]:
-                    raise ConnectionError(f"receiver acknowledged {applied}, expected {records[-1][0]}")
-                cursor = applied
-                in_flight = None
-                await self._set_acknowledged(cursor)
+                self._wake.clear()  # a batch committed from here on wakes the wait below
+                newest_before = self.newest_sequence() if self.newest_sequence is not None else None
+                records, through, from_memory = await self._next_records(sent)
+                if records:
+                    self._newest_loaded = max(self._newest_loaded, records[-1][0])
+                    # Never count records that are waiting as delivered.
+                    self._caught_up_through = min(self._caught_up_through, records[0][0] - 1)
+                    in_flight.append((records[0][0], records[-1][0]))
+                    try:
+                        await call.write(self._make_request(self.source, records))
+                    except grpc.RpcError as error:
+                        raise await _write_failure(reader, error) from None
+                    sent = through
+                    continue
+                if not in_flight:  # everything known is delivered
+                    known = through if from_memory or newest_before is None else max(through, newest_before)
+                    self._caught_up_through = max(self._caught_up_through, known)
+                if through > sent:
+                    sent = through
+                    continue
+                if call.done() and not in_flight:
+                    raise ConnectionError("the receiver ended the stream")
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+                # arrives as the wait ends (stop() would then wait forever).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._idle_poll_seconds):
+                        await self._wake.wait()
         except grpc.RpcError as error:
             if not is_refusal(error):
                 raise
             attempt.refused()
-            await self._refused(error, in_flight)
+            await self._refused(error, in_flight[0][0] if in_flight else None)
             return None
         finally:
-            call.cancel()
+            call.cancel()  # first: a read under way ends with the call, not with its task's cancellation
+            if reader is not None:
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=1.0)
+                if reader.done() and not reader.cancelled():
+                    reader.exception()  # retrieved: the error that mattered was raised above
+
+    async def _read_answers(self, call: Any, in_flight: collections.deque[tuple[int, int]]) -> None:
+        """Match each answer to the oldest batch in flight; the receiver applies and answers in order."""
+        while True:
+            answer = await call.read()
+            if answer is grpc.aio.EOF:
+                raise ConnectionError("receiver closed the stream")
+            if not in_flight:
+                raise ConnectionError("receiver answered a batch it was not sent")
+            _, last = in_flight[0]
+            applied = self._applied_of(answer)
+            if applied < last:
+                raise ConnectionError(f"receiver acknowledged {applied}, expected {last}")
+            in_flight.popleft()
+            self._recent.acknowledged(applied)
+            await self._set_acknowledged(applied)
+            self._wake.set()

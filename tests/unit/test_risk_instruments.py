@@ -11,10 +11,12 @@ import pytest
 from redis import exceptions as redis_errors
 
 from backbone.common.v1 import common_pb2
+from backbone.risk.v1 import risk_pb2
+from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from risk.instruments import InstrumentCache, instrument_problem
 from tests.instruments import btc_usd
-from trading.app import risk_request
+from trading.app import event_of, risk_request, settlement_request
 from trading.engine import Engine
 from trading.journal import RISK_KINDS
 
@@ -134,14 +136,55 @@ def test_risk_request_carries_every_risk_kind() -> None:
     records += engine.change_risk_epoch("epoch-2", T).records  # risk rebuilt from here
     sent = [(r.sequence, r) for r in records if r.WhichOneof("record") in RISK_KINDS]
     assert {r.WhichOneof("record") for _, r in sent} == set(RISK_KINDS)
-    request = risk_request("shard-a", sent)
+    # The outbox sends the request as bytes put together from each record's serialized event.
+    request = risk_pb2.StreamTradingEventsRequest.FromString(
+        risk_request("shard-a", [(seq, event_of(r)) for seq, r in sent])
+    )
     assert request.source == "shard-a"
     assert [(e.sequence, e.WhichOneof("event")) for e in request.events] == [
         (seq, r.WhichOneof("record")) for seq, r in sent
     ]
     assert request.events[0].instrument_created == btc_usd()
+    for event, (_, record) in zip(request.events, sent, strict=True):
+        kind = record.WhichOneof("record")
+        assert getattr(event, kind).SerializeToString() == getattr(record, kind).SerializeToString()
+    assert sent[-1][1].risk_epoch_changed.epoch == "epoch-2"
+    assert request.events[-1].risk_epoch_changed.epoch == "epoch-2"
     with pytest.raises(ValueError, match="new_order"):
-        risk_request("shard-a", [(r.sequence, r) for r in records if r.HasField("new_order")])
+        risk_request("shard-a", [(r.sequence, event_of(r)) for r in records if r.HasField("new_order")])
+
+
+def test_settlement_request_carries_the_trades_with_their_sequences() -> None:
+    engine = Engine()
+    engine.create_instrument(btc_usd(), T)
+    records = []
+    for order_id, side, lots in (("s", common_pb2.SIDE_SELL, 3), ("b", common_pb2.SIDE_BUY, 2)):
+        command = trading_pb2.OrderCommand(
+            new_order=trading_pb2.NewOrder(
+                order_id=order_id,
+                client_order_id=f"c-{order_id}",
+                account_id=f"acct-{order_id}",
+                symbol="BTC-USD",
+                side=side,
+                price_ticks=100,
+                quantity_lots=lots,
+            )
+        )
+        records += engine.apply(command, T).records
+    trades = [(r.sequence, r) for r in records if r.HasField("trade")]
+    assert trades
+    # Sequences past 2^35 take several varint bytes on the wire.
+    request = settlement_pb2.StreamTradesRequest.FromString(
+        settlement_request("trading-0", [(seq + (1 << 35), event_of(r)) for seq, r in trades])
+    )
+    assert request.source == "trading-0"
+    assert [(t.sequence, t.trade) for t in request.trades] == [
+        (seq + (1 << 35), r.trade) for seq, r in trades
+    ]
+    with pytest.raises(ValueError, match="new_order"):
+        settlement_request(
+            "trading-0", [(r.sequence, event_of(r)) for r in records if r.HasField("new_order")]
+        )
 
 
 def test_risk_never_calls_trading() -> None:
