@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,6 +23,12 @@ RiskLearned = Callable[[int, float | None], Awaitable[bool]]
 log = structlog.get_logger("backbone.settlement")
 
 INT64_MIN = -(1 << 63)
+
+# Batches of one trade stream read ahead while the ledger posts (the sender keeps a window in flight),
+# and the most trades posted in one transaction when several batches wait.
+MAX_BATCHES_READ_AHEAD = 16
+MAX_TRADES_PER_TRANSACTION = 4096
+_END = EOFError("the sender ended the stream")
 
 
 def _invalid(error: LedgerError) -> ServiceError:
@@ -112,54 +120,115 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         request_iterator: AsyncIterator[settlement_pb2.StreamTradesRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[settlement_pb2.StreamTradesResponse]:
-        source = ""
-        applied = 0
-        stream_log = log
-        async for request in request_iterator:
-            if not source:
-                if request.trades:
-                    raise invalid_field(
-                        "trades",
-                        RejectReason.HELLO_EXPECTED,
-                        "the first request names the source and has no trades",
-                    )
-                try:
-                    source = ledger.check_source(request.source)
-                except LedgerError as error:
-                    raise _invalid(error) from None
-                applied = await self.store.applied_sequence(source)
-                stream_log = log.bind(source=source)
-                stream_log.info("trade stream opened", applied_sequence=applied)
-                yield settlement_pb2.StreamTradesResponse(applied_sequence=applied)
-                continue
-            if request.source and request.source != source:
-                raise invalid_field(
-                    "source", RejectReason.SOURCE_CHANGED, f"this stream carries trades of {source} only"
-                )
-            sequences = [item.sequence for item in request.trades]
+        """The hello names the source; then every batch is posted and answered, in order.
+
+        The sender keeps several batches in flight: the batches that are waiting when the ledger
+        is free are posted together in one transaction (up to MAX_TRADES_PER_TRANSACTION trades),
+        then each is answered with the cursor after it. A malformed batch is refused after the
+        ones before it are posted and answered.
+        """
+        requests = aiter(request_iterator)
+        hello = await anext(requests, None)
+        if hello is None:
+            return
+        if hello.trades:
+            raise invalid_field(
+                "trades", RejectReason.HELLO_EXPECTED, "the first request names the source and has no trades"
+            )
+        try:
+            source = ledger.check_source(hello.source)
+        except LedgerError as error:
+            raise _invalid(error) from None
+        applied = await self.store.applied_sequence(source)
+        stream_log = log.bind(source=source)
+        stream_log.info("trade stream opened", applied_sequence=applied)
+        yield settlement_pb2.StreamTradesResponse(applied_sequence=applied)
+
+        waiting: asyncio.Queue[settlement_pb2.StreamTradesRequest | BaseException | None] = asyncio.Queue(
+            MAX_BATCHES_READ_AHEAD
+        )
+
+        async def read() -> None:
             try:
-                result = await self.store.post_trades(source, _batch_entries(source, request))
-            except ServiceError as error:
-                stream_log.error(
-                    "trade batch refused; stopping the stream",
-                    reason=error.reason,
-                    error=error.message,
-                    first_sequence=sequences[0] if sequences else None,
-                    last_sequence=sequences[-1] if sequences else None,
-                )
-                raise
-            applied = result.applied_sequence
-            for parked in result.parked:
-                stream_log.error(
-                    "trade parked: the ledger cannot post it; its accounts are halted (their later "
-                    "trades wait behind it) until an operator retries it (RetryParkedTrade)",
-                    reference=parked.reference,
-                    sequence=parked.sequence,
-                    reason=parked.reason,
-                    detail=parked.detail,
-                    accounts=list(parked.accounts),
-                )
-            yield settlement_pb2.StreamTradesResponse(applied_sequence=applied)
+                async for request in requests:
+                    await waiting.put(request)
+            except Exception as error:  # the stream broke: end after what was read
+                await waiting.put(error)
+                return
+            await waiting.put(None)
+
+        reader = asyncio.create_task(read(), name=f"settlement-trades-{source}")
+        try:
+            ended: BaseException | None = None  # _END, or the error the stream broke with
+            while ended is None:
+                # The batches waiting now (at least one), up to a transaction's worth of trades.
+                group: list[settlement_pb2.StreamTradesRequest] = []
+                trades = 0
+                item = await waiting.get()
+                while True:
+                    if item is None or isinstance(item, BaseException):
+                        ended = _END if item is None else item
+                        break
+                    group.append(item)
+                    trades += len(item.trades)
+                    if trades >= MAX_TRADES_PER_TRANSACTION or waiting.empty():
+                        break
+                    item = waiting.get_nowait()
+                batch: list[TradeToPost] = []
+                valid = 0
+                refusal: ServiceError | None = None
+                for request in group:
+                    try:
+                        if request.source and request.source != source:
+                            raise invalid_field(
+                                "source",
+                                RejectReason.SOURCE_CHANGED,
+                                f"this stream carries trades of {source} only",
+                            )
+                        batch += _batch_entries(source, request)
+                    except ServiceError as error:
+                        refusal = error
+                        stream_log.error(
+                            "trade batch refused; stopping the stream",
+                            reason=error.reason,
+                            error=error.message,
+                            first_sequence=request.trades[0].sequence if request.trades else None,
+                        )
+                        break
+                    valid += 1
+                if valid:
+                    try:
+                        result = await self.store.post_trades(source, batch)
+                    except ServiceError as error:
+                        stream_log.error(
+                            "trade batch refused; stopping the stream",
+                            reason=error.reason,
+                            error=error.message,
+                            first_sequence=batch[0].sequence if batch else None,
+                            last_sequence=batch[-1].sequence if batch else None,
+                        )
+                        raise
+                    applied = result.applied_sequence
+                    for parked in result.parked:
+                        stream_log.error(
+                            "trade parked: the ledger cannot post it; its accounts are halted (their later "
+                            "trades wait behind it) until an operator retries it (RetryParkedTrade)",
+                            reference=parked.reference,
+                            sequence=parked.sequence,
+                            reason=parked.reason,
+                            detail=parked.detail,
+                            accounts=list(parked.accounts),
+                        )
+                    for _ in range(valid):
+                        yield settlement_pb2.StreamTradesResponse(applied_sequence=applied)
+                if refusal is not None:
+                    raise refusal
+            if ended is not _END:
+                raise ended
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     async def CreateAsset(
         self, request: settlement_pb2.CreateAssetRequest, context: grpc.aio.ServicerContext[Any, Any]
