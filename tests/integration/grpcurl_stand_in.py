@@ -39,7 +39,8 @@ grpcurl() {
   while [ "$#" -gt 2 ]; do
     case "$1" in
       -plaintext) shift ;;
-      -H|-d) args+=("$1" "$2"); shift 2 ;;
+      -d) if [ "$2" = @ ]; then args+=(-d @-); else args+=(-d "$2"); fi; shift 2 ;;  # @: standard input
+      -H) args+=("$1" "$2"); shift 2 ;;
       *) echo "grpcurl flag the stand-in does not know: $1" >&2; return 2 ;;
     esac
   done
@@ -62,6 +63,19 @@ class Answers:
     def of(self, method: str) -> list[dict[str, Any]]:
         paths = sorted(self.folder.glob(f"*-{method}.json"), key=lambda p: int(p.name.split("-", 1)[0]))
         return [json.loads(path.read_text()) for path in paths]
+
+    def stream_of(self, method: str) -> list[list[dict[str, Any]]]:
+        """Each streaming call's answers: the messages it printed, one JSON object after another."""
+        paths = sorted(self.folder.glob(f"*-{method}.json"), key=lambda p: int(p.name.split("-", 1)[0]))
+        calls = []
+        for path in paths:
+            text, messages, decoder, at = path.read_text(), [], json.JSONDecoder(), 0
+            while text[at:].strip():
+                at += len(text[at:]) - len(text[at:].lstrip())
+                message, at = decoder.raw_decode(text, at)
+                messages.append(message)
+            calls.append(messages)
+        return calls
 
     def methods(self) -> set[str]:
         return {path.name.split("-", 1)[1].removesuffix(".json") for path in self.folder.iterdir()}

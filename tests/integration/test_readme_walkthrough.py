@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WALKTHROUGH = "Walk-through with grpcurl"
+STREAM_SECTION = "Order entry on a stream"
 # The two lines of the walk-through's first block that `backbone up` fills in for its system.
 VARIABLES = 'ADMIN="x-admin-key: $(cat .backbone/admin-key)"\nGW=127.0.0.1:50051\n'
 # (asset, total, reserved, available) of Alice's balances, then Bob's.
@@ -115,7 +116,7 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
     system = system_factory()
     setup, orders = grpcurl_blocks()
     answers = paste(system, setup + "\n" + orders, tmp_path)
-    alice_key, _ = assert_the_walkthrough_figures(system, answers)
+    alice_key, bob_key = assert_the_walkthrough_figures(system, answers)
 
     # Then the README's SDK snippet, as Alice: her bid rests (nothing left to sell) and holds its reservation.
     snippet = readme_blocks("Python SDK", "python")[0]
@@ -131,6 +132,35 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
     ]
     # ...which is what the money section says it reads.
     assert "`total=74950.000000 reserved=25100.100000 available=49849.900000`" in README.read_text()
+
+    # Then the stream section: grpcurl as Bob (one order rests, one is refused, each on its own)...
+    (stream_commands,) = readme_blocks(STREAM_SECTION, "sh")
+    (tmp_path / "stream").mkdir()
+    streamed = run_pasted(
+        f'GW={system.gateway}\nBOB="x-api-key: {bob_key}"\n' + stream_commands, tmp_path / "stream"
+    )
+    (responses,) = streamed.stream_of("StreamOrders")
+    assert responses[0] == {"maxInFlight": 4096}
+    results = sorted(
+        (r for m in responses[1:] for r in m.get("results", [])), key=lambda r: r.get("index", 0)
+    )
+    assert [(r["tag"], r.get("code", 0), r.get("reason"), r.get("field")) for r in results] == [
+        ("ask", 0, None, None),
+        ("bad", 3, "REJECT_REASON_INVALID_PRICE", "price"),
+    ]
+    assert results[0]["order"]["status"] == "ORDER_STATUS_NEW"
+    # ...and the SDK as Alice: her ask rests, her off-tick bid is refused, the ask is cancelled.
+    (stream_snippet,) = readme_blocks(STREAM_SECTION, "python")
+    stream_snippet = substitute(stream_snippet, '"127.0.0.1:50051"', repr(system.gateway))
+    stream_snippet = substitute(stream_snippet, '"bbk_..."', repr(alice_key))
+    ran = subprocess.run([sys.executable, "-c", stream_snippet], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    first, *events = ran.stdout.splitlines()
+    assert (
+        first
+        == "new INVALID_ARGUMENT INVALID_PRICE: price: 50100.001 is not a multiple of the tick size 0.01"
+    )
+    assert sorted(events) == ["('ask', True)", "('bid', False)", "('pull', True)"]
 
 
 def test_the_readme_walkthrough_with_buf_curl_reaches_the_same_balances(
