@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis.asyncio as redis
 import structlog
 from google.protobuf import json_format
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from backbone.common.v1 import common_pb2
 from risk.exposure import LegOp, OpenOrderHold, ReleaseOp, ReserveOp
@@ -51,6 +51,26 @@ Call = tuple[str, Sequence[str], Sequence[str]]
 
 # The fields of an order's reservation a listing shows (ListReservations).
 RESERVATION_FIELDS = ("symbol", "asset", "amount", "reserved_at")
+
+
+def _pack_evalshas(shas: dict[str, str], calls: Sequence[Call]) -> bytes:
+    """EVALSHA of each call in Redis's protocol (RESP arrays of bulk strings), in one buffer."""
+    parts = []
+    for name, keys, args in calls:
+        items = ("EVALSHA", shas[name], str(len(keys)), *keys, *args)
+        parts.append(f"*{len(items)}\r\n")
+        parts.extend(f"${len(item)}\r\n{item}\r\n" for item in items)
+    text = "".join(parts)
+    if text.isascii():  # then a string's length is its length in bytes
+        return text.encode()
+    encoded = []
+    for name, keys, args in calls:
+        items = ("EVALSHA", shas[name], str(len(keys)), *keys, *args)
+        encoded.append(f"*{len(items)}\r\n".encode())
+        for item in items:
+            data = item.encode()
+            encoded.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(encoded)
 
 
 def instrument_json(instrument: common_pb2.Instrument) -> str:
@@ -142,10 +162,30 @@ class RiskStore:
         return results
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        """Send every call in one write on one connection, then read the answers in order.
+
+        What redis-py's pipeline does (without its retry of a whole batch), except that the
+        commands are packed here in one go: redis-py packs and encodes each argument on its own,
+        which cost a quarter of risk's CPU. An error answer (NOSCRIPT, a script's error) is
+        returned in its place; a broken connection raises and is dropped.
+        """
+        data = _pack_evalshas(self._shas, calls)
+        pool = self.client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(data)
+            results: list[Any] = []
+            for _ in calls:
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as error:
+                    results.append(error)
+            return results
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     # Reservations ---------------------------------------------------------
 
