@@ -53,21 +53,19 @@ Call = tuple[str, Sequence[str], Sequence[str]]
 RESERVATION_FIELDS = ("symbol", "asset", "amount", "reserved_at")
 
 
-def _pack_evalshas(shas: dict[str, str], calls: Sequence[Call]) -> bytes:
-    """EVALSHA of each call in Redis's protocol (RESP arrays of bulk strings), in one buffer."""
+def _pack(commands: Sequence[Sequence[str]]) -> bytes:
+    """`commands` in Redis's protocol (RESP arrays of bulk strings), in one buffer."""
     parts = []
-    for name, keys, args in calls:
-        items = ("EVALSHA", shas[name], str(len(keys)), *keys, *args)
-        parts.append(f"*{len(items)}\r\n")
-        parts.extend(f"${len(item)}\r\n{item}\r\n" for item in items)
+    for command in commands:
+        parts.append(f"*{len(command)}\r\n")
+        parts.extend(f"${len(item)}\r\n{item}\r\n" for item in command)
     text = "".join(parts)
     if text.isascii():  # then a string's length is its length in bytes
         return text.encode()
     encoded = []
-    for name, keys, args in calls:
-        items = ("EVALSHA", shas[name], str(len(keys)), *keys, *args)
-        encoded.append(f"*{len(items)}\r\n".encode())
-        for item in items:
+    for command in commands:
+        encoded.append(f"*{len(command)}\r\n".encode())
+        for item in command:
             data = item.encode()
             encoded.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(encoded)
@@ -169,13 +167,22 @@ class RiskStore:
         which cost a quarter of risk's CPU. An error answer (NOSCRIPT, a script's error) is
         returned in its place; a broken connection raises and is dropped.
         """
-        data = _pack_evalshas(self._shas, calls)
+        shas = self._shas
+        return await self._send(
+            [("EVALSHA", shas[name], str(len(keys)), *keys, *args) for name, keys, args in calls]
+        )
+
+    async def _send(self, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """Send `commands` in one write on one connection; their answers in order (errors in place)."""
+        if not commands:
+            return []
+        data = _pack(commands)
         pool = self.client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.send_packed_command(data)
             results: list[Any] = []
-            for _ in calls:
+            for _ in commands:
                 try:
                     results.append(await connection.read_response())
                 except ResponseError as error:
@@ -224,10 +231,12 @@ class RiskStore:
         outcomes = []
         for op, result in zip(ops, await self._run(calls), strict=True):
             if isinstance(op, ReserveOp):
-                if int(result[0]) == 1:
-                    outcomes.append(ReservationOutcome(True, str(result[1]), int(result[2])))
+                status, _, rest = str(result).partition(" ")  # '1 <asset> <amount>' or '0 <reason>'
+                if status == "1":
+                    asset, _, amount = rest.partition(" ")
+                    outcomes.append(ReservationOutcome(True, asset, int(amount)))
                 else:
-                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=str(result[1])))
+                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=rest))
             elif int(result[1]) < 0:
                 outcomes.append(ReservationOutcome(False, reason="RISK_REBUILDING"))
             else:
@@ -260,7 +269,7 @@ class RiskStore:
         refusals: list[RiskStateError] = []
         stale = False
         for leg, result in zip(legs, await self._run(calls), strict=True):
-            status = int(result[0])
+            status = result if isinstance(result, int) else int(result[0])  # 0 and 1 come plain
             if status == 1:
                 applied += 1
             elif status == -2:
@@ -486,10 +495,10 @@ class RiskStore:
         next_cursor, keys = await self.client.scan(cursor=cursor, match=ORDER_KEYS, count=count)
         parsed = [(str(key), parse_order_key(str(key))) for key in keys]
         wanted = [(key, names) for key, names in parsed if names is not None]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for key, _ in wanted:
-                pipe.hmget(key, RESERVATION_FIELDS)
-            found = await pipe.execute()
+        found = await self._send([("HMGET", key, *RESERVATION_FIELDS) for key, _ in wanted])
+        for values in found:
+            if isinstance(values, Exception):
+                raise values
         page = [
             (
                 names[0],

@@ -5,7 +5,8 @@
 -- reservation becomes min(current, cap), and the order key goes when it reaches 0; '-1'
 -- leaves the reservation alone (a trade already in a rebuilt state's open orders)
 -- ARGV[4] the caller's epoch   ARGV[5..] pairs of asset, signed delta of that asset's total
--- Returns {0} when the op was applied before (skipped), {1} when applied,
+-- Returns 0 when the op was applied before (skipped), 1 when applied (plain integers:
+-- the common answers, the cheapest to read back),
 -- {-1, reason, detail...} when refused: then nothing of the leg changed, and the
 -- account's later ops from this source are refused until this one succeeds;
 -- {-2, 'STALE'} when the caller's epoch is gone (nothing changed).
@@ -15,7 +16,7 @@ end
 local source, op = ARGV[1], ARGV[2]
 local applied = redis.call('HGET', KEYS[3], source)
 if applied and ge(applied, op) then
-  return {0}
+  return 0
 end
 local halt_field = 'halted:' .. source
 local halted = redis.call('HGET', KEYS[3], halt_field)
@@ -65,4 +66,4 @@ redis.call('HSET', KEYS[3], source, op)
 if halted then
   redis.call('HDEL', KEYS[3], halt_field)
 end
-return {1}
+return 1
