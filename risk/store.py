@@ -10,6 +10,8 @@ loaded with SCRIPT LOAD at start and loaded again when Redis answers NOSCRIPT
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,11 +184,14 @@ class RiskStore:
         try:
             await connection.send_packed_command(data)
             results: list[Any] = []
-            for _ in commands:
-                try:
-                    results.append(await connection.read_response())
-                except ResponseError as error:
-                    results.append(error)
+            # One deadline (the connection's socket timeout) for the whole batch's answers, not one
+            # timeout context per answer (timeout=inf: redis-py's documented "no timeout of its own").
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in commands:
+                    try:
+                        results.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as error:
+                        results.append(error)
             return results
         except BaseException:
             await connection.disconnect()

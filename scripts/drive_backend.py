@@ -350,14 +350,23 @@ def receiver_cursors(database_url: str, redis_url: str) -> tuple[int, int]:
     return (int(row[0]) if row else 0), (int(value) if value else 0)
 
 
-def wait_settled(database_url: str, redis_url: str, timeout_seconds: float) -> tuple[float, int]:
-    """Wait until settlement and risk have every trade (and release); (when, trades)."""
+def wait_settled(
+    database_url: str, redis_url: str, timeout_seconds: float
+) -> tuple[float, float, float, int]:
+    """Wait until settlement and risk have every trade (and release); (when, when settlement had them,
+    when risk had them, trades)."""
     last_trade, last_risk, trades = journal_heads(database_url)
     deadline = time.perf_counter() + timeout_seconds
+    ledger_at = risk_at = 0.0
     while True:
         settled, applied = receiver_cursors(database_url, redis_url)
-        if settled >= last_trade and applied >= last_risk:
-            return time.perf_counter(), trades
+        now = time.perf_counter()
+        if settled >= last_trade and not ledger_at:
+            ledger_at = now
+        if applied >= last_risk and not risk_at:
+            risk_at = now
+        if ledger_at and risk_at:
+            return now, ledger_at, risk_at, trades
         if time.perf_counter() > deadline:
             raise TimeoutError(
                 f"not settled after {timeout_seconds:.0f} s: ledger at {settled} of {last_trade}, "
@@ -472,7 +481,9 @@ def main() -> int:
                 pids = {name: services.processes[name].pid for name in addresses}
                 profiler = Profiler(options.profile, pids, options.seconds)
             figures: dict[str, object] = dict(asyncio.run(drive(options, addresses, market)))
-            settled_at, trades = wait_settled(database_url, redis_url, options.settle_timeout)
+            settled_at, ledger_at, risk_at, trades = wait_settled(
+                database_url, redis_url, options.settle_timeout
+            )
             started = float(figures.pop("started"))  # type: ignore[arg-type]
             acknowledged_at = float(figures.pop("acknowledged_at"))  # type: ignore[arg-type]
             reserved = int(figures["reserved"])  # type: ignore[call-overload]
@@ -482,6 +493,8 @@ def main() -> int:
                 settled_orders_per_s=round(reserved / (settled_at - started), 1),
                 settled_trades_per_s=round(trades / (settled_at - started), 1),
                 seconds_to_settle_after_last_ack=round(settled_at - acknowledged_at, 3),
+                ledger_done_after_last_ack=round(max(0.0, ledger_at - acknowledged_at), 3),
+                risk_done_after_last_ack=round(max(0.0, risk_at - acknowledged_at), 3),
                 batch=options.batch,
                 window=options.window,
                 streams=options.streams,
@@ -491,7 +504,9 @@ def main() -> int:
                 "(every trade settled in the ledger and applied in risk) "
                 f"{figures['settled_orders_per_s']:,.0f} orders/s, "
                 f"{figures['settled_trades_per_s']:,.0f} trades/s; settled "
-                f"{figures['seconds_to_settle_after_last_ack']:.2f} s after the last acknowledgement"
+                f"{figures['seconds_to_settle_after_last_ack']:.2f} s after the last acknowledgement "
+                f"(ledger {figures['ledger_done_after_last_ack']:.2f} s, "
+                f"risk {figures['risk_done_after_last_ack']:.2f} s)"
             )
             if profiler is not None:
                 print_tops(profiler.finish())

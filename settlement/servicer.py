@@ -65,7 +65,9 @@ def _batch_entries(source: str, request: settlement_pb2.StreamTradesRequest) -> 
         if not item.HasField("trade"):
             raise invalid_field(f"{path}.trade", RejectReason.REQUIRED, "is required")
         try:
-            entry = ledger.trade_entry(source, ledger.fill_of(item.trade), f"{path}.trade")
+            entry = ledger.trade_entry(
+                source, ledger.fill_of(item.trade), f"{path}.trade", source_checked=True
+            )
         except LedgerError as error:
             raise _invalid(error) from None
         batch.append(TradeToPost(item.sequence, item.trade, entry))
