@@ -149,6 +149,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 64)",
     )
     how.add_argument(
+        "--tick-ms",
+        type=non_negative,
+        default=0.0,
+        help="open loop: send what fell due at most once per this many ms (default 0: each order when "
+        "due); the wait for the tick counts in the latency",
+    )
+    how.add_argument(
         "--max-batch",
         type=positive_int,
         default=1000,

@@ -188,6 +188,9 @@ class Run:
         """Commands due at Poisson arrivals of `rate`/s for `seconds`; each counts from its due time."""
         self.driver.open_loop()
         driver, arrivals, clock = self.driver, self.arrivals, time.perf_counter
+        # With a tick the client sends what fell due at most once per tick (bigger requests, each
+        # order's wait for the tick counted in its latency); without one, each order when it is due.
+        tick = self.options.tick_ms / 1000.0
         begin = clock()
         until = min(begin + seconds, self.stop_at)
         due = begin
@@ -199,7 +202,7 @@ class Run:
             now = clock()
             if due > now:
                 driver.flush()
-                await asyncio.sleep(due - now)
+                await asyncio.sleep(max(due - now, tick))
                 yielded = clock()
             elif now - yielded > 0.002:  # behind: still let the writers and readers run
                 driver.flush()
