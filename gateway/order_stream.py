@@ -245,7 +245,7 @@ class OrderStreamSession:
         submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]],
     ) -> None:
         try:
-            outcomes = await self._saga.submit_batch(
+            outcomes = await self._saga.place(
                 self._backends, [(order, instrument) for _, _, order, instrument in submits]
             )
         except Exception as error:  # a bug: every order of the batch has an unknown outcome
