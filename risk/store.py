@@ -236,12 +236,11 @@ class RiskStore:
         outcomes = []
         for op, result in zip(ops, await self._run(calls), strict=True):
             if isinstance(op, ReserveOp):
-                status, _, rest = str(result).partition(" ")  # '1 <asset> <amount>' or '0 <reason>'
-                if status == "1":
-                    asset, _, amount = rest.partition(" ")
+                if isinstance(result, str):  # held: '1 <asset> <amount>'
+                    _, asset, amount = result.split(" ")
                     outcomes.append(ReservationOutcome(True, asset, int(amount)))
-                else:
-                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=rest))
+                else:  # refused: {0, reason}
+                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=str(result[1])))
             elif int(result[1]) < 0:
                 outcomes.append(ReservationOutcome(False, reason="RISK_REBUILDING"))
             else:

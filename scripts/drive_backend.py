@@ -51,7 +51,8 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc  # noqa: E402
 from ops.invariants import check  # noqa: E402
 from ops.supervisor import ServiceProcesses  # noqa: E402
 from risk.keys import cursor_key  # noqa: E402
-from trading.journal import RISK_KINDS  # noqa: E402
+from settlement import audit as ledger_audit  # noqa: E402
+from trading import audit as journal_audit  # noqa: E402
 
 SHARD = "trading-0"
 MID_TICKS = 10_000  # 100.00 with a tick of 0.01
@@ -294,6 +295,7 @@ async def drive(options: argparse.Namespace, addresses: dict[str, str], market: 
         lanes = [Lane(risk, trading, options.window) for _ in range(options.streams)]
         started = time.perf_counter()
         deadline = started + options.seconds
+        print("load started", file=sys.stderr, flush=True)
 
         async def progress() -> None:
             while True:
@@ -326,28 +328,17 @@ async def drive(options: argparse.Namespace, addresses: dict[str, str], market: 
 
 def journal_heads(database_url: str) -> tuple[int, int, int]:
     """(last trade sequence, last sequence risk is sent, trades) of the shard's journal."""
-    kinds = list(RISK_KINDS)
     with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT coalesce(max(sequence) FILTER (WHERE kind = 'trade'), 0), "
-            "coalesce(max(sequence) FILTER (WHERE kind = ANY(%s)), 0), "
-            "count(*) FILTER (WHERE kind = 'trade') "
-            "FROM trading.journal WHERE shard = %s",
-            (kinds, SHARD),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
+        return journal_audit.delivery_heads(connection, SHARD)
 
 
 def receiver_cursors(database_url: str, redis_url: str) -> tuple[int, int]:
     """(settlement's cursor, risk's cursor) for the shard."""
     with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT applied_sequence FROM ledger.stream_cursors WHERE source = %s", (SHARD,)
-        ).fetchone()
+        settled = ledger_audit.stream_cursors(connection).get(SHARD, 0)
     with redis.Redis.from_url(redis_url) as client:
-        value = client.get(cursor_key(SHARD))
-    return (int(row[0]) if row else 0), (int(value) if value else 0)
+        value = client.get(cursor_key(SHARD))  # one key (risk_audit.cursors scans them all)
+    return settled, int(value) if value else 0
 
 
 def wait_settled(

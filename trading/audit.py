@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from backbone.trading.v1 import trading_pb2
+from trading.journal import RISK_KINDS
 
 Connection = psycopg.Connection[Any]
 
@@ -38,3 +39,15 @@ def records(connection: Connection, shard: str) -> Iterator[trading_pb2.JournalR
     )
     for (payload,) in cursor:
         yield trading_pb2.JournalRecord.FromString(payload)
+
+
+def delivery_heads(connection: Connection, shard: str) -> tuple[int, int, int]:
+    """(the last trade's sequence, the last sequence risk is sent, how many trades) of `shard`:
+    where settlement's and risk's cursors stand once they have everything (0 when none)."""
+    row = connection.execute(
+        "SELECT coalesce(max(sequence) FILTER (WHERE kind = 'trade'), 0), "
+        "coalesce(max(sequence) FILTER (WHERE kind = ANY(%s)), 0), "
+        "count(*) FILTER (WHERE kind = 'trade') FROM trading.journal WHERE shard = %s",
+        (list(RISK_KINDS), shard),
+    ).fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
