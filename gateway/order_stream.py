@@ -59,26 +59,25 @@ _TERMINAL = frozenset(
     {common_pb2.ORDER_STATUS_FILLED, common_pb2.ORDER_STATUS_CANCELLED, common_pb2.ORDER_STATUS_REJECTED}
 )
 
-ReportKey = tuple[str, int, int, int]
-
-
-def _key(report: common_pb2.ExecutionReport) -> ReportKey:
-    return (report.order.order_id, report.execution_type, report.trade_id, report.journal_sequence)
-
 
 class _Tracked:
-    """An order entered on this stream whose reports the session still forwards."""
+    """An order entered on this stream whose reports the session still forwards.
 
-    __slots__ = ("early", "expected", "waiting")
+    The fan-out delivers an order's reports in journal order, each naming the journal
+    sequence that records it, and a result carries every report of its command: so a
+    report at or below the highest sequence a result carried is one the caller has.
+    """
+
+    __slots__ = ("early", "through", "waiting")
 
     def __init__(self) -> None:
         # Commands of this stream about the order whose results are not written yet (its
         # submit, then any cancel): the fan-out's reports wait for them.
         self.waiting = 1
+        # The highest journal sequence of the reports results carried.
+        self.through = 0
         # Reports the fan-out delivered while a result was awaited.
-        self.early: list[common_pb2.ExecutionReport] = []
-        # Reports results carried that the fan-out has not delivered yet (not to be sent twice).
-        self.expected: set[ReportKey] = set()
+        self.early: list[common_pb2.ExecutionReport] | None = None
 
 
 class OrderStreamSession:
@@ -287,18 +286,18 @@ class OrderStreamSession:
         if tracked is None:
             return
         tracked.waiting -= 1
-        tracked.expected.update(_key(report) for report in reports)
+        for report in reports:
+            tracked.through = max(tracked.through, report.journal_sequence)
         if tracked.waiting > 0:
             return
-        for early in tracked.early:
-            key = _key(early)
-            if key in tracked.expected:
-                tracked.expected.discard(key)
-            else:
-                await self._relay(early)
-        tracked.early.clear()
-        if reports and reports[-1].order.status in _TERMINAL and not tracked.expected:
-            self._tracked.pop(order_id, None)
+        final = bool(reports) and reports[-1].order.status in _TERMINAL
+        early, tracked.early = tracked.early, None
+        for report in early or ():
+            if report.journal_sequence > tracked.through:
+                await self._relay(report)
+                final = final or report.order.status in _TERMINAL
+        if final:
+            self._tracked.pop(order_id, None)  # later copies of its reports are not relayed
 
     async def _cancel(
         self, number: int, cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]]
@@ -346,15 +345,15 @@ class OrderStreamSession:
                 if tracked is None:
                     continue
                 if tracked.waiting:
+                    if tracked.early is None:
+                        tracked.early = []
                     tracked.early.append(report)
                     continue
-                key = _key(report)
-                if key in tracked.expected:
-                    tracked.expected.discard(key)
-                else:
-                    await self._relay(report)
-                if report.order.status in _TERMINAL and not tracked.expected:
-                    del self._tracked[order_id]
+                if report.journal_sequence <= tracked.through:
+                    continue  # a result carried it
+                await self._relay(report)
+                if report.order.status in _TERMINAL:
+                    self._tracked.pop(order_id, None)
         except ServiceError as error:
             # The feed broke or this stream fell behind it: later reports can no longer be
             # promised, so the stream ends once every command read is answered.
