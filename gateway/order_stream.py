@@ -63,19 +63,21 @@ _TERMINAL = frozenset(
 class _Tracked:
     """An order entered on this stream whose reports the session still forwards.
 
-    The fan-out delivers an order's reports in journal order, each naming the journal
-    sequence that records it, and a result carries every report of its command: so a
-    report at or below the highest sequence a result carried is one the caller has.
+    Every report names the journal sequence of the command that produced it, and a result
+    carries every report its command produced for the order: so a report from the fan-out
+    whose sequence a result carried is a copy. The fan-out delivers an order's reports in
+    journal order, so once it delivers the order's final report (filled, cancelled) nothing
+    more can come, and the order is no longer followed.
     """
 
-    __slots__ = ("early", "through", "waiting")
+    __slots__ = ("carried", "early", "waiting")
 
     def __init__(self) -> None:
         # Commands of this stream about the order whose results are not written yet (its
         # submit, then any cancel): the fan-out's reports wait for them.
         self.waiting = 1
-        # The highest journal sequence of the reports results carried.
-        self.through = 0
+        # The journal sequences of the commands whose results were written.
+        self.carried: set[int] = set()
         # Reports the fan-out delivered while a result was awaited.
         self.early: list[common_pb2.ExecutionReport] | None = None
 
@@ -281,23 +283,21 @@ class OrderStreamSession:
 
     async def _carried(self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]) -> None:
         """A result about order `order_id` carrying `reports` is written: relay what the fan-out
-        delivered meanwhile that the results lack, and stop following an order that is over."""
+        delivered meanwhile that the results lack (up to the order's final report)."""
         tracked = self._tracked.get(order_id)
         if tracked is None:
             return
         tracked.waiting -= 1
         for report in reports:
-            tracked.through = max(tracked.through, report.journal_sequence)
+            tracked.carried.add(report.journal_sequence)
         if tracked.waiting > 0:
             return
-        final = bool(reports) and reports[-1].order.status in _TERMINAL
         early, tracked.early = tracked.early, None
         for report in early or ():
-            if report.journal_sequence > tracked.through:
+            if report.journal_sequence not in tracked.carried:
                 await self._relay(report)
-                final = final or report.order.status in _TERMINAL
-        if final:
-            self._tracked.pop(order_id, None)  # later copies of its reports are not relayed
+            if report.order.status in _TERMINAL:
+                self._tracked.pop(order_id, None)  # the feed has nothing more about it
 
     async def _cancel(
         self, number: int, cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]]
@@ -349,11 +349,10 @@ class OrderStreamSession:
                         tracked.early = []
                     tracked.early.append(report)
                     continue
-                if report.journal_sequence <= tracked.through:
-                    continue  # a result carried it
-                await self._relay(report)
+                if report.journal_sequence not in tracked.carried:  # else a result carried it
+                    await self._relay(report)
                 if report.order.status in _TERMINAL:
-                    self._tracked.pop(order_id, None)
+                    self._tracked.pop(order_id, None)  # the feed has nothing more about it
         except ServiceError as error:
             # The feed broke or this stream fell behind it: later reports can no longer be
             # promised, so the stream ends once every command read is answered.
