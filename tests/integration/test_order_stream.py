@@ -362,3 +362,48 @@ def test_sigterm_ends_the_stream_after_answering_every_command_read(
             assert found.order.status == common_pb2.ORDER_STATUS_NEW
         assert resting(gateway, api_key, "4.00") >= Decimal(len(acknowledged))
     invariants_hold(system.database_url, system.redis_url)
+
+
+def test_a_fill_racing_a_cancel_reaches_the_resting_orders_stream_once(
+    system: System, market: Gateway
+) -> None:
+    # The fill comes from the feed, the cancel's answer from trading: either may reach the gateway
+    # first. Whatever the order, a fill of the resting order is reported on its stream, once.
+    _, maker_key = funded_account(market, {"SOL": "1000"})
+    _, taker_key = funded_account(market, {"USD": "100000"})
+    maker = OrderStream(market.channel, maker_key)
+    taker = OrderStream(market.channel, taker_key)
+    try:
+        cancels = 0  # of the taker's resting buys
+        for round_ in range(1, 31):
+            maker.send(submit(order("SOL-USD", SELL, "7.00", "1")))
+            maker.wait_results(2 * round_ - 1)
+            resting = maker.results[(2 * round_ - 1, 0)]
+            assert resting.code == OK, resting.message
+            taker.send(submit(order("SOL-USD", BUY, "7.00", "0.5")))
+            maker.send(cancel(resting.order.order_id))
+            taker.wait_results(round_ + cancels)
+            maker.wait_results(2 * round_)
+            bought = taker.results[(round_ + cancels, 0)]
+            cancelled = maker.results[(2 * round_, 0)]
+            assert cancelled.code == OK and cancelled.order.status == common_pb2.ORDER_STATUS_CANCELLED
+            trades = [r for r in bought.reports if r.execution_type == common_pb2.EXECUTION_TYPE_TRADE]
+            if trades:  # the buy met the resting sell before the cancel: the maker hears of it once
+                assert cancelled.order.filled_quantity == "0.5000"
+                maker.wait_reports(
+                    lambda reports, order_id=resting.order.order_id: any(
+                        r.order.order_id == order_id for r in reports
+                    )
+                )
+            else:  # the cancel came first: the buy rests; take it away before the next round
+                assert cancelled.order.filled_quantity == "0.0000"
+                taker.send(cancel(bought.order.order_id))
+                taker.wait_results(round_ + cancels + 1)
+                cancels += 1
+        fills = [r for r in maker.reports if r.execution_type == common_pb2.EXECUTION_TYPE_TRADE]
+        assert len({r.trade_id for r in fills}) == len(fills)  # each once
+        assert all(r.execution_type == common_pb2.EXECUTION_TYPE_TRADE for r in maker.reports)
+    finally:
+        maker.cut()
+        taker.cut()
+    invariants_hold(system.database_url, system.redis_url)

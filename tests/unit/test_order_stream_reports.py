@@ -1,0 +1,96 @@
+"""A StreamOrders session relays each later report of its orders once, whichever path is first.
+
+An order's reports reach the session twice: in the results of the stream's own commands (its
+submit, a cancel) and from the execution feed, which runs on its own. These tests play both in
+every order that matters, through the session's own code, with the feed as a plain list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from backbone.common.v1 import common_pb2
+from gateway.order_stream import OrderStreamSession, _Tracked
+from gateway.reported import ReportedSequences
+from tests.instruments import btc_usd
+
+NEW = common_pb2.ORDER_STATUS_NEW
+PARTIAL = common_pb2.ORDER_STATUS_PARTIALLY_FILLED
+CANCELLED = common_pb2.ORDER_STATUS_CANCELLED
+FILLED = common_pb2.ORDER_STATUS_FILLED
+
+
+def report(kind: int, status: int, sequence: int, trade_id: int = 0) -> common_pb2.ExecutionReport:
+    return common_pb2.ExecutionReport(
+        order=common_pb2.Order(
+            order_id="R",
+            account_id="acct",
+            symbol="BTC-USD",
+            status=status,
+            price_ticks=100,
+            quantity_lots=10,
+        ),
+        execution_type=kind,
+        trade_id=trade_id,
+        journal_sequence=sequence,
+    )
+
+
+ACCEPTED = report(common_pb2.EXECUTION_TYPE_ACCEPTED, NEW, 0)
+FILL = report(common_pb2.EXECUTION_TYPE_TRADE, PARTIAL, 5, trade_id=1)
+CANCEL = report(common_pb2.EXECUTION_TYPE_CANCELLED, CANCELLED, 9)
+
+
+class Feed:
+    """The execution feed's subscription, as a list of reports; None ends it."""
+
+    def __init__(self, reports: Sequence[common_pb2.ExecutionReport]) -> None:
+        self._reports = [*reports, None]
+
+    async def get(self) -> common_pb2.ExecutionReport | None:
+        return self._reports.pop(0)
+
+
+def session() -> OrderStreamSession:
+    backends: Any = SimpleNamespace(reported=ReportedSequences())
+    stream = OrderStreamSession(backends, saga=None, account_id="acct")  # type: ignore[arg-type]
+    stream._instruments["BTC-USD"] = btc_usd()
+    stream._tracked["R"] = _Tracked()  # its submit is under way
+    return stream
+
+
+def relayed(stream: OrderStreamSession) -> list[tuple[int, int]]:
+    return [(r.execution_type, r.trading_sequence) for r in stream._reports]
+
+
+async def test_a_fill_before_a_cancel_answered_first_is_relayed() -> None:
+    stream = session()
+    await stream._carried("R", [ACCEPTED])  # the submit's result: R rests
+    stream._tracked["R"].waiting += 1  # a cancel of R is sent
+    await stream._carried("R", [CANCEL])  # ...and answered before the feed brings the fill
+    await stream._forward(Feed([ACCEPTED, FILL, CANCEL]))  # type: ignore[arg-type]
+    assert relayed(stream) == [(common_pb2.EXECUTION_TYPE_TRADE, 5)]
+    assert "R" not in stream._tracked  # the feed brought its final report
+
+
+async def test_a_fill_that_arrives_while_the_cancel_is_awaited_is_relayed_after_it() -> None:
+    stream = session()
+    await stream._carried("R", [ACCEPTED])
+    stream._tracked["R"].waiting += 1
+    await stream._forward(Feed([ACCEPTED, FILL, CANCEL]))  # type: ignore[arg-type]
+    assert relayed(stream) == []  # held while the cancel is awaited
+    await stream._carried("R", [CANCEL])
+    assert relayed(stream) == [(common_pb2.EXECUTION_TYPE_TRADE, 5)]
+    assert "R" not in stream._tracked
+
+
+async def test_reports_a_result_carried_are_not_relayed_again() -> None:
+    stream = session()
+    filled = report(common_pb2.EXECUTION_TYPE_TRADE, FILLED, 3, trade_id=7)
+    await stream._forward(Feed([ACCEPTED]))  # type: ignore[arg-type]  (before the submit's result)
+    await stream._carried("R", [ACCEPTED, filled])  # filled at once, as the taker
+    await stream._forward(Feed([filled]))  # type: ignore[arg-type]
+    assert relayed(stream) == []
+    assert "R" not in stream._tracked
