@@ -84,6 +84,21 @@ class Subscription:
             self._wake.clear()
             await self._wake.wait()
 
+    async def get_all(self) -> list[common_pb2.ExecutionReport] | None:
+        """Every report queued now, waiting for at least one; None once ended; raises the error
+        that ended the subscription (one wake-up for a feed message's reports, not one each)."""
+        while True:
+            if self._ended:
+                return None
+            if self._items:
+                items = list(self._items)
+                self._items.clear()
+                return items
+            if self._error is not None:
+                raise self._error
+            self._wake.clear()
+            await self._wake.wait()
+
     @property
     def queued(self) -> int:
         return len(self._items)

@@ -337,22 +337,23 @@ class OrderStreamSession:
         """Relay the fan-out's reports of this stream's orders, each once."""
         try:
             while True:
-                report = await subscription.get()
-                if report is None:
+                reports = await subscription.get_all()
+                if reports is None:
                     return
-                order_id = report.order.order_id
-                tracked = self._tracked.get(order_id)
-                if tracked is None:
-                    continue
-                if tracked.waiting:
-                    if tracked.early is None:
-                        tracked.early = []
-                    tracked.early.append(report)
-                    continue
-                if report.journal_sequence not in tracked.carried:  # else a result carried it
-                    await self._relay(report)
-                if report.order.status in _TERMINAL:
-                    self._tracked.pop(order_id, None)  # the feed has nothing more about it
+                for report in reports:
+                    order_id = report.order.order_id
+                    tracked = self._tracked.get(order_id)
+                    if tracked is None:
+                        continue
+                    if tracked.waiting:
+                        if tracked.early is None:
+                            tracked.early = []
+                        tracked.early.append(report)
+                        continue
+                    if report.journal_sequence not in tracked.carried:  # else a result carried it
+                        await self._relay(report)
+                    if report.order.status in _TERMINAL:
+                        self._tracked.pop(order_id, None)  # the feed has nothing more about it
         except ServiceError as error:
             # The feed broke or this stream fell behind it: later reports can no longer be
             # promised, so the stream ends once every command read is answered.
@@ -361,7 +362,8 @@ class OrderStreamSession:
             self._wake.set()
 
     async def _relay(self, report: common_pb2.ExecutionReport) -> None:
-        instrument = await self._instrument(report.order.symbol)
+        symbol = report.order.symbol
+        instrument = self._instruments.get(symbol) or await self._instrument(symbol)
         if instrument is None:
             log.error("report for an unknown instrument", symbol=report.order.symbol)
             return

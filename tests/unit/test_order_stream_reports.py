@@ -47,10 +47,12 @@ class Feed:
     """The execution feed's subscription, as a list of reports; None ends it."""
 
     def __init__(self, reports: Sequence[common_pb2.ExecutionReport]) -> None:
-        self._reports = [*reports, None]
+        # One report per wake-up, as the feed may deliver them; then the end.
+        self._batches: list[list[common_pb2.ExecutionReport] | None] = [[r] for r in reports]
+        self._batches.append(None)
 
-    async def get(self) -> common_pb2.ExecutionReport | None:
-        return self._reports.pop(0)
+    async def get_all(self) -> list[common_pb2.ExecutionReport] | None:
+        return self._batches.pop(0)
 
 
 def session() -> OrderStreamSession:
