@@ -32,6 +32,9 @@ log = structlog.get_logger("backbone.gateway")
 
 OpenSubscription = Callable[[], Any]  # returns a grpc.aio.UnaryStreamCall
 
+# How long a new subscriber waits for the upstream feed before it is answered.
+FEED_WAIT_SECONDS = 2.0
+
 
 class Subscription:
     """One caller's queue of reports for one account."""

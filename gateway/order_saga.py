@@ -220,16 +220,7 @@ class OrderSaga:
             outcomes = await self.submit_batch(backends, [(item.order, item.instrument) for item in batch])
         except Exception as error:  # a bug: every order of the batch has an unknown outcome
             log.exception("order batch failed")
-            outcomes = [
-                ServiceError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    RejectReason.OUTCOME_UNKNOWN,
-                    f"the gateway failed while placing this order ({error!r}); call GetOrder",
-                    (),
-                    {"order_id": item.order.order_id},
-                )
-                for item in batch
-            ]
+            outcomes = [refusals.gateway_failed(item.order.order_id, error) for item in batch]
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
@@ -353,7 +344,7 @@ class OrderSaga:
             if resolution.resolution == FENCED:
                 resolver.forget(holder_id)
                 log.info("client order id freed: its order was never placed", holder_id=holder_id)
-                await self._release_order(backends, holder_id, order.account_id)
+                await self._release_many(backends, [(holder_id, order.account_id)])
                 return await self._repoint_client_order_id(backends, key, holder_id, order.order_id)
             holder = resolution.order
         if holder.account_id != order.account_id:  # a claim is per account: this one is corrupt
@@ -490,7 +481,7 @@ class OrderSaga:
         if holder is not None:
             # Trading holds the client order id for another order (the claim was lost): this
             # attempt was not placed; its reservation goes and the claim names the holder.
-            await self._release(backends, order)
+            await self._release_many(backends, [(order.order_id, order.account_id)])
             await self._repoint_client_order_id(backends, key, order.order_id, holder.order.order_id)
             return _holder_answer(order, holder)
         self._resolver_for(backends).add(order)
@@ -675,20 +666,13 @@ class OrderSaga:
         except RedisError as error:  # the ids stay taken until they expire: log, do not fail
             log.warning("could not free client order ids", count=len(claims), error=str(error))
 
-    async def _release(self, backends: Backends, order: trading_pb2.NewOrder) -> None:
-        """Queue a compensating release and wait (bounded) for risk to apply it.
-
-        The release is queued behind the reserve on the same stream, so even a
-        reserve that is still waiting to be sent is released after it.
-        """
-        await self._release_order(backends, order.order_id, order.account_id)
-
-    async def _release_order(self, backends: Backends, order_id: str, account_id: str) -> None:
-        """Release what `order_id` holds (see _release)."""
-        await self._release_many(backends, [(order_id, account_id)])
-
     async def _release_many(self, backends: Backends, orders: Sequence[tuple[str, str]]) -> None:
-        """Release what each (order id, account id) holds, in one risk message (see _release)."""
+        """Queue compensating releases of what each (order id, account id) holds, in one risk
+        message, and wait (bounded) for risk to apply them.
+
+        A release is queued behind its reserve on the same stream, so even a reserve that is
+        still waiting to be sent is released after it.
+        """
         commands = [
             risk_pb2.ReservationCommand(release=risk_pb2.Release(order_id=order_id, account_id=account_id))
             for order_id, account_id in orders

@@ -38,8 +38,9 @@ from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, invalid_field, unavailable
 from backbone.runtime.interceptors import RequestStream
 from backbone.trading.v1 import trading_pb2
+from gateway import refusals
 from gateway.backends import Backends
-from gateway.fanout import Subscription
+from gateway.fanout import FEED_WAIT_SECONDS, Subscription
 from gateway.order_saga import OrderSaga
 from gateway.validation import resolve_account, symbol_problem, validate_order_id, validate_submit_order
 from gateway.views import report_view
@@ -52,8 +53,6 @@ MAX_IN_FLIGHT = 4_096
 RESULTS_PER_RESPONSE = 1_000
 # Execution reports of the stream's account waiting to be looked at by the session.
 REPORTS_QUEUED = 65_536
-# How long a new stream waits for the execution feed before its first response.
-FEED_WAIT_SECONDS = 2.0
 
 _TERMINAL = frozenset(
     {common_pb2.ORDER_STATUS_FILLED, common_pb2.ORDER_STATUS_CANCELLED, common_pb2.ORDER_STATUS_REJECTED}
@@ -245,13 +244,10 @@ class OrderStreamSession:
         number: int,
         submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]],
     ) -> None:
-        try:
-            outcomes = await self._saga.place(
-                self._backends, [(order, instrument) for _, _, order, instrument in submits]
-            )
-        except Exception as error:  # a bug: every order of the batch has an unknown outcome
-            log.exception("order batch failed")
-            outcomes = [_unknown(order.order_id, error) for _, _, order, _ in submits]
+        # Never raises: a batch that fails answers each of its orders OUTCOME_UNKNOWN.
+        outcomes = await self._saga.place(
+            self._backends, [(order, instrument) for _, _, order, instrument in submits]
+        )
         for (index, command, order, instrument), outcome in zip(submits, outcomes, strict=True):
             self._running -= 1
             if isinstance(outcome, ServiceError):
@@ -308,7 +304,7 @@ class OrderStreamSession:
             )
         except Exception as error:  # a bug: every cancel of the batch has an unknown outcome
             log.exception("cancel batch failed")
-            outcomes = [_unknown(order_id, error) for _, _, order_id, _ in cancels]
+            outcomes = [refusals.gateway_failed(order_id, error) for _, _, order_id, _ in cancels]
         for (index, command, order_id, _), outcome in zip(cancels, outcomes, strict=True):
             self._running -= 1
             if isinstance(outcome, ServiceError):
@@ -394,13 +390,3 @@ def _refused(
         if kind == "submit":
             result.order.client_order_id = command.submit.client_order_id
     return result
-
-
-def _unknown(order_id: str, error: Exception) -> ServiceError:
-    return ServiceError(
-        grpc.StatusCode.UNAVAILABLE,
-        RejectReason.OUTCOME_UNKNOWN,
-        f"the gateway failed while carrying out this command ({error!r}); call GetOrder",
-        (),
-        {"order_id": order_id},
-    )

@@ -146,6 +146,17 @@ def order_not_found(order_id: str) -> ServiceError:
     )
 
 
+def gateway_failed(order_id: str, error: Exception) -> ServiceError:
+    """The gateway itself failed (a bug) while carrying out a command: its outcome is unknown."""
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.OUTCOME_UNKNOWN,
+        f"the gateway failed while carrying out this command ({error!r}); call GetOrder",
+        (),
+        {"order_id": order_id},
+    )
+
+
 def duplicate_client_order_id(client_order_id: str, holder_id: str) -> ServiceError:
     """The client order id is held by a different order, which trading has (GetOrder finds it)."""
     return already_exists(

@@ -25,6 +25,7 @@ from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, GetBackends
+from gateway.fanout import FEED_WAIT_SECONDS
 from gateway.order_saga import OrderSaga
 from gateway.order_stream import OrderStreamSession
 from gateway.validation import (
@@ -38,9 +39,6 @@ from gateway.validation import (
 from gateway.views import balance_view, book_view, instrument_view, order_view, report_view
 
 log = structlog.get_logger("backbone.gateway")
-
-# How long StreamExecutions waits for the upstream feed before answering headers.
-FEED_WAIT_SECONDS = 2.0
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):

@@ -59,12 +59,12 @@ def average_price_text(filled_notional_ticks_lots: int, filled_lots: int, tick: 
 class _Formats:
     """One instrument's formatting, worked out once: its increments' places and fee asset."""
 
-    __slots__ = ("fee_asset", "fee_scale", "lot", "math", "tick")
+    __slots__ = ("fee_asset", "fee_scale", "lot", "tick")
 
     def __init__(self, instrument: common_pb2.Instrument) -> None:
-        self.math = InstrumentMath.of(instrument)
-        self.tick = self.math.tick
-        self.lot = self.math.lot
+        math = InstrumentMath.of(instrument)
+        self.tick = math.tick
+        self.lot = math.lot
         self.fee_asset = instrument.quote_asset
         self.fee_scale = instrument.quote_scale
 

@@ -94,30 +94,10 @@ class BatchingStream(Generic[Command, Result]):
 
     async def submit(self, command: Command) -> Result:
         """Queue `command`, wait for its result; raises ServiceError when it cannot be had."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((command, future))
-        except asyncio.QueueFull:
-            raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                RejectReason.BACKPRESSURE,
-                f"too many requests queued for {self.name}; retry shortly",
-            ) from None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
-        except TimeoutError:
-            if future not in self._sent:
-                # Never written to the stream: drop it, so it cannot take effect after we gave up.
-                future.cancel()
-                raise self._unavailable(
-                    RejectReason.NOT_SENT,
-                    f"{self.name} could not be reached in {self._timeout:g}s; nothing was done",
-                ) from None
-            # Sent, unanswered: whatever comes later is nobody's to read.
-            future.add_done_callback(_discard_outcome)
-            raise self._unavailable(
-                RejectReason.OUTCOME_UNKNOWN, f"{self.name} did not answer in {self._timeout:g}s"
-            ) from None
+        (outcome,) = await self.submit_many([command])
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
 
     async def submit_many(self, commands: Sequence[Command]) -> list[Result | ServiceError]:
         """Queue `commands` and wait for their results with one timer for the lot.
