@@ -49,6 +49,7 @@ from backbone.risk.v1 import risk_pb2, risk_pb2_grpc  # noqa: E402
 from backbone.runtime.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc  # noqa: E402
 from ops.invariants import check  # noqa: E402
+from ops.perf.cpu import CpuMeter  # noqa: E402
 from ops.supervisor import ServiceProcesses  # noqa: E402
 from risk.keys import cursor_key  # noqa: E402
 from settlement import audit as ledger_audit  # noqa: E402
@@ -471,10 +472,17 @@ def main() -> int:
             if options.profile is not None:
                 pids = {name: services.processes[name].pid for name in addresses}
                 profiler = Profiler(options.profile, pids, options.seconds)
+            assert postgres.process is not None and cache.process is not None
+            meter = CpuMeter(
+                {name: services.processes[name].pid for name in addresses}
+                | {"redis": cache.process.pid, "postgres": postgres.process.pid}
+            )
+            meter.start()
             figures: dict[str, object] = dict(asyncio.run(drive(options, addresses, market)))
             settled_at, ledger_at, risk_at, trades = wait_settled(
                 database_url, redis_url, options.settle_timeout
             )
+            meter.stop()
             started = float(figures.pop("started"))  # type: ignore[arg-type]
             acknowledged_at = float(figures.pop("acknowledged_at"))  # type: ignore[arg-type]
             reserved = int(figures["reserved"])  # type: ignore[call-overload]
@@ -489,6 +497,7 @@ def main() -> int:
                 batch=options.batch,
                 window=options.window,
                 streams=options.streams,
+                cpu_us_per_order=meter.per_order_us(reserved),
             )
             print(
                 f"acknowledged {figures['acknowledged_orders_per_s']:,.0f} orders/s; end to end "
@@ -498,6 +507,10 @@ def main() -> int:
                 f"{figures['seconds_to_settle_after_last_ack']:.2f} s after the last acknowledgement "
                 f"(ledger {figures['ledger_done_after_last_ack']:.2f} s, "
                 f"risk {figures['risk_done_after_last_ack']:.2f} s)"
+            )
+            print(
+                "CPU per order (µs, load and settling): "
+                + ", ".join(f"{name} {us:,.0f}" for name, us in meter.per_order_us(reserved).items())
             )
             if profiler is not None:
                 print_tops(profiler.finish())

@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 
 from ops.perf import raw, simulator
+from ops.perf.cpu import CpuMeter
 from ops.perf.market import create_market
 from ops.perf.options import add_load_arguments
 
@@ -80,10 +81,15 @@ async def _phase(
     run = simulator.Run(load_options, market, channel)
     await run.driver.start()
     deadline = simulator.planned_seconds(load_options) * 2 + 60.0
+    meter = CpuMeter(system.parts() | {"client": os.getpid()}, alone=frozenset({"client"}))
+    meter.start()
     figures = await simulator.execute(
         run, channel, system.database_url, deadline, options.settle_seconds, sys.stderr.isatty()
     )
+    meter.stop()
     figures["accepted"] = int(figures["outcomes"].get("OK", 0))
+    # CPU each process spent per command sent (the warm-up, the traffic and the settling).
+    figures["cpu_us_per_order"] = meter.per_order_us(int(figures["sent"]))
     # Orders the system accepted per second, from the first measured order (after the warm-up) to
     # the last answer, or to the last trade posted in the ledger (settled_span_s).
     figures["accepted_per_s"] = figures["accepted"] / max(figures["measured_s"], 1e-9)
@@ -182,6 +188,8 @@ def run(options: argparse.Namespace) -> int:
         "unary_p99_ms": unary["latency_ms"]["submit_to_ack"]["p99"],
         "client_cpu_share_stream": stream["client_cpu_share"],
         "client_cpu_share_open_loop": open_loop["client_cpu_share"],
+        "cpu_us_per_order_stream": stream["cpu_us_per_order"],
+        "cpu_us_per_order_unary": unary["cpu_us_per_order"],
         "accounts": options.accounts,
         "symbols": options.symbols,
         "seconds": options.seconds,
@@ -211,6 +219,9 @@ def run(options: argparse.Namespace) -> int:
         f"client (this process) CPU: {figures['client_cpu_share_stream']:.0%} of one core in the stream "
         f"closed loop, {figures['client_cpu_share_open_loop']:.0%} in the open loop"
     )
+    for name in ("unary", "stream"):
+        spent = phases[name]["cpu_us_per_order"]
+        print(f"CPU per command, {name} phase (µs): " + ", ".join(f"{k} {v:,.0f}" for k, v in spent.items()))
     print(f"invariants: {report.status}")
     if not invariants_ok:
         print("\n".join(report.lines()))

@@ -28,9 +28,14 @@ class OwnSystem:
     services: ServiceProcesses
     folder: Path
     durable: bool
+    store_pids: dict[str, int]
 
     def pids(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.services.processes.items()}
+
+    def parts(self) -> dict[str, int]:
+        """The services' pids and the stores' (PostgreSQL's postmaster, Redis), by name."""
+        return self.pids() | self.store_pids
 
 
 @contextlib.contextmanager
@@ -69,6 +74,11 @@ def own_system(
                 services=services,
                 folder=folder,
                 durable=durable,
+                store_pids={
+                    name: store.process.pid
+                    for name, store in (("postgres", postgres), ("redis", cache))
+                    if store.process is not None
+                },
             )
         finally:
             if services is not None:
