@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -55,6 +55,10 @@ Instrument = common_pb2.Instrument
 Order = common_pb2.Order
 ExecutionReport = common_pb2.ExecutionReport
 JournalRecord = trading_pb2.JournalRecord
+# Makes one execution report from keyword arguments: ExecutionReport itself, or the ``add`` of a
+# repeated ExecutionReport field, so a report is made where it is sent (a StreamOrders answer's
+# result) instead of being made and then copied there.
+ReportMaker = Callable[..., common_pb2.ExecutionReport]
 
 
 COMMAND_KINDS = frozenset(
@@ -77,6 +81,11 @@ _LIMIT = common_pb2.ORDER_TYPE_LIMIT
 _GTC = common_pb2.TIME_IN_FORCE_GTC
 _OPEN_STATUSES = (_NEW, _PARTIALLY_FILLED)
 _fee = InstrumentMath.fee
+# The id formats a new order's ids must have (backbone.ids), as length bounds and whole-string matches.
+_ORDER_ID_MAX, _order_id_format = ids.ORDER_ID.max_length, ids.ORDER_ID.pattern.fullmatch
+_ACCOUNT_ID_MAX, _account_id_format = ids.ACCOUNT_ID.max_length, ids.ACCOUNT_ID.pattern.fullmatch
+_CLIENT_ORDER_ID_MAX = ids.CLIENT_ORDER_ID.max_length
+_client_order_id_format = ids.CLIENT_ORDER_ID.pattern.fullmatch
 
 assert common_pb2.SIDE_BUY == BUY and common_pb2.SIDE_SELL == SELL
 
@@ -116,13 +125,17 @@ class OrderState(BookOrder):
     )
 
     def __init__(self, command: trading_pb2.NewOrder, timestamp_ns: int) -> None:
-        super().__init__(command.order_id, command.side, command.price_ticks, command.quantity_lots)
+        # BookOrder's fields set here rather than through its __init__ (one call less per order).
+        self.order_id = command.order_id
+        self.side = command.side
+        self.price_ticks = command.price_ticks
+        self.leaves_lots = self.quantity_lots = command.quantity_lots
+        self.resting = False
         self.client_order_id = command.client_order_id
         self.account_id = command.account_id
         self.symbol = command.symbol
         self.order_type = _LIMIT
         self.time_in_force = _GTC
-        self.quantity_lots = command.quantity_lots
         self.filled_lots = 0
         self.cancelled_lots = 0
         self.filled_notional = 0
@@ -286,30 +299,28 @@ class Engine:
         self.last_timestamp_ns = timestamp_ns
         return timestamp_ns
 
-    def apply(self, command: trading_pb2.OrderCommand, timestamp_ns: int) -> Outcome:
-        """Apply one OrderCommand (new order or cancel)."""
+    def apply(
+        self, command: trading_pb2.OrderCommand, timestamp_ns: int, report: ReportMaker = ExecutionReport
+    ) -> Outcome:
+        """Apply one OrderCommand (new order or cancel); its reports are made by `report`.
+
+        Each report of a command that produced events (trades, a release) carries the sequence
+        of the last of them (``journal_sequence``): balances reflecting that sequence reflect
+        every report of the command. An order that only rests has none: its reservation was
+        made before it reached the engine, so no read need wait for it.
+        """
         kind = command.WhichOneof("command")
-        if kind in ("new_order", "cancel_order"):
-            if kind == "new_order":
-                outcome = self.new_order(command.new_order, timestamp_ns)
-            else:
-                outcome = self.cancel_order(command.cancel_order, timestamp_ns)
-            # Balances reflecting this sequence reflect every report of the command: the last of its
-            # records that risk applies (a trade, a release). An order that only rests has none:
-            # its reservation was made before it reached the engine, so no read need wait for it.
-            risk_sequences = [r.sequence for r in outcome.records if r.WhichOneof("record") in EVENT_KINDS]
-            if risk_sequences:
-                last = risk_sequences[-1]
-                for report in outcome.reports:
-                    report.journal_sequence = last
-            return outcome
-        report = ExecutionReport(
-            order=Order(status=_REJECTED),
+        if kind == "new_order":
+            return self.new_order(command.new_order, timestamp_ns, report=report)
+        if kind == "cancel_order":
+            return self.cancel_order(command.cancel_order, timestamp_ns, report=report)
+        rejected = report(
+            order={"status": _REJECTED},
             execution_type=_REJECT,
             reject_reason=RejectReason.INVALID_ORDER.number,
             timestamp_ns=timestamp_ns,
         )
-        return Outcome([], [report])
+        return Outcome([], [rejected])
 
     def create_instrument(self, instrument: common_pb2.Instrument, timestamp_ns: int) -> Outcome:
         """Add an instrument; the same definition again is a no-op (no records).
@@ -349,13 +360,18 @@ class Engine:
         """Why a new order is refused, or None. A journaled order was accepted once: its ids were
         checked by the rules of its day, which a later, stricter rule must not undo at replay."""
         order_id = command.order_id
-        formats_ok = journaled or (
-            ids.ORDER_ID.is_valid(order_id)
-            and ids.ACCOUNT_ID.is_valid(command.account_id)
-            and ids.CLIENT_ORDER_ID.is_valid(command.client_order_id)
-        )
-        if not formats_ok:
-            return RejectReason.INVALID_ORDER
+        if not journaled:
+            account_id, client_order_id = command.account_id, command.client_order_id
+            # IdRule.is_valid, spelled out (a string field, so only length and pattern remain).
+            if not (
+                0 < len(order_id) <= _ORDER_ID_MAX
+                and 0 < len(account_id) <= _ACCOUNT_ID_MAX
+                and 0 < len(client_order_id) <= _CLIENT_ORDER_ID_MAX
+                and _order_id_format(order_id)
+                and _account_id_format(account_id)
+                and _client_order_id_format(client_order_id)
+            ):
+                return RejectReason.INVALID_ORDER
         if not journaled and self.risk_epoch and command.risk_epoch != self.risk_epoch:
             # Reserved before risk rebuilt its state: the reservation is not in the new state.
             return RejectReason.RISK_REBUILT
@@ -377,20 +393,27 @@ class Engine:
         return None
 
     def new_order(
-        self, command: trading_pb2.NewOrder, timestamp_ns: int, *, journaled: bool = False
+        self,
+        command: trading_pb2.NewOrder,
+        timestamp_ns: int,
+        *,
+        journaled: bool = False,
+        report: ReportMaker = ExecutionReport,
     ) -> Outcome:
         """Accept, match and rest a limit order; or reject it without changing anything.
 
-        ``journaled`` is for replay: the order was accepted when it was journaled.
+        ``journaled`` is for replay: the order was accepted when it was journaled. Reports are
+        made by `report`, in the order they happened (accepted first, then each fill's taker and
+        maker reports); those of an order that traded carry its last trade's sequence.
         """
         problem = self._order_problem(command, journaled=journaled)
         if problem is not None:
-            return Outcome([], [_rejected_new_order(command, problem, timestamp_ns)])
+            return Outcome([], [_rejected_new_order(command, problem, timestamp_ns, report)])
         client_key = (command.account_id, command.client_order_id)
         holder_id = self.client_orders.get(client_key)
         if holder_id is not None and not journaled:
             # A journaled duplicate (accepted before this rule) replays; the index keeps the first.
-            return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns)
+            return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns, report)
         timestamp_ns = self._clock(timestamp_ns)
         order = OrderState(command, timestamp_ns)
         symbol = order.symbol
@@ -399,95 +422,110 @@ class Engine:
             self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
         records = [JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, new_order=command)]
-        reports = [ExecutionReport(order=order.fields(), execution_type=_ACCEPTED, timestamp_ns=timestamp_ns)]
+        accepted = order.fields()  # as accepted, before it matched
         fills = self.books[symbol].submit(order)
-        if fills:
-            instrument = self.instruments[symbol]
-            math = self._math[symbol]
-            maker_bps = instrument.maker_fee_bps
-            taker_bps = instrument.taker_fee_bps
-            base_asset = instrument.base_asset
-            quote_asset = instrument.quote_asset
-            taker_is_buy = order.side == BUY
-            maker_side = SELL if taker_is_buy else BUY
-            quantity = order.quantity_lots
-            trade_id = self.last_trade_id
-            for maker, lots in fills:
-                assert isinstance(maker, OrderState)
-                price = maker.price_ticks
-                quote_amount = math.quote_amount(price, lots)
-                maker_fee = _fee(quote_amount, maker_bps)
-                taker_fee = _fee(quote_amount, taker_bps)
-                notional = price * lots
-                order.filled_lots += lots
-                order.filled_notional += notional
-                taker_leaves = quantity - order.filled_lots
-                taker_status = _PARTIALLY_FILLED if taker_leaves else _FILLED
-                maker.filled_lots += lots
-                maker.filled_notional += notional
-                maker.status = _PARTIALLY_FILLED if maker.leaves_lots else _FILLED
-                maker.updated_ns = timestamp_ns
-                if taker_is_buy:
-                    buyer, seller, buyer_fee, seller_fee = order, maker, taker_fee, maker_fee
-                    buy_leaves, sell_leaves = taker_leaves, maker.leaves_lots
-                else:
-                    buyer, seller, buyer_fee, seller_fee = maker, order, maker_fee, taker_fee
-                    buy_leaves, sell_leaves = maker.leaves_lots, taker_leaves
-                trade_id += 1
-                sequence += 1
-                trade = {  # common.v1.Trade
-                    "trade_id": trade_id,
-                    "symbol": symbol,
-                    "price_ticks": price,
-                    "quantity_lots": lots,
-                    "buy_order_id": buyer.order_id,
-                    "sell_order_id": seller.order_id,
-                    "buy_account_id": buyer.account_id,
-                    "sell_account_id": seller.account_id,
-                    "maker_side": maker_side,
-                    "base_asset": base_asset,
-                    "quote_asset": quote_asset,
-                    "base_amount": math.base_amount(lots),
-                    "quote_amount": quote_amount,
-                    "buyer_fee": buyer_fee,
-                    "seller_fee": seller_fee,
-                    "buy_limit_price_ticks": buyer.price_ticks,
-                    "buy_leaves_lots": buy_leaves,
-                    "sell_leaves_lots": sell_leaves,
-                    "timestamp_ns": timestamp_ns,
-                }
-                records.append(JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, trade=trade))
-                reports.append(
-                    ExecutionReport(
-                        order=order.fields(taker_leaves, taker_status),
-                        execution_type=_TRADE,
-                        trade_id=trade_id,
-                        last_price_ticks=price,
-                        last_quantity_lots=lots,
-                        last_fee=taker_fee,
-                        liquidity_side=_TAKER,
-                        timestamp_ns=timestamp_ns,
-                    )
+        if not fills:
+            self.last_sequence = sequence
+            return Outcome(
+                records, [report(order=accepted, execution_type=_ACCEPTED, timestamp_ns=timestamp_ns)]
+            )
+        last = sequence + len(fills)  # the last trade's sequence, carried by every report
+        reports = [
+            report(
+                order=accepted,
+                execution_type=_ACCEPTED,
+                timestamp_ns=timestamp_ns,
+                journal_sequence=last,
+            )
+        ]
+        instrument = self.instruments[symbol]
+        math = self._math[symbol]
+        maker_bps = instrument.maker_fee_bps
+        taker_bps = instrument.taker_fee_bps
+        base_asset = instrument.base_asset
+        quote_asset = instrument.quote_asset
+        taker_is_buy = order.side == BUY
+        maker_side = SELL if taker_is_buy else BUY
+        quantity = order.quantity_lots
+        trade_id = self.last_trade_id
+        for maker, lots in fills:
+            assert isinstance(maker, OrderState)
+            price = maker.price_ticks
+            quote_amount = math.quote_amount(price, lots)
+            maker_fee = _fee(quote_amount, maker_bps)
+            taker_fee = _fee(quote_amount, taker_bps)
+            notional = price * lots
+            order.filled_lots += lots
+            order.filled_notional += notional
+            taker_leaves = quantity - order.filled_lots
+            taker_status = _PARTIALLY_FILLED if taker_leaves else _FILLED
+            maker.filled_lots += lots
+            maker.filled_notional += notional
+            maker.status = _PARTIALLY_FILLED if maker.leaves_lots else _FILLED
+            maker.updated_ns = timestamp_ns
+            if taker_is_buy:
+                buyer, seller, buyer_fee, seller_fee = order, maker, taker_fee, maker_fee
+                buy_leaves, sell_leaves = taker_leaves, maker.leaves_lots
+            else:
+                buyer, seller, buyer_fee, seller_fee = maker, order, maker_fee, taker_fee
+                buy_leaves, sell_leaves = maker.leaves_lots, taker_leaves
+            trade_id += 1
+            sequence += 1
+            trade = {  # common.v1.Trade
+                "trade_id": trade_id,
+                "symbol": symbol,
+                "price_ticks": price,
+                "quantity_lots": lots,
+                "buy_order_id": buyer.order_id,
+                "sell_order_id": seller.order_id,
+                "buy_account_id": buyer.account_id,
+                "sell_account_id": seller.account_id,
+                "maker_side": maker_side,
+                "base_asset": base_asset,
+                "quote_asset": quote_asset,
+                "base_amount": math.base_amount(lots),
+                "quote_amount": quote_amount,
+                "buyer_fee": buyer_fee,
+                "seller_fee": seller_fee,
+                "buy_limit_price_ticks": buyer.price_ticks,
+                "buy_leaves_lots": buy_leaves,
+                "sell_leaves_lots": sell_leaves,
+                "timestamp_ns": timestamp_ns,
+            }
+            records.append(JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, trade=trade))
+            reports.append(
+                report(
+                    order=order.fields(taker_leaves, taker_status),
+                    execution_type=_TRADE,
+                    trade_id=trade_id,
+                    last_price_ticks=price,
+                    last_quantity_lots=lots,
+                    last_fee=taker_fee,
+                    liquidity_side=_TAKER,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
                 )
-                reports.append(
-                    ExecutionReport(
-                        order=maker.fields(),
-                        execution_type=_TRADE,
-                        trade_id=trade_id,
-                        last_price_ticks=price,
-                        last_quantity_lots=lots,
-                        last_fee=maker_fee,
-                        liquidity_side=_MAKER,
-                        timestamp_ns=timestamp_ns,
-                    )
+            )
+            reports.append(
+                report(
+                    order=maker.fields(),
+                    execution_type=_TRADE,
+                    trade_id=trade_id,
+                    last_price_ticks=price,
+                    last_quantity_lots=lots,
+                    last_fee=maker_fee,
+                    liquidity_side=_MAKER,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
                 )
-            self.last_trade_id = trade_id
-            order.status = _PARTIALLY_FILLED if order.leaves_lots else _FILLED
+            )
+        self.last_trade_id = trade_id
+        order.status = _PARTIALLY_FILLED if order.leaves_lots else _FILLED
         self.last_sequence = sequence
         return Outcome(records, reports)
 
     def _client_order_id_held(
-        self, command: trading_pb2.NewOrder, holder: OrderState, timestamp_ns: int
+        self, command: trading_pb2.NewOrder, holder: OrderState, timestamp_ns: int, report: ReportMaker
     ) -> Outcome:
         """A new order whose client order id `holder` holds: nothing journaled, the holder reported.
 
@@ -503,17 +541,15 @@ class Engine:
             and command.quantity_lots == holder.quantity_lots
         )
         if same:
-            report = ExecutionReport(
-                order=holder.fields(), execution_type=_ACCEPTED, timestamp_ns=timestamp_ns
-            )
+            answer = report(order=holder.fields(), execution_type=_ACCEPTED, timestamp_ns=timestamp_ns)
         else:
-            report = ExecutionReport(
+            answer = report(
                 order=holder.fields(),
                 execution_type=_REJECT,
                 reject_reason=RejectReason.DUPLICATE_CLIENT_ORDER_ID.number,
                 timestamp_ns=timestamp_ns,
             )
-        return Outcome([], [report])
+        return Outcome([], [answer])
 
     def resolve_order(
         self, order_id: str, account_id: str, timestamp_ns: int
@@ -542,21 +578,28 @@ class Engine:
         )
         return None, [record]
 
-    def cancel_order(self, command: trading_pb2.CancelOrder, timestamp_ns: int) -> Outcome:
-        """Cancel an order's open quantity and release it; or reject without changing anything."""
+    def cancel_order(
+        self, command: trading_pb2.CancelOrder, timestamp_ns: int, *, report: ReportMaker = ExecutionReport
+    ) -> Outcome:
+        """Cancel an order's open quantity and release it; or reject without changing anything.
+
+        The CANCELLED report (made by `report`) carries the release's sequence.
+        """
         order = self.orders.get(command.order_id)
         if order is None:
-            return Outcome([], [_rejected_cancel(command, RejectReason.UNKNOWN_ORDER, timestamp_ns)])
+            return Outcome([], [_rejected_cancel(command, RejectReason.UNKNOWN_ORDER, timestamp_ns, report)])
         if order.account_id != command.account_id:
-            return Outcome([], [_rejected_cancel(command, RejectReason.NOT_ORDER_OWNER, timestamp_ns)])
+            return Outcome(
+                [], [_rejected_cancel(command, RejectReason.NOT_ORDER_OWNER, timestamp_ns, report)]
+            )
         if order.status not in _OPEN_STATUSES:
-            report = ExecutionReport(
+            rejected = report(
                 order=order.fields(),
                 execution_type=_REJECT,
                 reject_reason=RejectReason.ORDER_NOT_OPEN.number,
                 timestamp_ns=timestamp_ns,
             )
-            return Outcome([], [report])
+            return Outcome([], [rejected])
         timestamp_ns = self._clock(timestamp_ns)
         removed = self.books[order.symbol].cancel(order.order_id)
         if removed is not order:
@@ -583,8 +626,13 @@ class Engine:
             ),
         ]
         self.last_sequence = sequence + 2
-        report = ExecutionReport(order=order.fields(), execution_type=_CANCEL, timestamp_ns=timestamp_ns)
-        return Outcome(records, [report])
+        cancelled = report(
+            order=order.fields(),
+            execution_type=_CANCEL,
+            timestamp_ns=timestamp_ns,
+            journal_sequence=sequence + 2,
+        )
+        return Outcome(records, [cancelled])
 
     def change_risk_epoch(self, epoch: str, timestamp_ns: int) -> Outcome:
         """Risk rebuilt its state from the open orders as of now: journal the new epoch.
@@ -721,32 +769,28 @@ class Engine:
 
 
 def _rejected_new_order(
-    command: trading_pb2.NewOrder, reason: RejectReason, timestamp_ns: int
+    command: trading_pb2.NewOrder, reason: RejectReason, timestamp_ns: int, report: ReportMaker
 ) -> common_pb2.ExecutionReport:
-    order = Order(
-        order_id=command.order_id,
-        client_order_id=command.client_order_id,
-        account_id=command.account_id,
-        symbol=command.symbol,
-        side=command.side,
-        type=command.type,
-        time_in_force=command.time_in_force,
-        price_ticks=command.price_ticks,
-        quantity_lots=command.quantity_lots,
-        status=_REJECTED,
-        created_ns=timestamp_ns,
-        updated_ns=timestamp_ns,
-    )
-    return ExecutionReport(
-        order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns
-    )
+    order = {
+        "order_id": command.order_id,
+        "client_order_id": command.client_order_id,
+        "account_id": command.account_id,
+        "symbol": command.symbol,
+        "side": command.side,
+        "type": command.type,
+        "time_in_force": command.time_in_force,
+        "price_ticks": command.price_ticks,
+        "quantity_lots": command.quantity_lots,
+        "status": _REJECTED,
+        "created_ns": timestamp_ns,
+        "updated_ns": timestamp_ns,
+    }
+    return report(order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns)
 
 
 def _rejected_cancel(
-    command: trading_pb2.CancelOrder, reason: RejectReason, timestamp_ns: int
+    command: trading_pb2.CancelOrder, reason: RejectReason, timestamp_ns: int, report: ReportMaker
 ) -> common_pb2.ExecutionReport:
     # The order itself is not shown: the caller may not own it.
-    order = Order(order_id=command.order_id, account_id=command.account_id, status=_REJECTED)
-    return ExecutionReport(
-        order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns
-    )
+    order = {"order_id": command.order_id, "account_id": command.account_id, "status": _REJECTED}
+    return report(order=order, execution_type=_REJECT, reject_reason=reason.number, timestamp_ns=timestamp_ns)

@@ -104,14 +104,14 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             reports: list[common_pb2.ExecutionReport],
         ) -> trading_pb2.StreamOrdersResponse:
             response = trading_pb2.StreamOrdersResponse(sequence=request.sequence)
-            results = response.results
+            add_result = response.results.add
             apply = engine.apply
             for command in request.commands:
-                outcome = apply(command, timestamp_ns)
+                # The reports are made in their result (not made, then copied in).
+                outcome = apply(command, timestamp_ns, add_result().reports.add)
                 if outcome.records:  # subscribers get what is journaled; refusals only go back
                     records += outcome.records
                     reports += outcome.reports
-                results.add().reports.extend(outcome.reports)
             return response
 
         return run

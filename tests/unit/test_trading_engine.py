@@ -647,3 +647,37 @@ def test_reports_name_the_last_sequence_risk_applies_for_them(engine: Engine) ->
     cancelled = engine.apply(cancel("rest"), T + 2)
     release_sequence = next(r.sequence for r in cancelled.records if r.HasField("order_released"))
     assert {r.journal_sequence for r in cancelled.reports} == {release_sequence}
+    # Several fills: every report names the last trade's record.
+    engine.apply(new("ask-1", SELL, 100, 1), T + 3)
+    engine.apply(new("ask-2", SELL, 101, 1), T + 3)
+    swept = engine.apply(new("sweep", BUY, 101, 4), T + 4)
+    assert kinds(swept) == ["new_order", "trade", "trade"]
+    assert {r.journal_sequence for r in swept.reports} == {swept.records[-1].sequence}
+
+
+def test_reports_made_in_a_result_are_the_reports_made_alone() -> None:
+    # The stream's answer has each command's reports made in its result (report=...reports.add);
+    # they, and the outcome's references to them, equal what the engine makes on its own.
+    commands = [
+        new("rest", SELL, 100, 5, account="bob"),
+        new("take", BUY, 101, 7),
+        new("bad id", BUY, 100, 1),
+        new("again", BUY, 100, 1, client_order_id="c-take"),
+        new("take", BUY, 100, 1, client_order_id="other"),
+        cancel("take"),
+        cancel("rest", account="acct-1"),
+        cancel("missing"),
+        trading_pb2.OrderCommand(),
+    ]
+    alone, in_results = Engine(), Engine()
+    for engine in (alone, in_results):
+        engine.create_instrument(btc_usd(), T)
+    response = trading_pb2.StreamOrdersResponse()
+    for number, command in enumerate(commands):
+        expected = alone.apply(command, T + number)
+        result = response.results.add()
+        outcome = in_results.apply(command, T + number, result.reports.add)
+        assert list(result.reports) == expected.reports
+        assert outcome.reports == expected.reports and outcome.records == expected.records
+    assert [len(result.reports) for result in response.results] == [1, 3, 1, 1, 1, 1, 1, 1, 1]
+    assert in_results.state_hash() == alone.state_hash()
