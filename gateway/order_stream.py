@@ -17,7 +17,12 @@ written once: a report the fan-out delivers before its order's result waits
 for the result, and one the result already carried is not written again.
 When the server stops, the input ends at a message boundary: the session
 answers every command it read, then ends the stream with UNAVAILABLE
-(SERVICE_STOPPING).
+(SERVICE_STOPPING). When the feed of later reports breaks (trading restarted,
+or the stream fell behind it), later reports can no longer be promised: the
+session reads no further request, answers every command of every request it
+read (a request is answered in full or, never read, not at all), then ends the
+stream with the feed's UNAVAILABLE; the client resends what got no answer, with
+the same client order ids, on a new stream.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class OrderStreamSession:
         self._running = 0  # commands handed to the saga and not answered yet
         self._gone = False
         self._failure: ServiceError | None = None
+        self._dispatching = False  # the reader is handing a request's commands out
         self._tracked: dict[str, _Tracked] = {}
         self._instruments: dict[str, common_pb2.Instrument] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -116,10 +122,12 @@ class OrderStreamSession:
             )
             try:
                 while not self._gone:
-                    if self._failure is not None:
-                        reader.cancel()  # read no more: answer what was read, then end with the failure
+                    if self._failure is not None and not self._dispatching:
+                        # Read no more (the reader is between messages, nothing of the next one
+                        # read): answer what was read, then end with the failure.
+                        reader.cancel()
                     if not self._results and not self._reports:
-                        if self._running == 0 and (reader.done() or self._failure is not None):
+                        if self._running == 0 and reader.done():
                             break
                         self._wake.clear()
                         await self._wake.wait()
@@ -168,7 +176,15 @@ class OrderStreamSession:
         try:
             async for request in requests:
                 number += 1
-                await self._dispatch(number, request.commands)
+                # A request read is answered in full: the session does not cancel the reader
+                # while it hands a request's commands out (it may wait there for permits).
+                self._dispatching = True
+                try:
+                    await self._dispatch(number, request.commands)
+                finally:
+                    self._dispatching = False
+                if self._failure is not None:
+                    return  # the stream ends with the failure: read no more
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the caller's side broke: stop reading, answer what was read

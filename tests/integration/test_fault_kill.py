@@ -9,32 +9,46 @@ totals equal to the ledger's, and every open order holding exactly what it
 needs in risk, with no reservation left behind by an order whose outcome was
 unknown (the gateway resolves each by itself: found in the journal, or fenced
 and its reservation released). Each such order ends in one definite state:
-GetOrder and a retry with its client order id agree.
+GetOrder and a retry with its client order id agree. The same holds for orders
+entered on StreamOrders: with trading killed under several streams, every request
+the gateway read is answered in full before its stream ends (UNAVAILABLE: the
+feed of later reports broke), and a client that resends what got no answer or a
+retryable refusal, with the same client order ids, settles each order in one
+state, never placed twice.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 import grpc
 import pytest
 
 from backbone.gateway.v1 import gateway_pb2
+from backbone.runtime.errors import from_rpc_error
 from tests.conftest import System
 from tests.integration.gateway_calls import (
+    BUY,
+    SELL,
     Gateway,
     funded_account,
     invariants_hold,
     key,
+    order,
     setup_market,
+    wait_for,
 )
 from tests.integration.order_flow import OrderFlow
+from tests.integration.order_stream_calls import OK, OrderStream, submit
 
 pytestmark = pytest.mark.integration
 
 ACCOUNTS = 8
 TRADING_KILLS = 20
+STREAM_KILLS = 4
+STREAM_BATCH = 20
 
 
 # Both tests run on the module's system (its services are restarted, never replaced), each with
@@ -125,4 +139,143 @@ def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservatio
         # Nothing accepted is lost.
         for order_id, api_key in flow.accepted.items():
             gateway.public.GetOrder(gateway_pb2.GetOrderRequest(order_id=order_id), metadata=key(api_key))
+    invariants_hold(system.database_url, system.redis_url)
+
+
+class _StreamClient:
+    """One account's order entry on StreamOrders, as a careful client does it: when its stream
+    ends it opens another and sends again, with the same client order ids, every command that
+    got no answer or a retryable refusal."""
+
+    def __init__(self, channel: grpc.Channel, api_key: str, seed: int) -> None:
+        self.channel = channel
+        self.api_key = api_key
+        self.prices = random.Random(seed)
+        self.answers: dict[str, list[gateway_pb2.OrderCommandResult]] = {}
+        self.again: list[gateway_pb2.SubmitOrderRequest] = []
+        self.streams_ended: list[str] = []
+        self.stream: OrderStream | None = None
+        self.earlier_results = 0
+
+    def progress(self) -> int:
+        """Results received so far, on every stream."""
+        stream = self.stream
+        return self.earlier_results + (len(stream.results) if stream is not None else 0)
+
+    def new_orders(self) -> list[gateway_pb2.SubmitOrderRequest]:
+        side, price = self.prices.choice((BUY, SELL)), self.prices.randint(95, 105)
+        return [order("ETH-USD", side, f"{price}.00", "1") for _ in range(STREAM_BATCH)]
+
+    def session(self, keep_going: threading.Event) -> None:
+        """One stream: what must be sent again first, then new batches while `keep_going`."""
+        stream = self.stream = OrderStream(self.channel, self.api_key)
+        sent: list[list[gateway_pb2.SubmitOrderRequest]] = []
+        again, self.again = self.again, []
+        batches = [again[i : i + STREAM_BATCH] for i in range(0, len(again), STREAM_BATCH)]
+        while not stream.ended.is_set() and (batches or keep_going.is_set()):
+            batch = batches.pop(0) if batches else self.new_orders()
+            sent.append(batch)
+            stream.send(*[submit(request) for request in batch])
+            time.sleep(0.05)
+        stream.close()
+        assert stream.ended.wait(60)
+        if stream.error is not None:
+            failure = from_rpc_error(stream.error)
+            # The only way a stream ends here: the feed of later reports broke with trading.
+            assert failure.code == grpc.StatusCode.UNAVAILABLE, failure
+            self.streams_ended.append(failure.reason)
+        answered_requests = {number for number, _ in stream.results}
+        self.earlier_results += len(stream.results)
+        self.stream = None
+        for number, batch in enumerate(sent, start=1):
+            for index, request in enumerate(batch):
+                result = stream.results.get((number, index))
+                if result is None:
+                    # A request is answered in full or, when the gateway never read it, not at all.
+                    assert number not in answered_requests, f"request {number} answered in part"
+                    self.again.append(request)
+                    continue
+                assert result.client_order_id == request.client_order_id
+                self.answers.setdefault(request.client_order_id, []).append(result)
+                if result.code != OK:
+                    # Only what a retry settles: never INTERNAL or UNKNOWN, never a refusal on the
+                    # order's merits (the accounts are funded far beyond these orders).
+                    assert result.code == grpc.StatusCode.UNAVAILABLE.value[0], result
+                    self.again.append(request)
+
+    def run(self, keep_going: threading.Event) -> None:
+        while keep_going.is_set():
+            self.session(keep_going)
+        for _ in range(10):  # settle what is left, with the same client order ids
+            if not self.again:
+                return
+            self.session(keep_going)
+        raise AssertionError(f"{len(self.again)} orders still unsettled after 10 streams")
+
+
+def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_nothing(
+    system: System,
+) -> None:
+    """Trading killed while StreamOrders batches cross: every request read is answered in full,
+    a resend settles each order in one state (never placed twice), nothing acknowledged is lost."""
+    services = system.services
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        setup_market(gateway, "ETH-USD", "ETH")
+        accounts = [funded_account(gateway, {"USD": "10000000", "ETH": "100000"}) for _ in range(4)]
+        clients = [_StreamClient(channel, api_key, seed) for seed, (_, api_key) in enumerate(accounts)]
+        keep_going = threading.Event()
+        keep_going.set()
+        failures: list[BaseException] = []
+
+        def run(client: _StreamClient) -> None:
+            try:
+                client.run(keep_going)
+            except BaseException as error:  # reported by the test below
+                failures.append(error)
+
+        threads = [threading.Thread(target=run, args=(client,), daemon=True) for client in clients]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: all(client.progress() >= 2 * STREAM_BATCH for client in clients), 30)
+        moments = random.Random(11)
+        for _ in range(STREAM_KILLS):
+            time.sleep(moments.uniform(0.05, 0.3))  # batches are in flight on every stream
+            exit_code = services.kill("trading")
+            assert exit_code == -9, f"trading had stopped by itself with exit code {exit_code}"
+            time.sleep(0.2)
+            services.start("trading")
+            services.wait_healthy("trading")
+            counts = [client.progress() for client in clients]
+            wait_for(
+                lambda counts=counts: all(
+                    client.progress() >= count + STREAM_BATCH
+                    for client, count in zip(clients, counts, strict=True)
+                ),
+                30,
+            )
+        keep_going.clear()
+        for thread in threads:
+            thread.join(120)
+            assert not thread.is_alive()
+        assert not failures, failures
+
+        retried = sum(1 for client in clients for results in client.answers.values() if len(results) > 1)
+        ended = [reason for client in clients for reason in client.streams_ended]
+        print(f"streams ended by the kills: {len(ended)} ({set(ended)}); orders answered twice: {retried}")
+        assert ended, "no kill reached a stream"
+        for number, client in enumerate(clients):
+            api_key = accounts[number][1]
+            for number_of_order, (client_order_id, results) in enumerate(client.answers.items()):
+                placed = {result.order.order_id for result in results if result.code == OK}
+                # Settled in one state: every OK answer names the same order (a retry of a
+                # journaled order is answered with it, never placed again).
+                assert len(placed) == 1, (client_order_id, results)
+                (order_id,) = placed
+                if len(results) == 1 and number_of_order % 10:
+                    continue  # every order answered more than once is looked up; of the rest, 1 in 10
+                found = gateway.public.GetOrder(
+                    gateway_pb2.GetOrderRequest(order_id=order_id), metadata=key(api_key)
+                )
+                assert found.order.client_order_id == client_order_id
     invariants_hold(system.database_url, system.redis_url)

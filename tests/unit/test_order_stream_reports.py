@@ -2,16 +2,26 @@
 
 An order's reports reach the session twice: in the results of the stream's own commands (its
 submit, a cancel) and from the execution feed, which runs on its own. These tests play both in
-every order that matters, through the session's own code, with the feed as a plain list.
+every order that matters, through the session's own code, with the feed as a plain list. And
+when the feed breaks, the stream answers every command of every request it read before it ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
+import pytest
+
 from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
+from backbone.runtime.errors import ServiceError
+from gateway import order_stream
 from gateway.order_stream import OrderStreamSession, _Tracked
 from gateway.reported import ReportedSequences
 from tests.instruments import btc_usd
@@ -96,3 +106,100 @@ async def test_reports_a_result_carried_are_not_relayed_again() -> None:
     await stream._forward(Feed([filled]))  # type: ignore[arg-type]
     assert relayed(stream) == []
     assert "R" not in stream._tracked
+
+
+# --- the stream's end when the feed breaks ----------------------------------------------------------
+
+
+class _BlockedSaga:
+    """Places nothing until released; then refuses every order as trading-unavailable."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.placed = 0
+
+    async def place(self, backends: Any, orders: Sequence[Any]) -> list[ServiceError]:
+        await self.release.wait()
+        self.placed += len(orders)
+        return [
+            ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "trading went away")
+            for _ in orders
+        ]
+
+
+class _BreakingFeed:
+    """A subscription whose feed breaks when told to."""
+
+    def __init__(self) -> None:
+        self.broken = asyncio.Event()
+
+    async def get_all(self) -> list[common_pb2.ExecutionReport] | None:
+        await self.broken.wait()
+        raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.EXECUTIONS_INTERRUPTED, "feed broke")
+
+
+class _Fanout:
+    def __init__(self, feed: _BreakingFeed) -> None:
+        self.feed = feed
+
+    @contextlib.contextmanager
+    def subscribe(self, account_id: str, max_queued: int) -> Iterator[_BreakingFeed]:
+        yield self.feed
+
+    async def wait_connected(self, seconds: float) -> None:
+        return None
+
+
+def _submits(count: int) -> gateway_pb2.StreamOrdersRequest:
+    return gateway_pb2.StreamOrdersRequest(
+        commands=[
+            gateway_pb2.OrderCommand(
+                submit=gateway_pb2.SubmitOrderRequest(
+                    client_order_id=f"c{index}", symbol="BTC-USD", side=common_pb2.SIDE_BUY,
+                    price="100.00", quantity="0.01",
+                )
+            )
+            for index in range(count)
+        ]
+    )  # fmt: skip
+
+
+async def test_a_request_read_when_the_feed_breaks_is_answered_in_full(monkeypatch: Any) -> None:
+    """The feed breaks while the reader waits for room in the middle of a request: the stream
+    still answers every command of every request it read before it ends with the failure."""
+    monkeypatch.setattr(order_stream, "MAX_IN_FLIGHT", 6)
+    feed, saga = _BreakingFeed(), _BlockedSaga()
+    backends: Any = SimpleNamespace(reported=ReportedSequences(), fanout=_Fanout(feed))
+    stream = OrderStreamSession(backends, saga=saga, account_id="acct")  # type: ignore[arg-type]
+    stream._instruments["BTC-USD"] = btc_usd()
+
+    async def requests() -> AsyncIterator[gateway_pb2.StreamOrdersRequest]:
+        yield _submits(4)  # handed to the saga, which holds them
+        yield _submits(4)  # two commands fit in the window; the reader waits for room
+        await asyncio.Event().wait()  # the client keeps its stream open
+
+    context = SimpleNamespace(add_done_callback=lambda callback: None)
+    responses = stream.responses(requests(), context)
+    first = await anext(responses)
+    assert first.max_in_flight == 6
+    results: list[gateway_pb2.OrderCommandResult] = []
+
+    async def collect() -> None:
+        async for response in responses:
+            results.extend(response.results)
+
+    collector = asyncio.create_task(collect())
+    for _ in range(5000):
+        if stream._permits.locked():
+            break  # the reader waits for room inside the second request
+        await asyncio.sleep(0.001)
+    assert stream._permits.locked()
+    feed.broken.set()
+    await asyncio.sleep(0.01)
+    saga.release.set()
+    with pytest.raises(ServiceError) as ended:
+        await asyncio.wait_for(collector, 5)
+    assert ended.value.reason == RejectReason.EXECUTIONS_INTERRUPTED
+    answered = sorted((result.request_number, result.index) for result in results)
+    assert answered == [(number, index) for number in (1, 2) for index in range(4)]
+    assert saga.placed == 8
