@@ -45,6 +45,7 @@ __all__ = [
     "INT64_MAX",
     "InstrumentMath",
     "MoneyError",
+    "UnitsFormat",
     "derive_instrument",
     "format_minor",
     "format_units",
@@ -196,14 +197,63 @@ def format_units(units: int, increment: Decimal) -> str:
     Integer arithmetic only (the increment's coefficient and exponent are cached), so
     formatting the figures of an execution report costs no decimal context.
     """
-    coefficient, exponent = _scaled(increment)
-    scaled = units * coefficient
-    if exponent >= 0:
-        return str(scaled * 10**exponent)
-    places = -exponent
-    digits = str(abs(scaled)).rjust(places + 1, "0")
-    sign = "-" if scaled < 0 else ""
-    return f"{sign}{digits[:-places]}.{digits[-places:]}"
+    return _units_format(str(increment)).text(units)
+
+
+@lru_cache(maxsize=4096)
+def _units_format(text: str) -> UnitsFormat:
+    return UnitsFormat(Decimal(text))
+
+
+class UnitsFormat:
+    """Whole numbers of one increment as decimal strings with the increment's places, the
+    increment worked out once (for code that formats many figures of one instrument)."""
+
+    __slots__ = ("_coefficient", "_places", "zero")
+
+    def __init__(self, increment: Decimal) -> None:
+        coefficient, exponent = _scaled(increment)
+        self._coefficient = coefficient * 10 ** max(0, exponent)
+        self._places = max(0, -exponent)
+        self.zero = self.text(0)
+
+    def text(self, units: int) -> str:
+        """`units` increments, exactly, with the increment's places."""
+        scaled = units * self._coefficient
+        places = self._places
+        if not places:
+            return str(scaled)
+        if scaled < 0:
+            return "-" + self.text(-units)
+        digits = str(scaled)
+        if len(digits) <= places:
+            digits = digits.rjust(places + 1, "0")
+        return f"{digits[:-places]}.{digits[-places:]}"
+
+    def average_text(self, total_units: int, count: int, extra_places: int) -> str:
+        """`total_units` increments divided by `count`, rounded half-even to the increment's places
+        plus `extra_places`, trailing zeros beyond the increment's places dropped; '' for no count.
+
+        Integer arithmetic: the volume-weighted average price of a fill history, say, is exact
+        whenever the division terminates within those places.
+        """
+        if count <= 0:
+            return ""
+        places = self._places
+        kept = places + extra_places
+        quotient, remainder = divmod(total_units * self._coefficient * 10**extra_places, count)
+        twice = 2 * remainder
+        if twice > count or (twice == count and quotient % 2):
+            quotient += 1
+        digits = str(quotient)
+        if not kept:
+            return digits
+        if len(digits) <= kept:
+            digits = digits.rjust(kept + 1, "0")
+        whole, fraction = digits[:-kept], digits[-kept:].rstrip("0")
+        if len(fraction) < places:
+            fraction += "0" * (places - len(fraction))
+        return f"{whole}.{fraction}" if fraction else whole
 
 
 @lru_cache(maxsize=4096)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import grpc
@@ -130,6 +131,10 @@ def _grid_units(
 
     Without an increment (the symbol is unknown) only the decimal's form is checked.
     """
+    if increment is not None:
+        units = _positive_units(text, increment)
+        if units:
+            return units  # the common case, remembered; otherwise say below what is wrong
     if not text:
         violations.add(field, reason, "is required")
         return 0
@@ -147,6 +152,18 @@ def _grid_units(
         return to_units(value, increment)
     except MoneyError:
         violations.add(field, reason, f"{text} is not a multiple of the {increment_name} {increment:f}")
+        return 0
+
+
+@lru_cache(maxsize=65_536)
+def _positive_units(text: str, increment: Decimal) -> int:
+    """`text` as a whole number of `increment`s when it is a plain decimal above zero on the grid;
+    0 otherwise. Remembered: an order flow repeats its prices and quantities, and parsing a
+    decimal costs more than looking it up (a caller's distinct values only turn the cache over)."""
+    try:
+        value = parse_decimal(text)
+        return to_units(value, increment) if value > 0 else 0
+    except MoneyError:
         return 0
 
 

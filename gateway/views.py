@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal
 
 from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
-from backbone.money import InstrumentMath, format_minor, format_units
+from backbone.money import InstrumentMath, UnitsFormat, format_minor, minor_unit
 from backbone.trading.v1 import trading_pb2
 
 # Extra decimal places an average price keeps beyond the tick's.
@@ -24,12 +24,6 @@ def timestamp_of(nanoseconds: int) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def _places(increment: Decimal) -> int:
-    exponent = increment.as_tuple().exponent
-    assert isinstance(exponent, int)
-    return max(0, -exponent)
-
-
 def average_price_text(filled_notional_ticks_lots: int, filled_lots: int, tick: Decimal) -> str:
     """Volume-weighted average fill price; empty when nothing is filled.
 
@@ -37,42 +31,22 @@ def average_price_text(filled_notional_ticks_lots: int, filled_lots: int, tick: 
     AVERAGE_PRICE_EXTRA_PLACES, otherwise rounded half-even to that many
     places; trailing zeros beyond the tick's places are dropped.
     """
-    if filled_lots <= 0:
-        return ""
-    places = _places(tick)
-    with localcontext() as context:
-        context.prec = 80
-        value = Decimal(filled_notional_ticks_lots) * tick / Decimal(filled_lots)
-        value = value.quantize(
-            Decimal(1).scaleb(-(places + AVERAGE_PRICE_EXTRA_PLACES)), rounding=ROUND_HALF_EVEN
-        )
-        text = f"{value:.{places + AVERAGE_PRICE_EXTRA_PLACES}f}"
-    if "." in text:
-        whole, fraction = text.split(".")
-        fraction = fraction.rstrip("0")
-        if len(fraction) < places:
-            fraction = fraction + "0" * (places - len(fraction))
-        text = f"{whole}.{fraction}" if fraction else whole
-    return text
+    return UnitsFormat(tick).average_text(filled_notional_ticks_lots, filled_lots, AVERAGE_PRICE_EXTRA_PLACES)
 
 
 class _Formats:
-    """One instrument's formatting, worked out once: its increments' places and fee asset."""
+    """One instrument's formatting, worked out once: its increments and fee asset."""
 
-    __slots__ = ("fee_asset", "fee_scale", "lot", "tick")
+    __slots__ = ("fee", "fee_asset", "lot", "price", "quantity", "tick")
 
     def __init__(self, instrument: common_pb2.Instrument) -> None:
         math = InstrumentMath.of(instrument)
-        self.tick = math.tick
-        self.lot = math.lot
+        self.tick = UnitsFormat(math.tick)
+        self.lot = UnitsFormat(math.lot)
+        self.fee = UnitsFormat(minor_unit(instrument.quote_scale))
         self.fee_asset = instrument.quote_asset
-        self.fee_scale = instrument.quote_scale
-
-    def price(self, ticks: int) -> str:
-        return format_units(ticks, self.tick)
-
-    def quantity(self, lots: int) -> str:
-        return format_units(lots, self.lot)
+        self.price = self.tick.text
+        self.quantity = self.lot.text
 
 
 _FORMATS: dict[tuple[str, str, str, str, int], _Formats] = {}
@@ -107,7 +81,9 @@ def order_view(order: common_pb2.Order, instrument: common_pb2.Instrument) -> ga
 
 
 def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order:
-    quantity = formats.quantity
+    lot = formats.lot
+    quantity, zero = lot.text, lot.zero
+    filled, cancelled = order.filled_lots, order.cancelled_lots
     view = gateway_pb2.Order(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
@@ -118,14 +94,14 @@ def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order
         time_in_force=order.time_in_force,
         price=formats.price(order.price_ticks),
         quantity=quantity(order.quantity_lots),
-        filled_quantity=quantity(order.filled_lots),
+        filled_quantity=quantity(filled) if filled else zero,
         leaves_quantity=quantity(order.leaves_lots),
-        cancelled_quantity=quantity(order.cancelled_lots),
+        cancelled_quantity=quantity(cancelled) if cancelled else zero,
         status=order.status,
     )
-    if order.filled_lots > 0:
-        view.average_price = average_price_text(
-            order.filled_notional_ticks_lots, order.filled_lots, formats.tick
+    if filled > 0:
+        view.average_price = formats.tick.average_text(
+            order.filled_notional_ticks_lots, filled, AVERAGE_PRICE_EXTRA_PLACES
         )
     _set_time(view.created_at, order.created_ns)
     _set_time(view.updated_at, order.updated_ns)
@@ -147,7 +123,7 @@ def report_view(
         view.trade_id = str(report.trade_id)
         view.last_price = formats.price(report.last_price_ticks)
         view.last_quantity = formats.quantity(report.last_quantity_lots)
-        view.last_fee = format_minor(report.last_fee, formats.fee_scale)
+        view.last_fee = formats.fee.text(report.last_fee)
         view.fee_asset = formats.fee_asset
         view.liquidity_side = report.liquidity_side
     _set_time(view.timestamp, report.timestamp_ns)

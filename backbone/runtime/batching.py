@@ -88,6 +88,9 @@ class BatchingStream(Generic[Command, Result]):
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
+                # Its caller may be gone already (shutdown cancels callers first): retrieved here
+                # so asyncio does not log it as never retrieved.
+                future.add_done_callback(_discard_outcome)
                 future.set_exception(
                     self._unavailable(RejectReason.SERVICE_STOPPING, "the service is shutting down")
                 )
@@ -160,6 +163,7 @@ class BatchingStream(Generic[Command, Result]):
         for futures in self._pending.values():
             for future in futures:
                 if not future.done():
+                    future.add_done_callback(_discard_outcome)  # its caller may be gone already
                     future.set_exception(
                         self._unavailable(RejectReason.OUTCOME_UNKNOWN, f"{self.name} stream broke ({why})")
                     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -12,6 +12,7 @@ from backbone.ids import INT64_MAX, MAX_DECIMAL_INTEGER_DIGITS, MAX_DECIMAL_PLAC
 from backbone.money import (
     InstrumentMath,
     MoneyError,
+    UnitsFormat,
     derive_instrument,
     format_minor,
     format_units,
@@ -295,3 +296,45 @@ def test_integer_units_equal_decimal_division(units: int, increment: Decimal, of
     if off:
         with pytest.raises(MoneyError):
             to_units(nudged, increment)
+
+
+def _average_by_decimal(total_units: int, count: int, increment: Decimal, extra_places: int) -> str:
+    """The reference: Decimal division at high precision, quantized half-even, zeros trimmed."""
+    places = max(0, -int(increment.as_tuple().exponent))
+    with localcontext() as context:
+        context.prec = 120
+        value = (Decimal(total_units) * increment / Decimal(count)).quantize(
+            Decimal(1).scaleb(-(places + extra_places)), rounding=ROUND_HALF_EVEN
+        )
+        text = f"{value:.{places + extra_places}f}"
+    if "." in text:
+        whole, fraction = text.split(".")
+        fraction = fraction.rstrip("0").ljust(places, "0")
+        text = f"{whole}.{fraction}" if fraction else whole
+    return text
+
+
+@given(
+    st.integers(min_value=0, max_value=INT64_MAX) | st.integers(min_value=0, max_value=1000),
+    st.integers(min_value=1, max_value=INT64_MAX) | st.integers(min_value=1, max_value=64),
+    _INCREMENTS,
+    st.integers(min_value=0, max_value=12),
+)
+def test_integer_average_equals_decimal_average(
+    total: int, count: int, increment: Decimal, extra: int
+) -> None:
+    assert UnitsFormat(increment).average_text(total, count, extra) == _average_by_decimal(
+        total, count, increment, extra
+    )
+
+
+def test_integer_average_rounds_half_to_even_and_keeps_the_increments_places() -> None:
+    cents = UnitsFormat(Decimal("0.01"))
+    assert cents.average_text(10025 * 2 + 10020 * 2, 4, 8) == "100.225"
+    assert cents.average_text(5, 2, 0) == "0.02"  # 0.025 -> 0.02 (half to even)
+    assert cents.average_text(7, 2, 0) == "0.04"  # 0.035 -> 0.04
+    assert cents.average_text(100, 1, 8) == "1.00"
+    assert cents.average_text(0, 0, 8) == ""
+    assert UnitsFormat(Decimal("5")).average_text(3, 2, 1) == "7.5"
+    assert UnitsFormat(Decimal("0.5")).text(-3) == "-1.5"
+    assert UnitsFormat(Decimal("0.001")).zero == "0.000"
