@@ -270,6 +270,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self) -> None:
         self.draining = asyncio.Event()
+        # Each method's handler and its wrapped form: a server's handlers do not change, so a
+        # call reuses the wrapping made for the method's first call instead of making its own.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
@@ -280,6 +283,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary_response(method, handler.unary_unary),
