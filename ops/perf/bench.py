@@ -190,6 +190,7 @@ def run(options: argparse.Namespace) -> int:
         "client_cpu_share_open_loop": open_loop["client_cpu_share"],
         "cpu_us_per_order_stream": stream["cpu_us_per_order"],
         "cpu_us_per_order_unary": unary["cpu_us_per_order"],
+        "cpu_us_per_order_open_loop": open_loop["cpu_us_per_order"],
         "accounts": options.accounts,
         "symbols": options.symbols,
         "seconds": options.seconds,
@@ -219,9 +220,10 @@ def run(options: argparse.Namespace) -> int:
         f"client (this process) CPU: {figures['client_cpu_share_stream']:.0%} of one core in the stream "
         f"closed loop, {figures['client_cpu_share_open_loop']:.0%} in the open loop"
     )
-    for name in ("unary", "stream"):
+    for name in ("unary", "stream", "open_loop"):
         spent = phases[name]["cpu_us_per_order"]
-        print(f"CPU per command, {name} phase (µs): " + ", ".join(f"{k} {v:,.0f}" for k, v in spent.items()))
+        parts = ", ".join(f"{part} {us:,.0f}" for part, us in spent.items())
+        print(f"CPU per command, {name.replace('_', ' ')} phase (µs): {parts}")
     print(f"invariants: {report.status}")
     if not invariants_ok:
         print("\n".join(report.lines()))
