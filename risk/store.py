@@ -44,7 +44,7 @@ from risk.keys import (
 
 log = structlog.get_logger("backbone.risk")
 
-SCRIPT_NAMES = ("reserve", "release", "leg", "cursor", "instrument", "snapshot", "halt")
+SCRIPT_NAMES = ("reserve", "leg", "cursor", "instrument", "snapshot", "halt")
 # Every key pattern of risk's state, wiped when a rebuild starts (the lock and the rebuild's
 # own progress excepted).
 STATE_PATTERNS = ("risk:*", "{risk:*")
@@ -108,6 +108,12 @@ class AssetFigures:
     @property
     def available(self) -> int:
         return self.total - self.reserved
+
+
+# The outcome of a release when the epoch is gone (it changed nothing), and of one that found
+# nothing held.
+_REBUILDING = ReservationOutcome(False, reason="RISK_REBUILDING")
+_NOTHING_RELEASED = ReservationOutcome(True)
 
 
 class RiskStateError(RuntimeError):
@@ -204,88 +210,98 @@ class RiskStore:
     async def run_reservations(
         self, ops: Sequence[ReserveOp | ReleaseOp], epoch: str
     ) -> list[ReservationOutcome]:
-        """Apply reserves and releases in order, in one round trip; one outcome each.
+        """Apply reserves and releases, each account's in order, in one round trip; one outcome each.
 
-        Each runs only in the ready state of `epoch`; otherwise it is refused with
-        RISK_REBUILDING and changes nothing.
+        Each account's ops are one script call (one slot). Each runs only in the ready state of
+        `epoch`; otherwise it is refused with RISK_REBUILDING and changes nothing.
         """
-        calls: list[Call] = []
-        keys: tuple[str, ...]
+        by_account: dict[str, list[int]] = {}
+        for index, op in enumerate(ops):
+            by_account.setdefault(op.account_id, []).append(index)
         now_ms = str(time.time_ns() // 1_000_000)
-        for op in ops:
-            if isinstance(op, ReserveOp):
-                keys = (
-                    balances_key(op.account_id),
-                    order_key(op.account_id, op.order_id),
-                    EPOCH_KEY,
-                    READY_KEY,
-                )
-                args: tuple[str, ...] = (
-                    op.asset,
-                    str(op.amount),
-                    op.side,
-                    op.symbol,
-                    str(op.price_ticks),
-                    epoch,
-                    now_ms,
-                )
-                calls.append(("reserve", keys, args))
-            else:
-                keys = (balances_key(op.account_id), order_key(op.account_id, op.order_id), EPOCH_KEY)
-                calls.append(("release", keys, (epoch,)))
-        outcomes = []
-        for op, result in zip(ops, await self._run(calls), strict=True):
-            if isinstance(op, ReserveOp):
-                if isinstance(result, str):  # held: '1 <asset> <amount>'
-                    _, asset, amount = result.split(" ")
-                    outcomes.append(ReservationOutcome(True, asset, int(amount)))
-                else:  # refused: {0, reason}
-                    outcomes.append(ReservationOutcome(False, op.asset, op.amount, reason=str(result[1])))
-            elif int(result[1]) < 0:
-                outcomes.append(ReservationOutcome(False, reason="RISK_REBUILDING"))
-            else:
-                outcomes.append(ReservationOutcome(True, str(result[0]), int(result[1])))
+        calls: list[Call] = []
+        for account, indexes in by_account.items():
+            keys = [balances_key(account), EPOCH_KEY, READY_KEY]
+            args = [epoch, now_ms]
+            for index in indexes:
+                op = ops[index]
+                keys.append(order_key(account, op.order_id))
+                if isinstance(op, ReserveOp):
+                    args += ("R", op.asset, str(op.amount), op.side, op.symbol, str(op.price_ticks))
+                else:
+                    args.append("L")
+            calls.append(("reserve", keys, args))
+        outcomes: list[ReservationOutcome] = [_REBUILDING] * len(ops)
+        for indexes, reply in zip(by_account.values(), await self._run(calls), strict=True):
+            if isinstance(reply, int):  # -1: the epoch is gone, nothing changed
+                for index in indexes:
+                    op = ops[index]
+                    if isinstance(op, ReserveOp):
+                        outcomes[index] = ReservationOutcome(False, op.asset, op.amount, _REBUILDING.reason)
+                continue
+            for index, answer in zip(indexes, reply.split("|"), strict=True):
+                op = ops[index]
+                mark = answer[0]
+                if mark == "+":  # held: the op's own asset and amount
+                    assert isinstance(op, ReserveOp)
+                    outcomes[index] = ReservationOutcome(True, op.asset, op.amount)
+                elif mark == "!":  # refused
+                    assert isinstance(op, ReserveOp)
+                    outcomes[index] = ReservationOutcome(False, op.asset, op.amount, answer[1:])
+                elif len(answer) == 1:  # a release of an order that held nothing
+                    outcomes[index] = _NOTHING_RELEASED
+                else:  # held before (its first answer), or released: '<mark><asset> <amount>'
+                    asset, amount = answer[1:].split(" ")
+                    outcomes[index] = ReservationOutcome(True, asset, int(amount))
         return outcomes
 
     # Trading events -------------------------------------------------------
 
     async def apply_legs(self, source: str, legs: Sequence[LegOp], epoch: str) -> int:
-        """Apply every leg not applied before, in order, in one round trip, in `epoch`'s state.
+        """Apply every leg not applied before, each account's in order, in one round trip, in `epoch`'s state.
 
-        Returns how many were applied (the rest were skipped as already applied).
-        Raises RiskStateError naming the first refused leg; legs of other
-        accounts in the batch may have been applied, and a redelivery skips them.
-        Raises StaleEpochError when the state's epoch is no longer `epoch`.
+        Each account's legs are one script call (one slot). Returns how many were applied (the
+        rest were skipped as already applied). Raises RiskStateError naming the first refused
+        leg; legs of other accounts in the batch may have been applied, and a redelivery skips
+        them. Raises StaleEpochError when the state's epoch is no longer `epoch`.
         """
+        by_account: dict[str, list[int]] = {}
+        for index, leg in enumerate(legs):
+            by_account.setdefault(leg.account_id, []).append(index)
         calls: list[Call] = []
-        for leg in legs:
-            keys = (
-                balances_key(leg.account_id),
-                order_key(leg.account_id, leg.order_id),
-                applied_key(leg.account_id),
-                EPOCH_KEY,
-            )
-            args = [source, str(leg.op_id), str(leg.reservation_cap), epoch]
-            for asset, delta in leg.deltas:
-                args += [asset, str(delta)]
+        for account, indexes in by_account.items():
+            keys = [balances_key(account), applied_key(account), EPOCH_KEY]
+            args = [source, epoch]
+            for index in indexes:
+                leg = legs[index]
+                keys.append(order_key(account, leg.order_id))
+                args += (str(leg.op_id), str(leg.reservation_cap), str(len(leg.deltas)))
+                for asset, delta in leg.deltas:
+                    args += (asset, str(delta))
             calls.append(("leg", keys, args))
         applied = 0
-        refusals: list[RiskStateError] = []
+        refusals: list[tuple[int, RiskStateError]] = []
         stale = False
-        for leg, result in zip(legs, await self._run(calls), strict=True):
-            status = result if isinstance(result, int) else int(result[0])  # 0 and 1 come plain
-            if status == 1:
-                applied += 1
-            elif status == -2:
-                stale = True
-            elif status < 0:
-                refusals.append(RiskStateError(leg, str(result[1]), [str(r) for r in result[2:]]))
+        for indexes, reply in zip(by_account.values(), await self._run(calls), strict=True):
+            if isinstance(reply, int):  # how many were applied; -1: the epoch is gone
+                if reply < 0:
+                    stale = True
+                else:
+                    applied += reply
+                continue
+            for index, answer in zip(indexes, reply.split("|"), strict=True):
+                if answer == "1":
+                    applied += 1
+                elif answer != "0":  # '-1 <reason> <detail>...'
+                    _, reason, *detail = answer.split(" ")
+                    refusals.append((index, RiskStateError(legs[index], reason, detail)))
         if stale:
             raise StaleEpochError(f"risk's state is no longer epoch {epoch!r}; legs of {source} not applied")
         if refusals:
             # A HALTED refusal is the consequence of another; report the cause when there is one.
-            causes = [r for r in refusals if r.reason != "HALTED"]
-            raise (causes or refusals)[0]
+            ordered = [error for _, error in sorted(refusals, key=lambda refusal: refusal[0])]
+            causes = [r for r in ordered if r.reason != "HALTED"]
+            raise (causes or ordered)[0]
         return applied
 
     async def apply_instruments(

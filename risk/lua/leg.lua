@@ -1,69 +1,129 @@
--- One account's leg of an event (a trade's side, a release, a ledger deposit), applied at most once.
--- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>   KEYS[3] risk:{acct}:applied
--- KEYS[4] risk:epoch
--- ARGV[1] source  ARGV[2] op id (sequence*4 + leg)  ARGV[3] reservation cap: the order's
--- reservation becomes min(current, cap), and the order key goes when it reaches 0; '-1'
--- leaves the reservation alone (a trade already in a rebuilt state's open orders)
--- ARGV[4] the caller's epoch   ARGV[5..] pairs of asset, signed delta of that asset's total
--- Returns 0 when the op was applied before (skipped), 1 when applied (plain integers:
--- the common answers, the cheapest to read back),
--- {-1, reason, detail...} when refused: then nothing of the leg changed, and the
--- account's later ops from this source are refused until this one succeeds;
--- {-2, 'STALE'} when the caller's epoch is gone (nothing changed).
-if not epoch_is(KEYS[4], ARGV[4]) then
-  return {-2, 'STALE'}
-end
-local source, op = ARGV[1], ARGV[2]
-local applied = redis.call('HGET', KEYS[3], source)
-if applied and ge(applied, op) then
-  return 0
+-- One account's legs of a batch from one source (a trade's side, a release, a ledger deposit), in
+-- order, each applied at most once, in one call (one slot: the account's).
+-- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:applied   KEYS[3] risk:epoch
+-- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th leg
+-- ARGV[1] source   ARGV[2] the caller's epoch
+-- then each leg: op id (sequence*4 + leg), reservation cap, the number of deltas, and that many
+-- pairs of asset, signed delta of that asset's total. The cap: the order's reservation becomes
+-- min(current, cap), and the order key goes when it reaches 0; '-1' leaves the reservation alone
+-- (a trade already in a rebuilt state's open orders, a deposit).
+-- Returns -1 when the caller's epoch is gone (nothing changed); the number of legs applied when
+-- none was refused (a plain integer: the common answer, the cheapest to read back); otherwise one
+-- string, the legs' answers joined by '|': '1' applied, '0' applied before (skipped),
+-- '-1 <reason> <detail>...' refused: then nothing of the leg changed, and the account's later ops
+-- from this source are refused (HALTED) until this one succeeds.
+-- Totals and reservations move by HINCRBY (exact in 64 bits; its answer's sign is exact even
+-- where a double is not); orders and the applied marks are read once and written once, at the end.
+local balances, applied_key, source = KEYS[1], KEYS[2], ARGV[1]
+if not epoch_is(KEYS[3], ARGV[2]) then
+  return -1
 end
 local halt_field = 'halted:' .. source
-local halted = redis.call('HGET', KEYS[3], halt_field)
-if halted and halted ~= op then
-  return {-1, 'HALTED', halted}
-end
+local marks = redis.call('HMGET', applied_key, source, halt_field)
+local applied, halted = marks[1], marks[2]
+local was_applied, was_halted = applied, halted
 
-local fields, deltas = {}, {}
-local function undo()
-  for j = #fields, 1, -1 do
-    hincr(KEYS[1], fields[j], neg(deltas[j]))
-  end
-  redis.call('HSET', KEYS[3], halt_field, op)
-end
-for i = 5, #ARGV, 2 do
-  local field, delta = ARGV[i] .. ':total', ARGV[i + 1]
-  if hincr(KEYS[1], field, delta) == nil then
-    undo()
-    return {-1, 'OVERFLOW', ARGV[i]}
-  end
-  fields[#fields + 1] = field
-  deltas[#deltas + 1] = delta
-end
-for i = 1, #fields do
-  local value = hget_int(KEYS[1], fields[i])
-  if is_negative(value) then
-    undo()
-    return {-1, 'NEGATIVE_TOTAL', ARGV[3 + 2 * i], value}
-  end
-end
-
-local order = redis.call('HMGET', KEYS[2], 'asset', 'amount')
-if order[1] and ARGV[3] ~= '-1' then
-  local current, cap = order[2], ARGV[3]
-  if not ge(cap, current) then
-    local reserved_field = order[1] .. ':reserved'
-    hincr(KEYS[1], reserved_field, neg(current))
-    hincr(KEYS[1], reserved_field, cap)
-    if cap == '0' then
-      redis.call('DEL', KEYS[2])
+-- Orders by key: {asset, amount held, whether it changed} or false (none); the keys read, in order.
+local orders, touched = {}, {}
+local answers, applied_count, refused = {}, 0, false
+local k, i = 4, 3
+while i <= #ARGV do
+  local op, cap = ARGV[i], ARGV[i + 1]
+  local first, last = i + 3, i + 2 + 2 * tonumber(ARGV[i + 2])
+  if applied and ge(applied, op) then
+    answers[#answers + 1] = '0'
+  elseif halted and halted ~= op then
+    answers[#answers + 1] = '-1 HALTED ' .. halted
+    refused = true
+  else
+    -- The totals move one delta at a time; the ones moved are moved back if the leg is refused.
+    local problem, moved, totals = nil, first, {}
+    for j = first, last, 2 do
+      local total = redis.pcall('HINCRBY', balances, ARGV[j] .. ':total', ARGV[j + 1])
+      if type(total) == 'table' then
+        problem = 'OVERFLOW ' .. ARGV[j]
+        break
+      end
+      totals[ARGV[j]] = total
+      moved = j + 2
+    end
+    if not problem then
+      for j = first, last, 2 do
+        if totals[ARGV[j]] < 0 then
+          local value = redis.call('HGET', balances, ARGV[j] .. ':total')
+          problem = 'NEGATIVE_TOTAL ' .. ARGV[j] .. ' ' .. value
+          break
+        end
+      end
+    end
+    if problem then
+      for j = moved - 2, first, -2 do
+        redis.call('HINCRBY', balances, ARGV[j] .. ':total', neg(ARGV[j + 1]))
+      end
+      halted = op
+      answers[#answers + 1] = '-1 ' .. problem
+      refused = true
     else
-      redis.call('HSET', KEYS[2], 'amount', cap)
+      if cap ~= '-1' then
+        local key = KEYS[k]
+        local order = orders[key]
+        if order == nil then
+          order = redis.call('HMGET', key, 'asset', 'amount')
+          if not order[1] then
+            order = false
+          end
+          orders[key] = order
+          touched[#touched + 1] = key
+        end
+        if order and not ge(cap, order[2]) then
+          local reserved_field = order[1] .. ':reserved'
+          local change = add(cap, neg(order[2]))
+          if change then
+            redis.pcall('HINCRBY', balances, reserved_field, change)
+          else
+            redis.pcall('HINCRBY', balances, reserved_field, neg(order[2]))
+            redis.pcall('HINCRBY', balances, reserved_field, cap)
+          end
+          order[2] = cap
+          order[3] = true
+        end
+      end
+      applied = op
+      halted = nil
+      applied_count = applied_count + 1
+      answers[#answers + 1] = '1'
+    end
+  end
+  i = last + 1
+  k = k + 1
+end
+
+for _, key in ipairs(touched) do
+  local order = orders[key]
+  if order and order[3] then
+    if order[2] == '0' then
+      redis.call('DEL', key)
+    else
+      redis.call('HSET', key, 'amount', order[2])
     end
   end
 end
-redis.call('HSET', KEYS[3], source, op)
-if halted then
-  redis.call('HDEL', KEYS[3], halt_field)
+local changed = {}
+if applied ~= was_applied then
+  changed[#changed + 1] = source
+  changed[#changed + 1] = applied
 end
-return 1
+if halted and halted ~= was_halted then
+  changed[#changed + 1] = halt_field
+  changed[#changed + 1] = halted
+end
+if #changed > 0 then
+  redis.call('HSET', applied_key, unpack(changed))
+end
+if was_halted and not halted then
+  redis.call('HDEL', applied_key, halt_field)
+end
+if refused then
+  return table.concat(answers, '|')
+end
+return applied_count

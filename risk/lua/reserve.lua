@@ -1,37 +1,123 @@
--- Reserve: check total - reserved >= amount and hold the amount, atomically,
--- once per order id, in a state risk serves from (risk:ready is the current epoch).
--- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:order:<order_id>
--- KEYS[3] risk:epoch   KEYS[4] risk:ready
--- ARGV[1] asset  ARGV[2] amount (positive)  ARGV[3] side  ARGV[4] symbol  ARGV[5] price_ticks
--- ARGV[6] the caller's epoch   ARGV[7] now, in milliseconds (when the reservation was made)
--- Returns '1 <asset> <amount>' when held (for an order held before: its first
--- answer): one string, the cheapest answer to read back (asset codes have no spaces);
--- {0, reason} when refused (and then nothing changed).
-if not epoch_is(KEYS[3], ARGV[6]) or redis.call('GET', KEYS[4]) ~= ARGV[6] then
-  return {0, 'RISK_REBUILDING'}
+-- One account's reserves and releases of a batch, in order, in one call (one slot: the account's).
+-- Reserve: check total - reserved >= amount and hold the amount, atomically, once per order id,
+-- in a state risk serves from (risk:ready is the current epoch). Release (compensation): drop an
+-- order's whole reservation if it has one.
+-- KEYS[1] risk:{acct}:balances   KEYS[2] risk:epoch   KEYS[3] risk:ready
+-- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th op
+-- ARGV[1] the caller's epoch   ARGV[2] now, in milliseconds (when reservations are made)
+-- then each op: 'R' asset amount (positive) side symbol price_ticks, or 'L' (a release)
+-- Returns -1 when the caller's epoch is gone (nothing changed: a rebuild restores only open
+-- orders); otherwise one string, the ops' answers joined by '|' (the cheapest answer to read back;
+-- asset codes and reasons have no '|' or spaces):
+--   '+'               held: the op's own asset and amount
+--   '=<asset> <amt>'  held before (the order's first answer)
+--   '!<reason>'       refused (and nothing of it changed)
+--   '-<asset> <amt>'  released what the order held;  '-' the order held nothing
+-- Every value is read at most once and every key written once, at the end.
+local balances, epoch, now = KEYS[1], ARGV[1], ARGV[2]
+if not epoch_is(KEYS[2], epoch) then
+  return -1
 end
-local first = redis.call('HMGET', KEYS[2], 'asset', 'original', 'amount')
-if first[1] then
-  return '1 ' .. first[1] .. ' ' .. (first[2] or first[3])
+local ready = redis.call('GET', KEYS[3]) == epoch
+
+local answers = {}
+local function refuse(refusal) -- refusal: {0, reason}
+  answers[#answers + 1] = '!' .. refusal[2]
 end
-if redis.call('HEXISTS', KEYS[1], '@halted') == 1 then
-  return {0, 'ACCOUNT_HALTED'}
-end
-local asset, amount = ARGV[1], ARGV[2]
-local total_field, reserved_field = asset .. ':total', asset .. ':reserved'
-local had_reserved = redis.call('HEXISTS', KEYS[1], reserved_field) == 1
-local reserved = hincr(KEYS[1], reserved_field, amount)
-if reserved == nil then
-  return {0, 'INSUFFICIENT_BALANCE'}
-end
-if not ge(hget_int(KEYS[1], total_field), reserved) then
-  if had_reserved then
-    hincr(KEYS[1], reserved_field, neg(amount))
-  else
-    redis.call('HDEL', KEYS[1], reserved_field)
+
+-- The account's balance fields as read (or computed), and which of them changed.
+local values, changed, halted = {}, {}, nil
+local function load(asset)
+  local total_field, reserved_field = asset .. ':total', asset .. ':reserved'
+  if values[reserved_field] == nil then
+    local got = redis.call('HMGET', balances, '@halted', total_field, reserved_field)
+    halted = got[1]
+    values[total_field] = got[2] or '0'
+    values[reserved_field] = got[3] or '0'
   end
-  return {0, 'INSUFFICIENT_BALANCE'}
+  return total_field, reserved_field
 end
-redis.call('HSET', KEYS[2], 'asset', asset, 'amount', amount, 'original', amount,
-  'side', ARGV[3], 'symbol', ARGV[4], 'price_ticks', ARGV[5], 'reserved_at', ARGV[7])
-return '1 ' .. asset .. ' ' .. amount
+local function set(field, value)
+  if not changed[field] then
+    changed[#changed + 1] = field
+    changed[field] = true
+  end
+  values[field] = value
+end
+
+-- Orders by key: {asset, first answer's amount, amount held} or false (none); whether it was
+-- there before; the ARGV index of the op that created it here; the keys read, in order.
+local orders, existed, created, touched = {}, {}, {}, {}
+local k, i = 4, 3
+while i <= #ARGV do
+  local key = KEYS[k]
+  local order = orders[key]
+  if order == nil then
+    order = false
+    if redis.call('EXISTS', key) == 1 then
+      local got = redis.call('HMGET', key, 'asset', 'original', 'amount')
+      if got[1] then
+        order = {got[1], got[2] or got[3], got[3]}
+      end
+      existed[key] = true
+    end
+    orders[key] = order
+    touched[#touched + 1] = key
+  end
+  if ARGV[i] == 'R' then
+    local asset, amount = ARGV[i + 1], ARGV[i + 2]
+    if not ready then
+      refuse({0, 'RISK_REBUILDING'})
+    elseif order then
+      answers[#answers + 1] = '=' .. order[1] .. ' ' .. order[2]
+    else
+      local total_field, reserved_field = load(asset)
+      if halted then
+        refuse({0, 'ACCOUNT_HALTED'})
+      else
+        local reserved = add(values[reserved_field], amount)
+        if reserved and fits_int64(reserved) and ge(values[total_field], reserved) then
+          set(reserved_field, reserved)
+          orders[key] = {asset, amount, amount}
+          created[key] = i
+          answers[#answers + 1] = '+'
+        else
+          refuse({0, 'INSUFFICIENT_BALANCE'})
+        end
+      end
+    end
+    i = i + 6
+  else
+    if order then
+      local _, reserved_field = load(order[1])
+      set(reserved_field, add(values[reserved_field], neg(order[3])))
+      orders[key] = false
+      created[key] = nil
+      answers[#answers + 1] = '-' .. order[1] .. ' ' .. order[3]
+    else
+      answers[#answers + 1] = '-'
+    end
+    i = i + 1
+  end
+  k = k + 1
+end
+
+if #changed > 0 then
+  local pairs_ = {}
+  for _, field in ipairs(changed) do
+    pairs_[#pairs_ + 1] = field
+    pairs_[#pairs_ + 1] = values[field]
+  end
+  redis.call('HSET', balances, unpack(pairs_))
+end
+for _, key in ipairs(touched) do
+  local at = created[key]
+  if at then
+    local amount = ARGV[at + 2]
+    redis.call('HSET', key, 'asset', ARGV[at + 1], 'amount', amount, 'original', amount,
+      'side', ARGV[at + 3], 'symbol', ARGV[at + 4], 'price_ticks', ARGV[at + 5], 'reserved_at', now)
+  elseif existed[key] and not orders[key] then
+    redis.call('DEL', key)
+  end
+end
+return table.concat(answers, '|')

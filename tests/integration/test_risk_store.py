@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -398,6 +400,123 @@ async def test_a_leg_that_would_make_a_total_negative_is_refused_whole(store: Re
     assert await store.apply_legs(source, [bad, later, fine]) == 2
     assert await figures(store, poor) == {"USD": (7, 0, 7), "BTC": (8, 0, 8)}
     assert await store.apply_legs(source, [LegOp(other, 4, 1, "o", (("USD", 0),), 0)]) == 1
+
+
+async def test_one_accounts_ops_in_a_batch_apply_in_order(store: ReadyStore) -> None:
+    # An account's reserves and releases of a batch run in one script, in the batch's order:
+    # each sees what the ones before it held or released; other accounts' ops are their own.
+    me, other = unique("mixed"), unique("other")
+    await store.deposit(me, "USD", 1000)
+    await store.deposit(other, "USD", 100)
+    outcomes = await store.run_reservations(
+        [
+            plain_reserve(me, "a", "USD", 700),
+            plain_reserve(other, "x", "USD", 100),
+            plain_reserve(me, "b", "USD", 400),  # 300 left: refused
+            ReleaseOp(me, "a"),
+            plain_reserve(me, "c", "USD", 400),  # fits again after the release
+            plain_reserve(me, "d", "USD", 601),  # 600 left: refused
+            plain_reserve(other, "y", "USD", 1),
+            plain_reserve(me, "a", "USD", 5),  # released before: a new reservation of 5
+            plain_reserve(me, "c", "USD", 9),  # held before: its first answer
+        ]
+    )
+    assert [(o.accepted, o.reason, o.asset, o.amount) for o in outcomes] == [
+        (True, "", "USD", 700),
+        (True, "", "USD", 100),
+        (False, "INSUFFICIENT_BALANCE", "USD", 400),
+        (True, "", "USD", 700),
+        (True, "", "USD", 400),
+        (False, "INSUFFICIENT_BALANCE", "USD", 601),
+        (False, "INSUFFICIENT_BALANCE", "USD", 1),
+        (True, "", "USD", 5),
+        (True, "", "USD", 400),
+    ]
+    assert await figures(store, me) == {"USD": (1000, 405, 595)}
+    assert await figures(store, other) == {"USD": (100, 100, 0)}
+    assert await store.order(me, "b") == {} and await store.order(me, "d") == {}
+    assert (await store.order(me, "a"))["amount"] == "5"
+
+
+async def test_a_refused_leg_stops_its_account_in_the_batch_only_from_there(store: ReadyStore) -> None:
+    source = unique("shard")
+    me, other = unique("me"), unique("other")
+    await store.deposit(me, "USD", 100)
+    await store.deposit(other, "USD", 50)
+    first = LegOp(me, 8, 2, "p", (("USD", -30),), 0)
+    bad = LegOp(me, 12, 3, "q", (("BTC", 1), ("USD", -71)), 0)
+    later = LegOp(me, 16, 4, "r", (("USD", 1),), 0)
+    fine = LegOp(other, 13, 3, "s", (("USD", -50),), 0)
+    with pytest.raises(RiskStateError) as raised:
+        await store.apply_legs(source, [first, bad, fine, later])
+    assert (raised.value.leg, raised.value.reason, raised.value.detail) == (
+        bad,
+        "NEGATIVE_TOTAL",
+        ("USD", "-1"),
+    )
+    # The first leg only; the refused one's BTC is put back (to 0).
+    assert await figures(store, me) == {"USD": (70, 0, 70), "BTC": (0, 0, 0)}
+    assert await figures(store, other) == {"USD": (0, 0, 0)}
+    await store.deposit(me, "USD", 1)
+    assert await store.apply_legs(source, [first, bad, fine, later]) == 2
+    assert await figures(store, me) == {"USD": (1, 0, 1), "BTC": (1, 0, 1)}
+
+
+async def test_partial_fills_of_one_order_in_one_batch(store: ReadyStore) -> None:
+    source = unique("shard")
+    buyer = unique("buyer")
+    await store.deposit(buyer, "USD", 10**17)  # past 2^53: the exact path of the arithmetic
+    (held,) = await store.run_reservations([plain_reserve(buyer, "b", "USD", 9 * 10**15 + 7)])
+    assert held.accepted
+    legs = [
+        LegOp(buyer, 4 * s, s, "b", (("BTC", 1), ("USD", -(10**15 + s))), cap)
+        for s, cap in ((1, 8 * 10**15), (2, 5 * 10**15 + 3), (3, 6 * 10**15), (4, 0))
+    ]
+    assert await store.apply_legs(source, legs[:3]) == 3
+    spent = 3 * 10**15 + 6
+    assert await figures(store, buyer) == {
+        "USD": (10**17 - spent, 5 * 10**15 + 3, 10**17 - spent - 5 * 10**15 - 3),
+        "BTC": (3, 0, 3),
+    }
+    assert (await store.order(buyer, "b"))["amount"] == str(5 * 10**15 + 3)
+    assert await store.apply_legs(source, legs) == 1
+    assert (await figures(store, buyer))["USD"][1] == 0
+    assert await store.order(buyer, "b") == {}
+
+
+async def test_the_scripts_arithmetic_is_exact(client: redis.Redis) -> None:
+    # The Lua helpers add and compare 64-bit amounts held as strings, in doubles only where
+    # those are exact: checked against Python's integers around every boundary they handle.
+    helpers = (Path(exposure.__file__).parent / "lua" / "lib.lua").read_text()
+    script = client.register_script(
+        helpers
+        + """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local sum = add(ARGV[i], ARGV[i + 1])
+  out[#out + 1] = (sum or 'nil') .. ' ' .. tostring(ge(ARGV[i], ARGV[i + 1]))
+    .. ' ' .. tostring(sum ~= nil and fits_int64(sum))
+end
+return table.concat(out, ',')
+"""
+    )
+    rnd = random.Random(7)
+    edges = [0, 1, 10**9 - 1, 10**9, 10**9 + 1, 2**53 - 1, 2**53, 2**53 + 1, 10**15, 10**16]
+    edges += [2**63 - 1, 2**62, 10**18, 10**18 - 1]
+    values = edges + [-v for v in edges] + [rnd.randint(-(2**63) + 1, 2**63 - 1) for _ in range(60)]
+    values += [rnd.randint(-(10**12), 10**12) for _ in range(30)] + [-(2**63)]
+    pairs = [(a, b) for a in values for b in (rnd.choice(values) for _ in range(6))]
+    pairs += [(a, b) for a in edges for b in edges]
+    for start in range(0, len(pairs), 200):
+        chunk = pairs[start : start + 200]
+        answers = str(await script(args=[str(x) for pair in chunk for x in pair])).split(",")
+        for (a, b), answer in zip(chunk, answers, strict=True):
+            total, at_least, fits = answer.split(" ")
+            assert total == str(a + b), (a, b)
+            assert at_least == str(a >= b).lower(), (a, b)
+            assert fits == str(-(2**63) <= a + b < 2**63).lower(), (a, b)
+    # An operand past 64 bits is no amount: no sum (the scripts refuse it as an overflow).
+    assert str(await script(args=[str(2**64), "1"])).startswith("nil ")
 
 
 async def test_concurrent_reserves_never_over_reserve(redis_url: str) -> None:
