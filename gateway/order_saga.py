@@ -120,22 +120,42 @@ BATCH_MAX_ORDERS = 1_000
 BATCHES_IN_FLIGHT = 4
 
 
-class _Waiting:
-    """An order waiting to be placed in a batch."""
+class _Placing:
+    """One caller's orders being placed: their outcomes, in order, and the future set when the
+    last is known (one future per call, however many orders it carries)."""
 
-    __slots__ = ("backends", "future", "instrument", "order")
+    __slots__ = ("future", "left", "outcomes")
+
+    def __init__(self, count: int, future: asyncio.Future[list[Outcome]]) -> None:
+        self.outcomes: list[Outcome | None] = [None] * count
+        self.left = count
+        self.future = future
+
+    def answer(self, position: int, outcome: Outcome) -> None:
+        self.outcomes[position] = outcome
+        self.left -= 1
+        if not self.left and not self.future.done():
+            self.future.set_result([o if o is not None else _lost() for o in self.outcomes])
+
+
+class _Waiting:
+    """An order waiting to be placed in a batch: its caller's call and its place in it."""
+
+    __slots__ = ("backends", "call", "instrument", "order", "position")
 
     def __init__(
         self,
         backends: Backends,
         order: trading_pb2.NewOrder,
         instrument: common_pb2.Instrument,
-        future: asyncio.Future[Outcome],
+        call: _Placing,
+        position: int,
     ) -> None:
         self.backends = backends
         self.order = order
         self.instrument = instrument
-        self.future = future
+        self.call = call
+        self.position = position
 
 
 class OrderSaga:
@@ -183,16 +203,15 @@ class OrderSaga:
         that arrive while batches are under way form the next one, so the cost per order falls
         as the load grows. A caller that goes away does not stop its orders' placement.
         """
-        loop = asyncio.get_running_loop()
-        futures = []
-        for order, instrument in orders:
-            future: asyncio.Future[Outcome] = loop.create_future()
-            self._waiting.append(_Waiting(backends, order, instrument, future))
-            futures.append(future)
+        if not orders:
+            return []
+        call = _Placing(len(orders), asyncio.get_running_loop().create_future())
+        for position, (order, instrument) in enumerate(orders):
+            self._waiting.append(_Waiting(backends, order, instrument, call, position))
         if self._batching is None or self._batching.done():
             self._batching = asyncio.create_task(self._form_batches(), name="gateway-order-batches")
         self._wake.set()
-        return list(await asyncio.shield(asyncio.gather(*futures)))
+        return await asyncio.shield(call.future)
 
     async def _form_batches(self) -> None:
         """Take the waiting orders into batches while fewer than BATCHES_IN_FLIGHT are under way."""
@@ -222,8 +241,7 @@ class OrderSaga:
             log.exception("order batch failed")
             outcomes = [refusals.gateway_failed(item.order.order_id, error) for item in batch]
         for item, outcome in zip(batch, outcomes, strict=True):
-            if not item.future.done():
-                item.future.set_result(outcome)
+            item.call.answer(item.position, outcome)
 
     async def submit_batch(self, backends: Backends, orders: Sequence[Placing]) -> list[Outcome]:
         """Place validated orders together; for each (in order) its reports or its refusal.
