@@ -93,7 +93,10 @@ class OrderStreamSession:
         self._backends = backends
         self._saga = saga
         self._account = account_id
-        self._permits = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # Commands that may still be read before the oldest is answered (the reader alone takes
+        # them; writing results gives them back and wakes it).
+        self._free = MAX_IN_FLIGHT
+        self._room = asyncio.Event()
         self._results: deque[gateway_pb2.OrderCommandResult] = deque()
         self._reports: deque[gateway_pb2.ExecutionReport] = deque()
         self._wake = asyncio.Event()
@@ -137,8 +140,8 @@ class OrderStreamSession:
                     reports = list(self._reports)
                     self._reports.clear()
                     yield gateway_pb2.StreamOrdersResponse(results=results, reports=reports)
-                    for _ in range(count):
-                        self._permits.release()
+                    self._free += count
+                    self._room.set()
             finally:
                 reader.cancel()
                 forwarder.cancel()
@@ -198,7 +201,10 @@ class OrderStreamSession:
         submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]] = []
         cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]] = []
         for index, command in enumerate(commands):
-            await self._permits.acquire()
+            while self._free <= 0:
+                self._room.clear()
+                await self._room.wait()
+            self._free -= 1
             try:
                 if too_many:
                     raise ServiceError(
