@@ -63,6 +63,13 @@ def event_of(record: trading_pb2.JournalRecord) -> Event:
 
 
 def _varint(value: int) -> bytes:
+    """A non-negative int as a protobuf varint (straight-line up to 3 bytes: lengths, sequences)."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -71,14 +78,28 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
+def _tag(number: int) -> bytes:
+    """The key of length-delimited field `number`."""
+    return _varint(number << 3 | 2)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _tag(number) + _varint(len(payload)) + payload
 
 
-def _sequenced(number: int, sequence: int, payload: bytes) -> bytes:
-    """A message holding int64 field 1 = `sequence` and length-delimited field `number` = `payload`."""
-    return b"\x08" + _varint(sequence) + _field(number, payload)
+def _sequenced_field(
+    tag: bytes, inner_tag: bytes, sequence: int, payload: bytes
+) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]:
+    """The parts of field `tag` holding a message of int64 field 1 = `sequence` and the
+    length-delimited field `inner_tag` = `payload` (joined by the caller, copying nothing twice)."""
+    sequence_bytes = _varint(sequence)
+    length = _varint(len(payload))
+    size = 1 + len(sequence_bytes) + len(inner_tag) + len(length) + len(payload)
+    return tag, _varint(size), b"\x08", sequence_bytes, inner_tag, length, payload
 
 
 _SOURCE = settlement_pb2.StreamTradesRequest.DESCRIPTOR.fields_by_name["source"].number
@@ -88,18 +109,20 @@ _RISK_SOURCE = risk_pb2.StreamTradingEventsRequest.DESCRIPTOR.fields_by_name["so
 _RISK_EVENTS = risk_pb2.StreamTradingEventsRequest.DESCRIPTOR.fields_by_name["events"].number
 # A TradingEvent's field for each journal record kind risk is sent (same names; the payloads have
 # the same wire format: common.v1 messages, and RiskEpochChanged is {string epoch = 1} in both).
-_RISK_EVENT_FIELDS = {
-    kind: risk_pb2.TradingEvent.DESCRIPTOR.fields_by_name[kind].number for kind in RISK_KINDS
+_RISK_EVENT_TAGS = {
+    kind: _tag(risk_pb2.TradingEvent.DESCRIPTOR.fields_by_name[kind].number) for kind in RISK_KINDS
 }
 
 
 def settlement_request(source: str, records: Events) -> bytes:
     """A serialized StreamTradesRequest: the trades of `records` with their sequences."""
     parts = [_field(_SOURCE, source.encode())]
+    extend = parts.extend
+    tag, inner_tag = _tag(_TRADES), _tag(_SEQUENCED_TRADE)
     for sequence, (kind, payload) in records:
         if kind != "trade":
             raise ValueError(f"journal record {sequence} is a {kind!r}, which settlement is not sent")
-        parts.append(_field(_TRADES, _sequenced(_SEQUENCED_TRADE, sequence, payload)))
+        extend(_sequenced_field(tag, inner_tag, sequence, payload))
     return b"".join(parts)
 
 
@@ -107,12 +130,13 @@ def risk_request(source: str, records: Events) -> bytes:
     """A serialized StreamTradingEventsRequest: trades, releases, fences, instrument creations and
     risk epochs (RISK_KINDS), in order."""
     parts = [_field(_RISK_SOURCE, source.encode())]
-    fields = _RISK_EVENT_FIELDS
+    extend = parts.extend
+    tag, inner_tags = _tag(_RISK_EVENTS), _RISK_EVENT_TAGS
     for sequence, (kind, payload) in records:
-        number = fields.get(kind)
-        if number is None:
+        inner_tag = inner_tags.get(kind)
+        if inner_tag is None:
             raise ValueError(f"journal record {sequence} is a {kind!r}, which risk is not sent")
-        parts.append(_field(_RISK_EVENTS, _sequenced(number, sequence, payload)))
+        extend(_sequenced_field(tag, inner_tag, sequence, payload))
     return b"".join(parts)
 
 
@@ -147,15 +171,19 @@ def _offer_to(
     """Hand each committed batch to the outboxes: each its records of its kinds (serialized once for
     all), and the sequences the batch covers."""
 
+    carried = frozenset().union(*(kinds for _, kinds in outboxes))
+
     def offer(records: list[trading_pb2.JournalRecord]) -> None:
         events: list[tuple[int, Event]] = []
+        append = events.append
         for record in records:
             kind = record.WhichOneof("record")
-            if kind is not None and any(kind in kinds for _, kinds in outboxes):
-                events.append((record.sequence, (kind, getattr(record, kind).SerializeToString())))
+            if kind in carried:
+                append((record.sequence, (kind, getattr(record, kind).SerializeToString())))
         after, through = records[0].sequence - 1, records[-1].sequence
         for outbox, kinds in outboxes:
-            outbox.offer(after, through, [event for event in events if event[1][0] in kinds])
+            chosen = events if kinds >= carried else [event for event in events if event[1][0] in kinds]
+            outbox.offer(after, through, chosen)
 
     return offer
 

@@ -2,8 +2,8 @@
 
 One row per journal record of a shard: ``(shard, sequence, kind, payload)``
 where payload is a serialized ``trading.v1.JournalRecord``. A batch of
-records is appended with one binary COPY in one transaction, so a batch is
-either wholly journaled or not at all. The COPY's binary stream is built here in
+records is appended with one binary COPY, alone in its transaction (autocommit), so a batch
+is either wholly journaled or not at all. The COPY's binary stream is built here in
 one buffer and handed to PostgreSQL in one write (psycopg's ``write_row`` would
 adapt each row and cost an await per row, which dominated a large batch). Startup reads every row back in
 sequence order to replay it; the outboxes read trades (for settlement) or
@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import AsyncIterator, Sequence
 
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from backbone.trading.v1 import trading_pb2
@@ -30,17 +31,24 @@ _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMA
 # big-endian, bytea: raw); -1 as the field count ends the stream.
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
-_SEQUENCE_AND_KIND = struct.Struct(">iqi")  # sequence's length (8), sequence, kind's length
-_LENGTH = struct.Struct(">i")
-_KINDS = {
-    field.name: field.name.encode()
-    for field in trading_pb2.JournalRecord.DESCRIPTOR.oneofs_by_name["record"].fields
-}
+
+
+class _RowHead:
+    """Packs a row of one shard and one kind up to its payload, from (sequence, payload length):
+    the field count (4), the shard, the sequence, the kind and the payload's byte length."""
+
+    __slots__ = ("before", "kind", "pack")
+
+    def __init__(self, shard: bytes, kind: bytes) -> None:
+        self.before = struct.pack(">hi", 4, len(shard)) + shard + struct.pack(">i", 8)
+        self.kind = struct.pack(">i", len(kind)) + kind
+        self.pack = struct.Struct(f">{len(self.before)}sq{len(self.kind)}si").pack
+
 
 _PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
-# Each predicate is spelled as its partial index's (journal_trades in 001_journal.sql,
-# journal_risk_kinds_epoch in 005_risk_epoch_index.sql) so the planner can use it even for a
-# prepared, generic plan.
+# Settlement's predicate is spelled as its partial index's (journal_trades in 001_journal.sql) so
+# the planner can use it even for a prepared, generic plan; risk's kinds are read along the
+# primary key (006_cheaper_rows.sql says why).
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
     RISK_KINDS: _PAGE
@@ -53,20 +61,18 @@ _AFTER = {
 def copy_data(shard: str, records: Sequence[trading_pb2.JournalRecord]) -> bytes:
     """The whole binary COPY stream of `records`' rows (shard, sequence, kind, payload)."""
     shard_bytes = shard.encode()
-    shard_field = struct.pack(">hi", 4, len(shard_bytes)) + shard_bytes
-    sequence_and_kind = _SEQUENCE_AND_KIND.pack
-    length = _LENGTH.pack
+    heads: dict[str | None, _RowHead] = {}
     parts = [_SIGNATURE]
     append = parts.append
     for record in records:
-        kind = _KINDS.get(record.WhichOneof("record") or "")
-        if kind is None:
-            raise ValueError(f"journal record {record.sequence} has no record set")
+        kind = record.WhichOneof("record")
+        head = heads.get(kind)
+        if head is None:
+            if kind is None:
+                raise ValueError(f"journal record {record.sequence} has no record set")
+            head = heads[kind] = _RowHead(shard_bytes, kind.encode())
         payload = record.SerializeToString()
-        append(shard_field)
-        append(sequence_and_kind(8, record.sequence, len(kind)))
-        append(kind)
-        append(length(len(payload)))
+        append(head.pack(head.before, record.sequence, head.kind, len(payload)))
         append(payload)
     append(_TRAILER)
     return b"".join(parts)
@@ -85,10 +91,18 @@ class Journal:
         if not records:
             return
         data = copy_data(self.shard, records)
-        async with self.pool.connection() as connection, connection.transaction():
-            cursor = connection.cursor()
-            async with cursor.copy(_COPY) as copy:
-                await copy.write(data)
+        async with self.pool.connection() as connection:
+            # One COPY on its own (autocommit) is one transaction: every row or none, committed
+            # when it returns; no BEGIN and COMMIT round trips around it.
+            await connection.set_autocommit(True)
+            try:
+                async with connection.cursor().copy(_COPY) as copy:
+                    await copy.write(data)
+            finally:
+                # The pool's other users expect transactions. A connection left mid-COPY or broken
+                # is not idle: the pool discards it when it comes back.
+                if connection.info.transaction_status == TransactionStatus.IDLE:
+                    await connection.set_autocommit(False)
 
     async def load_after(
         self, sequence: int, limit: int, kinds: tuple[str, ...] = ()

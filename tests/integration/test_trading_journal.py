@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 T = 1_700_000_000_000_000_000
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def new(
@@ -160,6 +163,26 @@ def journal_rows(database_url: str) -> list[tuple[int, str]]:
 # -- the journal adapter -------------------------------------------------------------------
 
 
+def small_journal() -> tuple[Engine, list[trading_pb2.JournalRecord]]:
+    """An engine and its 7 records: an instrument, a sell that trades and is cancelled, a resting buy
+    (1 instrument_created, 2 new_order, 3 new_order, 4 trade, 5 cancel_order, 6 order_released,
+    7 new_order)."""
+    engine = Engine()
+    records = list(engine.create_instrument(btc_usd(), T).records)
+    for command in (new("s1", SELL, 100, 5), new("b1", BUY, 100, 2), cancel("s1"), new("b2", BUY, 90, 1)):
+        records += engine.apply(command, T).records
+    return engine, records
+
+
+async def replayed(journal: Journal) -> Engine:
+    """A new engine replaying what `journal` holds."""
+    engine = Engine()
+    for record in await journal.load_all():
+        engine.replay(record)
+    engine.finish_replay()
+    return engine
+
+
 async def test_journal_appends_in_one_transaction_and_reads_back(new_database: Callable[[], str]) -> None:
     settings = settings_for(new_database())
     pool = await open_pool(settings, "trading-test")
@@ -168,10 +191,7 @@ async def test_journal_appends_in_one_transaction_and_reads_back(new_database: C
         assert await migrate(pool, "trading") == 0
         journal = Journal(pool, "shard-a", page_size=3)
         other = Journal(pool, "shard-b")
-        engine = Engine()
-        records = list(engine.create_instrument(btc_usd(), T).records)
-        for command in (new("s1", SELL, 100, 5), new("b1", BUY, 100, 2), cancel("s1"), new("b2", BUY, 90, 1)):
-            records += engine.apply(command, T).records
+        engine, records = small_journal()
         await journal.append(records[:4])
         await journal.append(records[4:])
         await other.append(records[:1])
@@ -197,14 +217,60 @@ async def test_journal_appends_in_one_transaction_and_reads_back(new_database: C
         with pytest.raises(psycopg.errors.UniqueViolation):
             await journal.append(clash)
         assert await journal.last_sequence() == 7
+        # A COPY runs alone in its transaction (autocommit); the pool gets its connections back
+        # as it lent them, outside autocommit, whether the COPY succeeded or failed.
+        lent = [await pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+        try:
+            assert [connection.autocommit for connection in lent] == [False] * len(lent)
+        finally:
+            for connection in lent:
+                await pool.putconn(connection)
 
-        replayed = Engine()
-        for record in await journal.load_all():
-            replayed.replay(record)
-        replayed.finish_replay()
-        assert replayed.state_hash() == engine.state_hash()
+        assert (await replayed(journal)).state_hash() == engine.state_hash()
     finally:
         await pool.close()
+
+
+async def test_a_journal_written_before_006_replays_after_it_and_rows_keep_a_kind(
+    new_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The schema as it was before 006_cheaper_rows.sql: migrations 001-005, from a package of their own.
+    package = tmp_path / "trading_before_006"
+    (package / "migrations").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    for migration in sorted((ROOT / "trading" / "migrations").glob("00[1-5]_*.sql")):
+        shutil.copy(migration, package / "migrations" / migration.name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    database_url = new_database()
+    pool = await open_pool(settings_for(database_url), "trading-test")
+    try:
+        assert await migrate(pool, "trading", package="trading_before_006") == 5
+        journal = Journal(pool, "shard-a")
+        engine, records = small_journal()
+        await journal.append(records[:5])
+        assert await migrate(pool, "trading") == 1  # 006 alone
+        await journal.append(records[5:])
+        assert (await replayed(journal)).state_hash() == engine.state_hash()
+        events = await journal.load_after(0, 100, RISK_KINDS)  # along the primary key now
+        assert [(seq, r.WhichOneof("record")) for seq, r in events] == [
+            (1, "instrument_created"),
+            (4, "trade"),
+            (6, "order_released"),
+        ]
+        assert [seq for seq, _ in await journal.load_after(0, 100, SETTLEMENT_KINDS)] == [4]
+    finally:
+        await pool.close()
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        indexes = connection.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'trading' ORDER BY indexname"
+        ).fetchall()
+        assert indexes == [("journal_pkey",), ("journal_trades",)]
+        for kind in ("", "k" * 41):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                connection.execute(
+                    "INSERT INTO trading.journal (shard, sequence, kind, payload) VALUES ('x', 1, %s, '')",
+                    (kind,),
+                )
 
 
 # -- the service in process ----------------------------------------------------------------
