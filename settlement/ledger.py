@@ -11,7 +11,7 @@ rules every service shares.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,9 +57,8 @@ class Posting(NamedTuple):
     amount: int
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A balanced journal entry before it is stored."""
+class Entry(NamedTuple):
+    """A balanced journal entry before it is stored (a tuple, like Posting: a batch makes one per trade)."""
 
     kind: str
     reference: str
@@ -227,6 +226,82 @@ def trade_entry(source: str, fill: TradeFill, field: str = "trade", *, source_ch
     return Entry(KIND_TRADE, trade_reference(source, fill.trade_id), postings)
 
 
+class _KnownValid:
+    """Ids already found valid under one rule (a bounded set): a batch names the same few
+    accounts and assets thousands of times, and a rule's check is a regular expression."""
+
+    LIMIT = 100_000
+
+    def __init__(self, rule: ids.IdRule) -> None:
+        self.rule = rule
+        self.seen: set[str] = set()
+
+    def valid(self, value: str) -> bool:
+        if value in self.seen:
+            return True
+        if not isinstance(value, str) or not value or self.rule.problem(value) is not None:
+            return False
+        if len(self.seen) >= self.LIMIT:
+            self.seen.clear()
+        self.seen.add(value)
+        return True
+
+
+_ACCOUNT_IDS = _KnownValid(ids.ACCOUNT_ID)
+_ASSET_CODES = _KnownValid(ids.ASSET_CODE)
+
+
+_tuple = tuple.__new__  # makes a Posting or an Entry without its __new__'s Python frame
+
+
+def well_formed_trade_entry(source: str, trade: common_pb2.Trade) -> Entry | None:
+    """trade_entry(source, fill_of(trade)) of a trade that passes every check of check_trade and
+    has all five lines (no zero fee total, not all of the quote taken as the seller's fee), made
+    without the intermediate objects; None for any other trade, which trade_entry judges (and
+    names what is wrong with). `source` is checked already (a stream checks it once).
+
+    Ids found valid before are not matched again. The lines are trade_entry's, in its order; they
+    balance by construction (base: +b -b; quote: -(q + buyer_fee) + (q - seller_fee) + fees).
+    """
+    trade_id = trade.trade_id
+    buyer = trade.buy_account_id
+    seller = trade.sell_account_id
+    base = trade.base_asset
+    quote = trade.quote_asset
+    base_amount = trade.base_amount
+    quote_amount = trade.quote_amount
+    buyer_fee = trade.buyer_fee
+    seller_fee = trade.seller_fee
+    if not (
+        0 < trade_id <= INT64_MAX
+        and 0 < base_amount <= INT64_MAX
+        and 0 < quote_amount <= INT64_MAX
+        and 0 <= buyer_fee <= INT64_MAX
+        and 0 <= seller_fee < quote_amount  # seller_fee == quote_amount leaves out a line
+        and (buyer_fee or seller_fee)  # no fee leaves out the fee line
+        and base != quote
+        and _ACCOUNT_IDS.valid(buyer)
+        and _ACCOUNT_IDS.valid(seller)
+        and _ASSET_CODES.valid(base)
+        and _ASSET_CODES.valid(quote)
+    ):
+        return None
+    return _tuple(
+        Entry,
+        (
+            KIND_TRADE,
+            f"trade:{source}:{trade_id}",
+            (
+                _tuple(Posting, (buyer, base, base_amount)),
+                _tuple(Posting, (seller, base, -base_amount)),
+                _tuple(Posting, (buyer, quote, -(quote_amount + buyer_fee))),
+                _tuple(Posting, (seller, quote, quote_amount - seller_fee)),
+                _tuple(Posting, (SYSTEM_FEES, quote, buyer_fee + seller_fee)),
+            ),
+        ),
+    )
+
+
 def deposit_entry(deposit_id: str, account_id: str, asset: str, amount: int) -> Entry:
     """The balanced entry of a deposit: the account +amount, system:external -amount."""
     check_deposit_id(deposit_id)
@@ -274,3 +349,40 @@ def balance_deltas(entries: Iterable[Entry]) -> list[tuple[str, str, int]]:
         for posting in entry.postings:
             deltas[(posting.account_id, posting.asset)] += posting.amount
     return [(account, asset, delta) for (account, asset), delta in sorted(deltas.items()) if delta]
+
+
+class PairTotal(NamedTuple):
+    """What a set of entries posts to one (account, asset): the net change, the sum of its debits
+    (negative postings, <= 0) and the sum of its credits (positive postings, >= 0)."""
+
+    net: int
+    debits: int
+    credits: int
+
+
+def pair_totals(entries: Iterable[Entry]) -> dict[tuple[str, str], PairTotal]:
+    """(account, asset) -> PairTotal over every posting of `entries` (one pass)."""
+    sums: dict[tuple[str, str], list[int]] = {}  # [debits, credits]
+    for entry in entries:
+        for account, asset, amount in entry.postings:
+            pair = sums.get((account, asset))
+            if pair is None:
+                sums[(account, asset)] = pair = [0, 0]
+            pair[amount > 0] += amount
+    return {
+        key: _tuple(PairTotal, (debits + credits, debits, credits)) for key, (debits, credits) in sums.items()
+    }
+
+
+def deltas_of(
+    totals: Mapping[tuple[str, str], PairTotal], pairs: Iterable[tuple[str, str]] | None = None
+) -> list[tuple[str, str, int]]:
+    """balance_deltas from pair totals: the non-zero net changes, sorted by (account, asset).
+
+    `pairs`: the keys of `totals` sorted already (the order balance rows are locked in).
+    """
+    return [
+        (account, asset, net)
+        for account, asset in (sorted(totals) if pairs is None else pairs)
+        if (net := totals[(account, asset)].net)
+    ]

@@ -23,6 +23,7 @@ RiskLearned = Callable[[int, float | None], Awaitable[bool]]
 log = structlog.get_logger("backbone.settlement")
 
 INT64_MIN = -(1 << 63)
+_tuple = tuple.__new__  # makes a TradeToPost without its __new__'s Python frame
 
 # Batches of one trade stream read ahead while the ledger posts (the sender keeps a window in flight),
 # and the most trades posted in one transaction when several batches wait.
@@ -54,23 +55,26 @@ def _batch_entries(source: str, request: settlement_pb2.StreamTradesRequest) -> 
     batch: list[TradeToPost] = []
     previous = 0
     for index, item in enumerate(request.trades):
-        path = f"trades[{index}]"
-        if item.sequence <= previous:
+        sequence = item.sequence
+        if sequence <= previous:
             raise invalid_field(
-                f"{path}.sequence",
+                f"trades[{index}].sequence",
                 RejectReason.INVALID_SEQUENCE,
                 "must be positive and increase within a batch",
             )
-        previous = item.sequence
+        previous = sequence
         if not item.HasField("trade"):
-            raise invalid_field(f"{path}.trade", RejectReason.REQUIRED, "is required")
-        try:
-            entry = ledger.trade_entry(
-                source, ledger.fill_of(item.trade), f"{path}.trade", source_checked=True
-            )
-        except LedgerError as error:
-            raise _invalid(error) from None
-        batch.append(TradeToPost(item.sequence, item.trade, entry))
+            raise invalid_field(f"trades[{index}].trade", RejectReason.REQUIRED, "is required")
+        trade = item.trade
+        entry = ledger.well_formed_trade_entry(source, trade)
+        if entry is None:
+            try:
+                entry = ledger.trade_entry(
+                    source, ledger.fill_of(trade), f"trades[{index}].trade", source_checked=True
+                )
+            except LedgerError as error:
+                raise _invalid(error) from None
+        batch.append(_tuple(TradeToPost, (sequence, trade, entry)))
     return batch
 
 

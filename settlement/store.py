@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import structlog
@@ -46,11 +46,17 @@ from settlement.risk_feed import record_halt_events, record_risk_event
 log = structlog.get_logger("backbone.settlement")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The most (account, asset) balance rows a store remembers as made (then it forgets them all).
+_BALANCE_ROWS_REMEMBERED = 1_000_000
 
+# Lists of ids go to PostgreSQL as one text of space-separated words (_words) and come apart there
+# (string_to_array): psycopg's array dumping costs several times as much per element, in Python.
+
+# Entries of one kind: the kind, then the references.
 _INSERT_ENTRIES = """
 INSERT INTO ledger.journal_entries (kind, reference)
-SELECT t.kind, t.reference
-FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(kind, reference, n)
+SELECT %s, t.reference
+FROM unnest(string_to_array(%s, ' ')) WITH ORDINALITY AS t(reference, n)
 ORDER BY t.n
 ON CONFLICT (reference) DO NOTHING
 RETURNING entry_id, reference
@@ -67,28 +73,27 @@ ORDER BY t.n
 ON CONFLICT (account_id, asset) DO NOTHING
 """
 
-_LOCK_BALANCES = """
-SELECT 1 FROM ledger.balances b
-JOIN unnest(%s::text[], %s::text[]) AS t(account_id, asset)
-  ON b.account_id = t.account_id AND b.asset = t.asset
-ORDER BY b.account_id COLLATE "C", b.asset COLLATE "C"
-FOR UPDATE OF b
-"""
-
 _ADD_TO_BALANCES = """
 UPDATE ledger.balances AS b SET amount = b.amount + t.delta, updated_at = now()
-FROM unnest(%s::text[], %s::text[], %s::numeric[]) AS t(account_id, asset, delta)
+FROM unnest(string_to_array(%s, ' '), string_to_array(%s, ' '), string_to_array(%s, ' ')::numeric[])
+     AS t(account_id, asset, delta)
 WHERE b.account_id = t.account_id AND b.asset = t.asset
 RETURNING b.account_id, b.asset, b.amount
 """
 
+# Trade entries are written with COPY under ids taken from the entries' sequence first (in batch
+# order): nothing to sort, no ON CONFLICT, nothing to return (the batch has checked its references
+# are new, under its locks; a reference journaled after all would break the unique key: nothing
+# is posted).
+_NEW_ENTRY_IDS = "SELECT nextval('ledger.journal_entries_entry_id_seq') FROM generate_series(1, %s)"
+_COPY_ENTRIES = "COPY ledger.journal_entries (entry_id, kind, reference) FROM STDIN"
 _COPY_POSTINGS = "COPY ledger.postings (entry_id, line, account_id, asset, amount) FROM STDIN"
 
-# The balances a batch or a retry judges its trades on, read with their rows locked (after
-# _ENSURE_BALANCES, in the same order as _LOCK_BALANCES).
+# The balances a batch or a retry judges its trades on (or a deposit changes), read with their
+# rows locked in (account, asset) byte order (after _ENSURE_BALANCES).
 _LOCK_AND_READ_BALANCES = """
 SELECT b.account_id, b.asset, b.amount FROM ledger.balances b
-JOIN unnest(%s::text[], %s::text[]) AS t(account_id, asset)
+JOIN unnest(string_to_array(%s, ' '), string_to_array(%s, ' ')) AS t(account_id, asset)
   ON b.account_id = t.account_id AND b.asset = t.asset
 ORDER BY b.account_id COLLATE "C", b.asset COLLATE "C"
 FOR UPDATE OF b
@@ -109,10 +114,12 @@ RETURNING applied_sequence
 
 # Which trades of a batch are recorded already: posted (journal) or parked (by reference or sequence).
 _RECORDED = """
-SELECT reference, NULL::bigint FROM ledger.journal_entries WHERE reference = ANY(%(references)s)
+SELECT reference, NULL::bigint FROM ledger.journal_entries
+WHERE reference = ANY(string_to_array(%(references)s, ' '))
 UNION ALL
 SELECT reference, sequence FROM ledger.parked_trades
-WHERE reference = ANY(%(references)s) OR (source = %(source)s AND sequence = ANY(%(sequences)s))
+WHERE reference = ANY(string_to_array(%(references)s, ' '))
+   OR (source = %(source)s AND sequence = ANY(string_to_array(%(sequences)s, ' ')::bigint[]))
 """
 
 # The accounts and the assets a set of trades names that the ledger does not have.
@@ -184,9 +191,9 @@ class EntryRow:
     postings: tuple[Posting, ...]
 
 
-@dataclass(frozen=True)
-class TradeToPost:
-    """One trade of a batch: its sequence at the source, the trade as received, and its entry."""
+class TradeToPost(NamedTuple):
+    """One trade of a batch: its sequence at the source, the trade as received, and its entry
+    (a tuple: a batch makes one per trade)."""
 
     sequence: int
     trade: common_pb2.Trade
@@ -313,6 +320,14 @@ class LedgerStore:
         self.pool = pool
         # Set when this process parked a trade or a retry posted some (the health entry re-reads).
         self.parking_changed = asyncio.Event()
+        # (account, asset) balance rows seen in committed transactions: the ledger never deletes
+        # one, so a batch need not make them again (a hint only: _lock_balances checks the rows).
+        self._balance_rows: set[tuple[str, str]] = set()
+
+    def _remember_balance_rows(self, rows: Collection[tuple[str, str]]) -> None:
+        if len(self._balance_rows) + len(rows) > _BALANCE_ROWS_REMEMBERED:
+            self._balance_rows.clear()
+        self._balance_rows.update(rows)
 
     def _pool(self) -> AsyncConnectionPool:
         if self.pool is None:
@@ -396,7 +411,7 @@ class LedgerStore:
                     )
                 if await _missing_assets(conn, {asset}):
                     raise not_found(RejectReason.UNKNOWN_ASSET, f"asset {asset} does not exist", asset=asset)
-                cursor = await conn.execute(_INSERT_ENTRIES, ([entry.kind], [entry.reference]))
+                cursor = await conn.execute(_INSERT_ENTRIES, (entry.kind, _words([entry.reference])))
                 inserted = await cursor.fetchone()
                 if inserted is None:
                     return await _repeated_deposit(conn, deposit_id, entry)
@@ -450,6 +465,7 @@ class LedgerStore:
         last = max(item.sequence for item in batch)
         parked: list[ParkedNotice] = []
         posted: list[TradeToPost] = []
+        locked: parking.Balances = {}
         try:
             async with self._pool().connection() as conn, conn.transaction():
                 cursor = await conn.execute(_LOCK_AND_ADVANCE_CURSOR, (source, last, _PARKING_LOCK))
@@ -459,23 +475,34 @@ class LedgerStore:
                 fresh = await _unrecorded(conn, source, batch)
                 if fresh:
                     entries = [item.entry for item in fresh]
-                    missing_accounts, missing_assets = await _missing(conn, entries)
-                    balances = await _lock_balances(
-                        conn, _known_pairs(entries, missing_accounts, missing_assets)
+                    totals = ledger.pair_totals(entries)
+                    missing_accounts, missing_assets = await _missing(
+                        conn, {account for account, _ in totals}, {asset for _, asset in totals}
                     )
-                    halts = await _halts_of(conn, {a for e in entries for a in parking.halted_accounts(e)})
+                    pairs = sorted(totals)
+                    if missing_accounts or missing_assets:
+                        pairs = _known_pairs(entries, missing_accounts, missing_assets)
+                    locked = await _lock_balances(conn, pairs, self._balance_rows)
+                    halts = await _halts_of(
+                        conn, {account for account, _ in totals if account not in ledger.SYSTEM_ACCOUNTS}
+                    )
                     plan = parking.plan_batch(
                         entries,
-                        balances,
+                        dict(locked),
                         halts,
                         missing_accounts=missing_accounts,
                         missing_assets=missing_assets,
+                        totals=totals,
                     )
                     posted = [
                         item for item, verdict in zip(fresh, plan.verdicts, strict=True) if verdict.posts
                     ]
                     if posted:
-                        await _post_entries(conn, [item.entry for item in posted])
+                        await _post_entries(
+                            conn,
+                            [item.entry for item in posted],
+                            ledger.deltas_of(totals, pairs) if len(posted) == len(fresh) else None,
+                        )
                     parking_now = [
                         (item, verdict)
                         for item, verdict in zip(fresh, plan.verdicts, strict=True)
@@ -495,6 +522,7 @@ class LedgerStore:
                         ]
         except psycopg.errors.CheckViolation as error:
             raise _negative_balance(error) from None
+        self._remember_balance_rows(locked)
         if parked:
             self.parking_changed.set()
         log.debug(
@@ -594,7 +622,11 @@ class LedgerStore:
             by_reference = {row.reference: row for row in rows}
             waiting = [parking.Parked(row.reference, row.entry, row.reason, row.detail) for row in rows]
             entries = [trade.entry for trade in waiting]
-            missing_accounts, missing_assets = await _missing(conn, entries)
+            missing_accounts, missing_assets = await _missing(
+                conn,
+                {p.account_id for e in entries for p in e.postings},
+                {p.asset for e in entries for p in e.postings},
+            )
             balances = await _lock_balances(conn, _known_pairs(entries, missing_accounts, missing_assets))
             try:
                 plan = parking.plan_retry(
@@ -726,6 +758,14 @@ class LedgerStore:
         return problems
 
 
+def _words(values: Collection[str]) -> str:
+    """`values` as one text for string_to_array(%s, ' '): ids (backbone.ids) hold no space."""
+    text = " ".join(values)
+    if values and (not text or text.count(" ") != len(values) - 1):
+        raise ValueError("an id list holds an empty id or one with a space")
+    return text
+
+
 async def _account_exists(conn: psycopg.AsyncConnection[Any], account_id: str) -> bool:
     cursor = await conn.execute("SELECT 1 FROM ledger.accounts WHERE account_id = %s", (account_id,))
     return await cursor.fetchone() is not None
@@ -744,9 +784,9 @@ async def _copy_postings(conn: psycopg.AsyncConnection[Any], entries: Iterable[t
     and the system accounts' ":"), so no value needs COPY's escaping.
     """
     rows = [
-        f"{entry_id}\t{line}\t{posting.account_id}\t{posting.asset}\t{posting.amount}\n"
+        f"{entry_id}\t{line}\t{account}\t{asset}\t{amount}\n"
         for entry_id, entry in entries
-        for line, posting in enumerate(entry.postings, start=1)
+        for line, (account, asset, amount) in enumerate(entry.postings, start=1)
     ]
     async with conn.cursor() as cursor, cursor.copy(_COPY_POSTINGS) as copy:
         await copy.write("".join(rows))
@@ -755,18 +795,29 @@ async def _copy_postings(conn: psycopg.AsyncConnection[Any], entries: Iterable[t
 async def _apply_deltas(
     conn: psycopg.AsyncConnection[Any], deltas: Sequence[tuple[str, str, int]]
 ) -> dict[tuple[str, str], int]:
-    """Add each delta to its balance (creating the row), locking rows in sorted order."""
+    """Add each delta to its balance (creating the row), locking rows in sorted order; the new balances."""
     if not deltas:
         return {}
-    accounts = [account for account, _, _ in deltas]
-    assets = [asset for _, asset, _ in deltas]
-    await conn.execute(_ENSURE_BALANCES, (accounts, assets, [a in ledger.NEGATIVE_ALLOWED for a in accounts]))
-    await conn.execute(_LOCK_BALANCES, (accounts, assets))
-    cursor = await conn.execute(_ADD_TO_BALANCES, (accounts, assets, [d for _, _, d in deltas]))
-    updated = {(account, asset): int(amount) for account, asset, amount in await cursor.fetchall()}
-    if len(updated) != len(deltas):
-        raise RuntimeError(f"balance update touched {len(updated)} rows, expected {len(deltas)}")
-    return updated
+    await _lock_balances(conn, [(account, asset) for account, asset, _ in deltas])
+    cursor = await _add_to_balances(conn, deltas)
+    return {(account, asset): int(amount) for account, asset, amount in await cursor.fetchall()}
+
+
+async def _add_to_balances(
+    conn: psycopg.AsyncConnection[Any], deltas: Sequence[tuple[str, str, int]]
+) -> psycopg.AsyncCursor[Any]:
+    """Add each delta to its balance row (locked already); the cursor of the new balances."""
+    cursor = await conn.execute(
+        _ADD_TO_BALANCES,
+        (
+            _words([account for account, _, _ in deltas]),
+            _words([asset for _, asset, _ in deltas]),
+            " ".join([str(delta) for _, _, delta in deltas]),
+        ),
+    )
+    if cursor.rowcount != len(deltas):  # every row was made and locked first: a bug, so nothing is posted
+        raise RuntimeError(f"balance update touched {cursor.rowcount} rows, expected {len(deltas)}")
+    return cursor
 
 
 async def _unrecorded(
@@ -778,7 +829,11 @@ async def _unrecorded(
         first.setdefault(item.entry.reference, item)
     cursor = await conn.execute(
         _RECORDED,
-        {"references": list(first), "source": source, "sequences": [item.sequence for item in batch]},
+        {
+            "references": _words(first),
+            "source": source,
+            "sequences": " ".join([str(item.sequence) for item in batch]),
+        },
     )
     references: set[str] = set()
     sequences: set[int] = set()
@@ -789,11 +844,11 @@ async def _unrecorded(
     return [item for ref, item in first.items() if ref not in references and item.sequence not in sequences]
 
 
-async def _missing(conn: psycopg.AsyncConnection[Any], entries: Sequence[Entry]) -> tuple[set[str], set[str]]:
-    """The accounts and the assets `entries` name that the ledger does not have."""
-    accounts = sorted({p.account_id for e in entries for p in e.postings})
-    assets = sorted({p.asset for e in entries for p in e.postings})
-    cursor = await conn.execute(_MISSING, (accounts, assets))
+async def _missing(
+    conn: psycopg.AsyncConnection[Any], accounts: Collection[str], assets: Collection[str]
+) -> tuple[set[str], set[str]]:
+    """Which of `accounts` and `assets` the ledger does not have."""
+    cursor = await conn.execute(_MISSING, (sorted(accounts), sorted(assets)))
     missing: dict[str, set[str]] = {"account": set(), "asset": set()}
     for kind, name in await cursor.fetchall():
         missing[kind].add(name)
@@ -812,15 +867,43 @@ def _known_pairs(
 
 
 async def _lock_balances(
-    conn: psycopg.AsyncConnection[Any], pairs: Sequence[tuple[str, str]]
+    conn: psycopg.AsyncConnection[Any],
+    pairs: Sequence[tuple[str, str]],
+    made: Collection[tuple[str, str]] = frozenset(),
 ) -> parking.Balances:
-    """The balances of `pairs` (missing rows made at zero), their rows locked in sorted order."""
+    """The balances of `pairs` (sorted; missing rows made at zero), their rows locked in that order.
+
+    Rows are made before any is locked (writers lock in one order, so none waits for another
+    holding what it needs); those in `made` are known to exist and are not made again. Should one
+    of those be missing after all, it is made and locked then.
+    """
     if not pairs:
         return {}
+    unmade = [pair for pair in pairs if pair not in made]
+    if unmade:
+        await _ensure_balance_rows(conn, unmade)
+    balances = await _read_locked(conn, pairs)
+    if len(balances) != len(pairs):
+        await _ensure_balance_rows(conn, [pair for pair in pairs if pair not in balances])
+        balances = await _read_locked(conn, pairs)
+    return balances
+
+
+async def _ensure_balance_rows(conn: psycopg.AsyncConnection[Any], pairs: Sequence[tuple[str, str]]) -> None:
     accounts = [account for account, _ in pairs]
-    assets = [asset for _, asset in pairs]
-    await conn.execute(_ENSURE_BALANCES, (accounts, assets, [a in ledger.NEGATIVE_ALLOWED for a in accounts]))
-    cursor = await conn.execute(_LOCK_AND_READ_BALANCES, (accounts, assets))
+    await conn.execute(
+        _ENSURE_BALANCES,
+        (accounts, [asset for _, asset in pairs], [a in ledger.NEGATIVE_ALLOWED for a in accounts]),
+    )
+
+
+async def _read_locked(
+    conn: psycopg.AsyncConnection[Any], pairs: Sequence[tuple[str, str]]
+) -> parking.Balances:
+    cursor = await conn.execute(
+        _LOCK_AND_READ_BALANCES,
+        (_words([account for account, _ in pairs]), _words([asset for _, asset in pairs])),
+    )
     return {(account, asset): int(amount) for account, asset, amount in await cursor.fetchall()}
 
 
@@ -834,26 +917,31 @@ async def _halts_of(conn: psycopg.AsyncConnection[Any], accounts: Collection[str
     }
 
 
-async def _post_entries(conn: psycopg.AsyncConnection[Any], entries: Sequence[Entry]) -> list[int]:
-    """Journal `entries` in order (their balance rows locked already); their entry ids, in order."""
+async def _post_entries(
+    conn: psycopg.AsyncConnection[Any],
+    entries: Sequence[Entry],
+    deltas: Sequence[tuple[str, str, int]] | None = None,
+) -> list[int]:
+    """Journal trade `entries` in order (their balance rows locked already); their entry ids, in order.
+
+    Their references and postings are made of checked ids (backbone.ids), which need no COPY
+    escaping. `deltas`: ledger.balance_deltas(entries), when the caller has them already.
+    """
     if not entries:
         return []
-    cursor = await conn.execute(_INSERT_ENTRIES, ([e.kind for e in entries], [e.reference for e in entries]))
-    ids = {reference: int(entry_id) for entry_id, reference in await cursor.fetchall()}
-    if len(ids) != len(entries):  # the locks make this impossible: a bug, so nothing is posted
-        raise RuntimeError(
-            f"{len(entries) - len(ids)} of {len(entries)} trade references were journaled already"
-        )
-    entry_ids = [ids[e.reference] for e in entries]
+    cursor = await conn.execute(_NEW_ENTRY_IDS, (len(entries),))
+    entry_ids = [entry_id for (entry_id,) in await cursor.fetchall()]
+    rows = [
+        f"{entry_id}\t{entry.kind}\t{entry.reference}\n"
+        for entry_id, entry in zip(entry_ids, entries, strict=True)
+    ]
+    async with conn.cursor() as copying, copying.copy(_COPY_ENTRIES) as copy:
+        await copy.write("".join(rows))
     await _copy_postings(conn, zip(entry_ids, entries, strict=True))
-    deltas = ledger.balance_deltas(entries)
+    if deltas is None:
+        deltas = ledger.balance_deltas(entries)
     if deltas:
-        cursor = await conn.execute(
-            _ADD_TO_BALANCES,
-            ([a for a, _, _ in deltas], [asset for _, asset, _ in deltas], [d for _, _, d in deltas]),
-        )
-        if len(await cursor.fetchall()) != len(deltas):
-            raise RuntimeError("a balance row of a trade was not locked before posting")
+        await _add_to_balances(conn, deltas)
     return entry_ids
 
 

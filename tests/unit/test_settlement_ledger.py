@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backbone.common.v1 import common_pb2
 from settlement import ledger
 from settlement.ledger import (
     SYSTEM_EXTERNAL,
@@ -238,7 +240,7 @@ def test_any_trade_nets_to_zero_per_asset(trade: TradeFill) -> None:
 
 
 @given(st.lists(trades(), max_size=20), st.lists(st.tuples(accounts, assets, amounts), max_size=10))
-def test_balance_deltas_of_any_entries_net_to_zero(
+def test_balance_deltas_and_pair_totals_of_any_entries_net_to_zero(
     fills: list[TradeFill], deposits: list[tuple[str, str, int]]
 ) -> None:
     entries = [ledger.trade_entry("s", f) for f in fills] + [
@@ -252,8 +254,80 @@ def test_balance_deltas_of_any_entries_net_to_zero(
     for _, asset, delta in deltas:
         totals[asset] = totals.get(asset, 0) + delta
     assert set(totals.values()) <= {0}
+    # The same from pair totals, which also sum each balance's debits and credits.
+    pairs = ledger.pair_totals(entries)
+    assert ledger.deltas_of(pairs) == ledger.deltas_of(pairs, sorted(pairs)) == deltas
+    postings = [p for e in entries for p in e.postings]
+    assert set(pairs) == {(p.account_id, p.asset) for p in postings}
+    for (account, asset), total in pairs.items():
+        mine = [p.amount for p in postings if (p.account_id, p.asset) == (account, asset)]
+        assert (total.net, total.debits, total.credits) == (
+            sum(mine),
+            sum(a for a in mine if a < 0),
+            sum(a for a in mine if a > 0),
+        )
 
 
 def test_trade_fill_is_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         fill().trade_id = 3  # type: ignore[misc]
+
+
+def _proto(fill: TradeFill) -> common_pb2.Trade:
+    return common_pb2.Trade(**dataclasses.asdict(fill))
+
+
+def _outcome(make: Callable[[], ledger.Entry]) -> ledger.Entry | tuple[str, str, str]:
+    """The entry `make` builds, or the (field, reason, description) of the LedgerError it raises."""
+    try:
+        return make()
+    except LedgerError as error:
+        return (error.field, str(error.reason), error.description)
+
+
+# Mostly well-formed trades (the stream's fast path), with every kind of flaw mixed in; amounts
+# kept within int64, as a protobuf int64 field keeps them.
+int64s = st.integers(min_value=-(1 << 63), max_value=INT64_MAX)
+flawed_accounts = st.one_of(accounts, st.sampled_from(["", "system:fees", "with space", "x" * 65, "é"]))
+flawed_assets = st.one_of(assets, st.sampled_from(["", "btc", "TOOLONGASSETCODE", "US D"]))
+
+
+@st.composite
+def any_trades(draw: st.DrawFn) -> TradeFill:
+    if draw(st.booleans()):
+        trade = draw(trades())
+        edge = draw(st.sampled_from(["none", "no fees", "seller fee is all", "self"]))
+        if edge == "no fees":
+            return dataclasses.replace(trade, buyer_fee=0, seller_fee=0)
+        if edge == "seller fee is all":
+            return dataclasses.replace(trade, seller_fee=trade.quote_amount)
+        if edge == "self":
+            return dataclasses.replace(trade, sell_account_id=trade.buy_account_id)
+        return trade
+    return TradeFill(
+        trade_id=draw(int64s),
+        buy_account_id=draw(flawed_accounts),
+        sell_account_id=draw(flawed_accounts),
+        base_asset=draw(flawed_assets),
+        quote_asset=draw(flawed_assets),
+        base_amount=draw(int64s),
+        quote_amount=draw(int64s),
+        buyer_fee=draw(int64s),
+        seller_fee=draw(int64s),
+    )
+
+
+@settings(max_examples=400)
+@given(any_trades())
+def test_a_well_formed_trade_entry_is_trade_entry_made_faster(trade: TradeFill) -> None:
+    """The same entry (same lines, same types), or None for a trade trade_entry refuses or that
+    has fewer than five lines (trade_entry makes those)."""
+    slow = _outcome(lambda: ledger.trade_entry("trading-0", trade, source_checked=True))
+    for _ in range(2):  # the second time, its ids are known valid
+        fast = ledger.well_formed_trade_entry("trading-0", _proto(trade))
+        if fast is None:
+            assert not isinstance(slow, ledger.Entry) or len(slow.postings) < 5
+        else:
+            assert fast == slow and type(fast) is ledger.Entry
+            assert all(type(p) is Posting for p in fast.postings)
+            ledger.assert_balanced(fast.postings)

@@ -1,6 +1,7 @@
 """The ledger's parking rules (settlement/parking.py), pure: which trades post and which are parked.
 
-Examples pin the rules down; a property test runs random trade sequences through a batch and then
+Examples pin the rules down; a property test holds the batch plan's shortcut (pair totals) to
+the trade-by-trade judgement; another runs random trade sequences through a batch and then
 through retries (after funding every account), as the store does, and checks that no customer
 balance ever goes below zero, that every trade is posted exactly once in the end, and that no
 trade of an account posts before a trade of it that was parked for a cause of its own (the trades
@@ -168,3 +169,47 @@ def test_parked_trades_never_overdraw_and_post_once_in_order_after_retries(
         for t in trades:
             if arrival[t.reference] > arrival[first.reference] and accounts & set(parking.halted_accounts(t)):
                 assert position[t.reference] > position[first.reference], (first.reference, t.reference)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(trade_strategy, min_size=1, max_size=25),
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 30_000)), min_size=4, max_size=4),
+    st.sampled_from(["none", "halted", "unknown account", "unknown asset", "near int64"]),
+)
+def test_the_pair_totals_shortcut_judges_as_the_trade_by_trade_plan(
+    raw: list[tuple[str, str, int, int]], start: list[tuple[int, int]], situation: str
+) -> None:
+    """plan_batch with totals gives the verdicts, halts and balances of the plan without them."""
+    trades = [entry(i + 1, buyer, seller, base, quote) for i, (buyer, seller, base, quote) in enumerate(raw)]
+    balances = funded(**dict(zip(ACCOUNTS, start, strict=True)))
+    if situation == "near int64":
+        balances[("a", "USD")] = ledger.INT64_MAX - 700
+    halts = (
+        {"b": parking.Halt("trade:shard:0", RejectReason.NEGATIVE_BALANCE)} if situation == "halted" else {}
+    )
+    missing = {
+        "missing_accounts": {"c"} if situation == "unknown account" else set(),
+        "missing_assets": {"BTC"} if situation == "unknown asset" else set(),
+    }
+    by_trade = dict(balances)
+    plan = parking.plan_batch(trades, by_trade, halts, **missing)
+    shortcut = dict(balances)
+    fast = parking.plan_batch(trades, shortcut, halts, **missing, totals=ledger.pair_totals(trades))
+    assert fast.verdicts == plan.verdicts
+    assert fast.new_halts == plan.new_halts
+    assert shortcut == by_trade
+
+
+def test_all_post_holds_when_no_order_of_the_trades_leaves_the_limits() -> None:
+    # b buys 10 BTC from a, then sells them back (fees 1 USD each side).
+    trades = [entry(1, "b", "a", base=10, quote=100), entry(2, "a", "b", base=10, quote=100)]
+    totals = ledger.pair_totals(trades)
+    assert parking.all_post(totals, funded(a=(10, 101), b=(10, 101)))
+    # In some order b would sell 10 BTC it does not have yet, or a pay 101 USD it does not have yet.
+    assert not parking.all_post(totals, funded(a=(10, 101), b=(9, 101)))
+    assert not parking.all_post(totals, funded(a=(10, 100), b=(10, 101)))
+    assert not parking.all_post(totals, funded(a=(ledger.INT64_MAX - 5, 101), b=(10, 101)))
+    # Not in this order, though: then the trade-by-trade judgement posts both.
+    plan = parking.plan_batch(trades, funded(a=(10, 101), b=(0, 101)), {}, totals=totals)
+    assert [v.posts for v in plan.verdicts] == [True, True]
