@@ -9,7 +9,7 @@ ids are checked with :mod:`backbone.ids`, the rules every service shares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from backbone import ids
 from backbone.common.v1 import common_pb2
@@ -32,8 +32,8 @@ class MalformedEvent(ValueError):
     """A trading event that cannot be applied as it is; the message says why."""
 
 
-@dataclass(frozen=True)
-class ReserveOp:
+# The operations are named tuples: immutable, and the cheapest to make (one of each per order).
+class ReserveOp(NamedTuple):
     """Hold `amount` of `asset` for an order, if the account has it available."""
 
     account_id: str
@@ -45,16 +45,14 @@ class ReserveOp:
     price_ticks: int
 
 
-@dataclass(frozen=True)
-class ReleaseOp:
+class ReleaseOp(NamedTuple):
     """Drop whatever an order still holds (compensation)."""
 
     account_id: str
     order_id: str
 
 
-@dataclass(frozen=True)
-class Rejection:
+class Rejection(NamedTuple):
     """A command refused before reaching the store."""
 
     order_id: str
@@ -64,8 +62,7 @@ class Rejection:
     amount: int = 0
 
 
-@dataclass(frozen=True)
-class LegOp:
+class LegOp(NamedTuple):
     """One account's share of a trading event, applied at most once (by `op_id`).
 
     `deltas` change the account's totals; the order's reservation becomes
@@ -86,19 +83,39 @@ def op_id(sequence: int, leg: int) -> int:
     return sequence * LEGS_PER_SEQUENCE + leg
 
 
+# Account ids found valid before: the same few recur in every batch, so each is checked once
+# (bounded: forgotten all at once when full).
+_VALID_ACCOUNTS: set[str] = set()
+_VALID_ACCOUNTS_MAX = 100_000
+
+
 def valid_account_id(account_id: str) -> bool:
-    return ids.ACCOUNT_ID.is_valid(account_id)
+    if account_id in _VALID_ACCOUNTS:
+        return True
+    if not ids.ACCOUNT_ID.is_valid(account_id):
+        return False
+    if len(_VALID_ACCOUNTS) >= _VALID_ACCOUNTS_MAX:
+        _VALID_ACCOUNTS.clear()
+    _VALID_ACCOUNTS.add(account_id)
+    return True
 
 
 def valid_asset(asset: str) -> bool:
     return ids.ASSET_CODE.is_valid(asset)
 
 
+_ORDER_ID_MATCH = ids.ORDER_ID.pattern.fullmatch
+_ORDER_ID_MAX = ids.ORDER_ID.max_length
+
+
 def valid_order_id(order_id: str) -> bool:
-    return ids.ORDER_ID.is_valid(order_id)
+    """ids.ORDER_ID.is_valid for text (what a message's field holds), without building a reason."""
+    return 0 < len(order_id) <= _ORDER_ID_MAX and _ORDER_ID_MATCH(order_id) is not None
 
 
 def _check_ids(order_id: str, account_id: str) -> str | None:
+    if valid_order_id(order_id) and valid_account_id(account_id):
+        return None
     problem = ids.order_id_problem(order_id)
     if problem:
         return f"order_id {problem}"
@@ -110,48 +127,40 @@ def _check_ids(order_id: str, account_id: str) -> str | None:
 
 def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> ReserveOp | Rejection:
     """What `reserve` must hold, or why it is refused. `math` is None for an unknown symbol."""
-    problem = _check_ids(reserve.order_id, reserve.account_id)
-    if problem is None and reserve.side not in SIDE_NAMES:
+    # Each field is read once (a message's field is read anew at every access).
+    order_id, side, price, lots = reserve.order_id, reserve.side, reserve.price_ticks, reserve.quantity_lots
+    account_id = reserve.account_id
+    problem = _check_ids(order_id, account_id)
+    if problem is None and side not in SIDE_NAMES:
         problem = "side must be SIDE_BUY or SIDE_SELL"
-    if problem is None and reserve.price_ticks <= 0:
+    if problem is None and price <= 0:
         problem = "price_ticks must be positive"
-    if problem is None and reserve.quantity_lots <= 0:
+    if problem is None and lots <= 0:
         problem = "quantity_lots must be positive"
     if problem is not None:
-        return Rejection(reserve.order_id, RejectReason.INVALID_ORDER, problem)
+        return Rejection(order_id, RejectReason.INVALID_ORDER, problem)
     if math is None:
         return Rejection(
-            reserve.order_id,
-            RejectReason.UNKNOWN_SYMBOL,
-            f"no instrument has the symbol {reserve.symbol[:40]!r}",
+            order_id, RejectReason.UNKNOWN_SYMBOL, f"no instrument has the symbol {reserve.symbol[:40]!r}"
         )
     instrument = math.instrument
-    if instrument.max_price_ticks and reserve.price_ticks > instrument.max_price_ticks:
+    max_price, max_lots = instrument.max_price_ticks, instrument.max_quantity_lots
+    if max_price and price > max_price:
         return Rejection(
-            reserve.order_id,
-            RejectReason.INVALID_ORDER,
-            f"price_ticks above the instrument's maximum of {instrument.max_price_ticks}",
+            order_id, RejectReason.INVALID_ORDER, f"price_ticks above the instrument's maximum of {max_price}"
         )
-    if instrument.max_quantity_lots and reserve.quantity_lots > instrument.max_quantity_lots:
+    if max_lots and lots > max_lots:
         return Rejection(
-            reserve.order_id,
+            order_id,
             RejectReason.INVALID_ORDER,
-            f"quantity_lots above the instrument's maximum of {instrument.max_quantity_lots}",
+            f"quantity_lots above the instrument's maximum of {max_lots}",
         )
-    asset, amount = math.reservation(reserve.side, reserve.price_ticks, reserve.quantity_lots)
+    asset, amount = math.reservation(side, price, lots)
     if not 0 < amount <= INT64_MAX:
         return Rejection(
-            reserve.order_id, RejectReason.INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
+            order_id, RejectReason.INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
         )
-    return ReserveOp(
-        account_id=reserve.account_id,
-        order_id=reserve.order_id,
-        asset=asset,
-        amount=amount,
-        side=SIDE_NAMES[reserve.side],
-        symbol=reserve.symbol,
-        price_ticks=reserve.price_ticks,
-    )
+    return ReserveOp(account_id, order_id, asset, amount, SIDE_NAMES[side], instrument.symbol, price)
 
 
 def plan_release(release: risk_pb2.Release) -> ReleaseOp | Rejection:
@@ -180,6 +189,60 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
     sell_leaves * base_minor_per_lot. A self-trade gives two legs of the same
     account with distinct op ids.
     """
+    # Each field is read once (a message's field is read anew at every access).
+    buy_account, sell_account = trade.buy_account_id, trade.sell_account_id
+    buy_order, sell_order = trade.buy_order_id, trade.sell_order_id
+    base, quote = trade.base_asset, trade.quote_asset
+    base_amount, quote_amount = trade.base_amount, trade.quote_amount
+    buyer_fee, seller_fee = trade.buyer_fee, trade.seller_fee
+    buy_leaves, sell_leaves = trade.buy_leaves_lots, trade.sell_leaves_lots
+    limit = trade.buy_limit_price_ticks
+    instrument = math.instrument
+    if not (
+        sequence > 0
+        and valid_account_id(buy_account)
+        and valid_account_id(sell_account)
+        and valid_order_id(buy_order)
+        and valid_order_id(sell_order)
+        # The instrument's assets are valid codes (risk checks an instrument before keeping it).
+        and base == instrument.base_asset
+        and quote == instrument.quote_asset
+        and min(base_amount, quote_amount, buyer_fee, seller_fee, buy_leaves, sell_leaves, limit) >= 0
+        and seller_fee <= quote_amount
+    ):
+        _refuse_trade(sequence, trade, math)
+    spent, received = quote_amount + buyer_fee, quote_amount - seller_fee
+    buyer = _side(
+        buy_account,
+        sequence,
+        BUYER_LEG,
+        buy_order,
+        (base, base_amount),
+        (quote, -spent),
+        math.buy_reservation(limit, buy_leaves),
+    )
+    seller = _side(
+        sell_account,
+        sequence,
+        SELLER_LEG,
+        sell_order,
+        (quote, received),
+        (base, -base_amount),
+        math.sell_reservation(sell_leaves),
+    )
+    return buyer, seller
+
+
+def _side(
+    account: str, sequence: int, leg: int, order: str, gets: tuple[str, int], pays: tuple[str, int], cap: int
+) -> LegOp:
+    """One side of a trade: what it gets and pays (a zero left out) and its order's cap."""
+    deltas = (gets, pays) if gets[1] and pays[1] else _deltas(gets, pays)
+    return LegOp(account, sequence * LEGS_PER_SEQUENCE + leg, sequence, order, deltas, cap)
+
+
+def _refuse_trade(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> None:
+    """Raise MalformedEvent naming what is wrong with a trade that failed trade_legs' checks."""
     _require(sequence > 0, sequence, "sequence must be positive")
     for name in ("buy_account_id", "sell_account_id"):
         _require(valid_account_id(getattr(trade, name)), sequence, f"trade has a bad {name}")
@@ -204,31 +267,7 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
         sequence,
         f"trade assets {trade.base_asset}/{trade.quote_asset} differ from {instrument.symbol}'s",
     )
-    buy_cap = math.buy_reservation(trade.buy_limit_price_ticks, trade.buy_leaves_lots)
-    sell_cap = math.sell_reservation(trade.sell_leaves_lots)
-    buyer = LegOp(
-        account_id=trade.buy_account_id,
-        op_id=op_id(sequence, BUYER_LEG),
-        sequence=sequence,
-        order_id=trade.buy_order_id,
-        deltas=_deltas(
-            (trade.base_asset, trade.base_amount),
-            (trade.quote_asset, -(trade.quote_amount + trade.buyer_fee)),
-        ),
-        reservation_cap=buy_cap,
-    )
-    seller = LegOp(
-        account_id=trade.sell_account_id,
-        op_id=op_id(sequence, SELLER_LEG),
-        sequence=sequence,
-        order_id=trade.sell_order_id,
-        deltas=_deltas(
-            (trade.quote_asset, trade.quote_amount - trade.seller_fee),
-            (trade.base_asset, -trade.base_amount),
-        ),
-        reservation_cap=sell_cap,
-    )
-    return buyer, seller
+    raise MalformedEvent(f"event {sequence}: trade refused")
 
 
 def _drop_leg(sequence: int, account_id: str, order_id: str, kind: str) -> LegOp:
@@ -295,8 +334,7 @@ def halt_op(event: risk_pb2.LedgerEvent) -> tuple[str, int, bool]:
     return event.account_id, op_id(sequence, 0), event.kind == risk_pb2.LEDGER_EVENT_KIND_HALT
 
 
-@dataclass(frozen=True)
-class OpenOrderHold:
+class OpenOrderHold(NamedTuple):
     """What one open order holds in a rebuilt state (trading's snapshot)."""
 
     account_id: str

@@ -33,7 +33,6 @@ CURSOR_KEYS = "risk:cursor:*"
 
 TOTAL, RESERVED = "total", "reserved"
 
-_ORDER_KEY = re.compile(r"risk:\{(?P<account>[^}]+)\}:order:(?P<order>.+)")
 _BALANCES_KEY = re.compile(r"risk:\{(?P<account>[^}]+)\}:balances")
 _CURSOR_PREFIX = "risk:cursor:"
 
@@ -91,8 +90,15 @@ def balance_field(asset: str, kind: str) -> str:
 
 def parse_order_key(key: str) -> tuple[str, str] | None:
     """(account id, order id) of an order key; None for any other key."""
-    matched = _ORDER_KEY.fullmatch(key)
-    return (matched["account"], matched["order"]) if matched else None
+    # risk:{<account, no '}'>}:order:<order, one line>, read without a regular expression (a
+    # listing parses thousands).
+    if not key.startswith("risk:{"):
+        return None
+    end = key.find("}:order:", 6)
+    account, order = key[6:end], key[end + 8 :]
+    if end < 7 or "}" in account or not order or "\n" in order:
+        return None
+    return account, order
 
 
 def parse_balances_key(key: str) -> str | None:

@@ -88,29 +88,34 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[risk_pb2.StreamReservationsResponse]:
         async for request in request_iterator:
-            results = await self.reserve_batch(request.commands)
-            yield risk_pb2.StreamReservationsResponse(sequence=request.sequence, results=results)
+            yield await self.reserve_batch(request.commands, request.sequence)
 
     async def reserve_batch(
-        self, commands: Sequence[risk_pb2.ReservationCommand]
-    ) -> list[risk_pb2.ReservationResult]:
-        """One result per command, in order; the store work is one Redis round trip."""
+        self, commands: Sequence[risk_pb2.ReservationCommand], sequence: int = 0
+    ) -> risk_pb2.StreamReservationsResponse:
+        """The answer to a batch: one result per command, in order; the store work is one Redis round trip."""
         store, instruments = self._ready()
         state = self._risk_state()
+        response = risk_pb2.StreamReservationsResponse(sequence=sequence)
         epoch = state.ready_epoch
         if epoch is None:  # each command is answered: the stream stays up through a rebuild
-            return _all_refused(commands, RejectReason.RISK_REBUILDING)
-        symbols = {c.reserve.symbol for c in commands if c.WhichOneof("command") == "reserve"}
+            _all_refused(response, commands, RejectReason.RISK_REBUILDING)
+            return response
+        kinds = [command.WhichOneof("command") for command in commands]
+        reserves = [
+            command.reserve if kind == "reserve" else None
+            for command, kind in zip(commands, kinds, strict=True)
+        ]
+        symbols = {reserve.symbol for reserve in reserves if reserve is not None}
         maths: dict[str, InstrumentMath] = {}
         if symbols:
             # A symbol risk has not learned from trading's events is UNKNOWN_SYMBOL (plan_reserve).
             with _redis_errors():
                 maths = await instruments.lookup(symbols)
         planned: list[ReserveOp | ReleaseOp | Rejection] = []
-        for command in commands:
-            kind = command.WhichOneof("command")
-            if kind == "reserve":
-                planned.append(exposure.plan_reserve(command.reserve, maths.get(command.reserve.symbol)))
+        for command, kind, reserve in zip(commands, kinds, reserves, strict=True):
+            if reserve is not None:
+                planned.append(exposure.plan_reserve(reserve, maths.get(reserve.symbol)))
             elif kind == "release":
                 planned.append(exposure.plan_release(command.release))
             else:
@@ -124,36 +129,34 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             # The state is gone under this batch: what it held there is gone with it, so the
             # whole batch is refused (a reserve that was held is released by the rebuild).
             state.stale()
-            return _all_refused(commands, RejectReason.RISK_REBUILDING)
+            del response.results[:]
+            _all_refused(response, commands, RejectReason.RISK_REBUILDING)
+            return response
         outcomes = iter(outcomes_list)
-        results = []
+        add = response.results.add
         for plan in planned:
             if isinstance(plan, Rejection):
                 log.debug("command refused", order_id=plan.order_id, reason=plan.reason, why=plan.message)
-                results.append(
-                    risk_pb2.ReservationResult(
-                        order_id=plan.order_id,
-                        accepted=False,
-                        reject_reason=RejectReason(plan.reason).number,
-                        asset=plan.asset,
-                        amount=plan.amount,
-                    )
+                add(
+                    order_id=plan.order_id,
+                    accepted=False,
+                    reject_reason=_reason_number(plan.reason),
+                    asset=plan.asset,
+                    amount=plan.amount,
                 )
                 continue
             outcome = next(outcomes)
             if not outcome.accepted:
                 log.debug("reserve refused", order_id=plan.order_id, reason=outcome.reason)
-            results.append(
-                risk_pb2.ReservationResult(
-                    order_id=plan.order_id,
-                    accepted=outcome.accepted,
-                    reject_reason=RejectReason(outcome.reason or RejectReason.UNSPECIFIED).number,
-                    asset=outcome.asset,
-                    amount=outcome.amount,
-                    epoch=epoch,
-                )
+            add(
+                order_id=plan.order_id,
+                accepted=outcome.accepted,
+                reject_reason=_reason_number(outcome.reason),
+                asset=outcome.asset,
+                amount=outcome.amount,
+                epoch=epoch,
             )
-        return results
+        return response
 
     # Trading events -------------------------------------------------------
 
@@ -284,8 +287,14 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         """
         store, instruments = self._ready()
         source, epoch, cursor = stream.source, stream.epoch, stream.cursor
-        last = max(event.sequence for event in events)
-        fresh = [event for event in events if event.sequence > cursor]
+        sequences = [event.sequence for event in events]
+        last = max(sequences)
+        # Each event's sequence and kind, read once.
+        fresh = [
+            (sequence, event.WhichOneof("event"), event)
+            for sequence, event in zip(sequences, events, strict=True)
+            if sequence > cursor
+        ]
         learned = _instruments_of(fresh)
         if learned:
             stored = await store.apply_instruments(source, learned, epoch)
@@ -316,42 +325,41 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         return stream.cursor
 
     async def _legs(
-        self, events: Sequence[risk_pb2.TradingEvent], balance_only_through: int = 0
+        self, events: Sequence[tuple[int, str | None, risk_pb2.TradingEvent]], balance_only_through: int = 0
     ) -> list[LegOp]:
+        """The legs of (sequence, kind, event) of trading events, in order."""
         _, instruments = self._ready()
-        symbols = {e.trade.symbol for e in events if e.WhichOneof("event") == "trade"}
+        trades = [event.trade if kind == "trade" else None for _, kind, event in events]
+        symbols = {trade.symbol for trade in trades if trade is not None}
         maths: dict[str, InstrumentMath] = {}
         if symbols:
             maths = await instruments.lookup(symbols)
         legs: list[LegOp] = []
         try:
-            for event in events:
-                kind = event.WhichOneof("event")
-                if kind == "trade":
-                    math = maths.get(event.trade.symbol)
+            for (sequence, kind, event), trade in zip(events, trades, strict=True):
+                if trade is not None:
+                    math = maths.get(trade.symbol)
                     if math is None:
-                        log.error(
-                            "trade of an unknown symbol", sequence=event.sequence, symbol=event.trade.symbol
-                        )
+                        log.error("trade of an unknown symbol", sequence=sequence, symbol=trade.symbol)
                         raise failed_precondition(
                             RejectReason.UNKNOWN_SYMBOL,
-                            f"event {event.sequence} trades {event.trade.symbol!r}, "
+                            f"event {sequence} trades {trade.symbol!r}, "
                             "an instrument risk has not learned from trading's events",
                         )
-                    sides = exposure.trade_legs(event.sequence, event.trade, math)
-                    if event.sequence <= balance_only_through:
+                    sides = exposure.trade_legs(sequence, trade, math)
+                    if sequence <= balance_only_through:
                         legs.extend(exposure.balance_only(leg) for leg in sides)
                     else:
                         legs.extend(sides)
                 elif kind == "order_released":
-                    if event.sequence > balance_only_through:  # else the open orders already reflect it
-                        legs.append(exposure.release_leg(event.sequence, event.order_released))
+                    if sequence > balance_only_through:  # else the open orders already reflect it
+                        legs.append(exposure.release_leg(sequence, event.order_released))
                 elif kind == "order_fenced":
-                    legs.append(exposure.fence_leg(event.sequence, event.order_fenced))
+                    legs.append(exposure.fence_leg(sequence, event.order_fenced))
                 elif kind in ("instrument_created", "risk_epoch_changed"):
                     continue  # stored before the legs (apply_events); a mark that changes nothing
                 else:
-                    log.warning("trading event of no known kind skipped", sequence=event.sequence)
+                    log.warning("trading event of no known kind skipped", sequence=sequence)
         except exposure.MalformedEvent as error:
             log.error("malformed trading event; stopping", error=str(error))
             raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
@@ -533,17 +541,28 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
 
 def _all_refused(
-    commands: Sequence[risk_pb2.ReservationCommand], reason: RejectReason
-) -> list[risk_pb2.ReservationResult]:
+    response: risk_pb2.StreamReservationsResponse,
+    commands: Sequence[risk_pb2.ReservationCommand],
+    reason: RejectReason,
+) -> None:
     """Every command of a batch refused for one reason (the state it needs is not there)."""
-    return [
-        risk_pb2.ReservationResult(
+    number = reason.number
+    for command in commands:
+        response.results.add(
             order_id=command.reserve.order_id or command.release.order_id,
             accepted=False,
-            reject_reason=reason.number,
+            reject_reason=number,
         )
-        for command in commands
-    ]
+
+
+# Each reason's proto number by name (the store answers reasons by name).
+_REASON_NUMBERS = {reason.value: reason.number for reason in RejectReason}
+
+
+def _reason_number(reason: str) -> common_pb2.RejectReason:
+    """The proto number of a reason given by name ("" is UNSPECIFIED)."""
+    number = _REASON_NUMBERS.get(reason or RejectReason.UNSPECIFIED)
+    return RejectReason(reason).number if number is None else number
 
 
 class _TradingStream:
@@ -560,21 +579,23 @@ class _TradingStream:
 
 
 def _instruments_of(
-    events: Sequence[risk_pb2.TradingEvent],
+    events: Sequence[tuple[int, str | None, risk_pb2.TradingEvent]],
 ) -> list[tuple[int, common_pb2.Instrument]]:
-    """(sequence, instrument) of each instrument event; MALFORMED_EVENT for one risk cannot use."""
+    """(sequence, instrument) of each instrument event of (sequence, kind, event); MALFORMED_EVENT
+    for one risk cannot use."""
     learned = []
-    for event in events:
-        if event.WhichOneof("event") == "instrument_created":
-            problem = instrument_problem(event.instrument_created)
+    for sequence, kind, event in events:
+        if kind == "instrument_created":
+            instrument = event.instrument_created
+            problem = instrument_problem(instrument)
             if problem is not None:
-                log.error("malformed instrument event; stopping", sequence=event.sequence, why=problem)
+                log.error("malformed instrument event; stopping", sequence=sequence, why=problem)
                 raise invalid_field(
                     "events",
                     RejectReason.MALFORMED_EVENT,
-                    f"event {event.sequence} creates an instrument risk cannot use: {problem}",
+                    f"event {sequence} creates an instrument risk cannot use: {problem}",
                 )
-            learned.append((event.sequence, event.instrument_created))
+            learned.append((sequence, instrument))
     return learned
 
 

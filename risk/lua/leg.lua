@@ -3,8 +3,8 @@
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:{acct}:applied   KEYS[3] risk:epoch
 -- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th leg
 -- ARGV[1] source   ARGV[2] the caller's epoch
--- then each leg: op id (sequence*4 + leg), reservation cap, the number of deltas, and that many
--- pairs of asset, signed delta of that asset's total. The cap: the order's reservation becomes
+-- then one argument per leg: '<op id> <reservation cap>' followed by ' <asset> <delta>' for each
+-- signed delta of an asset's total (op id: sequence*4 + leg). The cap: the order's reservation becomes
 -- min(current, cap), and the order key goes when it reaches 0; '-1' leaves the reservation alone
 -- (a trade already in a rebuilt state's open orders, a deposit).
 -- Returns -1 when the caller's epoch is gone (nothing changed); the number of legs applied when
@@ -26,10 +26,29 @@ local was_applied, was_halted = applied, halted
 -- Orders by key: {asset, amount held, whether it changed} or false (none); the keys read, in order.
 local orders, touched = {}, {}
 local answers, applied_count, refused = {}, 0, false
-local k, i = 4, 3
-while i <= #ARGV do
-  local op, cap = ARGV[i], ARGV[i + 1]
-  local first, last = i + 3, i + 2 + 2 * tonumber(ARGV[i + 2])
+-- A leg's op id, cap and {asset, delta, asset, delta...}.
+local function parse(leg)
+  local op, cap, a, x, b, y = string.match(leg, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  if op then -- the common case: a trade's side moves two assets
+    return op, cap, {a, x, b, y}
+  end
+  local rest
+  op, cap, rest = string.match(leg, '^(%S+) (%S+)(.*)$')
+  local deltas = {}
+  for asset, delta in string.gmatch(rest or '', ' (%S+) (%S+)') do
+    deltas[#deltas + 1] = asset
+    deltas[#deltas + 1] = delta
+  end
+  return op, cap, deltas
+end
+
+for n = 3, #ARGV do
+  local k = n + 1
+  local op, cap, deltas = parse(ARGV[n])
+  if not op then
+    return redis.error_reply('malformed leg ' .. ARGV[n])
+  end
+  local first, last = 1, #deltas
   if applied and ge(applied, op) then
     answers[#answers + 1] = '0'
   elseif halted and halted ~= op then
@@ -39,26 +58,26 @@ while i <= #ARGV do
     -- The totals move one delta at a time; the ones moved are moved back if the leg is refused.
     local problem, moved, totals = nil, first, {}
     for j = first, last, 2 do
-      local total = redis.pcall('HINCRBY', balances, ARGV[j] .. ':total', ARGV[j + 1])
+      local total = redis.pcall('HINCRBY', balances, deltas[j] .. ':total', deltas[j + 1])
       if type(total) == 'table' then
-        problem = 'OVERFLOW ' .. ARGV[j]
+        problem = 'OVERFLOW ' .. deltas[j]
         break
       end
-      totals[ARGV[j]] = total
+      totals[deltas[j]] = total
       moved = j + 2
     end
     if not problem then
       for j = first, last, 2 do
-        if totals[ARGV[j]] < 0 then
-          local value = redis.call('HGET', balances, ARGV[j] .. ':total')
-          problem = 'NEGATIVE_TOTAL ' .. ARGV[j] .. ' ' .. value
+        if totals[deltas[j]] < 0 then
+          local value = redis.call('HGET', balances, deltas[j] .. ':total')
+          problem = 'NEGATIVE_TOTAL ' .. deltas[j] .. ' ' .. value
           break
         end
       end
     end
     if problem then
       for j = moved - 2, first, -2 do
-        redis.call('HINCRBY', balances, ARGV[j] .. ':total', neg(ARGV[j + 1]))
+        redis.call('HINCRBY', balances, deltas[j] .. ':total', neg(deltas[j + 1]))
       end
       halted = op
       answers[#answers + 1] = '-1 ' .. problem
@@ -94,8 +113,6 @@ while i <= #ARGV do
       answers[#answers + 1] = '1'
     end
   end
-  i = last + 1
-  k = k + 1
 end
 
 for _, key in ipairs(touched) do

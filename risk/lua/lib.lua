@@ -102,8 +102,16 @@ end
 
 -- a >= b for canonical integer strings, either of which may be negative.
 local function ge(a, b)
-  if #a < 16 and #b < 16 then -- both exact in doubles
+  local a_length, b_length = #a, #b
+  if a_length < 16 and b_length < 16 then -- both exact in doubles
     return tonumber(a) >= tonumber(b)
+  end
+  local a_negative, b_negative = is_negative(a), is_negative(b)
+  if a_negative ~= b_negative then
+    return b_negative
+  end
+  if a_length ~= b_length then -- of one sign: the longer is the larger in magnitude
+    return (a_length > b_length) ~= a_negative
   end
   local a_high, a_low = limbs(a)
   local b_high, b_low = limbs(b)

@@ -5,7 +5,8 @@
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:epoch   KEYS[3] risk:ready
 -- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th op
 -- ARGV[1] the caller's epoch   ARGV[2] now, in milliseconds (when reservations are made)
--- then each op: 'R' asset amount (positive) side symbol price_ticks, or 'L' (a release)
+-- then one argument per op: 'R <asset> <amount (positive)> <side> <symbol> <price_ticks>', or 'L'
+-- (a release)
 -- Returns -1 when the caller's epoch is gone (nothing changed: a rebuild restores only open
 -- orders); otherwise one string, the ops' answers joined by '|' (the cheapest answer to read back;
 -- asset codes and reasons have no '|' or spaces):
@@ -45,12 +46,11 @@ local function set(field, value)
   values[field] = value
 end
 
--- Orders by key: {asset, first answer's amount, amount held} or false (none); whether it was
--- there before; the ARGV index of the op that created it here; the keys read, in order.
-local orders, existed, created, touched = {}, {}, {}, {}
-local k, i = 4, 3
-while i <= #ARGV do
-  local key = KEYS[k]
+-- Orders by key: {asset, first answer's amount, amount held} or false (none); whether a release
+-- dropped it; the fields of the reserve that created it here; the keys read, in order.
+local orders, dropped, created, touched = {}, {}, {}, {}
+for i = 3, #ARGV do
+  local key = KEYS[i + 1]
   local order = orders[key]
   if order == nil then
     order = false
@@ -59,13 +59,12 @@ while i <= #ARGV do
       if got[1] then
         order = {got[1], got[2] or got[3], got[3]}
       end
-      existed[key] = true
     end
     orders[key] = order
     touched[#touched + 1] = key
   end
-  if ARGV[i] == 'R' then
-    local asset, amount = ARGV[i + 1], ARGV[i + 2]
+  local asset, amount, side, symbol, price = string.match(ARGV[i], '^R (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  if asset then
     if not ready then
       refuse({0, 'RISK_REBUILDING'})
     elseif order then
@@ -79,27 +78,27 @@ while i <= #ARGV do
         if reserved and fits_int64(reserved) and ge(values[total_field], reserved) then
           set(reserved_field, reserved)
           orders[key] = {asset, amount, amount}
-          created[key] = i
+          created[key] = {asset, amount, side, symbol, price}
           answers[#answers + 1] = '+'
         else
           refuse({0, 'INSUFFICIENT_BALANCE'})
         end
       end
     end
-    i = i + 6
-  else
+  elseif ARGV[i] == 'L' then
     if order then
       local _, reserved_field = load(order[1])
       set(reserved_field, add(values[reserved_field], neg(order[3])))
       orders[key] = false
       created[key] = nil
+      dropped[key] = true
       answers[#answers + 1] = '-' .. order[1] .. ' ' .. order[3]
     else
       answers[#answers + 1] = '-'
     end
-    i = i + 1
+  else
+    return redis.error_reply('malformed op ' .. ARGV[i])
   end
-  k = k + 1
 end
 
 if #changed > 0 then
@@ -111,12 +110,11 @@ if #changed > 0 then
   redis.call('HSET', balances, unpack(pairs_))
 end
 for _, key in ipairs(touched) do
-  local at = created[key]
-  if at then
-    local amount = ARGV[at + 2]
-    redis.call('HSET', key, 'asset', ARGV[at + 1], 'amount', amount, 'original', amount,
-      'side', ARGV[at + 3], 'symbol', ARGV[at + 4], 'price_ticks', ARGV[at + 5], 'reserved_at', now)
-  elseif existed[key] and not orders[key] then
+  local new = created[key]
+  if new then
+    redis.call('HSET', key, 'asset', new[1], 'amount', new[2], 'original', new[2],
+      'side', new[3], 'symbol', new[4], 'price_ticks', new[5], 'reserved_at', now)
+  elseif dropped[key] then
     redis.call('DEL', key)
   end
 end

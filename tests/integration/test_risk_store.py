@@ -539,6 +539,27 @@ async def test_concurrent_reserves_never_over_reserve(redis_url: str) -> None:
             await c.aclose()
 
 
+async def test_a_large_batch_and_its_listing_are_read_back_whole(store: ReadyStore) -> None:
+    # Thousands of replies, well past one read of the connection: each reply cut across reads
+    # is read whole, and none is lost or shifted.
+    accounts = [unique("many") for _ in range(40)]
+    for account in accounts:
+        await store.deposit(account, "USD", 10**6)
+    ops = [plain_reserve(accounts[n % 40], f"big-{n}", "USD", 1 + n % 7) for n in range(4000)]
+    outcomes = await store.run_reservations(ops)
+    assert [(o.accepted, o.amount) for o in outcomes] == [(True, 1 + n % 7) for n in range(4000)]
+    listed: dict[tuple[str, str], dict[str, str]] = {}
+    cursor = 0
+    while True:
+        page, cursor = await store.reservations_page(cursor, 5000)
+        listed.update({(account, order): fields for account, order, fields in page})
+        if not cursor:
+            break
+    for n, op in enumerate(ops):
+        fields = listed[(op.account_id, op.order_id)]
+        assert (fields["asset"], fields["amount"], fields["symbol"]) == ("USD", str(1 + n % 7), "X-Y")
+
+
 async def test_scripts_are_loaded_again_after_redis_forgets_them(
     store: ReadyStore, client: redis.Redis
 ) -> None:
