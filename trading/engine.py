@@ -356,12 +356,15 @@ class Engine:
         )
         return Outcome([record], [], stored)
 
-    def _order_problem(self, command: trading_pb2.NewOrder, *, journaled: bool) -> RejectReason | None:
-        """Why a new order is refused, or None. A journaled order was accepted once: its ids were
-        checked by the rules of its day, which a later, stricter rule must not undo at replay."""
-        order_id = command.order_id
+    def _order_problem(
+        self, command: trading_pb2.NewOrder, order: OrderState, *, journaled: bool
+    ) -> RejectReason | None:
+        """Why a new order is refused, or None; `order` is the command as an OrderState (its fields
+        read once). A journaled order was accepted once: its ids were checked by the rules of its
+        day, which a later, stricter rule must not undo at replay."""
+        order_id = order.order_id
         if not journaled:
-            account_id, client_order_id = command.account_id, command.client_order_id
+            account_id, client_order_id = order.account_id, order.client_order_id
             # IdRule.is_valid, spelled out (a string field, so only length and pattern remain).
             if not (
                 0 < len(order_id) <= _ORDER_ID_MAX
@@ -379,15 +382,15 @@ class Engine:
             return RejectReason.DUPLICATE_ORDER_ID
         if order_id in self.fences:
             return RejectReason.ORDER_FENCED
-        instrument = self.instruments.get(command.symbol)
+        instrument = self.instruments.get(order.symbol)
         if instrument is None:
             return RejectReason.UNKNOWN_SYMBOL
         if (
-            command.side not in (BUY, SELL)
+            order.side not in (BUY, SELL)
             or command.type not in (common_pb2.ORDER_TYPE_UNSPECIFIED, _LIMIT)
             or command.time_in_force not in (common_pb2.TIME_IN_FORCE_UNSPECIFIED, _GTC)
-            or not 1 <= command.price_ticks <= instrument.max_price_ticks
-            or not instrument.min_quantity_lots <= command.quantity_lots <= instrument.max_quantity_lots
+            or not 1 <= order.price_ticks <= instrument.max_price_ticks
+            or not instrument.min_quantity_lots <= order.quantity_lots <= instrument.max_quantity_lots
         ):
             return RejectReason.INVALID_ORDER
         return None
@@ -406,22 +409,26 @@ class Engine:
         made by `report`, in the order they happened (accepted first, then each fill's taker and
         maker reports); those of an order that traded carry its last trade's sequence.
         """
-        problem = self._order_problem(command, journaled=journaled)
+        order = OrderState(command, timestamp_ns)  # kept only when accepted
+        problem = self._order_problem(command, order, journaled=journaled)
         if problem is not None:
             return Outcome([], [_rejected_new_order(command, problem, timestamp_ns, report)])
-        client_key = (command.account_id, command.client_order_id)
+        client_key = (order.account_id, order.client_order_id)
         holder_id = self.client_orders.get(client_key)
         if holder_id is not None and not journaled:
             # A journaled duplicate (accepted before this rule) replays; the index keeps the first.
             return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns, report)
-        timestamp_ns = self._clock(timestamp_ns)
-        order = OrderState(command, timestamp_ns)
+        clocked = self._clock(timestamp_ns)
+        if clocked != timestamp_ns:
+            timestamp_ns = order.created_ns = order.updated_ns = clocked
         symbol = order.symbol
         self.orders[order.order_id] = order
         if holder_id is None:
             self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
-        records = [JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, new_order=command)]
+        record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
+        record.new_order.MergeFrom(command)  # into the empty field: a copy, cheaper than new_order=
+        records = [record]
         accepted = order.fields()  # as accepted, before it matched
         fills = self.books[symbol].submit(order)
         if not fills:
