@@ -40,6 +40,11 @@ from gateway.reported import ReportedSequences
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
 REACH_WAIT_SECONDS = 2.5
+# Unary calls the gateway has under way to one service at a time; more wait for a slot. A burst
+# (thousands of resent orders whose client order ids are held, each confirmed with a GetOrder)
+# would otherwise open thousands of calls at once, and past about a thousand concurrent calls
+# gRPC cancels some of them (CANCELLED) instead of queueing them.
+MAX_CALLS_IN_FLIGHT = 256
 
 # The reason a call to each service gets when that service cannot be reached.
 UNAVAILABLE_REASONS = {
@@ -75,6 +80,7 @@ class Backends:
     _callees: dict[int, tuple[str, grpc.aio.Channel | None]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _slots: dict[str | None, asyncio.Semaphore] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Which service (and channel) each stub method calls, so a failure can name it.
@@ -87,9 +93,24 @@ class Backends:
                 self._callees[id(method)] = (name, channel)
 
     async def call(self, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
-        """A unary call to another service with the deadline and request id; failures relayed."""
+        """A unary call to another service with the deadline and request id; failures relayed.
+
+        At most MAX_CALLS_IN_FLIGHT to one service at a time: a call waits for a slot, up to
+        its deadline (then UNAVAILABLE with the service's reason: nothing was sent).
+        """
         service, channel = self._callees.get(id(method), (None, None))
-        return await call_unary(self.settings, method, request, service=service, channel=channel)
+        slots = self._slots.get(service)
+        if slots is None:
+            slots = self._slots[service] = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        timeout = float(self.settings.call_timeout_seconds)
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout)
+        except TimeoutError:
+            raise _busy(service or "the service", timeout) from None
+        try:
+            return await call_unary(self.settings, method, request, service=service, channel=channel)
+        finally:
+            slots.release()
 
 
 GetBackends = Callable[[], Backends]
@@ -162,3 +183,11 @@ async def unreachable(channel: grpc.aio.Channel | None, wait_seconds: float = RE
     except TimeoutError:
         return True
     return False
+
+
+def _busy(service: str, timeout_seconds: float) -> ServiceError:
+    return unavailable(
+        UNAVAILABLE_REASONS.get(service, RejectReason.UNSPECIFIED),
+        f"{service} is busy: {MAX_CALLS_IN_FLIGHT} calls to it were under way for {timeout_seconds:g}s; "
+        "nothing was sent; retry",
+    )

@@ -156,6 +156,35 @@ def test_a_batch_sent_again_after_a_dropped_stream_is_answered_with_the_original
     invariants_hold(system.database_url, system.redis_url)
 
 
+def test_thousands_of_orders_sent_again_at_once_are_each_answered_with_the_original(
+    system: System, market: Gateway
+) -> None:
+    """A client resends its whole window after a dropped stream: every client order id is held,
+    and each is confirmed with trading at once (beyond a thousand concurrent calls, gRPC cancels
+    some: the gateway bounds its calls instead of failing those orders)."""
+    _, api_key = funded_account(market, {"USD": "100000"})
+    orders = [order("SOL-USD", BUY, "2.50", "1", client_order_id=unique("storm")) for _ in range(3000)]
+    first = OrderStream(market.channel, api_key)
+    for start in range(0, len(orders), 1000):
+        first.send(*[submit(request) for request in orders[start : start + 1000]])
+    first.wait_results(len(orders), 120)
+    first.cut()
+    placed = {result.client_order_id: result.order.order_id for result in first.results.values()}
+    assert len(placed) == len(orders)
+
+    second = OrderStream(market.channel, api_key)
+    try:
+        for start in range(0, len(orders), 1000):
+            second.send(*[submit(request) for request in orders[start : start + 1000]])
+        second.wait_results(len(orders), 120)
+    finally:
+        second.cut()
+    refused = [r.message for r in second.results.values() if r.code != OK]
+    assert not refused, (len(refused), refused[:3])
+    assert {r.client_order_id: r.order.order_id for r in second.results.values()} == placed
+    assert resting(market, api_key, "2.50") == Decimal(len(orders))  # each order once
+
+
 def resting(gateway: Gateway, api_key: str, price: str) -> Decimal:
     book = gateway.public.GetOrderBook(
         gateway_pb2.GetOrderBookRequest(symbol="SOL-USD", depth=1000), metadata=key(api_key)
