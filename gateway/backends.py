@@ -42,8 +42,8 @@ from gateway.reported import ReportedSequences
 REACH_WAIT_SECONDS = 2.5
 # Unary calls the gateway has under way to one service at a time; more wait for a slot. A burst
 # (thousands of resent orders whose client order ids are held, each confirmed with a GetOrder)
-# would otherwise open thousands of calls at once, and past about a thousand concurrent calls
-# gRPC cancels some of them (CANCELLED) instead of queueing them.
+# would otherwise open thousands of calls at once on the service (whose gRPC server, before its
+# pending-call limit was raised, cancelled some past a thousand: see backbone.runtime.server).
 MAX_CALLS_IN_FLIGHT = 256
 
 # The reason a call to each service gets when that service cannot be reached.

@@ -106,9 +106,19 @@ class BindError(RuntimeError):
     """The listen address could not be bound."""
 
 
+# Calls that arrived and wait to be taken up by the server's loop. gRPC's defaults (1,000, and
+# 3,000 as a hard limit) cancel calls past them at random (the caller sees CANCELLED, as if it
+# had given up itself): a burst of a few thousand concurrent unary calls lost some. The services
+# bound their own work (flow control on streams, bounded queues) and say RESOURCE_EXHAUSTED or
+# UNAVAILABLE when full; this is only a backstop against a flood.
+MAX_PENDING_CALLS = 50_000
+
+
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.so_reuseport", 0),
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),

@@ -204,3 +204,26 @@ async def test_an_app_that_says_not_serving_during_start_is_not_overruled() -> N
             assert own.status == health_pb2.HealthCheckResponse.SERVING  # not claimed: the runtime's
     finally:
         await running.stop()
+
+
+async def test_thousands_of_concurrent_calls_are_all_served() -> None:
+    """gRPC's server cancels calls past 1,000 waiting to be taken up (its default pending-request
+    limit): a burst of concurrent calls must be queued and served, not answered CANCELLED."""
+    running = RunningServer(ProbeApp(), settings())
+    await running.start("127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            echo = channel.unary_unary(f"/{SERVICE}/RequestId")
+            await echo(b"")
+
+            async def call() -> str:
+                try:
+                    await echo(b"", timeout=30)
+                except grpc.aio.AioRpcError as error:
+                    return error.code().name
+                return "OK"
+
+            outcomes = await asyncio.gather(*(call() for _ in range(4000)))
+    finally:
+        await running.stop()
+    assert {outcome: outcomes.count(outcome) for outcome in set(outcomes)} == {"OK": 4000}
