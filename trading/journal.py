@@ -7,7 +7,10 @@ is either wholly journaled or not at all. The COPY's binary stream is built here
 one buffer and handed to PostgreSQL in one write (psycopg's ``write_row`` would
 adapt each row and cost an await per row, which dominated a large batch). Startup reads every row back in
 sequence order to replay it; the outboxes read trades (for settlement) or
-trades, releases, fences and instrument creations (for risk) after a sequence.
+trades, releases, fences, instrument creations and risk epochs (for risk) after a sequence,
+only to catch up (they send what was just committed from memory). Indexes and checks cost
+every append: the table keeps its primary key, a length check on the kind and settlement's
+trades-only partial index (migrations/006_cheaper_rows.sql says why not more).
 """
 
 from __future__ import annotations
