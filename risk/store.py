@@ -3,9 +3,10 @@
 Keys are hashed per account (the account id is the hash tag), so every
 script touches one slot and Redis Cluster works; risk/keys.py names them all.
 
-Every batch is one pipeline of EVALSHA calls (one round trip). Scripts are
-loaded with SCRIPT LOAD at start and loaded again when Redis answers NOSCRIPT
-(after a restart or SCRIPT FLUSH).
+Every batch is one pipeline of EVALSHA calls (one round trip), one call per
+account (all of the account's reservations, or legs, of the batch: one slot),
+each answering with one reply. Scripts are loaded with SCRIPT LOAD at start and
+loaded again when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ Call = tuple[str, Sequence[str], Sequence[str]]
 
 # The fields of an order's reservation a listing shows (ListReservations).
 RESERVATION_FIELDS = ("symbol", "asset", "amount", "reserved_at")
+# An HMGET of them in Redis's protocol: what comes before the key, and after it.
+_HMGET_HEAD = f"*{2 + len(RESERVATION_FIELDS)}\r\n$5\r\nHMGET\r\n"
+_HMGET_FIELDS = "".join(f"${len(field)}\r\n{field}\r\n" for field in RESERVATION_FIELDS)
 
 
 def _pack(commands: Sequence[Sequence[str]]) -> bytes:
@@ -105,6 +109,19 @@ def _reply(buffer: bytes, start: int, parser: Any, decode: bool) -> tuple[Any, i
             return None, end + 2
         items, position = [], end + 2
         for _ in range(count):
+            if buffer[position : position + 1] == b"$":  # a bulk string, read here (the usual item)
+                end = buffer.find(b"\r\n", position)
+                if end < 0:
+                    raise _Incomplete
+                length = int(buffer[position + 1 : end])
+                if length >= 0:
+                    stop = end + 2 + length
+                    if len(buffer) < stop + 2:
+                        raise _Incomplete
+                    value = buffer[end + 2 : stop]
+                    items.append(value.decode() if decode else value)
+                    position = stop + 2
+                    continue
             item, position = _reply(buffer, position, parser, decode)
             items.append(item)
         return items, position
@@ -270,7 +287,10 @@ class RiskStore:
         """Send `commands` in one write on one connection; their answers in order (errors in place)."""
         if not commands:
             return []
-        data = _pack(commands)
+        return await self._exchange(_pack(commands), len(commands))
+
+    async def _exchange(self, data: bytes, count: int) -> list[Any]:
+        """Send `data` (`count` commands in Redis's protocol) in one write; the `count` answers."""
         pool = self.client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -278,7 +298,7 @@ class RiskStore:
             # One deadline (the connection's socket timeout) for the whole batch's answers, not one
             # timeout context per answer.
             async with asyncio.timeout(connection.socket_timeout):
-                return await _read_replies(connection, len(commands))
+                return await _read_replies(connection, count)
         except BaseException:
             await connection.disconnect()
             raise
@@ -603,21 +623,24 @@ class RiskStore:
         ((next_cursor, keys),) = await self._send(
             [("SCAN", str(cursor), "MATCH", ORDER_KEYS, "COUNT", str(count))]
         )
-        parsed = [(str(key), parse_order_key(str(key))) for key in keys]
-        wanted = [(key, names) for key, names in parsed if names is not None]
-        found = await self._send([("HMGET", key, *RESERVATION_FIELDS) for key, _ in wanted])
-        for values in found:
+        wanted = [(key, names) for key in keys if (names := parse_order_key(key)) is not None]
+        if not wanted:
+            return [], int(next_cursor)
+        # One HMGET per order, put together here: the same fields after each key.
+        text = "".join([f"{_HMGET_HEAD}${len(key)}\r\n{key}\r\n{_HMGET_FIELDS}" for key, _ in wanted])
+        if text.isascii():  # then a string's length is its length in bytes
+            found = await self._exchange(text.encode(), len(wanted))
+        else:
+            found = await self._send([("HMGET", key, *RESERVATION_FIELDS) for key, _ in wanted])
+        page = []
+        for (_, (account, order)), values in zip(wanted, found, strict=True):
             if isinstance(values, Exception):
                 raise values
-        page = [
-            (
-                names[0],
-                names[1],
-                {f: v for f, v in zip(RESERVATION_FIELDS, values, strict=True) if v is not None},
-            )
-            for (_, names), values in zip(wanted, found, strict=True)
-            if any(value is not None for value in values)
-        ]
+            if None not in values:
+                page.append((account, order, dict(zip(RESERVATION_FIELDS, values, strict=True))))
+            elif any(value is not None for value in values):
+                fields = {f: v for f, v in zip(RESERVATION_FIELDS, values, strict=True) if v is not None}
+                page.append((account, order, fields))
         return page, int(next_cursor)
 
     async def account_figures(self, account_id: str) -> list[AssetFigures]:
