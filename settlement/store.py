@@ -99,56 +99,6 @@ ORDER BY b.account_id COLLATE "C", b.asset COLLATE "C"
 FOR UPDATE OF b
 """
 
-# A whole batch in one statement, when nothing stands in its way: none of its trades is recorded
-# (journaled or parked), none of its accounts is halted, every balance row it posts to exists (so
-# do its accounts and assets), and every balance stays within its limits even if all its debits
-# (or all its credits) came first: parking.all_post's rule, under which every trade posts in any
-# order. Then the balance rows, locked in (account, asset) byte order, get their net changes, and
-# the answer is `clear` with ids for the entries, taken from their sequence (the entries and their
-# postings are COPYed next). Otherwise nothing is written (the rows stay locked) and the batch
-# takes the trade-by-trade way. Pairs come as parallel lists: account, asset, net, debits, credits.
-_POST_IF_CLEAR = """
-WITH pairs AS (
-  SELECT * FROM unnest(
-    string_to_array(%(accounts)s, ' '), string_to_array(%(assets)s, ' '),
-    string_to_array(%(nets)s, ' ')::numeric[], string_to_array(%(debits)s, ' ')::numeric[],
-    string_to_array(%(credits)s, ' ')::numeric[]
-  ) AS p(account_id, asset, net, debits, credits)
-),
-locked AS MATERIALIZED (
-  SELECT b.account_id, b.asset, b.amount, b.allow_negative, p.net, p.debits, p.credits
-  FROM ledger.balances b JOIN pairs p ON b.account_id = p.account_id AND b.asset = p.asset
-  ORDER BY b.account_id COLLATE "C", b.asset COLLATE "C"
-  FOR UPDATE OF b
-),
-verdict AS MATERIALIZED (
-  SELECT (SELECT count(*) FROM locked) = %(pair_count)s
-     AND NOT EXISTS (
-       SELECT 1 FROM locked
-       WHERE (amount + debits < 0 AND NOT allow_negative) OR amount + credits > %(int64_max)s)
-     AND NOT EXISTS (
-       SELECT 1 FROM ledger.journal_entries WHERE reference = ANY(string_to_array(%(references)s, ' ')))
-     AND NOT EXISTS (
-       SELECT 1 FROM ledger.parked_trades
-       WHERE reference = ANY(string_to_array(%(references)s, ' '))
-          OR (source = %(source)s AND sequence = ANY(string_to_array(%(sequences)s, ' ')::bigint[])))
-     AND NOT EXISTS (
-       SELECT 1 FROM ledger.account_halts WHERE account_id = ANY(string_to_array(%(accounts)s, ' ')))
-     AS clear
-),
-changed AS (
-  UPDATE ledger.balances b SET amount = b.amount + l.net, updated_at = now()
-  FROM locked l, verdict
-  WHERE verdict.clear AND l.net <> 0 AND b.account_id = l.account_id AND b.asset = l.asset
-  RETURNING 1
-)
-SELECT verdict.clear,
-       (SELECT string_agg(nextval('ledger.journal_entries_entry_id_seq')::text, ' ')
-        FROM generate_series(1, %(entry_count)s) WHERE verdict.clear),
-       (SELECT count(*) FROM changed)
-FROM verdict
-"""
-
 # Batches share this advisory lock; a retry of a parked trade holds it alone.
 _PARKING_LOCK = int.from_bytes(hashlib.sha256(b"backbone-ledger-parking").digest()[:8], "big", signed=True)
 
@@ -509,29 +459,20 @@ class LedgerStore:
         advances to the batch's highest sequence (never backwards): parked trades count as
         delivered. A CHECK violation (the judgement and the table disagree: a bug) still refuses
         the whole batch, NEGATIVE_BALANCE, with nothing posted.
-
-        The usual batch (nothing recorded or halted, every balance within its limits in any order
-        of its trades) is checked, locked and applied in one statement (_POST_IF_CLEAR); any other
-        takes the trade-by-trade way, with the same result.
         """
         if not batch:
             return BatchResult(await self.applied_sequence(source))
         last = max(item.sequence for item in batch)
         parked: list[ParkedNotice] = []
         posted: list[TradeToPost] = []
-        locked: Collection[tuple[str, str]] = ()
+        locked: parking.Balances = {}
         try:
             async with self._pool().connection() as conn, conn.transaction():
                 cursor = await conn.execute(_LOCK_AND_ADVANCE_CURSOR, (source, last, _PARKING_LOCK))
                 row = await cursor.fetchone()
                 assert row is not None
                 applied = int(row[0])
-                cleared = await _post_if_clear(conn, source, batch, self._balance_rows)
-                fresh: list[TradeToPost] = []
-                if cleared is not None:
-                    posted, locked = list(batch), cleared
-                else:
-                    fresh = await _unrecorded(conn, source, batch)
+                fresh = await _unrecorded(conn, source, batch)
                 if fresh:
                     entries = [item.entry for item in fresh]
                     totals = ledger.pair_totals(entries)
@@ -836,36 +777,17 @@ async def _missing_assets(conn: psycopg.AsyncConnection[Any], assets: Collection
     return sorted(set(assets) - found)
 
 
-async def _copy_entries(
-    conn: psycopg.AsyncConnection[Any], entry_ids: Sequence[int | str], entries: Sequence[Entry]
-) -> None:
-    """Journal `entries` under `entry_ids` (one COPY each for the entries and their postings)."""
-    rows = [f"{i}\t{kind}\t{reference}\n" for i, (kind, reference, _) in zip(entry_ids, entries, strict=True)]
-    async with conn.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
-        await copy.write("".join(rows))
-    await _copy_postings(conn, zip(entry_ids, entries, strict=True))
-
-
-async def _copy_postings(
-    conn: psycopg.AsyncConnection[Any], entries: Iterable[tuple[int | str, Entry]]
-) -> None:
+async def _copy_postings(conn: psycopg.AsyncConnection[Any], entries: Iterable[tuple[int, Entry]]) -> None:
     """Every posting of `entries` in one COPY, its text built here and written in one go.
 
     Account ids and asset codes are checked ids (backbone.ids: letters, digits, ".", "_", "-",
-    and the system accounts' ":"), so no value needs COPY's escaping. A trade's five lines (the
-    usual entry) are written with one format.
+    and the system accounts' ":"), so no value needs COPY's escaping.
     """
-    rows: list[str] = []
-    add = rows.append
-    for i, (_, _, postings) in entries:
-        if len(postings) == 5:
-            (a1, s1, m1), (a2, s2, m2), (a3, s3, m3), (a4, s4, m4), (a5, s5, m5) = postings
-            add(
-                f"{i}\t1\t{a1}\t{s1}\t{m1}\n{i}\t2\t{a2}\t{s2}\t{m2}\n{i}\t3\t{a3}\t{s3}\t{m3}\n"
-                f"{i}\t4\t{a4}\t{s4}\t{m4}\n{i}\t5\t{a5}\t{s5}\t{m5}\n"
-            )
-        else:
-            add("".join([f"{i}\t{n}\t{a}\t{s}\t{m}\n" for n, (a, s, m) in enumerate(postings, start=1)]))
+    rows = [
+        f"{entry_id}\t{line}\t{account}\t{asset}\t{amount}\n"
+        for entry_id, entry in entries
+        for line, (account, asset, amount) in enumerate(entry.postings, start=1)
+    ]
     async with conn.cursor() as cursor, cursor.copy(_COPY_POSTINGS) as copy:
         await copy.write("".join(rows))
 
@@ -896,57 +818,6 @@ async def _add_to_balances(
     if cursor.rowcount != len(deltas):  # every row was made and locked first: a bug, so nothing is posted
         raise RuntimeError(f"balance update touched {cursor.rowcount} rows, expected {len(deltas)}")
     return cursor
-
-
-async def _post_if_clear(
-    conn: psycopg.AsyncConnection[Any],
-    source: str,
-    batch: Sequence[TradeToPost],
-    made: Collection[tuple[str, str]],
-) -> list[tuple[str, str]] | None:
-    """Post the whole batch in one statement (_POST_IF_CLEAR) when nothing stands in its way; the
-    (account, asset) balance rows it changed, or None when it wrote nothing (then the batch goes
-    trade by trade). Not tried for a batch that repeats a trade id or posts to a balance row not
-    known to exist (rows are made before any is locked: see _lock_balances)."""
-    entries = [item.entry for item in batch]
-    references = [entry.reference for entry in entries]
-    if len(set(references)) != len(references):
-        return None
-    totals = ledger.pair_totals(entries)
-    pairs = sorted(totals)
-    if not all(pair in made for pair in pairs):
-        return None
-    sums = [totals[pair] for pair in pairs]
-    cursor = await conn.execute(
-        _POST_IF_CLEAR,
-        {
-            "references": _words(references),
-            "sequences": " ".join([str(item.sequence) for item in batch]),
-            "source": source,
-            "accounts": _words([account for account, _ in pairs]),
-            "assets": _words([asset for _, asset in pairs]),
-            "nets": " ".join([str(total.net) for total in sums]),
-            "debits": " ".join([str(total.debits) for total in sums]),
-            "credits": " ".join([str(total.credits) for total in sums]),
-            "pair_count": len(pairs),
-            "entry_count": len(entries),
-            "int64_max": ledger.INT64_MAX,
-        },
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    clear, ids, changed = row
-    if not clear:
-        return None
-    entry_ids = ids.split()
-    changes = sum(1 for total in sums if total.net)
-    if len(entry_ids) != len(entries) or changed != changes:  # a bug: nothing is posted
-        raise RuntimeError(
-            f"a cleared batch got {len(entry_ids)} ids for {len(entries)} entries and changed "
-            f"{changed} of {changes} balances"
-        )
-    await _copy_entries(conn, entry_ids, entries)
-    return pairs
 
 
 async def _unrecorded(
@@ -1060,7 +931,13 @@ async def _post_entries(
         return []
     cursor = await conn.execute(_NEW_ENTRY_IDS, (len(entries),))
     entry_ids = [entry_id for (entry_id,) in await cursor.fetchall()]
-    await _copy_entries(conn, entry_ids, entries)
+    rows = [
+        f"{entry_id}\t{entry.kind}\t{entry.reference}\n"
+        for entry_id, entry in zip(entry_ids, entries, strict=True)
+    ]
+    async with conn.cursor() as copying, copying.copy(_COPY_ENTRIES) as copy:
+        await copy.write("".join(rows))
+    await _copy_postings(conn, zip(entry_ids, entries, strict=True))
     if deltas is None:
         deltas = ledger.balance_deltas(entries)
     if deltas:
