@@ -27,7 +27,6 @@ from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
-import grpc
 import structlog
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
@@ -39,6 +38,7 @@ from backbone.runtime.errors import ServiceError, unavailable
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, unreachable
+from gateway.order_lookups import OrderLookups
 from gateway.resolver import FENCED, OutcomeResolver, resolve_orders
 
 log = structlog.get_logger("backbone.gateway")
@@ -171,6 +171,7 @@ class OrderSaga:
         self._unclaim: AsyncScript | None = None
         self._repoint: AsyncScript | None = None
         self._resolver: OutcomeResolver | None = None
+        self._lookups: OrderLookups | None = None
         # Orders of submissions under way in this process (from the claim to the answer), each
         # with the event set when it is answered.
         self._in_flight: dict[str, asyncio.Event] = {}
@@ -382,14 +383,9 @@ class OrderSaga:
     ) -> tuple[common_pb2.Order | None, bool]:
         """(the holder, False) when trading has it; (None, True) when it is fenced; else (None, False)."""
         try:
-            response = await backends.call(
-                backends.trading.GetOrder, trading_pb2.GetOrderRequest(order_id=holder_id)
-            )
+            return await self._lookups_for(backends).find(holder_id)
         except ServiceError as error:
-            if error.code == grpc.StatusCode.NOT_FOUND:
-                return None, error.reason == RejectReason.ORDER_FENCED
             raise refusals.holder_unconfirmed(order.client_order_id, holder_id, error) from None
-        return response.order, False
 
     async def _place_many(
         self, backends: Backends, entries: Sequence[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]]
@@ -565,6 +561,13 @@ class OrderSaga:
             self._claim = backends.redis.register_script(_CLAIM_SCRIPT)
             self._unclaim = backends.redis.register_script(_UNCLAIM_SCRIPT)
         return self._claim, self._unclaim
+
+    def _lookups_for(self, backends: Backends) -> OrderLookups:
+        """Trading's word on held client order ids' orders, the lookups of one loop turn together."""
+        lookups = self._lookups
+        if lookups is None or lookups.backends is not backends:
+            lookups = self._lookups = OrderLookups(backends)
+        return lookups
 
     def _resolver_for(self, backends: Backends) -> OutcomeResolver:
         """This process's outcome resolver, started with the backends it resolves through."""

@@ -155,19 +155,37 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             )
         return trading_pb2.GetOrderResponse(order=order)
 
+    async def GetOrders(
+        self, request: trading_pb2.GetOrdersRequest, context: Any
+    ) -> trading_pb2.GetOrdersResponse:
+        """Each order's state (unset when unknown) and whether it was fenced; nothing changes."""
+        order_ids = request.order_ids
+        _check_order_count("order_ids", len(order_ids))
+        for index, order_id in enumerate(order_ids):
+            if not order_id:
+                raise invalid_field(f"order_ids[{index}]", RejectReason.REQUIRED, "is required")
+        engine = self._engine
+
+        def run(*_: object) -> trading_pb2.GetOrdersResponse:
+            response = trading_pb2.GetOrdersResponse()
+            for order_id in order_ids:
+                lookup = response.lookups.add()
+                order = engine.order_message(order_id)
+                if order is not None:
+                    lookup.order.CopyFrom(order)
+                else:
+                    lookup.fenced = order_id in engine.fences
+            return response
+
+        answer: trading_pb2.GetOrdersResponse = await self._loop.call(run)
+        return answer
+
     async def ResolveOrders(
         self, request: trading_pb2.ResolveOrdersRequest, context: Any
     ) -> trading_pb2.ResolveOrdersResponse:
         """Each order: FOUND with its state when journaled, else fenced (journaled) and FENCED."""
         orders = request.orders
-        if not orders:
-            raise invalid_field("orders", RejectReason.REQUIRED, "name at least one order")
-        if len(orders) > MAX_ORDERS_TO_RESOLVE:
-            raise invalid_field(
-                "orders",
-                RejectReason.TOO_MANY_COMMANDS,
-                f"has {len(orders)} orders; at most {MAX_ORDERS_TO_RESOLVE} fit in one request",
-            )
+        _check_order_count("orders", len(orders))
         for index, item in enumerate(orders):
             for name, rule in (("order_id", ids.ORDER_ID), ("account_id", ids.ACCOUNT_ID)):
                 problem = rule.problem(getattr(item, name))
@@ -265,6 +283,18 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             symbol=symbol,
             bids=[trading_pb2.PriceLevel(price_ticks=p, quantity_lots=q, order_count=n) for p, q, n in bids],
             asks=[trading_pb2.PriceLevel(price_ticks=p, quantity_lots=q, order_count=n) for p, q, n in asks],
+        )
+
+
+def _check_order_count(field: str, count: int) -> None:
+    """A request names at least one order and at most MAX_ORDERS_TO_RESOLVE."""
+    if not count:
+        raise invalid_field(field, RejectReason.REQUIRED, "name at least one order")
+    if count > MAX_ORDERS_TO_RESOLVE:
+        raise invalid_field(
+            field,
+            RejectReason.TOO_MANY_COMMANDS,
+            f"has {count} orders; at most {MAX_ORDERS_TO_RESOLVE} fit in one request",
         )
 
 

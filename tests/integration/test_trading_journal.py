@@ -585,6 +585,19 @@ async def test_resolve_orders_fences_what_was_never_journaled_and_replay_keeps_f
         assert result.reports[0].reject_reason == RejectReason.ORDER_FENCED.number
         missing = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="lost")))
         assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORDER_FENCED")
+        # GetOrders says the same of several orders at once, and fences nothing.
+        looked = await trading.stub.GetOrders(
+            trading_pb2.GetOrdersRequest(order_ids=["live", "lost", "nope"])
+        )
+        live, lost, nope = looked.lookups
+        assert (live.order.order_id, live.order.leaves_lots, live.fenced) == ("live", 2, False)
+        assert (lost.HasField("order"), lost.fenced) == (False, True)
+        assert (nope.HasField("order"), nope.fenced) == (False, False)
+        for bad, field in (([], "order_ids"), (["live", ""], "order_ids[1]")):
+            refusal = await refused(trading.stub.GetOrders(trading_pb2.GetOrdersRequest(order_ids=bad)))
+            assert (refusal.code, refusal.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED")
+            assert [v.field for v in refusal.violations] == [field]
+        assert len(journal_rows(database_url)) == 3  # nothing journaled by the lookups
 
         # A client order id held by a journaled order: the same order again gets the original,
         # another order gets DUPLICATE_CLIENT_ORDER_ID naming it; neither is journaled.

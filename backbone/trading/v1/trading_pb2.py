@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from backbone.common.v1 import common_pb2 as backbone_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!backbone/trading/v1/trading.proto\x12\x13\x62\x61\x63kbone.trading.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\xa6\x02\n\x08NewOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12&\n\x04side\x18\x05 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12+\n\x04type\x18\x06 \x01(\x0e\x32\x1d.backbone.common.v1.OrderType\x12\x36\n\rtime_in_force\x18\x07 \x01(\x0e\x32\x1f.backbone.common.v1.TimeInForce\x12\x13\n\x0bprice_ticks\x18\x08 \x01(\x03\x12\x15\n\rquantity_lots\x18\t \x01(\x03\x12\x12\n\nrisk_epoch\x18\n \x01(\t\"!\n\x10RiskEpochChanged\x12\r\n\x05\x65poch\x18\x01 \x01(\t\"3\n\x0b\x43\x61ncelOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"\x87\x01\n\x0cOrderCommand\x12\x32\n\tnew_order\x18\x01 \x01(\x0b\x32\x1d.backbone.trading.v1.NewOrderH\x00\x12\x38\n\x0c\x63\x61ncel_order\x18\x02 \x01(\x0b\x32 .backbone.trading.v1.CancelOrderH\x00\x42\t\n\x07\x63ommand\"\\\n\x13StreamOrdersRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x33\n\x08\x63ommands\x18\x02 \x03(\x0b\x32!.backbone.trading.v1.OrderCommand\"E\n\rCommandResult\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backbone.common.v1.ExecutionReport\"]\n\x14StreamOrdersResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x33\n\x07results\x18\x02 \x03(\x0b\x32\".backbone.trading.v1.CommandResult\"\x1c\n\x1aSubscribeExecutionsRequest\"S\n\x1bSubscribeExecutionsResponse\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backbone.common.v1.ExecutionReport\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.backbone.common.v1.Order\"6\n\x0eOrderToResolve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"K\n\x14ResolveOrdersRequest\x12\x33\n\x06orders\x18\x01 \x03(\x0b\x32#.backbone.trading.v1.OrderToResolve\"\x82\x01\n\x0fOrderResolution\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x33\n\nresolution\x18\x02 \x01(\x0e\x32\x1f.backbone.trading.v1.Resolution\x12(\n\x05order\x18\x03 \x01(\x0b\x32\x19.backbone.common.v1.Order\"N\n\x15ResolveOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.backbone.trading.v1.OrderResolution\"M\n\x17\x43reateInstrumentRequest\x12\x32\n\ninstrument\x18\x01 \x01(\x0b\x32\x1e.backbone.common.v1.Instrument\"N\n\x18\x43reateInstrumentResponse\x12\x32\n\ninstrument\x18\x01 \x01(\x0b\x32\x1e.backbone.common.v1.Instrument\"\x18\n\x16ListInstrumentsRequest\"N\n\x17ListInstrumentsResponse\x12\x33\n\x0binstruments\x18\x01 \x03(\x0b\x32\x1e.backbone.common.v1.Instrument\"4\n\x13GetOrderBookRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"M\n\nPriceLevel\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x15\n\rquantity_lots\x18\x02 \x01(\x03\x12\x13\n\x0border_count\x18\x03 \x01(\r\"\x84\x01\n\x14GetOrderBookResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12-\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x1f.backbone.trading.v1.PriceLevel\x12-\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x1f.backbone.trading.v1.PriceLevel\"\xd4\x03\n\rJournalRecord\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x14\n\x0ctimestamp_ns\x18\x02 \x01(\x03\x12<\n\x12instrument_created\x18\x03 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x12\x32\n\tnew_order\x18\x04 \x01(\x0b\x32\x1d.backbone.trading.v1.NewOrderH\x00\x12\x38\n\x0c\x63\x61ncel_order\x18\x05 \x01(\x0b\x32 .backbone.trading.v1.CancelOrderH\x00\x12*\n\x05trade\x18\x06 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x07 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12\x37\n\x0corder_fenced\x18\x08 \x01(\x0b\x32\x1f.backbone.common.v1.OrderFencedH\x00\x12\x43\n\x12risk_epoch_changed\x18\x14 \x01(\x0b\x32%.backbone.trading.v1.RiskEpochChangedH\x00\x42\x08\n\x06record*U\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RESOLUTION_FOUND\x10\x01\x12\x15\n\x11RESOLUTION_FENCED\x10\x02\x32\xfa\x05\n\x0eTradingService\x12g\n\x0cStreamOrders\x12(.backbone.trading.v1.StreamOrdersRequest\x1a).backbone.trading.v1.StreamOrdersResponse(\x01\x30\x01\x12z\n\x13SubscribeExecutions\x12/.backbone.trading.v1.SubscribeExecutionsRequest\x1a\x30.backbone.trading.v1.SubscribeExecutionsResponse0\x01\x12W\n\x08GetOrder\x12$.backbone.trading.v1.GetOrderRequest\x1a%.backbone.trading.v1.GetOrderResponse\x12\x66\n\rResolveOrders\x12).backbone.trading.v1.ResolveOrdersRequest\x1a*.backbone.trading.v1.ResolveOrdersResponse\x12o\n\x10\x43reateInstrument\x12,.backbone.trading.v1.CreateInstrumentRequest\x1a-.backbone.trading.v1.CreateInstrumentResponse\x12l\n\x0fListInstruments\x12+.backbone.trading.v1.ListInstrumentsRequest\x1a,.backbone.trading.v1.ListInstrumentsResponse\x12\x63\n\x0cGetOrderBook\x12(.backbone.trading.v1.GetOrderBookRequest\x1a).backbone.trading.v1.GetOrderBookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!backbone/trading/v1/trading.proto\x12\x13\x62\x61\x63kbone.trading.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\xa6\x02\n\x08NewOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12&\n\x04side\x18\x05 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12+\n\x04type\x18\x06 \x01(\x0e\x32\x1d.backbone.common.v1.OrderType\x12\x36\n\rtime_in_force\x18\x07 \x01(\x0e\x32\x1f.backbone.common.v1.TimeInForce\x12\x13\n\x0bprice_ticks\x18\x08 \x01(\x03\x12\x15\n\rquantity_lots\x18\t \x01(\x03\x12\x12\n\nrisk_epoch\x18\n \x01(\t\"!\n\x10RiskEpochChanged\x12\r\n\x05\x65poch\x18\x01 \x01(\t\"3\n\x0b\x43\x61ncelOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"\x87\x01\n\x0cOrderCommand\x12\x32\n\tnew_order\x18\x01 \x01(\x0b\x32\x1d.backbone.trading.v1.NewOrderH\x00\x12\x38\n\x0c\x63\x61ncel_order\x18\x02 \x01(\x0b\x32 .backbone.trading.v1.CancelOrderH\x00\x42\t\n\x07\x63ommand\"\\\n\x13StreamOrdersRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x33\n\x08\x63ommands\x18\x02 \x03(\x0b\x32!.backbone.trading.v1.OrderCommand\"E\n\rCommandResult\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backbone.common.v1.ExecutionReport\"]\n\x14StreamOrdersResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x33\n\x07results\x18\x02 \x03(\x0b\x32\".backbone.trading.v1.CommandResult\"\x1c\n\x1aSubscribeExecutionsRequest\"S\n\x1bSubscribeExecutionsResponse\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backbone.common.v1.ExecutionReport\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"<\n\x10GetOrderResponse\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.backbone.common.v1.Order\"%\n\x10GetOrdersRequest\x12\x11\n\torder_ids\x18\x01 \x03(\t\"G\n\x0bOrderLookup\x12(\n\x05order\x18\x01 \x01(\x0b\x32\x19.backbone.common.v1.Order\x12\x0e\n\x06\x66\x65nced\x18\x02 \x01(\x08\"F\n\x11GetOrdersResponse\x12\x31\n\x07lookups\x18\x01 \x03(\x0b\x32 .backbone.trading.v1.OrderLookup\"6\n\x0eOrderToResolve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"K\n\x14ResolveOrdersRequest\x12\x33\n\x06orders\x18\x01 \x03(\x0b\x32#.backbone.trading.v1.OrderToResolve\"\x82\x01\n\x0fOrderResolution\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x33\n\nresolution\x18\x02 \x01(\x0e\x32\x1f.backbone.trading.v1.Resolution\x12(\n\x05order\x18\x03 \x01(\x0b\x32\x19.backbone.common.v1.Order\"N\n\x15ResolveOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.backbone.trading.v1.OrderResolution\"M\n\x17\x43reateInstrumentRequest\x12\x32\n\ninstrument\x18\x01 \x01(\x0b\x32\x1e.backbone.common.v1.Instrument\"N\n\x18\x43reateInstrumentResponse\x12\x32\n\ninstrument\x18\x01 \x01(\x0b\x32\x1e.backbone.common.v1.Instrument\"\x18\n\x16ListInstrumentsRequest\"N\n\x17ListInstrumentsResponse\x12\x33\n\x0binstruments\x18\x01 \x03(\x0b\x32\x1e.backbone.common.v1.Instrument\"4\n\x13GetOrderBookRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"M\n\nPriceLevel\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x15\n\rquantity_lots\x18\x02 \x01(\x03\x12\x13\n\x0border_count\x18\x03 \x01(\r\"\x84\x01\n\x14GetOrderBookResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12-\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x1f.backbone.trading.v1.PriceLevel\x12-\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x1f.backbone.trading.v1.PriceLevel\"\xd4\x03\n\rJournalRecord\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x14\n\x0ctimestamp_ns\x18\x02 \x01(\x03\x12<\n\x12instrument_created\x18\x03 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x12\x32\n\tnew_order\x18\x04 \x01(\x0b\x32\x1d.backbone.trading.v1.NewOrderH\x00\x12\x38\n\x0c\x63\x61ncel_order\x18\x05 \x01(\x0b\x32 .backbone.trading.v1.CancelOrderH\x00\x12*\n\x05trade\x18\x06 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x07 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12\x37\n\x0corder_fenced\x18\x08 \x01(\x0b\x32\x1f.backbone.common.v1.OrderFencedH\x00\x12\x43\n\x12risk_epoch_changed\x18\x14 \x01(\x0b\x32%.backbone.trading.v1.RiskEpochChangedH\x00\x42\x08\n\x06record*U\n\nResolution\x12\x1a\n\x16RESOLUTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RESOLUTION_FOUND\x10\x01\x12\x15\n\x11RESOLUTION_FENCED\x10\x02\x32\xd6\x06\n\x0eTradingService\x12g\n\x0cStreamOrders\x12(.backbone.trading.v1.StreamOrdersRequest\x1a).backbone.trading.v1.StreamOrdersResponse(\x01\x30\x01\x12z\n\x13SubscribeExecutions\x12/.backbone.trading.v1.SubscribeExecutionsRequest\x1a\x30.backbone.trading.v1.SubscribeExecutionsResponse0\x01\x12W\n\x08GetOrder\x12$.backbone.trading.v1.GetOrderRequest\x1a%.backbone.trading.v1.GetOrderResponse\x12Z\n\tGetOrders\x12%.backbone.trading.v1.GetOrdersRequest\x1a&.backbone.trading.v1.GetOrdersResponse\x12\x66\n\rResolveOrders\x12).backbone.trading.v1.ResolveOrdersRequest\x1a*.backbone.trading.v1.ResolveOrdersResponse\x12o\n\x10\x43reateInstrument\x12,.backbone.trading.v1.CreateInstrumentRequest\x1a-.backbone.trading.v1.CreateInstrumentResponse\x12l\n\x0fListInstruments\x12+.backbone.trading.v1.ListInstrumentsRequest\x1a,.backbone.trading.v1.ListInstrumentsResponse\x12\x63\n\x0cGetOrderBook\x12(.backbone.trading.v1.GetOrderBookRequest\x1a).backbone.trading.v1.GetOrderBookResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backbone.trading.v1.trading_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOLUTION']._serialized_start=2438
-  _globals['_RESOLUTION']._serialized_end=2523
+  _globals['_RESOLUTION']._serialized_start=2622
+  _globals['_RESOLUTION']._serialized_end=2707
   _globals['_NEWORDER']._serialized_start=92
   _globals['_NEWORDER']._serialized_end=386
   _globals['_RISKEPOCHCHANGED']._serialized_start=388
@@ -56,30 +56,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERREQUEST']._serialized_end=1024
   _globals['_GETORDERRESPONSE']._serialized_start=1026
   _globals['_GETORDERRESPONSE']._serialized_end=1086
-  _globals['_ORDERTORESOLVE']._serialized_start=1088
-  _globals['_ORDERTORESOLVE']._serialized_end=1142
-  _globals['_RESOLVEORDERSREQUEST']._serialized_start=1144
-  _globals['_RESOLVEORDERSREQUEST']._serialized_end=1219
-  _globals['_ORDERRESOLUTION']._serialized_start=1222
-  _globals['_ORDERRESOLUTION']._serialized_end=1352
-  _globals['_RESOLVEORDERSRESPONSE']._serialized_start=1354
-  _globals['_RESOLVEORDERSRESPONSE']._serialized_end=1432
-  _globals['_CREATEINSTRUMENTREQUEST']._serialized_start=1434
-  _globals['_CREATEINSTRUMENTREQUEST']._serialized_end=1511
-  _globals['_CREATEINSTRUMENTRESPONSE']._serialized_start=1513
-  _globals['_CREATEINSTRUMENTRESPONSE']._serialized_end=1591
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=1593
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=1617
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=1619
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=1697
-  _globals['_GETORDERBOOKREQUEST']._serialized_start=1699
-  _globals['_GETORDERBOOKREQUEST']._serialized_end=1751
-  _globals['_PRICELEVEL']._serialized_start=1753
-  _globals['_PRICELEVEL']._serialized_end=1830
-  _globals['_GETORDERBOOKRESPONSE']._serialized_start=1833
-  _globals['_GETORDERBOOKRESPONSE']._serialized_end=1965
-  _globals['_JOURNALRECORD']._serialized_start=1968
-  _globals['_JOURNALRECORD']._serialized_end=2436
-  _globals['_TRADINGSERVICE']._serialized_start=2526
-  _globals['_TRADINGSERVICE']._serialized_end=3288
+  _globals['_GETORDERSREQUEST']._serialized_start=1088
+  _globals['_GETORDERSREQUEST']._serialized_end=1125
+  _globals['_ORDERLOOKUP']._serialized_start=1127
+  _globals['_ORDERLOOKUP']._serialized_end=1198
+  _globals['_GETORDERSRESPONSE']._serialized_start=1200
+  _globals['_GETORDERSRESPONSE']._serialized_end=1270
+  _globals['_ORDERTORESOLVE']._serialized_start=1272
+  _globals['_ORDERTORESOLVE']._serialized_end=1326
+  _globals['_RESOLVEORDERSREQUEST']._serialized_start=1328
+  _globals['_RESOLVEORDERSREQUEST']._serialized_end=1403
+  _globals['_ORDERRESOLUTION']._serialized_start=1406
+  _globals['_ORDERRESOLUTION']._serialized_end=1536
+  _globals['_RESOLVEORDERSRESPONSE']._serialized_start=1538
+  _globals['_RESOLVEORDERSRESPONSE']._serialized_end=1616
+  _globals['_CREATEINSTRUMENTREQUEST']._serialized_start=1618
+  _globals['_CREATEINSTRUMENTREQUEST']._serialized_end=1695
+  _globals['_CREATEINSTRUMENTRESPONSE']._serialized_start=1697
+  _globals['_CREATEINSTRUMENTRESPONSE']._serialized_end=1775
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=1777
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=1801
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=1803
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=1881
+  _globals['_GETORDERBOOKREQUEST']._serialized_start=1883
+  _globals['_GETORDERBOOKREQUEST']._serialized_end=1935
+  _globals['_PRICELEVEL']._serialized_start=1937
+  _globals['_PRICELEVEL']._serialized_end=2014
+  _globals['_GETORDERBOOKRESPONSE']._serialized_start=2017
+  _globals['_GETORDERBOOKRESPONSE']._serialized_end=2149
+  _globals['_JOURNALRECORD']._serialized_start=2152
+  _globals['_JOURNALRECORD']._serialized_end=2620
+  _globals['_TRADINGSERVICE']._serialized_start=2710
+  _globals['_TRADINGSERVICE']._serialized_end=3564
 # @@protoc_insertion_point(module_scope)

@@ -107,6 +107,26 @@ class GetOrderResponse(_message.Message):
     order: _common_pb2.Order
     def __init__(self, order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
 
+class GetOrdersRequest(_message.Message):
+    __slots__ = ("order_ids",)
+    ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    order_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OrderLookup(_message.Message):
+    __slots__ = ("order", "fenced")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    FENCED_FIELD_NUMBER: _ClassVar[int]
+    order: _common_pb2.Order
+    fenced: bool
+    def __init__(self, order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ..., fenced: _Optional[bool] = ...) -> None: ...
+
+class GetOrdersResponse(_message.Message):
+    __slots__ = ("lookups",)
+    LOOKUPS_FIELD_NUMBER: _ClassVar[int]
+    lookups: _containers.RepeatedCompositeFieldContainer[OrderLookup]
+    def __init__(self, lookups: _Optional[_Iterable[_Union[OrderLookup, _Mapping]]] = ...) -> None: ...
+
 class OrderToResolve(_message.Message):
     __slots__ = ("order_id", "account_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -52,6 +52,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.FromString,
                 _registered_method=True)
+        self.GetOrders = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/GetOrders',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersResponse.FromString,
+                _registered_method=True)
         self.ResolveOrders = channel.unary_unary(
                 '/backbone.trading.v1.TradingService/ResolveOrders',
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.SerializeToString,
@@ -103,6 +108,15 @@ class TradingServiceServicer:
     def GetOrder(self, request, context):
         """GetOrder returns one order's current state (NOT_FOUND with reason
         ORDER_FENCED for an order id ResolveOrders fenced).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrders(self, request, context):
+        """GetOrders returns what trading knows of several orders at once (at most
+        10,000): each found with its current state, fenced, or unknown. It changes
+        nothing (unlike ResolveOrders, it fences no order).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +174,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetOrder,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'GetOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrders,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersResponse.SerializeToString,
             ),
             'ResolveOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveOrders,
@@ -266,6 +285,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/GetOrder',
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/GetOrders',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

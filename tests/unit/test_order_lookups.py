@@ -1,0 +1,67 @@
+"""gateway/order_lookups.py: the lookups of one event-loop turn go to trading in one GetOrders call."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+
+from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
+from backbone.runtime.errors import ServiceError
+from backbone.trading.v1 import trading_pb2
+from gateway import order_lookups
+from gateway.order_lookups import OrderLookups
+
+
+class Trading:
+    """GetOrders over a dict of known orders and a set of fenced ids; records each call."""
+
+    def __init__(self, known: dict[str, common_pb2.Order], fenced: set[str], fail: bool = False) -> None:
+        self.known, self.fenced, self.fail = known, fenced, fail
+        self.calls: list[list[str]] = []
+
+    async def GetOrders(self, request: trading_pb2.GetOrdersRequest) -> trading_pb2.GetOrdersResponse:
+        self.calls.append(list(request.order_ids))
+        await asyncio.sleep(0)
+        if self.fail:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "down")
+        response = trading_pb2.GetOrdersResponse()
+        for order_id in request.order_ids:
+            lookup = response.lookups.add(fenced=order_id in self.fenced)
+            if order_id in self.known:
+                lookup.order.CopyFrom(self.known[order_id])
+        return response
+
+
+def backends(trading: Trading) -> Any:
+    async def call(method: Any, request: Any) -> Any:
+        return await method(request)
+
+    return SimpleNamespace(trading=trading, call=call)
+
+
+async def test_lookups_of_one_turn_share_one_call_and_each_gets_its_own_answer(monkeypatch: Any) -> None:
+    monkeypatch.setattr(order_lookups, "MAX_ORDERS_PER_CALL", 3)
+    trading = Trading({"a": common_pb2.Order(order_id="a", leaves_lots=5)}, fenced={"f"})
+    lookups = OrderLookups(backends(trading))
+    asked = ["a", "f", "x", "a", "y", "z", "w"]
+    answers = await asyncio.gather(*(lookups.find(order_id) for order_id in asked))
+    assert [(order.order_id if order else None, fenced) for order, fenced in answers] == [
+        ("a", False), (None, True), (None, False), ("a", False), (None, False), (None, False), (None, False),
+    ]  # fmt: skip
+    # One turn: the distinct ids, 3 to a call (the same id asked twice is asked once).
+    assert trading.calls == [["a", "f", "x"], ["y", "z", "w"]]
+    await lookups.find("a")  # a later turn: a call of its own
+    assert trading.calls[-1] == ["a"]
+
+
+async def test_a_failed_call_fails_every_lookup_it_carried() -> None:
+    lookups = OrderLookups(backends(Trading({}, set(), fail=True)))
+    outcomes = await asyncio.gather(lookups.find("a"), lookups.find("b"), return_exceptions=True)
+    assert all(isinstance(o, ServiceError) and o.reason == RejectReason.TRADING_UNAVAILABLE for o in outcomes)
+    with pytest.raises(ServiceError):
+        await lookups.find("c")
