@@ -17,6 +17,8 @@ from backbone.settlement.v1 import settlement_pb2 as pb
 from settlement import store as store_module
 from tests.integration.test_settlement_store import (
     BASE,
+    COST,
+    PROCEEDS,
     QUOTE,
     Ledger,
     account,
@@ -34,10 +36,6 @@ from tests.integration.test_settlement_store import (
 pytestmark = pytest.mark.integration
 
 __all__ = ["risk_address", "settlement"]  # the module's fixtures, shared
-
-# trade(): 1000 BTC minor units for 500,000 USD; the buyer pays 1000 and the seller 500 in fees.
-COST = 500_000 + 1000
-PROCEEDS = 500_000 - 500
 
 
 async def test_batches_post_by_the_shortcut_or_trade_by_trade_with_the_same_result(

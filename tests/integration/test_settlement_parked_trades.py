@@ -24,6 +24,7 @@ from settlement import audit as ledger_audit
 from settlement.app import PARKED_TRADES_HEALTH, SERVICE_NAME
 from tests.integration.test_settlement_store import (
     BASE,
+    COST,
     QUOTE,
     Ledger,
     account,
@@ -45,9 +46,6 @@ __all__ = ["risk_address", "settlement"]  # the module's fixtures, shared
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-# A trade of 1000 BTC minor units for 500,000 USD minor units, fees 1000 (buyer) and 500 (seller).
-COST = 500_000 + 1000
 
 
 def reference(source: str, trade_id: int) -> str:

@@ -130,6 +130,12 @@ async def balances(stub: settlement_pb2_grpc.SettlementServiceStub, account_id: 
     return {b.asset: b.amount for b in response.balances}
 
 
+# What a default trade() moves: the buyer pays COST quote minor units (500,000 and a fee of 1000) for
+# 1000 base minor units; the seller receives PROCEEDS (500,000 less a fee of 500).
+COST = 500_000 + 1000
+PROCEEDS = 500_000 - 500
+
+
 def trade(
     trade_id: int,
     buyer: str,

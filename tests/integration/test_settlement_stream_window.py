@@ -17,6 +17,7 @@ from backbone.runtime.errors import from_rpc_error
 from backbone.settlement.v1 import settlement_pb2 as pb
 from tests.integration.test_settlement_store import (
     BASE,
+    COST,
     QUOTE,
     Ledger,
     account,
@@ -32,9 +33,6 @@ from tests.integration.test_settlement_store import (
 pytestmark = pytest.mark.integration
 
 __all__ = ["risk_address", "settlement"]  # the module's fixtures, shared
-
-# One trade: the buyer pays 500,000 USD minor units + 1000 fee for 1000 BTC minor units.
-COST = 500_000 + 1000
 
 
 async def test_batches_in_flight_are_answered_in_order_and_a_bad_one_stops_the_rest(

@@ -8,6 +8,7 @@ stream after applying a batch, and an outbox whose journal is a list in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 
@@ -109,10 +110,23 @@ def settings() -> Settings:
     return Settings.from_env({"BACKBONE_GRACE_PERIOD_SECONDS": "1"})
 
 
-async def started(receiver: Receiver) -> RunningServer:
+@contextlib.asynccontextmanager
+async def running_outbox(
+    receiver: Receiver, journal: Journal, *, max_items: int, window: int
+) -> AsyncIterator[OutboxSender[str]]:
+    """An outbox to `receiver` (served on a free port) over `journal`, started; stopped on the way out."""
     server = RunningServer(receiver, settings())
     await server.start("127.0.0.1:0")
-    return server
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            outbox = outbox_to(channel, journal, max_items=max_items, window=window)
+            await outbox.start()
+            try:
+                yield outbox
+            finally:
+                await outbox.stop()
+    finally:
+        await server.stop()
 
 
 def outbox_to(
@@ -134,92 +148,64 @@ def outbox_to(
 
 async def test_batches_stay_in_flight_up_to_the_window() -> None:
     receiver = Receiver()
-    server = await started(receiver)
     journal = Journal()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        outbox = outbox_to(channel, journal, max_items=2, window=3)
-        await outbox.start()
-        try:
-            assert await outbox.wait_acknowledged(0, 10)
-            answered = receiver.answered  # the hello's answer
-            receiver.answer.clear()  # the receiver applies but does not answer yet
-            journal.commit(outbox, 10)
-            await eventually(lambda: receiver.requests == 3, "three batches sent before any answer")
-            await asyncio.sleep(0.1)
-            assert receiver.requests == 3 and receiver.answered == answered  # never more than the window
-            receiver.answer.set()
-            assert await outbox.wait_acknowledged(10, 10)
-            assert receiver.applied == list(range(1, 11))
-            assert receiver.requests == 5
-        finally:
-            await outbox.stop()
-    await server.stop()
+    async with running_outbox(receiver, journal, max_items=2, window=3) as outbox:
+        assert await outbox.wait_acknowledged(0, 10)
+        answered = receiver.answered  # the hello's answer
+        receiver.answer.clear()  # the receiver applies but does not answer yet
+        journal.commit(outbox, 10)
+        await eventually(lambda: receiver.requests == 3, "three batches sent before any answer")
+        await asyncio.sleep(0.1)
+        assert receiver.requests == 3 and receiver.answered == answered  # never more than the window
+        receiver.answer.set()
+        assert await outbox.wait_acknowledged(10, 10)
+        assert receiver.applied == list(range(1, 11))
+        assert receiver.requests == 5
 
 
 async def test_committed_batches_are_sent_from_memory_once_caught_up() -> None:
     receiver = Receiver()
-    server = await started(receiver)
     journal = Journal()
     journal.commit(None, 7)  # journaled before the outbox started: read from the journal
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        outbox = outbox_to(channel, journal, max_items=5, window=4)
-        await outbox.start()
-        try:
-            assert await outbox.wait_acknowledged(7, 10)
-            journal.commit(outbox, 3)
-            assert await outbox.wait_acknowledged(10, 10)
-            loads = journal.loads
-            for _ in range(20):
-                journal.commit(outbox, 4)
-            assert await outbox.wait_acknowledged(90, 10)
-            assert journal.loads == loads  # nothing read back from the journal
-            assert receiver.applied == list(range(1, 91))
-            assert outbox.status().lag == 0
-        finally:
-            await outbox.stop()
-    await server.stop()
+    async with running_outbox(receiver, journal, max_items=5, window=4) as outbox:
+        assert await outbox.wait_acknowledged(7, 10)
+        journal.commit(outbox, 3)
+        assert await outbox.wait_acknowledged(10, 10)
+        loads = journal.loads
+        for _ in range(20):
+            journal.commit(outbox, 4)
+        assert await outbox.wait_acknowledged(90, 10)
+        assert journal.loads == loads  # nothing read back from the journal
+        assert receiver.applied == list(range(1, 91))
+        assert outbox.status().lag == 0
 
 
 async def test_a_gap_in_what_is_offered_is_read_from_the_journal() -> None:
     receiver = Receiver()
-    server = await started(receiver)
     journal = Journal()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        outbox = outbox_to(channel, journal, max_items=3, window=2)
-        await outbox.start()
-        try:
-            journal.commit(outbox, 4)
-            assert await outbox.wait_acknowledged(4, 10)
-            journal.commit(outbox, 5, offered=False)  # 5-9 never reach memory
-            journal.commit(outbox, 4)  # 10-13 do: memory starts again at 9
-            assert await outbox.wait_acknowledged(13, 10)
-            assert receiver.applied == list(range(1, 14))
-        finally:
-            await outbox.stop()
-    await server.stop()
+    async with running_outbox(receiver, journal, max_items=3, window=2) as outbox:
+        journal.commit(outbox, 4)
+        assert await outbox.wait_acknowledged(4, 10)
+        journal.commit(outbox, 5, offered=False)  # 5-9 never reach memory
+        journal.commit(outbox, 4)  # 10-13 do: memory starts again at 9
+        assert await outbox.wait_acknowledged(13, 10)
+        assert receiver.applied == list(range(1, 14))
 
 
 async def test_a_stream_broken_with_batches_in_flight_resumes_from_the_receivers_word() -> None:
     receiver = Receiver()
-    server = await started(receiver)
     journal = Journal()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        outbox = outbox_to(channel, journal, max_items=2, window=4)
-        await outbox.start()
-        try:
-            assert await outbox.wait_acknowledged(0, 10)
-            receiver.break_after_requests = 2  # applies the second batch, then the stream breaks
-            journal.commit(outbox, 12)
-            assert await outbox.wait_acknowledged(12, 10)
-            for _ in range(3):
-                journal.commit(outbox, 5)
-            assert await outbox.wait_acknowledged(27, 10)
-            # Batches in flight at the break were sent again; each sequence was applied once.
-            assert receiver.applied == list(range(1, 28))
-            assert receiver.requests > 27 // 2
-        finally:
-            await outbox.stop()
-    await server.stop()
+    async with running_outbox(receiver, journal, max_items=2, window=4) as outbox:
+        assert await outbox.wait_acknowledged(0, 10)
+        receiver.break_after_requests = 2  # applies the second batch, then the stream breaks
+        journal.commit(outbox, 12)
+        assert await outbox.wait_acknowledged(12, 10)
+        for _ in range(3):
+            journal.commit(outbox, 5)
+        assert await outbox.wait_acknowledged(27, 10)
+        # Batches in flight at the break were sent again; each sequence was applied once.
+        assert receiver.applied == list(range(1, 28))
+        assert receiver.requests > 27 // 2
 
 
 def span(recent: _Recent[str]) -> tuple[int | None, int, int]:
