@@ -50,6 +50,9 @@ Limits
   headroom.
 - ``MAX_BOOK_DEPTH`` 1,000 price levels per side (``DEFAULT_BOOK_DEPTH`` 20).
 - ``MAX_STREAM_COMMANDS`` 1,000 commands in one StreamOrders request.
+- ``MARKET_DATA_MAX_DEPTH`` 50 price levels per side on StreamMarketData
+  (``DEFAULT_MARKET_DATA_DEPTH`` 10), ``MAX_MARKET_DATA_SYMBOLS`` 100 symbols
+  on one stream.
 - Decimal texts (prices, quantities, amounts, tick and lot sizes, instrument
   limits): plain digits with an optional fraction, at most
   ``MAX_DECIMAL_INTEGER_DIGITS`` (19) digits before the point and
@@ -83,6 +86,9 @@ MAX_FEE_BPS = 1_000
 MAX_BOOK_DEPTH = 1_000
 DEFAULT_BOOK_DEPTH = 20
 MAX_STREAM_COMMANDS = 1_000
+MARKET_DATA_MAX_DEPTH = 50
+DEFAULT_MARKET_DATA_DEPTH = 10
+MAX_MARKET_DATA_SYMBOLS = 100
 
 MAX_DECIMAL_INTEGER_DIGITS = 19
 MAX_DECIMAL_PLACES = MAX_SCALE
@@ -282,3 +288,8 @@ def fee_bps_problem(value: object) -> str | None:
 def book_depth_problem(value: object) -> str | None:
     """Why `value` is not a book depth (1 to MAX_BOOK_DEPTH levels), or None."""
     return _whole_number_problem(value, 1, MAX_BOOK_DEPTH, "a book depth")
+
+
+def market_data_depth_problem(value: object) -> str | None:
+    """Why `value` is not a market data depth (1 to MARKET_DATA_MAX_DEPTH levels), or None."""
+    return _whole_number_problem(value, 1, MARKET_DATA_MAX_DEPTH, "a market data depth")

@@ -267,6 +267,9 @@ class RejectReason(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     """The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly."""
 
+    MARKET_DATA_INTERRUPTED = "MARKET_DATA_INTERRUPTED"
+    """The market data feed was interrupted (trading restarted, or its feed was rebuilt). Subscribe again: the new stream starts with fresh snapshots."""
+
     INTERNAL_ERROR = "INTERNAL_ERROR"
     """An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it."""
 
@@ -380,6 +383,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.RISK_REBUILT: common_pb2.REJECT_REASON_RISK_REBUILT,
     RejectReason.SETTLEMENT_UNAVAILABLE: common_pb2.REJECT_REASON_SETTLEMENT_UNAVAILABLE,
     RejectReason.DATABASE_UNAVAILABLE: common_pb2.REJECT_REASON_DATABASE_UNAVAILABLE,
+    RejectReason.MARKET_DATA_INTERRUPTED: common_pb2.REJECT_REASON_MARKET_DATA_INTERRUPTED,
     RejectReason.INTERNAL_ERROR: common_pb2.REJECT_REASON_INTERNAL_ERROR,
 }
 _STAGES: dict[RejectReason, Stage] = {
@@ -463,6 +467,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.RISK_REBUILT: Stage.AVAILABILITY,
     RejectReason.SETTLEMENT_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.DATABASE_UNAVAILABLE: Stage.AVAILABILITY,
+    RejectReason.MARKET_DATA_INTERRUPTED: Stage.AVAILABILITY,
     RejectReason.INTERNAL_ERROR: Stage.AVAILABILITY,
 }
 _ADVICE: dict[RejectReason, str] = {
@@ -546,6 +551,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.RISK_REBUILT: 'Risk rebuilt its state while the order was on its way to the matching engine, so its reservation is not in the new state; nothing was done. Retry with the same client_order_id.',
     RejectReason.SETTLEMENT_UNAVAILABLE: 'Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once.',
     RejectReason.DATABASE_UNAVAILABLE: "The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly.",
+    RejectReason.MARKET_DATA_INTERRUPTED: 'The market data feed was interrupted (trading restarted, or its feed was rebuilt). Subscribe again: the new stream starts with fresh snapshots.',
     RejectReason.INTERNAL_ERROR: "An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it.",
 }
 _BY_NUMBER: dict[int, RejectReason] = {int(number): reason for reason, number in _NUMBERS.items()}

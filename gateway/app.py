@@ -40,6 +40,7 @@ from gateway.auth import ApiKeyAuthenticator
 from gateway.backends import Backends, call_unary
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
+from gateway.market_data import MarketDataFanout
 from gateway.servicer import GatewayServicer
 
 log = structlog.get_logger("backbone.gateway")
@@ -205,6 +206,12 @@ class GatewayApp:
             )
         )
 
+        market_data = MarketDataFanout(
+            lambda: trading.StreamMarketData(
+                trading_pb2.StreamMarketDataRequest(), metadata=outgoing_metadata()
+            )
+        )
+
         async def load_instruments() -> list[common_pb2.Instrument]:
             response = await call_unary(
                 settings,
@@ -249,6 +256,7 @@ class GatewayApp:
             reservations=reservations,
             orders=orders,
             fanout=fanout,
+            market_data=market_data,
             instruments=InstrumentCache(load_instruments),
             assets=AssetScales(load_assets),
             auth=ApiKeyAuthenticator(authenticate),
@@ -259,6 +267,7 @@ class GatewayApp:
         await reservations.start()
         await orders.start()
         await fanout.start()
+        await market_data.start()
         log.info(
             "gateway started",
             risk=settings.risk_address,
@@ -287,6 +296,8 @@ class GatewayApp:
         backends, self.backends = self.backends, None
         if backends is not None:
             await backends.fanout.close()
+            if backends.market_data is not None:
+                await backends.market_data.close()
             await backends.reservations.close()
             await backends.orders.close()
             for task in list(backends.background):

@@ -36,6 +36,7 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.auth import ApiKeyAuthenticator
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
+from gateway.market_data import MarketDataFanout
 from gateway.reported import ReportedSequences
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
@@ -73,6 +74,7 @@ class Backends:
     assets: AssetScales
     auth: ApiKeyAuthenticator
     reported: ReportedSequences = field(default_factory=ReportedSequences)
+    market_data: MarketDataFanout | None = None
     risk_channel: grpc.aio.Channel | None = None
     trading_channel: grpc.aio.Channel | None = None
     settlement_channel: grpc.aio.Channel | None = None

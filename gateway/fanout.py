@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
+from gateway.caller_queue import CallerQueue
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -36,17 +36,14 @@ OpenSubscription = Callable[[], Any]  # returns a grpc.aio.UnaryStreamCall
 FEED_WAIT_SECONDS = 2.0
 
 
-class Subscription:
+class Subscription(CallerQueue[common_pb2.ExecutionReport]):
     """One caller's queue of reports for one account."""
 
     def __init__(self, fanout: ExecutionFanout, account_id: str, max_queued: int) -> None:
+        super().__init__()
         self.account_id = account_id
         self._fanout = fanout
         self._max_queued = max_queued
-        self._items: deque[common_pb2.ExecutionReport] = deque()
-        self._wake = asyncio.Event()
-        self._error: ServiceError | None = None
-        self._ended = False
 
     def deliver(self, report: common_pb2.ExecutionReport) -> None:
         if self._error is not None:
@@ -61,50 +58,7 @@ class Subscription:
                 )
             )
             return
-        self._items.append(report)
-        self._wake.set()
-
-    def fail(self, error: ServiceError) -> None:
-        if self._error is None:
-            self._error = error
-            self._wake.set()
-
-    def end(self) -> None:
-        """The caller went away: stop quietly (get() answers None from now on)."""
-        self._ended = True
-        self._wake.set()
-        self.close()
-
-    async def get(self) -> common_pb2.ExecutionReport | None:
-        """The next report; None once ended; raises the error that ended the subscription."""
-        while True:
-            if self._ended:
-                return None
-            if self._items:  # what was queued before the end is still delivered
-                return self._items.popleft()
-            if self._error is not None:
-                raise self._error
-            self._wake.clear()
-            await self._wake.wait()
-
-    async def get_all(self) -> list[common_pb2.ExecutionReport] | None:
-        """Every report queued now, waiting for at least one; None once ended; raises the error
-        that ended the subscription (one wake-up for a feed message's reports, not one each)."""
-        while True:
-            if self._ended:
-                return None
-            if self._items:
-                items = list(self._items)
-                self._items.clear()
-                return items
-            if self._error is not None:
-                raise self._error
-            self._wake.clear()
-            await self._wake.wait()
-
-    @property
-    def queued(self) -> int:
-        return len(self._items)
+        self._push(report)
 
     def close(self) -> None:
         self._fanout.unsubscribe(self)

@@ -26,6 +26,7 @@ from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, GetBackends
 from gateway.fanout import FEED_WAIT_SECONDS
+from gateway.market_data import stream_market_data
 from gateway.order_saga import OrderSaga
 from gateway.order_stream import OrderStreamSession
 from gateway.validation import (
@@ -83,6 +84,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         account = await backends.auth.account_of(context.invocation_metadata())
         session = OrderStreamSession(backends, self._saga, account)
         async for response in session.responses(request_iterator, context):
+            yield response
+
+    async def StreamMarketData(
+        self, request: gateway_pb2.StreamMarketDataRequest, context: Any
+    ) -> AsyncIterator[gateway_pb2.StreamMarketDataResponse]:
+        backends = self._backends()
+        await backends.auth.account_of(context.invocation_metadata())
+        assert backends.market_data is not None
+        async for response in stream_market_data(
+            backends.market_data, backends.instruments, request, context
+        ):
             yield response
 
     async def CancelOrder(

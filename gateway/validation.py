@@ -297,6 +297,34 @@ def book_depth(depth: int) -> int:
     return depth
 
 
+def validate_market_data_request(request: gateway_pb2.StreamMarketDataRequest) -> tuple[list[str], int]:
+    """The symbols (in the order asked) and the depth (0 means DEFAULT_MARKET_DATA_DEPTH) of a
+    StreamMarketData request; INVALID_ARGUMENT naming each wrong field."""
+    violations = Violations()
+    symbols = list(request.symbols)
+    if not symbols:
+        violations.add("symbols", RejectReason.REQUIRED, "name at least one symbol")
+    elif len(symbols) > ids.MAX_MARKET_DATA_SYMBOLS:
+        violations.add(
+            "symbols",
+            RejectReason.INVALID_SYMBOL,
+            f"at most {ids.MAX_MARKET_DATA_SYMBOLS} symbols on one stream, got {len(symbols)}",
+        )
+    else:
+        seen: set[str] = set()
+        for index, symbol in enumerate(symbols):
+            field = f"symbols[{index}]"
+            if _check_id(field, ids.SYMBOL, symbol, violations) and symbol in seen:
+                violations.add(field, RejectReason.INVALID_SYMBOL, f"{symbol!r} is named twice")
+            seen.add(symbol)
+    depth = request.depth or ids.DEFAULT_MARKET_DATA_DEPTH
+    problem = ids.market_data_depth_problem(depth)
+    if problem:
+        violations.add("depth", RejectReason.INVALID_DEPTH, problem)
+    violations.raise_if_any()
+    return symbols, depth
+
+
 def validate_symbol_field(symbol: str) -> None:
     """A symbol field of a read request: present and well formed."""
     _refuse_bad_id("symbol", ids.SYMBOL, symbol)

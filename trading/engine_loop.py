@@ -6,7 +6,9 @@ takes whatever is queued, up to ``batch_max_items`` commands, applies it in
 memory, appends every resulting journal record in one transaction, and only
 then answers each request (in order, one response per request), publishes
 the reports to the execution feed (the reports of journaled commands; a
-refusal is answered to its sender only) and hands the committed records to
+refusal is answered to its sender only) and the batch's book changes to the
+market data feed (captured right after the batch was applied:
+trading/market_data.py), and hands the committed records to
 the outboxes (``on_committed``: they send from memory what they would
 otherwise read back from the journal). The
 journal write of one batch overlaps the in-memory application of the next;
@@ -38,6 +40,7 @@ from backbone.trading.v1 import trading_pb2
 from trading.engine import Engine
 from trading.execution_feed import ExecutionFeed, stopping_error
 from trading.journal import Journal
+from trading.market_data import Captured, MarketDataFeed
 
 log = structlog.get_logger("backbone.trading")
 
@@ -77,6 +80,7 @@ class EngineLoop:
     ) -> None:
         self.engine = engine
         self.feed = feed
+        self.market_data = MarketDataFeed(engine)
         self.journal: Journal | None = None
         # Called with every committed batch's records (contiguous sequences, in commit order).
         self.on_committed: list[Callable[[list[trading_pb2.JournalRecord]], None]] = []
@@ -93,6 +97,7 @@ class EngineLoop:
     async def start(self, journal: Journal) -> None:
         self.journal = journal
         if self._task is None:
+            self.market_data.start()
             self._task = asyncio.create_task(self._run(), name="trading-engine")
 
     async def stop(self) -> None:
@@ -108,6 +113,7 @@ class EngineLoop:
         if commit is not None:
             await asyncio.shield(commit)
         self._fail_queued()
+        self.market_data.close()
 
     async def submit(self, run: Run, size: int = 1) -> asyncio.Future[Any]:
         """Queue work (waiting for room); returns the future of its result."""
@@ -170,6 +176,11 @@ class EngineLoop:
                 _fail([(w.future, None, None) for w in batch], _outcome_unknown())
                 self._fatal(f"engine error: {error!r}")
                 return None
+        try:
+            applied.market = self.market_data.capture(records, timestamp_ns)
+        except Exception as error:  # a bug in market data: it must not stop matching
+            log.exception("market data capture failed")
+            self.market_data.recapture(repr(error))
         return applied
 
     async def _commit(self, applied: _Applied) -> None:
@@ -199,6 +210,8 @@ class EngineLoop:
             else:
                 future.set_result(result)
         self.feed.publish(applied.reports)
+        if applied.market is not None:
+            self.market_data.publish(applied.market)
         if records:
             for committed in self.on_committed:
                 committed(records)
@@ -208,16 +221,18 @@ class EngineLoop:
         self._stopping = True
         self._fail_queued()
         self.feed.close()
+        self.market_data.close()
         self._on_fatal(why)
 
 
 class _Applied:
     """A batch applied in memory and not yet journaled."""
 
-    __slots__ = ("answers", "records", "reports", "timestamp_ns")
+    __slots__ = ("answers", "market", "records", "reports", "timestamp_ns")
 
     def __init__(self, timestamp_ns: int) -> None:
         self.timestamp_ns = timestamp_ns
+        self.market: Captured | None = None
         self.records: list[trading_pb2.JournalRecord] = []
         self.reports: list[common_pb2.ExecutionReport] = []
         self.answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []

@@ -129,6 +129,19 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         finally:
             self._loop.feed.unsubscribe(subscription)
 
+    async def StreamMarketData(
+        self, request: trading_pb2.StreamMarketDataRequest, context: Any
+    ) -> AsyncIterator[trading_pb2.StreamMarketDataResponse]:
+        market_data = self._loop.market_data
+        snapshot, subscription = market_data.subscribe()
+        log.info("market data subscriber joined", subscribers=market_data.subscriber_count)
+        try:
+            yield snapshot
+            while True:
+                yield await subscription.next()
+        finally:
+            market_data.unsubscribe(subscription)
+
     async def GetOrder(
         self, request: trading_pb2.GetOrderRequest, context: Any
     ) -> trading_pb2.GetOrderResponse:

@@ -16,6 +16,13 @@ cancels in batches over one stream and answers each on its own ticket::
         ticket = stream.submit("BTC-USD", "buy", Decimal("100.25"), Decimal("0.5"))
         print(ticket.result().status)
 
+To follow books, ``client.market_data(["BTC-USD"], depth=5)`` keeps a local
+book per symbol from snapshots and changes, and heals a lost message itself::
+
+    with client.market_data(["BTC-USD"], depth=5) as events:
+        for event in events:
+            print(event.book.bids[:1], event.book.asks[:1], event.trades)
+
 Prices, quantities and amounts are exact ``Decimal`` values, never floats.
 Every failure is a :class:`BackboneError` carrying the gRPC status code, a
 :class:`RejectReason` (each member says what it means and what to do), a
@@ -26,8 +33,10 @@ from backbone.reasons import RejectReason, Stage
 from backbone.runtime.errors import FieldViolation
 
 from ._async import AsyncClient, AsyncExecutionStream
+from ._async_market_data import AsyncMarketDataStream
 from ._async_order_stream import AsyncOrderStream, AsyncOrderTicket
 from ._errors import BackboneError
+from ._market_data import MarketDataEvent, MarketTrade
 from ._models import (
     Account,
     Asset,
@@ -51,6 +60,7 @@ from ._models import (
 )
 from ._order_stream import EventsMode, OrderStreamEvent
 from ._sync import Client, ExecutionStream
+from ._sync_market_data import MarketDataStream
 from ._sync_order_stream import OrderStream, OrderTicket
 
 __all__ = [
@@ -58,6 +68,7 @@ __all__ = [
     "Asset",
     "AsyncClient",
     "AsyncExecutionStream",
+    "AsyncMarketDataStream",
     "AsyncOrderStream",
     "AsyncOrderTicket",
     "BackboneError",
@@ -72,6 +83,9 @@ __all__ = [
     "FieldViolation",
     "Instrument",
     "LiquiditySide",
+    "MarketDataEvent",
+    "MarketDataStream",
+    "MarketTrade",
     "NewOrder",
     "Order",
     "OrderBook",

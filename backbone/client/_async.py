@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import TypeVar
@@ -16,8 +16,10 @@ from google.protobuf.message import Message
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
+from ._async_market_data import AsyncMarketDataStream
 from ._async_order_stream import AsyncOrderStream
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._market_data import market_data_request
 from ._models import (
     Account,
     Asset,
@@ -183,6 +185,13 @@ class AsyncClient:
             f"/{g}/StreamExecutions",
             request_serializer=_serialize,
             response_deserializer=gateway_pb2.StreamExecutionsResponse.FromString,
+        )
+        self._stream_market_data: grpc.aio.UnaryStreamMultiCallable[
+            Message, gateway_pb2.StreamMarketDataResponse
+        ] = channel.unary_stream(
+            f"/{g}/StreamMarketData",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamMarketDataResponse.FromString,
         )
         self._stream_orders: grpc.aio.StreamStreamMultiCallable[
             gateway_pb2.StreamOrdersRequest, gateway_pb2.StreamOrdersResponse
@@ -396,6 +405,18 @@ class AsyncClient:
             timeout_seconds=self._timeout,
             events=events,
             buffer=buffer,
+        )
+
+    def market_data(self, symbols: Sequence[str], depth: int = 10) -> AsyncMarketDataStream:
+        """Follow `symbols` (GatewayService.StreamMarketData): ``async with client.market_data(["BTC-USD"])
+        as events: async for event in events: ...``, each event with the symbol's book after it (its
+        top `depth` levels, 1 to 50) and its new trade prints. Entering waits for the snapshots (a
+        refusal raises BackboneError there); a lost message or a dropped stream is healed by the
+        stream itself with fresh snapshots (see :class:`AsyncMarketDataStream`)."""
+        request = market_data_request(symbols, depth)
+        metadata = self._metadata(False)
+        return AsyncMarketDataStream(
+            lambda: self._stream_market_data(request, metadata=metadata), max_attempts=self._max_attempts
         )
 
     # --- admin ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._market_data import market_data_request
 from ._models import (
     Account,
     Asset,
@@ -39,6 +40,7 @@ from ._models import (
     submitted_order_from_proto,
 )
 from ._order_stream import DEFAULT_BUFFER, EventsMode, check_stream_options
+from ._sync_market_data import MarketDataStream
 from ._sync_order_stream import OrderStream
 
 Response = TypeVar("Response", bound=Message)
@@ -177,6 +179,13 @@ class Client:
             f"/{g}/StreamOrders",
             request_serializer=_serialize,
             response_deserializer=gateway_pb2.StreamOrdersResponse.FromString,
+        )
+        self._stream_market_data: grpc.UnaryStreamMultiCallable[
+            Message, gateway_pb2.StreamMarketDataResponse
+        ] = channel.unary_stream(
+            f"/{g}/StreamMarketData",
+            request_serializer=_serialize,
+            response_deserializer=gateway_pb2.StreamMarketDataResponse.FromString,
         )
         self._create_asset = _unary(channel, a, "CreateAsset", gateway_pb2.CreateAssetResponse)
         self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
@@ -390,6 +399,19 @@ class Client:
             buffer=buffer,
         )
         return stream.open()
+
+    def market_data(self, symbols: Sequence[str], depth: int = 10) -> MarketDataStream:
+        """Follow `symbols` (GatewayService.StreamMarketData): ``with client.market_data(["BTC-USD"]) as
+        events: for event in events: ...``, each event with the symbol's book after it (its top
+        `depth` levels, 1 to 50) and its new trade prints. Opening it waits for the snapshots (a
+        refusal raises BackboneError there); a lost message or a dropped stream is healed by the
+        stream itself with fresh snapshots (see :class:`MarketDataStream`)."""
+        request = market_data_request(symbols, depth)
+        metadata = tuple(self._metadata(False))
+        stream = MarketDataStream(
+            lambda: self._stream_market_data(request, metadata=metadata), max_attempts=self._max_attempts
+        )
+        return stream.start()
 
     # --- admin ---------------------------------------------------------------------------------
 

@@ -350,6 +350,19 @@ def _stream_command(
     return send
 
 
+def _market_data(method: Any, metadata: Any) -> Callable[..., object]:
+    """StreamMarketData of BTC-USD at depth 5 with one field replaced ("symbols[0]": the one
+    symbol); its first response (or refusal) is awaited."""
+
+    def send(**changes: object) -> object:
+        fields: dict[str, object] = {"symbols": ["BTC-USD"], "depth": 5}
+        for name, value in changes.items():
+            fields["symbols" if name == "symbols[0]" else name] = [value] if name == "symbols[0]" else value
+        return next(iter(method(gateway_pb2.StreamMarketDataRequest(**fields), metadata=metadata)))  # type: ignore[arg-type]
+
+    return send
+
+
 def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     md, admin = key(api_key), gw.admin_metadata()
     p, a = gw.public, gw.admin
@@ -364,6 +377,7 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     get_balances = _unary(p.GetBalances, gateway_pb2.GetBalancesRequest, md)
     executions = _first_response(p.StreamExecutions, gateway_pb2.StreamExecutionsRequest, md)
     book = _unary(p.GetOrderBook, gateway_pb2.GetOrderBookRequest, md, symbol="BTC-USD")
+    market_data = _market_data(p.StreamMarketData, md)
     create_asset = _unary(a.CreateAsset, gateway_pb2.CreateAssetRequest, admin, code="HOSTILE", scale=2)
     create_instrument = _unary(
         a.CreateInstrument, gateway_pb2.CreateInstrumentRequest, admin,
@@ -411,6 +425,9 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         FieldCase("StreamExecutions", "account_id", own, executions),
         FieldCase("GetOrderBook", "symbol", symbols, book),
         FieldCase("GetOrderBook", "depth", (ids.MAX_BOOK_DEPTH + 1, *NUMBER_VARIANTS), book),
+        FieldCase("StreamMarketData", "symbols[0]", symbols, market_data),
+        FieldCase("StreamMarketData", "depth", (ids.MARKET_DATA_MAX_DEPTH + 1, *NUMBER_VARIANTS),
+                  market_data),
         FieldCase("CreateAsset", "code", (*id_variants("HOSTILE", ids.ASSET_CODE),), create_asset),
         FieldCase("CreateAsset", "scale", (ids.MAX_SCALE + 1, *NUMBER_VARIANTS), create_asset),
         FieldCase("CreateInstrument", "symbol", (*id_variants("HOST-USD", ids.SYMBOL),), create_instrument),
@@ -466,7 +483,7 @@ def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
     cases = every_field(gateway, account_id, api_key)
     assert {case.call for case in cases} == {
         "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
-        "StreamOrders",
+        "StreamOrders", "StreamMarketData",
         "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit",
     }  # fmt: skip
     failures = []

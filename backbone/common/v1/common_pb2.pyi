@@ -127,6 +127,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_RISK_REBUILDING: _ClassVar[RejectReason]
     REJECT_REASON_RISK_REBUILT: _ClassVar[RejectReason]
     REJECT_REASON_DATABASE_UNAVAILABLE: _ClassVar[RejectReason]
+    REJECT_REASON_MARKET_DATA_INTERRUPTED: _ClassVar[RejectReason]
     REJECT_REASON_INTERNAL_ERROR: _ClassVar[RejectReason]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
@@ -229,6 +230,7 @@ REJECT_REASON_SETTLEMENT_UNAVAILABLE: RejectReason
 REJECT_REASON_RISK_REBUILDING: RejectReason
 REJECT_REASON_RISK_REBUILT: RejectReason
 REJECT_REASON_DATABASE_UNAVAILABLE: RejectReason
+REJECT_REASON_MARKET_DATA_INTERRUPTED: RejectReason
 REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):

@@ -467,3 +467,51 @@ class RetryParkedTradeResponse(_message.Message):
     halts_lifted: _containers.RepeatedScalarFieldContainer[str]
     halts: _containers.RepeatedCompositeFieldContainer[AccountHalt]
     def __init__(self, posted: _Optional[_Iterable[_Union[ParkedTrade, _Mapping]]] = ..., halts_lifted: _Optional[_Iterable[str]] = ..., halts: _Optional[_Iterable[_Union[AccountHalt, _Mapping]]] = ...) -> None: ...
+
+class StreamMarketDataRequest(_message.Message):
+    __slots__ = ("symbols", "depth")
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    depth: int
+    def __init__(self, symbols: _Optional[_Iterable[str]] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class MarketTrade(_message.Message):
+    __slots__ = ("trade_id", "price", "quantity", "aggressor_side", "time")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AGGRESSOR_SIDE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    price: str
+    quantity: str
+    aggressor_side: _common_pb2.Side
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, trade_id: _Optional[int] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., aggressor_side: _Optional[_Union[_common_pb2.Side, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class MarketDataUpdate(_message.Message):
+    __slots__ = ("symbol", "sequence", "snapshot", "resync", "bids", "asks", "trades", "time")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    ASKS_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    sequence: int
+    snapshot: bool
+    resync: bool
+    bids: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    asks: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    trades: _containers.RepeatedCompositeFieldContainer[MarketTrade]
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, symbol: _Optional[str] = ..., sequence: _Optional[int] = ..., snapshot: _Optional[bool] = ..., resync: _Optional[bool] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., trades: _Optional[_Iterable[_Union[MarketTrade, _Mapping]]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StreamMarketDataResponse(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[MarketDataUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[MarketDataUpdate, _Mapping]]] = ...) -> None: ...

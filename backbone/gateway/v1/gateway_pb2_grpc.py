@@ -79,6 +79,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.FromString,
                 _registered_method=True)
+        self.StreamMarketData = channel.unary_stream(
+                '/backbone.gateway.v1.GatewayService/StreamMarketData',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -158,6 +163,21 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamMarketData(self, request, context):
+        """StreamMarketData streams the chosen books: for each symbol first a
+        snapshot of its top `depth` levels per side, then an update whenever
+        those levels change or the book trades (the changed levels and the trade
+        prints). Each symbol's messages on a stream are numbered 1, 2, 3...
+        without a gap: a client that sees a gap has lost a message and should
+        take the next snapshot (reopen the stream). A stream that falls behind
+        (its client reads too slowly) is not allowed to slow anyone: what was
+        waiting for it is dropped and it gets a fresh snapshot of each symbol,
+        marked resync, as its next messages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -200,6 +220,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.StreamOrders,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.SerializeToString,
+            ),
+            'StreamMarketData': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMarketData,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -423,6 +448,33 @@ class GatewayService:
             '/backbone.gateway.v1.GatewayService/StreamOrders',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMarketData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/StreamMarketData',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -228,3 +228,45 @@ class JournalRecord(_message.Message):
     order_fenced: _common_pb2.OrderFenced
     risk_epoch_changed: RiskEpochChanged
     def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+
+class StreamMarketDataRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TradePrint(_message.Message):
+    __slots__ = ("trade_id", "price_ticks", "quantity_lots", "aggressor_side", "timestamp_ns")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    AGGRESSOR_SIDE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    price_ticks: int
+    quantity_lots: int
+    aggressor_side: _common_pb2.Side
+    timestamp_ns: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., aggressor_side: _Optional[_Union[_common_pb2.Side, str]] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class BookUpdate(_message.Message):
+    __slots__ = ("symbol", "sequence", "snapshot", "bids", "asks", "trades", "timestamp_ns")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    ASKS_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    sequence: int
+    snapshot: bool
+    bids: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    asks: _containers.RepeatedCompositeFieldContainer[PriceLevel]
+    trades: _containers.RepeatedCompositeFieldContainer[TradePrint]
+    timestamp_ns: int
+    def __init__(self, symbol: _Optional[str] = ..., sequence: _Optional[int] = ..., snapshot: _Optional[bool] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., trades: _Optional[_Iterable[_Union[TradePrint, _Mapping]]] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class StreamMarketDataResponse(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[BookUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[BookUpdate, _Mapping]]] = ...) -> None: ...

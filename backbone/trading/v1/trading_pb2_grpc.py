@@ -77,6 +77,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookResponse.FromString,
                 _registered_method=True)
+        self.StreamMarketData = channel.unary_stream(
+                '/backbone.trading.v1.TradingService/StreamMarketData',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -157,6 +162,20 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamMarketData(self, request, context):
+        """StreamMarketData streams every book's top MARKET_DATA_MAX_DEPTH price
+        levels per side and its trade prints, as they are journaled: first a
+        snapshot of every book, then, for each journaled batch that changed a
+        book, one update of that book (the levels that changed, and its trades).
+        Each book's updates are numbered 1, 2, 3... from the stream's start (a
+        snapshot takes the book's current number). A subscriber that falls too
+        far behind is ended with RESOURCE_EXHAUSTED (SLOW_CONSUMER) and
+        resubscribes. The gateway holds one subscription and fans it out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +218,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetOrderBook,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookResponse.SerializeToString,
+            ),
+            'StreamMarketData': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMarketData,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +444,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/GetOrderBook',
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetOrderBookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMarketData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/StreamMarketData',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

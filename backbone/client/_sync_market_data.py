@@ -1,0 +1,124 @@
+"""The blocking client's market data stream: local books kept up to date, gaps healed by itself."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Protocol
+
+import grpc
+
+from backbone.gateway.v1 import gateway_pb2
+
+from ._errors import BackboneError, backoff_seconds, should_retry
+from ._market_data import LocalBooks, MarketDataEvent
+from ._models import OrderBook
+
+
+class MarketDataCall(Protocol):
+    def __next__(self) -> gateway_pb2.StreamMarketDataResponse: ...
+
+    def cancel(self) -> bool: ...
+
+
+class MarketDataStream(Iterator[MarketDataEvent]):
+    """Events of the followed symbols, each with the book after it (see ``client.market_data``).
+
+    A lost message (a gap in a symbol's numbers) or a stream that breaks for a
+    reason worth retrying opens a new call by itself, whose snapshots replace
+    the local books (``gaps`` and ``reconnects`` count them); a refusal, or
+    ``max_attempts`` failures in a row, raises :class:`BackboneError`.
+    """
+
+    def __init__(self, open_call: Callable[[], MarketDataCall], *, max_attempts: int = 3) -> None:
+        self._open = open_call
+        self._max_attempts = max(1, max_attempts)
+        self._books = LocalBooks()
+        self._pending: deque[MarketDataEvent] = deque()
+        self._call: MarketDataCall | None = None
+        self._closed = False
+        self._failures = 0
+        self.gaps = 0
+        self.reconnects = 0
+
+    def start(self) -> MarketDataStream:
+        """Open the call and apply its first message (the snapshots); raises its refusal."""
+        if self._call is None:
+            self._call = self._open()
+            self._fill()
+        return self
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The local book of `symbol` as of the last event handed out or queued."""
+        return self._books.book(symbol)
+
+    def __iter__(self) -> MarketDataStream:
+        return self
+
+    def __next__(self) -> MarketDataEvent:
+        self.start()
+        while not self._pending:
+            if self._closed:
+                raise StopIteration
+            self._fill()
+        return self._pending.popleft()
+
+    def _receive(self) -> gateway_pb2.StreamMarketDataResponse:
+        assert self._call is not None
+        return next(self._call)
+
+    def _fill(self) -> None:
+        """Read one message into events, or heal the stream after a gap or a break."""
+        try:
+            response = self._receive()
+        except StopIteration:
+            if not self._closed:
+                self._reopen()
+            return
+        except grpc.RpcError as rpc_error:
+            if self._closed:
+                return
+            error = BackboneError.from_rpc_error(rpc_error)
+            self._failures += 1
+            if not should_retry(error) or self._failures >= self._max_attempts:
+                self.close()
+                raise error from None
+            time.sleep(backoff_seconds(self._failures))
+            self._reopen()
+            return
+        self._failures = 0
+        events, gap = self._books.take(response)
+        self._pending.extend(events)
+        if gap:
+            self.gaps += 1
+            self._reopen()
+
+    def _reopen(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        self.reconnects += 1
+        self._books.new_call()
+        self._call = self._open()
+
+    def close(self) -> None:
+        """Stop following."""
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+
+    def __enter__(self) -> MarketDataStream:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
