@@ -106,6 +106,18 @@ class BindError(RuntimeError):
     """The listen address could not be bound."""
 
 
+class StartRefused(RuntimeError):
+    """An app cannot start for a reason a person must act on; the message says what and why.
+
+    An app's start() raises it (another process owns the trading shard, the journal cannot be
+    replayed): `backbone serve` logs the message as one error line and exits with
+    EXIT_START_REFUSED, instead of a traceback.
+    """
+
+
+EXIT_START_REFUSED = 3
+
+
 # Calls that arrived and wait to be taken up by the server's loop. gRPC's defaults (1,000, and
 # 3,000 as a hard limit) cancel calls past them at random (the caller sees CANCELLED, as if it
 # had given up itself): a burst of a few thousand concurrent unary calls lost some. The services
