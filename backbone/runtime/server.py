@@ -203,19 +203,33 @@ class RunningServer:
 
 
 async def run_service(app: ServiceApp, settings: Settings, address: str) -> None:
-    """Serve `app` on `address` until SIGTERM or SIGINT, then drain and stop."""
+    """Serve `app` on `address` until SIGTERM or SIGINT, then drain and stop.
+
+    A signal while the app is still starting (a trading process waiting for its shard's lease,
+    or replaying) ends the start there: the app is stopped and the process exits cleanly, instead
+    of the signal waiting for the start to finish (and a supervisor's SIGKILL after it)."""
     running = RunningServer(app, settings)
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
+    starting = asyncio.ensure_future(running.start(address))
+    signalled = asyncio.ensure_future(shutdown.wait())
     try:
-        await running.start(address)
+        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("signal received while starting, stopping")
+            starting.cancel()
+        await starting
     except BaseException:
+        starting.cancel()
+        signalled.cancel()
         await running.server.stop(0)
         await app.stop()
+        if shutdown.is_set() and starting.cancelled():
+            return
         raise
-    await shutdown.wait()
+    await signalled
     log.info("signal received, shutting down")
     await running.stop()
 

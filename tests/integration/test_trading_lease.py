@@ -174,10 +174,13 @@ async def test_after_a_sigkill_of_the_owner_a_waiting_process_takes_the_lease_an
     database_url = new_database()
     first = await serving_with_an_order(started, database_url, tmp_path / "first")
 
+    first_pid = first.processes["trading"].pid
     second = started(database_url, tmp_path / "second", BACKBONE_TRADING_LEASE_WAIT_SECONDS="600")
-    await eventually(
-        lambda: waiting_for_the_lease(second, first.processes["trading"].pid), "the second waiting"
-    )
+    await eventually(lambda: waiting_for_the_lease(second, first_pid), "the second waiting")
+    # A waiting process stops on SIGTERM at once and cleanly (not after its wait, killed).
+    third = started(database_url, tmp_path / "third", BACKBONE_TRADING_LEASE_WAIT_SECONDS="600")
+    await eventually(lambda: waiting_for_the_lease(third, first_pid), "the third waiting")
+    assert third.stop("trading") == 0
     assert first.kill("trading") == -signal.SIGKILL
     # PostgreSQL frees the lock with the killed process's connection: the waiting one takes it.
     second.wait_healthy("trading")
