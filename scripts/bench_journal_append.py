@@ -11,10 +11,10 @@ Three ways to append the same batches (binary COPY of `--records` rows each) to 
 The three run in interleaved rounds on one machine, each on a shard of its own; each way's figure
 is its median round (ratios in the same run; these machines are noisy). Usage:
 
-    python scripts/bench_journal_append.py [--database-url URL] [--batches 2000] [--records 1]
+    python scripts/bench_journal_append.py [--batches 4000] [--records 1] [--no-fsync]
 
-Without --database-url it starts an embedded PostgreSQL in a temporary folder. With it, the run
-writes shards of its own (bench-<run>-*) to that database's trading.journal and deletes them after.
+It starts an embedded PostgreSQL of its own in a temporary folder (durable, as `backbone up`
+runs it, unless --no-fsync), removed afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 import tempfile
 import time
@@ -64,8 +63,7 @@ async def measure(database_url: str, batch_count: int, batch_records: int) -> di
     settings = Settings.from_env({"BACKBONE_DATABASE_URL": database_url, "BACKBONE_DATABASE_POOL_SIZE": "4"})
     pool = await open_pool(settings, "bench-journal")
     await migrate(pool, "trading")
-    run = secrets.token_hex(4)  # shards of this run alone: a database may hold an earlier run's
-    shards = {name: f"bench-{run}-{name}" for name in ("pooled", "lease", "checked")}
+    shards = {name: f"bench-{name}" for name in ("pooled", "lease", "checked")}
     leases = {
         name: await ShardLease.acquire(database_url, shards[name], wait_seconds=0)
         for name in ("lease", "checked")
@@ -106,10 +104,6 @@ async def measure(database_url: str, batch_count: int, batch_records: int) -> di
             spent[name].append((time.perf_counter() - started) / per_round)
     for lease in leases.values():
         await lease.close()
-    async with pool.connection() as connection:  # the rows of this run go, as they came
-        await connection.execute(
-            "DELETE FROM trading.journal WHERE shard = ANY(%s)", (list(shards.values()),)
-        )
     await pool.close()
     # The median round of each way: a round that met another process's burst on these shared
     # machines moves it less than a mean.
@@ -127,16 +121,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default="")
-    parser.add_argument("--batches", type=int, default=2000)
+    parser.add_argument("--batches", type=int, default=4000)
     parser.add_argument("--records", type=int, default=1)
+    parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL without fsync: round trips alone")
     options = parser.parse_args()
     configure_logging("warning", "auto")  # stdout carries the JSON line alone
-    if options.database_url:
-        print(json.dumps(asyncio.run(measure(options.database_url, options.batches, options.records))))
-        return
     with tempfile.TemporaryDirectory() as folder:
-        server = EmbeddedPostgres(Path(folder))
+        server = EmbeddedPostgres(Path(folder), durable=not options.no_fsync)
         url = server.start()
         try:
             print(json.dumps(asyncio.run(measure(url, options.batches, options.records))))

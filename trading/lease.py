@@ -13,16 +13,17 @@ The lease fences the journal's writes: the service appends every batch on the le
 connection (Journal(lease=...)). A session-level advisory lock lasts exactly as long as its
 session, so an append that commits was made by the session holding the lease; once the lease is
 lost (the backend terminated, PostgreSQL restarted, the network gone) that session is gone too,
-and no further append of this process can commit. That costs nothing per batch: measured with
-scripts/bench_journal_append.py (4,000 batches, median of 10 interleaved rounds), an append on the
-lease's session took 0.84-1.2x the time of the same COPY on a pooled connection (noise: 253 vs 300
-us for a 1-record batch, 697 vs 751 us for 100 records), while checking the lease inside each
-append's transaction instead (BEGIN, a pg_locks lookup, COPY, COMMIT) took 1.6-2.3x (+360 us for 1
-record, +460 us for 100: the extra round trips), for no more safety. A watch also probes the
-connection every LEASE_PROBE_SECONDS so an idle process notices the loss too: it then stops
-(trading/app.py: the engine stops, the process exits and its supervisor starts it again, taking
-the lease anew and replaying what the journal holds), rather than go on answering reads from a
-book another process may since have moved on.
+and no further append of this process can commit. That costs nothing per batch, measured by
+scripts/bench_journal_append.py (4,000 batches, each way's median of 10 interleaved rounds, on a
+loaded 2-core machine): an append on the lease's session took 0.85-1.4x the time of the same COPY
+on a pooled connection, around 1x (1-record batches without fsync: 259 vs 307 us; with fsync: 515
+vs 549 us), while checking the lease inside each append's transaction instead (BEGIN, a pg_locks
+lookup, COPY, COMMIT) took 1.6-2.7x (688 and 1,018 us for those 1-record batches: the extra round
+trips), and would be no safer: the lease can still be lost between the check and the commit. A
+watch also probes the connection every LEASE_PROBE_SECONDS so an idle process notices the loss
+too: it then stops (trading/app.py: the engine stops, the process exits and its supervisor starts
+it again, taking the lease anew and replaying what the journal holds), rather than go on answering
+reads from a book another process may since have moved on.
 
 The lease needs a real session: through a pooler in transaction mode (PgBouncer's default) an
 advisory lock does not stay with the process; point BACKBONE_DATABASE_URL at PostgreSQL, or at
