@@ -6,20 +6,20 @@ SERVING. :class:`ServiceProcesses` starts, stops gracefully (SIGTERM: drain),
 kills (SIGKILL) and starts again one service at a time, which is what the fault
 tests do by hand.
 
-:class:`Supervisor` is what `backbone up` runs on top: every process it is
-given (the four services, and the embedded PostgreSQL and Redis) that dies is
-started again, after 0.5 s, then 1, 2, 4, 8 and at most 10 s while it keeps
-dying; a run of 30 s or more counts as recovered, so the next death waits
-0.5 s again (:class:`RestartBackoff`). Each death is one ERROR log line (which
-process, exit code or signal, restarts so far, the wait, and ``why``: the last
-error the service logged in that run, such as a journal that cannot be replayed,
-so a service that keeps failing at start says why where its supervisor is
-watched, and in `backbone status`), each restart and each return to SERVING an
-INFO line. A service is restarted for as long as it takes
-(it may be failing only because something it needs is down); an embedded store
-that dies :data:`STORE_START_ATTEMPTS` times in a row without ever answering is
-not going to (its port is taken, its data folder is damaged), and the
-supervisor gives up: `backbone up` then stops everything and says why.
+:class:`Supervisor` is what `backbone up` runs on top: every process it is given
+(the four services, and the embedded PostgreSQL and Redis) that dies is started
+again, after 0.5 s, then 1, 2, 4, 8 and at most 10 s while it keeps dying; a run
+of 30 s or more counts as recovered, so the next death waits 0.5 s again
+(:class:`RestartBackoff`). Each death is one ERROR log line (which process, exit
+code or signal, restarts so far, the wait, and ``why``: the last error the
+service logged in that run, such as a journal that cannot be replayed, so a
+service that keeps failing at start says why where its supervisor is watched,
+and in `backbone status`), each restart and each return to SERVING an INFO line.
+A service is restarted for as long as it takes (it may be failing only because
+something it needs is down); an embedded store that dies
+:data:`STORE_START_ATTEMPTS` times in a row without ever answering is not going
+to (its port is taken, its data folder is damaged), and the supervisor gives up:
+`backbone up` then stops everything and says why.
 """
 
 from __future__ import annotations

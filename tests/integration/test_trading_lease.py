@@ -2,12 +2,13 @@
 real trading processes (started and killed as `backbone up` does), and trading in process.
 
 A second process for a shard waits for its lease (NOT_SERVING, naming the holder) and then refuses
-to start while the first keeps serving; after a SIGKILL of the first, a waiting process takes the
-lease and serves what the journal holds; a lease session terminated in PostgreSQL stops the engine
-(and the process) before anything more is appended, and an append through it cannot commit. A
-journal row that does not parse, or is not the record its row says, a missing sequence, a record
-the engine refuses on replay, a journal ending mid-command: each stops the start with an error
-naming the shard and the sequence, which the supervisor reports as the process's last error.
+to start while the first keeps serving, or stops at once on SIGTERM; after a SIGKILL of the first, a
+waiting process takes the lease and serves what the journal holds; a lease session terminated in
+PostgreSQL stops the engine (and the process) before anything more is appended, and an append
+through it cannot commit. A journal row that does not parse, or is not the record its row says, a
+missing sequence, a record the engine refuses on replay, a journal ending mid-command: each stops
+the start with an error naming the shard and the sequence, which the supervisor reports as the
+process's last error.
 """
 
 from __future__ import annotations
