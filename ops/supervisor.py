@@ -152,7 +152,10 @@ class ServiceProcesses:
         while True:
             code = process.poll()
             if code is not None:
-                raise ServiceFailed(f"{name} exited with code {code} while starting{self._log_hint(name)}")
+                why = self.last_error(name)
+                because = f": {why}" if why else ""
+                hint = self._log_hint(name)
+                raise ServiceFailed(f"{name} exited with code {code} while starting{because}{hint}")
             if health_status(self.address(name)) == health_pb2.HealthCheckResponse.SERVING:
                 return
             if time.monotonic() > deadline:

@@ -397,12 +397,16 @@ async def test_a_corrupt_row_stops_the_process_and_its_supervisor_says_why(
     corrupt(database_url, "UPDATE trading.journal SET payload = '\\x08' WHERE sequence = 2")
 
     services.start("trading")
-    with pytest.raises(ServiceFailed, match=f"exited with code {EXIT_START_REFUSED} while starting"):
-        services.wait_healthy("trading")
-    why = ServiceChild(services, "trading").last_error()
-    assert why is not None and why.startswith(
+    why = (
         f"cannot serve: the journal of shard '{SHARD}' cannot be replayed at sequence 2: its payload does "
         "not parse"
-    ), why
+    )
+    # What `backbone up` prints when a service fails its first start, and its supervisor's `why` after.
+    with pytest.raises(ServiceFailed) as failed:
+        services.wait_healthy("trading")
+    exited = f"trading exited with code {EXIT_START_REFUSED} while starting"
+    assert str(failed.value).startswith(f"{exited}: {why}")
+    last_error = ServiceChild(services, "trading").last_error()
+    assert last_error is not None and last_error.startswith(why), last_error
     log = (tmp_path / "logs" / "trading.log").read_text()
     assert '"event": "journal cannot be replayed"' in log and '"sequence": 2' in log
