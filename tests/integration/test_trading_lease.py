@@ -145,7 +145,7 @@ async def test_a_second_process_waits_then_refuses_while_the_first_serves(
     first = await serving_with_an_order(started, database_url, tmp_path / "first")
     first_pid = first.processes["trading"].pid
 
-    second = started(database_url, tmp_path / "second", BACKBONE_TRADING_LEASE_WAIT_SECONDS="5")
+    second = started(database_url, tmp_path / "second", BACKBONE_TRADING_LEASE_WAIT_SECONDS="10")
     detail = await eventually(lambda: waiting_for_the_lease(second, first_pid), "the second waiting")
     assert f"host={socket.gethostname()}" in detail
     code = await eventually(lambda: second.processes["trading"].poll(), "the second giving up")
