@@ -175,7 +175,7 @@ def bench(options: argparse.Namespace) -> int:
 
 def serve(service: str, settings: Settings) -> int:
     """Run one service in this process until SIGTERM/SIGINT."""
-    from backbone.runtime.server import BindError, run
+    from backbone.runtime.server import EXIT_START_REFUSED, BindError, StartRefused, run
 
     configure_logging(settings.log_level, settings.log_format, service)
     module = importlib.import_module(f"{service}.app")
@@ -185,6 +185,9 @@ def serve(service: str, settings: Settings) -> int:
     except (BindError, ConfigError) as error:
         structlog.get_logger("backbone").error("cannot serve", service=service, error=str(error))
         return 2
+    except StartRefused as error:
+        structlog.get_logger("backbone").critical("cannot serve", service=service, error=str(error))
+        return EXIT_START_REFUSED
     return 0
 
 

@@ -3,8 +3,9 @@
 `backbone up` keeps ``status.json`` in its data folder: its own pid, and for each process (the
 embedded PostgreSQL and Redis, or the external ones it was pointed at, and the four services)
 its address, pid, state, restarts so far, when its current run started and how the last one
-ended. The supervisor rewrites it whenever something changes, atomically (a temporary file
-renamed over it), so a reader never sees half a file; `up` removes it on the way out.
+ended (its exit, and the last error it logged). The supervisor rewrites it whenever something
+changes, atomically (a temporary file renamed over it), so a reader never sees half a file; `up`
+removes it on the way out.
 
 `status` reads the file and asks every process itself: a service's standard health service, a
 PostgreSQL connection, a Redis PING. A process is SERVING, NOT SERVING (running, but not
@@ -150,6 +151,7 @@ def report(data_dir: Path, endpoints_file: str) -> dict[str, Any]:
                 else None,
                 "state": entry.get("state"),
                 "last_exit": entry.get("last_exit"),
+                "last_error": entry.get("last_error"),
                 "restart_in_seconds": round(max(0.0, restart_at - now), 1) if restart_at else None,
             }
         )
@@ -182,6 +184,8 @@ def lines(status: Mapping[str, Any]) -> list[str]:
             notes.append(f"last exit: {process['last_exit']}")
         if process["restart_in_seconds"] is not None:
             notes.append(f"restarting in {process['restart_in_seconds']:g}s")
+        if process["last_error"]:
+            notes.append(f"last error: {process['last_error']}")
         rows.append(
             (
                 str(process["name"]),

@@ -6,22 +6,26 @@ SERVING. :class:`ServiceProcesses` starts, stops gracefully (SIGTERM: drain),
 kills (SIGKILL) and starts again one service at a time, which is what the fault
 tests do by hand.
 
-:class:`Supervisor` is what `backbone up` runs on top: every process it is
-given (the four services, and the embedded PostgreSQL and Redis) that dies is
-started again, after 0.5 s, then 1, 2, 4, 8 and at most 10 s while it keeps
-dying; a run of 30 s or more counts as recovered, so the next death waits
-0.5 s again (:class:`RestartBackoff`). Each death is one ERROR log line (which
-process, exit code or signal, restarts so far, the wait), each restart and each
-return to SERVING an INFO line. A service is restarted for as long as it takes
-(it may be failing only because something it needs is down); an embedded store
-that dies :data:`STORE_START_ATTEMPTS` times in a row without ever answering is
-not going to (its port is taken, its data folder is damaged), and the
-supervisor gives up: `backbone up` then stops everything and says why.
+:class:`Supervisor` is what `backbone up` runs on top: every process it is given
+(the four services, and the embedded PostgreSQL and Redis) that dies is started
+again, after 0.5 s, then 1, 2, 4, 8 and at most 10 s while it keeps dying; a run
+of 30 s or more counts as recovered, so the next death waits 0.5 s again
+(:class:`RestartBackoff`). Each death is one ERROR log line (which process, exit
+code or signal, restarts so far, the wait, and ``why``: the last error the
+service logged in that run, such as a journal that cannot be replayed, so a
+service that keeps failing at start says why where its supervisor is watched,
+and in `backbone status`), each restart and each return to SERVING an INFO line.
+A service is restarted for as long as it takes (it may be failing only because
+something it needs is down); an embedded store that dies
+:data:`STORE_START_ATTEMPTS` times in a row without ever answering is not going
+to (its port is taken, its data folder is damaged), and the supervisor gives up:
+`backbone up` then stops everything and says why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +77,34 @@ def health_status(address: str, timeout_seconds: float = 1.0) -> int:
     return health_check(address, "", timeout_seconds)[0]
 
 
+# How much of the end of a service's log is searched for its last error.
+LAST_ERROR_TAIL_BYTES = 64 * 1024
+_LAST_ERROR_MAX_CHARS = 1000
+
+
+def last_logged_error(path: Path, start: int = 0) -> str | None:
+    """The last ERROR or CRITICAL line of a service's JSON log `path` after byte `start`, as
+    ``event: detail`` (its ``error`` or ``why`` field), or None when there is none."""
+    try:
+        with path.open("rb") as log_file:
+            end = log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(start, end - LAST_ERROR_TAIL_BYTES))
+            tail = log_file.read()
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a console line, or the first line of the tail cut in two
+            continue
+        if not isinstance(entry, dict) or entry.get("level") not in ("error", "critical"):
+            continue
+        event = str(entry.get("event", ""))
+        detail = entry.get("error") or entry.get("why")
+        return (f"{event}: {detail}" if detail else event)[:_LAST_ERROR_MAX_CHARS]
+    return None
+
+
 class ServiceProcesses:
     """The four service processes of one system."""
 
@@ -82,6 +114,7 @@ class ServiceProcesses:
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        self._log_starts: dict[str, int] = {}  # where each service's current run begins in its log
 
     def address(self, name: str) -> str:
         return self.settings.address_of(name)
@@ -102,6 +135,7 @@ class ServiceProcesses:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             output = self._logs[name] = open(path, "ab")  # noqa: SIM115 - closed in _close_log
+            self._log_starts[name] = output.tell()
         environment = {**os.environ, **self.environment}
         environment.pop("BACKBONE_LISTEN_ADDRESS", None)
         self.processes[name] = subprocess.Popen(
@@ -118,12 +152,20 @@ class ServiceProcesses:
         while True:
             code = process.poll()
             if code is not None:
-                raise ServiceFailed(f"{name} exited with code {code} while starting{self._log_hint(name)}")
+                why = self.last_error(name)
+                because = f": {why}" if why else ""
+                hint = self._log_hint(name)
+                raise ServiceFailed(f"{name} exited with code {code} while starting{because}{hint}")
             if health_status(self.address(name)) == health_pb2.HealthCheckResponse.SERVING:
                 return
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"{name} not healthy after {timeout_seconds:g}s{self._log_hint(name)}")
             time.sleep(0.05)
+
+    def last_error(self, name: str) -> str | None:
+        """The last error the current (or last) run of `name` logged; None without a log file."""
+        path = self.log_path(name)
+        return last_logged_error(path, self._log_starts.get(name, 0)) if path is not None else None
 
     def _log_hint(self, name: str) -> str:
         path = self.log_path(name)
@@ -240,6 +282,10 @@ class Child(ABC):
     def ready(self) -> bool:
         """True when the process serves (a quick probe)."""
 
+    def last_error(self) -> str | None:
+        """Why the current (or last) run failed, as the process logged it; None when unknown."""
+        return None
+
 
 class ServiceChild(Child):
     """A service of a :class:`ServiceProcesses`; ready when its health says SERVING."""
@@ -261,6 +307,9 @@ class ServiceChild(Child):
 
     def ready(self) -> bool:
         return health_status(self.address, PROBE_TIMEOUT_SECONDS) == health_pb2.HealthCheckResponse.SERVING
+
+    def last_error(self) -> str | None:
+        return self.services.last_error(self.name)
 
 
 class EmbeddedServer(Protocol):
@@ -313,6 +362,7 @@ class Tracked:
     answered: bool = True  # the current run has served once
     failed_starts: int = 0  # consecutive runs that died before serving once
     last_exit: str | None = None
+    last_error: str | None = None  # the last error the process logged before that exit
     down_since: float = 0.0
     restart_due: float = 0.0
     restart_due_wall: float = 0.0
@@ -370,6 +420,8 @@ class Supervisor:
     def _died(self, tracked: Tracked, returncode: int) -> None:
         child, now = tracked.child, self._clock()
         tracked.last_exit = describe_exit(returncode)
+        tracked.last_error = child.last_error()
+        why = {"why": tracked.last_error} if tracked.last_error else {}
         tracked.failed_starts = 0 if tracked.answered else tracked.failed_starts + 1
         delay = tracked.backoff.delay_after(now - tracked.started)
         tracked.down_since = now
@@ -381,6 +433,7 @@ class Supervisor:
                 exit=tracked.last_exit,
                 restarts=tracked.restarts,
                 failed_starts=tracked.failed_starts,
+                **why,
             )
             self._on_change()
             raise GaveUp(
@@ -397,6 +450,7 @@ class Supervisor:
             exit=tracked.last_exit,
             restarts=tracked.restarts,
             next_restart_s=delay,
+            **why,
         )
 
     def _restart(self, tracked: Tracked) -> None:
@@ -438,6 +492,7 @@ class Supervisor:
                 "restarts": tracked.restarts,
                 "started_at": tracked.started_wall,
                 "last_exit": tracked.last_exit,
+                "last_error": tracked.last_error,
                 "restart_at": tracked.restart_due_wall if tracked.state == "restarting" else None,
             }
             for tracked in self.tracked

@@ -1,10 +1,14 @@
 """Composition root of the trading service.
 
-start(): open the pool, migrate the ``trading`` schema, replay this shard's
-journal into a fresh engine, then start the engine task and two outboxes
-(trades to settlement, trades and releases to risk), each resuming from
-what its receiver says it has applied. stop(): refuse new commands, let the
-engine finish the batch in hand, stop the outboxes, close channels and pool.
+start(): open the pool, take this shard's lease (trading/lease.py: one process per shard; health
+says NOT_SERVING, and why, while another process holds it), migrate the ``trading`` schema,
+replay this shard's journal into a fresh engine (a journal that cannot be replayed stops the
+start with JournalUnreadable naming the sequence), then start the engine task, appending on the
+lease's connection, and two outboxes (trades to settlement, trades and releases to risk), each
+resuming from what its receiver says it has applied. Losing the lease stops the engine for good
+(the process exits; a restart takes the lease again and replays). stop(): refuse new commands,
+let the engine finish the batch in hand, stop the outboxes, let go of the lease, close channels
+and pool.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from backbone.runtime.outbox import OutboxSender
 from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from trading.engine import Engine
+from trading.engine import Engine, ReplayError
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
-from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
+from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnreadable
+from trading.lease import ShardLease
 from trading.reconciler import ReservationReconciler
 from trading.servicer import TradingServicer
 
@@ -189,12 +194,18 @@ def _offer_to(
 
 
 async def replay_journal(journal: Journal, engine: Engine) -> int:
-    """Rebuild `engine` from the journal; returns how many records were read."""
+    """Rebuild `engine` from the journal; returns how many records were read. JournalUnreadable
+    when a row cannot be read, a sequence is missing, or the engine refuses a record."""
     count = 0
-    async for record in journal.records():
-        engine.replay(record)
-        count += 1
-    engine.finish_replay()
+    sequence = 0
+    try:
+        async for record in journal.records():
+            sequence = record.sequence
+            engine.replay(record)
+            count += 1
+        engine.finish_replay()
+    except ReplayError as error:
+        raise JournalUnreadable(journal.shard, sequence, str(error)) from None
     return count
 
 
@@ -209,6 +220,7 @@ class TradingApp:
         self.feed = ExecutionFeed()
         self.loop = EngineLoop(self.engine, self.feed, batch_max_items=settings.batch_max_items)
         self.pool: AsyncConnectionPool | None = None
+        self.lease: ShardLease | None = None
         self.journal: Journal | None = None
         self.outboxes: list[OutboxSender[Any]] = []
         self._channels: list[grpc.aio.Channel] = []
@@ -228,11 +240,16 @@ class TradingApp:
         shard = settings.trading_shard
         pool = await open_pool(settings, self.name)
         self.pool = pool
+        self.lease = lease = await self._take_lease()
         applied = await migrate(pool, self.name)
-        journal = Journal(pool, shard)
+        journal = Journal(pool, shard, lease=lease)
         self.journal = journal
         started = time.perf_counter()
-        replayed = await replay_journal(journal, self.engine)
+        try:
+            replayed = await replay_journal(journal, self.engine)
+        except JournalUnreadable as error:
+            log.critical("journal cannot be replayed", shard=shard, sequence=error.sequence, why=error.why)
+            raise
         log.info(
             "journal replayed",
             shard=shard,
@@ -321,6 +338,7 @@ class TradingApp:
             if self.health is not None:
                 await outbox.publish_health(self.health, outbox_health_name(outbox.name))
         await self.loop.start(journal)
+        lease.watch(self.loop.stop_for_good)
         for outbox in self.outboxes:
             await outbox.start()
         risk_outbox = next(outbox for outbox in self.outboxes if outbox.name == RISK_OUTBOX)
@@ -333,7 +351,30 @@ class TradingApp:
             on_fenced=risk_outbox.notify,
         )
         await self.reconciler.start()
+        if self.health is not None and SERVICE_NAME in self.health.claimed:  # it waited for the lease
+            for name in ("", SERVICE_NAME):
+                await self.health.set(name, True)
         log.info("trading ready", shard=shard, instruments=len(self.engine.instruments))
+
+    async def _take_lease(self) -> ShardLease:
+        """This shard's lease; while another process holds it, health is NOT_SERVING saying which."""
+        waiting_for = ""
+
+        async def waiting(sentence: str) -> None:
+            nonlocal waiting_for
+            waiting_for = sentence
+            if self.health is not None:
+                for name in ("", SERVICE_NAME):
+                    await self.health.set(name, False, detail=lambda: waiting_for)
+
+        lease = await ShardLease.acquire(
+            self.settings.database_url,
+            self.settings.trading_shard,
+            wait_seconds=float(self.settings.trading_lease_wait_seconds),
+            on_waiting=waiting,
+        )
+        waiting_for = ""
+        return lease
 
     async def wait_risk_learned(self, sequence: int, caller_seconds_left: float | None) -> None:
         """Wait until risk has applied journal record `sequence` (a new instrument), within the deadline.
@@ -367,6 +408,9 @@ class TradingApp:
         for outbox in self.outboxes:
             await outbox.stop()
         self.outboxes = []
+        if self.lease is not None:  # after the engine's last append
+            lease, self.lease = self.lease, None
+            await lease.close()
         for channel in self._channels:
             await channel.close()
         self._channels = []

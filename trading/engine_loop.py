@@ -216,6 +216,11 @@ class EngineLoop:
             for committed in self.on_committed:
                 committed(records)
 
+    def stop_for_good(self, why: str) -> None:
+        """Stop because the journal can no longer be written by this process (its shard's lease
+        is lost): fail what is queued, end the feed, and call `on_fatal` (by default: exit)."""
+        self._fatal(why)
+
     def _fatal(self, why: str) -> None:
         self._failed = True
         self._stopping = True

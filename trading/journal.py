@@ -11,6 +11,15 @@ trades, releases, fences, instrument creations and risk epochs (for risk) after 
 only to catch up (they send what was just committed from memory). Indexes and checks cost
 every append: the table keeps its primary key, a length check on the kind and settlement's
 trades-only partial index (migrations/006_cheaper_rows.sql says why not more).
+
+The service appends on its shard lease's own connection (trading/lease.py says why that fences
+the writes of a process that lost its lease); a Journal without a lease (tests and tools that
+write a journal of their own) borrows a pooled connection for each append.
+
+Every row read back is checked before it is used: its payload parses, it is the record its row
+says (sequence and kind), and replay sees the sequences 1, 2, 3... with none missing. A row that
+fails raises JournalUnreadable naming the shard and the sequence: trading stops rather than
+serve a book rebuilt from part of its journal.
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ from __future__ import annotations
 import struct
 from collections.abc import AsyncIterator, Sequence
 
+from google.protobuf.message import DecodeError
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
+from backbone.runtime.server import StartRefused
 from backbone.trading.v1 import trading_pb2
+from trading.lease import ShardLease
 
 SETTLEMENT_KINDS = ("trade",)
 # Risk learns instruments from this stream too (it never asks trading for them); a fence
@@ -48,7 +60,7 @@ class _RowHead:
         self.pack = struct.Struct(f">{len(self.before)}sq{len(self.kind)}si").pack
 
 
-_PAGE = "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
+_PAGE = "SELECT sequence, kind, payload FROM trading.journal WHERE shard = %s AND sequence > %s"
 # Settlement's predicate is spelled as its partial index's (journal_trades in 001_journal.sql) so
 # the planner can use it even for a prepared, generic plan; risk's kinds are read along the
 # primary key (006_cheaper_rows.sql says why).
@@ -81,19 +93,67 @@ def copy_data(shard: str, records: Sequence[trading_pb2.JournalRecord]) -> bytes
     return b"".join(parts)
 
 
+class JournalUnreadable(StartRefused):
+    """A shard's journal cannot be read back as written: the state it records cannot be rebuilt."""
+
+    def __init__(self, shard: str, sequence: int, why: str) -> None:
+        super().__init__(
+            f"the journal of shard {shard!r} cannot be replayed at sequence {sequence}: {why}; trading "
+            "stops rather than serve a book rebuilt from part of it (repair or restore the rows of "
+            f"trading.journal with shard = {shard!r}, then start it again)"
+        )
+        self.shard = shard
+        self.sequence = sequence
+        self.why = why
+
+
+def record_of(shard: str, sequence: int, kind: str, payload: bytes) -> trading_pb2.JournalRecord:
+    """The record a journal row holds; JournalUnreadable when its payload does not parse or is not
+    the record its row says (another sequence, another kind)."""
+    try:
+        record = trading_pb2.JournalRecord.FromString(payload)
+    except DecodeError as error:
+        raise JournalUnreadable(shard, sequence, f"its payload does not parse ({error})") from None
+    found = record.WhichOneof("record")
+    if record.sequence != sequence or found != kind:
+        raise JournalUnreadable(
+            shard,
+            sequence,
+            f"its payload is record {record.sequence} of kind {found!r}, "
+            f"its row says {sequence} of kind {kind!r}",
+        )
+    return record
+
+
 class Journal:
     """Append and read one shard's journal."""
 
-    def __init__(self, pool: AsyncConnectionPool, shard: str, *, page_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        shard: str,
+        *,
+        page_size: int = 10_000,
+        lease: ShardLease | None = None,
+    ) -> None:
+        if lease is not None and lease.shard != shard:
+            raise ValueError(f"the lease of shard {lease.shard!r} cannot write the journal of {shard!r}")
         self.pool = pool
         self.shard = shard
         self.page_size = page_size
+        self.lease = lease
 
     async def append(self, records: Sequence[trading_pb2.JournalRecord]) -> None:
-        """Write `records` (in sequence order) in one transaction; raises if any cannot be written."""
+        """Write `records` (in sequence order) in one transaction; raises if any cannot be written
+        (a lost lease included: its session, which the COPY runs in, is gone)."""
         if not records:
             return
         data = copy_data(self.shard, records)
+        if self.lease is not None:
+            # Autocommit, as the lease's connection always is: the COPY alone is the transaction.
+            async with self.lease.connection.cursor().copy(_COPY) as copy:
+                await copy.write(data)
+            return
         async with self.pool.connection() as connection:
             # One COPY on its own (autocommit) is one transaction: every row or none, committed
             # when it returns; no BEGIN and COMMIT round trips around it.
@@ -117,19 +177,24 @@ class Journal:
         async with self.pool.connection() as connection:
             cursor = await connection.execute(query, (self.shard, sequence, limit))
             rows = await cursor.fetchall()
-        parse = trading_pb2.JournalRecord.FromString
-        return [(row[0], parse(row[1])) for row in rows]
+        shard = self.shard
+        return [(row[0], record_of(shard, row[0], row[1], row[2])) for row in rows]
 
     async def records(self, after: int = 0) -> AsyncIterator[trading_pb2.JournalRecord]:
-        """Every record after `after`, in sequence order, read a page at a time (for replay)."""
-        cursor_sequence = after
+        """Every record after `after`, in sequence order, read a page at a time (for replay);
+        JournalUnreadable at a row that cannot be read or a sequence that is missing."""
+        expected = after + 1
         while True:
-            page = await self.load_after(cursor_sequence, self.page_size)
-            for _, record in page:
+            page = await self.load_after(expected - 1, self.page_size)
+            for sequence, record in page:
+                if sequence != expected:
+                    raise JournalUnreadable(
+                        self.shard, expected, f"that sequence is missing (the next row is {sequence})"
+                    )
+                expected += 1
                 yield record
             if len(page) < self.page_size:
                 return
-            cursor_sequence = page[-1][0]
 
     async def load_all(self) -> list[trading_pb2.JournalRecord]:
         return [record async for record in self.records()]

@@ -40,6 +40,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ADMIN_KEY", "", "admin key for the AdminService; empty means `backbone up` makes one"),
     Variable("DATA_DIR", ".backbone", "folder for embedded PostgreSQL/Redis data and the admin key"),
     Variable("TRADING_SHARD", "trading-0", "name of this trading shard (source of its trades)"),
+    Variable(
+        "TRADING_LEASE_WAIT_SECONDS",
+        "30",
+        "how long a trading process waits for its shard's lease while another process holds it (it "
+        "logs which) before it exits with an error; 0 tries once",
+    ),
     Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
     Variable("LOG_FORMAT", "auto", "json, console, or auto (console on a terminal, else json)"),
     Variable("GRACE_PERIOD_SECONDS", "10", "time in-flight calls get to finish on SIGTERM"),
@@ -97,6 +103,7 @@ class Settings:
     admin_key: str
     data_dir: Path
     trading_shard: str
+    trading_lease_wait_seconds: int
     log_level: str
     log_format: str
     grace_period_seconds: int
@@ -136,6 +143,7 @@ class Settings:
             admin_key=values["ADMIN_KEY"],
             data_dir=Path(values["DATA_DIR"] or ".backbone"),
             trading_shard=shard,
+            trading_lease_wait_seconds=_integer(values, "TRADING_LEASE_WAIT_SECONDS", 0, 86_400),
             log_level=level,
             log_format=log_format,
             grace_period_seconds=_integer(values, "GRACE_PERIOD_SECONDS", 0, 3600),

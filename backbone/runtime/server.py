@@ -106,6 +106,18 @@ class BindError(RuntimeError):
     """The listen address could not be bound."""
 
 
+class StartRefused(RuntimeError):
+    """An app cannot start for a reason a person must act on; the message says what and why.
+
+    An app's start() raises it (another process owns the trading shard, the journal cannot be
+    replayed): `backbone serve` logs the message as one error line and exits with
+    EXIT_START_REFUSED, instead of a traceback.
+    """
+
+
+EXIT_START_REFUSED = 3
+
+
 # Calls that arrived and wait to be taken up by the server's loop. gRPC's defaults (1,000, and
 # 3,000 as a hard limit) cancel calls past them at random (the caller sees CANCELLED, as if it
 # had given up itself): a burst of a few thousand concurrent unary calls lost some. The services
@@ -191,19 +203,33 @@ class RunningServer:
 
 
 async def run_service(app: ServiceApp, settings: Settings, address: str) -> None:
-    """Serve `app` on `address` until SIGTERM or SIGINT, then drain and stop."""
+    """Serve `app` on `address` until SIGTERM or SIGINT, then drain and stop.
+
+    A signal while the app is still starting (a trading process waiting for its shard's lease,
+    or replaying) ends the start there: the app is stopped and the process exits cleanly, instead
+    of the signal waiting for the start to finish (and a supervisor's SIGKILL after it)."""
     running = RunningServer(app, settings)
     loop = asyncio.get_running_loop()
     shutdown = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
+    starting = asyncio.ensure_future(running.start(address))
+    signalled = asyncio.ensure_future(shutdown.wait())
     try:
-        await running.start(address)
+        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("signal received while starting, stopping")
+            starting.cancel()
+        await starting
     except BaseException:
+        starting.cancel()
+        signalled.cancel()
         await running.server.stop(0)
         await app.stop()
+        if shutdown.is_set() and starting.cancelled():
+            return
         raise
-    await shutdown.wait()
+    await signalled
     log.info("signal received, shutting down")
     await running.stop()
 

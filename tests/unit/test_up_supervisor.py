@@ -23,6 +23,7 @@ from ops.supervisor import (
     RestartBackoff,
     Supervisor,
     describe_exit,
+    last_logged_error,
 )
 
 
@@ -63,6 +64,7 @@ class FakeChild(Child):
         self.serving = True
         self.spawns = 0
         self.spawn_error: Exception | None = None
+        self.last_words: str | None = None
         self._pid = 100
 
     def die(self, returncode: int = -9) -> None:
@@ -83,6 +85,9 @@ class FakeChild(Child):
 
     def ready(self) -> bool:
         return self.serving
+
+    def last_error(self) -> str | None:
+        return self.last_words
 
 
 def supervised(
@@ -245,6 +250,56 @@ def test_a_store_that_answered_in_between_is_not_given_up() -> None:
         supervisor.tick()  # restarted
         supervisor.tick()  # answers
     assert postgres.spawns == 3 * STORE_START_ATTEMPTS
+
+
+def test_the_last_error_a_service_logged_is_found_in_its_json_log(tmp_path: Path) -> None:
+    log = tmp_path / "trading.log"
+    first_run = [
+        {"event": "trading ready", "level": "info"},
+        {"event": "cannot serve", "level": "critical", "error": "an earlier run's trouble"},
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in first_run))
+    second_run_starts = log.stat().st_size
+    assert last_logged_error(log, second_run_starts) is None  # nothing logged by this run yet
+    second_run = [
+        {"event": "journal cannot be replayed", "level": "critical", "why": "payload", "sequence": 2},
+        {"event": "cannot serve", "level": "critical", "error": "the journal of shard 'x' cannot be..."},
+        {"event": "stopped", "level": "info"},
+    ]
+    with log.open("a") as file:
+        file.write("".join(json.dumps(line) + "\n" for line in second_run))
+        file.write("Traceback (most recent call last):\n")  # not JSON: passed over
+    assert last_logged_error(log, second_run_starts) == "cannot serve: the journal of shard 'x' cannot be..."
+    assert last_logged_error(log) == "cannot serve: the journal of shard 'x' cannot be..."
+    with log.open("a") as file:
+        file.write(
+            json.dumps({"event": "stopping the process", "level": "critical", "why": "lease lost"}) + "\n"
+        )
+    assert last_logged_error(log, second_run_starts) == "stopping the process: lease lost"
+    assert last_logged_error(tmp_path / "missing.log") is None
+
+
+def test_a_death_is_logged_and_recorded_with_the_last_error_of_its_run(tmp_path: Path) -> None:
+    trading = FakeChild("trading")
+    supervisor, _, lines = supervised(trading)
+    trading.last_words = "cannot serve: the journal of shard 'trading-0' cannot be replayed at sequence 2"
+    trading.die(3)
+    supervisor.tick()
+    level, event, fields = lines.lines[-1]
+    assert (level, event) == ("error", "process exited; restarting")
+    assert fields["why"] == trading.last_words and fields["exit"] == "exit code 3"
+    (entry,) = supervisor.snapshot()
+    assert entry["last_error"] == trading.last_words
+
+    # `backbone status` shows it beside the exit.
+    status_file.write_atomically(
+        tmp_path / status_file.STATUS_FILE,
+        {"up_pid": os.getpid(), "state": "running", "started_at": time.time(), "processes": [entry]},
+    )
+    report = status_file.report(tmp_path, "endpoints.json")
+    assert report["processes"][0]["last_error"] == trading.last_words
+    row = status_file.lines(report)[-1]
+    assert "last exit: exit code 3; " in row and row.endswith(f"; last error: {trading.last_words}"), row
 
 
 def test_a_spawn_that_fails_counts_as_a_death() -> None:
