@@ -23,11 +23,19 @@ session reads no further request, answers every command of every request it
 read (a request is answered in full or, never read, not at all), then ends the
 stream with the feed's UNAVAILABLE; the client resends what got no answer, with
 the same client order ids, on a new stream.
+
+Cancel on disconnect (a request's ``cancel_on_disconnect``, on for the rest of
+the stream once set): the session follows the orders it placed that are still
+open, and when the call ends other than by the client closing its side, it
+cancels them (in batches, after the orders still being placed are answered),
+in a task of the gateway's that outlives the call; when the gateway stops, the
+session does it before the stream ends, within the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -58,6 +66,8 @@ MAX_IN_FLIGHT = 4_096
 RESULTS_PER_RESPONSE = 1_000
 # Execution reports of the stream's account waiting to be looked at by the session.
 REPORTS_QUEUED = 65_536
+# How long cancel on disconnect waits for the orders still being placed before it cancels.
+PLACING_WAIT_SECONDS = 30.0
 
 _TERMINAL = frozenset(
     {common_pb2.ORDER_STATUS_FILLED, common_pb2.ORDER_STATUS_CANCELLED, common_pb2.ORDER_STATUS_REJECTED}
@@ -110,6 +120,14 @@ class OrderStreamSession:
         self._reader: asyncio.Task[Any] | None = None
         self._forwarder: asyncio.Task[Any] | None = None
         self._subscription: Subscription | None = None
+        # Cancel on disconnect: on once a request asks; the orders this stream placed that may be
+        # open (order id -> account); whether the client closed its side (then nothing is
+        # cancelled); whether the cancels were started.
+        self._cancel_on_disconnect = False
+        self._live: dict[str, str] = {}
+        self._input_closed = False  # the requests ended without an error
+        self._closed_by_client = False
+        self._cancelling: asyncio.Task[Any] | None = None
 
     async def responses(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         """The stream's responses: the first names max_in_flight, then results and reports."""
@@ -145,9 +163,16 @@ class OrderStreamSession:
             finally:
                 reader.cancel()
                 forwarder.cancel()
+        drained = isinstance(requests, RequestStream) and requests.drained
+        self._closed_by_client = (
+            self._input_closed and self._failure is None and not drained and not self._gone
+        )
+        if self._cancel_on_disconnect and self._cancelling is None and (self._failure is not None or drained):
+            # The call is still ours (and the server waits for it while stopping): cancel now.
+            await self._cancel_live()
         if self._failure is not None:
             raise self._failure
-        if isinstance(requests, RequestStream) and requests.drained:
+        if drained:
             raise unavailable(
                 RejectReason.SERVICE_STOPPING,
                 "the gateway is stopping: every command read on this stream was answered; "
@@ -165,7 +190,13 @@ class OrderStreamSession:
 
     def _caller_gone(self, _: object) -> None:
         """The call ended: stop reading and relaying now (grpc may never resume the writer);
-        orders already handed to the saga are carried to their end."""
+        orders already handed to the saga are carried to their end (and, with cancel on
+        disconnect, cancelled unless the client closed its side)."""
+        if self._cancel_on_disconnect and not self._closed_by_client and self._cancelling is None:
+            cancelling = asyncio.create_task(self._cancel_live(), name="gateway-cancel-on-disconnect")
+            self._cancelling = cancelling
+            self._backends.background.add(cancelling)
+            cancelling.add_done_callback(self._backends.background.discard)
         self._gone = True
         for task in (self._reader, self._forwarder):
             if task is not None:
@@ -179,6 +210,8 @@ class OrderStreamSession:
         try:
             async for request in requests:
                 number += 1
+                if request.cancel_on_disconnect:
+                    self._cancel_on_disconnect = True
                 # A request read is answered in full: the session does not cancel the reader
                 # while it hands a request's commands out (it may wait there for permits).
                 self._dispatching = True
@@ -188,6 +221,7 @@ class OrderStreamSession:
                     self._dispatching = False
                 if self._failure is not None:
                     return  # the stream ends with the failure: read no more
+            self._input_closed = True
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the caller's side broke: stop reading, answer what was read
@@ -277,6 +311,7 @@ class OrderStreamSession:
                     self._tracked.pop(order.order_id, None)  # never placed: no report will come
                     self._answer(_refused(number, index, command, outcome))
                 else:  # it may be live: its later reports still come here
+                    self._live[order.order_id] = order.account_id
                     self._answer(_refused(number, index, command, outcome))
                     await self._carried(order.order_id, ())
                 continue
@@ -297,6 +332,8 @@ class OrderStreamSession:
                 # stream (or StreamExecutions), not this one.
                 self._tracked.pop(order.order_id, None)
                 continue
+            if outcome[-1].order.status not in _TERMINAL:
+                self._live[placed] = order.account_id
             await self._carried(placed, outcome)
 
     async def _carried(self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]) -> None:
@@ -334,6 +371,8 @@ class OrderStreamSession:
                 await self._carried(order_id, ())
                 continue
             order = outcome[-1].order
+            if order.status in _TERMINAL:
+                self._live.pop(order.order_id, None)
             instrument = await self._instrument(order.symbol)
             result = gateway_pb2.OrderCommandResult(
                 request_number=number, index=index, tag=command.tag, client_order_id=command.cancel.order_id
@@ -344,6 +383,36 @@ class OrderStreamSession:
                 result.reports.extend(views)
             self._answer(result)
             await self._carried(order.order_id, outcome)
+
+    async def _cancel_live(self) -> None:
+        """Cancel on disconnect: once the orders still being placed are answered (bounded wait),
+        cancel every order of this stream that may be open, in batches; log what was done."""
+        if self._cancelling is None:
+            self._cancelling = asyncio.current_task()
+        deadline = asyncio.get_running_loop().time() + PLACING_WAIT_SECONDS
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+        live = list(self._live.items())
+        self._live.clear()
+        cancelled = refused = 0
+        for start in range(0, len(live), ids.MAX_STREAM_COMMANDS):
+            batch = live[start : start + ids.MAX_STREAM_COMMANDS]
+            outcomes = await self._saga.cancel_batch(self._backends, batch)
+            for outcome in outcomes:
+                if isinstance(outcome, ServiceError):
+                    refused += 1  # filled or cancelled meanwhile, or trading unreachable (logged)
+                else:
+                    cancelled += 1
+        log.info(
+            "cancel on disconnect",
+            account_id=self._account,
+            orders=len(live),
+            cancelled=cancelled,
+            not_cancelled=refused,
+            still_placing=self._running,
+        )
 
     def _answer(self, result: gateway_pb2.OrderCommandResult) -> None:
         self._results.append(result)
@@ -360,6 +429,8 @@ class OrderStreamSession:
                     return
                 for report in reports:
                     order_id = report.order.order_id
+                    if report.order.status in _TERMINAL:
+                        self._live.pop(order_id, None)
                     tracked = self._tracked.get(order_id)
                     if tracked is None:
                         continue

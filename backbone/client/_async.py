@@ -385,7 +385,9 @@ class AsyncClient:
         call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
         return AsyncExecutionStream(call, self._saw)
 
-    def order_stream(self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER) -> AsyncOrderStream:
+    def order_stream(
+        self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER, cancel_on_disconnect: bool = False
+    ) -> AsyncOrderStream:
         """Batched order entry (GatewayService.StreamOrders); use ``async with`` to open it.
 
         ``async with client.order_stream() as stream:`` then
@@ -395,7 +397,8 @@ class AsyncClient:
         yields: "all" (results and later reports), "reports" (later reports
         only) or "none" (use the tickets alone); ``buffer`` bounds the events
         waiting for it. Reports seen on the stream count for read-your-writes
-        in get_balances.
+        in get_balances. With ``cancel_on_disconnect`` the gateway cancels the stream's open orders
+        when the stream ends other than by ``close()`` (the connection drops, the gateway stops).
         """
         check_stream_options(events, buffer)
         metadata = self._metadata(False)
@@ -405,6 +408,7 @@ class AsyncClient:
             timeout_seconds=self._timeout,
             events=events,
             buffer=buffer,
+            cancel_on_disconnect=cancel_on_disconnect,
         )
 
     def market_data(self, symbols: Sequence[str], depth: int = 10) -> AsyncMarketDataStream:

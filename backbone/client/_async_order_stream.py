@@ -139,9 +139,12 @@ class AsyncOrderStream:
         timeout_seconds: float,
         events: EventsMode,
         buffer: int,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self._start_call = start_call
-        self._state: StreamState[AsyncOrderTicket] = StreamState(on_sequence, events)
+        self._state: StreamState[AsyncOrderTicket] = StreamState(
+            on_sequence, events, cancel_on_disconnect=cancel_on_disconnect
+        )
         self._timeout = timeout_seconds
         self._buffer = buffer
         self._call: OrdersCall | None = None

@@ -153,8 +153,12 @@ class StreamState(Generic[TicketT]):
     results when ``keep_results``, later reports when ``keep_reports``.
     """
 
-    def __init__(self, on_sequence: Callable[[int], None], events: EventsMode) -> None:
+    def __init__(
+        self, on_sequence: Callable[[int], None], events: EventsMode, *, cancel_on_disconnect: bool = False
+    ) -> None:
         self._on_sequence = on_sequence
+        # Asked on every request (the gateway keeps it on once a request of the stream asks).
+        self.cancel_on_disconnect = cancel_on_disconnect
         self.keep_results = events == "all"
         self.keep_reports = events != "none"
         self.pending: deque[TicketT] = deque()
@@ -187,7 +191,9 @@ class StreamState(Generic[TicketT]):
             ticket = self.pending.popleft()
             self.sent[(number, index)] = ticket
             commands.append(ticket._proto)
-        return gateway_pb2.StreamOrdersRequest(commands=commands)
+        return gateway_pb2.StreamOrdersRequest(
+            commands=commands, cancel_on_disconnect=self.cancel_on_disconnect
+        )
 
     def receive(self, response: gateway_pb2.StreamOrdersResponse) -> int:
         """Take in one response; returns how many commands it answered.

@@ -378,7 +378,9 @@ class Client:
             pass
         return ExecutionStream(call, self._saw)
 
-    def order_stream(self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER) -> OrderStream:
+    def order_stream(
+        self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER, cancel_on_disconnect: bool = False
+    ) -> OrderStream:
         """Batched order entry (GatewayService.StreamOrders); returns once the stream is open.
 
         ``with client.order_stream() as stream:`` then
@@ -388,6 +390,9 @@ class Client:
         (results and later reports), "reports" (later reports only) or "none"
         (use the tickets alone); ``buffer`` bounds the events waiting for it.
         Reports seen on the stream count for read-your-writes in get_balances.
+        With ``cancel_on_disconnect`` the gateway cancels the stream's open orders
+        when the stream ends other than by ``close()`` (the connection drops, the
+        gateway stops).
         """
         check_stream_options(events, buffer)
         metadata = tuple(self._metadata(False))
@@ -397,6 +402,7 @@ class Client:
             timeout_seconds=self._timeout,
             events=events,
             buffer=buffer,
+            cancel_on_disconnect=cancel_on_disconnect,
         )
         return stream.open()
 

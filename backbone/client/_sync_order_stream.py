@@ -115,9 +115,12 @@ class OrderStream:
         timeout_seconds: float,
         events: EventsMode,
         buffer: int,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         self._start_call = start_call
-        self._state: StreamState[OrderTicket] = StreamState(on_sequence, events)
+        self._state: StreamState[OrderTicket] = StreamState(
+            on_sequence, events, cancel_on_disconnect=cancel_on_disconnect
+        )
         self._timeout = timeout_seconds
         self._buffer = buffer
         lock = threading.Lock()

@@ -109,10 +109,12 @@ class CancelOrderRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
 class StreamOrdersRequest(_message.Message):
-    __slots__ = ("commands",)
+    __slots__ = ("commands", "cancel_on_disconnect")
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
     commands: _containers.RepeatedCompositeFieldContainer[OrderCommand]
-    def __init__(self, commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ...) -> None: ...
+    cancel_on_disconnect: bool
+    def __init__(self, commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ..., cancel_on_disconnect: _Optional[bool] = ...) -> None: ...
 
 class OrderCommand(_message.Message):
     __slots__ = ("submit", "cancel", "tag")
