@@ -275,3 +275,21 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
             halts_lifted=retried.halts_lifted,
             halts=[_halt_view(halt) for halt in retried.halts],
         )
+
+    async def GetEngineState(
+        self, request: gateway_pb2.GetEngineStateRequest, context: Any
+    ) -> gateway_pb2.GetEngineStateResponse:
+        backends = self._admit(context)
+        state = await backends.call(backends.trading.GetEngineState, trading_pb2.GetEngineStateRequest())
+        return gateway_pb2.GetEngineStateResponse(
+            shards=[
+                gateway_pb2.EngineState(
+                    shard=state.shard,
+                    journal_sequence=state.journal_sequence,
+                    state_hash=state.state_hash,
+                    open_orders=state.open_orders,
+                    orders=state.orders,
+                    instruments=state.instruments,
+                )
+            ]
+        )

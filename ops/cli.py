@@ -139,11 +139,15 @@ def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
     from ops.invariants import check as check_invariants
 
     database_url, redis_url = settings.database_url, settings.redis_url
+    # The running engine is compared with its journal too when its address is known: set in the
+    # environment, or that of a running `backbone up` (an unknown address is not guessed).
+    trading_address = settings.trading_address if "BACKBONE_TRADING_ADDRESS" in os.environ else None
     endpoints = settings.data_dir / ENDPOINTS_FILE
     if not (database_url and redis_url) and endpoints.exists():
         running = json.loads(endpoints.read_text())
         database_url = database_url or running["database_url"]
         redis_url = redis_url or running["redis_url"]
+        trading_address = trading_address or running.get("trading_address")
     if not (database_url and redis_url):
         print(
             "backbone check needs BACKBONE_DATABASE_URL and BACKBONE_REDIS_URL, or a running "
@@ -151,7 +155,7 @@ def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
             file=sys.stderr,
         )
         return 2
-    report = check_invariants(database_url, redis_url, settle_seconds)
+    report = check_invariants(database_url, redis_url, settle_seconds, trading_address=trading_address)
     if as_json:
         print(json.dumps(report.as_dict()))
     else:
@@ -310,7 +314,16 @@ def up(settings: Settings, show_logs: bool) -> int:
         admin_key = _admin_key(settings, data_dir)
         # Where the storage is while this runs, for `backbone check` (removed on the way out).
         endpoints = data_dir / ENDPOINTS_FILE
-        endpoints.write_text(json.dumps({"database_url": database_url, "redis_url": redis_url}) + "\n")
+        endpoints.write_text(
+            json.dumps(
+                {
+                    "database_url": database_url,
+                    "redis_url": redis_url,
+                    "trading_address": settings.trading_address,
+                }
+            )
+            + "\n"
+        )
         endpoints.chmod(0o600)  # an external URL may carry a password
         log_dir = None if show_logs else data_dir / "logs"
         environment = {

@@ -22,7 +22,10 @@ says how far behind they are.
 - reservations match open orders: every open order holds exactly what it needs in risk, and risk
   holds nothing for an order that is not open;
 - risk matches ledger: risk's per-account totals equal the ledger's balances (plus the parked
-  trades, which risk applied from trading's journal while the ledger holds them back).
+  trades, which risk applied from trading's journal while the ledger holds them back);
+- live engine matches journal (when trading's address is given): the running engine's state
+  digest (GetEngineState, asked before the journal is read) equals the digest of the journal's
+  replay up to the same sequence; UNCHECKED when trading cannot be asked.
 
 The last three compare against the books the journal rebuilds; when a journal does not replay they
 are UNCHECKED (the replay finding is VIOLATED).
@@ -225,17 +228,42 @@ def _parked_deltas(parked: list[ledger_audit.ParkedTrade]) -> dict[tuple[str, st
 # --- trading ------------------------------------------------------------------------------------
 
 
-def _read_shards(db: Db, risk_cursors: dict[str, int]) -> tuple[list[_Shard], list[str]]:
-    """Replay every shard's journal; return the shards and the replay problems."""
+# (journal sequence, state digest) of a live engine, per shard.
+LiveStates = dict[str, tuple[int, str]]
+
+
+def _replay_digest_at(engine: Engine, sequence: int) -> Callable[[], str | None]:
+    """A probe for replaying into `engine`: call it before each record and once after the last;
+    it keeps the engine's digest when the replay stands at `sequence`."""
+    seen: list[str] = []
+
+    def probe() -> str | None:
+        if not seen and engine.last_sequence == sequence:
+            seen.append(engine.state_hash())
+        return seen[0] if seen else None
+
+    return probe
+
+
+def _read_shards(
+    db: Db, risk_cursors: dict[str, int], live: LiveStates
+) -> tuple[list[_Shard], list[str], list[str]]:
+    """Replay every shard's journal; return the shards, the replay problems and the live engines
+    whose digest differs from the replay's at their sequence."""
     shards: list[_Shard] = []
     problems: list[str] = []
+    live_problems: list[str] = []
     cursors = ledger_audit.stream_cursors(db)
     for name in journal_audit.shards(db):
         records = list(journal_audit.records(db, name))
         engines = [Engine(), Engine()]
+        live_sequence, live_digest = live.get(name, (-1, ""))
+        probe = _replay_digest_at(engines[0], live_sequence)
         try:
             for engine in engines:
                 for record in records:
+                    if engine is engines[0]:
+                        probe()
                     engine.replay(record)
                 engine.finish_replay()
             engines[0].validate()
@@ -244,6 +272,18 @@ def _read_shards(db: Db, risk_cursors: dict[str, int]) -> tuple[list[_Shard], li
             continue
         if engines[0].state_hash() != engines[1].state_hash():
             problems.append(f"shard {name}: two replays of the same journal differ")
+        if live_sequence >= 0:
+            replayed = probe()
+            if replayed is None:
+                live_problems.append(
+                    f"shard {name}: the live engine is at sequence {live_sequence}, "
+                    f"beyond the journal ({engines[0].last_sequence})"
+                )
+            elif replayed != live_digest:
+                live_problems.append(
+                    f"shard {name}: the live engine's state at sequence {live_sequence} differs from "
+                    "the journal's replay to it"
+                )
         trades = {r.sequence: r.trade for r in records if r.WhichOneof("record") in SETTLEMENT_KINDS}
         events = [r.sequence for r in records if r.WhichOneof("record") in RISK_KINDS]
         shards.append(
@@ -256,7 +296,7 @@ def _read_shards(db: Db, risk_cursors: dict[str, int]) -> tuple[list[_Shard], li
                 risk_cursor=risk_cursors.get(name, 0),
             )
         )
-    return shards, problems
+    return shards, problems, live_problems
 
 
 def _journal_replays(shards: list[_Shard], problems: list[str]) -> Finding:
@@ -423,13 +463,36 @@ def _risk_matches_ledger(
 # --- a pass, and passes until settled ----------------------------------------------------------
 
 
-def check_once(database_url: str, redis_url: str) -> Report:
+def live_engine_states(trading_address: str) -> tuple[LiveStates, str]:
+    """Each shard's (journal sequence, digest) from the running trading service at
+    `trading_address`, or why it could not be asked."""
+    import grpc
+
+    from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(trading_address) as channel:
+            stub = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+            state = stub.GetEngineState(trading_pb2.GetEngineStateRequest(), timeout=10.0)
+    except grpc.RpcError as error:
+        return {}, f"trading at {trading_address} did not answer ({error.code().name})"
+    return {state.shard: (state.journal_sequence, state.state_hash)}, ""
+
+
+def check_once(database_url: str, redis_url: str, trading_address: str | None = None) -> Report:
     """One pass over every invariant.
 
-    Risk's state is read first, then PostgreSQL in one read-only snapshot: every event risk had
-    applied is then in the journal read, and the journal, the ledger and settlement's cursor agree
-    with each other.
+    The live engine's state (when `trading_address` is given) is asked first: its sequence is
+    then in the journal read. Risk's state is read next, then PostgreSQL in one read-only
+    snapshot: every event risk had applied is then in the journal read, and the journal, the
+    ledger and settlement's cursor agree with each other.
     """
+    live: LiveStates = {}
+    live_finding = None
+    if trading_address:
+        live, unreachable = live_engine_states(trading_address)
+        if unreachable:
+            live_finding = Finding("live engine matches journal", "unchecked", f"not checked: {unreachable}")
     cache = redis.Redis.from_url(redis_url)
     try:
         risk_ready = risk_audit.ready(cache)
@@ -458,8 +521,22 @@ def check_once(database_url: str, redis_url: str) -> Report:
                 _no_negative_balance(db, figures),
                 _no_parked_trades(parked, ledger_audit.account_halts(db)),
             ]
-            shards, replay_problems = _read_shards(db, risk_cursors)
+            shards, replay_problems, live_problems = _read_shards(db, risk_cursors, live)
             findings.append(_journal_replays(shards, replay_problems))
+            if live and replay_problems:
+                live_finding = Finding(
+                    "live engine matches journal", "unchecked", "not checked: a journal does not replay"
+                )
+            elif live:
+                live_finding = Finding.of(
+                    "live engine matches journal",
+                    live_problems,
+                    "the running engine's state equals the journal's replay at "
+                    + ", ".join(
+                        f"{shard} sequence {sequence}" for shard, (sequence, _) in sorted(live.items())
+                    ),
+                    "{n} shards differ",
+                )
             if replay_problems:
                 findings += [
                     Finding(name, "unchecked", "not checked: a journal does not replay")
@@ -479,6 +556,8 @@ def check_once(database_url: str, redis_url: str) -> Report:
                         Finding(name, "pending", "risk is rebuilding its state from the ledger and trading")
                         for name in ("reservations match open orders", "risk matches ledger")
                     ]
+            if live_finding is not None:
+                findings.append(live_finding)
             return Report(findings)
     finally:
         cache.close()
@@ -489,6 +568,7 @@ def check(
     redis_url: str,
     settle_seconds: float = 0.0,
     on_pass: Callable[[Report], None] | None = None,
+    trading_address: str | None = None,
 ) -> Report:
     """Check until every invariant holds or `settle_seconds` have passed; return the last report.
 
@@ -498,7 +578,7 @@ def check(
     """
     deadline = time.monotonic() + settle_seconds
     while True:
-        report = check_once(database_url, redis_url)
+        report = check_once(database_url, redis_url, trading_address)
         if on_pass is not None:
             on_pass(report)
         if report.status == "ok" or time.monotonic() >= deadline:

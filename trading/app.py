@@ -231,7 +231,9 @@ class TradingApp:
         self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        servicer = TradingServicer(self.loop, instrument_journaled=self.wait_risk_learned)
+        servicer = TradingServicer(
+            self.loop, instrument_journaled=self.wait_risk_learned, shard=self.settings.trading_shard
+        )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         return [SERVICE_NAME]
 

@@ -44,8 +44,10 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         *,
         max_in_flight_per_stream: int = 64,
         instrument_journaled: Callable[[int, float | None], Awaitable[None]] | None = None,
+        shard: str = "",
     ) -> None:
         self._loop = loop
+        self._shard = shard
         self._max_in_flight = max_in_flight_per_stream
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
         # CreateInstrument answers (TradingApp waits there for risk to have learned it).
@@ -272,6 +274,25 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         engine = self._engine
         instruments = await self._loop.call(lambda *_: engine.instrument_list())
         return trading_pb2.ListInstrumentsResponse(instruments=instruments)
+
+    async def GetEngineState(
+        self, request: trading_pb2.GetEngineStateRequest, context: Any
+    ) -> trading_pb2.GetEngineStateResponse:
+        engine = self._engine
+
+        def run(*_: object) -> trading_pb2.GetEngineStateResponse:
+            return trading_pb2.GetEngineStateResponse(
+                shard=self._shard,
+                journal_sequence=engine.last_sequence,
+                state_hash=engine.state_hash(),
+                open_orders=sum(len(book) for book in engine.books.values()),
+                orders=len(engine.orders),
+                instruments=len(engine.instruments),
+            )
+
+        # On the engine task, between two commands; answered once that point is journaled.
+        response: trading_pb2.GetEngineStateResponse = await self._loop.call(run)
+        return response
 
     async def GetOrderBook(
         self, request: trading_pb2.GetOrderBookRequest, context: Any

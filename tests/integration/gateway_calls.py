@@ -139,9 +139,10 @@ def settles_to(
     assert value == expected, f"{what} did not settle in {timeout_seconds:g}s"
 
 
-def invariants_hold(database_url: str, redis_url: str) -> Report:
-    """`backbone check` once the consumers have caught up: every invariant holds."""
-    report = check(database_url, redis_url, settle_seconds=20)
+def invariants_hold(database_url: str, redis_url: str, trading_address: str | None = None) -> Report:
+    """`backbone check` once the consumers have caught up: every invariant holds (and, given
+    trading's address, the running engine's state equals its journal's replay)."""
+    report = check(database_url, redis_url, settle_seconds=20, trading_address=trading_address)
     assert report.status == "ok", "\n".join(report.lines())
     return report
 

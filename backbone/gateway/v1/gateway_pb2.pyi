@@ -517,3 +517,29 @@ class StreamMarketDataResponse(_message.Message):
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     updates: _containers.RepeatedCompositeFieldContainer[MarketDataUpdate]
     def __init__(self, updates: _Optional[_Iterable[_Union[MarketDataUpdate, _Mapping]]] = ...) -> None: ...
+
+class GetEngineStateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EngineState(_message.Message):
+    __slots__ = ("shard", "journal_sequence", "state_hash", "open_orders", "orders", "instruments")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_HASH_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    journal_sequence: int
+    state_hash: str
+    open_orders: int
+    orders: int
+    instruments: int
+    def __init__(self, shard: _Optional[str] = ..., journal_sequence: _Optional[int] = ..., state_hash: _Optional[str] = ..., open_orders: _Optional[int] = ..., orders: _Optional[int] = ..., instruments: _Optional[int] = ...) -> None: ...
+
+class GetEngineStateResponse(_message.Message):
+    __slots__ = ("shards",)
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    shards: _containers.RepeatedCompositeFieldContainer[EngineState]
+    def __init__(self, shards: _Optional[_Iterable[_Union[EngineState, _Mapping]]] = ...) -> None: ...

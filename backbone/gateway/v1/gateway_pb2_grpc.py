@@ -532,6 +532,11 @@ class AdminServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.FromString,
                 _registered_method=True)
+        self.GetEngineState = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/GetEngineState',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -596,6 +601,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEngineState(self, request, context):
+        """GetEngineState returns each trading shard's state digest at a journal
+        sequence, with its counts: the digest equals what a replay of the
+        journal up to that sequence gives (`backbone check` compares them), so it
+        is the same before a crash and after the restart's replay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -633,6 +648,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RetryParkedTrade,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.SerializeToString,
+            ),
+            'GetEngineState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEngineState,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -826,6 +846,33 @@ class AdminService:
             '/backbone.gateway.v1.AdminService/RetryParkedTrade',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.RetryParkedTradeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEngineState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/GetEngineState',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.FromString,
                 _registered_method=True)
+        self.GetEngineState = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/GetEngineState',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -176,6 +181,18 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEngineState(self, request, context):
+        """GetEngineState returns what the engine holds and a digest of it, taken
+        in the engine's order with the commands and answered once everything up
+        to journal_sequence is journaled: a replay of the journal up to that
+        sequence gives the same digest (`backbone check` compares them), and so
+        does a restarted process that has replayed it. The digest covers the
+        whole state (every order in memory): it takes time with many orders.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +240,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.StreamMarketData,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.SerializeToString,
+            ),
+            'GetEngineState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEngineState,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -471,6 +493,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/StreamMarketData',
             backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.StreamMarketDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEngineState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/GetEngineState',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.FromString,
             options,
             channel_credentials,
             insecure,
