@@ -13,6 +13,7 @@ and pool.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnread
 from trading.lease import ShardLease
 from trading.reconciler import ReservationReconciler
 from trading.servicer import TradingServicer
+from trading.snapshots import SnapshotStore, Snapshotter, SnapshotUnreadable, freeze, thaw
 
 log = structlog.get_logger("backbone.trading")
 
@@ -194,12 +196,13 @@ def _offer_to(
 
 
 async def replay_journal(journal: Journal, engine: Engine) -> int:
-    """Rebuild `engine` from the journal; returns how many records were read. JournalUnreadable
-    when a row cannot be read, a sequence is missing, or the engine refuses a record."""
+    """Rebuild `engine` from the journal after the sequence it stands at (0 when new, a snapshot's
+    otherwise); returns how many records were read. JournalUnreadable when a row cannot be read,
+    a sequence is missing, or the engine refuses a record."""
     count = 0
-    sequence = 0
+    sequence = engine.last_sequence
     try:
-        async for record in journal.records():
+        async for record in journal.records(after=engine.last_sequence):
             sequence = record.sequence
             engine.replay(record)
             count += 1
@@ -226,6 +229,9 @@ class TradingApp:
         self._channels: list[grpc.aio.Channel] = []
         self.health: HealthEntries | None = None
         self.reconciler: ReservationReconciler | None = None
+        self.snapshotter: Snapshotter | None = None
+        # The journal sequence of the snapshot this start loaded (None: the whole journal replayed).
+        self.recovered_from: int | None = None
 
     def use_health(self, entries: HealthEntries) -> None:
         self.health = entries
@@ -247,6 +253,16 @@ class TradingApp:
         journal = Journal(pool, shard, lease=lease)
         self.journal = journal
         started = time.perf_counter()
+        snapshots = SnapshotStore(pool, shard)
+        snapshot = await snapshots.newest()
+        if snapshot is not None:
+            try:
+                self.engine = await asyncio.to_thread(thaw, shard, snapshot)
+            except SnapshotUnreadable as error:
+                log.critical("snapshot cannot be loaded", shard=shard, sequence=error.sequence, why=error.why)
+                raise
+            self.loop.replace_engine(self.engine)
+            self.recovered_from = snapshot.sequence
         try:
             replayed = await replay_journal(journal, self.engine)
         except JournalUnreadable as error:
@@ -255,6 +271,7 @@ class TradingApp:
         log.info(
             "journal replayed",
             shard=shard,
+            snapshot_sequence=snapshot.sequence if snapshot is not None else None,
             records=replayed,
             last_sequence=self.engine.last_sequence,
             orders=len(self.engine.orders),
@@ -341,6 +358,15 @@ class TradingApp:
                 await outbox.publish_health(self.health, outbox_health_name(outbox.name))
         await self.loop.start(journal)
         lease.watch(self.loop.stop_for_good)
+        self.snapshotter = Snapshotter(
+            snapshots,
+            lambda: self.loop.call(lambda *_: freeze(self.loop.engine)),
+            lambda: self.engine.last_sequence,
+            every_records=settings.trading_snapshot_commands,
+            every_seconds=float(settings.trading_snapshot_seconds),
+            since=snapshot.sequence if snapshot is not None else 0,
+        )
+        self.snapshotter.start()
         for outbox in self.outboxes:
             await outbox.start()
         risk_outbox = next(outbox for outbox in self.outboxes if outbox.name == RISK_OUTBOX)
@@ -402,6 +428,9 @@ class TradingApp:
             )
 
     async def stop(self) -> None:
+        if self.snapshotter is not None:
+            await self.snapshotter.stop()
+            self.snapshotter = None
         if self.reconciler is not None:
             await self.reconciler.stop()
             self.reconciler = None

@@ -46,6 +46,17 @@ VARIABLES: tuple[Variable, ...] = (
         "how long a trading process waits for its shard's lease while another process holds it (it "
         "logs which) before it exits with an error; 0 tries once",
     ),
+    Variable(
+        "TRADING_SNAPSHOT_COMMANDS",
+        "100000",
+        "trading snapshots its engine after this many journal records (a start loads the newest "
+        "snapshot and replays only what follows); 0 never by count",
+    ),
+    Variable(
+        "TRADING_SNAPSHOT_SECONDS",
+        "300",
+        "trading also snapshots its engine this often when anything was journaled; 0 never by time",
+    ),
     Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
     Variable("LOG_FORMAT", "auto", "json, console, or auto (console on a terminal, else json)"),
     Variable("GRACE_PERIOD_SECONDS", "10", "time in-flight calls get to finish on SIGTERM"),
@@ -104,6 +115,8 @@ class Settings:
     data_dir: Path
     trading_shard: str
     trading_lease_wait_seconds: int
+    trading_snapshot_commands: int
+    trading_snapshot_seconds: int
     log_level: str
     log_format: str
     grace_period_seconds: int
@@ -144,6 +157,8 @@ class Settings:
             data_dir=Path(values["DATA_DIR"] or ".backbone"),
             trading_shard=shard,
             trading_lease_wait_seconds=_integer(values, "TRADING_LEASE_WAIT_SECONDS", 0, 86_400),
+            trading_snapshot_commands=_integer(values, "TRADING_SNAPSHOT_COMMANDS", 0, 1_000_000_000),
+            trading_snapshot_seconds=_integer(values, "TRADING_SNAPSHOT_SECONDS", 0, 86_400),
             log_level=level,
             log_format=log_format,
             grace_period_seconds=_integer(values, "GRACE_PERIOD_SECONDS", 0, 3600),
