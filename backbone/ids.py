@@ -50,6 +50,8 @@ Limits
   headroom.
 - ``MAX_BOOK_DEPTH`` 1,000 price levels per side (``DEFAULT_BOOK_DEPTH`` 20).
 - ``MAX_STREAM_COMMANDS`` 1,000 commands in one StreamOrders request.
+- ``MAX_PAGE_TOKEN_LENGTH`` 256 characters: the longest page token a list call
+  accepts (the gateway's tokens are about 110; gateway/listing.py).
 - Decimal texts (prices, quantities, amounts, tick and lot sizes, instrument
   limits): plain digits with an optional fraction, at most
   ``MAX_DECIMAL_INTEGER_DIGITS`` (19) digits before the point and
@@ -83,6 +85,7 @@ MAX_FEE_BPS = 1_000
 MAX_BOOK_DEPTH = 1_000
 DEFAULT_BOOK_DEPTH = 20
 MAX_STREAM_COMMANDS = 1_000
+MAX_PAGE_TOKEN_LENGTH = 256
 
 MAX_DECIMAL_INTEGER_DIGITS = 19
 MAX_DECIMAL_PLACES = MAX_SCALE

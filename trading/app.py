@@ -28,7 +28,9 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
+from trading.fills import FillProjection, client_order_ids
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal
+from trading.open_orders import OpenOrderIndex
 from trading.reconciler import ReservationReconciler
 from trading.servicer import TradingServicer
 
@@ -214,12 +216,20 @@ class TradingApp:
         self._channels: list[grpc.aio.Channel] = []
         self.health: HealthEntries | None = None
         self.reconciler: ReservationReconciler | None = None
+        # ListOpenOrders' index and ListFills' projection, both kept from committed batches.
+        self.open_orders = OpenOrderIndex()
+        self.fills = FillProjection(settings.trading_shard, client_order_ids(self.engine.orders))
 
     def use_health(self, entries: HealthEntries) -> None:
         self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
-        servicer = TradingServicer(self.loop, instrument_journaled=self.wait_risk_learned)
+        servicer = TradingServicer(
+            self.loop,
+            instrument_journaled=self.wait_risk_learned,
+            open_orders=self.open_orders,
+            fills=self.fills,
+        )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         return [SERVICE_NAME]
 
@@ -314,8 +324,12 @@ class TradingApp:
         self.outboxes = [to_settlement, to_risk]
         # Each committed batch goes to the outboxes in memory; they read the journal only to catch up.
         self.loop.on_committed = [
-            _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))])
+            _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))]),
+            self.open_orders.apply,
+            self.fills.committed,
         ]
+        self.open_orders.rebuild(self.engine.orders)
+        await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence
             if self.health is not None:
@@ -363,6 +377,7 @@ class TradingApp:
             await self.reconciler.stop()
             self.reconciler = None
         await self.loop.stop()
+        await self.fills.stop()
         self.feed.close()
         for outbox in self.outboxes:
             await outbox.stop()

@@ -51,3 +51,20 @@ def delivery_heads(connection: Connection, shard: str) -> tuple[int, int, int]:
         (list(RISK_KINDS), shard),
     ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+def fills_projection(connection: Connection, shard: str) -> tuple[int, list[tuple[Any, ...]]]:
+    """The fills projection of `shard` (trading/fills.py): its mark and its rows up to the mark as
+    (account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots,
+    fee, liquidity_side, timestamp_ns, sequence), by account, trade id and side."""
+    row = connection.execute(
+        "SELECT sequence FROM trading.fills_projection WHERE shard = %s", (shard,)
+    ).fetchone()
+    mark = int(row[0]) if row else 0
+    rows = connection.execute(
+        "SELECT account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots, "
+        "fee, liquidity_side, timestamp_ns, sequence FROM trading.fills WHERE shard = %s AND sequence <= %s "
+        "ORDER BY account_id, trade_id, side",
+        (shard, mark),
+    ).fetchall()
+    return mark, [tuple(r) for r in rows]
