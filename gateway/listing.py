@@ -196,7 +196,11 @@ def _digest(kind: bytes, binding: bytes, position: bytes) -> bytes:
 
 
 def _token(kind: bytes, binding: bytes, position: bytes) -> str:
-    raw = bytes((_TOKEN_VERSION,)) + kind + position + _digest(kind, binding, position)
+    return _text(bytes((_TOKEN_VERSION,)) + kind + position + _digest(kind, binding, position))
+
+
+def _text(raw: bytes) -> str:
+    """base64url without padding."""
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -215,6 +219,7 @@ def _token_position(token: str, kind: bytes, binding: bytes, violations: Violati
     head, position, digest = raw[:2], raw[2:-_DIGEST_BYTES], raw[-_DIGEST_BYTES:]
     if (
         len(raw) < 2 + _DIGEST_BYTES
+        or _text(raw) != token  # one text per token: the last character's spare bits are zero
         or head != bytes((_TOKEN_VERSION,)) + kind
         or not hmac.compare_digest(digest, _digest(kind, binding, position))
     ):
