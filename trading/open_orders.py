@@ -8,6 +8,10 @@ remove theirs. It is filled once from the engine after replay (:meth:`OpenOrderI
 and then from each committed batch (:meth:`OpenOrderIndex.apply`, an ``EngineLoop.on_committed``
 callback: outside the matching path's journal write, on records already in memory).
 
+Each account's candidates are kept ordered by (created_ns, order_id), the listing's order, so a
+page starts with a bisection and costs its own orders (plus candidates it skips), not the
+account's whole list: it runs on the engine task, between batches of commands.
+
 It is only a list of candidates: a page is read on the engine task (so it sees the engine's
 state) and each candidate is checked against the engine's order there, so an order that
 closed in a batch not yet committed is left out, and dropped from the index. An order is
@@ -16,7 +20,7 @@ listed once its batch is committed: the caller who was answered for it asks afte
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections.abc import Iterable, Mapping
 
 from backbone.common.v1 import common_pb2
@@ -34,21 +38,55 @@ def is_open(order: OrderState) -> bool:
     return order.status in _OPEN_STATUSES and order.leaves_lots > 0
 
 
-class OpenOrderIndex:
-    """Account id -> the ids of its orders that may be open."""
+class _AccountOrders:
+    """One account's candidates: their keys in order (bisect finds a page's start) and the live ids.
+
+    An order leaving is only dropped from `live`; its key stays in `keys` until dead keys
+    outnumber live ones, then the list is compacted (amortized O(1) per order, and a page walks
+    at most as many dead keys as live ones)."""
+
+    __slots__ = ("keys", "live")
 
     def __init__(self) -> None:
-        self._accounts: dict[str, set[str]] = {}
+        self.keys: list[PageKey] = []
+        self.live: set[str] = set()
+
+    def add(self, created_ns: int, order_id: str) -> None:
+        if order_id in self.live:
+            return
+        self.live.add(order_id)
+        key = (created_ns, order_id)
+        if not self.keys or self.keys[-1] < key:
+            self.keys.append(key)  # the usual case: the newest order
+        else:  # a batch's orders share a timestamp and are ordered by id
+            bisect.insort(self.keys, key)
+
+    def discard(self, order_id: str) -> None:
+        if order_id in self.live:
+            self.live.discard(order_id)
+            if len(self.keys) > 2 * len(self.live) + _SLACK:
+                self.keys = [key for key in self.keys if key[1] in self.live]
+
+
+# Dead keys an account's list may hold beyond its live ones before it is compacted.
+_SLACK = 64
+
+
+class OpenOrderIndex:
+    """Account id -> its orders that may be open, ordered by (created_ns, order_id)."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, _AccountOrders] = {}
 
     def __len__(self) -> int:
-        return sum(len(orders) for orders in self._accounts.values())
+        return sum(len(account.live) for account in self._accounts.values())
 
     def rebuild(self, orders: Mapping[str, OrderState]) -> None:
         """Start from the engine's orders (after replay): every open one."""
         self._accounts.clear()
         for order in orders.values():
             if is_open(order):
-                self._add(order.account_id, order.order_id)
+                self._add(order.account_id, order.created_ns, order.order_id)
 
     def apply(self, records: Iterable[trading_pb2.JournalRecord]) -> None:
         """Follow a committed batch: new orders join, orders left with nothing open leave."""
@@ -56,7 +94,8 @@ class OpenOrderIndex:
             kind = record.WhichOneof("record")
             if kind == "new_order":
                 command = record.new_order
-                self._add(command.account_id, command.order_id)
+                # The record's time is the order's created_ns (the engine stamps both alike).
+                self._add(command.account_id, record.timestamp_ns, command.order_id)
             elif kind == "trade":
                 trade = record.trade
                 if trade.buy_leaves_lots == 0:
@@ -73,37 +112,40 @@ class OpenOrderIndex:
         """Up to `limit` open orders of `account_id` (of `symbol` unless empty) after `after`, by
         (created_ns, order_id), and whether more follow. Run on the engine task: `orders` is the
         engine's. Candidates the engine says are closed leave the index."""
-        candidates = self._accounts.get(account_id)
-        if not candidates:
+        account = self._accounts.get(account_id)
+        if account is None:
             return [], False
-        keys: list[PageKey] = []
+        keys, live = account.keys, account.live
+        chosen: list[OrderState] = []
         closed: list[str] = []
-        for order_id in candidates:
+        for position in range(bisect.bisect_right(keys, after), len(keys)):
+            order_id = keys[position][1]
+            if order_id not in live:
+                continue
             order = orders.get(order_id)
             if order is None or not is_open(order):
                 closed.append(order_id)
                 continue
             if symbol and order.symbol != symbol:
                 continue
-            key = (order.created_ns, order_id)
-            if key > after:
-                keys.append(key)
+            if len(chosen) == limit:
+                break  # one more exists
+            chosen.append(order)
+        else:
+            position = len(keys)
         for order_id in closed:
-            candidates.discard(order_id)
-        if not candidates:
-            del self._accounts[account_id]
-        chosen = heapq.nsmallest(limit + 1, keys)
-        return [orders[order_id].message() for _, order_id in chosen[:limit]], len(chosen) > limit
+            self._discard(account_id, order_id)
+        return [order.message() for order in chosen], position < len(keys)
 
-    def _add(self, account_id: str, order_id: str) -> None:
-        candidates = self._accounts.get(account_id)
-        if candidates is None:
-            candidates = self._accounts[account_id] = set()
-        candidates.add(order_id)
+    def _add(self, account_id: str, created_ns: int, order_id: str) -> None:
+        account = self._accounts.get(account_id)
+        if account is None:
+            account = self._accounts[account_id] = _AccountOrders()
+        account.add(created_ns, order_id)
 
     def _discard(self, account_id: str, order_id: str) -> None:
-        candidates = self._accounts.get(account_id)
-        if candidates is not None:
-            candidates.discard(order_id)
-            if not candidates:
+        account = self._accounts.get(account_id)
+        if account is not None:
+            account.discard(order_id)
+            if not account.live:
                 del self._accounts[account_id]
