@@ -26,6 +26,7 @@ from backbone.client import AsyncClient, Client, LiquiditySide, Side
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,
@@ -413,3 +414,44 @@ def test_the_sdk_lists_orders_and_fills_with_decimals_sync_and_async(
                 assert list(first.fills) == fills[:1] and first.next_page_token
 
         asyncio.run(async_reads())
+
+
+# --- trading's own checks (internal calls) ------------------------------------------------------
+
+
+def test_trading_refuses_bad_list_requests_naming_the_field(system: System) -> None:
+    good_orders = {"account_id": "acct-a", "limit": 10}
+    good_fills = {"account_id": "acct-a", "limit": 10}
+    cases = [
+        ("ListOpenOrders", {**good_orders, "account_id": ""}, "account_id"),
+        ("ListOpenOrders", {**good_orders, "account_id": "not an id"}, "account_id"),
+        ("ListOpenOrders", {**good_orders, "symbol": "btc-usd"}, "symbol"),
+        ("ListOpenOrders", {**good_orders, "limit": 0}, "limit"),
+        ("ListOpenOrders", {**good_orders, "limit": 1001}, "limit"),
+        ("ListOpenOrders", {**good_orders, "after_created_ns": -1}, "after_created_ns"),
+        ("ListOpenOrders", {**good_orders, "after_order_id": "a b"}, "after_order_id"),
+        ("ListFills", {**good_fills, "account_id": ""}, "account_id"),
+        ("ListFills", {**good_fills, "limit": 5000}, "limit"),
+        ("ListFills", {**good_fills, "start_timestamp_ns": 9, "end_timestamp_ns": 9}, "end_timestamp_ns"),
+        ("ListFills", {**good_fills, "start_trade_id": 5, "end_trade_id": 2}, "end_trade_id"),
+        ("ListFills", {**good_fills, "after_trade_id": -3}, "after_trade_id"),
+        ("ListFills", {**good_fills, "min_sequence": -1}, "min_sequence"),
+        ("ListFills", {**good_fills, "after_side": 7}, "after_side"),
+    ]
+    with grpc.insecure_channel(system.services.address("trading")) as channel:
+        trading = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+        requests = {
+            "ListOpenOrders": trading_pb2.ListOpenOrdersRequest,
+            "ListFills": trading_pb2.ListFillsRequest,
+        }
+        failures = []
+        for method, fields, field in cases:
+            error = refused(lambda: getattr(trading, method)(requests[method](**fields), timeout=10))  # noqa: B023
+            if error.code != INVALID or [v.field for v in error.violations] != [field]:
+                failures.append(f"{method} {fields}: {error}")
+        assert failures == []
+        # The good requests answer: nothing for an account that never traded.
+        assert (
+            trading.ListOpenOrders(trading_pb2.ListOpenOrdersRequest(**good_orders), timeout=10).orders == []
+        )
+        assert trading.ListFills(trading_pb2.ListFillsRequest(**good_fills), timeout=10).fills == []
