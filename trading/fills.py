@@ -182,6 +182,7 @@ class FillProjection:
         return True
 
     async def _run(self) -> None:
+        catching_up, trades = True, 0  # until a pass finds no full batch: the start's catch-up
         while True:
             self._wake.clear()
             try:
@@ -191,7 +192,16 @@ class FillProjection:
                 await asyncio.sleep(self._idle_seconds)
                 continue
             if projected >= self._batch_trades:
+                trades += projected
                 continue  # more are waiting
+            if catching_up:
+                catching_up = False
+                log.info(
+                    "fills projection caught up",
+                    shard=self.shard,
+                    trades=trades + projected,
+                    projected_sequence=self.projected_sequence,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
 

@@ -288,7 +288,9 @@ def projection_rows(database_url: str) -> tuple[int, int, list[tuple[Any, ...]],
     with psycopg.connect(database_url) as connection, connection.transaction():
         connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         (shard,) = journal_audit.shards(connection)
-        mark, stored = journal_audit.fills_projection(connection, shard)
+        projection = journal_audit.fills_projection(connection, shard)
+        assert projection is not None
+        mark, stored = projection
         client_order_ids: dict[str, str] = {}
         expected: list[tuple[Any, ...]] = []
         last = 0
@@ -363,7 +365,7 @@ def test_a_journal_written_before_the_projection_is_projected_on_the_first_start
     with psycopg.connect(system.database_url) as connection:
         (shard,) = journal_audit.shards(connection)
         fills.forget(connection, shard)
-        assert journal_audit.fills_projection(connection, shard) == (0, [])
+        assert journal_audit.fills_projection(connection, shard) == (0, [])  # as migration 007 leaves it
     services.start("trading")
     services.wait_healthy("trading")
     projection_caught_up(system.database_url)
