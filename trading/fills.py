@@ -191,6 +191,10 @@ class FillProjection:
                 log.warning("fills projection: PostgreSQL failed; retrying", error=repr(error))
                 await asyncio.sleep(self._idle_seconds)
                 continue
+            except Exception:  # a batch that cannot be projected: nothing of it was written
+                log.exception("fills projection: a batch failed; retrying")
+                await asyncio.sleep(self._idle_seconds)
+                continue
             if projected >= self._batch_trades:
                 trades += projected
                 continue  # more are waiting

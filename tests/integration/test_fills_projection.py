@@ -1,0 +1,128 @@
+"""The fills projection against a real PostgreSQL: each batch lands whole or not at all, never twice.
+
+A batch that fails half-way through its COPY (here: the client order id lookup raising on one
+trade) leaves no row and an unchanged mark; the task retries and projects it once. Two
+projections of one shard at once (an old process and its successor overlapping) serialize on the
+mark's row and never write a fill twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from backbone.runtime.database import migrate, open_pool
+from backbone.trading.v1 import trading_pb2
+from tests.instruments import btc_usd
+from tests.integration.test_trading_journal import settings_for
+from tests.unit.test_trading_engine import BUY, SELL, T, new
+from trading import audit as journal_audit
+from trading.engine import Engine
+from trading.fills import FillProjection, FillQuery, client_order_ids, fill_rows
+from trading.journal import Journal
+
+pytestmark = pytest.mark.integration
+
+SHARD = "trading-test"
+TRADES = 30
+
+
+def trades_journal() -> tuple[Engine, list[trading_pb2.JournalRecord]]:
+    """TRADES trades between a few accounts, with orders that rest in between."""
+    engine = Engine()
+    records = list(engine.create_instrument(btc_usd(), T).records)
+    for number in range(TRADES):
+        clock = T + 1 + number
+        records += engine.apply(new(f"s{number}", SELL, 5_000_000, 2, f"acct-{number % 3}"), clock).records
+        records += engine.apply(new(f"b{number}", BUY, 5_000_000, 2, f"acct-{number % 4}"), clock).records
+        records += engine.apply(new(f"r{number}", BUY, 4_000_000, 1, "acct-rest"), clock).records
+    return engine, records
+
+
+def expected_rows(engine: Engine, records: list[trading_pb2.JournalRecord]) -> list[tuple[Any, ...]]:
+    client_order_id_of = client_order_ids(engine.orders)
+    return sorted(
+        row[1:]
+        for record in records
+        if record.HasField("trade")
+        for row in fill_rows(SHARD, record.sequence, record.trade, client_order_id_of)
+    )
+
+
+def stored(database_url: str) -> tuple[int, list[tuple[Any, ...]]]:
+    with psycopg.connect(database_url) as connection:
+        projection = journal_audit.fills_projection(connection, SHARD)
+    assert projection is not None
+    mark, rows = projection
+    return mark, sorted(rows)
+
+
+async def journaled(
+    new_database: Callable[[], str],
+) -> tuple[str, Any, Engine, list[trading_pb2.JournalRecord]]:
+    database_url = new_database()
+    settings = settings_for(database_url)
+    pool = await open_pool(settings, "trading-test")
+    await migrate(pool, "trading")
+    engine, records = trades_journal()
+    await Journal(pool, SHARD).append(records)
+    return database_url, pool, engine, records
+
+
+async def test_a_batch_that_fails_half_way_leaves_nothing_and_is_projected_once(
+    new_database: Callable[[], str],
+) -> None:
+    database_url, pool, engine, records = await journaled(new_database)
+    lookups = client_order_ids(engine.orders)
+    calls = failures = 0
+
+    def flaky(order_id: str) -> str:
+        nonlocal calls, failures
+        calls += 1
+        if calls == 27:  # the second batch's fourth trade, half-way through its COPY
+            failures += 1
+            raise RuntimeError("lookup failed")
+        return lookups(order_id)
+
+    projection = FillProjection(SHARD, flaky, batch_trades=10, idle_seconds=0.05)
+    await projection.start(settings_for(database_url), records[-1].sequence)
+    try:
+        assert await projection.wait_projected(records[-1].sequence, 30.0)
+        assert failures == 1
+        mark, rows = stored(database_url)
+        assert mark == records[-1].sequence
+        assert rows == expected_rows(engine, records) and len(rows) == 2 * TRADES
+        # A page reads what was projected: one account's fills by trade id, and the mark.
+        page, more, projected = await projection.page(
+            FillQuery("acct-0", "", 0, 0, 0, 0, after_trade_id=0, after_side=0, limit=5)
+        )
+        assert [fill.trade_id for fill in page] == sorted(r[1] for r in rows if r[0] == "acct-0")[:5]
+        assert more and projected == mark
+    finally:
+        await projection.stop()
+        await pool.close()
+
+
+async def test_two_projections_of_one_shard_at_once_never_double_a_fill(
+    new_database: Callable[[], str],
+) -> None:
+    database_url, pool, engine, records = await journaled(new_database)
+    last = records[-1].sequence
+    projections = [
+        FillProjection(SHARD, client_order_ids(engine.orders), batch_trades=4, idle_seconds=0.05)
+        for _ in range(2)
+    ]
+    await asyncio.gather(*(projection.start(settings_for(database_url), last) for projection in projections))
+    try:
+        done = await asyncio.gather(*(projection.wait_projected(last, 30.0) for projection in projections))
+        assert done == [True, True]
+        mark, rows = stored(database_url)
+        assert mark == last and rows == expected_rows(engine, records)
+    finally:
+        for projection in projections:
+            await projection.stop()
+        await pool.close()
