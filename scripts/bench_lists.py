@@ -30,11 +30,12 @@ from backbone.runtime.embedded import EmbeddedPostgres
 from backbone.trading.v1 import trading_pb2
 from tests.instruments import btc_usd
 from trading.engine import Engine
-from trading.fills import FillProjection, client_order_ids, fill_rows
+from trading.fills import FillProjection, FillQuery, client_order_ids, fill_rows
 from trading.journal import Journal
 from trading.open_orders import OpenOrderIndex
 
 SHARD = "bench-0"
+WHALE = "whale"
 T = 1_700_000_000_000_000_000
 BUY, SELL = 1, 2
 
@@ -78,13 +79,14 @@ def index_figures(open_orders: int) -> None:
 
 
 def trades_journal(trades: int) -> tuple[Engine, list[trading_pb2.JournalRecord]]:
-    """An engine and its journal records: `trades` trades, each a resting sell taken by a buy."""
+    """An engine and its journal records: `trades` trades, each a resting sell taken by a buy; the
+    sell of every other trade is one account's (WHALE: half the fills of the journal)."""
     engine = Engine()
     records = list(engine.create_instrument(btc_usd(), T).records)
     for number in range(trades):
         clock = T + 1 + number
         records += engine.apply(
-            new_order(f"s{number}", SELL, 5_000_000, 1, f"acct-{number % 97}"), clock
+            new_order(f"s{number}", SELL, 5_000_000, 1, WHALE if number % 2 else f"acct-{number % 97}"), clock
         ).records
         records += engine.apply(
             new_order(f"b{number}", BUY, 5_000_000, 1, f"acct-{number % 89}"), clock
@@ -135,6 +137,31 @@ async def projection_figures(database_url: str, trades: int, lag_samples: int) -
         f"{catch_up_seconds:.2f} s, {trades / catch_up_seconds:,.0f} trades/s; raw COPY of the same rows "
         f"{raw_seconds:.2f} s ({len(rows) / raw_seconds:,.0f} rows/s): "
         f"ratio {catch_up_seconds / raw_seconds:.2f}"
+    )
+
+    # ListFills pages of the account with the most fills: the first, one deep in (by its token's
+    # position), one from a time on, and one of a trade id range; the best of five each.
+    middle = records[len(records) // 2]
+    pages = {
+        "first page": FillQuery(WHALE, "", 0, 0, 0, 0, 0, 0, 100),
+        "page after trade id N/2": FillQuery(WHALE, "", 0, 0, 0, 0, trades // 2, SELL, 100),
+        "page from the time of N/2": FillQuery(WHALE, "", middle.timestamp_ns, 0, 0, 0, 0, 0, 100),
+        "page of trade ids [N/2, N/2+500)": FillQuery(
+            WHALE, "BTC-USD", 0, 0, trades // 2, trades // 2 + 500, 0, 0, 100
+        ),
+    }
+    timings = []
+    for name, query in pages.items():
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            page, _, _ = await projection.page(query)
+            best = min(best, time.perf_counter() - started)
+        assert len(page) == 100, name
+        timings.append(f"{name} {best * 1e3:.2f} ms")
+    print(
+        f"ListFills pages of 100 (projection.page) for an account with {trades // 2:,} fills: "
+        + "; ".join(timings)
     )
 
     # Idle lag: one trade per batch, appended, then handed to the projection as the engine loop does.
