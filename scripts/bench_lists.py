@@ -52,16 +52,16 @@ def new_order(order_id: str, side: int, price: int, lots: int, account: str) -> 
 def index_figures(open_orders: int) -> None:
     engine = Engine()
     engine.create_instrument(btc_usd(), T)
-    index = OpenOrderIndex()
+    index = OpenOrderIndex(engine.orders)
     for number in range(open_orders):
         command = new_order(f"o{number:07d}", BUY, 1_000 + number % 500, 1, "market-maker")
         index.apply(engine.apply(command, T + 1 + number // 50).records)
     started = time.perf_counter()
-    index.page(engine.orders, "market-maker", "", (0, ""), 100)
+    index.page("market-maker", "", (0, ""), 100)
     first_ms = (time.perf_counter() - started) * 1e3
     started, after, pages = time.perf_counter(), (0, ""), 0
     while True:
-        orders, more = index.page(engine.orders, "market-maker", "", after, 1_000)
+        orders, more = index.page("market-maker", "", after, 1_000)
         pages += 1
         if not more:
             break

@@ -217,7 +217,7 @@ class TradingApp:
         self.health: HealthEntries | None = None
         self.reconciler: ReservationReconciler | None = None
         # ListOpenOrders' index and ListFills' projection, both kept from committed batches.
-        self.open_orders = OpenOrderIndex()
+        self.open_orders = OpenOrderIndex(self.engine.orders)
         self.fills = FillProjection(settings.trading_shard, client_order_ids(self.engine.orders))
 
     def use_health(self, entries: HealthEntries) -> None:
@@ -328,7 +328,7 @@ class TradingApp:
             self.open_orders.apply,
             self.fills.committed,
         ]
-        self.open_orders.rebuild(self.engine.orders)
+        self.open_orders.rebuild()
         await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence

@@ -73,18 +73,22 @@ _SLACK = 64
 
 
 class OpenOrderIndex:
-    """Account id -> its orders that may be open, ordered by (created_ns, order_id)."""
+    """Account id -> its orders that may be open, ordered by (created_ns, order_id).
 
-    def __init__(self) -> None:
+    `orders` is the engine's (every order it accepted, by id): the index takes each order's
+    created_ns and symbol from there, so its order is the one ListOpenOrders answers in."""
+
+    def __init__(self, orders: Mapping[str, OrderState]) -> None:
+        self._orders = orders
         self._accounts: dict[str, _AccountOrders] = {}
 
     def __len__(self) -> int:
         return sum(len(account.live) for account in self._accounts.values())
 
-    def rebuild(self, orders: Mapping[str, OrderState]) -> None:
+    def rebuild(self) -> None:
         """Start from the engine's orders (after replay): every open one."""
         self._accounts.clear()
-        for order in orders.values():
+        for order in self._orders.values():
             if is_open(order):
                 self._add(order.account_id, order.created_ns, order.order_id)
 
@@ -93,9 +97,9 @@ class OpenOrderIndex:
         for record in records:
             kind = record.WhichOneof("record")
             if kind == "new_order":
-                command = record.new_order
-                # The record's time is the order's created_ns (the engine stamps both alike).
-                self._add(command.account_id, record.timestamp_ns, command.order_id)
+                order = self._orders.get(record.new_order.order_id)
+                if order is not None:  # committed, so accepted: the engine has it
+                    self._add(order.account_id, order.created_ns, order.order_id)
             elif kind == "trade":
                 trade = record.trade
                 if trade.buy_leaves_lots == 0:
@@ -107,11 +111,12 @@ class OpenOrderIndex:
                 self._discard(released.account_id, released.order_id)
 
     def page(
-        self, orders: Mapping[str, OrderState], account_id: str, symbol: str, after: PageKey, limit: int
+        self, account_id: str, symbol: str, after: PageKey, limit: int
     ) -> tuple[list[common_pb2.Order], bool]:
         """Up to `limit` open orders of `account_id` (of `symbol` unless empty) after `after`, by
-        (created_ns, order_id), and whether more follow. Run on the engine task: `orders` is the
-        engine's. Candidates the engine says are closed leave the index."""
+        (created_ns, order_id), and whether more follow. Run on the engine task (the orders are
+        the engine's). Candidates the engine says are closed leave the index."""
+        orders = self._orders
         account = self._accounts.get(account_id)
         if account is None:
             return [], False

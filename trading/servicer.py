@@ -58,7 +58,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> None:
         self._loop = loop
         # ListOpenOrders' candidates (kept by TradingApp from committed batches) and ListFills' source.
-        self._open_orders = open_orders if open_orders is not None else OpenOrderIndex()
+        self._open_orders = open_orders if open_orders is not None else OpenOrderIndex(loop.engine.orders)
         self._fills = fills
         self._max_in_flight = max_in_flight_per_stream
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
@@ -309,10 +309,10 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         if after_order_id:
             _check_id("after_order_id", ids.ORDER_ID, after_order_id)
         after = (request.after_created_ns, after_order_id)
-        index, engine = self._open_orders, self._engine
+        index = self._open_orders
 
         def run(*_: object) -> tuple[list[common_pb2.Order], bool]:
-            return index.page(engine.orders, account_id, symbol, after, limit)
+            return index.page(account_id, symbol, after, limit)
 
         orders, more = await self._loop.call(run)
         return trading_pb2.ListOpenOrdersResponse(orders=orders, more=more)

@@ -16,12 +16,12 @@ from trading.open_orders import OpenOrderIndex
 ACCOUNTS = ("acct-a", "acct-b", "acct-c")
 
 
-def walk(index: OpenOrderIndex, engine: Engine, account: str, symbol: str, page_size: int) -> list[str]:
+def walk(index: OpenOrderIndex, account: str, symbol: str, page_size: int) -> list[str]:
     """Every page of an account's open orders, as ListOpenOrders and the gateway's tokens walk them."""
     listed: list[str] = []
     after = (0, "")
     while True:
-        orders, more = index.page(engine.orders, account, symbol, after, page_size)
+        orders, more = index.page(account, symbol, after, page_size)
         listed += [order.order_id for order in orders]
         assert len(orders) == page_size or not more
         if not more:
@@ -53,7 +53,7 @@ def test_pages_walk_exactly_the_open_orders_of_an_account(
     engine = Engine()
     engine.create_instrument(btc_usd(), T)
     engine.create_instrument(btc_usd("ETH-USD"), T)
-    index = OpenOrderIndex()
+    index = OpenOrderIndex(engine.orders)
     placed: list[tuple[str, str]] = []
     clock = T
     for batch in batches:
@@ -75,26 +75,26 @@ def test_pages_walk_exactly_the_open_orders_of_an_account(
             placed.append((order_id, str(account)))
         index.apply(records)  # the batch is committed
         for account in ACCOUNTS:
-            assert walk(index, engine, account, "", page_size) == reference(engine, account)
-            assert walk(index, engine, account, "ETH-USD", page_size) == reference(engine, account, "ETH-USD")
-    rebuilt = OpenOrderIndex()
-    rebuilt.rebuild(engine.orders)  # after a restart's replay: the same pages
+            assert walk(index, account, "", page_size) == reference(engine, account)
+            assert walk(index, account, "ETH-USD", page_size) == reference(engine, account, "ETH-USD")
+    rebuilt = OpenOrderIndex(engine.orders)
+    rebuilt.rebuild()  # after a restart's replay: the same pages
     for account in ACCOUNTS:
-        assert walk(rebuilt, engine, account, "", page_size) == reference(engine, account)
+        assert walk(rebuilt, account, "", page_size) == reference(engine, account)
     assert len(index) == len(rebuilt) == len(engine.open_orders())
 
 
 def test_an_order_closed_in_a_batch_not_yet_committed_is_left_out_and_forgotten() -> None:
     engine = Engine()
     engine.create_instrument(btc_usd(), T)
-    index = OpenOrderIndex()
+    index = OpenOrderIndex(engine.orders)
     index.apply(engine.apply(new("o1", BUY, 5_000_000, 2, "acct-a"), T + 1).records)
     index.apply(engine.apply(new("o2", BUY, 5_000_000, 2, "acct-a"), T + 2).records)
     engine.apply(new("o3", SELL, 5_000_000, 2, "acct-b"), T + 3)  # fills o1; not committed yet
-    orders, more = index.page(engine.orders, "acct-a", "", (0, ""), 10)
+    orders, more = index.page("acct-a", "", (0, ""), 10)
     assert [o.order_id for o in orders] == ["o2"] and not more
     assert len(index) == 1  # o1 left the index when the page found it closed
-    assert index.page(engine.orders, "acct-b", "", (0, ""), 10) == ([], False)  # o3's batch is not in
+    assert index.page("acct-b", "", (0, ""), 10) == ([], False)  # o3's batch is not in
 
 
 def test_a_fill_row_per_side_with_its_fee_and_liquidity() -> None:
