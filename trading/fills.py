@@ -39,6 +39,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backbone.common.v1 import common_pb2
+from backbone.ids import INT64_MAX
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.trading.v1 import trading_pb2
@@ -62,10 +63,18 @@ _COLUMNS = (
     "fee, liquidity_side, timestamp_ns, sequence"
 )
 _COPY = f"COPY trading.fills ({_COLUMNS}) FROM STDIN"
-_LOCK_MARK = "SELECT sequence FROM trading.fills_projection WHERE shard = %s FOR UPDATE"
+_MARK = "SELECT sequence, last_timestamp_ns, times_in_order FROM trading.fills_projection WHERE shard = %s"
+_LOCK_MARK = _MARK + " FOR UPDATE"
 _NEW_MARK = "INSERT INTO trading.fills_projection (shard, sequence) VALUES (%s, 0) ON CONFLICT DO NOTHING"
-_SET_MARK = "UPDATE trading.fills_projection SET sequence = %s WHERE shard = %s"
-_READ_MARK = "SELECT sequence FROM trading.fills_projection WHERE shard = %s"
+_SET_MARK = (
+    "UPDATE trading.fills_projection SET sequence = %s, last_timestamp_ns = %s, times_in_order = %s "
+    "WHERE shard = %s"
+)
+# The first fill of an account at or after a time, by (time, trade id): fills_by_time serves it.
+_FIRST_FROM = (
+    "SELECT trade_id FROM trading.fills WHERE shard = %s AND account_id = %s AND timestamp_ns >= %s "
+    "ORDER BY timestamp_ns, trade_id LIMIT 1"
+)
 # The settlement outbox's predicate (trading/journal.py): its partial index journal_trades serves it.
 _TRADES_AFTER = (
     "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s AND kind = 'trade' "
@@ -218,7 +227,9 @@ class FillProjection:
             await connection.execute(_NEW_MARK, (self.shard,))
             cursor = await connection.execute(_LOCK_MARK, (self.shard,))
             row = await cursor.fetchone()
-            mark = int(row[0]) if row else 0
+            mark, last_timestamp_ns, in_order = (
+                (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, True)
+            )
             cursor = await connection.execute(_TRADES_AFTER, (self.shard, mark, self._batch_trades))
             trades = await cursor.fetchall()
             if trades:
@@ -226,14 +237,18 @@ class FillProjection:
                 client_order_id_of = self._client_order_id_of
                 async with connection.cursor().copy(_COPY) as copy:
                     for sequence, payload in trades:
-                        for fill in fill_rows(self.shard, sequence, parse(payload).trade, client_order_id_of):
+                        trade = parse(payload).trade
+                        if trade.timestamp_ns < last_timestamp_ns:
+                            in_order = False  # for good: time ranges are read by time from now on
+                        last_timestamp_ns = max(last_timestamp_ns, trade.timestamp_ns)
+                        for fill in fill_rows(self.shard, sequence, trade, client_order_id_of):
                             await copy.write_row(fill)
             if len(trades) >= self._batch_trades:
                 new_mark = int(trades[-1][0])  # more may follow
             else:  # every trade up to what was known committed, and any later one read with them
                 new_mark = max(mark, known, int(trades[-1][0]) if trades else 0)
             if new_mark != mark:
-                await connection.execute(_SET_MARK, (new_mark, self.shard))
+                await connection.execute(_SET_MARK, (new_mark, last_timestamp_ns, in_order, self.shard))
         self._advance(new_mark)
         return len(trades)
 
@@ -248,24 +263,42 @@ class FillProjection:
         fill at or below it is in the projection (read before the rows, so it never overstates)."""
         if self.pool is None:
             raise RuntimeError("the fills projection is not started")
-        sql = _SELECT
-        arguments: list[object] = [self.shard, query.account_id, query.after_trade_id, query.after_side]
-        for clause, value in (
-            (" AND symbol = %s", query.symbol),
-            (" AND timestamp_ns >= %s", query.start_timestamp_ns),
-            (" AND timestamp_ns < %s", query.end_timestamp_ns),
-            (" AND trade_id >= %s", query.start_trade_id),
-            (" AND trade_id < %s", query.end_trade_id),
-        ):
-            if value:
-                sql += clause
-                arguments.append(value)
-        sql += " ORDER BY trade_id, side LIMIT %s"
-        arguments.append(query.limit + 1)
         async with self.pool.connection() as connection:
-            cursor = await connection.execute(_READ_MARK, (self.shard,))
+            cursor = await connection.execute(_MARK, (self.shard,))
             row = await cursor.fetchone()
-            mark = int(row[0]) if row else 0
+            mark, in_order = (int(row[0]), bool(row[2])) if row else (0, True)
+            start_trade_id, end_trade_id = query.start_trade_id, query.end_trade_id
+            if in_order:
+                # Times never go back along trade ids: [start, end) in time is the trade ids from
+                # the first fill at or after start to the first at or after end. The primary key
+                # then reads the page, however long the account's history before start (the time
+                # predicates stay in the query all the same).
+                if query.start_timestamp_ns:
+                    first = await _first_from(
+                        connection, self.shard, query.account_id, query.start_timestamp_ns
+                    )
+                    # None: no fill at or after start yet (a later one would be past the mark).
+                    start_trade_id = max(start_trade_id, INT64_MAX if first is None else first)
+                if query.end_timestamp_ns:
+                    first = await _first_from(
+                        connection, self.shard, query.account_id, query.end_timestamp_ns
+                    )
+                    if first is not None:
+                        end_trade_id = min(end_trade_id or INT64_MAX, first)
+            sql = _SELECT
+            arguments: list[object] = [self.shard, query.account_id, query.after_trade_id, query.after_side]
+            for clause, value in (
+                (" AND symbol = %s", query.symbol),
+                (" AND timestamp_ns >= %s", query.start_timestamp_ns),
+                (" AND timestamp_ns < %s", query.end_timestamp_ns),
+                (" AND trade_id >= %s", start_trade_id),
+                (" AND trade_id < %s", end_trade_id),
+            ):
+                if value:
+                    sql += clause
+                    arguments.append(value)
+            sql += " ORDER BY trade_id, side LIMIT %s"
+            arguments.append(query.limit + 1)
             cursor = await connection.execute(sql, arguments)
             rows = await cursor.fetchall()
         self._advance(mark)
@@ -278,6 +311,15 @@ class FillProjection:
             for r in rows[: query.limit]
         ]  # fmt: skip
         return fills, len(rows) > query.limit, mark
+
+
+async def _first_from(
+    connection: psycopg.AsyncConnection[Any], shard: str, account_id: str, timestamp_ns: int
+) -> int | None:
+    """The trade id of the account's first fill at or after `timestamp_ns` (None when none is)."""
+    cursor = await connection.execute(_FIRST_FROM, (shard, account_id, timestamp_ns))
+    row = await cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def forget(connection: psycopg.Connection[Any], shard: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from backbone.common.v1 import common_pb2
 from backbone.runtime.database import migrate, open_pool
 from backbone.trading.v1 import trading_pb2
 from tests.instruments import btc_usd
@@ -125,4 +126,62 @@ async def test_two_projections_of_one_shard_at_once_never_double_a_fill(
     finally:
         for projection in projections:
             await projection.stop()
+        await pool.close()
+
+
+async def walk(projection: FillProjection, account: str, start_ns: int, end_ns: int) -> list[tuple[int, int]]:
+    """(trade id, side) of every fill of `account` in [start_ns, end_ns), a page of 3 at a time."""
+    listed: list[tuple[int, int]] = []
+    after_trade_id, after_side = 0, 0
+    while True:
+        query = FillQuery(account, "", start_ns, end_ns, 0, 0, after_trade_id, after_side, 3)
+        page, more, _ = await projection.page(query)
+        listed += [(fill.trade_id, fill.side) for fill in page]
+        if not more:
+            return listed
+        after_trade_id, after_side = page[-1].trade_id, page[-1].side
+
+
+def trade_record(sequence: int, trade_id: int, timestamp_ns: int) -> trading_pb2.JournalRecord:
+    return trading_pb2.JournalRecord(
+        sequence=sequence,
+        timestamp_ns=timestamp_ns,
+        trade=common_pb2.Trade(
+            trade_id=trade_id, symbol="BTC-USD", price_ticks=100, quantity_lots=1,
+            buy_order_id=f"b{trade_id}", sell_order_id=f"s{trade_id}",
+            buy_account_id="acct-a", sell_account_id="acct-b",
+            maker_side=common_pb2.SIDE_SELL, timestamp_ns=timestamp_ns,
+        ),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+async def test_a_time_range_lists_exactly_the_fills_in_it(
+    new_database: Callable[[], str], in_order: bool
+) -> None:
+    """Times in journal order map to a trade id range (read along the primary key); a journal whose
+    times ever go back is read by time alone: the same answers either way."""
+    database_url = new_database()
+    settings = settings_for(database_url)
+    pool = await open_pool(settings, "trading-test")
+    await migrate(pool, "trading")
+    times = [100, 200, 200, 300, 400, 500] if in_order else [100, 50, 200, 150, 400, 300]
+    records = [trade_record(sequence, sequence, t) for sequence, t in enumerate(times, start=1)]
+    await Journal(pool, SHARD).append(records)
+    projection = FillProjection(SHARD, lambda order_id: f"c-{order_id}")
+    await projection.start(settings, records[-1].sequence)
+    try:
+        assert await projection.wait_projected(records[-1].sequence, 30.0)
+        # (0 is no bound; 40 and 1-51 take in trade 2 at 50, which a time-to-id map would miss
+        # when times go back.)
+        windows = [(0, 0), (40, 0), (60, 0), (100, 300), (150, 201), (0, 150), (201, 0), (600, 0), (1, 51)]
+        for start, end in windows:
+            expected = [
+                (r.trade.trade_id, BUY)
+                for r in records
+                if start <= r.timestamp_ns and (not end or r.timestamp_ns < end)
+            ]
+            assert await walk(projection, "acct-a", start, end) == expected, (start, end)
+    finally:
+        await projection.stop()
         await pool.close()

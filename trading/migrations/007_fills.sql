@@ -25,12 +25,17 @@ CREATE TABLE trading.fills (
     PRIMARY KEY (shard, account_id, trade_id, side)
 );
 
--- ListFills by time: an account's fills from a moment on.
-CREATE INDEX fills_by_time ON trading.fills (shard, account_id, timestamp_ns);
+-- ListFills by time: the first fill of an account at or after a moment (trading/fills.py turns a
+-- time range into a trade id range with it, then reads along the primary key).
+CREATE INDEX fills_by_time ON trading.fills (shard, account_id, timestamp_ns, trade_id);
 
 -- How far each shard's projection has read its journal: every trade record at or below
--- `sequence` has its rows above.
+-- `sequence` has its rows above. `last_timestamp_ns` is the time of the last trade projected and
+-- `times_in_order` whether every trade so far was no earlier than the one before (the engine's
+-- clock never goes back): only then does a time range map to a trade id range.
 CREATE TABLE trading.fills_projection (
-    shard     text PRIMARY KEY,
-    sequence  bigint NOT NULL CHECK (sequence >= 0)
+    shard              text PRIMARY KEY,
+    sequence           bigint NOT NULL CHECK (sequence >= 0),
+    last_timestamp_ns  bigint NOT NULL DEFAULT 0,
+    times_in_order     boolean NOT NULL DEFAULT true
 );
