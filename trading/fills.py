@@ -15,7 +15,14 @@ from its first trade on the first start. The task is woken by each committed bat
 (``EngineLoop.on_committed`` calls :meth:`FillProjection.committed`, which only notes the
 sequence and sets an event) and reads what was committed since: under load one pass
 carries many batches. It has its own small connection pool, so its writes and the
-ListFills reads never make the matching path's journal writes wait for a connection.
+ListFills reads never make the matching path's journal writes wait for a connection (a burst
+of reads can delay the projection, never the matching).
+
+Reading it (:meth:`FillProjection.page`): one account's fills by (trade id, side) after a
+position, along the primary key. A time range is turned into a trade id range first (the
+account's first fill at or after each bound, through ``fills_by_time``), because the engine's
+clock never goes back: trade ids and times rise together. The writer checks that as it goes
+(``times_in_order``); a shard where it ever failed is read by time alone.
 
 Lag: a fill is in the projection one pass after its batch was committed (a read of the new
 trades and one transaction; milliseconds on an idle system, longer under load or while
