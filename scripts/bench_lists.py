@@ -2,6 +2,8 @@
 
     python scripts/bench_lists.py --trades 50000 --open-orders 100000
 
+0. What the list calls add to the engine task: per committed batch, the index follows the
+   records and the projection notes the sequence; against applying the same orders.
 1. ListOpenOrders' index (trading/open_orders.py), in process: one account with many open orders,
    the first page of 100 and every page of 1,000, against walking the engine's orders once (the
    cost of a page without the index).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -49,13 +52,44 @@ def new_order(order_id: str, side: int, price: int, lots: int, account: str) -> 
     )  # fmt: skip
 
 
+def engine_task_figures(orders: int) -> None:
+    """What the list calls add on the engine task per committed batch (the index following the
+    records, the projection noting the sequence), against what the engine spent applying them."""
+    engine = Engine()
+    engine.create_instrument(btc_usd(), T)
+    flow = random.Random(1)
+    commands = [
+        new_order(f"o{n}", flow.choice((BUY, SELL)), 5_000_000 + flow.randint(-5, 5), flow.randint(1, 3),
+                  f"a{n % 50}")
+        for n in range(orders)
+    ]  # fmt: skip
+    records: list[trading_pb2.JournalRecord] = []
+    started = time.perf_counter()
+    for command in commands:
+        records += engine.apply(command, T + 1 + len(records) // 160).records
+    applied = time.perf_counter() - started
+    index = OpenOrderIndex(engine.orders)
+    projection = FillProjection(SHARD, client_order_ids(engine.orders))
+    batches = [records[i : i + 1_000] for i in range(0, len(records), 1_000)]
+    started = time.perf_counter()
+    for batch in batches:
+        index.committed(batch)
+        projection.committed(batch)
+    followed = time.perf_counter() - started
+    print(
+        f"engine task, {orders:,} orders ({len(records):,} records, batches of 1,000): applying them "
+        f"{applied / orders * 1e6:.2f} us per order; the list calls' callbacks "
+        f"{followed / orders * 1e6:.2f} us per order ({followed / applied:.1%} of the applying)"
+    )
+
+
 def index_figures(open_orders: int) -> None:
     engine = Engine()
     engine.create_instrument(btc_usd(), T)
     index = OpenOrderIndex(engine.orders)
     for number in range(open_orders):
         command = new_order(f"o{number:07d}", BUY, 1_000 + number % 500, 1, "market-maker")
-        index.apply(engine.apply(command, T + 1 + number // 50).records)
+        index.committed(engine.apply(command, T + 1 + number // 50).records)
     started = time.perf_counter()
     index.page("market-maker", "", (0, ""), 100)
     first_ms = (time.perf_counter() - started) * 1e3
@@ -191,6 +225,7 @@ def main() -> int:
     parser.add_argument("--open-orders", type=int, default=100_000)
     parser.add_argument("--lag-samples", type=int, default=200)
     options = parser.parse_args()
+    engine_task_figures(100_000)
     index_figures(options.open_orders)
     with tempfile.TemporaryDirectory(prefix="backbone-bench-lists-") as folder:
         postgres = EmbeddedPostgres(Path(folder) / "postgres", durable=False)

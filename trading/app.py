@@ -325,10 +325,10 @@ class TradingApp:
         # Each committed batch goes to the outboxes in memory; they read the journal only to catch up.
         self.loop.on_committed = [
             _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))]),
-            self.open_orders.apply,
+            self.open_orders.committed,
             self.fills.committed,
         ]
-        self.open_orders.rebuild()
+        self.open_orders.catch_up()  # every open order the replay rebuilt
         await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence

@@ -1,27 +1,29 @@
 """Open orders by account, for ListOpenOrders: which orders of an account may still be open.
 
 The engine keeps every order it ever accepted (``Engine.orders``), so finding one account's
-open orders there means walking all of them. This index keeps, per account, the ids of its
-orders that are open as far as the committed journal records say: a ``new_order`` record
-adds its order, a ``trade`` that leaves a side with nothing open and an ``order_released``
-remove theirs. It is filled once from the engine after replay (:meth:`OpenOrderIndex.rebuild`)
-and then from each committed batch (:meth:`OpenOrderIndex.apply`, an ``EngineLoop.on_committed``
-callback: outside the matching path's journal write, on records already in memory).
+open orders there means walking all of them. This index keeps, per account, the keys
+(created_ns, order_id) of its orders that were open when it last looked, in that order (the
+listing's), so a page starts with a bisection and costs about its own orders.
 
-Each account's candidates are kept ordered by (created_ns, order_id), the listing's order, so a
-page starts with a bisection and costs its own orders (plus candidates it skips), not the
-account's whole list: it runs on the engine task, between batches of commands.
+It follows the engine, not the journal records: after each committed batch
+(:meth:`OpenOrderIndex.committed`, an ``EngineLoop.on_committed`` callback) it takes in the
+orders the engine accepted since it last looked, newest first until the last one it took (a
+dict walked backwards: no protobuf field is read, and an order filled on arrival, most takers,
+never joins). Orders that close are not looked for: the index is only a list of candidates,
+each checked against the engine's order when a page walks over it, and an account's list is
+compacted (its closed orders dropped) when it has grown to twice what was open at its last
+compaction, or when a page walked more closed candidates than it listed: amortized O(1) per
+order, and a page walks at most about as many closed candidates as open ones.
 
-It is only a list of candidates: a page is read on the engine task (so it sees the engine's
-state) and each candidate is checked against the engine's order there, so an order that
-closed in a batch not yet committed is left out, and dropped from the index. An order is
-listed once its batch is committed: the caller who was answered for it asks after that.
+A page runs on the engine task, so it sees the engine's state, which may be ahead of the
+journal; its answer goes out once its own batch is journaled, after every batch before it, so
+everything it saw is journaled by then.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from backbone.common.v1 import common_pb2
 from backbone.trading.v1 import trading_pb2
@@ -32,6 +34,9 @@ _OPEN_STATUSES = frozenset((common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS
 # Where a page starts: after the order with this (created_ns, order_id); (0, "") is the start.
 PageKey = tuple[int, str]
 
+# Closed candidates an account's list may hold beyond twice its open ones before it is compacted.
+_SLACK = 64
+
 
 def is_open(order: OrderState) -> bool:
     """True while the order has quantity open on a book."""
@@ -39,118 +44,93 @@ def is_open(order: OrderState) -> bool:
 
 
 class _AccountOrders:
-    """One account's candidates: their keys in order (bisect finds a page's start) and the live ids.
+    """One account's candidates, by (created_ns, order_id), and how many were open at the last
+    compaction."""
 
-    An order leaving is only dropped from `live`; its key stays in `keys` until dead keys
-    outnumber live ones, then the list is compacted (amortized O(1) per order, and a page walks
-    at most as many dead keys as live ones)."""
-
-    __slots__ = ("keys", "live")
+    __slots__ = ("keys", "open_at_compaction")
 
     def __init__(self) -> None:
         self.keys: list[PageKey] = []
-        self.live: set[str] = set()
+        self.open_at_compaction = 0
 
-    def add(self, created_ns: int, order_id: str) -> None:
-        if order_id in self.live:
-            return
-        self.live.add(order_id)
-        key = (created_ns, order_id)
+    def add(self, order: OrderState, orders: Mapping[str, OrderState]) -> None:
+        key = (order.created_ns, order.order_id)
         if not self.keys or self.keys[-1] < key:
             self.keys.append(key)  # the usual case: the newest order
-        else:  # a batch's orders share a timestamp and are ordered by id
+        else:  # orders of one batch share a time and go by id
             bisect.insort(self.keys, key)
+        if len(self.keys) > 2 * self.open_at_compaction + _SLACK:
+            self.compact(orders)
 
-    def discard(self, order_id: str) -> None:
-        if order_id in self.live:
-            self.live.discard(order_id)
-            if len(self.keys) > 2 * len(self.live) + _SLACK:
-                self.keys = [key for key in self.keys if key[1] in self.live]
-
-
-# Dead keys an account's list may hold beyond its live ones before it is compacted.
-_SLACK = 64
+    def compact(self, orders: Mapping[str, OrderState]) -> None:
+        """Drop the candidates that are no longer open."""
+        self.keys = [key for key in self.keys if (order := orders.get(key[1])) is not None and is_open(order)]
+        self.open_at_compaction = len(self.keys)
 
 
 class OpenOrderIndex:
     """Account id -> its orders that may be open, ordered by (created_ns, order_id).
 
-    `orders` is the engine's (every order it accepted, by id): the index takes each order's
-    created_ns and symbol from there, so its order is the one ListOpenOrders answers in."""
+    `orders` is the engine's (every order it accepted, by id, in the order accepted)."""
 
     def __init__(self, orders: Mapping[str, OrderState]) -> None:
         self._orders = orders
         self._accounts: dict[str, _AccountOrders] = {}
+        self._last: OrderState | None = None  # the newest order taken in
 
     def __len__(self) -> int:
-        return sum(len(account.live) for account in self._accounts.values())
+        """Candidates held (open, or closed and not yet dropped)."""
+        return sum(len(account.keys) for account in self._accounts.values())
 
-    def rebuild(self) -> None:
-        """Start from the engine's orders (after replay): every open one."""
-        self._accounts.clear()
-        for order in self._orders.values():
+    def committed(self, records: Sequence[trading_pb2.JournalRecord]) -> None:
+        """A batch was committed (an EngineLoop.on_committed callback): take in the new orders."""
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Take in every order the engine accepted since the last call that is open now (an order
+        closed now is closed for good). The first call takes in every open order (after replay)."""
+        fresh: list[OrderState] = []
+        last = self._last
+        for order in reversed(self._orders.values()):  # type: ignore[call-overload]
+            if order is last:
+                break
+            fresh.append(order)
+        if not fresh:
+            return
+        self._last = fresh[0]
+        orders, accounts = self._orders, self._accounts
+        for order in reversed(fresh):
             if is_open(order):
-                self._add(order.account_id, order.created_ns, order.order_id)
-
-    def apply(self, records: Iterable[trading_pb2.JournalRecord]) -> None:
-        """Follow a committed batch: new orders join, orders left with nothing open leave."""
-        for record in records:
-            kind = record.WhichOneof("record")
-            if kind == "new_order":
-                order = self._orders.get(record.new_order.order_id)
-                if order is not None:  # committed, so accepted: the engine has it
-                    self._add(order.account_id, order.created_ns, order.order_id)
-            elif kind == "trade":
-                trade = record.trade
-                if trade.buy_leaves_lots == 0:
-                    self._discard(trade.buy_account_id, trade.buy_order_id)
-                if trade.sell_leaves_lots == 0:
-                    self._discard(trade.sell_account_id, trade.sell_order_id)
-            elif kind == "order_released":
-                released = record.order_released
-                self._discard(released.account_id, released.order_id)
+                account = accounts.get(order.account_id)
+                if account is None:
+                    account = accounts[order.account_id] = _AccountOrders()
+                account.add(order, orders)
 
     def page(
         self, account_id: str, symbol: str, after: PageKey, limit: int
     ) -> tuple[list[common_pb2.Order], bool]:
         """Up to `limit` open orders of `account_id` (of `symbol` unless empty) after `after`, by
-        (created_ns, order_id), and whether more follow. Run on the engine task (the orders are
-        the engine's). Candidates the engine says are closed leave the index."""
-        orders = self._orders
+        (created_ns, order_id), and whether more follow. Run on the engine task."""
+        self.catch_up()
         account = self._accounts.get(account_id)
         if account is None:
             return [], False
-        keys, live = account.keys, account.live
+        orders, keys = self._orders, account.keys
         chosen: list[OrderState] = []
-        closed: list[str] = []
-        for position in range(bisect.bisect_right(keys, after), len(keys)):
-            order_id = keys[position][1]
-            if order_id not in live:
-                continue
-            order = orders.get(order_id)
+        closed = 0
+        position = bisect.bisect_right(keys, after)
+        while position < len(keys):
+            order = orders.get(keys[position][1])
             if order is None or not is_open(order):
-                closed.append(order_id)
-                continue
-            if symbol and order.symbol != symbol:
-                continue
-            if len(chosen) == limit:
-                break  # one more exists
-            chosen.append(order)
-        else:
-            position = len(keys)
-        for order_id in closed:
-            self._discard(account_id, order_id)
-        return [order.message() for order in chosen], position < len(keys)
-
-    def _add(self, account_id: str, created_ns: int, order_id: str) -> None:
-        account = self._accounts.get(account_id)
-        if account is None:
-            account = self._accounts[account_id] = _AccountOrders()
-        account.add(created_ns, order_id)
-
-    def _discard(self, account_id: str, order_id: str) -> None:
-        account = self._accounts.get(account_id)
-        if account is not None:
-            account.discard(order_id)
-            if not account.live:
+                closed += 1
+            elif not symbol or order.symbol == symbol:
+                if len(chosen) == limit:
+                    break  # one more exists
+                chosen.append(order)
+            position += 1
+        more = position < len(keys)
+        if closed > len(chosen) + _SLACK:
+            account.compact(orders)
+            if not account.keys:
                 del self._accounts[account_id]
+        return [order.message() for order in chosen], more

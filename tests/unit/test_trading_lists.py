@@ -73,28 +73,44 @@ def test_pages_walk_exactly_the_open_orders_of_an_account(
             outcome = engine.apply(command, clock)
             records += outcome.records
             placed.append((order_id, str(account)))
-        index.apply(records)  # the batch is committed
+        index.committed(records)  # the batch is committed
         for account in ACCOUNTS:
             assert walk(index, account, "", page_size) == reference(engine, account)
             assert walk(index, account, "ETH-USD", page_size) == reference(engine, account, "ETH-USD")
     rebuilt = OpenOrderIndex(engine.orders)
-    rebuilt.rebuild()  # after a restart's replay: the same pages
+    rebuilt.catch_up()  # after a restart's replay: the same pages
+    assert len(rebuilt) == len(engine.open_orders())  # a fresh index holds the open orders only
     for account in ACCOUNTS:
         assert walk(rebuilt, account, "", page_size) == reference(engine, account)
-    assert len(index) == len(rebuilt) == len(engine.open_orders())
 
 
-def test_an_order_closed_in_a_batch_not_yet_committed_is_left_out_and_forgotten() -> None:
+def test_a_taker_filled_on_arrival_never_joins_and_closed_orders_are_dropped() -> None:
     engine = Engine()
     engine.create_instrument(btc_usd(), T)
     index = OpenOrderIndex(engine.orders)
-    index.apply(engine.apply(new("o1", BUY, 5_000_000, 2, "acct-a"), T + 1).records)
-    index.apply(engine.apply(new("o2", BUY, 5_000_000, 2, "acct-a"), T + 2).records)
-    engine.apply(new("o3", SELL, 5_000_000, 2, "acct-b"), T + 3)  # fills o1; not committed yet
+    index.committed(engine.apply(new("o1", BUY, 5_000_000, 2, "acct-a"), T + 1).records)
+    index.committed(engine.apply(new("o2", BUY, 5_000_000, 2, "acct-a"), T + 2).records)
+    index.committed(engine.apply(new("o3", SELL, 5_000_000, 2, "acct-b"), T + 3).records)  # fills o1
+    assert len(index) == 2  # o1 and o2; o3 was filled on arrival
     orders, more = index.page("acct-a", "", (0, ""), 10)
-    assert [o.order_id for o in orders] == ["o2"] and not more
-    assert len(index) == 1  # o1 left the index when the page found it closed
-    assert index.page("acct-b", "", (0, ""), 10) == ([], False)  # o3's batch is not in
+    assert [o.order_id for o in orders] == ["o2"] and not more  # o1 is closed: left out
+    assert index.page("acct-b", "", (0, ""), 10) == ([], False)
+
+    # Many orders rest, then close: the next page that walks over them drops them all.
+    for number in range(200):
+        engine.apply(new(f"r{number}", BUY, 4_000_000, 1, "acct-c"), T + 4)
+    index.catch_up()
+    for number in range(200):
+        engine.apply(cancel(f"r{number}", "acct-c"), T + 5)
+    assert index.page("acct-c", "", (0, ""), 10) == ([], False)
+    assert len(index) == 2  # o1 (not walked past enough to compact acct-a) and o2
+    # And an account that keeps adding compacts as it grows: its candidates stay within twice
+    # the open ones at its last compaction plus a slack.
+    for number in range(1_000):
+        engine.apply(new(f"s{number}", BUY, 3_000_000, 1, "acct-d"), T + 6)
+        index.catch_up()
+        engine.apply(cancel(f"s{number}", "acct-d"), T + 6)
+    assert len(index) < 2 + 100
 
 
 def test_a_fill_row_per_side_with_its_fee_and_liquidity() -> None:
