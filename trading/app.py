@@ -329,6 +329,8 @@ class TradingApp:
             self.fills.committed,
         ]
         self.open_orders.catch_up()  # every open order the replay rebuilt
+        if self.health is not None:
+            await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")
         await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence

@@ -12,12 +12,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from backbone.common.v1 import common_pb2
 from backbone.runtime.database import migrate, open_pool
+from backbone.runtime.embedded import free_port
+from backbone.runtime.server import HealthEntries, HealthServicer
 from backbone.trading.v1 import trading_pb2
+from ops.supervisor import health_check
 from tests.instruments import btc_usd
 from tests.integration.test_trading_journal import settings_for
 from tests.unit.test_trading_engine import BUY, SELL, T, new
@@ -184,4 +189,61 @@ async def test_a_time_range_lists_exactly_the_fills_in_it(
             assert await walk(projection, "acct-a", start, end) == expected, (start, end)
     finally:
         await projection.stop()
+        await pool.close()
+
+
+async def test_a_failing_projection_says_so_in_its_health_entry_until_it_works_again(
+    new_database: Callable[[], str],
+) -> None:
+    database_url, pool, engine, records = await journaled(new_database)
+    lookups = client_order_ids(engine.orders)
+    broken = True
+
+    def lookup(order_id: str) -> str:
+        if broken:
+            raise RuntimeError("order store unreachable")
+        return lookups(order_id)
+
+    health = HealthServicer()
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    await server.start()
+    entry = "backbone.trading.v1.TradingService/fills-projection"
+    projection = FillProjection(SHARD, lookup, idle_seconds=0.05)
+    await projection.publish_health(HealthEntries(health), entry)
+    await projection.start(settings_for(database_url), records[-1].sequence)
+    try:
+
+        async def state() -> tuple[int, str]:
+            return await asyncio.to_thread(health_check, address, entry)
+
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for _ in range(200):  # polled, bounded
+            status, detail = await state()
+            if status == not_serving:
+                break
+            await asyncio.sleep(0.05)
+        assert (status, detail) == (
+            not_serving,
+            f"projected through 0 of {records[-1].sequence} committed; "
+            "failing: RuntimeError('order store unreachable')",
+        )
+        broken = False
+        assert await projection.wait_projected(records[-1].sequence, 30.0)
+        for _ in range(200):
+            status, detail = await state()
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.05)
+        last = records[-1].sequence
+        assert (status, detail) == (
+            health_pb2.HealthCheckResponse.SERVING,
+            f"projected through {last} of {last} committed",
+        )
+        assert stored(database_url)[1] == expected_rows(engine, records)
+    finally:
+        await projection.stop()
+        await server.stop(None)
         await pool.close()
