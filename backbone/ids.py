@@ -53,6 +53,8 @@ Limits
 - ``MARKET_DATA_MAX_DEPTH`` 50 price levels per side on StreamMarketData
   (``DEFAULT_MARKET_DATA_DEPTH`` 10), ``MAX_MARKET_DATA_SYMBOLS`` 100 symbols
   on one stream.
+- ``MAX_PAGE_TOKEN_LENGTH`` 256 characters: the longest page token a list call
+  accepts (the gateway's tokens are about 110; gateway/listing.py).
 - Decimal texts (prices, quantities, amounts, tick and lot sizes, instrument
   limits): plain digits with an optional fraction, at most
   ``MAX_DECIMAL_INTEGER_DIGITS`` (19) digits before the point and
@@ -89,6 +91,7 @@ MAX_STREAM_COMMANDS = 1_000
 MARKET_DATA_MAX_DEPTH = 50
 DEFAULT_MARKET_DATA_DEPTH = 10
 MAX_MARKET_DATA_SYMBOLS = 100
+MAX_PAGE_TOKEN_LENGTH = 256
 
 MAX_DECIMAL_INTEGER_DIGITS = 19
 MAX_DECIMAL_PLACES = MAX_SCALE

@@ -132,6 +132,12 @@ class RejectReason(StrEnum):
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
     """The client order id was already used by a different order of this account (the same order sent again is answered with that order instead); metadata order_id names it. GetOrder returns that order; do not resend."""
 
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    """A page token is not one this call gave for this query (it is malformed, altered, or came from a call with other filters or another account). Start again without a page token, or send the token the previous page of the same query returned."""
+
+    INVALID_RANGE = "INVALID_RANGE"
+    """A range's end is not after its start, or a time is before 1970 or not a valid timestamp (nanos 0 to 999,999,999). Send a start before the end, or leave either out."""
+
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
     """The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order."""
 
@@ -338,6 +344,8 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.UNKNOWN_SYMBOL: common_pb2.REJECT_REASON_UNKNOWN_SYMBOL,
     RejectReason.UNKNOWN_ORDER: common_pb2.REJECT_REASON_UNKNOWN_ORDER,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID,
+    RejectReason.INVALID_PAGE_TOKEN: common_pb2.REJECT_REASON_INVALID_PAGE_TOKEN,
+    RejectReason.INVALID_RANGE: common_pb2.REJECT_REASON_INVALID_RANGE,
     RejectReason.INSUFFICIENT_BALANCE: common_pb2.REJECT_REASON_INSUFFICIENT_BALANCE,
     RejectReason.RISK_STATE_INCONSISTENT: common_pb2.REJECT_REASON_RISK_STATE_INCONSISTENT,
     RejectReason.DUPLICATE_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_ORDER_ID,
@@ -422,6 +430,8 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.UNKNOWN_SYMBOL: Stage.REQUEST,
     RejectReason.UNKNOWN_ORDER: Stage.REQUEST,
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: Stage.REQUEST,
+    RejectReason.INVALID_PAGE_TOKEN: Stage.REQUEST,
+    RejectReason.INVALID_RANGE: Stage.REQUEST,
     RejectReason.INSUFFICIENT_BALANCE: Stage.RISK,
     RejectReason.RISK_STATE_INCONSISTENT: Stage.RISK,
     RejectReason.DUPLICATE_ORDER_ID: Stage.MATCHING,
@@ -506,6 +516,8 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.UNKNOWN_SYMBOL: 'The symbol is not a known instrument. ListInstruments lists them (an instrument created a moment ago may need a retry).',
     RejectReason.UNKNOWN_ORDER: 'There is no such order in this account. Check the order id.',
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: 'The client order id was already used by a different order of this account (the same order sent again is answered with that order instead); metadata order_id names it. GetOrder returns that order; do not resend.',
+    RejectReason.INVALID_PAGE_TOKEN: 'A page token is not one this call gave for this query (it is malformed, altered, or came from a call with other filters or another account). Start again without a page token, or send the token the previous page of the same query returned.',
+    RejectReason.INVALID_RANGE: "A range's end is not after its start, or a time is before 1970 or not a valid timestamp (nanos 0 to 999,999,999). Send a start before the end, or leave either out.",
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',

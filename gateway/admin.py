@@ -9,7 +9,7 @@ import structlog
 
 from backbone import ids
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from backbone.money import INT64_MAX, InstrumentMath, format_minor
+from backbone.money import InstrumentMath, format_minor
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, invalid_field, not_found
 from backbone.settlement.v1 import settlement_pb2
@@ -19,6 +19,7 @@ from gateway.backends import Backends, GetBackends
 from gateway.validation import (
     build_instrument,
     deposit_amount,
+    trade_id_problem,
     validate_account_id_field,
     validate_create_asset,
     validate_create_instrument,
@@ -54,14 +55,9 @@ def _parked_trade_id(text: str) -> int:
     """A trade id given as text (as execution reports show it): a positive whole number."""
     if not text:
         raise invalid_field("trade_id", RejectReason.REQUIRED, "is required")
-    if not (
-        text.isascii() and text.isdigit() and len(text) <= len(str(INT64_MAX)) and 0 < int(text) <= INT64_MAX
-    ):
-        raise invalid_field(
-            "trade_id",
-            RejectReason.INVALID_TRADE_ID,
-            f"{text[:40]!r} is not a trade id: a positive whole number such as 42",
-        )
+    problem = trade_id_problem(text)
+    if problem:
+        raise invalid_field("trade_id", RejectReason.INVALID_TRADE_ID, problem)
     return int(text)
 
 

@@ -26,6 +26,7 @@ from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, GetBackends
 from gateway.fanout import FEED_WAIT_SECONDS
+from gateway.listing import fills_query, next_fills_token, next_orders_token, orders_query
 from gateway.market_data import stream_market_data
 from gateway.order_saga import OrderSaga
 from gateway.order_stream import OrderStreamSession
@@ -37,7 +38,7 @@ from gateway.validation import (
     validate_submit_order,
     validate_symbol_field,
 )
-from gateway.views import balance_view, book_view, instrument_view, order_view, report_view
+from gateway.views import balance_view, book_view, fill_view, instrument_view, order_view, report_view
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -227,3 +228,51 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             trading_pb2.GetOrderBookRequest(symbol=request.symbol, depth=depth),
         )
         return book_view(book, instrument)
+
+    # --- lists: what a client that reconnects rebuilds its state from ----------------------------
+
+    async def _instruments_of(
+        self, backends: Backends, symbols: set[str]
+    ) -> dict[str, common_pb2.Instrument]:
+        """The instruments of `symbols` (each listed order or fill has one: trading made it)."""
+        return {symbol: await self._instrument(backends, symbol) for symbol in sorted(symbols)}
+
+    async def _known_symbol(self, backends: Backends, symbol: str) -> None:
+        """A symbol filter must name an instrument (NOT_FOUND otherwise, as GetOrderBook)."""
+        if symbol:
+            await self._instrument(backends, symbol)
+
+    async def ListOrders(
+        self, request: gateway_pb2.ListOrdersRequest, context: Any
+    ) -> gateway_pb2.ListOrdersResponse:
+        backends = self._backends()
+        account = await self._account(backends, request.account_id, context)
+        query = orders_query(request, account)
+        await self._known_symbol(backends, request.symbol)
+        page = await backends.call(backends.trading.ListOpenOrders, query.request)
+        instruments = await self._instruments_of(backends, {order.symbol for order in page.orders})
+        response = gateway_pb2.ListOrdersResponse(
+            orders=[order_view(order, instruments[order.symbol]) for order in page.orders]
+        )
+        if page.more and page.orders:
+            response.next_page_token = next_orders_token(query, page.orders[-1])
+        return response
+
+    async def ListFills(
+        self, request: gateway_pb2.ListFillsRequest, context: Any
+    ) -> gateway_pb2.ListFillsResponse:
+        backends = self._backends()
+        account = await self._account(backends, request.account_id, context)
+        query = fills_query(request, account)
+        await self._known_symbol(backends, request.symbol)
+        # Read your writes: the fills reflect the latest report this account was told about.
+        query.request.min_sequence = max(query.request.min_sequence, backends.reported.latest(account))
+        page = await backends.call(backends.trading.ListFills, query.request)
+        instruments = await self._instruments_of(backends, {fill.symbol for fill in page.fills})
+        response = gateway_pb2.ListFillsResponse(
+            fills=[fill_view(fill, instruments[fill.symbol]) for fill in page.fills],
+            trading_sequence=page.projected_sequence,
+        )
+        if page.more and page.fills:
+            response.next_page_token = next_fills_token(query, page.fills[-1])
+        return response

@@ -468,3 +468,11 @@ def deposit_amount(text: str, scale: int) -> int:
     if minor > INT64_MAX:
         raise invalid([Violation("amount", RejectReason.INVALID_AMOUNT, f"{text} is too large")])
     return minor
+
+
+def trade_id_problem(text: str) -> str | None:
+    """Why `text` is not a trade id as the public API shows it (a positive whole number, at most
+    2^63-1, digits only); None when it is one."""
+    if text.isascii() and text.isdigit() and len(text) <= len(str(INT64_MAX)) and 0 < int(text) <= INT64_MAX:
+        return None
+    return f"{text[:40]!r} is not a trade id: a positive whole number such as 42"

@@ -130,6 +130,27 @@ def report_view(
     return view
 
 
+def fill_view(fill: trading_pb2.Fill, instrument: common_pb2.Instrument) -> gateway_pb2.Fill:
+    """The public form of a fill: price, quantity and fee as decimal strings."""
+    formats = _formats(instrument)
+    view = gateway_pb2.Fill(
+        trade_id=str(fill.trade_id),
+        order_id=fill.order_id,
+        client_order_id=fill.client_order_id,
+        account_id=fill.account_id,
+        symbol=fill.symbol,
+        side=fill.side,
+        price=formats.price(fill.price_ticks),
+        quantity=formats.quantity(fill.quantity_lots),
+        fee=formats.fee.text(fill.fee),
+        fee_asset=formats.fee_asset,
+        liquidity_side=fill.liquidity_side,
+        trading_sequence=fill.sequence,
+    )
+    _set_time(view.timestamp, fill.timestamp_ns)
+    return view
+
+
 def instrument_view(instrument: common_pb2.Instrument) -> gateway_pb2.Instrument:
     """The public form of an instrument: its rules as decimal strings."""
     math = InstrumentMath.of(instrument)

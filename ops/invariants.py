@@ -23,11 +23,14 @@ says how far behind they are.
   holds nothing for an order that is not open;
 - risk matches ledger: risk's per-account totals equal the ledger's balances (plus the parked
   trades, which risk applied from trading's journal while the ledger holds them back);
+- fills match the journal: the fills projection ListFills reads holds, up to its mark, one row per
+  side of each journaled trade, exactly as the trade records it, and nothing else (PENDING while it
+  trails the journal);
 - live engine matches journal (when trading's address is given): the running engine's state
   digest (GetEngineState, asked before the journal is read) equals the digest of the journal's
   replay up to the same sequence; UNCHECKED when trading cannot be asked.
 
-The last three compare against the books the journal rebuilds; when a journal does not replay they
+The last four compare against the books the journal rebuilds; when a journal does not replay they
 are UNCHECKED (the replay finding is VIOLATED).
 
 Each store is read through its owner's read-only audit module (risk/audit.py, settlement/audit.py,
@@ -55,6 +58,7 @@ from settlement import ledger
 from trading import audit as journal_audit
 from trading.book import InvariantViolation
 from trading.engine import Engine, ReplayError
+from trading.fills import client_order_ids, fill_rows
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS
 
 Status = Literal["ok", "violated", "pending", "unchecked"]
@@ -311,6 +315,49 @@ def _journal_replays(shards: list[_Shard], problems: list[str]) -> Finding:
     )
 
 
+def _fills_match_journal(db: Db, shards: list[_Shard]) -> Finding:
+    """The fills projection (ListFills' source) holds, up to its mark, exactly the journal's trades'
+    fills; pending while it trails the journal (it is written a moment after each commit)."""
+    name = "fills match the journal"
+    problems: list[str] = []
+    behind: list[str] = []
+    fills = trades = 0
+    for shard in shards:
+        projection = journal_audit.fills_projection(db, shard.name)
+        if projection is None:
+            behind.append(f"shard {shard.name} has no fills projection yet")
+            continue
+        mark, stored = projection
+        client_order_id_of = client_order_ids(shard.engine.orders)
+        expected: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for sequence, trade in shard.trades.items():
+            if sequence <= mark:
+                trades += 1
+                for fill in fill_rows(shard.name, sequence, trade, client_order_id_of):
+                    expected[fill[1:4]] = fill[1:]  # by (account, trade id, side), without the shard
+        found = {row[:3]: row for row in stored}
+        for key, row in sorted(found.items()):
+            where = f"shard {shard.name}: the fill of account {key[0]} in trade {key[1]} (side {key[2]})"
+            if row[-1] > mark:
+                problems.append(f"{where} is past the projection's mark {mark}")
+            elif key not in expected:
+                problems.append(f"{where} is of no journaled trade")
+            elif row != expected[key]:
+                problems.append(f"{where} is {row}, its trade says {expected[key]}")
+        for key in sorted(expected.keys() - found.keys()):
+            problems.append(f"shard {shard.name}: the fill of account {key[0]} in trade {key[1]} is missing")
+        fills += len(stored)
+        if mark < shard.last_trade:
+            behind.append(
+                f"shard {shard.name} projected through {mark}, its last trade is at {shard.last_trade}"
+            )
+    if problems:
+        return Finding.of(name, problems, "", "{n} fills differ from the journal")
+    if behind:
+        return Finding(name, "pending", "the fills projection trails the journal: " + "; ".join(behind))
+    return Finding(name, "ok", f"{fills} fills of {trades} trades, each as the journal records it")
+
+
 def _lines(entry: ledger.Entry) -> list[tuple[str, str, int]]:
     return sorted((p.account_id, p.asset, p.amount) for p in entry.postings)
 
@@ -544,6 +591,7 @@ def check_once(database_url: str, redis_url: str, trading_address: str | None = 
                         "trades posted once",
                         "reservations match open orders",
                         "risk matches ledger",
+                        "fills match the journal",
                     )
                 ]
             else:
@@ -556,6 +604,7 @@ def check_once(database_url: str, redis_url: str, trading_address: str | None = 
                         Finding(name, "pending", "risk is rebuilding its state from the ledger and trading")
                         for name in ("reservations match open orders", "risk matches ledger")
                     ]
+                findings.append(_fills_match_journal(db, shards))
             if live_finding is not None:
                 findings.append(live_finding)
             return Report(findings)

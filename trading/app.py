@@ -33,8 +33,10 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine, ReplayError
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
+from trading.fills import FillProjection
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnreadable
 from trading.lease import ShardLease
+from trading.open_orders import OpenOrderIndex
 from trading.reconciler import ReservationReconciler
 from trading.servicer import TradingServicer
 from trading.snapshots import SnapshotStore, Snapshotter, SnapshotUnreadable, freeze, thaw
@@ -232,13 +234,27 @@ class TradingApp:
         self.snapshotter: Snapshotter | None = None
         # The journal sequence of the snapshot this start loaded (None: the whole journal replayed).
         self.recovered_from: int | None = None
+        # ListOpenOrders' index and ListFills' projection, both kept from committed batches (they
+        # follow the engine loaded at start: a snapshot's, or this one).
+        self.open_orders = OpenOrderIndex(self.engine.orders)
+        self.fills = FillProjection(settings.trading_shard, self._client_order_id_of)
+
+    def _client_order_id_of(self, order_id: str) -> str:
+        """For the fills projection: the client order id of an order of the engine loaded ("" for
+        one it does not know, which cannot happen for an order that traded: it was journaled first)."""
+        order = self.engine.orders.get(order_id)
+        return "" if order is None else order.client_order_id
 
     def use_health(self, entries: HealthEntries) -> None:
         self.health = entries
 
     def register(self, server: grpc.aio.Server) -> Sequence[str]:
         servicer = TradingServicer(
-            self.loop, instrument_journaled=self.wait_risk_learned, shard=self.settings.trading_shard
+            self.loop,
+            instrument_journaled=self.wait_risk_learned,
+            open_orders=self.open_orders,
+            fills=self.fills,
+            shard=self.settings.trading_shard,
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         return [SERVICE_NAME]
@@ -262,6 +278,7 @@ class TradingApp:
                 log.critical("snapshot cannot be loaded", shard=shard, sequence=error.sequence, why=error.why)
                 raise
             self.loop.replace_engine(self.engine)
+            self.open_orders.follow(self.engine.orders)
             self.recovered_from = snapshot.sequence
         try:
             replayed = await replay_journal(journal, self.engine)
@@ -350,8 +367,14 @@ class TradingApp:
         self.outboxes = [to_settlement, to_risk]
         # Each committed batch goes to the outboxes in memory; they read the journal only to catch up.
         self.loop.on_committed = [
-            _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))])
+            _offer_to([(to_settlement, frozenset(SETTLEMENT_KINDS)), (to_risk, frozenset(RISK_KINDS))]),
+            self.open_orders.committed,
+            self.fills.committed,
         ]
+        self.open_orders.catch_up()  # every open order the replay rebuilt
+        if self.health is not None:
+            await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")
+        await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence
             if self.health is not None:
@@ -435,6 +458,7 @@ class TradingApp:
             await self.reconciler.stop()
             self.reconciler = None
         await self.loop.stop()
+        await self.fills.stop()
         self.feed.close()
         for outbox in self.outboxes:
             await outbox.stop()

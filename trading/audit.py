@@ -51,3 +51,22 @@ def delivery_heads(connection: Connection, shard: str) -> tuple[int, int, int]:
         (list(RISK_KINDS), shard),
     ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+
+def fills_projection(connection: Connection, shard: str) -> tuple[int, list[tuple[Any, ...]]] | None:
+    """The fills projection of `shard` (trading/fills.py): its mark (0 before its first pass) and all
+    its rows as (account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks,
+    quantity_lots, fee, liquidity_side, timestamp_ns, sequence); None before trading created it."""
+    row = connection.execute("SELECT to_regclass('trading.fills_projection') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return None
+    row = connection.execute(
+        "SELECT sequence FROM trading.fills_projection WHERE shard = %s", (shard,)
+    ).fetchone()
+    mark = int(row[0]) if row else 0
+    rows = connection.execute(
+        "SELECT account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots, "
+        "fee, liquidity_side, timestamp_ns, sequence FROM trading.fills WHERE shard = %s",
+        (shard,),
+    ).fetchall()
+    return mark, [tuple(r) for r in rows]

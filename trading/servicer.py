@@ -24,15 +24,24 @@ from backbone.runtime.errors import (
     already_exists,
     invalid_field,
     not_found,
+    unavailable,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import Engine, InstrumentRejected
 from trading.engine_loop import EngineLoop, Run
+from trading.fills import FillProjection, FillQuery
+from trading.open_orders import OpenOrderIndex
 
 log = structlog.get_logger("backbone.trading")
 
 MAX_COMMANDS_PER_REQUEST = 10_000
 MAX_ORDERS_TO_RESOLVE = 10_000
+# The most orders or fills one ListOpenOrders or ListFills page holds.
+MAX_LIST_PAGE = 1_000
+# The longest ListFills waits for the projection to reach min_sequence, and what it keeps of the
+# caller's deadline to answer after waiting.
+MAX_FILLS_WAIT_SECONDS = 5.0
+ANSWER_MARGIN_SECONDS = 0.5
 
 
 class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
@@ -44,10 +53,15 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         *,
         max_in_flight_per_stream: int = 64,
         instrument_journaled: Callable[[int, float | None], Awaitable[None]] | None = None,
+        open_orders: OpenOrderIndex | None = None,
+        fills: FillProjection | None = None,
         shard: str = "",
     ) -> None:
         self._loop = loop
         self._shard = shard
+        # ListOpenOrders' candidates (kept by TradingApp from committed batches) and ListFills' source.
+        self._open_orders = open_orders if open_orders is not None else OpenOrderIndex(loop.engine.orders)
+        self._fills = fills
         self._max_in_flight = max_in_flight_per_stream
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
         # CreateInstrument answers (TradingApp waits there for risk to have learned it).
@@ -203,9 +217,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         _check_order_count("orders", len(orders))
         for index, item in enumerate(orders):
             for name, rule in (("order_id", ids.ORDER_ID), ("account_id", ids.ACCOUNT_ID)):
-                problem = rule.problem(getattr(item, name))
-                if problem:
-                    raise invalid_field(f"orders[{index}].{name}", rule.reason, problem)
+                _check_id(f"orders[{index}].{name}", rule, getattr(item, name))
         engine = self._engine
 
         def run(
@@ -318,6 +330,83 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             bids=[trading_pb2.PriceLevel(price_ticks=p, quantity_lots=q, order_count=n) for p, q, n in bids],
             asks=[trading_pb2.PriceLevel(price_ticks=p, quantity_lots=q, order_count=n) for p, q, n in asks],
         )
+
+    async def ListOpenOrders(
+        self, request: trading_pb2.ListOpenOrdersRequest, context: Any
+    ) -> trading_pb2.ListOpenOrdersResponse:
+        """A page of one account's open orders, by (created_ns, order_id); nothing changes."""
+        account_id, symbol, limit = request.account_id, request.symbol, request.limit
+        _check_listing(account_id, symbol, limit)
+        if request.after_created_ns < 0:
+            raise invalid_field("after_created_ns", RejectReason.INVALID_PAGE_TOKEN, "must not be negative")
+        after_order_id = request.after_order_id
+        if after_order_id:
+            _check_id("after_order_id", ids.ORDER_ID, after_order_id)
+        after = (request.after_created_ns, after_order_id)
+        index = self._open_orders
+
+        def run(*_: object) -> tuple[list[common_pb2.Order], bool]:
+            return index.page(account_id, symbol, after, limit)
+
+        orders, more = await self._loop.call(run)
+        return trading_pb2.ListOpenOrdersResponse(orders=orders, more=more)
+
+    async def ListFills(
+        self, request: trading_pb2.ListFillsRequest, context: Any
+    ) -> trading_pb2.ListFillsResponse:
+        """A page of one account's fills from the projection, and how far it is complete."""
+        _check_listing(request.account_id, request.symbol, request.limit)
+        for name in (
+            "start_timestamp_ns", "end_timestamp_ns", "start_trade_id", "end_trade_id", "after_trade_id",
+            "min_sequence",
+        ):  # fmt: skip
+            if getattr(request, name) < 0:
+                raise invalid_field(name, RejectReason.INVALID_RANGE, "must not be negative")
+        for start, end in (("start_timestamp_ns", "end_timestamp_ns"), ("start_trade_id", "end_trade_id")):
+            if getattr(request, end) and getattr(request, end) <= getattr(request, start):
+                raise invalid_field(end, RejectReason.INVALID_RANGE, f"must be above {start}")
+        if request.after_side not in (common_pb2.SIDE_UNSPECIFIED, common_pb2.SIDE_BUY, common_pb2.SIDE_SELL):
+            raise invalid_field("after_side", RejectReason.INVALID_PAGE_TOKEN, "is not a side")
+        fills = self._fills
+        if fills is None or fills.pool is None:
+            raise unavailable(
+                RejectReason.SERVICE_STARTING, "trading is starting: its fills are not readable yet; retry"
+            )
+        if request.min_sequence:
+            left = context.time_remaining()
+            budget = MAX_FILLS_WAIT_SECONDS
+            if left is not None:
+                budget = min(budget, left - ANSWER_MARGIN_SECONDS)
+            if budget > 0:
+                await fills.wait_projected(request.min_sequence, budget)
+        query = FillQuery(
+            account_id=request.account_id,
+            symbol=request.symbol,
+            start_timestamp_ns=request.start_timestamp_ns,
+            end_timestamp_ns=request.end_timestamp_ns,
+            start_trade_id=request.start_trade_id,
+            end_trade_id=request.end_trade_id,
+            after_trade_id=request.after_trade_id,
+            after_side=request.after_side,
+            limit=request.limit,
+        )
+        page, more, projected = await fills.page(query)
+        return trading_pb2.ListFillsResponse(fills=page, more=more, projected_sequence=projected)
+
+
+def _check_id(field: str, rule: ids.IdRule, value: str) -> None:
+    problem = rule.problem(value)
+    if problem:
+        raise invalid_field(field, rule.reason, problem)
+
+
+def _check_listing(account_id: str, symbol: str, limit: int) -> None:
+    """The fields every list call has: the account (required), a symbol (optional), the page size."""
+    _check_id("account_id", ids.ACCOUNT_ID, account_id)
+    if symbol:
+        _check_id("symbol", ids.SYMBOL, symbol)
+    if not 1 <= limit <= MAX_LIST_PAGE:
+        raise invalid_field("limit", RejectReason.INVALID_LIMIT, f"must be 1 to {MAX_LIST_PAGE}")
 
 
 def _check_order_count(field: str, count: int) -> None:

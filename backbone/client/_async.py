@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import grpc
 import grpc.aio
@@ -26,18 +27,26 @@ from ._models import (
     Balance,
     Deposit,
     ExecutionReport,
+    Fill,
+    FillFilters,
+    FillsPage,
     Instrument,
     Order,
     OrderBook,
+    OrdersPage,
     balances_from_proto,
     create_asset_request,
     create_instrument_request,
     deposit_from_proto,
     deposit_request,
+    fills_page_from_proto,
     instrument_from_proto,
+    list_fills_request,
+    list_orders_request,
     order_book_from_proto,
     order_book_request,
     order_from_proto,
+    orders_page_from_proto,
     report_from_proto,
     submit_order_request,
     submitted_order_from_proto,
@@ -179,6 +188,8 @@ class AsyncClient:
         self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
         self._list_instruments = _unary(channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse)
         self._get_order_book = _unary(channel, g, "GetOrderBook", gateway_pb2.GetOrderBookResponse)
+        self._list_orders = _unary(channel, g, "ListOrders", gateway_pb2.ListOrdersResponse)
+        self._list_fills = _unary(channel, g, "ListFills", gateway_pb2.ListFillsResponse)
         self._stream_executions: grpc.aio.UnaryStreamMultiCallable[
             Message, gateway_pb2.StreamExecutionsResponse
         ] = channel.unary_stream(
@@ -378,6 +389,61 @@ class AsyncClient:
         request = order_book_request(symbol, depth)
         response = await self._retrying(lambda: self._call(self._get_order_book, request))
         return order_book_from_proto(response)
+
+    async def list_orders(
+        self, symbol: str | None = None, *, page_size: int = 100, page_token: str = ""
+    ) -> OrdersPage:
+        """A page of this account's open orders, as :meth:`Client.list_orders`."""
+        request = list_orders_request(symbol, page_size, page_token)
+        return orders_page_from_proto(await self._retrying(lambda: self._call(self._list_orders, request)))
+
+    async def iter_orders(self, symbol: str | None = None, *, page_size: int = 100) -> AsyncIterator[Order]:
+        """Every open order of this account, oldest first (``async for``), as :meth:`Client.iter_orders`."""
+        token = ""
+        while True:
+            page = await self.list_orders(symbol, page_size=page_size, page_token=token)
+            for order in page.orders:
+                yield order
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def list_fills(
+        self,
+        symbol: str | None = None,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        start_trade_id: int | None = None,
+        end_trade_id: int | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> FillsPage:
+        """A page of this account's fills by trade id, as :meth:`Client.list_fills`."""
+        request = list_fills_request(
+            symbol,
+            start_time=start_time,
+            end_time=end_time,
+            start_trade_id=start_trade_id,
+            end_trade_id=end_trade_id,
+            page_size=page_size,
+            page_token=page_token,
+            min_trading_sequence=self.seen_trading_sequence,
+        )
+        return fills_page_from_proto(await self._retrying(lambda: self._call(self._list_fills, request)))
+
+    async def iter_fills(
+        self, symbol: str | None = None, **filters: Unpack[FillFilters]
+    ) -> AsyncIterator[Fill]:
+        """Every fill of this account within the filters (``async for``), as :meth:`Client.iter_fills`."""
+        token = ""
+        while True:
+            page = await self.list_fills(symbol, page_token=token, **filters)
+            for fill in page.fills:
+                yield fill
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
 
     def stream_executions(self) -> AsyncExecutionStream:
         """This account's execution reports; use ``async with`` to wait until the subscription is live."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TypeAlias
+from typing import TypeAlias, TypedDict
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -204,6 +204,57 @@ class OrderBook:
     symbol: str
     bids: tuple[PriceLevel, ...]
     asks: tuple[PriceLevel, ...]
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One trade of one of this account's orders (a trade between two of its orders is two fills)."""
+
+    trade_id: int
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity_side: LiquiditySide | None
+    timestamp: datetime | None
+    # The trading journal sequence that records the trade.
+    trading_sequence: int
+
+
+class FillFilters(TypedDict, total=False):
+    """The filters of list_fills besides the symbol, as iter_fills takes them."""
+
+    start_time: datetime | None
+    end_time: datetime | None
+    start_trade_id: int | None
+    end_trade_id: int | None
+    page_size: int
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    """A page of open orders, oldest first; pass ``next_page_token`` for the next ("" on the last)."""
+
+    orders: tuple[Order, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class FillsPage:
+    """A page of fills by trade id; pass ``next_page_token`` for the next ("" on the last).
+
+    ``trading_sequence``: every fill journaled at or before it is included (within the filters);
+    the fills are read from a projection that trails the journal by a moment.
+    """
+
+    fills: tuple[Fill, ...]
+    next_page_token: str
+    trading_sequence: int
 
 
 # --- the order stream ----------------------------------------------------------------------------
@@ -443,6 +494,36 @@ def order_result_from_proto(command: OrderCommand, message: gateway_pb2.OrderCom
     )
 
 
+def orders_page_from_proto(message: gateway_pb2.ListOrdersResponse) -> OrdersPage:
+    return OrdersPage(tuple(order_from_proto(order) for order in message.orders), message.next_page_token)
+
+
+def fill_from_proto(message: gateway_pb2.Fill) -> Fill:
+    return Fill(
+        trade_id=int(message.trade_id),
+        order_id=message.order_id,
+        client_order_id=message.client_order_id,
+        account_id=message.account_id,
+        symbol=message.symbol,
+        side=_SIDES.get(message.side, Side.UNSPECIFIED),
+        price=_decimal(message.price),
+        quantity=_decimal(message.quantity),
+        fee=_decimal(message.fee),
+        fee_asset=message.fee_asset,
+        liquidity_side=_LIQUIDITY.get(message.liquidity_side),
+        timestamp=_datetime(message.timestamp) if message.HasField("timestamp") else None,
+        trading_sequence=message.trading_sequence,
+    )
+
+
+def fills_page_from_proto(message: gateway_pb2.ListFillsResponse) -> FillsPage:
+    return FillsPage(
+        tuple(fill_from_proto(fill) for fill in message.fills),
+        message.next_page_token,
+        message.trading_sequence,
+    )
+
+
 def balance_from_proto(message: gateway_pb2.Balance) -> Balance:
     return Balance(
         asset=message.asset,
@@ -661,3 +742,68 @@ def order_book_request(symbol: str, depth: int) -> gateway_pb2.GetOrderBookReque
             "depth", RejectReason.INVALID_DEPTH, f"{depth!r} is not a number of levels from 1 to 1000"
         )
     return gateway_pb2.GetOrderBookRequest(symbol=symbol, depth=depth)
+
+
+# The largest page the gateway gives (gateway/listing.py MAX_PAGE_SIZE).
+MAX_PAGE_SIZE = 1000
+
+
+def _page_size(page_size: int) -> int:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise _local_error(
+            "page_size",
+            RejectReason.INVALID_LIMIT,
+            f"{page_size!r} is not a page size from 1 to {MAX_PAGE_SIZE}",
+        )
+    return page_size
+
+
+def list_orders_request(symbol: str | None, page_size: int, page_token: str) -> gateway_pb2.ListOrdersRequest:
+    return gateway_pb2.ListOrdersRequest(
+        symbol=symbol or "", page_size=_page_size(page_size), page_token=page_token
+    )
+
+
+def _timestamp(value: datetime | None, field_name: str) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{field_name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _local_error(
+            field_name, RejectReason.INVALID_RANGE, "must be timezone-aware (UTC, for example)"
+        )
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def _trade_id_text(value: int | None, field_name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 63:
+        raise _local_error(field_name, RejectReason.INVALID_TRADE_ID, f"{value!r} is not a positive trade id")
+    return str(value)
+
+
+def list_fills_request(
+    symbol: str | None,
+    *,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    start_trade_id: int | None,
+    end_trade_id: int | None,
+    page_size: int,
+    page_token: str,
+    min_trading_sequence: int,
+) -> gateway_pb2.ListFillsRequest:
+    return gateway_pb2.ListFillsRequest(
+        symbol=symbol or "",
+        start_time=_timestamp(start_time, "start_time"),
+        end_time=_timestamp(end_time, "end_time"),
+        start_trade_id=_trade_id_text(start_trade_id, "start_trade_id"),
+        end_trade_id=_trade_id_text(end_trade_id, "end_trade_id"),
+        page_size=_page_size(page_size),
+        page_token=page_token,
+        min_trading_sequence=min_trading_sequence,
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, Unpack
 
 import grpc
 from google.protobuf.message import Message
@@ -23,18 +24,26 @@ from ._models import (
     Balance,
     Deposit,
     ExecutionReport,
+    Fill,
+    FillFilters,
+    FillsPage,
     Instrument,
     Order,
     OrderBook,
+    OrdersPage,
     balances_from_proto,
     create_asset_request,
     create_instrument_request,
     deposit_from_proto,
     deposit_request,
+    fills_page_from_proto,
     instrument_from_proto,
+    list_fills_request,
+    list_orders_request,
     order_book_from_proto,
     order_book_request,
     order_from_proto,
+    orders_page_from_proto,
     report_from_proto,
     submit_order_request,
     submitted_order_from_proto,
@@ -166,6 +175,8 @@ class Client:
         self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
         self._list_instruments = _unary(channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse)
         self._get_order_book = _unary(channel, g, "GetOrderBook", gateway_pb2.GetOrderBookResponse)
+        self._list_orders = _unary(channel, g, "ListOrders", gateway_pb2.ListOrdersResponse)
+        self._list_fills = _unary(channel, g, "ListFills", gateway_pb2.ListFillsResponse)
         self._stream_executions: grpc.UnaryStreamMultiCallable[
             Message, gateway_pb2.StreamExecutionsResponse
         ] = channel.unary_stream(
@@ -362,6 +373,66 @@ class Client:
         """Aggregated price levels of `symbol`, best first (1 to 1000 per side)."""
         request = order_book_request(symbol, depth)
         return order_book_from_proto(self._retrying(lambda: self._call(self._get_order_book, request)))
+
+    def list_orders(
+        self, symbol: str | None = None, *, page_size: int = 100, page_token: str = ""
+    ) -> OrdersPage:
+        """A page of this account's open orders (of `symbol` unless None), oldest first.
+
+        `page_size` is 1 to 1000; pass the page's ``next_page_token`` as `page_token` for the
+        next one (with the same `symbol`). :meth:`iter_orders` walks every page.
+        """
+        request = list_orders_request(symbol, page_size, page_token)
+        return orders_page_from_proto(self._retrying(lambda: self._call(self._list_orders, request)))
+
+    def iter_orders(self, symbol: str | None = None, *, page_size: int = 100) -> Iterator[Order]:
+        """Every open order of this account (of `symbol` unless None), oldest first, a page at a time."""
+        token = ""
+        while True:
+            page = self.list_orders(symbol, page_size=page_size, page_token=token)
+            yield from page.orders
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    def list_fills(
+        self,
+        symbol: str | None = None,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        start_trade_id: int | None = None,
+        end_trade_id: int | None = None,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> FillsPage:
+        """A page of this account's fills by trade id: of `symbol` unless None, at or after
+        `start_time` and before `end_time` (timezone-aware), of trade ids from `start_trade_id`
+        and below `end_trade_id`. The page covers every trade this client has seen reported
+        (read your writes). Pass ``next_page_token`` with the same filters for the next page;
+        :meth:`iter_fills` walks every page.
+        """
+        request = list_fills_request(
+            symbol,
+            start_time=start_time,
+            end_time=end_time,
+            start_trade_id=start_trade_id,
+            end_trade_id=end_trade_id,
+            page_size=page_size,
+            page_token=page_token,
+            min_trading_sequence=self.seen_trading_sequence,
+        )
+        return fills_page_from_proto(self._retrying(lambda: self._call(self._list_fills, request)))
+
+    def iter_fills(self, symbol: str | None = None, **filters: Unpack[FillFilters]) -> Iterator[Fill]:
+        """Every fill of this account within the filters (those of :meth:`list_fills`), by trade id."""
+        token = ""
+        while True:
+            page = self.list_fills(symbol, page_token=token, **filters)
+            yield from page.fills
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
 
     def stream_executions(self) -> ExecutionStream:
         """Subscribe to this account's execution reports; returns once the subscription is live."""

@@ -1,10 +1,12 @@
 """Every public call answers wrong input with the right status and a readable message, and changes nothing.
 
 Besides the hand-written cases, every string and decimal field of every call (SubmitOrder,
-CancelOrder, GetOrder, GetBalances, GetOrderBook, StreamExecutions, CreateAsset, CreateInstrument,
-CreateAccount, Deposit; ListInstruments has no field) is tried with hostile variants of a good value
-(control characters, a trailing newline, surrounding and inner whitespace, look-alike characters,
-far too long) and every decimal and number field with overflow (10^29, huge, many decimal places):
+CancelOrder, GetOrder, GetBalances, GetOrderBook, StreamExecutions, ListOrders, ListFills,
+CreateAsset, CreateInstrument, CreateAccount, Deposit; ListInstruments has no field) is tried with
+hostile variants of a good value (control characters, a trailing newline, surrounding and inner
+whitespace, look-alike characters, far too long) and every decimal and number field with overflow
+(10^29, huge, many decimal places); page tokens are tried forged and spoiled, trade id bounds with
+every text that is not a positive whole number:
 each answers INVALID_ARGUMENT naming the field, nothing changes, and the gateway keeps serving.
 """
 
@@ -18,11 +20,13 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from google.protobuf import timestamp_pb2
 
 from backbone import ids
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import FieldViolation, ServiceError
+from gateway.listing import MAX_PAGE_SIZE
 from settlement import audit as ledger_audit
 from tests.conftest import System
 from tests.id_cases import hostile_variants
@@ -42,6 +46,26 @@ from trading import audit as journal_audit
 pytestmark = pytest.mark.integration
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+# Shaped like the gateway's page tokens (base64url: version, kind, position, digest), made up.
+FORGED_TOKEN = "AW8AAAAAAAAAATAxMjNhYmNkZWYwMTIzNDU2Nzg5YWJj"
+
+
+def _time(seconds: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds)
+
+
+def token_variants() -> list[str]:
+    """Page tokens no call gave: hostile variants of a token-shaped text, wrong alphabets, far too long."""
+    variants = [v for v in hostile_variants(FORGED_TOKEN, ids.ORDER_ID) if v]
+    return [*variants, FORGED_TOKEN[:-1], FORGED_TOKEN + "A", "not a token", "A" * 5000, "+/+/", "\u00e9" * 8]
+
+
+def trade_id_variants() -> list[str]:
+    """Texts that are not a trade id (a positive whole number up to 2^63-1)."""
+    return [
+        *(v for v in hostile_variants("12", ids.ORDER_ID) if v),
+        "0", "-1", "+1", "1.0", "1e3", "0x10", "abc", str(2**63), "9" * 400, "\uff11", "\u0661",
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +126,84 @@ def public_cases(gw: Gateway, api_key: str) -> list[tuple[str, Callable[[], obje
         (
             "balances of another account",
             lambda: p.GetBalances(gateway_pb2.GetBalancesRequest(account_id="someone-else"), metadata=md),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            "orders page too large",
+            lambda: p.ListOrders(gateway_pb2.ListOrdersRequest(page_size=1001), metadata=md),
+            INVALID,
+        ),
+        (
+            "orders with a forged page token",
+            lambda: p.ListOrders(gateway_pb2.ListOrdersRequest(page_token=FORGED_TOKEN), metadata=md),
+            INVALID,
+        ),
+        (
+            "orders of an unknown symbol",
+            lambda: p.ListOrders(gateway_pb2.ListOrdersRequest(symbol="ZZZ-USD"), metadata=md),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            "orders of another account",
+            lambda: p.ListOrders(gateway_pb2.ListOrdersRequest(account_id="someone-else"), metadata=md),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            "fills with an inverted time range",
+            lambda: p.ListFills(
+                gateway_pb2.ListFillsRequest(start_time=_time(2_000_000_000), end_time=_time(1_000_000_000)),
+                metadata=md,
+            ),
+            INVALID,
+        ),
+        (
+            "fills in an empty time range",
+            lambda: p.ListFills(
+                gateway_pb2.ListFillsRequest(start_time=_time(1_000_000_000), end_time=_time(1_000_000_000)),
+                metadata=md,
+            ),
+            INVALID,
+        ),
+        (
+            "fills with an inverted trade id range",
+            lambda: p.ListFills(
+                gateway_pb2.ListFillsRequest(start_trade_id="10", end_trade_id="3"), metadata=md
+            ),
+            INVALID,
+        ),
+        (
+            "fills ending before 1970",
+            lambda: p.ListFills(gateway_pb2.ListFillsRequest(end_time=_time(-5)), metadata=md),
+            INVALID,
+        ),
+        (
+            "fills from a time with negative nanos",
+            lambda: p.ListFills(
+                gateway_pb2.ListFillsRequest(start_time=timestamp_pb2.Timestamp(seconds=5, nanos=-1)),
+                metadata=md,
+            ),
+            INVALID,
+        ),
+        (
+            "fills up to a time past the year 9999",
+            lambda: p.ListFills(
+                gateway_pb2.ListFillsRequest(end_time=timestamp_pb2.Timestamp(seconds=10**15)), metadata=md
+            ),
+            INVALID,
+        ),
+        (
+            "fills of a negative sequence",
+            lambda: p.ListFills(gateway_pb2.ListFillsRequest(min_trading_sequence=-1), metadata=md),
+            INVALID,
+        ),
+        (
+            "fills with a forged page token",
+            lambda: p.ListFills(gateway_pb2.ListFillsRequest(page_token=FORGED_TOKEN), metadata=md),
+            INVALID,
+        ),
+        (
+            "fills of another account",
+            lambda: p.ListFills(gateway_pb2.ListFillsRequest(account_id="someone-else"), metadata=md),
             grpc.StatusCode.PERMISSION_DENIED,
         ),
         (
@@ -378,6 +480,12 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     executions = _first_response(p.StreamExecutions, gateway_pb2.StreamExecutionsRequest, md)
     book = _unary(p.GetOrderBook, gateway_pb2.GetOrderBookRequest, md, symbol="BTC-USD")
     market_data = _market_data(p.StreamMarketData, md)
+    list_orders = _unary(p.ListOrders, gateway_pb2.ListOrdersRequest, md, symbol="BTC-USD", page_size=10)
+    list_fills = _unary(
+        p.ListFills, gateway_pb2.ListFillsRequest, md, symbol="BTC-USD", start_trade_id="1", end_trade_id="99"
+    )
+    list_symbols = (*id_variants("BTC-USD", ids.SYMBOL, empty_is_valid=True),)
+    page_sizes = (MAX_PAGE_SIZE + 1, *NUMBER_VARIANTS)
     create_asset = _unary(a.CreateAsset, gateway_pb2.CreateAssetRequest, admin, code="HOSTILE", scale=2)
     create_instrument = _unary(
         a.CreateInstrument, gateway_pb2.CreateInstrumentRequest, admin,
@@ -428,6 +536,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         FieldCase("StreamMarketData", "symbols[0]", symbols, market_data),
         FieldCase("StreamMarketData", "depth", (ids.MARKET_DATA_MAX_DEPTH + 1, *NUMBER_VARIANTS),
                   market_data),
+        FieldCase("ListOrders", "account_id", own, list_orders),
+        FieldCase("ListOrders", "symbol", list_symbols, list_orders),
+        FieldCase("ListOrders", "page_size", page_sizes, list_orders),
+        FieldCase("ListOrders", "page_token", (*token_variants(),), list_orders),
+        FieldCase("ListFills", "account_id", own, list_fills),
+        FieldCase("ListFills", "symbol", list_symbols, list_fills),
+        FieldCase("ListFills", "page_size", page_sizes, list_fills),
+        FieldCase("ListFills", "page_token", (*token_variants(),), list_fills),
+        FieldCase("ListFills", "start_trade_id", (*trade_id_variants(),), list_fills),
+        FieldCase("ListFills", "end_trade_id", (*trade_id_variants(),), list_fills),
+        FieldCase("ListFills", "min_trading_sequence", (-1, -(2**63)), list_fills),
         FieldCase("CreateAsset", "code", (*id_variants("HOSTILE", ids.ASSET_CODE),), create_asset),
         FieldCase("CreateAsset", "scale", (ids.MAX_SCALE + 1, *NUMBER_VARIANTS), create_asset),
         FieldCase("CreateInstrument", "symbol", (*id_variants("HOST-USD", ids.SYMBOL),), create_instrument),
@@ -483,7 +602,7 @@ def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
     cases = every_field(gateway, account_id, api_key)
     assert {case.call for case in cases} == {
         "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
-        "StreamOrders", "StreamMarketData",
+        "StreamOrders", "StreamMarketData", "ListOrders", "ListFills",
         "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit",
     }  # fmt: skip
     failures = []

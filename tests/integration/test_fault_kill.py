@@ -177,8 +177,8 @@ class _StreamClient:
             sent.append(batch)
             stream.send(*[submit(request) for request in batch])
             time.sleep(0.05)
-        for batch in batches:  # the stream ended before they were sent: the next one sends them
-            self.again.extend(batch)
+        for batch in batches:  # the stream ended before these were resent: the next one sends them
+            self.again += batch
         stream.close()
         assert stream.ended.wait(60)
         if stream.error is not None:

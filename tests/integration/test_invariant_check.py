@@ -65,6 +65,7 @@ ALL = [
     "trades posted once",
     "reservations match open orders",
     "risk matches ledger",
+    "fills match the journal",
 ]
 
 
@@ -101,6 +102,10 @@ def test_every_invariant_holds_after_trading(traded: tuple[System, dict[str, str
     assert report.finding("trades posted once").summary == "1 trades, each posted once as computed"
     assert report.finding("no parked trades").summary == "no trade parked, no account halted"
     assert report.finding("reservations match open orders").summary.startswith("2 open orders")
+    assert (
+        report.finding("fills match the journal").summary
+        == "2 fills of 1 trades, each as the journal records it"
+    )
 
 
 def test_the_command_reports_and_exits_by_status(traded: tuple[System, dict[str, str]]) -> None:
@@ -286,6 +291,50 @@ def test_a_lost_trade_posting_and_a_tampered_journal_are_reported(
             connection.execute(
                 "UPDATE trading.journal SET payload = %s WHERE shard = %s AND sequence = %s",
                 (payload, shard, record.sequence),
+            )
+            connection.commit()
+    settled(system)
+
+
+def test_a_lost_or_altered_fill_is_reported(traded: tuple[System, dict[str, str]]) -> None:
+    system, _ = traded
+    settled(system)
+    with psycopg.connect(system.database_url) as connection:
+        (shard,) = journal_audit.shards(connection)
+        projection = journal_audit.fills_projection(connection, shard)
+        assert projection is not None
+        _, (first, second) = projection
+        connection.execute(
+            "DELETE FROM trading.fills WHERE shard = %s AND account_id = %s AND trade_id = %s AND side = %s",
+            (shard, *first[:3]),
+        )
+        connection.execute(
+            "UPDATE trading.fills SET fee = fee + 1 WHERE shard = %s AND account_id = %s AND trade_id = %s "
+            "AND side = %s",
+            (shard, *second[:3]),
+        )
+        connection.commit()
+        try:
+            items = damaged(system, {"fills match the journal"}).finding("fills match the journal").items
+            assert len(items) == 2, items
+            assert any(
+                f"account {second[0]} in trade {second[1]}" in item and "its trade says" in item
+                for item in items
+            )
+            assert any(
+                f"account {first[0]} in trade {first[1]}" in item and "missing" in item for item in items
+            )
+        finally:
+            connection.execute(
+                "UPDATE trading.fills SET fee = fee - 1 "
+                "WHERE shard = %s AND account_id = %s AND trade_id = %s AND side = %s",
+                (shard, *second[:3]),
+            )
+            connection.execute(
+                "INSERT INTO trading.fills (shard, account_id, trade_id, side, order_id, client_order_id, "
+                "symbol, price_ticks, quantity_lots, fee, liquidity_side, timestamp_ns, sequence) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (shard, *first),
             )
             connection.commit()
     settled(system)

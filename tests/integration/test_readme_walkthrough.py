@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
 WALKTHROUGH = "Walk-through with grpcurl"
 STREAM_SECTION = "Order entry on a stream"
+LISTS_SECTION = "Open orders and fills: rebuilding state after a reconnect"
 # The two lines of the walk-through's first block that `backbone up` fills in for its system.
 VARIABLES = 'ADMIN="x-admin-key: $(cat .backbone/admin-key)"\nGW=127.0.0.1:50051\n'
 # (asset, total, reserved, available) of Alice's balances, then Bob's.
@@ -161,6 +162,30 @@ def test_the_readme_walkthrough_places_a_trade_as_it_says(
         == "new INVALID_ARGUMENT INVALID_PRICE: price: 50100.001 is not a multiple of the tick size 0.01"
     )
     assert sorted(events) == ["('ask', True)", "('bid', False)", "('pull', True)"]
+
+    # Then the lists, as Alice: her resting bid (the SDK snippet's) and her one fill (the walk-through's).
+    (lists_commands,) = readme_blocks(LISTS_SECTION, "sh")
+    (tmp_path / "lists").mkdir()
+    listed = run_pasted(
+        f'GW={system.gateway}\nALICE="x-api-key: {alice_key}"\n' + lists_commands, tmp_path / "lists"
+    )
+    (open_orders,) = listed.of("ListOrders")
+    assert [(o["side"], o["price"], o["leavesQuantity"]) for o in open_orders["orders"]] == [
+        ("SIDE_BUY", "50100.00", "0.5000")
+    ]
+    assert "nextPageToken" not in open_orders
+    (fills,) = listed.of("ListFills")
+    assert [
+        (f["tradeId"], f["side"], f["price"], f["quantity"], f["fee"], f["feeAsset"], f["liquiditySide"])
+        for f in fills["fills"]
+    ] == [("1", "SIDE_BUY", "50000.00", "0.5000", "50.000000", "USD", "LIQUIDITY_SIDE_TAKER")]
+    assert int(fills["tradingSequence"]) >= int(fills["fills"][0]["tradingSequence"])
+    (lists_snippet,) = readme_blocks(LISTS_SECTION, "python")
+    lists_snippet = substitute(lists_snippet, '"127.0.0.1:50051"', repr(system.gateway))
+    lists_snippet = substitute(lists_snippet, '"bbk_..."', repr(alice_key))
+    ran = subprocess.run([sys.executable, "-c", lists_snippet], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["buy 0.5000 50100.00", "1 buy 0.5000 50000.00 50.000000 taker"]
 
 
 def test_the_readme_walkthrough_with_buf_curl_reaches_the_same_balances(

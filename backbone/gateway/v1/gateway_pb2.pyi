@@ -543,3 +543,85 @@ class GetEngineStateResponse(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     shards: _containers.RepeatedCompositeFieldContainer[EngineState]
     def __init__(self, shards: _Optional[_Iterable[_Union[EngineState, _Mapping]]] = ...) -> None: ...
+
+class ListOrdersRequest(_message.Message):
+    __slots__ = ("account_id", "symbol", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListOrdersResponse(_message.Message):
+    __slots__ = ("orders", "next_page_token")
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    next_page_token: str
+    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListFillsRequest(_message.Message):
+    __slots__ = ("account_id", "symbol", "start_time", "end_time", "start_trade_id", "end_trade_id", "page_size", "page_token", "min_trading_sequence")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    END_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    start_trade_id: str
+    end_trade_id: str
+    page_size: int
+    page_token: str
+    min_trading_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_trade_id: _Optional[str] = ..., end_trade_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_trading_sequence: _Optional[int] = ...) -> None: ...
+
+class Fill(_message.Message):
+    __slots__ = ("trade_id", "order_id", "client_order_id", "account_id", "symbol", "side", "price", "quantity", "fee", "fee_asset", "liquidity_side", "timestamp", "trading_sequence")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    FEE_ASSET_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    trade_id: str
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: _common_pb2.Side
+    price: str
+    quantity: str
+    fee: str
+    fee_asset: str
+    liquidity_side: _common_pb2.LiquiditySide
+    timestamp: _timestamp_pb2.Timestamp
+    trading_sequence: int
+    def __init__(self, trade_id: _Optional[str] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
+
+class ListFillsResponse(_message.Message):
+    __slots__ = ("fills", "next_page_token", "trading_sequence")
+    FILLS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    fills: _containers.RepeatedCompositeFieldContainer[Fill]
+    next_page_token: str
+    trading_sequence: int
+    def __init__(self, fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., trading_sequence: _Optional[int] = ...) -> None: ...

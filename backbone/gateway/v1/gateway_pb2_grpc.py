@@ -84,6 +84,16 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.FromString,
                 _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/ListOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.ListFills = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/ListFills',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -178,6 +188,29 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOrders(self, request, context):
+        """ListOrders returns the caller's open orders (quantity still open on a
+        book), optionally of one symbol, a page at a time, oldest first
+        (created_at, then order_id). Pass next_page_token back as page_token for
+        the next page; orders placed meanwhile show up on a later page, orders
+        filled or cancelled meanwhile drop out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFills(self, request, context):
+        """ListFills returns the caller's fills (one per side of each trade of the
+        caller's orders), optionally of one symbol and within a time range and/or
+        a trade id range, a page at a time, by trade id. Fills are read from a
+        projection of the trading journal that trails it by a moment (it is
+        written in the background after each commit): trading_sequence says
+        through which journal sequence it is complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +258,16 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.StreamMarketData,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'ListFills': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFills,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +518,60 @@ class GatewayService:
             '/backbone.gateway.v1.GatewayService/StreamMarketData',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.StreamMarketDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/ListOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFills(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/ListFills',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.FromString,
             options,
             channel_credentials,
             insecure,

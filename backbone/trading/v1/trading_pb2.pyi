@@ -290,3 +290,87 @@ class GetEngineStateResponse(_message.Message):
     orders: int
     instruments: int
     def __init__(self, shard: _Optional[str] = ..., journal_sequence: _Optional[int] = ..., state_hash: _Optional[str] = ..., open_orders: _Optional[int] = ..., orders: _Optional[int] = ..., instruments: _Optional[int] = ...) -> None: ...
+
+class ListOpenOrdersRequest(_message.Message):
+    __slots__ = ("account_id", "symbol", "limit", "after_created_ns", "after_order_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_CREATED_NS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    limit: int
+    after_created_ns: int
+    after_order_id: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., limit: _Optional[int] = ..., after_created_ns: _Optional[int] = ..., after_order_id: _Optional[str] = ...) -> None: ...
+
+class ListOpenOrdersResponse(_message.Message):
+    __slots__ = ("orders", "more")
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[_common_pb2.Order]
+    more: bool
+    def __init__(self, orders: _Optional[_Iterable[_Union[_common_pb2.Order, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ListFillsRequest(_message.Message):
+    __slots__ = ("account_id", "symbol", "start_timestamp_ns", "end_timestamp_ns", "start_trade_id", "end_trade_id", "limit", "after_trade_id", "after_side", "min_sequence")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    START_TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    END_TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    START_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    END_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SIDE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    start_timestamp_ns: int
+    end_timestamp_ns: int
+    start_trade_id: int
+    end_trade_id: int
+    limit: int
+    after_trade_id: int
+    after_side: _common_pb2.Side
+    min_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., start_timestamp_ns: _Optional[int] = ..., end_timestamp_ns: _Optional[int] = ..., start_trade_id: _Optional[int] = ..., end_trade_id: _Optional[int] = ..., limit: _Optional[int] = ..., after_trade_id: _Optional[int] = ..., after_side: _Optional[_Union[_common_pb2.Side, str]] = ..., min_sequence: _Optional[int] = ...) -> None: ...
+
+class Fill(_message.Message):
+    __slots__ = ("trade_id", "order_id", "client_order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots", "fee", "liquidity_side", "timestamp_ns", "sequence")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    order_id: str
+    client_order_id: str
+    account_id: str
+    symbol: str
+    side: _common_pb2.Side
+    price_ticks: int
+    quantity_lots: int
+    fee: int
+    liquidity_side: _common_pb2.LiquiditySide
+    timestamp_ns: int
+    sequence: int
+    def __init__(self, trade_id: _Optional[int] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., timestamp_ns: _Optional[int] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class ListFillsResponse(_message.Message):
+    __slots__ = ("fills", "more", "projected_sequence")
+    FILLS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    PROJECTED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    fills: _containers.RepeatedCompositeFieldContainer[Fill]
+    more: bool
+    projected_sequence: int
+    def __init__(self, fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., more: _Optional[bool] = ..., projected_sequence: _Optional[int] = ...) -> None: ...

@@ -87,6 +87,16 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.FromString,
                 _registered_method=True)
+        self.ListOpenOrders = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ListOpenOrders',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersResponse.FromString,
+                _registered_method=True)
+        self.ListFills = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ListFills',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -193,6 +203,26 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOpenOrders(self, request, context):
+        """ListOpenOrders returns a page of one account's open orders (quantity
+        still open on a book), optionally of one symbol, from memory, in the
+        order the engine accepted them. A read: it changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFills(self, request, context):
+        """ListFills returns a page of one account's fills (one per side of each
+        trade the account took part in) from the fills projection (table
+        trading.fills), which trading fills from its journal after each commit,
+        in the background; the answer says up to which journal sequence the
+        projection is complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +275,16 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetEngineState,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.SerializeToString,
+            ),
+            'ListOpenOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOpenOrders,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersResponse.SerializeToString,
+            ),
+            'ListFills': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFills,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -520,6 +560,60 @@ class TradingService:
             '/backbone.trading.v1.TradingService/GetEngineState',
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetEngineStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOpenOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ListOpenOrders',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListOpenOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFills(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ListFills',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
             options,
             channel_credentials,
             insecure,
