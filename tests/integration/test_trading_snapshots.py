@@ -13,6 +13,7 @@ import pytest
 
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
+from backbone.trading.v1 import trading_pb2
 from tests.integration.test_trading_journal import (
     BUY,
     SELL,
@@ -57,6 +58,12 @@ def damage(database_url: str, sql: str) -> None:
         connection.execute(sql)
 
 
+async def open_orders_of(trading: Trading, account_id: str) -> list[str]:
+    request = trading_pb2.ListOpenOrdersRequest(account_id=account_id, limit=100)
+    page = await trading.stub.ListOpenOrders(request)
+    return [order.order_id for order in page.orders]
+
+
 async def whole_journal_digest(settings: Settings) -> str:
     pool = await open_pool(settings, "trading-test")
     try:
@@ -77,12 +84,14 @@ async def test_a_start_loads_the_newest_snapshot_and_replays_only_what_follows(
         assert await trading.app.snapshotter.take() == 10
         await trading.send([new("b4", BUY, 80, 4, account="acct-2")])
         live = trading.app.engine.state_hash()
+        listed = await open_orders_of(trading, "acct-1")
     assert snapshot_rows(database_url) == [(7, FORMAT), (10, FORMAT)]
-
     async with Trading(settings) as trading:
         assert trading.app.recovered_from == 10
         assert trading.app.engine.last_sequence == 11
         assert trading.app.engine.state_hash() == live == await whole_journal_digest(settings)
+        # The open-order index follows the engine the snapshot loaded.
+        assert await open_orders_of(trading, "acct-1") == listed and listed
         # It goes on from there: a new order trades against the recovered book.
         (response,) = await trading.send([new("s3", SELL, 80, 4, account="acct-3")])
         assert [report.execution_type for report in response.results[0].reports][-1] == 2  # a trade
