@@ -22,7 +22,7 @@ from backbone.runtime.errors import ServiceError, from_rpc_error
 from backbone.runtime.server import RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from tests.instruments import btc_usd
+from tests.instruments import as_listed, btc_usd
 from tests.waiting import eventually
 from trading.app import TradingApp, create_app
 from trading.engine import Engine
@@ -285,9 +285,9 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         created = await trading.stub.CreateInstrument(
             trading_pb2.CreateInstrumentRequest(instrument=btc_usd())
         )
-        assert created.instrument == btc_usd()
+        assert created.instrument == as_listed(btc_usd())
         again = await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
-        assert again.instrument == btc_usd()
+        assert again.instrument == as_listed(btc_usd())
 
         subscription = trading.stub.SubscribeExecutions(trading_pb2.SubscribeExecutionsRequest())
         await eventually(lambda: trading.app.feed.subscriber_count == 1, "the subscription")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.trading.v1 import trading_pb2
-from tests.instruments import btc_usd
+from tests.instruments import as_listed, btc_usd
 from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
@@ -259,13 +259,13 @@ def test_engine_time_never_goes_backwards(engine: Engine) -> None:
 
 def test_creating_the_same_instrument_again_is_a_no_op(engine: Engine) -> None:
     outcome = engine.create_instrument(btc_usd(), T)
-    assert outcome.records == [] and outcome.instrument == btc_usd()
+    assert outcome.records == [] and outcome.instrument == as_listed(btc_usd())
     different = btc_usd()
     different.taker_fee_bps = 30
     with pytest.raises(InstrumentRejected) as refused:
         engine.create_instrument(different, T)
     assert refused.value.reason == "INSTRUMENT_EXISTS"
-    assert engine.instrument_list() == [btc_usd()]
+    assert engine.instrument_list() == [as_listed(btc_usd())]
 
 
 def test_a_new_instrument_is_journaled_and_gets_an_empty_book(engine: Engine) -> None:
