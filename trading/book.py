@@ -314,11 +314,14 @@ class Book:
             self.add(order)
         return fills
 
-    def cancel(self, order_id: str) -> BookOrder | None:
+    def cancel(self, order_id: str, *, to_rest_again: bool = False) -> BookOrder | None:
         """Take a resting order off the book; returns it with its open quantity, or None.
 
         The order's ``leaves_lots`` is left as it was, so the caller knows what
         was released; the caller sets it to zero when it records the cancel.
+        An order that will rest again (a replace that loses its priority) is
+        taken out of its queue at once (a scan of its level) instead of being
+        left as a tombstone: once resting again, the tombstone would look live.
         """
         order = self._index.pop(order_id, None)
         if order is None:
@@ -338,6 +341,8 @@ class Book:
                 keys.pop()
             else:
                 keys.pop(bisect_left(keys, key))
+        elif to_rest_again:
+            level.orders.remove(order)
         else:
             level.dead += 1
             if level.dead > _COMPACT_SLACK and level.dead > level.count:

@@ -190,6 +190,7 @@ class OrderState(BookOrder):
         "filled_lots",
         "filled_notional",
         "order_type",
+        "plain",
         "post_only",
         "quantity_lots",
         "quote_budget",
@@ -213,11 +214,17 @@ class OrderState(BookOrder):
         self.client_order_id = command.client_order_id
         self.account_id = command.account_id
         self.symbol = command.symbol
-        self.order_type = command.type or _LIMIT
-        self.time_in_force = command.time_in_force or _GTC
-        self.post_only = command.post_only
-        self.self_trade_prevention = command.self_trade_prevention
-        self.quote_budget = command.quote_budget
+        self.order_type = order_type = command.type or _LIMIT
+        self.time_in_force = time_in_force = command.time_in_force or _GTC
+        self.post_only = post_only = command.post_only
+        self.self_trade_prevention = prevention = command.self_trade_prevention
+        self.quote_budget = budget = command.quote_budget
+        # A limit order that may rest and has no conditions: matched and rested in one loop.
+        self.plain = (
+            order_type == _LIMIT
+            and time_in_force in (_GTC, _DAY)
+            and not (post_only or prevention or budget)
+        )
         self.filled_lots = 0
         self.cancelled_lots = 0
         self.expired_lots = 0
@@ -251,7 +258,7 @@ class OrderState(BookOrder):
             "created_ns": self.created_ns,
             "updated_ns": self.updated_ns,
         }
-        if self.post_only or self.self_trade_prevention or self.quote_budget or self.expired_lots:
+        if not self.plain or self.expired_lots:
             fields["post_only"] = self.post_only
             fields["self_trade_prevention"] = self.self_trade_prevention
             fields["quote_budget"] = self.quote_budget
@@ -376,6 +383,9 @@ class Engine:
         # Definitions as created (status unset; the status lives in instrument_status).
         self.instruments: dict[str, common_pb2.Instrument] = {}
         self.instrument_status: dict[str, int] = {}
+        # symbol -> why its orders are refused, for the instruments that are not TRADING only (the
+        # hot path asks whether this is empty).
+        self._refusals: dict[str, RejectReason] = {}
         self.books: dict[str, Book] = {}
         self.orders: dict[str, OrderState] = {}
         # (account id, client order id) -> the order id holding it; as long-lived as the orders.
@@ -492,6 +502,11 @@ class Engine:
         if command.status == current:
             return Outcome([], [], self.instrument_message(command.symbol))
         self.instrument_status[command.symbol] = command.status
+        refusal = _STATUS_REFUSALS.get(command.status)
+        if refusal is None:
+            self._refusals.pop(command.symbol, None)
+        else:
+            self._refusals[command.symbol] = refusal
         self.last_sequence += 1
         record = JournalRecord(
             sequence=self.last_sequence, timestamp_ns=self._clock(timestamp_ns), set_instrument_status=command
@@ -531,14 +546,9 @@ class Engine:
             instrument.min_quantity_lots <= order.quantity_lots <= instrument.max_quantity_lots
         ):
             return RejectReason.INVALID_ORDER
-        refusal = _STATUS_REFUSALS.get(self.instrument_status[order.symbol])
-        if refusal is not None:
-            return refusal
-        if (
-            command.type in (common_pb2.ORDER_TYPE_UNSPECIFIED, _LIMIT)
-            and command.time_in_force in _RESTING_TIME_IN_FORCE
-            and not (command.post_only or command.self_trade_prevention or command.quote_budget)
-        ):  # a plain limit order, the hot path
+        if self._refusals and order.symbol in self._refusals:
+            return self._refusals[order.symbol]
+        if order.plain:  # the hot path
             return (
                 None if 1 <= order.price_ticks <= instrument.max_price_ticks else RejectReason.INVALID_ORDER
             )
@@ -571,8 +581,7 @@ class Engine:
             return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns, report)
         symbol = order.symbol
         book = self.books[symbol]
-        plain = order.order_type == _LIMIT and not (order.post_only or order.self_trade_prevention)
-        if plain and order.time_in_force != _IOC and order.time_in_force != _FOK:
+        if order.plain:
             steps: list[Step] = book.submit(order)  # type: ignore[assignment]
             outcome_kind = None
         else:
@@ -601,13 +610,17 @@ class Engine:
         record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
         record.new_order.MergeFrom(command)  # into the empty field: a copy, cheaper than new_order=
         records = [record]
+        numbers = self.account_sequences
+        account_id = order.account_id
+        number = numbers.get(account_id, 0) + 1
+        numbers[account_id] = number
         if not steps and outcome_kind is None:
             self.last_sequence = sequence
             accepted = report(
                 order=order.fields(),
                 execution_type=_ACCEPTED,
                 timestamp_ns=timestamp_ns,
-                account_sequence=self._numbered(order.account_id),
+                account_sequence=number,
             )
             return Outcome(records, [accepted])
         # The last event's sequence, carried by every report: one record per step, and one for a
@@ -619,7 +632,7 @@ class Engine:
                 execution_type=_ACCEPTED,
                 timestamp_ns=timestamp_ns,
                 journal_sequence=last,
-                account_sequence=self._numbered(order.account_id),
+                account_sequence=number,
             )
         ]
         self._record_steps(order, steps, sequence, last, timestamp_ns, records, reports, report)
@@ -677,7 +690,7 @@ class Engine:
             limit = self.instruments[order.symbol].max_price_ticks
         prevention = order.self_trade_prevention
         account_id = order.account_id
-        budget_left = order.quote_budget
+        has_budget = budget_left = order.quote_budget
         tick_lot = self.instruments[order.symbol].quote_minor_per_tick_lot
         remaining = order.leaves_lots
         steps: list[Step] = []
@@ -693,7 +706,7 @@ class Engine:
                     return steps, True
                 continue
             lots = maker.leaves_lots if maker.leaves_lots < remaining else remaining
-            if budget_left:
+            if has_budget:
                 affordable = budget_left // (price * tick_lot)
                 if affordable < lots:
                     lots = affordable
@@ -702,7 +715,9 @@ class Engine:
                 budget_left -= price * tick_lot * lots
             steps.append((maker, lots))
             remaining -= lots
-            if not remaining:
+            if not remaining or lots < maker.leaves_lots:
+                # The maker stays first in priority: the taker is filled, or its budget buys no
+                # further lot at this price (nor, the prices only getting worse, at any later one).
                 break
         return steps, False
 
@@ -1009,7 +1024,7 @@ class Engine:
             steps: list[Step] = []
             remainder_reason = None
         else:
-            if book.cancel(order.order_id) is not order:
+            if book.cancel(order.order_id, to_rest_again=True) is not order:
                 raise InvariantViolation(f"open order {order.order_id!r} was not on the book")
             order.price_ticks = new_price
             order.leaves_lots = new_leaves
@@ -1053,7 +1068,7 @@ class Engine:
 
     def _replace_problem(self, command: trading_pb2.ReplaceOrder, order: OrderState) -> RejectReason | None:
         """Why a replace of the open order `order` is refused (besides post-only), or None."""
-        refusal = _STATUS_REFUSALS.get(self.instrument_status[order.symbol])
+        refusal = self._refusals.get(order.symbol)
         if refusal is not None:
             return refusal
         instrument = self.instruments[order.symbol]
