@@ -142,7 +142,7 @@ class RejectReason(StrEnum):
     """The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id."""
 
     INVALID_ORDER = "INVALID_ORDER"
-    """The matching engine refused the order's side, price or quantity (internal: the gateway checks them first). Fix the order."""
+    """The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order."""
 
     NOT_ORDER_OWNER = "NOT_ORDER_OWNER"
     """The order belongs to another account (internal; callers see UNKNOWN_ORDER)."""
@@ -544,7 +544,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',
-    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity (internal: the gateway checks them first). Fix the order.",
+    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order.",
     RejectReason.NOT_ORDER_OWNER: 'The order belongs to another account (internal; callers see UNKNOWN_ORDER).',
     RejectReason.ORDER_NOT_OPEN: 'The order is no longer open (filled, cancelled or expired). Nothing to cancel or replace; GetOrder shows its final state.',
     RejectReason.INVALID_INSTRUMENT: 'The instrument definition is inconsistent (internal check in trading). Fix the instrument definition.',

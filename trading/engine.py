@@ -221,9 +221,7 @@ class OrderState(BookOrder):
         self.quote_budget = budget = command.quote_budget
         # A limit order that may rest and has no conditions: matched and rested in one loop.
         self.plain = (
-            order_type == _LIMIT
-            and time_in_force in (_GTC, _DAY)
-            and not (post_only or prevention or budget)
+            order_type == _LIMIT and time_in_force in (_GTC, _DAY) and not (post_only or prevention or budget)
         )
         self.filled_lots = 0
         self.cancelled_lots = 0
@@ -263,6 +261,8 @@ class OrderState(BookOrder):
             fields["self_trade_prevention"] = self.self_trade_prevention
             fields["quote_budget"] = self.quote_budget
             fields["expired_lots"] = self.expired_lots
+            if self.reserve_price_ticks != self.price_ticks:
+                fields["reserve_price_ticks"] = self.reserve_price_ticks
         return fields
 
     def message(self) -> common_pb2.Order:

@@ -326,6 +326,7 @@ def test_a_post_only_order_is_repriced_one_tick_behind_the_best_opposite_price(e
     outcome = engine.apply(new("p", BUY, 105, 2, post_only=c.POST_ONLY_REPRICE), T + 1)
     assert kinds(outcome) == ["new_order"] and outcome.records[0].new_order.price_ticks == 105
     assert outcome.reports[0].order.price_ticks == 99 and bids(engine) == [(99, 2, 1)]
+    assert outcome.reports[0].order.reserve_price_ticks == 105  # what risk rebuilds from
     # Risk reserved at 105: the price a trade releases the improvement by.
     later = engine.apply(new("s", SELL, 99, 2, account="a3"), T + 2)
     assert [r.trade.buy_limit_price_ticks for r in later.records if r.HasField("trade")] == [105]

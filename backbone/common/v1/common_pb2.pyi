@@ -390,7 +390,7 @@ class Trade(_message.Message):
     def __init__(self, trade_id: _Optional[int] = ..., symbol: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., buy_order_id: _Optional[str] = ..., sell_order_id: _Optional[str] = ..., buy_account_id: _Optional[str] = ..., sell_account_id: _Optional[str] = ..., maker_side: _Optional[_Union[Side, str]] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_amount: _Optional[int] = ..., quote_amount: _Optional[int] = ..., buyer_fee: _Optional[int] = ..., seller_fee: _Optional[int] = ..., buy_limit_price_ticks: _Optional[int] = ..., buy_leaves_lots: _Optional[int] = ..., sell_leaves_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., buy_quote_budget: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "filled_lots", "leaves_lots", "cancelled_lots", "status", "filled_notional_ticks_lots", "created_ns", "updated_ns", "post_only", "self_trade_prevention", "quote_budget", "expired_lots")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "filled_lots", "leaves_lots", "cancelled_lots", "status", "filled_notional_ticks_lots", "created_ns", "updated_ns", "post_only", "self_trade_prevention", "quote_budget", "expired_lots", "reserve_price_ticks")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -411,6 +411,7 @@ class Order(_message.Message):
     SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
     QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_LOTS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -431,7 +432,8 @@ class Order(_message.Message):
     self_trade_prevention: SelfTradePrevention
     quote_budget: int
     expired_lots: int
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ..., post_only: _Optional[_Union[PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ..., expired_lots: _Optional[int] = ...) -> None: ...
+    reserve_price_ticks: int
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ..., post_only: _Optional[_Union[PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ..., expired_lots: _Optional[int] = ..., reserve_price_ticks: _Optional[int] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
     __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns", "journal_sequence", "account_sequence", "cancel_reason")
