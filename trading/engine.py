@@ -1096,22 +1096,22 @@ class Engine:
 
     def _close_all(
         self,
-        command: trading_pb2.JournalRecord,
+        record: trading_pb2.JournalRecord,
         orders: list[OrderState],
         reason: int,
         timestamp_ns: int,
         report: ReportMaker,
     ) -> Outcome:
-        """Journal `command` (a record with its command set and no sequence yet) and close every
+        """Journal `record` (its command set, its sequence and time not yet) and close every
         one of `orders` (open) with a release and a report of `reason`; nothing when there are none."""
         if not orders:
             return Outcome([], [])
         timestamp_ns = self._clock(timestamp_ns)
         sequence = self.last_sequence + 1
         last = sequence + len(orders)
-        command.sequence = sequence
-        command.timestamp_ns = timestamp_ns
-        records = [command]
+        record.sequence = sequence
+        record.timestamp_ns = timestamp_ns
+        records = [record]
         reports: list[common_pb2.ExecutionReport] = []
         for order in orders:
             if self.books[order.symbol].cancel(order.order_id) is not order:
