@@ -380,7 +380,7 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         restarted.app.engine.validate()
         assert await restarted.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD")) == book
         listed = await restarted.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
-        assert list(listed.instruments) == [btc_usd()]
+        assert list(listed.instruments) == [as_listed(btc_usd())]
         # Counters continue: the next trade is number 3, right after the journal's last sequence.
         (response,) = await restarted.send([new("x1", SELL, 100, 1, "carol")])
         trade_reports = [
