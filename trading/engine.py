@@ -395,6 +395,9 @@ class Engine:
         # account id -> the number of the last execution report of a journaled command for it.
         self.account_sequences: dict[str, int] = {}
         self._math: dict[str, InstrumentMath] = {}
+        # symbol -> (min quantity lots, max quantity lots, max price ticks): a new order's bounds,
+        # read once (a proto field read costs more than a tuple's).
+        self._limits: dict[str, tuple[int, int, int]] = {}
         self.last_sequence = 0
         self.last_trade_id = 0
         self.last_timestamp_ns = 0
@@ -477,6 +480,11 @@ class Engine:
         self.instrument_status[stored.symbol] = _TRADING
         self.books[stored.symbol] = Book(stored.symbol)
         self._math[stored.symbol] = InstrumentMath.of(stored)
+        self._limits[stored.symbol] = (
+            stored.min_quantity_lots,
+            stored.max_quantity_lots,
+            stored.max_price_ticks,
+        )
         self.last_sequence += 1
         record = JournalRecord(
             sequence=self.last_sequence, timestamp_ns=timestamp_ns, instrument_created=stored
@@ -539,20 +547,17 @@ class Engine:
             return RejectReason.DUPLICATE_ORDER_ID
         if order_id in self.fences:
             return RejectReason.ORDER_FENCED
-        instrument = self.instruments.get(order.symbol)
-        if instrument is None:
+        limits = self._limits.get(order.symbol)
+        if limits is None:
             return RejectReason.UNKNOWN_SYMBOL
-        if order.side not in (BUY, SELL) or not (
-            instrument.min_quantity_lots <= order.quantity_lots <= instrument.max_quantity_lots
-        ):
+        min_quantity_lots, max_quantity_lots, max_price_ticks = limits
+        if order.side not in (BUY, SELL) or not min_quantity_lots <= order.quantity_lots <= max_quantity_lots:
             return RejectReason.INVALID_ORDER
         if self._refusals and order.symbol in self._refusals:
             return self._refusals[order.symbol]
         if order.plain:  # the hot path
-            return (
-                None if 1 <= order.price_ticks <= instrument.max_price_ticks else RejectReason.INVALID_ORDER
-            )
-        return _conditions_problem(command, instrument)
+            return None if 1 <= order.price_ticks <= max_price_ticks else RejectReason.INVALID_ORDER
+        return _conditions_problem(command, self.instruments[order.symbol])
 
     def new_order(
         self,
@@ -600,9 +605,10 @@ class Engine:
                     return Outcome([], [rejected])
                 order.price_ticks = price
             steps, outcome_kind = self._match_with_conditions(order, book)
-        clocked = self._clock(timestamp_ns)
-        if clocked != timestamp_ns:
-            timestamp_ns = order.created_ns = order.updated_ns = clocked
+        if timestamp_ns >= self.last_timestamp_ns:  # _clock, inlined on the hot path
+            self.last_timestamp_ns = timestamp_ns
+        else:
+            timestamp_ns = order.created_ns = order.updated_ns = self.last_timestamp_ns
         self.orders[order.order_id] = order
         if holder_id is None:
             self.client_orders[client_key] = order.order_id
