@@ -1308,6 +1308,17 @@ class Engine:
             status not in _SETTABLE_STATUSES for status in self.instrument_status.values()
         ):
             raise InvariantViolation("instrument statuses disagree with the instruments")
+        refusals = {
+            symbol: _STATUS_REFUSALS[status]
+            for symbol, status in self.instrument_status.items()
+            if status in _STATUS_REFUSALS
+        }
+        limits = {
+            symbol: (i.min_quantity_lots, i.max_quantity_lots, i.max_price_ticks)
+            for symbol, i in self.instruments.items()
+        }
+        if self._refusals != refusals or self._limits != limits:
+            raise InvariantViolation("the refusals or limits kept per symbol disagree with the instruments")
         for order in self.orders.values():
             if (
                 order.filled_lots + order.leaves_lots + order.cancelled_lots + order.expired_lots

@@ -19,6 +19,7 @@ from backbone.trading.v1 import trading_pb2
 from tests.instruments import as_listed, btc_usd
 from tests.orders import cancel_order
 from tests.orders import new_order as new
+from trading.book import InvariantViolation
 from trading.engine import CommandRejected, Engine, Outcome, ReplayError
 
 BUY, SELL = c.SIDE_BUY, c.SIDE_SELL
@@ -645,3 +646,22 @@ def test_a_journal_written_before_order_types_replays_to_the_same_books() -> Non
     assert (engine.last_sequence, engine.last_trade_id) == (header["records"], header["last_trade_id"])
     assert [list(level) for level in bids(engine)] == header["bids"]
     assert [list(level) for level in asks(engine)] == header["asks"]
+
+
+def test_validate_catches_broken_new_state(engine: Engine) -> None:
+    ask_ladder(engine)
+    outcome = engine.apply(new("i", BUY, 100, 5, time_in_force=IOC), T + 1)
+    order = engine.orders["i"]
+    assert (order.filled_lots, order.expired_lots) == (3, 2) and outcome.accepted
+    engine.validate()
+    order.expired_lots = 1  # filled + leaves + cancelled + expired no longer = quantity
+    with pytest.raises(InvariantViolation, match="conserve"):
+        engine.validate()
+    order.expired_lots = 2
+    order.status = c.ORDER_STATUS_CANCELLED
+    with pytest.raises(InvariantViolation, match="status"):
+        engine.validate()
+    order.status = c.ORDER_STATUS_EXPIRED
+    engine.instrument_status["BTC-USD"] = c.INSTRUMENT_STATUS_HALTED  # without its refusal
+    with pytest.raises(InvariantViolation, match="refusals"):
+        engine.validate()
