@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -85,6 +85,52 @@ class EngineAgainstModel(RuleBasedStateMachine):
             account, symbol, side, c.ORDER_TYPE_LIMIT, c.TIME_IN_FORCE_GTC, 0, 0, price, quantity, 0
         )
 
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        symbol=st.sampled_from(SYMBOLS),
+        side=st.sampled_from((BUY, SELL)),
+        kind=st.sampled_from(("market", "ioc", "fok", "day", "post only")),
+        time_in_force=st.sampled_from((c.TIME_IN_FORCE_IOC, c.TIME_IN_FORCE_FOK)),
+        prevention=st.sampled_from(PREVENTIONS),
+        price=prices,
+        quantity=lots,
+        budget=budgets,
+    )
+    def accepted_kind_of_order(
+        self,
+        account: str,
+        symbol: str,
+        side: int,
+        kind: str,
+        time_in_force: int,
+        prevention: int,
+        price: int,
+        quantity: int,
+        budget: int,
+    ) -> None:
+        """An order with conditions that go together (the new_order rule mostly draws refusals)."""
+        post_only = 0
+        if kind == "market":
+            budget = budget if side == BUY else 0
+            price = 0 if budget and price % 2 else price
+        else:
+            budget = 0
+            if kind == "day":
+                time_in_force = c.TIME_IN_FORCE_DAY
+            elif kind == "post only":
+                time_in_force, post_only = (
+                    c.TIME_IN_FORCE_GTC,
+                    c.POST_ONLY_REPRICE if price % 2 else c.POST_ONLY_REJECT,
+                )
+            elif kind == "ioc":
+                time_in_force = c.TIME_IN_FORCE_IOC
+            else:
+                time_in_force = c.TIME_IN_FORCE_FOK
+        order_type = c.ORDER_TYPE_MARKET if kind == "market" else c.ORDER_TYPE_LIMIT
+        self.pair.new_order(
+            account, symbol, side, order_type, time_in_force, post_only, prevention, price, quantity, budget
+        )
+
     @rule(pick=st.integers(min_value=0, max_value=10_000), owner=st.booleans())
     def cancel(self, pick: int, owner: bool) -> None:
         self.pair.cancel(pick, owner)
@@ -115,9 +161,14 @@ class EngineAgainstModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.pair.check_orders()
         self.pair.check_replay()
+        # What the run reached, in --hypothesis-show-statistics.
+        for kind in sorted({record.WhichOneof("record") or "" for record in self.pair.journal}):
+            event(f"journaled {kind}")
+        for order in self.pair.engine.orders.values():
+            event(f"order status {c.OrderStatus.Name(order.status)}")
 
 
-EngineAgainstModel.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+EngineAgainstModel.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 test_engine_agrees_with_the_model = EngineAgainstModel.TestCase
 
 
