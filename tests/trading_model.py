@@ -52,6 +52,7 @@ class ModelOrder:
     quantity: int
     leaves: int
     arrival: int
+    reserved_price: int  # what risk reserved at: the price sent, then each replace's new price
     filled: int = 0
     cancelled: int = 0
     expired: int = 0
@@ -236,6 +237,7 @@ class Model:
             command.quantity_lots,
             command.quantity_lots,
             0,
+            command.price_ticks,
         )
         if order.post_only:
             price = self._post_only_price(order, order.price)
@@ -349,10 +351,11 @@ class Model:
         new_leaves = command.quantity_lots - order.filled
         events: list[Event] = [
             ("replace_order", order.order_id),
-            ("replaced", order.order_id, order.price, new_price, order.leaves, new_leaves),
+            ("replaced", order.order_id, order.reserved_price, new_price, order.leaves, new_leaves),
         ]
         reports: list[Report] = [(order.order_id, c.EXECUTION_TYPE_REPLACED, 0, self._numbered(order))]
         order.quantity = command.quantity_lots
+        order.reserved_price = new_price
         if new_price == order.price and new_leaves <= order.leaves:
             order.leaves = new_leaves
             return events, reports
