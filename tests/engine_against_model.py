@@ -130,35 +130,11 @@ class Pair:
 
     # -- commands from drawn values -----------------------------------------------------------
 
-    def new_order(
-        self,
-        account: str,
-        symbol: str,
-        side: int,
-        order_type: int,
-        time_in_force: int,
-        post_only: int,
-        prevention: int,
-        price: int,
-        lots: int,
-        budget: int,
-    ) -> None:
+    def new_order(self, **fields: object) -> None:
+        """A NewOrder of `fields` (NewOrder field names) under the next order id."""
         order_id = f"o{len(self.submitted)}"
         self.submitted.append(order_id)
-        command = trading_pb2.NewOrder(
-            order_id=order_id,
-            client_order_id=f"c-{order_id}",
-            account_id=account,
-            symbol=symbol,
-            side=side,  # type: ignore[arg-type]
-            type=order_type,  # type: ignore[arg-type]
-            time_in_force=time_in_force,  # type: ignore[arg-type]
-            post_only=post_only,  # type: ignore[arg-type]
-            self_trade_prevention=prevention,  # type: ignore[arg-type]
-            price_ticks=price,
-            quantity_lots=lots,
-            quote_budget=budget,
-        )
+        command = trading_pb2.NewOrder(order_id=order_id, client_order_id=f"c-{order_id}", **fields)  # type: ignore[arg-type]
         self.order_command(trading_pb2.OrderCommand(new_order=command))
 
     def _owner(self, pick: int, owner: bool) -> tuple[str, str]:
@@ -201,24 +177,28 @@ def random_command(pair: Pair, rng: random.Random) -> None:
     side = rng.choice((BUY, SELL))
     price = rng.randint(95, 105)
     quantity = rng.randint(1, 8)
+    order = {
+        "account_id": account,
+        "symbol": symbol,
+        "side": side,
+        "price_ticks": price,
+        "quantity_lots": quantity,
+    }
     if roll < 0.40:
-        pair.new_order(
-            account, symbol, side, c.ORDER_TYPE_LIMIT, c.TIME_IN_FORCE_GTC, 0, 0, price, quantity, 0
-        )
+        pair.new_order(**order)
     elif roll < 0.62:
         order_type = rng.choice(ORDER_TYPES)
         market = order_type == c.ORDER_TYPE_MARKET
         pair.new_order(
-            account,
-            symbol,
-            side,
-            order_type,
-            rng.choice(TIMES_IN_FORCE),
-            rng.choice(POST_ONLY) if rng.random() < 0.3 else 0,
-            rng.choice(PREVENTIONS),
-            0 if market and rng.random() < 0.4 else price,
-            quantity,
-            rng.randint(1, 1_500) if market and side == BUY and rng.random() < 0.6 else 0,
+            **order
+            | {
+                "type": order_type,
+                "time_in_force": rng.choice(TIMES_IN_FORCE),
+                "post_only": rng.choice(POST_ONLY) if rng.random() < 0.3 else 0,
+                "self_trade_prevention": rng.choice(PREVENTIONS),
+                "price_ticks": 0 if market and rng.random() < 0.4 else price,
+                "quote_budget": rng.randint(1, 1_500) if market and side == BUY and rng.random() < 0.6 else 0,
+            }
         )
     elif roll < 0.85:
         pair.cancel(rng.randrange(1 << 30), rng.random() < 0.95)

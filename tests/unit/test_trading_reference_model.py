@@ -37,6 +37,30 @@ prices = st.integers(min_value=95, max_value=105)
 lots = st.integers(min_value=1, max_value=8)
 budgets = st.one_of(st.just(0), st.integers(min_value=1, max_value=1_500))
 symbols_or_all = st.sampled_from(("", *SYMBOLS))
+# NewOrder fields, as Pair.new_order takes them.
+plain_order = st.fixed_dictionaries(
+    {
+        "account_id": st.sampled_from(ACCOUNTS),
+        "symbol": st.sampled_from(SYMBOLS),
+        "side": st.sampled_from((BUY, SELL)),
+        "price_ticks": prices,
+        "quantity_lots": lots,
+    }
+)
+any_order = st.fixed_dictionaries(
+    {
+        "account_id": st.sampled_from(ACCOUNTS),
+        "symbol": st.sampled_from(SYMBOLS),
+        "side": st.sampled_from((BUY, SELL)),
+        "type": st.sampled_from(ORDER_TYPES),
+        "time_in_force": st.sampled_from(TIMES_IN_FORCE),
+        "post_only": st.sampled_from(POST_ONLY),
+        "self_trade_prevention": st.sampled_from(PREVENTIONS),
+        "price_ticks": st.one_of(prices, st.just(0)),
+        "quantity_lots": lots,
+        "quote_budget": budgets,
+    }
+)
 
 
 class EngineAgainstModel(RuleBasedStateMachine):
@@ -44,92 +68,44 @@ class EngineAgainstModel(RuleBasedStateMachine):
         super().__init__()
         self.pair = Pair(check_refusals=True)
 
-    @rule(
-        account=st.sampled_from(ACCOUNTS),
-        symbol=st.sampled_from(SYMBOLS),
-        side=st.sampled_from((BUY, SELL)),
-        order_type=st.sampled_from(ORDER_TYPES),
-        time_in_force=st.sampled_from(TIMES_IN_FORCE),
-        post_only=st.sampled_from(POST_ONLY),
-        prevention=st.sampled_from(PREVENTIONS),
-        price=st.one_of(prices, st.just(0)),
-        quantity=lots,
-        budget=budgets,
-    )
-    def new_order(
-        self,
-        account: str,
-        symbol: str,
-        side: int,
-        order_type: int,
-        time_in_force: int,
-        post_only: int,
-        prevention: int,
-        price: int,
-        quantity: int,
-        budget: int,
-    ) -> None:
-        self.pair.new_order(
-            account, symbol, side, order_type, time_in_force, post_only, prevention, price, quantity, budget
-        )
+    @rule(fields=any_order)
+    def new_order(self, fields: dict[str, object]) -> None:
+        self.pair.new_order(**fields)
+
+    @rule(fields=plain_order)
+    def plain_limit(self, fields: dict[str, object]) -> None:
+        self.pair.new_order(**fields)
 
     @rule(
-        account=st.sampled_from(ACCOUNTS),
-        symbol=st.sampled_from(SYMBOLS),
-        side=st.sampled_from((BUY, SELL)),
-        price=prices,
-        quantity=lots,
-    )
-    def plain_limit(self, account: str, symbol: str, side: int, price: int, quantity: int) -> None:
-        self.pair.new_order(
-            account, symbol, side, c.ORDER_TYPE_LIMIT, c.TIME_IN_FORCE_GTC, 0, 0, price, quantity, 0
-        )
-
-    @rule(
-        account=st.sampled_from(ACCOUNTS),
-        symbol=st.sampled_from(SYMBOLS),
-        side=st.sampled_from((BUY, SELL)),
+        fields=plain_order,
         kind=st.sampled_from(("market", "ioc", "fok", "day", "post only")),
-        time_in_force=st.sampled_from((c.TIME_IN_FORCE_IOC, c.TIME_IN_FORCE_FOK)),
         prevention=st.sampled_from(PREVENTIONS),
-        price=prices,
-        quantity=lots,
         budget=budgets,
     )
     def accepted_kind_of_order(
-        self,
-        account: str,
-        symbol: str,
-        side: int,
-        kind: str,
-        time_in_force: int,
-        prevention: int,
-        price: int,
-        quantity: int,
-        budget: int,
+        self, fields: dict[str, object], kind: str, prevention: int, budget: int
     ) -> None:
         """An order with conditions that go together (the new_order rule mostly draws refusals)."""
-        post_only = 0
+        odd_price = bool(fields["price_ticks"] % 2)  # type: ignore[operator]
+        terms: dict[str, object] = {"self_trade_prevention": prevention}
         if kind == "market":
-            budget = budget if side == BUY else 0
-            price = 0 if budget and price % 2 else price
+            budget = budget if fields["side"] == BUY else 0
+            terms |= {
+                "type": c.ORDER_TYPE_MARKET,
+                "quote_budget": budget,
+                "time_in_force": c.TIME_IN_FORCE_IOC,
+            }
+            if budget and odd_price:
+                terms |= {"price_ticks": 0, "time_in_force": c.TIME_IN_FORCE_FOK}
+        elif kind == "post only":
+            terms["post_only"] = c.POST_ONLY_REPRICE if odd_price else c.POST_ONLY_REJECT
         else:
-            budget = 0
-            if kind == "day":
-                time_in_force = c.TIME_IN_FORCE_DAY
-            elif kind == "post only":
-                time_in_force, post_only = (
-                    c.TIME_IN_FORCE_GTC,
-                    c.POST_ONLY_REPRICE if price % 2 else c.POST_ONLY_REJECT,
-                )
-            elif kind == "ioc":
-                time_in_force = c.TIME_IN_FORCE_IOC
-            else:
-                time_in_force = c.TIME_IN_FORCE_FOK
-        order_type = c.ORDER_TYPE_MARKET if kind == "market" else c.ORDER_TYPE_LIMIT
-        self.pair.new_order(
-            account, symbol, side, order_type, time_in_force, post_only, prevention, price, quantity, budget
-        )
+            terms["time_in_force"] = {
+                "ioc": c.TIME_IN_FORCE_IOC,
+                "fok": c.TIME_IN_FORCE_FOK,
+                "day": c.TIME_IN_FORCE_DAY,
+            }[kind]
+        self.pair.new_order(**fields | terms)
 
     @rule(pick=st.integers(min_value=0, max_value=10_000), owner=st.booleans())
     def cancel(self, pick: int, owner: bool) -> None:
