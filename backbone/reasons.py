@@ -148,13 +148,13 @@ class RejectReason(StrEnum):
     """The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id."""
 
     INVALID_ORDER = "INVALID_ORDER"
-    """The matching engine refused the order's side, price or quantity (internal: the gateway checks them first). Fix the order."""
+    """The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order."""
 
     NOT_ORDER_OWNER = "NOT_ORDER_OWNER"
     """The order belongs to another account (internal; callers see UNKNOWN_ORDER)."""
 
     ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
-    """The order is no longer open (filled or cancelled). Nothing to cancel; GetOrder shows its final state."""
+    """The order is no longer open (filled, cancelled or expired). Nothing to cancel or replace; GetOrder shows its final state."""
 
     INVALID_INSTRUMENT = "INVALID_INSTRUMENT"
     """The instrument definition is inconsistent (internal check in trading). Fix the instrument definition."""
@@ -164,6 +164,30 @@ class RejectReason(StrEnum):
 
     ORDER_FENCED = "ORDER_FENCED"
     """The order's outcome was unknown (OUTCOME_UNKNOWN) and it was resolved as never placed: the matching engine fenced its order id and will never accept it, and nothing stays reserved for it. Send the order again (its client_order_id is free again)."""
+
+    MARKET_PROTECTION_REQUIRED = "MARKET_PROTECTION_REQUIRED"
+    """A market order has neither a protection price (price_ticks) nor, for a buy, a quote budget. Set one."""
+
+    MARKET_ORDER_CANNOT_REST = "MARKET_ORDER_CANNOT_REST"
+    """A market order never rests: it takes TIME_IN_FORCE_IOC or TIME_IN_FORCE_FOK (not GTC or DAY) and cannot be post-only. Change the time in force or send a limit order."""
+
+    INVALID_QUOTE_BUDGET = "INVALID_QUOTE_BUDGET"
+    """A quote budget is negative, above the instrument's largest order amount, or given on a sell or a limit order (only a market buy has one). Fix it."""
+
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
+    """A post-only order (POST_ONLY_REJECT) would have traded on arrival, or a POST_ONLY_REPRICE order found no price behind the best opposite one; nothing changed. Send it at a price that does not cross."""
+
+    INSTRUMENT_HALTED = "INSTRUMENT_HALTED"
+    """The instrument is halted: it takes no new orders or replaces; cancels work. Wait for trading to resume."""
+
+    INSTRUMENT_CLOSED = "INSTRUMENT_CLOSED"
+    """The instrument is closed (outside trading hours): it takes no new orders or replaces; cancels work. Send it when the instrument trades again."""
+
+    REPLACE_QUANTITY_TOO_SMALL = "REPLACE_QUANTITY_TOO_SMALL"
+    """A replace asked for a total quantity not above what the order has already filled. Cancel the order instead, or ask for more."""
+
+    INVALID_COMMAND = "INVALID_COMMAND"
+    """An ExpireOrders command named a time in force other than TIME_IN_FORCE_DAY, or a SetInstrumentStatus command a status other than TRADING, HALTED or CLOSED (internal). Fix the command."""
 
     UNKNOWN_ASSET = "UNKNOWN_ASSET"
     """The asset is not known to the ledger. CreateAsset first."""
@@ -355,6 +379,14 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.INVALID_INSTRUMENT: common_pb2.REJECT_REASON_INVALID_INSTRUMENT,
     RejectReason.INSTRUMENT_EXISTS: common_pb2.REJECT_REASON_INSTRUMENT_EXISTS,
     RejectReason.ORDER_FENCED: common_pb2.REJECT_REASON_ORDER_FENCED,
+    RejectReason.MARKET_PROTECTION_REQUIRED: common_pb2.REJECT_REASON_MARKET_PROTECTION_REQUIRED,
+    RejectReason.MARKET_ORDER_CANNOT_REST: common_pb2.REJECT_REASON_MARKET_ORDER_CANNOT_REST,
+    RejectReason.INVALID_QUOTE_BUDGET: common_pb2.REJECT_REASON_INVALID_QUOTE_BUDGET,
+    RejectReason.POST_ONLY_WOULD_TAKE: common_pb2.REJECT_REASON_POST_ONLY_WOULD_TAKE,
+    RejectReason.INSTRUMENT_HALTED: common_pb2.REJECT_REASON_INSTRUMENT_HALTED,
+    RejectReason.INSTRUMENT_CLOSED: common_pb2.REJECT_REASON_INSTRUMENT_CLOSED,
+    RejectReason.REPLACE_QUANTITY_TOO_SMALL: common_pb2.REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL,
+    RejectReason.INVALID_COMMAND: common_pb2.REJECT_REASON_INVALID_COMMAND,
     RejectReason.UNKNOWN_ASSET: common_pb2.REJECT_REASON_UNKNOWN_ASSET,
     RejectReason.UNKNOWN_ACCOUNT: common_pb2.REJECT_REASON_UNKNOWN_ACCOUNT,
     RejectReason.ASSET_EXISTS: common_pb2.REJECT_REASON_ASSET_EXISTS,
@@ -441,6 +473,14 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.INVALID_INSTRUMENT: Stage.MATCHING,
     RejectReason.INSTRUMENT_EXISTS: Stage.MATCHING,
     RejectReason.ORDER_FENCED: Stage.MATCHING,
+    RejectReason.MARKET_PROTECTION_REQUIRED: Stage.MATCHING,
+    RejectReason.MARKET_ORDER_CANNOT_REST: Stage.MATCHING,
+    RejectReason.INVALID_QUOTE_BUDGET: Stage.MATCHING,
+    RejectReason.POST_ONLY_WOULD_TAKE: Stage.MATCHING,
+    RejectReason.INSTRUMENT_HALTED: Stage.MATCHING,
+    RejectReason.INSTRUMENT_CLOSED: Stage.MATCHING,
+    RejectReason.REPLACE_QUANTITY_TOO_SMALL: Stage.MATCHING,
+    RejectReason.INVALID_COMMAND: Stage.MATCHING,
     RejectReason.UNKNOWN_ASSET: Stage.LEDGER,
     RejectReason.UNKNOWN_ACCOUNT: Stage.LEDGER,
     RejectReason.ASSET_EXISTS: Stage.LEDGER,
@@ -521,12 +561,20 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',
-    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity (internal: the gateway checks them first). Fix the order.",
+    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order.",
     RejectReason.NOT_ORDER_OWNER: 'The order belongs to another account (internal; callers see UNKNOWN_ORDER).',
-    RejectReason.ORDER_NOT_OPEN: 'The order is no longer open (filled or cancelled). Nothing to cancel; GetOrder shows its final state.',
+    RejectReason.ORDER_NOT_OPEN: 'The order is no longer open (filled, cancelled or expired). Nothing to cancel or replace; GetOrder shows its final state.',
     RejectReason.INVALID_INSTRUMENT: 'The instrument definition is inconsistent (internal check in trading). Fix the instrument definition.',
     RejectReason.INSTRUMENT_EXISTS: 'An instrument with this symbol exists. Use it, or choose another symbol.',
     RejectReason.ORDER_FENCED: "The order's outcome was unknown (OUTCOME_UNKNOWN) and it was resolved as never placed: the matching engine fenced its order id and will never accept it, and nothing stays reserved for it. Send the order again (its client_order_id is free again).",
+    RejectReason.MARKET_PROTECTION_REQUIRED: 'A market order has neither a protection price (price_ticks) nor, for a buy, a quote budget. Set one.',
+    RejectReason.MARKET_ORDER_CANNOT_REST: 'A market order never rests: it takes TIME_IN_FORCE_IOC or TIME_IN_FORCE_FOK (not GTC or DAY) and cannot be post-only. Change the time in force or send a limit order.',
+    RejectReason.INVALID_QUOTE_BUDGET: "A quote budget is negative, above the instrument's largest order amount, or given on a sell or a limit order (only a market buy has one). Fix it.",
+    RejectReason.POST_ONLY_WOULD_TAKE: 'A post-only order (POST_ONLY_REJECT) would have traded on arrival, or a POST_ONLY_REPRICE order found no price behind the best opposite one; nothing changed. Send it at a price that does not cross.',
+    RejectReason.INSTRUMENT_HALTED: 'The instrument is halted: it takes no new orders or replaces; cancels work. Wait for trading to resume.',
+    RejectReason.INSTRUMENT_CLOSED: 'The instrument is closed (outside trading hours): it takes no new orders or replaces; cancels work. Send it when the instrument trades again.',
+    RejectReason.REPLACE_QUANTITY_TOO_SMALL: 'A replace asked for a total quantity not above what the order has already filled. Cancel the order instead, or ask for more.',
+    RejectReason.INVALID_COMMAND: 'An ExpireOrders command named a time in force other than TIME_IN_FORCE_DAY, or a SetInstrumentStatus command a status other than TRADING, HALTED or CLOSED (internal). Fix the command.',
     RejectReason.UNKNOWN_ASSET: 'The asset is not known to the ledger. CreateAsset first.',
     RejectReason.UNKNOWN_ACCOUNT: 'The account is not known to the ledger. CreateAccount first.',
     RejectReason.ASSET_EXISTS: 'The asset exists already. Use it.',

@@ -31,3 +31,14 @@ def btc_usd(
         maker_fee_bps=maker_fee_bps,
         taker_fee_bps=taker_fee_bps,
     )
+
+
+def as_listed(
+    instrument: common_pb2.Instrument,
+    status: common_pb2.InstrumentStatus = common_pb2.INSTRUMENT_STATUS_TRADING,
+) -> common_pb2.Instrument:
+    """`instrument` as trading answers it (CreateInstrument, ListInstruments): with its status."""
+    answered = common_pb2.Instrument()
+    answered.CopyFrom(instrument)
+    answered.status = status
+    return answered

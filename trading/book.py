@@ -12,6 +12,12 @@ compacted, so the deque stays within twice its live size (plus a small slack).
 Trades execute at the resting (maker) order's price. The book only knows an
 order's id, side, limit price and open quantity; the engine keeps everything
 else (owner, fills, status) on a subclass of :class:`BookOrder`.
+
+Two ways to match: :meth:`Book.match` walks the opposite side in one loop (a
+plain limit order, the hot path); an order with conditions (self-trade
+prevention, a quote budget, fill-or-kill) is planned by the engine over
+:meth:`Book.makers` without changing anything, then executed maker by maker
+with :meth:`Book.take` and :meth:`Book.cancel`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Iterator
 
 BUY = 1
 SELL = 2
@@ -95,7 +102,8 @@ class Book:
         self._bids = _Side(1)
         self._asks = _Side(-1)
         self._index: dict[str, BookOrder] = {}
-        # Conservation counters: open lots at rest == entered - 2 * traded - cancelled.
+        # Conservation counters: open lots at rest == entered - 2 * traded - cancelled, where
+        # "cancelled" is every lot that left the book (or an arrival) without trading.
         self.entered_lots = 0
         self.traded_lots = 0
         self.cancelled_lots = 0
@@ -133,6 +141,19 @@ class Book:
     def snapshot(self, levels: int = 0) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         """The L2 book: (bids highest first, asks lowest first)."""
         return self.depth(BUY, levels), self.depth(SELL, levels)
+
+    def makers(self, taker_side: int) -> Iterator[BookOrder]:
+        """The resting orders a taker of `taker_side` meets, in priority order (lazily).
+
+        The book must not change while the iterator is in use.
+        """
+        book_side = self._asks if taker_side == BUY else self._bids
+        sign = book_side.sign
+        levels = book_side.levels
+        for key in reversed(book_side.keys):
+            for order in levels[key * sign].orders:
+                if order.resting:
+                    yield order
 
     def orders_in_priority(self, side: int) -> list[BookOrder]:
         """Every resting order of a side, best price first, oldest first within a price."""
@@ -198,6 +219,59 @@ class Book:
         self.traded_lots += traded
         return fills
 
+    def take(self, maker: BookOrder, lots: int) -> None:
+        """Trade `lots` of `maker`, which must be first in priority on its side.
+
+        Like one step of :meth:`match`: the maker leaves the book when filled.
+        The taker's lots are counted as entered and traded here (its remainder,
+        if it does not rest, is counted by :meth:`discard`).
+        """
+        side = self._bids if maker.side == BUY else self._asks
+        price = maker.price_ticks
+        if not maker.resting or side.keys[-1] != price * side.sign or not 0 < lots <= maker.leaves_lots:
+            raise BookError(f"{maker!r} is not first in priority with {lots} lots to take")
+        level = side.levels[price]
+        queue = level.orders
+        while not queue[0].resting:
+            queue.popleft()
+            level.dead -= 1
+        if queue[0] is not maker:
+            raise BookError(f"{maker!r} is not first in priority at its price")
+        level.total_lots -= lots
+        self.entered_lots += lots
+        self.traded_lots += lots
+        if lots == maker.leaves_lots:
+            maker.leaves_lots = 0
+            maker.resting = False
+            queue.popleft()
+            level.count -= 1
+            del self._index[maker.order_id]
+            if not level.count:
+                del side.levels[price]
+                side.keys.pop()
+        else:
+            maker.leaves_lots -= lots
+
+    def enter(self, order: BookOrder) -> None:
+        """Rest `order`, counting its open quantity as entered (an arrival that did not trade)."""
+        self.add(order)
+        self.entered_lots += order.leaves_lots
+
+    def discard(self, lots: int) -> None:
+        """Count `lots` of an arriving order that neither traded nor rested (they expired)."""
+        self.entered_lots += lots
+        self.cancelled_lots += lots
+
+    def reduce(self, order_id: str, lots: int) -> None:
+        """Take `lots` off a resting order's open quantity, keeping its place in the queue."""
+        order = self._index.get(order_id)
+        if order is None or not 0 <= lots < order.leaves_lots:
+            raise BookError(f"cannot reduce {order_id!r} by {lots} lots")
+        side = self._bids if order.side == BUY else self._asks
+        side.levels[order.price_ticks].total_lots -= lots
+        order.leaves_lots -= lots
+        self.cancelled_lots += lots
+
     def add(self, order: BookOrder) -> None:
         """Rest `order` at the back of its price level. Refuses an order that would cross."""
         if order.leaves_lots <= 0:
@@ -240,11 +314,14 @@ class Book:
             self.add(order)
         return fills
 
-    def cancel(self, order_id: str) -> BookOrder | None:
+    def cancel(self, order_id: str, *, to_rest_again: bool = False) -> BookOrder | None:
         """Take a resting order off the book; returns it with its open quantity, or None.
 
         The order's ``leaves_lots`` is left as it was, so the caller knows what
         was released; the caller sets it to zero when it records the cancel.
+        An order that will rest again (a replace that loses its priority) is
+        taken out of its queue at once (a scan of its level) instead of being
+        left as a tombstone: once resting again, the tombstone would look live.
         """
         order = self._index.pop(order_id, None)
         if order is None:
@@ -264,6 +341,8 @@ class Book:
                 keys.pop()
             else:
                 keys.pop(bisect_left(keys, key))
+        elif to_rest_again:
+            level.orders.remove(order)
         else:
             level.dead += 1
             if level.dead > _COMPACT_SLACK and level.dead > level.count:

@@ -35,7 +35,7 @@ from risk.keys import INSTRUMENTS_APPLIED_KEY, INSTRUMENTS_KEY
 from risk.rebuild import RiskState
 from risk.servicer import RiskServicer
 from risk.store import RiskStore
-from tests.instruments import btc_usd
+from tests.instruments import as_listed, btc_usd
 from tests.integration.conftest import ReadyStore, deposit_through_ledger_stream, make_ready
 from trading.app import create_app as create_trading
 
@@ -360,7 +360,7 @@ async def test_create_instrument_answers_within_the_deadline_when_risk_does_not_
             trading_pb2.CreateInstrumentRequest(instrument=btc_usd()), timeout=3
         )
         waited = time.monotonic() - started
-        assert response.instrument == btc_usd()
+        assert response.instrument == as_listed(btc_usd())
         assert 1.5 < waited < 3.0  # it waited for risk, within the caller's deadline
         listed = await trading.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
         assert [i.symbol for i in listed.instruments] == ["BTC-USD"]  # created all the same

@@ -22,7 +22,7 @@ from backbone.runtime.errors import ServiceError, from_rpc_error
 from backbone.runtime.server import RunningServer
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from tests.instruments import btc_usd
+from tests.instruments import as_listed, btc_usd
 from tests.waiting import eventually
 from trading.app import TradingApp, create_app
 from trading.engine import Engine
@@ -287,9 +287,9 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         created = await trading.stub.CreateInstrument(
             trading_pb2.CreateInstrumentRequest(instrument=btc_usd())
         )
-        assert created.instrument == btc_usd()
+        assert created.instrument == as_listed(btc_usd())
         again = await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
-        assert again.instrument == btc_usd()
+        assert again.instrument == as_listed(btc_usd())
 
         subscription = trading.stub.SubscribeExecutions(trading_pb2.SubscribeExecutionsRequest())
         await eventually(lambda: trading.app.feed.subscriber_count == 1, "the subscription")
@@ -382,7 +382,7 @@ async def test_orders_stream_journal_answer_in_order_and_replay_after_restart(
         restarted.app.engine.validate()
         assert await restarted.stub.GetOrderBook(trading_pb2.GetOrderBookRequest(symbol="BTC-USD")) == book
         listed = await restarted.stub.ListInstruments(trading_pb2.ListInstrumentsRequest())
-        assert list(listed.instruments) == [btc_usd()]
+        assert list(listed.instruments) == [as_listed(btc_usd())]
         # Counters continue: the next trade is number 3, right after the journal's last sequence.
         (response,) = await restarted.send([new("x1", SELL, 100, 1, "carol")])
         trade_reports = [

@@ -151,6 +151,59 @@ def test_state_hash_depends_on_priority_and_quantities() -> None:
     assert one.state_hash() != two.state_hash()
 
 
+def test_makers_lists_what_a_taker_meets_in_priority_skipping_cancelled_orders() -> None:
+    book = Book("X")
+    for order_id, price in (("a1", 102), ("a2", 101), ("a3", 101), ("a4", 103)):
+        book.submit(order(order_id, SELL, price, 1))
+    book.cancel("a2")
+    assert [maker.order_id for maker in book.makers(BUY)] == ["a3", "a1", "a4"]
+    assert list(book.makers(SELL)) == []
+
+
+def test_take_trades_the_first_order_in_priority_only() -> None:
+    book = Book("X")
+    for order_id, price, lots in (("a1", 101, 2), ("a2", 101, 3), ("a3", 102, 1)):
+        book.submit(order(order_id, SELL, price, lots))
+    first, second = book.get("a1"), book.get("a2")
+    assert first is not None and second is not None
+    with pytest.raises(BookError):
+        book.take(second, 1)  # a1 is ahead of it
+    with pytest.raises(BookError):
+        book.take(first, 3)  # more than it has
+    book.take(first, 1)
+    book.take(first, 1)
+    assert "a1" not in book and book.depth(SELL) == [(101, 3, 1), (102, 1, 1)]
+    book.take(second, 3)
+    assert book.depth(SELL) == [(102, 1, 1)]
+    book.discard(1)  # a taker of 6 lots: 5 traded (counted by take), 1 expired
+    book.validate()
+
+
+def test_reduce_keeps_the_place_in_the_queue() -> None:
+    book = Book("X")
+    book.submit(order("b1", BUY, 100, 5))
+    book.submit(order("b2", BUY, 100, 5))
+    book.reduce("b1", 3)
+    assert book.depth(BUY) == [(100, 7, 2)]
+    assert fills_of(book.submit(order("s", SELL, 100, 1))) == [("b1", 100, 1)]
+    with pytest.raises(BookError):
+        book.reduce("b1", 1)  # to nothing: that is a cancel
+    with pytest.raises(BookError):
+        book.reduce("gone", 1)
+    book.validate()
+
+
+def test_an_order_taken_out_to_rest_again_goes_to_the_back_once() -> None:
+    book = Book("X")
+    for order_id in ("b1", "b2", "b3"):
+        book.submit(order(order_id, BUY, 100, 1))
+    moved = book.cancel("b1", to_rest_again=True)
+    assert moved is not None
+    book.enter(moved)  # same price, now behind b2 and b3
+    assert [o.order_id for o in book.orders_in_priority(BUY)] == ["b2", "b3", "b1"]
+    book.validate()  # no tombstone of b1 left to look live again
+
+
 # -- the same operations against a naive reference book ------------------------------------
 
 

@@ -9,33 +9,13 @@ from hypothesis import strategies as st
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.trading.v1 import trading_pb2
-from tests.instruments import btc_usd
+from tests.instruments import as_listed, btc_usd
+from tests.orders import cancel_order as cancel
+from tests.orders import new_order as new
 from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 T = 1_700_000_000_000_000_000
-
-
-def new(
-    order_id: str, side: int, price: int, lots: int, account: str = "acct-1", **extra: object
-) -> trading_pb2.OrderCommand:
-    fields: dict[str, object] = {
-        "order_id": order_id,
-        "client_order_id": f"c-{order_id}",
-        "account_id": account,
-        "symbol": "BTC-USD",
-        "side": side,
-        "price_ticks": price,
-        "quantity_lots": lots,
-    }
-    fields.update(extra)
-    return trading_pb2.OrderCommand(new_order=trading_pb2.NewOrder(**fields))  # type: ignore[arg-type]
-
-
-def cancel(order_id: str, account: str = "acct-1") -> trading_pb2.OrderCommand:
-    return trading_pb2.OrderCommand(
-        cancel_order=trading_pb2.CancelOrder(order_id=order_id, account_id=account)
-    )
 
 
 @pytest.fixture
@@ -259,13 +239,13 @@ def test_engine_time_never_goes_backwards(engine: Engine) -> None:
 
 def test_creating_the_same_instrument_again_is_a_no_op(engine: Engine) -> None:
     outcome = engine.create_instrument(btc_usd(), T)
-    assert outcome.records == [] and outcome.instrument == btc_usd()
+    assert outcome.records == [] and outcome.instrument == as_listed(btc_usd())
     different = btc_usd()
     different.taker_fee_bps = 30
     with pytest.raises(InstrumentRejected) as refused:
         engine.create_instrument(different, T)
     assert refused.value.reason == "INSTRUMENT_EXISTS"
-    assert engine.instrument_list() == [btc_usd()]
+    assert engine.instrument_list() == [as_listed(btc_usd())]
 
 
 def test_a_new_instrument_is_journaled_and_gets_an_empty_book(engine: Engine) -> None:

@@ -16,11 +16,46 @@ class OrderType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ORDER_TYPE_UNSPECIFIED: _ClassVar[OrderType]
     ORDER_TYPE_LIMIT: _ClassVar[OrderType]
+    ORDER_TYPE_MARKET: _ClassVar[OrderType]
 
 class TimeInForce(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TIME_IN_FORCE_UNSPECIFIED: _ClassVar[TimeInForce]
     TIME_IN_FORCE_GTC: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_IOC: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_FOK: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_DAY: _ClassVar[TimeInForce]
+
+class PostOnly(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POST_ONLY_UNSPECIFIED: _ClassVar[PostOnly]
+    POST_ONLY_REJECT: _ClassVar[PostOnly]
+    POST_ONLY_REPRICE: _ClassVar[PostOnly]
+
+class SelfTradePrevention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SELF_TRADE_PREVENTION_UNSPECIFIED: _ClassVar[SelfTradePrevention]
+    SELF_TRADE_PREVENTION_CANCEL_RESTING: _ClassVar[SelfTradePrevention]
+    SELF_TRADE_PREVENTION_CANCEL_INCOMING: _ClassVar[SelfTradePrevention]
+    SELF_TRADE_PREVENTION_CANCEL_BOTH: _ClassVar[SelfTradePrevention]
+
+class InstrumentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INSTRUMENT_STATUS_UNSPECIFIED: _ClassVar[InstrumentStatus]
+    INSTRUMENT_STATUS_TRADING: _ClassVar[InstrumentStatus]
+    INSTRUMENT_STATUS_HALTED: _ClassVar[InstrumentStatus]
+    INSTRUMENT_STATUS_CLOSED: _ClassVar[InstrumentStatus]
+
+class CancelReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANCEL_REASON_UNSPECIFIED: _ClassVar[CancelReason]
+    CANCEL_REASON_REQUESTED: _ClassVar[CancelReason]
+    CANCEL_REASON_MASS_CANCEL: _ClassVar[CancelReason]
+    CANCEL_REASON_SELF_TRADE_PREVENTED: _ClassVar[CancelReason]
+    CANCEL_REASON_IOC_REMAINDER: _ClassVar[CancelReason]
+    CANCEL_REASON_MARKET_REMAINDER: _ClassVar[CancelReason]
+    CANCEL_REASON_FOK_UNFILLABLE: _ClassVar[CancelReason]
+    CANCEL_REASON_DAY_EXPIRED: _ClassVar[CancelReason]
 
 class OrderStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +65,7 @@ class OrderStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORDER_STATUS_FILLED: _ClassVar[OrderStatus]
     ORDER_STATUS_CANCELLED: _ClassVar[OrderStatus]
     ORDER_STATUS_REJECTED: _ClassVar[OrderStatus]
+    ORDER_STATUS_EXPIRED: _ClassVar[OrderStatus]
 
 class ExecutionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +74,8 @@ class ExecutionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXECUTION_TYPE_TRADE: _ClassVar[ExecutionType]
     EXECUTION_TYPE_CANCELLED: _ClassVar[ExecutionType]
     EXECUTION_TYPE_REJECTED: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_EXPIRED: _ClassVar[ExecutionType]
+    EXECUTION_TYPE_REPLACED: _ClassVar[ExecutionType]
 
 class LiquiditySide(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -93,6 +131,14 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_INVALID_INSTRUMENT: _ClassVar[RejectReason]
     REJECT_REASON_INSTRUMENT_EXISTS: _ClassVar[RejectReason]
     REJECT_REASON_ORDER_FENCED: _ClassVar[RejectReason]
+    REJECT_REASON_MARKET_PROTECTION_REQUIRED: _ClassVar[RejectReason]
+    REJECT_REASON_MARKET_ORDER_CANNOT_REST: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_QUOTE_BUDGET: _ClassVar[RejectReason]
+    REJECT_REASON_POST_ONLY_WOULD_TAKE: _ClassVar[RejectReason]
+    REJECT_REASON_INSTRUMENT_HALTED: _ClassVar[RejectReason]
+    REJECT_REASON_INSTRUMENT_CLOSED: _ClassVar[RejectReason]
+    REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_COMMAND: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_ASSET: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_ACCOUNT: _ClassVar[RejectReason]
     REJECT_REASON_ASSET_EXISTS: _ClassVar[RejectReason]
@@ -136,19 +182,45 @@ SIDE_BUY: Side
 SIDE_SELL: Side
 ORDER_TYPE_UNSPECIFIED: OrderType
 ORDER_TYPE_LIMIT: OrderType
+ORDER_TYPE_MARKET: OrderType
 TIME_IN_FORCE_UNSPECIFIED: TimeInForce
 TIME_IN_FORCE_GTC: TimeInForce
+TIME_IN_FORCE_IOC: TimeInForce
+TIME_IN_FORCE_FOK: TimeInForce
+TIME_IN_FORCE_DAY: TimeInForce
+POST_ONLY_UNSPECIFIED: PostOnly
+POST_ONLY_REJECT: PostOnly
+POST_ONLY_REPRICE: PostOnly
+SELF_TRADE_PREVENTION_UNSPECIFIED: SelfTradePrevention
+SELF_TRADE_PREVENTION_CANCEL_RESTING: SelfTradePrevention
+SELF_TRADE_PREVENTION_CANCEL_INCOMING: SelfTradePrevention
+SELF_TRADE_PREVENTION_CANCEL_BOTH: SelfTradePrevention
+INSTRUMENT_STATUS_UNSPECIFIED: InstrumentStatus
+INSTRUMENT_STATUS_TRADING: InstrumentStatus
+INSTRUMENT_STATUS_HALTED: InstrumentStatus
+INSTRUMENT_STATUS_CLOSED: InstrumentStatus
+CANCEL_REASON_UNSPECIFIED: CancelReason
+CANCEL_REASON_REQUESTED: CancelReason
+CANCEL_REASON_MASS_CANCEL: CancelReason
+CANCEL_REASON_SELF_TRADE_PREVENTED: CancelReason
+CANCEL_REASON_IOC_REMAINDER: CancelReason
+CANCEL_REASON_MARKET_REMAINDER: CancelReason
+CANCEL_REASON_FOK_UNFILLABLE: CancelReason
+CANCEL_REASON_DAY_EXPIRED: CancelReason
 ORDER_STATUS_UNSPECIFIED: OrderStatus
 ORDER_STATUS_NEW: OrderStatus
 ORDER_STATUS_PARTIALLY_FILLED: OrderStatus
 ORDER_STATUS_FILLED: OrderStatus
 ORDER_STATUS_CANCELLED: OrderStatus
 ORDER_STATUS_REJECTED: OrderStatus
+ORDER_STATUS_EXPIRED: OrderStatus
 EXECUTION_TYPE_UNSPECIFIED: ExecutionType
 EXECUTION_TYPE_ACCEPTED: ExecutionType
 EXECUTION_TYPE_TRADE: ExecutionType
 EXECUTION_TYPE_CANCELLED: ExecutionType
 EXECUTION_TYPE_REJECTED: ExecutionType
+EXECUTION_TYPE_EXPIRED: ExecutionType
+EXECUTION_TYPE_REPLACED: ExecutionType
 LIQUIDITY_SIDE_UNSPECIFIED: LiquiditySide
 LIQUIDITY_SIDE_MAKER: LiquiditySide
 LIQUIDITY_SIDE_TAKER: LiquiditySide
@@ -198,6 +270,14 @@ REJECT_REASON_ORDER_NOT_OPEN: RejectReason
 REJECT_REASON_INVALID_INSTRUMENT: RejectReason
 REJECT_REASON_INSTRUMENT_EXISTS: RejectReason
 REJECT_REASON_ORDER_FENCED: RejectReason
+REJECT_REASON_MARKET_PROTECTION_REQUIRED: RejectReason
+REJECT_REASON_MARKET_ORDER_CANNOT_REST: RejectReason
+REJECT_REASON_INVALID_QUOTE_BUDGET: RejectReason
+REJECT_REASON_POST_ONLY_WOULD_TAKE: RejectReason
+REJECT_REASON_INSTRUMENT_HALTED: RejectReason
+REJECT_REASON_INSTRUMENT_CLOSED: RejectReason
+REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL: RejectReason
+REJECT_REASON_INVALID_COMMAND: RejectReason
 REJECT_REASON_UNKNOWN_ASSET: RejectReason
 REJECT_REASON_UNKNOWN_ACCOUNT: RejectReason
 REJECT_REASON_ASSET_EXISTS: RejectReason
@@ -238,7 +318,7 @@ REJECT_REASON_MARKET_DATA_INTERRUPTED: RejectReason
 REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):
-    __slots__ = ("symbol", "base_asset", "quote_asset", "base_scale", "quote_scale", "tick_size", "lot_size", "min_quantity_lots", "max_quantity_lots", "max_price_ticks", "base_minor_per_lot", "quote_minor_per_tick_lot", "maker_fee_bps", "taker_fee_bps")
+    __slots__ = ("symbol", "base_asset", "quote_asset", "base_scale", "quote_scale", "tick_size", "lot_size", "min_quantity_lots", "max_quantity_lots", "max_price_ticks", "base_minor_per_lot", "quote_minor_per_tick_lot", "maker_fee_bps", "taker_fee_bps", "status")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
     QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +333,7 @@ class Instrument(_message.Message):
     QUOTE_MINOR_PER_TICK_LOT_FIELD_NUMBER: _ClassVar[int]
     MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
     TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     base_asset: str
     quote_asset: str
@@ -267,10 +348,11 @@ class Instrument(_message.Message):
     quote_minor_per_tick_lot: int
     maker_fee_bps: int
     taker_fee_bps: int
-    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_scale: _Optional[int] = ..., quote_scale: _Optional[int] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity_lots: _Optional[int] = ..., max_quantity_lots: _Optional[int] = ..., max_price_ticks: _Optional[int] = ..., base_minor_per_lot: _Optional[int] = ..., quote_minor_per_tick_lot: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+    status: InstrumentStatus
+    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_scale: _Optional[int] = ..., quote_scale: _Optional[int] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity_lots: _Optional[int] = ..., max_quantity_lots: _Optional[int] = ..., max_price_ticks: _Optional[int] = ..., base_minor_per_lot: _Optional[int] = ..., quote_minor_per_tick_lot: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ..., status: _Optional[_Union[InstrumentStatus, str]] = ...) -> None: ...
 
 class Trade(_message.Message):
-    __slots__ = ("trade_id", "symbol", "price_ticks", "quantity_lots", "buy_order_id", "sell_order_id", "buy_account_id", "sell_account_id", "maker_side", "base_asset", "quote_asset", "base_amount", "quote_amount", "buyer_fee", "seller_fee", "buy_limit_price_ticks", "buy_leaves_lots", "sell_leaves_lots", "timestamp_ns")
+    __slots__ = ("trade_id", "symbol", "price_ticks", "quantity_lots", "buy_order_id", "sell_order_id", "buy_account_id", "sell_account_id", "maker_side", "base_asset", "quote_asset", "base_amount", "quote_amount", "buyer_fee", "seller_fee", "buy_limit_price_ticks", "buy_leaves_lots", "sell_leaves_lots", "timestamp_ns", "buy_quote_budget")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +372,7 @@ class Trade(_message.Message):
     BUY_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
     SELL_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    BUY_QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     symbol: str
     price_ticks: int
@@ -309,10 +392,11 @@ class Trade(_message.Message):
     buy_leaves_lots: int
     sell_leaves_lots: int
     timestamp_ns: int
-    def __init__(self, trade_id: _Optional[int] = ..., symbol: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., buy_order_id: _Optional[str] = ..., sell_order_id: _Optional[str] = ..., buy_account_id: _Optional[str] = ..., sell_account_id: _Optional[str] = ..., maker_side: _Optional[_Union[Side, str]] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_amount: _Optional[int] = ..., quote_amount: _Optional[int] = ..., buyer_fee: _Optional[int] = ..., seller_fee: _Optional[int] = ..., buy_limit_price_ticks: _Optional[int] = ..., buy_leaves_lots: _Optional[int] = ..., sell_leaves_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+    buy_quote_budget: int
+    def __init__(self, trade_id: _Optional[int] = ..., symbol: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., buy_order_id: _Optional[str] = ..., sell_order_id: _Optional[str] = ..., buy_account_id: _Optional[str] = ..., sell_account_id: _Optional[str] = ..., maker_side: _Optional[_Union[Side, str]] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., base_amount: _Optional[int] = ..., quote_amount: _Optional[int] = ..., buyer_fee: _Optional[int] = ..., seller_fee: _Optional[int] = ..., buy_limit_price_ticks: _Optional[int] = ..., buy_leaves_lots: _Optional[int] = ..., sell_leaves_lots: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., buy_quote_budget: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "filled_lots", "leaves_lots", "cancelled_lots", "status", "filled_notional_ticks_lots", "created_ns", "updated_ns")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "filled_lots", "leaves_lots", "cancelled_lots", "status", "filled_notional_ticks_lots", "created_ns", "updated_ns", "post_only", "self_trade_prevention", "quote_budget", "expired_lots", "reserve_price_ticks")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +413,11 @@ class Order(_message.Message):
     FILLED_NOTIONAL_TICKS_LOTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_NS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_NS_FIELD_NUMBER: _ClassVar[int]
+    POST_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_LOTS_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -345,10 +434,15 @@ class Order(_message.Message):
     filled_notional_ticks_lots: int
     created_ns: int
     updated_ns: int
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ...) -> None: ...
+    post_only: PostOnly
+    self_trade_prevention: SelfTradePrevention
+    quote_budget: int
+    expired_lots: int
+    reserve_price_ticks: int
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., type: _Optional[_Union[OrderType, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., filled_lots: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., cancelled_lots: _Optional[int] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_notional_ticks_lots: _Optional[int] = ..., created_ns: _Optional[int] = ..., updated_ns: _Optional[int] = ..., post_only: _Optional[_Union[PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ..., expired_lots: _Optional[int] = ..., reserve_price_ticks: _Optional[int] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns", "journal_sequence")
+    __slots__ = ("order", "execution_type", "trade_id", "last_price_ticks", "last_quantity_lots", "last_fee", "liquidity_side", "reject_reason", "timestamp_ns", "journal_sequence", "account_sequence", "cancel_reason")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -359,6 +453,8 @@ class ExecutionReport(_message.Message):
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     order: Order
     execution_type: ExecutionType
     trade_id: int
@@ -369,7 +465,9 @@ class ExecutionReport(_message.Message):
     reject_reason: RejectReason
     timestamp_ns: int
     journal_sequence: int
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., timestamp_ns: _Optional[int] = ..., journal_sequence: _Optional[int] = ...) -> None: ...
+    account_sequence: int
+    cancel_reason: CancelReason
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[ExecutionType, str]] = ..., trade_id: _Optional[int] = ..., last_price_ticks: _Optional[int] = ..., last_quantity_lots: _Optional[int] = ..., last_fee: _Optional[int] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ..., timestamp_ns: _Optional[int] = ..., journal_sequence: _Optional[int] = ..., account_sequence: _Optional[int] = ..., cancel_reason: _Optional[_Union[CancelReason, str]] = ...) -> None: ...
 
 class OrderReleased(_message.Message):
     __slots__ = ("order_id", "account_id", "symbol", "side", "released_lots", "timestamp_ns")
@@ -396,3 +494,27 @@ class OrderFenced(_message.Message):
     account_id: str
     timestamp_ns: int
     def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class OrderReplaced(_message.Message):
+    __slots__ = ("order_id", "account_id", "symbol", "side", "old_price_ticks", "new_price_ticks", "old_leaves_lots", "new_leaves_lots", "priority_kept", "timestamp_ns")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    OLD_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    NEW_PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    OLD_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    NEW_LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_KEPT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    old_price_ticks: int
+    new_price_ticks: int
+    old_leaves_lots: int
+    new_leaves_lots: int
+    priority_kept: bool
+    timestamp_ns: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., old_price_ticks: _Optional[int] = ..., new_price_ticks: _Optional[int] = ..., old_leaves_lots: _Optional[int] = ..., new_leaves_lots: _Optional[int] = ..., priority_kept: _Optional[bool] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...

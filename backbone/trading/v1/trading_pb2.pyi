@@ -18,7 +18,7 @@ RESOLUTION_FOUND: Resolution
 RESOLUTION_FENCED: Resolution
 
 class NewOrder(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "risk_epoch")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "risk_epoch", "post_only", "self_trade_prevention", "quote_budget")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,9 @@ class NewOrder(_message.Message):
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    POST_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -39,7 +42,46 @@ class NewOrder(_message.Message):
     price_ticks: int
     quantity_lots: int
     risk_epoch: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ...) -> None: ...
+    post_only: _common_pb2.PostOnly
+    self_trade_prevention: _common_pb2.SelfTradePrevention
+    quote_budget: int
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ..., post_only: _Optional[_Union[_common_pb2.PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[_common_pb2.SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ...) -> None: ...
+
+class ReplaceOrder(_message.Message):
+    __slots__ = ("order_id", "account_id", "price_ticks", "quantity_lots")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    price_ticks: int
+    quantity_lots: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ...) -> None: ...
+
+class MassCancel(_message.Message):
+    __slots__ = ("account_id", "symbol")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ...) -> None: ...
+
+class ExpireOrders(_message.Message):
+    __slots__ = ("symbol", "time_in_force")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    time_in_force: _common_pb2.TimeInForce
+    def __init__(self, symbol: _Optional[str] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ...) -> None: ...
+
+class SetInstrumentStatus(_message.Message):
+    __slots__ = ("symbol", "status")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    status: _common_pb2.InstrumentStatus
+    def __init__(self, symbol: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.InstrumentStatus, str]] = ...) -> None: ...
 
 class RiskEpochChanged(_message.Message):
     __slots__ = ("epoch",)
@@ -56,12 +98,16 @@ class CancelOrder(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ...) -> None: ...
 
 class OrderCommand(_message.Message):
-    __slots__ = ("new_order", "cancel_order")
+    __slots__ = ("new_order", "cancel_order", "replace_order", "mass_cancel")
     NEW_ORDER_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ORDER_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    MASS_CANCEL_FIELD_NUMBER: _ClassVar[int]
     new_order: NewOrder
     cancel_order: CancelOrder
-    def __init__(self, new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ...) -> None: ...
+    replace_order: ReplaceOrder
+    mass_cancel: MassCancel
+    def __init__(self, new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., replace_order: _Optional[_Union[ReplaceOrder, _Mapping]] = ..., mass_cancel: _Optional[_Union[MassCancel, _Mapping]] = ...) -> None: ...
 
 class StreamOrdersRequest(_message.Message):
     __slots__ = ("sequence", "commands")
@@ -208,7 +254,7 @@ class GetOrderBookResponse(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ...) -> None: ...
 
 class JournalRecord(_message.Message):
-    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released", "order_fenced", "risk_epoch_changed")
+    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released", "order_fenced", "risk_epoch_changed", "replace_order", "order_replaced", "mass_cancel", "expire_orders", "set_instrument_status")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +264,11 @@ class JournalRecord(_message.Message):
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
     ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REPLACED_FIELD_NUMBER: _ClassVar[int]
+    MASS_CANCEL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    SET_INSTRUMENT_STATUS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     timestamp_ns: int
     instrument_created: _common_pb2.Instrument
@@ -227,7 +278,12 @@ class JournalRecord(_message.Message):
     order_released: _common_pb2.OrderReleased
     order_fenced: _common_pb2.OrderFenced
     risk_epoch_changed: RiskEpochChanged
-    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+    replace_order: ReplaceOrder
+    order_replaced: _common_pb2.OrderReplaced
+    mass_cancel: MassCancel
+    expire_orders: ExpireOrders
+    set_instrument_status: SetInstrumentStatus
+    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ..., replace_order: _Optional[_Union[ReplaceOrder, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., mass_cancel: _Optional[_Union[MassCancel, _Mapping]] = ..., expire_orders: _Optional[_Union[ExpireOrders, _Mapping]] = ..., set_instrument_status: _Optional[_Union[SetInstrumentStatus, _Mapping]] = ...) -> None: ...
 
 class StreamMarketDataRequest(_message.Message):
     __slots__ = ()
