@@ -60,10 +60,12 @@ no per-account index.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from backbone import ids
 from backbone.common.v1 import common_pb2
@@ -231,6 +233,11 @@ class OrderState(BookOrder):
         self.created_ns = timestamp_ns
         self.updated_ns = timestamp_ns
 
+    def __reduce__(self) -> tuple[Callable[[tuple[Any, ...]], OrderState], tuple[tuple[Any, ...]]]:
+        """Pickled as its fields in one tuple (snapshots: trading/snapshots.py): loading a snapshot
+        of many orders costs a third of what pickle's default for slotted objects does."""
+        return _restored_order, (_order_fields(self),)
+
     def fields(self, leaves_lots: int | None = None, status: int | None = None) -> dict[str, object]:
         """The order as keyword arguments of a common.v1.Order (optionally with other leaves/status).
 
@@ -268,6 +275,46 @@ class OrderState(BookOrder):
     def message(self) -> common_pb2.Order:
         """The order as a common.v1.Order."""
         return Order(**self.fields())  # type: ignore[arg-type]
+
+
+# Every slot of an OrderState (BookOrder's, then its own), in the order __reduce__ packs them.
+ORDER_FIELDS = (*BookOrder.__slots__, *OrderState.__slots__)
+_order_fields = operator.attrgetter(*ORDER_FIELDS)
+
+
+def _restored_order(values: tuple[Any, ...]) -> OrderState:
+    """An OrderState from its fields in ORDER_FIELDS' order (what OrderState.__reduce__ packed);
+    one unpacking assignment, not an attribute set per field (tests/unit/test_trading_snapshot_orders.py
+    checks it names every slot, in order)."""
+    order = object.__new__(OrderState)
+    (
+        order.leaves_lots,
+        order.order_id,
+        order.price_ticks,
+        order.resting,
+        order.side,
+        order.account_id,
+        order.cancelled_lots,
+        order.client_order_id,
+        order.created_ns,
+        order.expired_lots,
+        order.filled_lots,
+        order.filled_notional,
+        order.order_type,
+        order.plain,
+        order.post_only,
+        order.quantity_lots,
+        order.quote_budget,
+        order.reserve_price_ticks,
+        order.self_trade_prevention,
+        order.sent_price_ticks,
+        order.sent_quantity_lots,
+        order.status,
+        order.symbol,
+        order.time_in_force,
+        order.updated_ns,
+    ) = values
+    return order
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ cannot be read back to the same state stops the start with an error naming it: n
 a wrong book (delete the row to start from the journal alone).
 
 Taking one: the engine is serialized on the engine task between two commands (matching waits:
-about 14 us per order in memory, 1.4 s for 100,000, measured on this machine), and the snapshot is
+about 9 us per order in memory, measured on this machine; an order pickles as one tuple of its
+fields, see OrderState.__reduce__, and loads in about 4 us), and the snapshot is
 written once that point is journaled; compression and the write do not hold the engine. A
 snapshot is taken every ``TRADING_SNAPSHOT_COMMANDS`` journal records or, when anything was
 journaled, every ``TRADING_SNAPSHOT_SECONDS``; the newest ``KEEP`` are kept.
@@ -22,6 +23,7 @@ can rewrite the journal too, so it adds no way in.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import pickle
 import time
@@ -82,10 +84,15 @@ def freeze(engine: Engine) -> tuple[int, str, bytes]:
 
 def thaw(shard: str, snapshot: Snapshot) -> Engine:
     """The engine a snapshot holds, checked against its sequence and digest."""
+    collecting = gc.isenabled()
+    gc.disable()  # millions of new objects, none garbage: the collector would only walk them
     try:
         engine = pickle.loads(zlib.decompress(snapshot.payload))
     except Exception as error:  # any failure to decode is a snapshot that cannot be used
         raise SnapshotUnreadable(shard, snapshot.sequence, f"it does not decode ({error!r})") from None
+    finally:
+        if collecting:
+            gc.enable()
     if not isinstance(engine, Engine):
         raise SnapshotUnreadable(
             shard, snapshot.sequence, f"it holds a {type(engine).__name__}, not an engine"
