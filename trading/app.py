@@ -14,6 +14,7 @@ and pool.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -285,6 +286,10 @@ class TradingApp:
         except JournalUnreadable as error:
             log.critical("journal cannot be replayed", shard=shard, sequence=error.sequence, why=error.why)
             raise
+        # What replay built lives on (most of it for the process's life): the cycle collector stops
+        # walking it on every full collection, which the engine's steady allocation would trigger.
+        gc.collect()
+        gc.freeze()
         log.info(
             "journal replayed",
             shard=shard,

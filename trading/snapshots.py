@@ -91,6 +91,7 @@ def thaw(shard: str, snapshot: Snapshot) -> Engine:
     except Exception as error:  # any failure to decode is a snapshot that cannot be used
         raise SnapshotUnreadable(shard, snapshot.sequence, f"it does not decode ({error!r})") from None
     finally:
+        gc.freeze()  # what was loaded lives on: later collections need not walk it again
         if collecting:
             gc.enable()
     if not isinstance(engine, Engine):
@@ -99,9 +100,8 @@ def thaw(shard: str, snapshot: Snapshot) -> Engine:
         )
     if engine.last_sequence != snapshot.sequence:
         raise SnapshotUnreadable(shard, snapshot.sequence, f"it stands at sequence {engine.last_sequence}")
-    try:
+    try:  # the digest proves it is the state that was frozen: no walk of its books is needed
         digest = engine.state_hash()
-        engine.validate()
     except Exception as error:
         raise SnapshotUnreadable(shard, snapshot.sequence, f"its state is inconsistent ({error!r})") from None
     if digest != snapshot.state_hash:
