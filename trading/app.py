@@ -274,11 +274,13 @@ class TradingApp:
         snapshot = await snapshots.newest()
         if snapshot is not None:
             try:
-                self.engine = await asyncio.to_thread(thaw, shard, snapshot)
+                loaded = await asyncio.to_thread(thaw, shard, snapshot)
             except SnapshotUnreadable as error:
                 log.critical("snapshot cannot be loaded", shard=shard, sequence=error.sequence, why=error.why)
                 raise
-            self.loop.replace_engine(self.engine)
+            # The same engine object takes the loaded state: calls that arrived while this process
+            # started (queued for the engine loop) and every holder of the engine see it.
+            self.engine.become(loaded)
             self.open_orders.follow(self.engine.orders)
             self.recovered_from = snapshot.sequence
         try:

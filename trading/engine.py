@@ -453,6 +453,11 @@ class Engine:
         self.risk_epoch = ""
         self._expected: deque[trading_pb2.JournalRecord] = deque()
 
+    def become(self, loaded: Engine) -> None:
+        """Take on the whole state of `loaded` (an engine read from a snapshot): whoever holds
+        this engine (the engine loop, the servicer, a request already queued) sees it from now on."""
+        self.__dict__ = loaded.__dict__
+
     # -- commands ------------------------------------------------------------------------
 
     def _clock(self, timestamp_ns: int) -> int:

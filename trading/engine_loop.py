@@ -94,12 +94,6 @@ class EngineLoop:
         self._stopping = False
         self._failed = False
 
-    def replace_engine(self, engine: Engine) -> None:
-        """Work on `engine` from now on (one loaded from a snapshot); only before start()."""
-        assert self._task is None, "the engine is replaced before the loop starts"
-        self.engine = engine
-        self.market_data = MarketDataFeed(engine)
-
     async def start(self, journal: Journal) -> None:
         self.journal = journal
         if self._task is None:

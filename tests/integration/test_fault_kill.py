@@ -14,14 +14,19 @@ entered on StreamOrders: with trading killed under several streams, every reques
 the gateway read is answered in full before its stream ends (UNAVAILABLE: the
 feed of later reports broke), and a client that resends what got no answer or a
 retryable refusal, with the same client order ids, settles each order in one
-state, never placed twice.
+state, never placed twice. Trading snapshots its engine every 100 journal records here, so each
+restart loads a snapshot and replays the journal after it: the running engine's state digest then
+equals the whole journal's replay (`backbone check`'s live comparison), after 20 kills at random
+moments.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -51,8 +56,22 @@ STREAM_KILLS = 4
 STREAM_BATCH = 20
 
 
-# Both tests run on the module's system (its services are restarted, never replaced), each with
+# The tests run on the module's system (its services are restarted, never replaced), each with
 # accounts of its own: a session has 15 Redis databases for systems.
+
+
+@pytest.fixture(scope="module")
+def system(system_factory: Callable[..., System]) -> System:
+    """The module's system, its trading engine snapshotted every 100 journal records (at most
+    every half second), so that each restart recovers from a snapshot and the journal after it."""
+    return system_factory(BACKBONE_TRADING_SNAPSHOT_COMMANDS="100", BACKBONE_TRADING_SNAPSHOT_SECONDS="1")
+
+
+def recovered_from_snapshots(system: System) -> list[int]:
+    """The snapshot sequence each start of trading loaded, from its log (None: none loaded)."""
+    log = (system.log_dir / "trading.log").read_text()
+    starts = [json.loads(line) for line in log.splitlines() if '"event": "journal replayed"' in line]
+    return [start["snapshot_sequence"] for start in starts]
 
 
 def test_sigkill_mid_flow_loses_and_doubles_nothing(system: System) -> None:
@@ -107,8 +126,11 @@ def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservatio
         print(f"outcomes {flow.outcomes}; {len(unknown)} answered OUTCOME_UNKNOWN")
         assert unknown, f"no kill caught an order in flight: {flow.outcomes}"
 
-        # The gateway resolves each by itself: nothing stays reserved for an order that is not open.
-        invariants_hold(system.database_url, system.redis_url)
+        # The gateway resolves each by itself: nothing stays reserved for an order that is not open;
+        # and the engine recovered from snapshot + journal holds what the whole journal replays to.
+        invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+        loaded = [sequence for sequence in recovered_from_snapshots(system) if sequence]
+        assert len(loaded) >= TRADING_KILLS - 2, f"restarts from a snapshot: {loaded}"
 
         # Each ends in one definite state, on which GetOrder and a retry with its client order id agree.
         found = fenced = 0
