@@ -9,8 +9,11 @@ trades on its own instrument, so the books of one test never meet another's orde
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -31,7 +34,9 @@ from tests.integration.gateway_calls import (
     settles_to,
     setup_market,
 )
+from tests.integration.grpcurl_stand_in import run_pasted, substitute
 from tests.integration.order_stream_calls import OK, OrderStream, submit
+from tests.integration.test_readme_walkthrough import readme_blocks
 
 pytestmark = pytest.mark.integration
 
@@ -352,3 +357,39 @@ def test_the_configured_post_only_mode_and_self_trade_prevention_apply(
     cancel(gateway, trader, repriced.order_id)
     nothing_reserved(gateway, trader)
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_the_readme_order_types_section_runs_as_written(
+    gateway: Gateway, system: System, tmp_path: Path
+) -> None:
+    """Its grpcurl block (played by buf curl) as Bob and Alice on a fresh BTC-USD, then its SDK
+    snippet as Alice: the answers are those its comments promise."""
+    setup_market(gateway, "BTC-USD", "BTC")
+    _, alice = funded_account(gateway, {"USD": "100000"})
+    _, bob = funded_account(gateway, {"BTC": "2"})
+    (commands,) = readme_blocks("Order types", "sh")
+    variables = f'GW={system.gateway}\nALICE="x-api-key: {alice}"\nBOB="x-api-key: {bob}"\n'
+    answers = run_pasted(variables + commands, tmp_path)
+    submitted = answers.of("SubmitOrder")
+    statuses = [s["order"]["status"].removeprefix("ORDER_STATUS_") for s in submitted]
+    assert statuses == ["NEW", "NEW", "EXPIRED", "EXPIRED", "NEW"]
+    ioc, swept, rests = submitted[2], submitted[3], submitted[4]
+    assert (ioc["order"]["filledQuantity"], ioc["order"]["expiredQuantity"]) == ("0.1000", "0.2000")
+    assert ioc["reports"][-1]["cancelReason"] == "CANCEL_REASON_IOC_REMAINDER"
+    assert [r["lastPrice"] for r in swept["reports"] if "lastPrice" in r] == ["50050.00"]
+    assert swept["reports"][-1]["cancelReason"] == "CANCEL_REASON_MARKET_REMAINDER"
+    assert (swept["order"]["type"], swept["order"]["timeInForce"]) == (
+        "ORDER_TYPE_MARKET",
+        "TIME_IN_FORCE_IOC",
+    )
+    assert (rests["order"]["postOnly"], rests["order"]["selfTradePrevention"]) == (
+        True,
+        "SELF_TRADE_PREVENTION_CANCEL_RESTING",
+    )
+
+    (snippet,) = readme_blocks("Order types", "python")
+    snippet = substitute(snippet, '"127.0.0.1:50051"', repr(system.gateway))
+    snippet = substitute(snippet, '"bbk_..."', repr(alice))
+    ran = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["expired 0.1000 fok_unfillable", "new day True cancel_both"]
