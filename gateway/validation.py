@@ -321,7 +321,7 @@ def _check_terms(
             violations.add(
                 "post_only",
                 RejectReason.INVALID_ORDER,
-                f"an {_enum_name(common_pb2.TimeInForce, time_in_force)} order never rests, so it cannot "
+                f"a {_enum_name(common_pb2.TimeInForce, time_in_force)} order never rests, so it cannot "
                 "be post-only; send TIME_IN_FORCE_GTC or TIME_IN_FORCE_DAY",
             )
         post_only = chosen.post_only
