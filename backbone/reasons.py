@@ -55,10 +55,10 @@ class RejectReason(StrEnum):
     """The side is not SIDE_BUY or SIDE_SELL. Set one of them."""
 
     UNSUPPORTED_ORDER_TYPE = "UNSUPPORTED_ORDER_TYPE"
-    """The order type is not supported (only ORDER_TYPE_LIMIT is). Send a limit order."""
+    """The order type is not ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET. Send one of them."""
 
     UNSUPPORTED_TIME_IN_FORCE = "UNSUPPORTED_TIME_IN_FORCE"
-    """The time in force is not supported (only TIME_IN_FORCE_GTC is). Send GTC."""
+    """The time in force is not TIME_IN_FORCE_GTC, _IOC, _FOK or _DAY (or an enum value the gateway does not know). Send one of them."""
 
     INVALID_PRICE = "INVALID_PRICE"
     """The price is malformed (a decimal is digits with an optional fraction, at most 19 before the point and 18 after; no sign, exponent or spaces), not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range."""
@@ -148,7 +148,7 @@ class RejectReason(StrEnum):
     """The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id."""
 
     INVALID_ORDER = "INVALID_ORDER"
-    """The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order."""
+    """The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (the gateway checks them first, and refuses post-only on IOC or FOK itself with this reason, naming post_only). Fix the order."""
 
     NOT_ORDER_OWNER = "NOT_ORDER_OWNER"
     """The order belongs to another account (internal; callers see UNKNOWN_ORDER)."""
@@ -530,8 +530,8 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INVALID_ORDER_ID: "The order id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Use the id an order was given.",
     RejectReason.INVALID_DEPOSIT_ID: "The deposit id is not 1 to 64 printable ASCII characters without spaces ('!' to '~'). Fix it.",
     RejectReason.INVALID_SIDE: 'The side is not SIDE_BUY or SIDE_SELL. Set one of them.',
-    RejectReason.UNSUPPORTED_ORDER_TYPE: 'The order type is not supported (only ORDER_TYPE_LIMIT is). Send a limit order.',
-    RejectReason.UNSUPPORTED_TIME_IN_FORCE: 'The time in force is not supported (only TIME_IN_FORCE_GTC is). Send GTC.',
+    RejectReason.UNSUPPORTED_ORDER_TYPE: 'The order type is not ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET. Send one of them.',
+    RejectReason.UNSUPPORTED_TIME_IN_FORCE: 'The time in force is not TIME_IN_FORCE_GTC, _IOC, _FOK or _DAY (or an enum value the gateway does not know). Send one of them.',
     RejectReason.INVALID_PRICE: "The price is malformed (a decimal is digits with an optional fraction, at most 19 before the point and 18 after; no sign, exponent or spaces), not positive, off the tick size or above the instrument's largest price. ListInstruments gives the tick and the range.",
     RejectReason.INVALID_QUANTITY: "The quantity is malformed, not a multiple of the lot size, or outside the instrument's smallest and largest quantity. ListInstruments gives them.",
     RejectReason.INVALID_AMOUNT: "The amount is malformed, not positive, finer than the asset's scale or too large. Fix the amount.",
@@ -561,7 +561,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',
-    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (internal: the gateway checks them first). Fix the order.",
+    RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (the gateway checks them first, and refuses post-only on IOC or FOK itself with this reason, naming post_only). Fix the order.",
     RejectReason.NOT_ORDER_OWNER: 'The order belongs to another account (internal; callers see UNKNOWN_ORDER).',
     RejectReason.ORDER_NOT_OPEN: 'The order is no longer open (filled, cancelled or expired). Nothing to cancel or replace; GetOrder shows its final state.',
     RejectReason.INVALID_INSTRUMENT: 'The instrument definition is inconsistent (internal check in trading). Fix the instrument definition.',

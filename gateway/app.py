@@ -42,6 +42,7 @@ from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.servicer import GatewayServicer
+from gateway.validation import OrderDefaults, use_order_defaults
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -159,6 +160,7 @@ class GatewayApp:
 
     async def start(self) -> None:
         settings = self.settings
+        use_order_defaults(OrderDefaults.of(settings))
         self._redis = await open_redis(settings)
         risk_channel = open_channel(settings.risk_address, settings)
         trading_channel = open_channel(settings.trading_address, settings)

@@ -100,14 +100,20 @@ def client_order_id_key(account_id: str, client_order_id: str) -> str:
 
 
 def same_order(order: trading_pb2.NewOrder, held: common_pb2.Order) -> bool:
-    """True when `order` is `held` sent again: same symbol, side, type, time in force, price, quantity."""
+    """True when `order` is `held` sent again: same symbol, side, type, time in force, post-only,
+    self-trade prevention, price and quantity. The price sent is what risk reserved at
+    (reserve_price_ticks when a POST_ONLY_REPRICE order rests at another price). Post-only
+    compares as the caller asked it (on or off): the mode is the gateway's, not the caller's."""
+    sent_price = held.reserve_price_ticks or held.price_ticks
     return (
         order.symbol == held.symbol
         and order.side == held.side
         and (order.type or common_pb2.ORDER_TYPE_LIMIT) == (held.type or common_pb2.ORDER_TYPE_LIMIT)
         and (order.time_in_force or common_pb2.TIME_IN_FORCE_GTC)
         == (held.time_in_force or common_pb2.TIME_IN_FORCE_GTC)
-        and order.price_ticks == held.price_ticks
+        and bool(order.post_only) == bool(held.post_only)
+        and order.self_trade_prevention == held.self_trade_prevention
+        and order.price_ticks == sent_price
         and order.quantity_lots == held.quantity_lots
     )
 

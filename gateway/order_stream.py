@@ -70,7 +70,12 @@ REPORTS_QUEUED = 65_536
 PLACING_WAIT_SECONDS = 30.0
 
 _TERMINAL = frozenset(
-    {common_pb2.ORDER_STATUS_FILLED, common_pb2.ORDER_STATUS_CANCELLED, common_pb2.ORDER_STATUS_REJECTED}
+    {
+        common_pb2.ORDER_STATUS_FILLED,
+        common_pb2.ORDER_STATUS_CANCELLED,
+        common_pb2.ORDER_STATUS_REJECTED,
+        common_pb2.ORDER_STATUS_EXPIRED,
+    }
 )
 
 

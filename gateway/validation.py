@@ -32,6 +32,7 @@ from backbone.money import (
     to_units,
 )
 from backbone.reasons import RejectReason
+from backbone.runtime.config import Settings
 from backbone.runtime.errors import FieldViolation, ServiceError
 from backbone.trading.v1 import trading_pb2
 
@@ -167,7 +168,14 @@ def _positive_units(text: str, increment: Decimal) -> int:
         return 0
 
 
-def _check_price(text: str, math: InstrumentMath | None, violations: Violations) -> int:
+def _check_price(text: str, math: InstrumentMath | None, violations: Violations, *, market: bool) -> int:
+    if market and not text:
+        violations.add(
+            "price",
+            RejectReason.MARKET_PROTECTION_REQUIRED,
+            "is required on a market order: its protection price, the worst price it may trade at",
+        )
+        return 0
     tick = math.tick if math else None
     ticks = _grid_units("price", RejectReason.INVALID_PRICE, text, tick, "tick size", violations)
     if math is None or ticks == 0:
@@ -206,12 +214,14 @@ def validate_submit_order(
     *,
     account_id: str,
     order_id: str,
+    defaults: OrderDefaults | None = None,
 ) -> trading_pb2.NewOrder:
     """Check every field of a public order and convert it to trading's scaled NewOrder.
 
     `instrument` is the reference data of `request.symbol`, or None when the
-    symbol is unknown. Raises ServiceError(INVALID_ARGUMENT) naming every
-    wrong field.
+    symbol is unknown; `defaults` what configuration decides (None: the
+    process's, see use_order_defaults). Raises ServiceError(INVALID_ARGUMENT)
+    naming every wrong field.
     """
     violations = Violations()
     _check_id("client_order_id", ids.CLIENT_ORDER_ID, request.client_order_id, violations)
@@ -235,24 +245,9 @@ def validate_submit_order(
         )
         violations.add("side", RejectReason.INVALID_SIDE, description)
 
-    order_type = request.type or common_pb2.ORDER_TYPE_LIMIT
-    if order_type != common_pb2.ORDER_TYPE_LIMIT:
-        violations.add(
-            "type",
-            RejectReason.UNSUPPORTED_ORDER_TYPE,
-            f"{_enum_name(common_pb2.OrderType, request.type)} is not supported; only ORDER_TYPE_LIMIT is",
-        )
-
-    time_in_force = request.time_in_force or common_pb2.TIME_IN_FORCE_GTC
-    if time_in_force != common_pb2.TIME_IN_FORCE_GTC:
-        violations.add(
-            "time_in_force",
-            RejectReason.UNSUPPORTED_TIME_IN_FORCE,
-            f"{_enum_name(common_pb2.TimeInForce, request.time_in_force)} is not supported; "
-            "only TIME_IN_FORCE_GTC is",
-        )
-
-    price_ticks = _check_price(request.price, math, violations)
+    order_type, time_in_force, post_only, self_trade_prevention = _check_terms(request, defaults, violations)
+    market = order_type == common_pb2.ORDER_TYPE_MARKET
+    price_ticks = _check_price(request.price, math, violations, market=market)
     quantity_lots = _check_quantity(request.quantity, math, violations)
     violations.raise_if_any()
     assert math is not None
@@ -262,11 +257,133 @@ def validate_submit_order(
         account_id=account_id,
         symbol=request.symbol,
         side=request.side,
-        type=order_type,
-        time_in_force=time_in_force,
+        type=order_type,  # type: ignore[arg-type]
+        time_in_force=time_in_force,  # type: ignore[arg-type]
         price_ticks=price_ticks,
         quantity_lots=quantity_lots,
+        post_only=post_only,  # type: ignore[arg-type]
+        self_trade_prevention=self_trade_prevention,  # type: ignore[arg-type]
     )
+
+
+_ORDER_TYPES = (common_pb2.ORDER_TYPE_LIMIT, common_pb2.ORDER_TYPE_MARKET)
+_TIMES_IN_FORCE = (
+    common_pb2.TIME_IN_FORCE_GTC,
+    common_pb2.TIME_IN_FORCE_IOC,
+    common_pb2.TIME_IN_FORCE_FOK,
+    common_pb2.TIME_IN_FORCE_DAY,
+)
+# Times in force under which an order rests on the book (and so may be post-only).
+_RESTING = (common_pb2.TIME_IN_FORCE_GTC, common_pb2.TIME_IN_FORCE_DAY)
+
+
+def _check_terms(
+    request: gateway_pb2.SubmitOrderRequest, defaults: OrderDefaults | None, violations: Violations
+) -> tuple[int, int, int, int]:
+    """The order's type, time in force, PostOnly and SelfTradePrevention as trading's command
+    takes them, the unspecified ones filled in; each wrong field and combination recorded with
+    the engine's reason where it has one (MARKET_ORDER_CANNOT_REST, INVALID_ORDER for post-only
+    on IOC/FOK), so the gateway refuses it before risk reserves anything."""
+    chosen = defaults or _process_defaults
+    order_type = request.type or common_pb2.ORDER_TYPE_LIMIT
+    market = order_type == common_pb2.ORDER_TYPE_MARKET
+    if order_type not in _ORDER_TYPES:
+        violations.add(
+            "type",
+            RejectReason.UNSUPPORTED_ORDER_TYPE,
+            f"{_enum_name(common_pb2.OrderType, request.type)} is not ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET",
+        )
+    # A market order without a time in force is IOC: it never rests, and IOC is what a market
+    # order means in every venue's API (FOK is the stricter choice a caller makes explicitly).
+    unset = common_pb2.TIME_IN_FORCE_IOC if market else common_pb2.TIME_IN_FORCE_GTC
+    time_in_force = request.time_in_force or unset
+    if time_in_force not in _TIMES_IN_FORCE:
+        violations.add(
+            "time_in_force",
+            RejectReason.UNSUPPORTED_TIME_IN_FORCE,
+            f"{_enum_name(common_pb2.TimeInForce, request.time_in_force)} is not TIME_IN_FORCE_GTC, "
+            "TIME_IN_FORCE_IOC, TIME_IN_FORCE_FOK or TIME_IN_FORCE_DAY",
+        )
+    elif market and time_in_force in _RESTING:
+        violations.add(
+            "time_in_force",
+            RejectReason.MARKET_ORDER_CANNOT_REST,
+            f"a market order never rests: send TIME_IN_FORCE_IOC or TIME_IN_FORCE_FOK, not "
+            f"{_enum_name(common_pb2.TimeInForce, time_in_force)}",
+        )
+    post_only: int = common_pb2.POST_ONLY_UNSPECIFIED
+    if request.post_only:
+        if market:
+            violations.add(
+                "post_only", RejectReason.MARKET_ORDER_CANNOT_REST, "a market order cannot be post-only"
+            )
+        elif time_in_force in _TIMES_IN_FORCE and time_in_force not in _RESTING:
+            violations.add(
+                "post_only",
+                RejectReason.INVALID_ORDER,
+                f"a {_enum_name(common_pb2.TimeInForce, time_in_force)} order never rests, so it cannot "
+                "be post-only; send TIME_IN_FORCE_GTC or TIME_IN_FORCE_DAY",
+            )
+        post_only = chosen.post_only
+    stp = request.self_trade_prevention
+    if stp == gateway_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED:
+        self_trade_prevention = chosen.self_trade_prevention
+    elif stp in _PUBLIC_STP:
+        self_trade_prevention = _PUBLIC_STP[stp]
+    else:
+        violations.add(
+            "self_trade_prevention",
+            RejectReason.INVALID_ORDER,
+            f"{_enum_name(gateway_pb2.SelfTradePrevention, stp)} is not a SelfTradePrevention value",
+        )
+        self_trade_prevention = common_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
+    return order_type, time_in_force, post_only, self_trade_prevention
+
+
+# The public SelfTradePrevention -> trading's (whose UNSPECIFIED is "none": every order journaled
+# before self-trade prevention existed), and back for the public view.
+_PUBLIC_STP = {
+    gateway_pb2.SELF_TRADE_PREVENTION_NONE: common_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING: common_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING: common_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH: common_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH,
+}
+PUBLIC_STP_OF = {internal: public for public, internal in _PUBLIC_STP.items()}
+# BACKBONE_SELF_TRADE_PREVENTION and BACKBONE_POST_ONLY_MODE values -> trading's enums.
+_STP_SETTINGS = {
+    "none": common_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED,
+    "cancel_resting": common_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING,
+    "cancel_incoming": common_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING,
+    "cancel_both": common_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH,
+}
+_POST_ONLY_SETTINGS = {"reject": common_pb2.POST_ONLY_REJECT, "reprice": common_pb2.POST_ONLY_REPRICE}
+
+
+@dataclass(frozen=True)
+class OrderDefaults:
+    """What the gateway's configuration decides for an order: the PostOnly a post-only order
+    carries (BACKBONE_POST_ONLY_MODE) and the SelfTradePrevention of an order that does not
+    choose one (BACKBONE_SELF_TRADE_PREVENTION). Both go on the command, so a replay of the
+    journal never depends on configuration."""
+
+    post_only: int = common_pb2.POST_ONLY_REJECT
+    self_trade_prevention: int = common_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
+
+    @classmethod
+    def of(cls, settings: Settings) -> OrderDefaults:
+        post_only = _POST_ONLY_SETTINGS[settings.post_only_mode]
+        return cls(post_only, _STP_SETTINGS[settings.self_trade_prevention])
+
+
+# The gateway process's defaults: configuration is per process, and the gateway sets them once
+# at start (use_order_defaults) for both of its order paths (SubmitOrder, StreamOrders).
+_process_defaults = OrderDefaults()
+
+
+def use_order_defaults(defaults: OrderDefaults) -> None:
+    """Make `defaults` this process's (called once by the gateway at start, from its settings)."""
+    global _process_defaults
+    _process_defaults = defaults
 
 
 def validate_order_id(order_id: str) -> None:

@@ -10,6 +10,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.money import InstrumentMath, UnitsFormat, format_minor, minor_unit
 from backbone.trading.v1 import trading_pb2
+from gateway.validation import PUBLIC_STP_OF
 
 # Extra decimal places an average price keeps beyond the tick's.
 AVERAGE_PRICE_EXTRA_PLACES = 8
@@ -83,7 +84,7 @@ def order_view(order: common_pb2.Order, instrument: common_pb2.Instrument) -> ga
 def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order:
     lot = formats.lot
     quantity, zero = lot.text, lot.zero
-    filled, cancelled = order.filled_lots, order.cancelled_lots
+    filled, cancelled, expired = order.filled_lots, order.cancelled_lots, order.expired_lots
     view = gateway_pb2.Order(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
@@ -97,7 +98,12 @@ def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order
         filled_quantity=quantity(filled) if filled else zero,
         leaves_quantity=quantity(order.leaves_lots),
         cancelled_quantity=quantity(cancelled) if cancelled else zero,
+        expired_quantity=quantity(expired) if expired else zero,
         status=order.status,
+        post_only=order.post_only != common_pb2.POST_ONLY_UNSPECIFIED,
+        self_trade_prevention=PUBLIC_STP_OF.get(
+            order.self_trade_prevention, gateway_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
+        ),
     )
     if filled > 0:
         view.average_price = formats.tick.average_text(
@@ -118,6 +124,8 @@ def report_view(
         execution_type=report.execution_type,
         reject_reason=report.reject_reason,
         trading_sequence=report.journal_sequence,
+        cancel_reason=report.cancel_reason,
+        account_sequence=report.account_sequence,
     )
     if report.execution_type == common_pb2.EXECUTION_TYPE_TRADE:
         view.trade_id = str(report.trade_id)

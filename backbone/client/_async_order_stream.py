@@ -15,7 +15,17 @@ from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError
-from ._models import CancelOrder, NewOrder, Order, OrderCommand, OrderResult, order_command_proto
+from ._models import (
+    CancelOrder,
+    NewOrder,
+    Order,
+    OrderCommand,
+    OrderResult,
+    OrderType,
+    SelfTradePrevention,
+    TimeInForce,
+    order_command_proto,
+)
 from ._order_stream import (
     EventsMode,
     OrderStreamEvent,
@@ -284,15 +294,30 @@ class AsyncOrderStream:
         *,
         client_order_id: str | None = None,
         tag: str | None = None,
+        order_type: OrderType | str = OrderType.LIMIT,
+        time_in_force: TimeInForce | str | None = None,
+        post_only: bool = False,
+        self_trade_prevention: SelfTradePrevention | str | None = None,
     ) -> AsyncOrderTicket:
-        """Send a limit order; returns its ticket at once (it waits only for room in the window).
+        """Send an order; returns its ticket at once (it waits only for room in the window).
 
         Arguments are those of ``AsyncClient.submit_order`` (a client_order_id
         is generated when None). Bad arguments the SDK can see (a float, a
         NaN, an unknown side) raise here and nothing is sent; everything else
         is answered on the ticket and the iterator.
         """
-        command = NewOrder(symbol, side, price, quantity, client_order_id or "", tag)
+        command = NewOrder(
+            symbol,
+            side,
+            price,
+            quantity,
+            client_order_id or "",
+            tag,
+            order_type,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+        )
         return await self.send(command)
 
     async def cancel(self, order_id: str, *, tag: str | None = None) -> AsyncOrderTicket:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TypeAlias, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -32,13 +32,45 @@ class Side(enum.StrEnum):
 
 
 class OrderType(enum.StrEnum):
+    """LIMIT rests at its price; MARKET trades at once down (sells) or up (buys) to its
+    protection price and never rests."""
+
     LIMIT = "limit"
+    MARKET = "market"
     UNSPECIFIED = "unspecified"
 
 
 class TimeInForce(enum.StrEnum):
+    """GTC rests until filled or cancelled; IOC trades what it can and expires the rest; FOK
+    trades all at once or nothing; DAY rests like GTC until the end of the trading day."""
+
     GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+    DAY = "day"
     UNSPECIFIED = "unspecified"
+
+
+class SelfTradePrevention(enum.StrEnum):
+    """What happens when an order would trade with a resting order of its own account."""
+
+    NONE = "none"
+    CANCEL_RESTING = "cancel_resting"
+    CANCEL_INCOMING = "cancel_incoming"
+    CANCEL_BOTH = "cancel_both"
+    UNSPECIFIED = "unspecified"
+
+
+class CancelReason(enum.StrEnum):
+    """Why an order's remainder was cancelled or expired (on CANCELLED and EXPIRED reports)."""
+
+    REQUESTED = "requested"
+    MASS_CANCEL = "mass_cancel"
+    SELF_TRADE_PREVENTED = "self_trade_prevented"
+    IOC_REMAINDER = "ioc_remainder"
+    MARKET_REMAINDER = "market_remainder"
+    FOK_UNFILLABLE = "fok_unfillable"
+    DAY_EXPIRED = "day_expired"
 
 
 class OrderStatus(enum.StrEnum):
@@ -47,6 +79,7 @@ class OrderStatus(enum.StrEnum):
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
+    EXPIRED = "expired"
     UNSPECIFIED = "unspecified"
 
     @property
@@ -60,6 +93,8 @@ class ExecutionType(enum.StrEnum):
     TRADE = "trade"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
+    EXPIRED = "expired"
+    REPLACED = "replaced"
     UNSPECIFIED = "unspecified"
 
 
@@ -70,20 +105,43 @@ class LiquiditySide(enum.StrEnum):
 
 _SIDES = {common_pb2.SIDE_BUY: Side.BUY, common_pb2.SIDE_SELL: Side.SELL}
 _SIDE_VALUES: dict[str, int] = {"buy": common_pb2.SIDE_BUY, "sell": common_pb2.SIDE_SELL}
-_ORDER_TYPES = {common_pb2.ORDER_TYPE_LIMIT: OrderType.LIMIT}
-_TIME_IN_FORCE = {common_pb2.TIME_IN_FORCE_GTC: TimeInForce.GTC}
+_ORDER_TYPES = {common_pb2.ORDER_TYPE_LIMIT: OrderType.LIMIT, common_pb2.ORDER_TYPE_MARKET: OrderType.MARKET}
+_TIME_IN_FORCE = {
+    common_pb2.TIME_IN_FORCE_GTC: TimeInForce.GTC,
+    common_pb2.TIME_IN_FORCE_IOC: TimeInForce.IOC,
+    common_pb2.TIME_IN_FORCE_FOK: TimeInForce.FOK,
+    common_pb2.TIME_IN_FORCE_DAY: TimeInForce.DAY,
+}
+_SELF_TRADE_PREVENTIONS = {
+    gateway_pb2.SELF_TRADE_PREVENTION_NONE: SelfTradePrevention.NONE,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING: SelfTradePrevention.CANCEL_RESTING,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING: SelfTradePrevention.CANCEL_INCOMING,
+    gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH: SelfTradePrevention.CANCEL_BOTH,
+}
+_CANCEL_REASONS = {
+    common_pb2.CANCEL_REASON_REQUESTED: CancelReason.REQUESTED,
+    common_pb2.CANCEL_REASON_MASS_CANCEL: CancelReason.MASS_CANCEL,
+    common_pb2.CANCEL_REASON_SELF_TRADE_PREVENTED: CancelReason.SELF_TRADE_PREVENTED,
+    common_pb2.CANCEL_REASON_IOC_REMAINDER: CancelReason.IOC_REMAINDER,
+    common_pb2.CANCEL_REASON_MARKET_REMAINDER: CancelReason.MARKET_REMAINDER,
+    common_pb2.CANCEL_REASON_FOK_UNFILLABLE: CancelReason.FOK_UNFILLABLE,
+    common_pb2.CANCEL_REASON_DAY_EXPIRED: CancelReason.DAY_EXPIRED,
+}
 _STATUSES = {
     common_pb2.ORDER_STATUS_NEW: OrderStatus.NEW,
     common_pb2.ORDER_STATUS_PARTIALLY_FILLED: OrderStatus.PARTIALLY_FILLED,
     common_pb2.ORDER_STATUS_FILLED: OrderStatus.FILLED,
     common_pb2.ORDER_STATUS_CANCELLED: OrderStatus.CANCELLED,
     common_pb2.ORDER_STATUS_REJECTED: OrderStatus.REJECTED,
+    common_pb2.ORDER_STATUS_EXPIRED: OrderStatus.EXPIRED,
 }
 _EXECUTION_TYPES = {
     common_pb2.EXECUTION_TYPE_ACCEPTED: ExecutionType.ACCEPTED,
     common_pb2.EXECUTION_TYPE_TRADE: ExecutionType.TRADE,
     common_pb2.EXECUTION_TYPE_CANCELLED: ExecutionType.CANCELLED,
     common_pb2.EXECUTION_TYPE_REJECTED: ExecutionType.REJECTED,
+    common_pb2.EXECUTION_TYPE_EXPIRED: ExecutionType.EXPIRED,
+    common_pb2.EXECUTION_TYPE_REPLACED: ExecutionType.REPLACED,
 }
 _LIQUIDITY = {
     common_pb2.LIQUIDITY_SIDE_MAKER: LiquiditySide.MAKER,
@@ -108,6 +166,11 @@ class ExecutionReport:
     # The trading journal sequence that records the event (0 for a refusal): balances read
     # with at least this sequence reflect it (the clients send the highest they have seen).
     trading_sequence: int = 0
+    # Why the remainder was cancelled or expired, on CANCELLED and EXPIRED reports.
+    cancel_reason: CancelReason | None = None
+    # The account's report number: 1, 2, 3... over its journaled reports (a gap is a missed
+    # report); 0 on a report of nothing journaled (a refusal, a retried order's answer).
+    account_sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +194,10 @@ class Order:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     reports: tuple[ExecutionReport, ...] = ()
+    # What expired (IOC, FOK and market remainders, DAY orders at the end of the day).
+    expired_quantity: Decimal = Decimal(0)
+    post_only: bool = False
+    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED
 
     @property
     def is_open(self) -> bool:
@@ -262,10 +329,13 @@ class FillsPage:
 
 @dataclass(frozen=True)
 class NewOrder:
-    """A limit order to send on an order stream (``stream.submit_many([...])``).
+    """An order to send on an order stream (``stream.submit_many([...])``).
 
     ``side`` is "buy" or "sell" (or a :class:`Side`); ``price`` and
-    ``quantity`` are exact Decimals on the instrument's tick and lot grid.
+    ``quantity`` are exact Decimals on the instrument's tick and lot grid
+    (a market order's price is its protection price, the worst it may trade
+    at). ``order_type``, ``time_in_force``, ``post_only`` and
+    ``self_trade_prevention`` are those of ``Client.submit_order``.
     A ``client_order_id`` is generated when none is given, so the same
     object sent again (after a broken stream) is the same order to the
     gateway: it answers a repeat with the order it placed the first time.
@@ -279,6 +349,10 @@ class NewOrder:
     quantity: Decimal
     client_order_id: str = ""
     tag: str | None = None
+    order_type: OrderType | str = OrderType.LIMIT
+    time_in_force: TimeInForce | str | None = None
+    post_only: bool = False
+    self_trade_prevention: SelfTradePrevention | str | None = None
 
     def __post_init__(self) -> None:
         if not self.client_order_id:
@@ -396,6 +470,11 @@ def order_from_proto(message: gateway_pb2.Order, reports: tuple[ExecutionReport,
         created_at=_datetime(message.created_at) if message.HasField("created_at") else None,
         updated_at=_datetime(message.updated_at) if message.HasField("updated_at") else None,
         reports=reports,
+        expired_quantity=_decimal(message.expired_quantity),
+        post_only=message.post_only,
+        self_trade_prevention=_SELF_TRADE_PREVENTIONS.get(
+            message.self_trade_prevention, SelfTradePrevention.UNSPECIFIED
+        ),
     )
 
 
@@ -413,6 +492,8 @@ def report_from_proto(message: gateway_pb2.ExecutionReport, order: Order | None 
         reject_reason=RejectReason.from_number(message.reject_reason) if message.reject_reason else None,
         timestamp=_datetime(message.timestamp) if message.HasField("timestamp") else None,
         trading_sequence=message.trading_sequence,
+        cancel_reason=_CANCEL_REASONS.get(message.cancel_reason),
+        account_sequence=message.account_sequence,
     )
 
 
@@ -648,23 +729,63 @@ def submit_order_request(
     price: Decimal | int | str,
     quantity: Decimal | int | str,
     client_order_id: str,
+    *,
+    order_type: OrderType | str = OrderType.LIMIT,
+    time_in_force: TimeInForce | str | None = None,
+    post_only: bool = False,
+    self_trade_prevention: SelfTradePrevention | str | None = None,
 ) -> gateway_pb2.SubmitOrderRequest:
+    """The wire form of a new order. Unset time in force and self-trade prevention are left to
+    the gateway (GTC for a limit order, IOC for a market order; its configured prevention)."""
+    if not isinstance(post_only, bool):
+        raise TypeError(f"post_only must be a bool, not {type(post_only).__name__}")
     return gateway_pb2.SubmitOrderRequest(
         client_order_id=client_order_id,
         symbol=symbol,
         side=side_value(side),  # type: ignore[arg-type]
-        type=common_pb2.ORDER_TYPE_LIMIT,
-        time_in_force=common_pb2.TIME_IN_FORCE_GTC,
+        type=_term_value(order_type, _ORDER_TYPES, "type", RejectReason.UNSUPPORTED_ORDER_TYPE),  # type: ignore[arg-type]
+        time_in_force=_term_value(  # type: ignore[arg-type]
+            time_in_force, _TIME_IN_FORCE, "time_in_force", RejectReason.UNSUPPORTED_TIME_IN_FORCE
+        ),
         price=decimal_text(price, "price"),
         quantity=decimal_text(quantity, "quantity"),
+        post_only=post_only,
+        self_trade_prevention=_term_value(  # type: ignore[arg-type]
+            self_trade_prevention,
+            _SELF_TRADE_PREVENTIONS,
+            "self_trade_prevention",
+            RejectReason.INVALID_ORDER,
+        ),
     )
+
+
+def _term_value(
+    value: str | None, known: Mapping[Any, enum.StrEnum], field_name: str, reason: RejectReason
+) -> int:
+    """The wire value of an order term given as its SDK enum or name ("ioc", any case); 0 for None."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        for number, member in known.items():
+            if member == value.lower():
+                return int(number)
+    choices = ", ".join(repr(str(member)) for member in known.values())
+    raise _local_error(field_name, reason, f"{value!r} is not one of {choices}")
 
 
 def order_command_proto(command: OrderCommand) -> gateway_pb2.OrderCommand:
     """The wire form of a stream command; bad arguments are refused here, before sending."""
     if isinstance(command, NewOrder):
         submit = submit_order_request(
-            command.symbol, command.side, command.price, command.quantity, command.client_order_id
+            command.symbol,
+            command.side,
+            command.price,
+            command.quantity,
+            command.client_order_id,
+            order_type=command.order_type,
+            time_in_force=command.time_in_force,
+            post_only=command.post_only,
+            self_trade_prevention=command.self_trade_prevention,
         )
         return gateway_pb2.OrderCommand(submit=submit, tag=command.tag or "")
     if isinstance(command, CancelOrder):

@@ -31,6 +31,9 @@ from ._models import (
     Order,
     OrderBook,
     OrdersPage,
+    OrderType,
+    SelfTradePrevention,
+    TimeInForce,
     balances_from_proto,
     create_asset_request,
     create_instrument_request,
@@ -308,16 +311,40 @@ class Client:
         quantity: Decimal,
         *,
         client_order_id: str | None = None,
+        order_type: OrderType | str = OrderType.LIMIT,
+        time_in_force: TimeInForce | str | None = None,
+        post_only: bool = False,
+        self_trade_prevention: SelfTradePrevention | str | None = None,
     ) -> Order:
-        """Place a limit order; returns it with the execution reports it produced at once.
+        """Place an order; returns it with the execution reports it produced at once.
 
         `side` is "buy" or "sell" (or a common.v1 Side). `price` and `quantity`
         are exact Decimals on the instrument's tick and lot grid. Without a
         `client_order_id` one is generated; retries reuse it, and when an
         earlier attempt did get through, that order is returned.
+
+        `order_type` is "limit" or "market" (a market order's `price` is its
+        protection price: it never trades beyond it). `time_in_force` is
+        "gtc", "ioc", "fok" or "day"; None leaves it to the gateway (GTC for a
+        limit order, IOC for a market order). `post_only` (GTC or DAY limit
+        orders only) refuses or reprices an order that would take liquidity,
+        as the gateway is configured. `self_trade_prevention` ("none",
+        "cancel_resting", "cancel_incoming", "cancel_both"; None: the
+        gateway's default) says what happens when the order would trade with
+        one of the account's own resting orders.
         """
         coid = client_order_id or uuid.uuid4().hex
-        request = submit_order_request(symbol, side, price, quantity, coid)
+        request = submit_order_request(
+            symbol,
+            side,
+            price,
+            quantity,
+            coid,
+            order_type=order_type,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            self_trade_prevention=self_trade_prevention,
+        )
         attempt = 1
         earlier: BackboneError | None = None
         while True:

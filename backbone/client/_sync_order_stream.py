@@ -16,7 +16,17 @@ from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError
-from ._models import CancelOrder, NewOrder, Order, OrderCommand, OrderResult, order_command_proto
+from ._models import (
+    CancelOrder,
+    NewOrder,
+    Order,
+    OrderCommand,
+    OrderResult,
+    OrderType,
+    SelfTradePrevention,
+    TimeInForce,
+    order_command_proto,
+)
 from ._order_stream import (
     EventsMode,
     OrderStreamEvent,
@@ -252,15 +262,32 @@ class OrderStream:
         *,
         client_order_id: str | None = None,
         tag: str | None = None,
+        order_type: OrderType | str = OrderType.LIMIT,
+        time_in_force: TimeInForce | str | None = None,
+        post_only: bool = False,
+        self_trade_prevention: SelfTradePrevention | str | None = None,
     ) -> OrderTicket:
-        """Send a limit order; returns its ticket at once (it waits only for room in the window).
+        """Send an order; returns its ticket at once (it waits only for room in the window).
 
         Arguments are those of ``Client.submit_order`` (a client_order_id is
         generated when None). Bad arguments the SDK can see (a float, a NaN,
         an unknown side) raise here and nothing is sent; everything else is
         answered on the ticket and the iterator.
         """
-        return self.send(NewOrder(symbol, side, price, quantity, client_order_id or "", tag))
+        return self.send(
+            NewOrder(
+                symbol,
+                side,
+                price,
+                quantity,
+                client_order_id or "",
+                tag,
+                order_type,
+                time_in_force,
+                post_only,
+                self_trade_prevention,
+            )
+        )
 
     def cancel(self, order_id: str, *, tag: str | None = None) -> OrderTicket:
         """Cancel an order's open quantity; returns the cancel's ticket at once."""

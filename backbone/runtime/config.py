@@ -86,7 +86,30 @@ VARIABLES: tuple[Variable, ...] = (
         "age a reservation must reach before the reconciler may fence its order (longer than any "
         "order can still be on its way)",
     ),
+    Variable(
+        "POST_ONLY_MODE",
+        "reject",
+        "what the gateway does with a post-only order that would trade on arrival: reject (refused, "
+        "POST_ONLY_WOULD_TAKE) or reprice (rests one tick behind the best opposite price)",
+    ),
+    Variable(
+        "SELF_TRADE_PREVENTION",
+        "none",
+        "the gateway's self-trade prevention for orders that do not choose one: none, "
+        "cancel_resting, cancel_incoming or cancel_both",
+    ),
 )
+
+# The values BACKBONE_POST_ONLY_MODE and BACKBONE_SELF_TRADE_PREVENTION take.
+POST_ONLY_MODES = ("reject", "reprice")
+SELF_TRADE_PREVENTIONS = ("none", "cancel_resting", "cancel_incoming", "cancel_both")
+
+
+def _choice(values: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = values[name].lower()
+    if value not in choices:
+        raise ConfigError(f"{PREFIX}{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    return value
 
 
 def _integer(values: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
@@ -127,6 +150,8 @@ class Settings:
     redis_pool_size: int
     reconcile_interval_seconds: int
     reconcile_grace_seconds: int
+    post_only_mode: str
+    self_trade_prevention: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +194,8 @@ class Settings:
             redis_pool_size=_integer(values, "REDIS_POOL_SIZE", 1, 10_000),
             reconcile_interval_seconds=_integer(values, "RECONCILE_INTERVAL_SECONDS", 1, 86_400),
             reconcile_grace_seconds=_integer(values, "RECONCILE_GRACE_SECONDS", 1, 86_400),
+            post_only_mode=_choice(values, "POST_ONLY_MODE", POST_ONLY_MODES),
+            self_trade_prevention=_choice(values, "SELF_TRADE_PREVENTION", SELF_TRADE_PREVENTIONS),
         )
 
     def address_of(self, service: str) -> str:

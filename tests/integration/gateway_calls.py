@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import psycopg
@@ -59,7 +59,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def order(symbol: str, side: int, price: str, quantity: str, **fields: str) -> gateway_pb2.SubmitOrderRequest:
+def order(symbol: str, side: int, price: str, quantity: str, **fields: Any) -> gateway_pb2.SubmitOrderRequest:
     return gateway_pb2.SubmitOrderRequest(
         client_order_id=fields.pop("client_order_id", unique("c")),
         symbol=symbol,

@@ -23,6 +23,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from backbone import ids
+from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import FieldViolation, ServiceError
@@ -508,12 +509,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     own = (*id_variants(account_id, ids.ACCOUNT_ID, empty_is_valid=True),)
     order_ids = (*id_variants("0123456789abcdef0123456789abcdef", ids.ORDER_ID),)
     symbols = (*id_variants("BTC-USD", ids.SYMBOL),)
+    # Enum values no order term has (proto3 enums are open: any int32 arrives).
+    order_types, times_in_force, stps = (3, -1, 2**31 - 1), (5, -1, 2**31 - 1), (5, -1, 2**31 - 1)
     cases = [
         FieldCase("SubmitOrder", "account_id", own, submit),
         FieldCase("SubmitOrder", "client_order_id", (*id_variants("c-1", ids.CLIENT_ORDER_ID),), submit),
         FieldCase("SubmitOrder", "symbol", symbols, submit),
         FieldCase("SubmitOrder", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), submit),
         FieldCase("SubmitOrder", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS), submit),
+        FieldCase("SubmitOrder", "type", order_types, submit),
+        FieldCase("SubmitOrder", "time_in_force", times_in_force, submit),
+        FieldCase("SubmitOrder", "self_trade_prevention", stps, submit),
         FieldCase("StreamOrders", "account_id", own, stream_submit),
         FieldCase("StreamOrders", "client_order_id", (*id_variants("c-1", ids.CLIENT_ORDER_ID),),
                   stream_submit),
@@ -521,6 +527,9 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         FieldCase("StreamOrders", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), stream_submit),
         FieldCase("StreamOrders", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS),
                   stream_submit),
+        FieldCase("StreamOrders", "type", order_types, stream_submit),
+        FieldCase("StreamOrders", "time_in_force", times_in_force, stream_submit),
+        FieldCase("StreamOrders", "self_trade_prevention", stps, stream_submit),
         FieldCase("StreamOrders", "tag", (*id_variants("tag-1", ids.COMMAND_TAG, empty_is_valid=True),),
                   stream_submit),
         FieldCase("StreamOrders", "account_id", own, stream_cancel),
@@ -630,3 +639,49 @@ def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
     book = gateway.public.GetOrderBook(gateway_pb2.GetOrderBookRequest(symbol="BTC-USD"), metadata=md)
     assert book.symbol == "BTC-USD"
     invariants_hold(system.database_url, system.redis_url)
+
+
+MARKET, GTC, IOC, FOK, DAY = (
+    common_pb2.ORDER_TYPE_MARKET,
+    common_pb2.TIME_IN_FORCE_GTC,
+    common_pb2.TIME_IN_FORCE_IOC,
+    common_pb2.TIME_IN_FORCE_FOK,
+    common_pb2.TIME_IN_FORCE_DAY,
+)
+# Order terms that do not go together: (the fields sent, the field named, the reason).
+WRONG_COMBINATIONS: list[tuple[dict[str, object], str, RejectReason]] = [
+    ({"type": MARKET, "price": ""}, "price", RejectReason.MARKET_PROTECTION_REQUIRED),
+    ({"type": MARKET, "time_in_force": GTC}, "time_in_force", RejectReason.MARKET_ORDER_CANNOT_REST),
+    ({"type": MARKET, "time_in_force": DAY}, "time_in_force", RejectReason.MARKET_ORDER_CANNOT_REST),
+    ({"type": MARKET, "post_only": True}, "post_only", RejectReason.MARKET_ORDER_CANNOT_REST),
+    (
+        {"type": MARKET, "time_in_force": FOK, "post_only": True},
+        "post_only",
+        RejectReason.MARKET_ORDER_CANNOT_REST,
+    ),
+    ({"time_in_force": IOC, "post_only": True}, "post_only", RejectReason.INVALID_ORDER),
+    ({"time_in_force": FOK, "post_only": True}, "post_only", RejectReason.INVALID_ORDER),
+]
+
+
+def test_every_wrong_combination_of_order_terms_is_refused_naming_the_field(
+    gateway: Gateway, trader: tuple[str, str], system: System
+) -> None:
+    """Through SubmitOrder and StreamOrders alike, before risk reserves anything."""
+    account_id, api_key = trader
+    before = (balances(gateway, api_key), stored_state(system))
+    senders = {
+        case.call: case.send
+        for case in every_field(gateway, account_id, api_key)
+        if case.field == "price" and case.call in ("SubmitOrder", "StreamOrders")
+    }
+    assert set(senders) == {"SubmitOrder", "StreamOrders"}
+    failures = []
+    for call, send in senders.items():
+        for changes, field, reason in WRONG_COMBINATIONS:
+            error = refused(partial(send, **changes))
+            named = [violation.field for violation in error.violations]
+            if (error.code, error.reason, named) != (INVALID, reason, [field]):
+                failures.append(f"{call} {changes}: {error.code.name} {error.reason} {named}")
+    assert failures == [], "\n".join(failures)
+    assert (balances(gateway, api_key), stored_state(system)) == before

@@ -13,11 +13,16 @@ import pytest
 from backbone.client import (
     AsyncClient,
     BackboneError,
+    CancelReason,
     Client,
     ExecutionReport,
     ExecutionType,
     LiquiditySide,
     OrderStatus,
+    OrderType,
+    RejectReason,
+    SelfTradePrevention,
+    TimeInForce,
 )
 from tests.conftest import System
 from tests.integration.gateway_calls import settles_to
@@ -119,5 +124,101 @@ def test_async_client_places_and_cancels(admin: Client, system: System) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert (await client.get_balances())["EUR"].available == Decimal("500")
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def terms_market(admin: Client) -> str:
+    """An instrument of its own for the order-term tests, so no other test's orders meet them."""
+    admin.create_instrument(
+        "SOLT-EUR", "SOL", "EUR", tick_size=Decimal("0.01"), lot_size=Decimal("0.01"),
+        max_quantity=Decimal("10000"), max_price=Decimal("100000"), maker_fee_bps=0, taker_fee_bps=25,
+    )  # fmt: skip
+    return "SOLT-EUR"
+
+
+def test_sync_client_sends_ioc_and_market_orders_and_reads_expiries(
+    admin: Client, system: System, terms_market: str
+) -> None:
+    maker = account(admin, system, {"SOL": "10"})
+    taker = account(admin, system, {"EUR": "1000"})
+    maker.submit_order(terms_market, "sell", Decimal("10.00"), Decimal("2"))
+    ioc = taker.submit_order(
+        terms_market, "buy", Decimal("10.00"), Decimal("3"), time_in_force=TimeInForce.IOC
+    )
+    assert (ioc.status, ioc.time_in_force, ioc.is_open) == (OrderStatus.EXPIRED, TimeInForce.IOC, False)
+    assert (ioc.filled_quantity, ioc.expired_quantity) == (Decimal("2"), Decimal("1"))
+    expired = ioc.reports[-1]
+    assert (expired.execution_type, expired.cancel_reason) == (
+        ExecutionType.EXPIRED,
+        CancelReason.IOC_REMAINDER,
+    )
+    assert [r.account_sequence for r in ioc.reports] == [1, 2, 3]
+
+    maker.submit_order(terms_market, "sell", Decimal("11.00"), Decimal("1"))
+    killed = taker.submit_order(
+        terms_market, "buy", Decimal("11.00"), Decimal("2"), order_type="market", time_in_force="fok"
+    )
+    assert (killed.type, killed.status, killed.filled_quantity) == (OrderType.MARKET, OrderStatus.EXPIRED, 0)
+    assert killed.reports[-1].cancel_reason == CancelReason.FOK_UNFILLABLE
+    swept = taker.submit_order(
+        terms_market, "buy", Decimal("11.00"), Decimal("2"), order_type=OrderType.MARKET
+    )
+    assert (swept.time_in_force, swept.filled_quantity, swept.expired_quantity) == (
+        TimeInForce.IOC,
+        Decimal("1"),
+        Decimal("1"),
+    )
+    assert swept.reports[-1].cancel_reason == CancelReason.MARKET_REMAINDER
+    settles_to(lambda: taker.get_balances()["EUR"].reserved, Decimal(0), what="taker's reservations")
+    with pytest.raises(BackboneError) as wrong:
+        taker.submit_order(
+            terms_market, "buy", Decimal("11.00"), Decimal("1"), order_type="market", post_only=True
+        )
+    assert (wrong.value.code, wrong.value.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        RejectReason.MARKET_ORDER_CANNOT_REST,
+    )
+
+
+def test_async_client_and_stream_send_post_only_day_and_self_trade_prevention(
+    admin: Client, system: System, terms_market: str
+) -> None:
+    opened = admin.create_account()
+    admin.deposit(opened.account_id, "EUR", Decimal("500"))
+    admin.deposit(opened.account_id, "SOL", Decimal("5"))
+
+    async def scenario() -> None:
+        async with await AsyncClient.connect(system.gateway, api_key=opened.api_key) as client:
+            resting = await client.submit_order(
+                terms_market, "sell", Decimal("20.00"), Decimal("1"), time_in_force="day", post_only=True
+            )
+            assert (resting.status, resting.time_in_force, resting.post_only) == (
+                OrderStatus.NEW,
+                TimeInForce.DAY,
+                True,
+            )
+            assert resting.self_trade_prevention == SelfTradePrevention.NONE  # the gateway's default
+            async with client.order_stream() as stream:
+                ticket = await stream.submit(
+                    terms_market, "buy", Decimal("20.00"), Decimal("1"),
+                    self_trade_prevention=SelfTradePrevention.CANCEL_RESTING,
+                )  # fmt: skip
+                incoming = (await ticket.outcome()).order_or_raise()
+            assert (incoming.status, incoming.self_trade_prevention) == (
+                OrderStatus.NEW,
+                SelfTradePrevention.CANCEL_RESTING,
+            )
+            gone = await client.get_order(resting.order_id)
+            assert gone.status == OrderStatus.CANCELLED
+            await client.cancel_order(incoming.order_id)
+            for _ in range(200):
+                held = await client.get_balances()
+                if held["EUR"].reserved == 0 and held["SOL"].reserved == 0:
+                    break
+                await asyncio.sleep(0.05)
+            held = await client.get_balances()
+            assert (held["EUR"].reserved, held["SOL"].reserved) == (0, 0)
 
     asyncio.run(scenario())

@@ -18,6 +18,7 @@ from backbone.client import (
     AsyncClient,
     BackboneError,
     Balance,
+    CancelReason,
     Client,
     ExecutionReport,
     ExecutionType,
@@ -25,7 +26,10 @@ from backbone.client import (
     LiquiditySide,
     Order,
     OrderStatus,
+    OrderType,
+    SelfTradePrevention,
     Side,
+    TimeInForce,
 )
 from backbone.client._errors import backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
 from backbone.client._models import (
@@ -328,7 +332,66 @@ def test_submit_order_request() -> None:
     assert request.side == common_pb2.SIDE_SELL
     assert (request.price, request.quantity, request.client_order_id) == ("100.1", "0.5", "c-9")
     assert request.type == common_pb2.ORDER_TYPE_LIMIT
-    assert request.time_in_force == common_pb2.TIME_IN_FORCE_GTC
+    # Unset terms are the gateway's to fill in (GTC for a limit order; its self-trade default).
+    assert request.time_in_force == common_pb2.TIME_IN_FORCE_UNSPECIFIED
+    assert request.self_trade_prevention == gateway_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
+    assert request.post_only is False
+
+
+def test_submit_order_request_order_terms() -> None:
+    request = submit_order_request(
+        "BTC-USD", "buy", Decimal("100"), Decimal("1"), "c-1",
+        order_type=OrderType.MARKET, time_in_force="FOK", self_trade_prevention="cancel_both",
+    )  # fmt: skip
+    assert (request.type, request.time_in_force) == (
+        common_pb2.ORDER_TYPE_MARKET,
+        common_pb2.TIME_IN_FORCE_FOK,
+    )
+    assert request.self_trade_prevention == gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH
+    day = submit_order_request("BTC-USD", "buy", 1, 1, "c-2", time_in_force=TimeInForce.DAY, post_only=True)
+    assert (day.time_in_force, day.post_only) == (common_pb2.TIME_IN_FORCE_DAY, True)
+    for field, changes in (
+        ("type", {"order_type": "stop"}),
+        ("type", {"order_type": OrderType.UNSPECIFIED}),
+        ("time_in_force", {"time_in_force": "gtd"}),
+        ("self_trade_prevention", {"self_trade_prevention": "sometimes"}),
+    ):
+        with pytest.raises(BackboneError) as caught:
+            submit_order_request("BTC-USD", "buy", 1, 1, "c-3", **changes)  # type: ignore[arg-type]
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in caught.value.violations] == [field]
+    with pytest.raises(TypeError):
+        submit_order_request("BTC-USD", "buy", 1, 1, "c-4", post_only=1)  # type: ignore[arg-type]
+
+
+def test_new_order_terms_reach_the_report_models() -> None:
+    view = gateway_pb2.Order(
+        order_id="o", status=common_pb2.ORDER_STATUS_EXPIRED, type=common_pb2.ORDER_TYPE_MARKET,
+        time_in_force=common_pb2.TIME_IN_FORCE_IOC, expired_quantity="0.3", post_only=False,
+        self_trade_prevention=gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING,
+    )  # fmt: skip
+    report = report_from_proto(
+        gateway_pb2.ExecutionReport(
+            order=view, execution_type=common_pb2.EXECUTION_TYPE_EXPIRED,
+            cancel_reason=common_pb2.CANCEL_REASON_MARKET_REMAINDER, account_sequence=7,
+        )
+    )  # fmt: skip
+    assert (report.execution_type, report.cancel_reason) == (
+        ExecutionType.EXPIRED,
+        CancelReason.MARKET_REMAINDER,
+    )
+    assert report.account_sequence == 7
+    order = report.order
+    assert (order.status, order.type, order.time_in_force) == (
+        OrderStatus.EXPIRED,
+        OrderType.MARKET,
+        TimeInForce.IOC,
+    )
+    assert not order.is_open
+    assert (order.expired_quantity, order.self_trade_prevention) == (
+        Decimal("0.3"),
+        SelfTradePrevention.CANCEL_RESTING,
+    )
 
 
 # --- errors and retries ----------------------------------------------------------------------------

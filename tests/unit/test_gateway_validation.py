@@ -8,11 +8,13 @@ import pytest
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.errors import ServiceError
 from gateway.auth import ApiKeyAuthenticator, api_key_digest, check_admin
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.validation import (
+    OrderDefaults,
     book_depth,
     build_instrument,
     deposit_amount,
@@ -154,18 +156,104 @@ def test_bad_sides_are_refused(side: int) -> None:
     assert [v.field for v in error.violations] == ["side"]
 
 
-@pytest.mark.parametrize("order_type", [2, 7, 1000])
+@pytest.mark.parametrize("order_type", [3, 7, 1000])
 def test_unsupported_order_types_are_refused(order_type: int) -> None:
     error = refused(lambda: submit(good_order(type=order_type)))
     assert error.reason == "UNSUPPORTED_ORDER_TYPE"
     assert [v.field for v in error.violations] == ["type"]
 
 
-@pytest.mark.parametrize("time_in_force", [2, 3, 1000])
+@pytest.mark.parametrize("time_in_force", [5, 1000])
 def test_unsupported_times_in_force_are_refused(time_in_force: int) -> None:
     error = refused(lambda: submit(good_order(time_in_force=time_in_force)))
     assert error.reason == "UNSUPPORTED_TIME_IN_FORCE"
     assert [v.field for v in error.violations] == ["time_in_force"]
+
+
+MARKET = common_pb2.ORDER_TYPE_MARKET
+IOC, FOK, DAY, GTC = (
+    common_pb2.TIME_IN_FORCE_IOC,
+    common_pb2.TIME_IN_FORCE_FOK,
+    common_pb2.TIME_IN_FORCE_DAY,
+    common_pb2.TIME_IN_FORCE_GTC,
+)
+
+
+@pytest.mark.parametrize("time_in_force", [GTC, IOC, FOK, DAY])
+def test_a_limit_order_takes_every_time_in_force(time_in_force: int) -> None:
+    order = validate_submit_order(
+        good_order(time_in_force=time_in_force), INSTRUMENT, account_id="acc-1", order_id="o-1"
+    )
+    assert order.time_in_force == time_in_force
+
+
+def test_a_market_order_without_time_in_force_is_ioc_with_its_price_as_protection() -> None:
+    order = validate_submit_order(good_order(type=MARKET), INSTRUMENT, account_id="acc-1", order_id="o-1")
+    assert (order.type, order.time_in_force, order.price_ticks) == (MARKET, IOC, 10025)
+    assert order.quote_budget == 0
+    fok = validate_submit_order(
+        good_order(type=MARKET, time_in_force=FOK), INSTRUMENT, account_id="acc-1", order_id="o-1"
+    )
+    assert fok.time_in_force == FOK
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"type": MARKET, "price": ""}, "price", "MARKET_PROTECTION_REQUIRED"),
+        ({"type": MARKET, "time_in_force": GTC}, "time_in_force", "MARKET_ORDER_CANNOT_REST"),
+        ({"type": MARKET, "time_in_force": DAY}, "time_in_force", "MARKET_ORDER_CANNOT_REST"),
+        ({"type": MARKET, "post_only": True}, "post_only", "MARKET_ORDER_CANNOT_REST"),
+        ({"time_in_force": IOC, "post_only": True}, "post_only", "INVALID_ORDER"),
+        ({"time_in_force": FOK, "post_only": True}, "post_only", "INVALID_ORDER"),
+        ({"self_trade_prevention": 5}, "self_trade_prevention", "INVALID_ORDER"),
+        ({"self_trade_prevention": -1}, "self_trade_prevention", "INVALID_ORDER"),
+    ],
+)
+def test_wrong_order_terms_are_refused_naming_the_field(
+    changes: dict[str, object], field: str, reason: str
+) -> None:
+    error = refused(lambda: submit(good_order(**changes)))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.reason == reason
+    assert [v.field for v in error.violations] == [field]
+
+
+@pytest.mark.parametrize("time_in_force", [GTC, DAY])
+def test_post_only_takes_the_configured_mode(time_in_force: int) -> None:
+    request = good_order(time_in_force=time_in_force, post_only=True)
+    default = validate_submit_order(request, INSTRUMENT, account_id="a", order_id="o")
+    assert default.post_only == common_pb2.POST_ONLY_REJECT
+    reprice = OrderDefaults(post_only=common_pb2.POST_ONLY_REPRICE)
+    order = validate_submit_order(request, INSTRUMENT, account_id="a", order_id="o", defaults=reprice)
+    assert order.post_only == common_pb2.POST_ONLY_REPRICE
+    plain = validate_submit_order(good_order(), INSTRUMENT, account_id="a", order_id="o", defaults=reprice)
+    assert plain.post_only == common_pb2.POST_ONLY_UNSPECIFIED
+
+
+def test_self_trade_prevention_unspecified_takes_the_configured_default() -> None:
+    both = OrderDefaults(self_trade_prevention=common_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH)
+    order = validate_submit_order(good_order(), INSTRUMENT, account_id="a", order_id="o", defaults=both)
+    assert order.self_trade_prevention == common_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH
+    explicit = good_order(self_trade_prevention=gateway_pb2.SELF_TRADE_PREVENTION_NONE)
+    order = validate_submit_order(explicit, INSTRUMENT, account_id="a", order_id="o", defaults=both)
+    assert order.self_trade_prevention == common_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
+    resting = good_order(self_trade_prevention=gateway_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING)
+    order = validate_submit_order(resting, INSTRUMENT, account_id="a", order_id="o")
+    assert order.self_trade_prevention == common_pb2.SELF_TRADE_PREVENTION_CANCEL_RESTING
+
+
+def test_order_defaults_come_from_the_settings() -> None:
+    settings = Settings.from_env(
+        {"BACKBONE_POST_ONLY_MODE": "Reprice", "BACKBONE_SELF_TRADE_PREVENTION": "cancel_incoming"}
+    )
+    assert OrderDefaults.of(settings) == OrderDefaults(
+        common_pb2.POST_ONLY_REPRICE, common_pb2.SELF_TRADE_PREVENTION_CANCEL_INCOMING
+    )
+    assert OrderDefaults.of(Settings.from_env({})) == OrderDefaults()
+    for name in ("BACKBONE_POST_ONLY_MODE", "BACKBONE_SELF_TRADE_PREVENTION"):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: "sometimes"})
 
 
 @pytest.mark.parametrize(
