@@ -26,7 +26,10 @@ def cancel(order_id: str, tag: str = "") -> gateway_pb2.OrderCommand:
 class OrderStream:
     """One StreamOrders call driven from a test: send batches, collect what comes back."""
 
-    def __init__(self, channel: grpc.Channel, api_key: str, *, read: bool = True) -> None:
+    def __init__(
+        self, channel: grpc.Channel, api_key: str, *, read: bool = True, cancel_on_disconnect: bool = False
+    ) -> None:
+        self._cancel_on_disconnect = cancel_on_disconnect
         self._requests: queue.Queue[gateway_pb2.StreamOrdersRequest | None] = queue.Queue()
         self.sent_commands = 0
         self._call = channel.stream_stream(
@@ -75,7 +78,11 @@ class OrderStream:
                 self._changed.notify_all()
 
     def send(self, *commands: gateway_pb2.OrderCommand) -> None:
-        self._requests.put(gateway_pb2.StreamOrdersRequest(commands=commands))
+        self._requests.put(
+            gateway_pb2.StreamOrdersRequest(
+                commands=commands, cancel_on_disconnect=self._cancel_on_disconnect
+            )
+        )
 
     def start_reading(self) -> None:
         self._reading.set()

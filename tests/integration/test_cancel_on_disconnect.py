@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import grpc
 import pytest
 
 from backbone.client import Client, OrderStatus
 from tests.conftest import System
-from tests.integration.gateway_calls import invariants_hold
+from tests.integration.gateway_calls import BUY, invariants_hold, order
+from tests.integration.order_stream_calls import OK, OrderStream, submit
 
 pytestmark = pytest.mark.integration
 
@@ -35,18 +37,23 @@ def trader(system: System) -> tuple[Client, str]:
 
 
 def place_resting(system: System, api_key: str, *, cancel_on_disconnect: bool, close: str) -> list[str]:
-    """Three bids far below any ask on a stream of a client of its own; then the stream ends:
-    "drop" closes the client's channel under it, "close" closes the stream first."""
-    client = Client.connect(system.gateway, api_key=api_key)
-    stream = client.order_stream(events="none", cancel_on_disconnect=cancel_on_disconnect).__enter__()
-    tickets = [
-        stream.submit(SYMBOL, "buy", Decimal("1.00") + Decimal(i) / 100, Decimal("10")) for i in range(3)
-    ]
-    order_ids = [ticket.result(WAIT_SECONDS).order_id for ticket in tickets]
-    if close == "close":
-        stream.close()
-        stream.__exit__(None, None, None)
-    client.close()  # with the stream still open when "drop": the call is cancelled under it
+    """Three bids far below any ask on a stream of its own; then the stream ends: "drop" cancels
+    the call under it (what a dead client's connection does), "close" closes the client's side
+    first (the SDK's stream.close())."""
+    with grpc.insecure_channel(system.gateway) as channel:
+        stream = OrderStream(channel, api_key, cancel_on_disconnect=cancel_on_disconnect)
+        stream.send(
+            *(submit(order(SYMBOL, BUY, f"{Decimal('1.00') + Decimal(i) / 100}", "10")) for i in range(3))
+        )
+        stream.wait_results(3, WAIT_SECONDS)
+        order_ids = [result.order.order_id for _, result in sorted(stream.results.items())]
+        assert all(result.code == OK for result in stream.results.values()), stream.results
+        if close == "close":
+            stream.close()
+            assert stream.ended.wait(WAIT_SECONDS) and stream.error is None
+        else:
+            stream.cut()
+            assert stream.ended.wait(WAIT_SECONDS)
     return order_ids
 
 

@@ -284,6 +284,19 @@ async def test_commands_of_one_turn_go_in_one_request_and_each_answer_finds_its_
     await with_client(gateway, use)
 
 
+async def test_cancel_on_disconnect_is_asked_on_every_request_of_a_stream_that_wants_it() -> None:
+    gateway = ScriptedGateway()
+
+    async def use(client: AsyncClient) -> None:
+        for wanted in (True, False):
+            async with client.order_stream(cancel_on_disconnect=wanted) as stream:
+                await stream.submit("BTC-USD", "buy", Decimal("100.25"), Decimal("0.5"))
+                await results(stream, 1)
+            assert gateway.requests[-1].cancel_on_disconnect is wanted
+
+    await with_client(gateway, use)
+
+
 async def test_a_batch_larger_than_a_request_goes_in_requests_of_1000() -> None:
     gateway = ScriptedGateway(max_in_flight=2500)
 
