@@ -54,6 +54,7 @@ from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends
 from gateway.fanout import FEED_WAIT_SECONDS, Subscription
+from gateway.mass_cancel import check_symbol, mass_cancel
 from gateway.order_saga import OrderSaga
 from gateway.validation import resolve_account, symbol_problem, validate_order_id, validate_submit_order
 from gateway.views import report_view
@@ -234,6 +235,7 @@ class OrderStreamSession:
         too_many = len(commands) > ids.MAX_STREAM_COMMANDS
         submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]] = []
         cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]] = []
+        mass_cancels: list[tuple[int, gateway_pb2.OrderCommand, str]] = []
         for index, command in enumerate(commands):
             while self._free <= 0:
                 self._room.clear()
@@ -263,8 +265,14 @@ class OrderStreamSession:
                     tracked = self._tracked.get(cancel.order_id)
                     if tracked is not None:
                         tracked.waiting += 1  # its reports wait for the cancel's result
+                elif kind == "mass_cancel":
+                    account = resolve_account(command.mass_cancel.account_id, self._account)
+                    await check_symbol(self._backends, command.mass_cancel.symbol)
+                    mass_cancels.append((index, command, account))
                 else:
-                    raise invalid_field("command", RejectReason.REQUIRED, "is required: set submit or cancel")
+                    raise invalid_field(
+                        "command", RejectReason.REQUIRED, "is required: set submit, cancel or mass_cancel"
+                    )
             except ServiceError as error:
                 self._answer(_refused(number, index, command, error))
         if submits:
@@ -275,6 +283,17 @@ class OrderStreamSession:
         if cancels:
             self._running += len(cancels)
             self._spawn(self._cancel(number, cancels), "gateway-order-stream-cancels")
+        for index, command, account in mass_cancels:
+            # Any order this stream follows may be among the cancelled: its reports from the
+            # fan-out wait for the mass cancel's result, which carries them.
+            followed = list(self._tracked)
+            for order_id in followed:
+                self._tracked[order_id].waiting += 1
+            self._running += 1
+            self._spawn(
+                self._mass_cancel(number, index, command, account, followed),
+                "gateway-order-stream-mass-cancel",
+            )
 
     async def _checked_order(
         self, request: gateway_pb2.SubmitOrderRequest
@@ -384,6 +403,39 @@ class OrderStreamSession:
             self._answer(result)
             await self._carried(order.order_id, outcome)
 
+    async def _mass_cancel(
+        self, number: int, index: int, command: gateway_pb2.OrderCommand, account: str, followed: list[str]
+    ) -> None:
+        """Carry out a mass_cancel command and answer it with the count and the CANCELLED reports."""
+        cancelled: list[common_pb2.ExecutionReport] = []
+        try:
+            done = await mass_cancel(self._backends, account, command.mass_cancel.symbol)
+        except ServiceError as error:
+            self._answer(_refused(number, index, command, error))
+        except Exception as error:  # a bug: the outcome is unknown, and a mass cancel can be repeated
+            log.exception("mass cancel failed")
+            self._answer(_refused(number, index, command, refusals.gateway_failed("", error)))
+        else:
+            cancelled = done.reports
+            result = gateway_pb2.OrderCommandResult(
+                request_number=number,
+                index=index,
+                tag=command.tag,
+                client_order_id=command.mass_cancel.symbol,
+                cancelled_count=len(cancelled),
+                reports=[report_view(r, done.instruments[r.order.symbol]) for r in cancelled],
+            )
+            for report in cancelled:
+                self._live.pop(report.order.order_id, None)
+            self._answer(result)
+        finally:
+            self._running -= 1
+        by_order: dict[str, list[common_pb2.ExecutionReport]] = {}
+        for report in cancelled:
+            by_order.setdefault(report.order.order_id, []).append(report)
+        for order_id in followed:
+            await self._carried(order_id, by_order.get(order_id, ()))
+
     async def _cancel_live(self) -> None:
         """Cancel on disconnect: once the orders still being placed are answered (bounded wait),
         cancel every order of this stream that may be open, in batches; log what was done."""
@@ -466,7 +518,11 @@ def _refused(
 ) -> gateway_pb2.OrderCommandResult:
     """A command's refusal as its result: the status the unary call would answer."""
     kind = command.WhichOneof("command")
-    named = command.submit.client_order_id if kind == "submit" else command.cancel.order_id
+    named = {
+        "submit": command.submit.client_order_id,
+        "cancel": command.cancel.order_id,
+        "mass_cancel": command.mass_cancel.symbol,
+    }.get(kind or "", "")
     result = gateway_pb2.OrderCommandResult(
         request_number=number,
         index=index,

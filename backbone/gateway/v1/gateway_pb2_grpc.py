@@ -94,6 +94,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.CancelAllOrders = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/CancelAllOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -211,6 +216,17 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelAllOrders(self, request, context):
+        """CancelAllOrders cancels every open order of the caller's account (of one
+        symbol, when given), halted and closed instruments included, and answers
+        how many and which orders were cancelled (none open: 0, not an error).
+        What was reserved for them is released (GetBalances shows it). Safe to
+        repeat: a retry after an unknown outcome cancels what is still open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +284,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'CancelAllOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAllOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +603,33 @@ class GatewayService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CancelAllOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/CancelAllOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminServiceStub:
     """AdminService sets up assets, instruments, accounts and deposits. Every call
@@ -633,6 +681,16 @@ class AdminServiceStub:
                 '/backbone.gateway.v1.AdminService/GetEngineState',
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
+                _registered_method=True)
+        self.SetInstrumentStatus = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/SetInstrumentStatus',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.FromString,
+                _registered_method=True)
+        self.ExpireDayOrders = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/ExpireDayOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.FromString,
                 _registered_method=True)
 
 
@@ -708,6 +766,26 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetInstrumentStatus(self, request, context):
+        """SetInstrumentStatus halts, closes or resumes an instrument (journaled by
+        trading, so it survives a restart). A halted or closed instrument refuses
+        SubmitOrder with FAILED_PRECONDITION (INSTRUMENT_HALTED or
+        INSTRUMENT_CLOSED) and keeps its book; cancels and CancelAllOrders still
+        work, and ListInstruments shows the status. TRADING accepts orders again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireDayOrders(self, request, context):
+        """ExpireDayOrders expires every open DAY order (of one symbol, when given)
+        now, as the end of the trading day does (BACKBONE_TRADING_DAY_END): each
+        is reported EXPIRED and what was reserved for it is released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -750,6 +828,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetEngineState,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.SerializeToString,
+            ),
+            'SetInstrumentStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInstrumentStatus,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.SerializeToString,
+            ),
+            'ExpireDayOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireDayOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -970,6 +1058,60 @@ class AdminService:
             '/backbone.gateway.v1.AdminService/GetEngineState',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInstrumentStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/SetInstrumentStatus',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireDayOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/ExpireDayOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
