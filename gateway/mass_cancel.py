@@ -56,7 +56,7 @@ async def mass_cancel(backends: Backends, account_id: str, symbol: str) -> MassC
     )
     (answer,) = await backends.orders.submit_many([command])
     if isinstance(answer, ServiceError):
-        if answer.reason in refusals.NOT_SENT_REASONS:
+        if answer.reason in refusals.NOT_SENT_REASONS or answer.reason == RejectReason.NOT_SENT:
             raise answer
         raise unavailable(
             RejectReason.OUTCOME_UNKNOWN,
