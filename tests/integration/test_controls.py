@@ -7,12 +7,15 @@ would) and nothing else; trading unreachable is UNAVAILABLE with nothing done.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import grpc
 import pytest
 
+from backbone.client import AsyncClient, BackboneError, Client, InstrumentStatus, OrderStatus
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
@@ -352,4 +355,55 @@ def test_the_status_survives_a_sigkill_and_trading_unreachable_cancels_nothing(
     assert order_status(gateway, trader, resting.order_id) == common_pb2.ORDER_STATUS_NEW  # nothing cancelled
     assert set_status(gateway, BTC, TRADING).changed
     assert cancel_all(gateway, trader).cancelled_count == 1
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_the_sdk_cancels_all_halts_resumes_and_expires_sync_and_async(
+    gateway: Gateway, system: System
+) -> None:
+    account_id, api_key = funded_account(gateway, {"USD": "10000"})
+    place_day_order(system, account_id, ETH, 2_000, 100)  # 20.00 x 0.01
+    with (
+        Client.connect(system.gateway, admin_key=system.admin_key) as admin,
+        Client.connect(system.gateway, api_key=api_key) as client,
+    ):
+        resting = client.submit_order(BTC, "buy", Decimal("60.00"), Decimal("0.01"))
+        halted = admin.set_instrument_status(BTC, "halted")
+        assert (halted.symbol, halted.status) == (BTC, InstrumentStatus.HALTED)
+        assert next(i for i in client.list_instruments() if i.symbol == BTC).status == InstrumentStatus.HALTED
+        with pytest.raises(BackboneError) as raised:
+            client.submit_order(BTC, "buy", Decimal("61.00"), Decimal("0.01"))
+        assert (raised.value.code, raised.value.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            RejectReason.INSTRUMENT_HALTED,
+        )
+        with pytest.raises(BackboneError) as raised:  # refused before it is sent
+            admin.set_instrument_status(BTC, "paused")
+        assert raised.value.reason == RejectReason.INVALID_INSTRUMENT_STATUS
+        assert [v.field for v in raised.value.violations] == ["status"]
+        assert admin.set_instrument_status(BTC, InstrumentStatus.TRADING).status == InstrumentStatus.TRADING
+        cancelled = client.cancel_all_orders(BTC)
+        assert [(o.order_id, o.status) for o in cancelled] == [(resting.order_id, OrderStatus.CANCELLED)]
+        assert client.get_balances()["USD"].reserved == Decimal(
+            "0.200400"
+        )  # the DAY order's only (20.00 x 0.01 + 20 bps)
+        assert client.cancel_all_orders() != []  # the DAY order is open too: a mass cancel takes it
+
+    async def scenario() -> None:
+        async with (
+            await AsyncClient.connect(system.gateway, admin_key=system.admin_key) as admin,
+            await AsyncClient.connect(system.gateway, api_key=api_key) as client,
+        ):
+            second_day = place_day_order(system, account_id, ETH, 2_000, 100)
+            expired = await admin.expire_day_orders(ETH)
+            assert [o.order_id for o in expired] == [second_day]
+            assert await admin.expire_day_orders() == []
+            closed = await admin.set_instrument_status(ETH, "closed")
+            assert closed.status == InstrumentStatus.CLOSED
+            assert (await admin.set_instrument_status(ETH, "trading")).status == InstrumentStatus.TRADING
+            placed = await client.submit_order(ETH, "buy", Decimal("20.00"), Decimal("0.01"))
+            assert [o.order_id for o in await client.cancel_all_orders()] == [placed.order_id]
+            assert (await client.get_balances())["USD"].reserved == 0
+
+    asyncio.run(scenario())
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
