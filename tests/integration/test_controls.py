@@ -8,7 +8,6 @@ would) and nothing else; trading unreachable is UNAVAILABLE with nothing done.""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -19,9 +18,8 @@ from backbone.client import AsyncClient, BackboneError, Client, InstrumentStatus
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
-from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
-from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.conftest import System
+from tests.integration.day_orders import place_day_order
 from tests.integration.gateway_calls import (
     BUY,
     SELL,
@@ -260,38 +258,6 @@ def test_set_instrument_status_refuses_bad_input_and_needs_the_admin_key(gateway
     assert status_listed(gateway, api_key, BTC) == TRADING  # nothing changed
 
 
-def place_day_order(system: System, account: str, symbol: str, price_ticks: int, lots: int) -> str:
-    """A DAY buy as the gateway would place it (reserved at risk, then sent to trading with the
-    reservation's epoch): the public SubmitOrder does not take DAY orders on this branch."""
-    order_id = uuid.uuid4().hex
-    with grpc.insecure_channel(system.services.address("risk")) as channel:
-        risk = risk_pb2_grpc.RiskServiceStub(channel)  # type: ignore[no-untyped-call]
-        reserve = risk_pb2.ReservationCommand(
-            reserve=risk_pb2.Reserve(
-                order_id=order_id, account_id=account, symbol=symbol, side=BUY,
-                price_ticks=price_ticks, quantity_lots=lots,
-            )
-        )  # fmt: skip
-        responses = risk.StreamReservations(
-            iter([risk_pb2.StreamReservationsRequest(sequence=1, commands=[reserve])])
-        )
-        (result,) = next(iter(responses)).results
-        assert result.accepted
-    with grpc.insecure_channel(system.services.address("trading")) as channel:
-        trading = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
-        new_order = trading_pb2.NewOrder(
-            order_id=order_id, client_order_id=f"day-{order_id[:8]}", account_id=account, symbol=symbol,
-            side=BUY, type=common_pb2.ORDER_TYPE_LIMIT, time_in_force=common_pb2.TIME_IN_FORCE_DAY,
-            price_ticks=price_ticks, quantity_lots=lots, risk_epoch=result.epoch,
-        )  # fmt: skip
-        request = trading_pb2.StreamOrdersRequest(
-            sequence=1, commands=[trading_pb2.OrderCommand(new_order=new_order)]
-        )
-        (answer,) = next(iter(trading.StreamOrders(iter([request])))).results
-        assert [r.execution_type for r in answer.reports] == [common_pb2.EXECUTION_TYPE_ACCEPTED]
-    return order_id
-
-
 def test_expire_day_orders_expires_day_orders_only_and_releases_them(
     gateway: Gateway, system: System
 ) -> None:
@@ -384,9 +350,8 @@ def test_the_sdk_cancels_all_halts_resumes_and_expires_sync_and_async(
         assert admin.set_instrument_status(BTC, InstrumentStatus.TRADING).status == InstrumentStatus.TRADING
         cancelled = client.cancel_all_orders(BTC)
         assert [(o.order_id, o.status) for o in cancelled] == [(resting.order_id, OrderStatus.CANCELLED)]
-        assert client.get_balances()["USD"].reserved == Decimal(
-            "0.200400"
-        )  # the DAY order's only (20.00 x 0.01 + 20 bps)
+        # Only the DAY order's reservation is left: 20.00 x 0.01 plus 20 bps.
+        assert client.get_balances()["USD"].reserved == Decimal("0.200400")
         assert client.cancel_all_orders() != []  # the DAY order is open too: a mass cancel takes it
 
     async def scenario() -> None:
