@@ -2,7 +2,9 @@
 
 A session reads request messages, checks every command on its own (a bad one
 is answered at once, the others go on), and hands each message's new orders
-to the order saga as one batch and its cancels as another; each command's
+to the order saga as one batch and its cancels as another (each mass cancel
+goes on its own: gateway/mass_cancel.py, answered with the count and the
+CANCELLED reports, which the stream's followed orders then do not get twice); each command's
 result is written as soon as it is known, several to a response. At most
 ``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
 beyond that the session stops reading, so gRPC flow control slows a caller

@@ -18,6 +18,7 @@ from backbone.client import AsyncClient, BackboneError, Client, InstrumentStatus
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.conftest import System
 from tests.integration.day_orders import place_day_order
 from tests.integration.gateway_calls import (
@@ -227,7 +228,8 @@ def test_set_instrument_status_refuses_bad_input_and_needs_the_admin_key(gateway
     cases = [
         (gateway_pb2.SetInstrumentStatusRequest(symbol=BTC), grpc.StatusCode.INVALID_ARGUMENT,
          RejectReason.INVALID_INSTRUMENT_STATUS, "status"),
-        (gateway_pb2.SetInstrumentStatusRequest(symbol=BTC, status=99), grpc.StatusCode.INVALID_ARGUMENT,  # type: ignore[arg-type]
+        (gateway_pb2.SetInstrumentStatusRequest(symbol=BTC, status=99),
+        grpc.StatusCode.INVALID_ARGUMENT,  # type: ignore[arg-type]
          RejectReason.INVALID_INSTRUMENT_STATUS, "status"),
         (gateway_pb2.SetInstrumentStatusRequest(status=HALTED), grpc.StatusCode.INVALID_ARGUMENT,
          RejectReason.INVALID_SYMBOL, "symbol"),
@@ -372,3 +374,39 @@ def test_the_sdk_cancels_all_halts_resumes_and_expires_sync_and_async(
 
     asyncio.run(scenario())
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_trading_refuses_bad_control_commands_changing_nothing(system: System, gateway: Gateway) -> None:
+    with grpc.insecure_channel(system.services.address("trading")) as channel:
+        trading = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+        before = trading.GetEngineState(trading_pb2.GetEngineStateRequest())
+        status, expire = trading_pb2.SetInstrumentStatus, trading_pb2.ExpireOrders
+        day = common_pb2.TIME_IN_FORCE_DAY
+        cases = [
+            (trading.SetInstrumentStatus, trading_pb2.SetInstrumentStatusRequest(command=status(symbol=BTC)),
+             grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_COMMAND, "command.status"),
+            (trading.SetInstrumentStatus,
+             trading_pb2.SetInstrumentStatusRequest(command=status(status=HALTED)),
+             grpc.StatusCode.INVALID_ARGUMENT, RejectReason.REQUIRED, "command.symbol"),
+            (trading.SetInstrumentStatus,
+             trading_pb2.SetInstrumentStatusRequest(command=status(symbol="NOPE-USD", status=HALTED)),
+             grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_SYMBOL, None),
+            (trading.SetInstrumentStatus,
+             trading_pb2.SetInstrumentStatusRequest(command=status(symbol="x" * 5000, status=HALTED)),
+             grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_SYMBOL, "command.symbol"),
+            (trading.ExpireOrders, trading_pb2.ExpireOrdersRequest(command=expire()),
+             grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_COMMAND, "command.time_in_force"),
+            (trading.ExpireOrders,
+             trading_pb2.ExpireOrdersRequest(command=expire(time_in_force=common_pb2.TIME_IN_FORCE_GTC)),
+             grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_COMMAND, "command.time_in_force"),
+            (trading.ExpireOrders,
+             trading_pb2.ExpireOrdersRequest(command=expire(symbol="NOPE-USD", time_in_force=day)),
+             grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_SYMBOL, None),
+        ]  # fmt: skip
+        for method, request, code, reason, field in cases:
+            error = refused(lambda method=method, request=request: method(request))
+            assert (error.code, error.reason) == (code, reason), request
+            if field is not None:
+                assert [v.field for v in error.violations] == [field]
+        after = trading.GetEngineState(trading_pb2.GetEngineStateRequest())
+        assert (after.journal_sequence, after.state_hash) == (before.journal_sequence, before.state_hash)
