@@ -3,10 +3,10 @@
 A session reads request messages, checks every command on its own (a bad one
 is answered at once, the others go on), and hands each message's new orders
 to the order saga as one batch and its cancels as another (each mass cancel
-goes on its own: gateway/mass_cancel.py, answered with the count and the
-CANCELLED reports, which the stream's followed orders then do not get twice); each command's
-result is written as soon as it is known, several to a response. At most
-``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
+goes on its own, gateway/mass_cancel.py: answered with the count and the
+CANCELLED reports, which the stream's own orders then do not get again as
+later reports); each command's result is written as soon as it is known,
+several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
 beyond that the session stops reading, so gRPC flow control slows a caller
 that sends faster than the system absorbs, or that does not read its answers.
 Orders already handed to the saga are carried to their end even when the
@@ -416,7 +416,11 @@ class OrderStreamSession:
             self._answer(_refused(number, index, command, error))
         except Exception as error:  # a bug: the outcome is unknown, and a mass cancel can be repeated
             log.exception("mass cancel failed")
-            self._answer(_refused(number, index, command, refusals.gateway_failed("", error)))
+            failed = unavailable(
+                RejectReason.OUTCOME_UNKNOWN,
+                f"the gateway failed while carrying out the mass cancel ({error!r}); send it again",
+            )
+            self._answer(_refused(number, index, command, failed))
         else:
             cancelled = done.reports
             result = gateway_pb2.OrderCommandResult(
