@@ -6,9 +6,10 @@ to the order saga as one batch and its cancels as another (each mass cancel
 goes on its own, gateway/mass_cancel.py: answered with the count and the
 CANCELLED reports, which the stream's own orders then do not get again as
 later reports); each command's result is written as soon as it is known,
-several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
-beyond that the session stops reading, so gRPC flow control slows a caller
-that sends faster than the system absorbs, or that does not read its answers.
+several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not
+yet answered (written) at a time: beyond that the session stops reading, so
+gRPC flow control slows a caller that sends faster than the system absorbs,
+or that does not read its answers.
 Orders already handed to the saga are carried to their end even when the
 caller goes away (an order is never left half placed); their results are
 then dropped, and a retry with the same client_order_id finds them.
