@@ -145,8 +145,9 @@ def test_cancel_all_orders_refuses_another_account_and_unknown_or_bad_symbols(ga
     assert own.cancelled_count == 1
 
 
-def test_the_stream_mass_cancel_command_answers_with_the_count_and_the_reports(gateway: Gateway) -> None:
-    _, trader = funded_account(gateway, {"USD": "10000"})
+def test_the_stream_mass_cancel_command_answers_with_the_count_and_the_reports_once(gateway: Gateway) -> None:
+    _, trader = funded_account(gateway, {"USD": "10000", "BTC": "1"})
+    _, buyer = funded_account(gateway, {"USD": "10000"})
     submits = [
         gateway_pb2.OrderCommand(submit=order(BTC, BUY, price, "0.01"), tag=f"s{i}")
         for i, price in enumerate(("90.00", "91.00"))
@@ -155,23 +156,38 @@ def test_the_stream_mass_cancel_command_answers_with_the_count_and_the_reports(g
     bad = gateway_pb2.OrderCommand(
         mass_cancel=gateway_pb2.CancelAllOrdersRequest(symbol="NOPE-USD"), tag="bad"
     )
+    # A sell far above the market, placed after the mass cancel and then filled by another account:
+    # its fill reaches the stream only as a later report, after (in journal order) the cancels.
+    later = gateway_pb2.OrderCommand(submit=order(BTC, SELL, "5000.00", "0.01"), tag="later")
     results: dict[str, gateway_pb2.OrderCommandResult] = {}
+    later_reports: list[gateway_pb2.ExecutionReport] = []
+
+    def filled_later() -> bool:
+        order_id = results["later"].order.order_id
+        return any(r.order.order_id == order_id and r.last_quantity for r in later_reports)
 
     def requests() -> Iterator[gateway_pb2.StreamOrdersRequest]:
         yield gateway_pb2.StreamOrdersRequest(commands=submits)
         wait_for(lambda: {"s0", "s1"} <= results.keys(), what="both orders placed")
         yield gateway_pb2.StreamOrdersRequest(commands=[mass, bad])
         wait_for(lambda: {"mass", "bad"} <= results.keys(), what="the mass cancel answered")
+        yield gateway_pb2.StreamOrdersRequest(commands=[later])
+        wait_for(lambda: "later" in results, what="the later sell placed")
+        gateway.public.SubmitOrder(order(BTC, BUY, "5000.00", "0.01"), metadata=key(buyer))
+        wait_for(filled_later, what="the later sell's fill on the stream")
 
     for response in gateway.public.StreamOrders(requests(), metadata=key(trader)):
         for result in response.results:
             results[result.tag] = result
+        later_reports.extend(response.reports)
     placed = {results[f"s{i}"].order.order_id for i in range(2)}
     answer = results["mass"]
     assert (answer.code, answer.cancelled_count, answer.client_order_id) == (0, 2, BTC)
     assert {r.order.order_id for r in answer.reports} == placed
     assert all(r.execution_type == common_pb2.EXECUTION_TYPE_CANCELLED for r in answer.reports)
     assert all(r.order.status == CANCELLED for r in answer.reports)
+    # The result carried the cancels: the stream did not send them again as later reports.
+    assert [r for r in later_reports if r.order.order_id in placed] == []
     refusal = results["bad"]
     assert refusal.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert refusal.reason == common_pb2.REJECT_REASON_UNKNOWN_SYMBOL and refusal.client_order_id == "NOPE-USD"
