@@ -138,6 +138,9 @@ class RejectReason(StrEnum):
     INVALID_RANGE = "INVALID_RANGE"
     """A range's end is not after its start, or a time is before 1970 or not a valid timestamp (nanos 0 to 999,999,999). Send a start before the end, or leave either out."""
 
+    INVALID_INSTRUMENT_STATUS = "INVALID_INSTRUMENT_STATUS"
+    """An instrument status given to SetInstrumentStatus is not INSTRUMENT_STATUS_TRADING, INSTRUMENT_STATUS_HALTED or INSTRUMENT_STATUS_CLOSED. Set one of them."""
+
     INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
     """The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order."""
 
@@ -370,6 +373,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_CLIENT_ORDER_ID,
     RejectReason.INVALID_PAGE_TOKEN: common_pb2.REJECT_REASON_INVALID_PAGE_TOKEN,
     RejectReason.INVALID_RANGE: common_pb2.REJECT_REASON_INVALID_RANGE,
+    RejectReason.INVALID_INSTRUMENT_STATUS: common_pb2.REJECT_REASON_INVALID_INSTRUMENT_STATUS,
     RejectReason.INSUFFICIENT_BALANCE: common_pb2.REJECT_REASON_INSUFFICIENT_BALANCE,
     RejectReason.RISK_STATE_INCONSISTENT: common_pb2.REJECT_REASON_RISK_STATE_INCONSISTENT,
     RejectReason.DUPLICATE_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_ORDER_ID,
@@ -464,6 +468,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: Stage.REQUEST,
     RejectReason.INVALID_PAGE_TOKEN: Stage.REQUEST,
     RejectReason.INVALID_RANGE: Stage.REQUEST,
+    RejectReason.INVALID_INSTRUMENT_STATUS: Stage.REQUEST,
     RejectReason.INSUFFICIENT_BALANCE: Stage.RISK,
     RejectReason.RISK_STATE_INCONSISTENT: Stage.RISK,
     RejectReason.DUPLICATE_ORDER_ID: Stage.MATCHING,
@@ -558,6 +563,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: 'The client order id was already used by a different order of this account (the same order sent again is answered with that order instead); metadata order_id names it. GetOrder returns that order; do not resend.',
     RejectReason.INVALID_PAGE_TOKEN: 'A page token is not one this call gave for this query (it is malformed, altered, or came from a call with other filters or another account). Start again without a page token, or send the token the previous page of the same query returned.',
     RejectReason.INVALID_RANGE: "A range's end is not after its start, or a time is before 1970 or not a valid timestamp (nanos 0 to 999,999,999). Send a start before the end, or leave either out.",
+    RejectReason.INVALID_INSTRUMENT_STATUS: 'An instrument status given to SetInstrumentStatus is not INSTRUMENT_STATUS_TRADING, INSTRUMENT_STATUS_HALTED or INSTRUMENT_STATUS_CLOSED. Set one of them.',
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',

@@ -1,4 +1,5 @@
-"""AdminService: assets, instruments, accounts, deposits and parked trades (x-admin-key)."""
+"""AdminService: assets, instruments (and their status), accounts, deposits, parked trades and the
+end-of-day expiry of DAY orders (x-admin-key)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import structlog
 
 from backbone import ids
+from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.money import InstrumentMath, format_minor
 from backbone.reasons import RejectReason
@@ -16,6 +18,7 @@ from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway.auth import api_key_digest, check_admin
 from gateway.backends import Backends, GetBackends
+from gateway.mass_cancel import check_symbol
 from gateway.validation import (
     build_instrument,
     deposit_amount,
@@ -24,12 +27,21 @@ from gateway.validation import (
     validate_create_asset,
     validate_create_instrument,
     validate_deposit,
+    validate_symbol_field,
 )
-from gateway.views import instrument_view, signed_minor_text, timestamp_of
+from gateway.views import instrument_view, order_view, signed_minor_text, timestamp_of
 
 log = structlog.get_logger("backbone.gateway")
 
 API_KEY_PREFIX = "bbk_"
+# What SetInstrumentStatus may set.
+SETTABLE_STATUSES = frozenset(
+    {
+        common_pb2.INSTRUMENT_STATUS_TRADING,
+        common_pb2.INSTRUMENT_STATUS_HALTED,
+        common_pb2.INSTRUMENT_STATUS_CLOSED,
+    }
+)
 ACCOUNT_ID_PREFIX = "acc-"
 
 
@@ -289,3 +301,59 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
                 )
             ]
         )
+
+    async def SetInstrumentStatus(
+        self, request: gateway_pb2.SetInstrumentStatusRequest, context: Any
+    ) -> gateway_pb2.SetInstrumentStatusResponse:
+        backends = self._admit(context)
+        validate_symbol_field(request.symbol)
+        if request.status not in SETTABLE_STATUSES:
+            raise invalid_field(
+                "status",
+                RejectReason.INVALID_INSTRUMENT_STATUS,
+                "must be INSTRUMENT_STATUS_TRADING, INSTRUMENT_STATUS_HALTED or INSTRUMENT_STATUS_CLOSED",
+            )
+        if await backends.instruments.get(request.symbol) is None:
+            raise not_found(
+                RejectReason.UNKNOWN_SYMBOL,
+                f"there is no instrument {request.symbol!r}",
+                symbol=request.symbol,
+            )
+        answer = await backends.call(
+            backends.trading.SetInstrumentStatus,
+            trading_pb2.SetInstrumentStatusRequest(
+                command=trading_pb2.SetInstrumentStatus(symbol=request.symbol, status=request.status)
+            ),
+        )
+        backends.instruments.put(answer.instrument)  # ListInstruments shows the status at once
+        log.info(
+            "instrument status set",
+            symbol=request.symbol,
+            status=common_pb2.InstrumentStatus.Name(request.status),
+            changed=answer.changed,
+        )
+        return gateway_pb2.SetInstrumentStatusResponse(
+            instrument=instrument_view(answer.instrument), changed=answer.changed
+        )
+
+    async def ExpireDayOrders(
+        self, request: gateway_pb2.ExpireDayOrdersRequest, context: Any
+    ) -> gateway_pb2.ExpireDayOrdersResponse:
+        backends = self._admit(context)
+        await check_symbol(backends, request.symbol)
+        answer = await backends.call(
+            backends.trading.ExpireOrders,
+            trading_pb2.ExpireOrdersRequest(
+                command=trading_pb2.ExpireOrders(
+                    symbol=request.symbol, time_in_force=common_pb2.TIME_IN_FORCE_DAY
+                )
+            ),
+        )
+        backends.reported.note(answer.reports)
+        orders = []
+        for report in answer.reports:
+            instrument = await backends.instruments.get(report.order.symbol)
+            if instrument is not None:  # trading made the order, so it knows the instrument
+                orders.append(order_view(report.order, instrument))
+        log.info("day orders expired", symbol=request.symbol or "*", orders=len(answer.reports))
+        return gateway_pb2.ExpireDayOrdersResponse(expired_count=len(answer.reports), orders=orders)

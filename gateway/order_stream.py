@@ -2,11 +2,14 @@
 
 A session reads request messages, checks every command on its own (a bad one
 is answered at once, the others go on), and hands each message's new orders
-to the order saga as one batch and its cancels as another; each command's
-result is written as soon as it is known, several to a response. At most
-``MAX_IN_FLIGHT`` commands are read and not yet answered (written) at a time:
-beyond that the session stops reading, so gRPC flow control slows a caller
-that sends faster than the system absorbs, or that does not read its answers.
+to the order saga as one batch and its cancels as another (each mass cancel
+goes on its own, gateway/mass_cancel.py: answered with the count and the
+CANCELLED reports, which the stream's own orders then do not get again as
+later reports); each command's result is written as soon as it is known,
+several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not
+yet answered (written) at a time: beyond that the session stops reading, so
+gRPC flow control slows a caller that sends faster than the system absorbs,
+or that does not read its answers.
 Orders already handed to the saga are carried to their end even when the
 caller goes away (an order is never left half placed); their results are
 then dropped, and a retry with the same client_order_id finds them.
@@ -54,6 +57,7 @@ from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends
 from gateway.fanout import FEED_WAIT_SECONDS, Subscription
+from gateway.mass_cancel import check_symbol, mass_cancel
 from gateway.order_saga import OrderSaga
 from gateway.validation import resolve_account, symbol_problem, validate_order_id, validate_submit_order
 from gateway.views import report_view
@@ -239,6 +243,7 @@ class OrderStreamSession:
         too_many = len(commands) > ids.MAX_STREAM_COMMANDS
         submits: list[tuple[int, gateway_pb2.OrderCommand, trading_pb2.NewOrder, common_pb2.Instrument]] = []
         cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]] = []
+        mass_cancels: list[tuple[int, gateway_pb2.OrderCommand, str]] = []
         for index, command in enumerate(commands):
             while self._free <= 0:
                 self._room.clear()
@@ -268,8 +273,14 @@ class OrderStreamSession:
                     tracked = self._tracked.get(cancel.order_id)
                     if tracked is not None:
                         tracked.waiting += 1  # its reports wait for the cancel's result
+                elif kind == "mass_cancel":
+                    account = resolve_account(command.mass_cancel.account_id, self._account)
+                    await check_symbol(self._backends, command.mass_cancel.symbol)
+                    mass_cancels.append((index, command, account))
                 else:
-                    raise invalid_field("command", RejectReason.REQUIRED, "is required: set submit or cancel")
+                    raise invalid_field(
+                        "command", RejectReason.REQUIRED, "is required: set submit, cancel or mass_cancel"
+                    )
             except ServiceError as error:
                 self._answer(_refused(number, index, command, error))
         if submits:
@@ -280,6 +291,17 @@ class OrderStreamSession:
         if cancels:
             self._running += len(cancels)
             self._spawn(self._cancel(number, cancels), "gateway-order-stream-cancels")
+        for index, command, account in mass_cancels:
+            # Any order this stream follows may be among the cancelled: its reports from the
+            # fan-out wait for the mass cancel's result, which carries them.
+            followed = list(self._tracked)
+            for order_id in followed:
+                self._tracked[order_id].waiting += 1
+            self._running += 1
+            self._spawn(
+                self._mass_cancel(number, index, command, account, followed),
+                "gateway-order-stream-mass-cancel",
+            )
 
     async def _checked_order(
         self, request: gateway_pb2.SubmitOrderRequest
@@ -389,6 +411,43 @@ class OrderStreamSession:
             self._answer(result)
             await self._carried(order.order_id, outcome)
 
+    async def _mass_cancel(
+        self, number: int, index: int, command: gateway_pb2.OrderCommand, account: str, followed: list[str]
+    ) -> None:
+        """Carry out a mass_cancel command and answer it with the count and the CANCELLED reports."""
+        cancelled: list[common_pb2.ExecutionReport] = []
+        try:
+            done = await mass_cancel(self._backends, account, command.mass_cancel.symbol)
+        except ServiceError as error:
+            self._answer(_refused(number, index, command, error))
+        except Exception as error:  # a bug: the outcome is unknown, and a mass cancel can be repeated
+            log.exception("mass cancel failed")
+            failed = unavailable(
+                RejectReason.OUTCOME_UNKNOWN,
+                f"the gateway failed while carrying out the mass cancel ({error!r}); send it again",
+            )
+            self._answer(_refused(number, index, command, failed))
+        else:
+            cancelled = done.reports
+            result = gateway_pb2.OrderCommandResult(
+                request_number=number,
+                index=index,
+                tag=command.tag,
+                client_order_id=command.mass_cancel.symbol,
+                cancelled_count=len(cancelled),
+                reports=[report_view(r, done.instruments[r.order.symbol]) for r in cancelled],
+            )
+            for report in cancelled:
+                self._live.pop(report.order.order_id, None)
+            self._answer(result)
+        finally:
+            self._running -= 1
+        by_order: dict[str, list[common_pb2.ExecutionReport]] = {}
+        for report in cancelled:
+            by_order.setdefault(report.order.order_id, []).append(report)
+        for order_id in followed:
+            await self._carried(order_id, by_order.get(order_id, ()))
+
     async def _cancel_live(self) -> None:
         """Cancel on disconnect: once the orders still being placed are answered (bounded wait),
         cancel every order of this stream that may be open, in batches; log what was done."""
@@ -471,7 +530,11 @@ def _refused(
 ) -> gateway_pb2.OrderCommandResult:
     """A command's refusal as its result: the status the unary call would answer."""
     kind = command.WhichOneof("command")
-    named = command.submit.client_order_id if kind == "submit" else command.cancel.order_id
+    named = {
+        "submit": command.submit.client_order_id,
+        "cancel": command.cancel.order_id,
+        "mass_cancel": command.mass_cancel.symbol,
+    }.get(kind or "", "")
     result = gateway_pb2.OrderCommandResult(
         request_number=number,
         index=index,

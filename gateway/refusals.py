@@ -46,6 +46,10 @@ _TRADING_SENTENCES = {
     RejectReason.ORDER_FENCED: "the order was not placed: its outcome was resolved as never placed "
     "while it was on its way (a retry with the same client_order_id asked); send it again with the "
     "same client_order_id",
+    RejectReason.INSTRUMENT_HALTED: "the instrument is halted: it takes no new orders until an operator "
+    "resumes it (cancels still work)",
+    RejectReason.INSTRUMENT_CLOSED: "the instrument is closed: it takes no new orders until it trades "
+    "again (cancels still work)",
 }
 
 

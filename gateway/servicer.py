@@ -28,6 +28,7 @@ from gateway.backends import Backends, GetBackends
 from gateway.fanout import FEED_WAIT_SECONDS
 from gateway.listing import fills_query, next_fills_token, next_orders_token, orders_query
 from gateway.market_data import stream_market_data
+from gateway.mass_cancel import check_symbol, mass_cancel
 from gateway.order_saga import OrderSaga
 from gateway.order_stream import OrderStreamSession
 from gateway.validation import (
@@ -108,6 +109,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             order = await self._saga.cancel(backends, request.order_id, account)
         instrument = await self._instrument(backends, order.symbol)
         return gateway_pb2.CancelOrderResponse(order=order_view(order, instrument))
+
+    async def CancelAllOrders(
+        self, request: gateway_pb2.CancelAllOrdersRequest, context: Any
+    ) -> gateway_pb2.CancelAllOrdersResponse:
+        backends = self._backends()
+        account = await self._account(backends, request.account_id, context)
+        await check_symbol(backends, request.symbol)
+        done = await mass_cancel(backends, account, request.symbol)
+        log.info("orders mass cancelled", account_id=account, symbol=request.symbol, orders=len(done.reports))
+        return gateway_pb2.CancelAllOrdersResponse(
+            cancelled_count=len(done.reports),
+            orders=[order_view(r.order, done.instruments[r.order.symbol]) for r in done.reports],
+            trading_sequence=done.trading_sequence,
+        )
 
     async def GetOrder(
         self, request: gateway_pb2.GetOrderRequest, context: Any

@@ -173,6 +173,7 @@ def instrument_view(instrument: common_pb2.Instrument) -> gateway_pb2.Instrument
         max_price=math.price_text(instrument.max_price_ticks),
         maker_fee_bps=instrument.maker_fee_bps,
         taker_fee_bps=instrument.taker_fee_bps,
+        status=instrument.status,
     )
 
 

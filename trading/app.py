@@ -14,6 +14,7 @@ and pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ import grpc
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from backbone.common.v1 import common_pb2
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from backbone.runtime.channels import open_channel
 from backbone.runtime.config import Settings
@@ -31,6 +33,7 @@ from backbone.runtime.outbox import OutboxSender
 from backbone.runtime.server import HealthEntries
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from trading.day_end import DayEnd, DayEndSchedule
 from trading.engine import Engine, ReplayError
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
@@ -39,10 +42,13 @@ from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnread
 from trading.lease import ShardLease
 from trading.open_orders import OpenOrderIndex
 from trading.reconciler import ReservationReconciler
-from trading.servicer import TradingServicer
+from trading.servicer import TradingServicer, expire_orders
 from trading.snapshots import SnapshotStore, Snapshotter, SnapshotUnreadable, freeze, thaw
 
 log = structlog.get_logger("backbone.trading")
+
+# An order with these statuses and lots left is open on a book.
+OPEN_STATUSES = (common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS_PARTIALLY_FILLED)
 
 SERVICE_NAME = trading_pb2.DESCRIPTOR.services_by_name["TradingService"].full_name
 
@@ -233,6 +239,8 @@ class TradingApp:
         self.health: HealthEntries | None = None
         self.reconciler: ReservationReconciler | None = None
         self.snapshotter: Snapshotter | None = None
+        # The end-of-day expiry of DAY orders (BACKBONE_TRADING_DAY_END; None when off).
+        self.day_end_task: asyncio.Task[None] | None = None
         # The journal sequence of the snapshot this start loaded (None: the whole journal replayed).
         self.recovered_from: int | None = None
         # ListOpenOrders' index and ListFills' projection, both kept from committed batches (they
@@ -409,6 +417,16 @@ class TradingApp:
             on_fenced=risk_outbox.notify,
         )
         await self.reconciler.start()
+        day_end = DayEnd.parse(settings.trading_day_end)
+        if day_end is not None:
+            schedule = DayEndSchedule(
+                day_end,
+                self.expire_day_orders,
+                self.oldest_open_day_order_ns,
+                clock_ns=time.time_ns,
+                sleep=asyncio.sleep,
+            )
+            self.day_end_task = asyncio.create_task(schedule.run(), name="trading-day-end")
         if self.health is not None and SERVICE_NAME in self.health.claimed:  # it waited for the lease
             for name in ("", SERVICE_NAME):
                 await self.health.set(name, True)
@@ -457,7 +475,36 @@ class TradingApp:
                 waited_s=round(max(budget, 0.0), 3),
             )
 
+    async def expire_day_orders(self) -> int:
+        """Journal one ExpireOrders of every symbol's DAY orders; how many expired."""
+        command = trading_pb2.ExpireOrders(time_in_force=common_pb2.TIME_IN_FORCE_DAY)
+        return len((await expire_orders(self.loop, command)).reports)
+
+    async def oldest_open_day_order_ns(self) -> int | None:
+        """When the oldest open DAY order was accepted (engine time); None when there is none."""
+        engine = self.engine
+
+        def run(*_: object) -> int | None:
+            return min(
+                (
+                    order.created_ns
+                    for order in engine.orders.values()
+                    if order.time_in_force == common_pb2.TIME_IN_FORCE_DAY
+                    and order.leaves_lots > 0
+                    and order.status in OPEN_STATUSES
+                ),
+                default=None,
+            )
+
+        oldest: int | None = await self.loop.call(run)
+        return oldest
+
     async def stop(self) -> None:
+        if self.day_end_task is not None:
+            task, self.day_end_task = self.day_end_task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.snapshotter is not None:
             await self.snapshotter.stop()
             self.snapshotter = None

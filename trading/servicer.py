@@ -27,7 +27,7 @@ from backbone.runtime.errors import (
     unavailable,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from trading.engine import Engine, InstrumentRejected
+from trading.engine import CommandRejected, Engine, InstrumentRejected
 from trading.engine_loop import EngineLoop, Run
 from trading.fills import FillProjection, FillQuery
 from trading.open_orders import OpenOrderIndex
@@ -280,6 +280,55 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             await self._instrument_journaled(sequence, context.time_remaining())
         return trading_pb2.CreateInstrumentResponse(instrument=stored)
 
+    async def SetInstrumentStatus(
+        self, request: trading_pb2.SetInstrumentStatusRequest, context: Any
+    ) -> trading_pb2.SetInstrumentStatusResponse:
+        """Halt, close or resume an instrument on the engine loop; answered once journaled."""
+        command = request.command
+        _check_control_symbol(command.symbol, required=True)
+        engine = self._engine
+
+        def run(
+            timestamp_ns: int,
+            records: list[trading_pb2.JournalRecord],
+            reports: list[common_pb2.ExecutionReport],
+        ) -> trading_pb2.SetInstrumentStatusResponse:
+            try:
+                outcome = engine.set_instrument_status(command, timestamp_ns)
+            except CommandRejected as error:
+                raise _control_error(error, command.symbol) from None
+            records += outcome.records
+            return trading_pb2.SetInstrumentStatusResponse(
+                instrument=outcome.instrument,
+                changed=outcome.accepted,
+                journal_sequence=outcome.records[-1].sequence if outcome.records else 0,
+            )
+
+        response: trading_pb2.SetInstrumentStatusResponse = await self._loop.call(run)
+        if response.changed:
+            log.info(
+                "instrument status changed",
+                symbol=command.symbol,
+                status=common_pb2.InstrumentStatus.Name(command.status),
+                sequence=response.journal_sequence,
+            )
+        return response
+
+    async def ExpireOrders(
+        self, request: trading_pb2.ExpireOrdersRequest, context: Any
+    ) -> trading_pb2.ExpireOrdersResponse:
+        """Expire the open DAY orders (of one symbol) on the engine loop; answered once journaled."""
+        command = request.command
+        _check_control_symbol(command.symbol, required=False)
+        response = await expire_orders(self._loop, command)
+        log.info(
+            "day orders expired",
+            symbol=command.symbol or "*",
+            orders=len(response.reports),
+            sequence=response.journal_sequence,
+        )
+        return response
+
     async def ListInstruments(
         self, request: trading_pb2.ListInstrumentsRequest, context: Any
     ) -> trading_pb2.ListInstrumentsResponse:
@@ -394,6 +443,34 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         return trading_pb2.ListFillsResponse(fills=page, more=more, projected_sequence=projected)
 
 
+async def expire_orders(
+    loop: EngineLoop, command: trading_pb2.ExpireOrders
+) -> trading_pb2.ExpireOrdersResponse:
+    """Run an ExpireOrders command on the engine loop: its EXPIRED reports, once journaled (and
+    published to SubscribeExecutions). Raises ServiceError for an unknown symbol or a time in
+    force other than DAY, changing nothing."""
+    engine = loop.engine
+
+    def run(
+        timestamp_ns: int,
+        records: list[trading_pb2.JournalRecord],
+        reports: list[common_pb2.ExecutionReport],
+    ) -> trading_pb2.ExpireOrdersResponse:
+        response = trading_pb2.ExpireOrdersResponse()
+        try:
+            outcome = engine.expire_orders(command, timestamp_ns, report=response.reports.add)
+        except CommandRejected as error:
+            raise _control_error(error, command.symbol) from None
+        records += outcome.records
+        reports += outcome.reports
+        if outcome.records:
+            response.journal_sequence = outcome.records[-1].sequence
+        return response
+
+    response: trading_pb2.ExpireOrdersResponse = await loop.call(run)
+    return response
+
+
 def _check_id(field: str, rule: ids.IdRule, value: str) -> None:
     problem = rule.problem(value)
     if problem:
@@ -428,4 +505,22 @@ def _instrument_error(error: InstrumentRejected, symbol: str) -> ServiceError:
         FieldViolation(name if name == "instrument" else f"instrument.{name}", description)
         for name, description in error.violations
     ]
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, error.reason, error.message, violations)
+
+
+def _check_control_symbol(symbol: str, *, required: bool) -> None:
+    """A control command's symbol: well formed (the engine answers whether it is known)."""
+    if not symbol:
+        if required:
+            raise invalid_field("command.symbol", RejectReason.REQUIRED, "is required")
+        return
+    _check_id("command.symbol", ids.SYMBOL, symbol)
+
+
+def _control_error(error: CommandRejected, symbol: str) -> ServiceError:
+    """A refused control command: NOT_FOUND for an unknown symbol, else INVALID_ARGUMENT naming the
+    command's field at fault."""
+    if error.reason == RejectReason.UNKNOWN_SYMBOL:
+        return not_found(error.reason, error.message, symbol=symbol[:40])
+    violations = [FieldViolation(f"command.{name}", description) for name, description in error.violations]
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, error.reason, error.message, violations)

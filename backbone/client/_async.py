@@ -31,6 +31,7 @@ from ._models import (
     FillFilters,
     FillsPage,
     Instrument,
+    InstrumentStatus,
     Order,
     OrderBook,
     OrdersPage,
@@ -51,6 +52,7 @@ from ._models import (
     order_from_proto,
     orders_page_from_proto,
     report_from_proto,
+    set_instrument_status_request,
     submit_order_request,
     submitted_order_from_proto,
 )
@@ -218,6 +220,11 @@ class AsyncClient:
         self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
         self._create_account = _unary(channel, a, "CreateAccount", gateway_pb2.CreateAccountResponse)
         self._deposit = _unary(channel, a, "Deposit", gateway_pb2.DepositResponse)
+        self._cancel_all_orders = _unary(channel, g, "CancelAllOrders", gateway_pb2.CancelAllOrdersResponse)
+        self._set_instrument_status = _unary(
+            channel, a, "SetInstrumentStatus", gateway_pb2.SetInstrumentStatusResponse
+        )
+        self._expire_day_orders = _unary(channel, a, "ExpireDayOrders", gateway_pb2.ExpireDayOrdersResponse)
 
     @classmethod
     async def connect(
@@ -386,6 +393,17 @@ class AsyncClient:
         response = await self._call(self._cancel_order, request)
         return order_from_proto(response.order)
 
+    async def cancel_all_orders(self, symbol: str | None = None) -> list[Order]:
+        """Cancel every open order of this account (of `symbol`, when given); the cancelled orders.
+
+        Safe to retry: a repeat cancels what is still open. Balances read afterwards show the
+        reservations released.
+        """
+        request = gateway_pb2.CancelAllOrdersRequest(symbol=symbol or "")
+        response = await self._retrying(lambda: self._call(self._cancel_all_orders, request))
+        self._saw_sequence(response.trading_sequence)
+        return [order_from_proto(order) for order in response.orders]
+
     async def get_order(self, order_id: str) -> Order:
         """An order of this account."""
         request = gateway_pb2.GetOrderRequest(order_id=order_id)
@@ -553,6 +571,23 @@ class AsyncClient:
         )
         response = await self._retrying(lambda: self._call(self._create_instrument, request, admin=True))
         return instrument_from_proto(response.instrument)
+
+    async def set_instrument_status(self, symbol: str, status: InstrumentStatus | str) -> Instrument:
+        """Halt ("halted"), close ("closed") or resume ("trading") an instrument; the instrument now.
+
+        A halted or closed instrument refuses new orders (INSTRUMENT_HALTED, INSTRUMENT_CLOSED)
+        and keeps its book; cancels still work.
+        """
+        request = set_instrument_status_request(symbol, status)
+        response = await self._retrying(lambda: self._call(self._set_instrument_status, request, admin=True))
+        return instrument_from_proto(response.instrument)
+
+    async def expire_day_orders(self, symbol: str | None = None) -> list[Order]:
+        """Expire every open DAY order now (of `symbol`, when given), as the end of the trading
+        day does; the expired orders."""
+        request = gateway_pb2.ExpireDayOrdersRequest(symbol=symbol or "")
+        response = await self._retrying(lambda: self._call(self._expire_day_orders, request, admin=True))
+        return [order_from_proto(order) for order in response.orders]
 
     async def create_account(self, account_id: str | None = None) -> Account:
         """Open an account (id generated when None); its API key is returned this once."""

@@ -88,6 +88,15 @@ class OrderStatus(enum.StrEnum):
         return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
+class InstrumentStatus(enum.StrEnum):
+    """Whether an instrument takes orders (AdminService SetInstrumentStatus changes it)."""
+
+    TRADING = "trading"
+    HALTED = "halted"
+    CLOSED = "closed"
+    UNSPECIFIED = "unspecified"
+
+
 class ExecutionType(enum.StrEnum):
     ACCEPTED = "accepted"
     TRADE = "trade"
@@ -228,6 +237,8 @@ class Instrument:
     max_price: Decimal
     maker_fee_bps: int
     taker_fee_bps: int
+    # UNSPECIFIED when the gateway did not say (an older gateway).
+    status: InstrumentStatus = InstrumentStatus.UNSPECIFIED
 
 
 @dataclass(frozen=True)
@@ -630,6 +641,7 @@ def instrument_from_proto(message: gateway_pb2.Instrument) -> Instrument:
         max_price=_decimal(message.max_price),
         maker_fee_bps=message.maker_fee_bps,
         taker_fee_bps=message.taker_fee_bps,
+        status=_INSTRUMENT_STATUSES.get(message.status, InstrumentStatus.UNSPECIFIED),
     )
 
 
@@ -928,3 +940,25 @@ def list_fills_request(
         page_token=page_token,
         min_trading_sequence=min_trading_sequence,
     )
+
+
+_INSTRUMENT_STATUSES = {
+    common_pb2.INSTRUMENT_STATUS_TRADING: InstrumentStatus.TRADING,
+    common_pb2.INSTRUMENT_STATUS_HALTED: InstrumentStatus.HALTED,
+    common_pb2.INSTRUMENT_STATUS_CLOSED: InstrumentStatus.CLOSED,
+}
+_INSTRUMENT_STATUS_VALUES = {status.value: number for number, status in _INSTRUMENT_STATUSES.items()}
+
+
+def set_instrument_status_request(
+    symbol: str, status: InstrumentStatus | str
+) -> gateway_pb2.SetInstrumentStatusRequest:
+    """The request of set_instrument_status: "trading", "halted" or "closed" (any case)."""
+    number = _INSTRUMENT_STATUS_VALUES.get(status.lower()) if isinstance(status, str) else None
+    if number is None:
+        raise _local_error(
+            "status",
+            RejectReason.INVALID_INSTRUMENT_STATUS,
+            f"{status!r} is not 'trading', 'halted' or 'closed'",
+        )
+    return gateway_pb2.SetInstrumentStatusRequest(symbol=symbol, status=number)

@@ -28,6 +28,7 @@ from ._models import (
     FillFilters,
     FillsPage,
     Instrument,
+    InstrumentStatus,
     Order,
     OrderBook,
     OrdersPage,
@@ -48,6 +49,7 @@ from ._models import (
     order_from_proto,
     orders_page_from_proto,
     report_from_proto,
+    set_instrument_status_request,
     submit_order_request,
     submitted_order_from_proto,
 )
@@ -205,6 +207,11 @@ class Client:
         self._create_instrument = _unary(channel, a, "CreateInstrument", gateway_pb2.CreateInstrumentResponse)
         self._create_account = _unary(channel, a, "CreateAccount", gateway_pb2.CreateAccountResponse)
         self._deposit = _unary(channel, a, "Deposit", gateway_pb2.DepositResponse)
+        self._cancel_all_orders = _unary(channel, g, "CancelAllOrders", gateway_pb2.CancelAllOrdersResponse)
+        self._set_instrument_status = _unary(
+            channel, a, "SetInstrumentStatus", gateway_pb2.SetInstrumentStatusResponse
+        )
+        self._expire_day_orders = _unary(channel, a, "ExpireDayOrders", gateway_pb2.ExpireDayOrdersResponse)
 
     @classmethod
     def connect(
@@ -371,6 +378,17 @@ class Client:
         """Cancel an order's open quantity; returns the cancelled order."""
         response = self._call(self._cancel_order, gateway_pb2.CancelOrderRequest(order_id=order_id))
         return order_from_proto(response.order)
+
+    def cancel_all_orders(self, symbol: str | None = None) -> list[Order]:
+        """Cancel every open order of this account (of `symbol`, when given); the cancelled orders.
+
+        Safe to retry: a repeat cancels what is still open. Balances read afterwards show the
+        reservations released.
+        """
+        request = gateway_pb2.CancelAllOrdersRequest(symbol=symbol or "")
+        response = self._retrying(lambda: self._call(self._cancel_all_orders, request))
+        self._saw_sequence(response.trading_sequence)
+        return [order_from_proto(order) for order in response.orders]
 
     def get_order(self, order_id: str) -> Order:
         """An order of this account."""
@@ -554,6 +572,23 @@ class Client:
         )
         response = self._retrying(lambda: self._call(self._create_instrument, request, admin=True))
         return instrument_from_proto(response.instrument)
+
+    def set_instrument_status(self, symbol: str, status: InstrumentStatus | str) -> Instrument:
+        """Halt ("halted"), close ("closed") or resume ("trading") an instrument; the instrument now.
+
+        A halted or closed instrument refuses new orders (INSTRUMENT_HALTED, INSTRUMENT_CLOSED)
+        and keeps its book; cancels still work.
+        """
+        request = set_instrument_status_request(symbol, status)
+        response = self._retrying(lambda: self._call(self._set_instrument_status, request, admin=True))
+        return instrument_from_proto(response.instrument)
+
+    def expire_day_orders(self, symbol: str | None = None) -> list[Order]:
+        """Expire every open DAY order now (of `symbol`, when given), as the end of the trading
+        day does; the expired orders."""
+        request = gateway_pb2.ExpireDayOrdersRequest(symbol=symbol or "")
+        response = self._retrying(lambda: self._call(self._expire_day_orders, request, admin=True))
+        return [order_from_proto(order) for order in response.orders]
 
     def create_account(self, account_id: str | None = None) -> Account:
         """Open an account (id generated when None); its API key is returned this once."""

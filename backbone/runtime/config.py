@@ -8,6 +8,7 @@ All settings come from environment variables with the ``BACKBONE_`` prefix.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -98,6 +99,12 @@ VARIABLES: tuple[Variable, ...] = (
         "the gateway's self-trade prevention for orders that do not choose one: none, "
         "cancel_resting, cancel_incoming or cancel_both",
     ),
+    Variable(
+        "TRADING_DAY_END",
+        "",
+        'UTC time "HH:MM" at which trading expires every open DAY order, once a day (at start too '
+        "when trading was down at that moment with DAY orders open); empty: never",
+    ),
 )
 
 # The values BACKBONE_POST_ONLY_MODE and BACKBONE_SELF_TRADE_PREVENTION take.
@@ -110,6 +117,17 @@ def _choice(values: Mapping[str, str], name: str, choices: tuple[str, ...]) -> s
     if value not in choices:
         raise ConfigError(f"{PREFIX}{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
     return value
+
+
+# "HH:MM", 00:00 to 23:59: BACKBONE_TRADING_DAY_END.
+_DAY_END_FORMAT = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def day_end_problem(text: str) -> str | None:
+    """What is wrong with a day end setting ("" is off and fine), or None."""
+    if text and _DAY_END_FORMAT.fullmatch(text) is None:
+        return f'must be a UTC time "HH:MM" (00:00 to 23:59) or empty, got {text[:20]!r}'
+    return None
 
 
 def _integer(values: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
@@ -152,6 +170,8 @@ class Settings:
     reconcile_grace_seconds: int
     post_only_mode: str
     self_trade_prevention: str
+    # BACKBONE_TRADING_DAY_END as given ("HH:MM" UTC, checked; "" is off): trading/day_end.py.
+    trading_day_end: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -166,6 +186,9 @@ class Settings:
         for name in ("GATEWAY_ADDRESS", "RISK_ADDRESS", "TRADING_ADDRESS", "SETTLEMENT_ADDRESS"):
             if ":" not in values[name]:
                 raise ConfigError(f"{PREFIX}{name} must be host:port, got {values[name]!r}")
+        day_end = day_end_problem(values["TRADING_DAY_END"])
+        if day_end:
+            raise ConfigError(f"{PREFIX}TRADING_DAY_END {day_end}")
         shard = values["TRADING_SHARD"] or "trading-0"
         shard_problem = source_problem(shard)
         if shard_problem:  # it names the shard's trades and cursors in settlement and risk
@@ -196,6 +219,7 @@ class Settings:
             reconcile_grace_seconds=_integer(values, "RECONCILE_GRACE_SECONDS", 1, 86_400),
             post_only_mode=_choice(values, "POST_ONLY_MODE", POST_ONLY_MODES),
             self_trade_prevention=_choice(values, "SELF_TRADE_PREVENTION", SELF_TRADE_PREVENTIONS),
+            trading_day_end=values["TRADING_DAY_END"],
         )
 
     def address_of(self, service: str) -> str:

@@ -1,8 +1,9 @@
 """Every public call answers wrong input with the right status and a readable message, and changes nothing.
 
 Besides the hand-written cases, every string and decimal field of every call (SubmitOrder,
-CancelOrder, GetOrder, GetBalances, GetOrderBook, StreamExecutions, ListOrders, ListFills,
-CreateAsset, CreateInstrument, CreateAccount, Deposit; ListInstruments has no field) is tried with
+CancelOrder, CancelAllOrders, GetOrder, GetBalances, GetOrderBook, StreamExecutions, ListOrders,
+ListFills, CreateAsset, CreateInstrument, CreateAccount, Deposit, SetInstrumentStatus,
+ExpireDayOrders; ListInstruments has no field) is tried with
 hostile variants of a good value (control characters, a trailing newline, surrounding and inner
 whitespace, look-alike characters, far too long) and every decimal and number field with overflow
 (10^29, huge, many decimal places); page tokens are tried forged and spoiled, trade id bounds with
@@ -506,6 +507,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     stream_cancel = _stream_command(
         p.StreamOrders, md, "cancel", gateway_pb2.CancelOrderRequest, order_id="0123abcd"
     )
+    # Good mass cancels and controls change nothing here: the trader has no open order, BTC-USD
+    # trades already, and no DAY order is open.
+    cancel_all = _unary(p.CancelAllOrders, gateway_pb2.CancelAllOrdersRequest, md, symbol="BTC-USD")
+    stream_mass_cancel = _stream_command(
+        p.StreamOrders, md, "mass_cancel", gateway_pb2.CancelAllOrdersRequest, symbol="BTC-USD"
+    )
+    set_status = _unary(
+        a.SetInstrumentStatus, gateway_pb2.SetInstrumentStatusRequest, admin,
+        symbol="BTC-USD", status=common_pb2.INSTRUMENT_STATUS_TRADING,
+    )  # fmt: skip
+    expire = _unary(a.ExpireDayOrders, gateway_pb2.ExpireDayOrdersRequest, admin, symbol="BTC-USD")
     own = (*id_variants(account_id, ids.ACCOUNT_ID, empty_is_valid=True),)
     order_ids = (*id_variants("0123456789abcdef0123456789abcdef", ids.ORDER_ID),)
     symbols = (*id_variants("BTC-USD", ids.SYMBOL),)
@@ -534,6 +546,13 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
                   stream_submit),
         FieldCase("StreamOrders", "account_id", own, stream_cancel),
         FieldCase("StreamOrders", "order_id", order_ids, stream_cancel),
+        FieldCase("StreamOrders", "account_id", own, stream_mass_cancel),
+        FieldCase("StreamOrders", "symbol", list_symbols, stream_mass_cancel),
+        FieldCase("CancelAllOrders", "account_id", own, cancel_all),
+        FieldCase("CancelAllOrders", "symbol", list_symbols, cancel_all),
+        FieldCase("SetInstrumentStatus", "symbol", symbols, set_status),
+        FieldCase("SetInstrumentStatus", "status", (0, 4, -1, 2**31 - 1), set_status),
+        FieldCase("ExpireDayOrders", "symbol", list_symbols, expire),
         FieldCase("CancelOrder", "account_id", own, cancel),
         FieldCase("CancelOrder", "order_id", order_ids, cancel),
         FieldCase("GetOrder", "account_id", own, get_order),
@@ -611,8 +630,9 @@ def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
     cases = every_field(gateway, account_id, api_key)
     assert {case.call for case in cases} == {
         "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
-        "StreamOrders", "StreamMarketData", "ListOrders", "ListFills",
-        "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit",
+        "StreamOrders", "StreamMarketData", "ListOrders", "ListFills", "CancelAllOrders",
+        "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit", "SetInstrumentStatus",
+        "ExpireDayOrders",
     }  # fmt: skip
     failures = []
     tried = 0

@@ -145,17 +145,19 @@ class StreamOrdersRequest(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ..., cancel_on_disconnect: _Optional[bool] = ...) -> None: ...
 
 class OrderCommand(_message.Message):
-    __slots__ = ("submit", "cancel", "tag")
+    __slots__ = ("submit", "cancel", "mass_cancel", "tag")
     SUBMIT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    MASS_CANCEL_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     submit: SubmitOrderRequest
     cancel: CancelOrderRequest
+    mass_cancel: CancelAllOrdersRequest
     tag: str
-    def __init__(self, submit: _Optional[_Union[SubmitOrderRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., tag: _Optional[str] = ...) -> None: ...
+    def __init__(self, submit: _Optional[_Union[SubmitOrderRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., mass_cancel: _Optional[_Union[CancelAllOrdersRequest, _Mapping]] = ..., tag: _Optional[str] = ...) -> None: ...
 
 class OrderCommandResult(_message.Message):
-    __slots__ = ("request_number", "index", "tag", "client_order_id", "code", "reason", "message", "field", "order", "reports")
+    __slots__ = ("request_number", "index", "tag", "client_order_id", "code", "reason", "message", "field", "order", "reports", "cancelled_count")
     REQUEST_NUMBER_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +168,7 @@ class OrderCommandResult(_message.Message):
     FIELD_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
     request_number: int
     index: int
     tag: str
@@ -176,7 +179,8 @@ class OrderCommandResult(_message.Message):
     field: str
     order: Order
     reports: _containers.RepeatedCompositeFieldContainer[ExecutionReport]
-    def __init__(self, request_number: _Optional[int] = ..., index: _Optional[int] = ..., tag: _Optional[str] = ..., client_order_id: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ...) -> None: ...
+    cancelled_count: int
+    def __init__(self, request_number: _Optional[int] = ..., index: _Optional[int] = ..., tag: _Optional[str] = ..., client_order_id: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ..., cancelled_count: _Optional[int] = ...) -> None: ...
 
 class StreamOrdersResponse(_message.Message):
     __slots__ = ("results", "reports", "max_in_flight")
@@ -251,7 +255,7 @@ class GetBalancesResponse(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
 
 class Instrument(_message.Message):
-    __slots__ = ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_quantity", "max_quantity", "max_price", "maker_fee_bps", "taker_fee_bps")
+    __slots__ = ("symbol", "base_asset", "quote_asset", "tick_size", "lot_size", "min_quantity", "max_quantity", "max_price", "maker_fee_bps", "taker_fee_bps", "status")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     BASE_ASSET_FIELD_NUMBER: _ClassVar[int]
     QUOTE_ASSET_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +266,7 @@ class Instrument(_message.Message):
     MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
     MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
     TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     base_asset: str
     quote_asset: str
@@ -272,7 +277,8 @@ class Instrument(_message.Message):
     max_price: str
     maker_fee_bps: int
     taker_fee_bps: int
-    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., max_price: _Optional[str] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+    status: _common_pb2.InstrumentStatus
+    def __init__(self, symbol: _Optional[str] = ..., base_asset: _Optional[str] = ..., quote_asset: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., max_price: _Optional[str] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.InstrumentStatus, str]] = ...) -> None: ...
 
 class ListInstrumentsRequest(_message.Message):
     __slots__ = ()
@@ -653,3 +659,51 @@ class ListFillsResponse(_message.Message):
     next_page_token: str
     trading_sequence: int
     def __init__(self, fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
+
+class CancelAllOrdersRequest(_message.Message):
+    __slots__ = ("account_id", "symbol")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ...) -> None: ...
+
+class CancelAllOrdersResponse(_message.Message):
+    __slots__ = ("cancelled_count", "orders", "trading_sequence")
+    CANCELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    cancelled_count: int
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    trading_sequence: int
+    def __init__(self, cancelled_count: _Optional[int] = ..., orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., trading_sequence: _Optional[int] = ...) -> None: ...
+
+class SetInstrumentStatusRequest(_message.Message):
+    __slots__ = ("symbol", "status")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    status: _common_pb2.InstrumentStatus
+    def __init__(self, symbol: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.InstrumentStatus, str]] = ...) -> None: ...
+
+class SetInstrumentStatusResponse(_message.Message):
+    __slots__ = ("instrument", "changed")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    instrument: Instrument
+    changed: bool
+    def __init__(self, instrument: _Optional[_Union[Instrument, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class ExpireDayOrdersRequest(_message.Message):
+    __slots__ = ("symbol",)
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    def __init__(self, symbol: _Optional[str] = ...) -> None: ...
+
+class ExpireDayOrdersResponse(_message.Message):
+    __slots__ = ("expired_count", "orders")
+    EXPIRED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    expired_count: int
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    def __init__(self, expired_count: _Optional[int] = ..., orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...

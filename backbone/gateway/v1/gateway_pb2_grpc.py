@@ -94,6 +94,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.CancelAllOrders = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/CancelAllOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -157,10 +162,12 @@ class GatewayServiceServicer:
 
     def StreamOrders(self, request_iterator, context):
         """StreamOrders is order entry at speed: each request carries a batch of
-        commands (new orders, cancels), each answered on its own with a result
-        naming it (one bad command does not fail the stream or the rest of its
-        batch). Authentication, validation, idempotency and refusals are those of
-        SubmitOrder and CancelOrder. Results come as commands finish, not in the
+        commands (new orders, cancels, mass cancels), each answered on its own
+        with a result naming it (one bad command does not fail the stream or the
+        rest of its batch). Authentication, validation, idempotency and refusals
+        are those of SubmitOrder, CancelOrder and CancelAllOrders. A mass cancel
+        cancels what is open when trading receives it: orders of the same request
+        still being placed may be placed after it. Results come as commands finish, not in the
         order sent; later execution reports of orders entered on the stream
         (fills of a resting order, for example) come on it too. At most
         max_in_flight commands (see the first response) are worked on at once per
@@ -206,6 +213,17 @@ class GatewayServiceServicer:
         projection of the trading journal that trails it by a moment (it is
         written in the background after each commit): trading_sequence says
         through which journal sequence it is complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAllOrders(self, request, context):
+        """CancelAllOrders cancels every open order of the caller's account (of one
+        symbol, when given), halted and closed instruments included, and answers
+        how many and which orders were cancelled (none open: 0, not an error).
+        What was reserved for them is released (GetBalances shows it). Safe to
+        repeat: a retry after an unknown outcome cancels what is still open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,6 +286,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'CancelAllOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAllOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +605,33 @@ class GatewayService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CancelAllOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/CancelAllOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelAllOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminServiceStub:
     """AdminService sets up assets, instruments, accounts and deposits. Every call
@@ -633,6 +683,16 @@ class AdminServiceStub:
                 '/backbone.gateway.v1.AdminService/GetEngineState',
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
+                _registered_method=True)
+        self.SetInstrumentStatus = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/SetInstrumentStatus',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.FromString,
+                _registered_method=True)
+        self.ExpireDayOrders = channel.unary_unary(
+                '/backbone.gateway.v1.AdminService/ExpireDayOrders',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.FromString,
                 _registered_method=True)
 
 
@@ -708,6 +768,26 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetInstrumentStatus(self, request, context):
+        """SetInstrumentStatus halts, closes or resumes an instrument (journaled by
+        trading, so it survives a restart). A halted or closed instrument refuses
+        SubmitOrder with FAILED_PRECONDITION (INSTRUMENT_HALTED or
+        INSTRUMENT_CLOSED) and keeps its book; cancels and CancelAllOrders still
+        work, and ListInstruments shows the status. TRADING accepts orders again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireDayOrders(self, request, context):
+        """ExpireDayOrders expires every open DAY order (of one symbol, when given)
+        now, as the end of the trading day does (BACKBONE_TRADING_DAY_END): each
+        is reported EXPIRED and what was reserved for it is released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -750,6 +830,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetEngineState,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.SerializeToString,
+            ),
+            'SetInstrumentStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInstrumentStatus,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.SerializeToString,
+            ),
+            'ExpireDayOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireDayOrders,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -970,6 +1060,60 @@ class AdminService:
             '/backbone.gateway.v1.AdminService/GetEngineState',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetEngineStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInstrumentStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/SetInstrumentStatus',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.SetInstrumentStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireDayOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.AdminService/ExpireDayOrders',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ExpireDayOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

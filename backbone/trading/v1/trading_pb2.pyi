@@ -430,3 +430,33 @@ class ListFillsResponse(_message.Message):
     more: bool
     projected_sequence: int
     def __init__(self, fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., more: _Optional[bool] = ..., projected_sequence: _Optional[int] = ...) -> None: ...
+
+class SetInstrumentStatusRequest(_message.Message):
+    __slots__ = ("command",)
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    command: SetInstrumentStatus
+    def __init__(self, command: _Optional[_Union[SetInstrumentStatus, _Mapping]] = ...) -> None: ...
+
+class SetInstrumentStatusResponse(_message.Message):
+    __slots__ = ("instrument", "changed", "journal_sequence")
+    INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    instrument: _common_pb2.Instrument
+    changed: bool
+    journal_sequence: int
+    def __init__(self, instrument: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., changed: _Optional[bool] = ..., journal_sequence: _Optional[int] = ...) -> None: ...
+
+class ExpireOrdersRequest(_message.Message):
+    __slots__ = ("command",)
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    command: ExpireOrders
+    def __init__(self, command: _Optional[_Union[ExpireOrders, _Mapping]] = ...) -> None: ...
+
+class ExpireOrdersResponse(_message.Message):
+    __slots__ = ("reports", "journal_sequence")
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExecutionReport]
+    journal_sequence: int
+    def __init__(self, reports: _Optional[_Iterable[_Union[_common_pb2.ExecutionReport, _Mapping]]] = ..., journal_sequence: _Optional[int] = ...) -> None: ...

@@ -97,6 +97,16 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.SetInstrumentStatus = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/SetInstrumentStatus',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusResponse.FromString,
+                _registered_method=True)
+        self.ExpireOrders = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ExpireOrders',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -223,6 +233,29 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetInstrumentStatus(self, request, context):
+        """SetInstrumentStatus halts, closes or resumes an instrument (the engine's
+        SetInstrumentStatus command, journaled, in the engine's order with the
+        orders): NOT_FOUND (UNKNOWN_SYMBOL) for an unknown symbol,
+        INVALID_ARGUMENT (INVALID_COMMAND, field status) for a status other than
+        TRADING, HALTED or CLOSED. Setting the status it has changes
+        nothing and is answered the same way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireOrders(self, request, context):
+        """ExpireOrders expires every open DAY order, of one symbol or all (the
+        engine's ExpireOrders command, journaled, in the engine's order with the
+        orders): NOT_FOUND (UNKNOWN_SYMBOL) for an unknown symbol,
+        INVALID_ARGUMENT (INVALID_COMMAND, field time_in_force) for a time in
+        force other than DAY. Finding nothing open journals nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +318,16 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'SetInstrumentStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInstrumentStatus,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusResponse.SerializeToString,
+            ),
+            'ExpireOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireOrders,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -614,6 +657,60 @@ class TradingService:
             '/backbone.trading.v1.TradingService/ListFills',
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInstrumentStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/SetInstrumentStatus',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ExpireOrders',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
