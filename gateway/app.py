@@ -42,7 +42,7 @@ from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.servicer import GatewayServicer
-from gateway.validation import OrderDefaults, use_order_defaults
+from gateway.validation import OrderDefaults
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -160,7 +160,6 @@ class GatewayApp:
 
     async def start(self) -> None:
         settings = self.settings
-        use_order_defaults(OrderDefaults.of(settings))
         self._redis = await open_redis(settings)
         risk_channel = open_channel(settings.risk_address, settings)
         trading_channel = open_channel(settings.trading_address, settings)
@@ -259,6 +258,7 @@ class GatewayApp:
             orders=orders,
             fanout=fanout,
             market_data=market_data,
+            order_defaults=OrderDefaults.of(settings),
             instruments=InstrumentCache(load_instruments),
             assets=AssetScales(load_assets),
             auth=ApiKeyAuthenticator(authenticate),

@@ -38,6 +38,7 @@ from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.reported import ReportedSequences
+from gateway.validation import OrderDefaults
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
 REACH_WAIT_SECONDS = 2.5
@@ -75,6 +76,8 @@ class Backends:
     auth: ApiKeyAuthenticator
     reported: ReportedSequences = field(default_factory=ReportedSequences)
     market_data: MarketDataFanout | None = None
+    # What configuration decides for an order (post-only mode, default self-trade prevention).
+    order_defaults: OrderDefaults = field(default_factory=OrderDefaults)
     risk_channel: grpc.aio.Channel | None = None
     trading_channel: grpc.aio.Channel | None = None
     settlement_channel: grpc.aio.Channel | None = None

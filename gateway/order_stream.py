@@ -310,7 +310,13 @@ class OrderStreamSession:
         instrument = None
         if request.symbol and symbol_problem(request.symbol) is None:
             instrument = await self._instrument(request.symbol)
-        order = validate_submit_order(request, instrument, account_id=account, order_id=uuid.uuid4().hex)
+        order = validate_submit_order(
+            request,
+            instrument,
+            account_id=account,
+            order_id=uuid.uuid4().hex,
+            defaults=self._backends.order_defaults,
+        )
         assert instrument is not None
         return order, instrument
 

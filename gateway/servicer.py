@@ -72,7 +72,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if request.symbol and symbol_problem(request.symbol) is None:
             instrument = await backends.instruments.get(request.symbol)
         order_id = uuid.uuid4().hex
-        order = validate_submit_order(request, instrument, account_id=account, order_id=order_id)
+        order = validate_submit_order(
+            request, instrument, account_id=account, order_id=order_id, defaults=backends.order_defaults
+        )
         assert instrument is not None
         with structlog.contextvars.bound_contextvars(order_id=order_id):
             reports = await self._saga.submit(backends, order, instrument)

@@ -219,8 +219,8 @@ def validate_submit_order(
     """Check every field of a public order and convert it to trading's scaled NewOrder.
 
     `instrument` is the reference data of `request.symbol`, or None when the
-    symbol is unknown; `defaults` what configuration decides (None: the
-    process's, see use_order_defaults). Raises ServiceError(INVALID_ARGUMENT)
+    symbol is unknown; `defaults` what the gateway's configuration decides
+    (Backends.order_defaults; None: the settings' defaults). Raises ServiceError(INVALID_ARGUMENT)
     naming every wrong field.
     """
     violations = Violations()
@@ -284,7 +284,7 @@ def _check_terms(
     takes them, the unspecified ones filled in; each wrong field and combination recorded with
     the engine's reason where it has one (MARKET_ORDER_CANNOT_REST, INVALID_ORDER for post-only
     on IOC/FOK), so the gateway refuses it before risk reserves anything."""
-    chosen = defaults or _process_defaults
+    chosen = defaults or _SETTING_DEFAULTS
     order_type = request.type or common_pb2.ORDER_TYPE_LIMIT
     market = order_type == common_pb2.ORDER_TYPE_MARKET
     if order_type not in _ORDER_TYPES:
@@ -375,15 +375,8 @@ class OrderDefaults:
         return cls(post_only, _STP_SETTINGS[settings.self_trade_prevention])
 
 
-# The gateway process's defaults: configuration is per process, and the gateway sets them once
-# at start (use_order_defaults) for both of its order paths (SubmitOrder, StreamOrders).
-_process_defaults = OrderDefaults()
-
-
-def use_order_defaults(defaults: OrderDefaults) -> None:
-    """Make `defaults` this process's (called once by the gateway at start, from its settings)."""
-    global _process_defaults
-    _process_defaults = defaults
+# What the settings decide when left at their defaults (reject; no self-trade prevention).
+_SETTING_DEFAULTS = OrderDefaults()
 
 
 def validate_order_id(order_id: str) -> None:
