@@ -24,6 +24,7 @@ from backbone.runtime.errors import ServiceError
 from gateway import order_stream
 from gateway.order_stream import OrderStreamSession, _Tracked
 from gateway.reported import ReportedSequences
+from gateway.validation import OrderDefaults
 from tests.instruments import btc_usd
 
 NEW = common_pb2.ORDER_STATUS_NEW
@@ -169,7 +170,9 @@ async def test_a_request_read_when_the_feed_breaks_is_answered_in_full(monkeypat
     still answers every command of every request it read before it ends with the failure."""
     monkeypatch.setattr(order_stream, "MAX_IN_FLIGHT", 6)
     feed, saga = _BreakingFeed(), _BlockedSaga()
-    backends: Any = SimpleNamespace(reported=ReportedSequences(), fanout=_Fanout(feed))
+    backends: Any = SimpleNamespace(
+        reported=ReportedSequences(), fanout=_Fanout(feed), order_defaults=OrderDefaults()
+    )
     stream = OrderStreamSession(backends, saga=saga, account_id="acct")  # type: ignore[arg-type]
     stream._instruments["BTC-USD"] = btc_usd()
 
