@@ -1,4 +1,4 @@
-"""The end of the trading day: when DAY orders expire (BACKBONE_TRADING_DAY_END, UTC "HH:MM").
+"""The end of the trading day: when DAY orders expire (BACKBONE_TRADING_DAY_END, UTC "HH:MM[:SS]").
 
 Trading runs :class:`DayEndSchedule` as a task: it sleeps until the next day end and then has
 the engine expire every open DAY order (an ExpireOrders command, journaled like any other),
@@ -40,7 +40,7 @@ RETRY_SECONDS = 1.0
 class DayEnd:
     """A time of day, UTC, at which the trading day ends."""
 
-    minute_of_day: int
+    second_of_day: int
 
     @classmethod
     def parse(cls, text: str) -> DayEnd | None:
@@ -50,13 +50,13 @@ class DayEnd:
             raise ValueError(problem)
         if not text:
             return None
-        hours, minutes = text.split(":")
-        return cls(int(hours) * 60 + int(minutes))
+        hours, minutes, *seconds = text.split(":")
+        return cls((int(hours) * 60 + int(minutes)) * 60 + sum(int(part) for part in seconds))
 
     @property
     def offset_ns(self) -> int:
         """Nanoseconds from midnight UTC."""
-        return self.minute_of_day * NANOS_PER_MINUTE
+        return self.second_of_day * NANOS_PER_SECOND
 
     def last_at_or_before(self, now_ns: int) -> int:
         """The most recent day end at or before `now_ns` (nanoseconds since the Unix epoch)."""

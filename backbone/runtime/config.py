@@ -102,8 +102,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "TRADING_DAY_END",
         "",
-        'UTC time "HH:MM" at which trading expires every open DAY order, once a day (at start too '
-        "when trading was down at that moment with DAY orders open); empty: never",
+        'UTC time "HH:MM" (or "HH:MM:SS") at which trading expires every open DAY order, once a day '
+        "(at start too when trading was down at that moment with DAY orders open); empty: never",
     ),
 )
 
@@ -119,14 +119,14 @@ def _choice(values: Mapping[str, str], name: str, choices: tuple[str, ...]) -> s
     return value
 
 
-# "HH:MM", 00:00 to 23:59: BACKBONE_TRADING_DAY_END.
-_DAY_END_FORMAT = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+# "HH:MM" or "HH:MM:SS", 00:00 to 23:59:59: BACKBONE_TRADING_DAY_END.
+_DAY_END_FORMAT = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])(:[0-5][0-9])?")
 
 
 def day_end_problem(text: str) -> str | None:
     """What is wrong with a day end setting ("" is off and fine), or None."""
     if text and _DAY_END_FORMAT.fullmatch(text) is None:
-        return f'must be a UTC time "HH:MM" (00:00 to 23:59) or empty, got {text[:20]!r}'
+        return f'must be a UTC time "HH:MM" or "HH:MM:SS" (00:00 to 23:59:59) or empty, got {text[:20]!r}'
     return None
 
 
@@ -170,7 +170,7 @@ class Settings:
     reconcile_grace_seconds: int
     post_only_mode: str
     self_trade_prevention: str
-    # BACKBONE_TRADING_DAY_END as given ("HH:MM" UTC, checked; "" is off): trading/day_end.py.
+    # BACKBONE_TRADING_DAY_END as given ("HH:MM[:SS]" UTC, checked; "" is off): trading/day_end.py.
     trading_day_end: str = ""
 
     @classmethod

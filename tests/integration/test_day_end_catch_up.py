@@ -31,25 +31,20 @@ from tests.integration.gateway_calls import (
 pytestmark = pytest.mark.integration
 
 SYMBOL = "BTC-USD"
-# The day end is the first whole minute at least this far ahead: time to set up and place an order.
+# The day end is this far ahead of the module's start: time to start a system and place orders.
 SETUP_SECONDS = 20
-
-
-def first_minute_after(seconds_ahead: int) -> int:
-    """The Unix time of the first whole minute at least `seconds_ahead` from now."""
-    earliest = int(time.time()) + seconds_ahead
-    return earliest + (-earliest % 60)
 
 
 @pytest.fixture(scope="module")
 def day_end() -> int:
-    return first_minute_after(SETUP_SECONDS)
+    """The Unix time (a whole second) of the day end the module's system is given."""
+    return int(time.time()) + SETUP_SECONDS
 
 
 @pytest.fixture(scope="module")
 def system(system_factory: Callable[..., System], day_end: int) -> System:
     """This module's one system, its day end set to `day_end`'s UTC "HH:MM"."""
-    return system_factory(BACKBONE_TRADING_DAY_END=datetime.fromtimestamp(day_end, UTC).strftime("%H:%M"))
+    return system_factory(BACKBONE_TRADING_DAY_END=datetime.fromtimestamp(day_end, UTC).strftime("%H:%M:%S"))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def test_a_day_end_missed_while_trading_was_down_expires_at_start(
     assert time.time() < day_end - 2, "the setup took longer than SETUP_SECONDS; the day end is too close"
 
     assert system.services.kill("trading") == -9
-    wait_for(lambda: time.time() > day_end + 1, timeout_seconds=SETUP_SECONDS + 70, what="the day end passed")
+    wait_for(lambda: time.time() > day_end + 1, timeout_seconds=SETUP_SECONDS + 10, what="the day end passed")
     system.services.start("trading")
 
     def status_of(order_id: str) -> int | None:

@@ -52,13 +52,17 @@ class Expiries:
 def test_the_setting_is_hh_mm_utc_or_empty() -> None:
     assert DayEnd.parse("") is None
     assert DayEnd.parse("00:00") == DayEnd(0)
-    assert DayEnd.parse("21:30") == DayEnd(21 * 60 + 30)
-    assert DayEnd.parse("23:59") == DayEnd(23 * 60 + 59)
+    assert DayEnd.parse("21:30") == DayEnd((21 * 60 + 30) * 60)
+    assert DayEnd.parse("23:59") == DayEnd((23 * 60 + 59) * 60)
+    assert DayEnd.parse("23:59:59") == DayEnd(24 * 3600 - 1)
+    assert DayEnd.parse("07:30:05") == DayEnd((7 * 60 + 30) * 60 + 5)
     for bad in (
         "24:00",
         "7:30",
         "07:60",
-        "07:30:00",
+        "07:30:60",
+        "07:30:5",
+        "07:30:00:00",
         " 07:30",
         "07:30\n",
         "0730",
