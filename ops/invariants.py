@@ -433,8 +433,9 @@ def _reservations_match_open_orders(shards: list[_Shard], held: Held, figures: F
         maths = {symbol: InstrumentMath.of(i) for symbol, i in shard.engine.instruments.items()}
         for order in shard.engine.orders.values():
             if order.status in _OPEN:
+                # At the price it was reserved at (a repriced post-only order rests at another).
                 asset, amount = maths[order.symbol].reservation(
-                    order.side, order.price_ticks, order.leaves_lots
+                    order.side, order.reserve_price_ticks, order.leaves_lots
                 )
                 needed[order.order_id] = (order.account_id, asset, amount)
     for order_id, (account, asset, amount) in sorted(needed.items()):

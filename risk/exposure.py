@@ -353,7 +353,10 @@ def open_order_hold(order: common_pb2.Order, math: InstrumentMath) -> OpenOrderH
     problem = _check_ids(order.order_id, order.account_id)
     if problem:
         raise MalformedEvent(f"open order {order.order_id[:80]!r}: {problem}")
-    asset, amount = math.reservation(order.side, order.price_ticks, order.leaves_lots)
+    # The price it was reserved at, which its trades name as buy_limit_price_ticks: the price it
+    # rests at, unless post-only repriced it on arrival (reserve_price_ticks then says).
+    price = order.reserve_price_ticks or order.price_ticks
+    asset, amount = math.reservation(order.side, price, order.leaves_lots)
     return OpenOrderHold(
         order.account_id,
         order.order_id,
@@ -361,5 +364,5 @@ def open_order_hold(order: common_pb2.Order, math: InstrumentMath) -> OpenOrderH
         amount,
         SIDE_NAMES[order.side],
         order.symbol,
-        order.price_ticks,
+        price,
     )

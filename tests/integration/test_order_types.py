@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
@@ -356,6 +357,38 @@ def test_the_configured_post_only_mode_and_self_trade_prevention_apply(
     assert get_order(gateway, trader, resting.order_id).status == common_pb2.ORDER_STATUS_CANCELLED
     cancel(gateway, trader, repriced.order_id)
     nothing_reserved(gateway, trader)
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_a_repriced_order_holds_what_its_sent_price_needs_even_after_risk_rebuilds(
+    configured: tuple[Gateway, System],
+) -> None:
+    """A post-only buy repriced below the price it was sent (and reserved) at keeps that
+    reservation, which `backbone check` expects of it; after a Redis flush risk rebuilds it from
+    trading's open orders at the same price, and a fill at the resting price releases exactly it."""
+    gateway, system = configured
+    symbol = market(gateway, "RPR-USD")
+    _, seller = funded_account(gateway, {"RPR": "10"})
+    _, buyer = funded_account(gateway, {"USD": "10000"})
+    place(gateway, seller, order(symbol, SELL, "100.00", "0.1"))
+    repriced = place(gateway, buyer, order(symbol, BUY, "100.00", "0.1", post_only=True))
+    assert (repriced.status, repriced.price) == (common_pb2.ORDER_STATUS_NEW, "99.99")
+    # 100.00 x 0.1 plus the larger fee rate (20 bps): the sent price's, not the resting price's.
+    settles_to(lambda: balances(gateway, buyer)["USD"].reserved, "10.020000", what="the sent price's hold")
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+    with redis.Redis.from_url(system.redis_url) as cache:
+        cache.flushdb()  # risk rebuilds its reservations from trading's open orders
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+    settles_to(lambda: balances(gateway, buyer)["USD"].reserved, "10.020000", what="the rebuilt hold")
+
+    taker = submit_order(
+        gateway,
+        seller,
+        order(symbol, SELL, "99.99", "0.1", self_trade_prevention=STP.SELF_TRADE_PREVENTION_NONE),
+    )
+    assert taker.order.status == common_pb2.ORDER_STATUS_FILLED
+    nothing_reserved(gateway, buyer)
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
 
 
