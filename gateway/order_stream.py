@@ -29,10 +29,13 @@ the same client order ids, on a new stream.
 
 Cancel on disconnect (a request's ``cancel_on_disconnect``, on for the rest of
 the stream once set): the session follows the orders it placed that are still
-open, and when the call ends other than by the client closing its side, it
-cancels them (in batches, after the orders still being placed are answered),
-in a task of the gateway's that outlives the call; when the gateway stops, the
-session does it before the stream ends, within the grace period.
+open, and when the call ends, however it ends, it cancels them (in batches,
+after the orders still being placed are answered), in a task of the gateway's
+that outlives the call; when the gateway stops, the session does it before the
+stream ends, within the grace period. However it ends, because the server
+cannot tell a client that cancelled its call (or lost its connection) from one
+that closed its side: grpc.aio ends the request stream the same way for both
+(and most venues' cancel on disconnect acts on a logout too).
 """
 
 from __future__ import annotations
@@ -130,12 +133,9 @@ class OrderStreamSession:
         self._forwarder: asyncio.Task[Any] | None = None
         self._subscription: Subscription | None = None
         # Cancel on disconnect: on once a request asks; the orders this stream placed that may be
-        # open (order id -> account); whether the client closed its side (then nothing is
-        # cancelled); whether the cancels were started.
+        # open (order id -> account); the task cancelling them, once started.
         self._cancel_on_disconnect = False
         self._live: dict[str, str] = {}
-        self._input_closed = False  # the requests ended without an error
-        self._closed_by_client = False
         self._cancelling: asyncio.Task[Any] | None = None
 
     async def responses(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
@@ -173,9 +173,6 @@ class OrderStreamSession:
                 reader.cancel()
                 forwarder.cancel()
         drained = isinstance(requests, RequestStream) and requests.drained
-        self._closed_by_client = (
-            self._input_closed and self._failure is None and not drained and not self._gone
-        )
         if self._cancel_on_disconnect and self._cancelling is None and (self._failure is not None or drained):
             # The call is still ours (and the server waits for it while stopping): cancel now.
             await self._cancel_live()
@@ -200,8 +197,8 @@ class OrderStreamSession:
     def _caller_gone(self, _: object) -> None:
         """The call ended: stop reading and relaying now (grpc may never resume the writer);
         orders already handed to the saga are carried to their end (and, with cancel on
-        disconnect, cancelled unless the client closed its side)."""
-        if self._cancel_on_disconnect and not self._closed_by_client and self._cancelling is None:
+        disconnect, cancelled then)."""
+        if self._cancel_on_disconnect and self._cancelling is None:
             cancelling = asyncio.create_task(self._cancel_live(), name="gateway-cancel-on-disconnect")
             self._cancelling = cancelling
             self._backends.background.add(cancelling)
@@ -230,7 +227,6 @@ class OrderStreamSession:
                     self._dispatching = False
                 if self._failure is not None:
                     return  # the stream ends with the failure: read no more
-            self._input_closed = True
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the caller's side broke: stop reading, answer what was read

@@ -509,7 +509,7 @@ class AsyncClient:
         only) or "none" (use the tickets alone); ``buffer`` bounds the events
         waiting for it. Reports seen on the stream count for read-your-writes
         in get_balances. With ``cancel_on_disconnect`` the gateway cancels the stream's open orders
-        when the stream ends other than by ``close()`` (the connection drops, the gateway stops).
+        when the stream ends, however it ends (``close()`` included).
         """
         check_stream_options(events, buffer)
         metadata = self._metadata(False)

@@ -507,8 +507,7 @@ class Client:
         (use the tickets alone); ``buffer`` bounds the events waiting for it.
         Reports seen on the stream count for read-your-writes in get_balances.
         With ``cancel_on_disconnect`` the gateway cancels the stream's open orders
-        when the stream ends other than by ``close()`` (the connection drops, the
-        gateway stops).
+        when the stream ends, however it ends (``close()`` included).
         """
         check_stream_options(events, buffer)
         metadata = tuple(self._metadata(False))

@@ -1,6 +1,6 @@
-"""Cancel on disconnect for StreamOrders: a stream that asked for it and ends other than by the
-client closing its side (the connection dropped, the gateway stopped) has its open orders cancelled
-and their reservations released; one that did not ask, or that the client closed, keeps them."""
+"""Cancel on disconnect for StreamOrders: a stream that asked for it has its open orders cancelled
+and their reservations released when it ends, however it ends (the call cancelled under it, the
+client closing its side, the gateway stopping); one that did not ask keeps them."""
 
 from __future__ import annotations
 
@@ -73,12 +73,13 @@ def reserved_chf(client: Client) -> Decimal:
     return balance.reserved if balance is not None else Decimal(0)
 
 
-def test_a_dropped_stream_that_asked_has_its_open_orders_cancelled(
-    system: System, trader: tuple[Client, str]
+@pytest.mark.parametrize("close", ["drop", "close"])
+def test_a_stream_that_asked_has_its_open_orders_cancelled_when_it_ends(
+    system: System, trader: tuple[Client, str], close: str
 ) -> None:
     client, api_key = trader
     before = reserved_chf(client)
-    order_ids = place_resting(system, api_key, cancel_on_disconnect=True, close="drop")
+    order_ids = place_resting(system, api_key, cancel_on_disconnect=True, close=close)
     until_statuses(client, order_ids, OrderStatus.CANCELLED)
     deadline = time.monotonic() + WAIT_SECONDS
     while reserved_chf(client) != before:  # the releases reach risk after the cancels
@@ -87,12 +88,12 @@ def test_a_dropped_stream_that_asked_has_its_open_orders_cancelled(
     invariants_hold(system.database_url, system.redis_url)
 
 
-@pytest.mark.parametrize(("asked", "close"), [(False, "drop"), (True, "close")])
-def test_orders_stay_when_not_asked_or_when_the_client_closed_the_stream(
-    system: System, trader: tuple[Client, str], asked: bool, close: str
+@pytest.mark.parametrize("close", ["drop", "close"])
+def test_orders_stay_when_the_stream_did_not_ask(
+    system: System, trader: tuple[Client, str], close: str
 ) -> None:
     client, api_key = trader
-    order_ids = place_resting(system, api_key, cancel_on_disconnect=asked, close=close)
+    order_ids = place_resting(system, api_key, cancel_on_disconnect=False, close=close)
     # A stream that asked for it is cancelled within moments of its end: watch for a while.
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
