@@ -28,6 +28,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import grpc
@@ -136,6 +137,15 @@ class EngineLoop:
                 work.future.set_exception(stopping_error())
 
     async def _run(self) -> None:
+        try:
+            await self._take_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug: callers would wait for answers that never come
+            log.exception("the engine task failed")
+            self._fatal(f"engine task failed: {error!r}")
+
+    async def _take_batches(self) -> None:
         while not self._stopping:
             first = await self._queue.get()
             self._busy = True
@@ -209,12 +219,19 @@ class EngineLoop:
                 future.set_exception(refusal)
             else:
                 future.set_result(result)
-        self.feed.publish(applied.reports)
+        # What follows the answers only informs others (subscribers, outboxes, indexes): a bug
+        # there is logged and must not stop the engine, whose next batch awaits this task.
+        followers: list[Callable[[], None]] = [lambda: self.feed.publish(applied.reports)]
         if applied.market is not None:
-            self.market_data.publish(applied.market)
+            market = applied.market
+            followers.append(lambda: self.market_data.publish(market))
         if records:
-            for committed in self.on_committed:
-                committed(records)
+            followers += [partial(committed, records) for committed in self.on_committed]
+        for follow in followers:
+            try:
+                follow()
+            except Exception:
+                log.exception("a follower of the journal failed on a committed batch", records=len(records))
 
     def stop_for_good(self, why: str) -> None:
         """Stop because the journal can no longer be written by this process (its shard's lease

@@ -102,7 +102,8 @@ class Trading:
             for request in requests:
                 yield request
 
-        return [response async for response in self.stub.StreamOrders(generate())]
+        # Bounded: an engine that stops answering fails the test here, naming the call.
+        return [response async for response in self.stub.StreamOrders(generate(), timeout=60)]
 
 
 class _Risk(risk_pb2_grpc.RiskServiceServicer):
@@ -462,6 +463,26 @@ async def test_a_failed_journal_write_stops_the_engine(
         after = await refused(trading.stub.GetOrder(trading_pb2.GetOrderRequest(order_id="o1")))
         assert after.code == grpc.StatusCode.UNAVAILABLE
     assert [kind for _, kind in journal_rows(database_url)] == ["instrument_created"]
+
+
+async def test_a_follower_that_fails_on_a_committed_batch_does_not_stop_the_engine(
+    new_database: Callable[[], str], risk: tuple[str, _Risk]
+) -> None:
+    """A bug in what follows the journal (an outbox's offer, an index, a feed) is logged; the engine
+    goes on answering (before, its exception ended the task every later batch waited for)."""
+    async with Trading(settings_for(new_database(), risk=risk[0])) as trading:
+        await trading.stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=btc_usd()))
+        fatal: list[str] = []
+        trading.app.loop._on_fatal = fatal.append
+
+        def broken(records: object) -> None:
+            raise RuntimeError("a bug in a follower")
+
+        trading.app.loop.on_committed.insert(0, broken)
+        for number in range(3):
+            (response,) = await asyncio.wait_for(trading.send([new(f"o{number}", BUY, 100, 1)]), 30)
+            assert response.results[0].reports[0].execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED
+        assert not fatal
 
 
 class _Settlement(settlement_pb2_grpc.SettlementServiceServicer):
