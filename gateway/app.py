@@ -33,6 +33,7 @@ from backbone.runtime.context import outgoing_metadata
 from backbone.runtime.errors import ServiceError, unavailable
 from backbone.runtime.reconnect import describe_break
 from backbone.runtime.server import HealthEntries
+from backbone.runtime.tasks import stop_task
 from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.admin import AdminServicer
@@ -291,9 +292,7 @@ class GatewayApp:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await stop_task(task)
         self._tasks = []
         backends, self.backends = self.backends, None
         if backends is not None:

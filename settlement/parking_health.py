@@ -16,6 +16,7 @@ import contextlib
 import structlog
 
 from backbone.runtime.server import HealthEntries
+from backbone.runtime.tasks import stop_task
 from settlement.store import LedgerStore, ParkingSummary
 
 log = structlog.get_logger("backbone.settlement")
@@ -42,10 +43,7 @@ class ParkedTradesHealth:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def refresh(self) -> None:
         """Read the summary and publish it."""

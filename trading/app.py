@@ -14,7 +14,6 @@ and pool.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.outbox import OutboxSender
 from backbone.runtime.server import HealthEntries
+from backbone.runtime.tasks import stop_task
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.day_end import DayEnd, DayEndSchedule
@@ -502,9 +502,7 @@ class TradingApp:
     async def stop(self) -> None:
         if self.day_end_task is not None:
             task, self.day_end_task = self.day_end_task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         if self.snapshotter is not None:
             await self.snapshotter.stop()
             self.snapshotter = None

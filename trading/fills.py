@@ -50,6 +50,7 @@ from backbone.ids import INT64_MAX
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.server import HealthEntries
+from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
 
@@ -173,10 +174,7 @@ class FillProjection:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)  # its idle wait is an asyncio.wait_for: see backbone/runtime/tasks.py
         pool, self.pool = self.pool, None
         if pool is not None:
             await pool.close()

@@ -36,6 +36,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from backbone.runtime.server import StartRefused
+from backbone.runtime.tasks import stop_task
 from trading.engine import Engine
 
 log = structlog.get_logger("backbone.trading")
@@ -181,9 +182,7 @@ class Snapshotter:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_task(task)
 
     def due(self, now: float, last_taken: float) -> bool:
         behind = self._last_sequence() - self.taken_at
