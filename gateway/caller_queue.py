@@ -77,3 +77,14 @@ class CallerQueue(Generic[Item]):
     def close(self) -> None:
         """Unsubscribe from the feed."""
         raise NotImplementedError
+
+
+async def wait_set(event: asyncio.Event, timeout_seconds: float) -> bool:
+    """Wait (bounded) until `event` is set; whether it is (a feed's "connected", say)."""
+    if event.is_set():
+        return True
+    try:
+        await asyncio.wait_for(event.wait(), timeout_seconds)
+    except TimeoutError:
+        return False
+    return True

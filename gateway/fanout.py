@@ -25,7 +25,7 @@ from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
-from gateway.caller_queue import CallerQueue
+from gateway.caller_queue import CallerQueue, wait_set
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -122,13 +122,7 @@ class ExecutionFanout:
 
     async def wait_connected(self, timeout_seconds: float) -> bool:
         """Wait (bounded) until the upstream subscription is established."""
-        if self.connected.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.connected.wait(), timeout_seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self.connected, timeout_seconds)
 
     def dispatch(self, reports: Any) -> None:
         """Hand each report to the subscribers of its order's account."""

@@ -37,7 +37,7 @@ from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, not_found
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 from backbone.trading.v1 import trading_pb2
-from gateway.caller_queue import CallerQueue
+from gateway.caller_queue import CallerQueue, wait_set
 from gateway.instruments import InstrumentCache
 from gateway.validation import validate_market_data_request
 from gateway.views import timestamp_of
@@ -240,13 +240,7 @@ class MarketDataFanout:
 
     async def wait_connected(self, timeout_seconds: float) -> bool:
         """Wait (bounded) until the books have come from trading."""
-        if self.connected.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self.connected.wait(), timeout_seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self.connected, timeout_seconds)
 
     def subscribe(self, symbols: Sequence[str], depth: int) -> MarketDataSubscription:
         """A caller of `symbols` (each a book trading published) at `depth`; its snapshots queued."""
