@@ -40,6 +40,18 @@ UUIDs, ``2024-05-01/fix:42#7`` and the like all fit, but nothing invisible,
 no space (an id that differs only in spacing from another is a mistake), and
 nothing outside ASCII (look-alike letters).
 
+Order ids name their shard
+==========================
+
+The gateway makes every order id as ``<shard>.<32 lower-case hex digits>`` (``trading-1.3f2b...``:
+the trading shard that owns the order's symbol, a dot, a random UUID in hex), so CancelOrder,
+GetOrder and every other call about one order reach the order's shard without asking anyone:
+:func:`make_order_id` makes one, :func:`shard_of_order_id` reads the shard back (the part before
+the LAST dot, so shard names with dots stay unambiguous). An id without that form (bare hex, made
+before sharding, or any other token) names no shard and goes to the default shard, the first of
+BACKBONE_TRADING_SHARDS. A shard name is therefore at most ``SHARD_NAME_MAX_LENGTH`` (31)
+characters, so that the whole id fits the 64 of an order id.
+
 Limits
 ======
 
@@ -73,6 +85,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from dataclasses import dataclass
 
 from backbone.reasons import RejectReason
@@ -80,6 +93,9 @@ from backbone.reasons import RejectReason
 INT64_MAX = (1 << 63) - 1
 
 MAX_ID_LENGTH = 64
+# An order id is "<shard>.<32 hex>": the shard's name leaves room for the dot and the hex.
+ORDER_ID_HEX_LENGTH = 32
+SHARD_NAME_MAX_LENGTH = MAX_ID_LENGTH - 1 - ORDER_ID_HEX_LENGTH
 MAX_ASSET_CODE_LENGTH = 12
 MAX_SYMBOL_LENGTH = 32
 
@@ -296,3 +312,19 @@ def book_depth_problem(value: object) -> str | None:
 def market_data_depth_problem(value: object) -> str | None:
     """Why `value` is not a market data depth (1 to MARKET_DATA_MAX_DEPTH levels), or None."""
     return _whole_number_problem(value, 1, MARKET_DATA_MAX_DEPTH, "a market data depth")
+
+
+_SHARDED_ORDER_ID_TAIL = re.compile(f"[0-9a-f]{{{ORDER_ID_HEX_LENGTH}}}")
+
+
+def make_order_id(shard: str) -> str:
+    """A new order id naming `shard` (see "Order ids name their shard")."""
+    return f"{shard}.{uuid.uuid4().hex}"
+
+
+def shard_of_order_id(order_id: str) -> str | None:
+    """The shard an order id names, or None for an id of another form (made before sharding)."""
+    shard, dot, tail = order_id.rpartition(".")
+    if not dot or _SHARDED_ORDER_ID_TAIL.fullmatch(tail) is None or source_problem(shard) is not None:
+        return None
+    return shard

@@ -3,6 +3,7 @@ end-of-day expiry of DAY orders (x-admin-key)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -178,11 +179,19 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
         if quote_scale is None:
             raise _unknown_asset(request.quote_asset, "quote_asset")
         instrument = build_instrument(request, fields, base_scale=base_scale, quote_scale=quote_scale)
+        # On the shard that has it already (the same definition again is a no-op), else on the one
+        # shard that owns its symbol (FAILED_PRECONDITION, NO_SHARD_FOR_SYMBOL, when none does).
+        shards = backends.trading_shards
+        if await backends.instruments.get(instrument.symbol) is not None:
+            shard = shards.of_symbol(instrument.symbol)
+        else:
+            shard = await shards.owner_of_new_symbol(instrument.symbol)
         response = await backends.call(
-            backends.trading.CreateInstrument,
+            shard.stub.CreateInstrument,
             trading_pb2.CreateInstrumentRequest(instrument=instrument),
         )
         stored = response.instrument if response.HasField("instrument") else instrument
+        shards.learned_instrument(shard, stored)
         backends.instruments.put(stored)
         log.info("instrument created", symbol=stored.symbol)
         return gateway_pb2.CreateInstrumentResponse(instrument=instrument_view(stored))
@@ -288,7 +297,20 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
         self, request: gateway_pb2.GetEngineStateRequest, context: Any
     ) -> gateway_pb2.GetEngineStateResponse:
         backends = self._admit(context)
-        state = await backends.call(backends.trading.GetEngineState, trading_pb2.GetEngineStateRequest())
+        shards = backends.trading_shards
+        if request.shard:
+            problem = ids.source_problem(request.shard)
+            if problem:
+                raise invalid_field("shard", RejectReason.INVALID_SOURCE, problem)
+            targets = [shards.named(request.shard)]
+        else:
+            targets = list(shards.all)
+        states = await asyncio.gather(
+            *(
+                backends.call(shard.stub.GetEngineState, trading_pb2.GetEngineStateRequest())
+                for shard in targets
+            )
+        )
         return gateway_pb2.GetEngineStateResponse(
             shards=[
                 gateway_pb2.EngineState(
@@ -299,6 +321,7 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
                     orders=state.orders,
                     instruments=state.instruments,
                 )
+                for state in states
             ]
         )
 
@@ -320,7 +343,7 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
                 symbol=request.symbol,
             )
         answer = await backends.call(
-            backends.trading.SetInstrumentStatus,
+            backends.trading_shards.of_symbol(request.symbol).stub.SetInstrumentStatus,
             trading_pb2.SetInstrumentStatusRequest(
                 command=trading_pb2.SetInstrumentStatus(symbol=request.symbol, status=request.status)
             ),
@@ -341,19 +364,22 @@ class AdminServicer(gateway_pb2_grpc.AdminServiceServicer):
     ) -> gateway_pb2.ExpireDayOrdersResponse:
         backends = self._admit(context)
         await check_symbol(backends, request.symbol)
-        answer = await backends.call(
-            backends.trading.ExpireOrders,
-            trading_pb2.ExpireOrdersRequest(
-                command=trading_pb2.ExpireOrders(
-                    symbol=request.symbol, time_in_force=common_pb2.TIME_IN_FORCE_DAY
-                )
-            ),
+        shards = backends.trading_shards
+        # A symbol's DAY orders are on its shard; every symbol's on every shard.
+        targets = [shards.of_symbol(request.symbol)] if request.symbol else list(shards.all)
+        command = trading_pb2.ExpireOrders(symbol=request.symbol, time_in_force=common_pb2.TIME_IN_FORCE_DAY)
+        answers = await asyncio.gather(
+            *(
+                backends.call(shard.stub.ExpireOrders, trading_pb2.ExpireOrdersRequest(command=command))
+                for shard in targets
+            )
         )
-        backends.reported.note(answer.reports)
+        reports = [report for answer in answers for report in answer.reports]
+        backends.reported.note(reports)
         orders = []
-        for report in answer.reports:
+        for report in reports:
             instrument = await backends.instruments.get(report.order.symbol)
             if instrument is not None:  # trading made the order, so it knows the instrument
                 orders.append(order_view(report.order, instrument))
-        log.info("day orders expired", symbol=request.symbol or "*", orders=len(answer.reports))
-        return gateway_pb2.ExpireDayOrdersResponse(expired_count=len(answer.reports), orders=orders)
+        log.info("day orders expired", symbol=request.symbol or "*", orders=len(reports))
+        return gateway_pb2.ExpireDayOrdersResponse(expired_count=len(reports), orders=orders)

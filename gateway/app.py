@@ -21,7 +21,6 @@ import redis.asyncio as redis
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
@@ -38,11 +37,12 @@ from backbone.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.admin import AdminServicer
 from gateway.auth import ApiKeyAuthenticator
-from gateway.backends import Backends, call_unary
+from gateway.backends import Backends, call_unary, unreachable
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.servicer import GatewayServicer
+from gateway.shards import OrderStream, TradingShard, TradingShards
 from gateway.validation import OrderDefaults
 
 log = structlog.get_logger("backbone.gateway")
@@ -68,8 +68,12 @@ class DependencyWatch:
         channels: Mapping[str, grpc.aio.Channel],
         on_change: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        any_of: frozenset[str] = frozenset(),
     ) -> None:
         self._channels = dict(channels)
+        # Dependencies of which one serving is enough (the trading shards: each owns other symbols).
+        self._any_of = any_of
         self._on_change = on_change
         self._clock = clock
         now = clock()
@@ -79,7 +83,8 @@ class DependencyWatch:
 
     @property
     def all_serving(self) -> bool:
-        return all(self.serving.values())
+        needed = all(serving for name, serving in self.serving.items() if name not in self._any_of)
+        return needed and (not self._any_of or any(self.serving[name] for name in self._any_of))
 
     def describe(self) -> str:
         """One line: each dependency that is missing, why and for how long; or that all serve."""
@@ -163,22 +168,31 @@ class GatewayApp:
         settings = self.settings
         self._redis = await open_redis(settings)
         risk_channel = open_channel(settings.risk_address, settings)
-        trading_channel = open_channel(settings.trading_address, settings)
         settlement_channel = open_channel(settings.settlement_address, settings)
-        self._channels = [risk_channel, trading_channel, settlement_channel]
+        shard_channels = {name: open_channel(address, settings) for name, address in settings.trading_shards}
+        self._channels = [risk_channel, settlement_channel, *shard_channels.values()]
+        # One shard keeps its dependency's old name; several are watched one by one (any one
+        # serving keeps the gateway serving: one shard down must not stop the others' trading).
+        trading_names = {
+            name: ("trading" if len(shard_channels) == 1 else f"trading {name}") for name in shard_channels
+        }
         self.dependencies = DependencyWatch(
-            {"risk": risk_channel, "trading": trading_channel, "settlement": settlement_channel},
+            {
+                "risk": risk_channel,
+                **{trading_names[name]: channel for name, channel in shard_channels.items()},
+                "settlement": settlement_channel,
+            },
             self._health_changed.set,
+            any_of=frozenset(trading_names.values()),
         )
         self._tasks = [
             asyncio.create_task(self.dependencies.watch(name), name=f"watch-{name}")
-            for name in ("risk", "trading", "settlement")
+            for name in self.dependencies.serving
         ]
         self._tasks.append(
             asyncio.create_task(self._publish_health(self.dependencies), name="gateway-health")
         )
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)  # type: ignore[no-untyped-call]
-        trading = trading_pb2_grpc.TradingServiceStub(trading_channel)  # type: ignore[no-untyped-call]
         settlement = settlement_pb2_grpc.SettlementServiceStub(settlement_channel)  # type: ignore[no-untyped-call]
         timeout = float(settings.call_timeout_seconds)
 
@@ -194,35 +208,19 @@ class GatewayApp:
                 result_timeout_seconds=timeout,
             )
         )
-        orders: BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult] = BatchingStream(
-            "trading-orders",
-            lambda: trading.StreamOrders(metadata=outgoing_metadata()),
-            lambda sequence, commands: trading_pb2.StreamOrdersRequest(sequence=sequence, commands=commands),
-            lambda response: (response.sequence, response.results),
-            max_items=settings.batch_max_items,
-            result_timeout_seconds=timeout,
+        shards = TradingShards(
+            [
+                self._trading_shard(name, address, shard_channels[name], len(shard_channels) == 1)
+                for name, address in settings.trading_shards
+            ],
+            lambda shard, method, request: call_unary(
+                settings, method, request, service="trading", channel=shard.channel
+            ),
+            unreachable,
         )
-        fanout = ExecutionFanout(
-            lambda: trading.SubscribeExecutions(
-                trading_pb2.SubscribeExecutionsRequest(), metadata=outgoing_metadata()
-            )
-        )
-
-        market_data = MarketDataFanout(
-            lambda: trading.StreamMarketData(
-                trading_pb2.StreamMarketDataRequest(), metadata=outgoing_metadata()
-            )
-        )
-
-        async def load_instruments() -> list[common_pb2.Instrument]:
-            response = await call_unary(
-                settings,
-                trading.ListInstruments,
-                trading_pb2.ListInstrumentsRequest(),
-                service="trading",
-                channel=trading_channel,
-            )
-            return list(response.instruments)
+        default = shards.default
+        fanout = ExecutionFanout([shard.subscribe_executions for shard in shards.all])
+        market_data = MarketDataFanout([shard.stream_market_data for shard in shards.all])
 
         async def load_assets() -> list[tuple[str, int]]:
             response = await call_unary(
@@ -253,30 +251,46 @@ class GatewayApp:
             settings=settings,
             redis=self._redis,
             risk=risk,
-            trading=trading,
+            trading=default.stub,
             settlement=settlement,
             reservations=reservations,
-            orders=orders,
+            orders=default.orders,
             fanout=fanout,
             market_data=market_data,
             order_defaults=OrderDefaults.of(settings),
-            instruments=InstrumentCache(load_instruments),
+            instruments=InstrumentCache(shards.list_instruments),
             assets=AssetScales(load_assets),
             auth=ApiKeyAuthenticator(authenticate),
             risk_channel=risk_channel,
-            trading_channel=trading_channel,
+            trading_channel=default.channel,
             settlement_channel=settlement_channel,
+            shards=shards,
         )
         await reservations.start()
-        await orders.start()
+        for shard in shards.all:
+            await shard.orders.start()
         await fanout.start()
         await market_data.start()
         log.info(
             "gateway started",
             risk=settings.risk_address,
-            trading=settings.trading_address,
+            trading=dict(settings.trading_shards),
             settlement=settings.settlement_address,
         )
+
+    def _trading_shard(self, name: str, address: str, channel: grpc.aio.Channel, only: bool) -> TradingShard:
+        """One trading shard's stub and batched order stream over its channel."""
+        settings = self.settings
+        stub = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+        orders: OrderStream = BatchingStream(
+            "trading-orders" if only else f"trading-orders-{name}",
+            lambda: stub.StreamOrders(metadata=outgoing_metadata()),
+            lambda sequence, commands: trading_pb2.StreamOrdersRequest(sequence=sequence, commands=commands),
+            lambda response: (response.sequence, response.results),
+            max_items=settings.batch_max_items,
+            result_timeout_seconds=float(settings.call_timeout_seconds),
+        )
+        return TradingShard(name, address, stub, orders, channel)
 
     async def _publish_health(self, dependencies: DependencyWatch) -> None:
         """Keep the gateway's entries SERVING exactly while every dependency serves."""
@@ -300,7 +314,8 @@ class GatewayApp:
             if backends.market_data is not None:
                 await backends.market_data.close()
             await backends.reservations.close()
-            await backends.orders.close()
+            for shard in backends.trading_shards.all:
+                await shard.orders.close()
             for task in list(backends.background):
                 task.cancel()
             if backends.background:

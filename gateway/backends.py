@@ -38,6 +38,7 @@ from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.reported import ReportedSequences
+from gateway.shards import TradingShards
 from gateway.validation import OrderDefaults
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
@@ -82,6 +83,9 @@ class Backends:
     trading_channel: grpc.aio.Channel | None = None
     settlement_channel: grpc.aio.Channel | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Every trading shard (gateway/shards.py); `trading`, `orders` and `trading_channel` are the
+    # default shard's.
+    shards: TradingShards | None = None
     _callees: dict[int, tuple[str, grpc.aio.Channel | None]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -96,6 +100,16 @@ class Backends:
         ):
             for method in vars(stub).values():
                 self._callees[id(method)] = (name, channel)
+        for shard in self.shards.all if self.shards is not None else ():
+            for method in vars(shard.stub).values():
+                self._callees[id(method)] = ("trading", shard.channel)
+
+    @property
+    def trading_shards(self) -> TradingShards:
+        """Every trading shard; opened at start with the rest."""
+        if self.shards is None:
+            raise unavailable(RejectReason.SERVICE_STARTING, "the gateway is starting; retry shortly")
+        return self.shards
 
     async def call(self, method: Callable[..., Awaitable[Any]], request: Any) -> Any:
         """A unary call to another service with the deadline and request id; failures relayed.

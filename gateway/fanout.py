@@ -1,4 +1,4 @@
-"""One SubscribeExecutions stream from trading, fanned out to StreamExecutions callers.
+"""One SubscribeExecutions stream from each trading shard, fanned out to StreamExecutions callers.
 
 The gateway holds a single subscription to trading's execution reports and
 hands each report to the subscribers of its account. Every subscriber has a
@@ -9,13 +9,18 @@ bound. The upstream stream reconnects with backoff
 it was down are not replayed, so when an established upstream breaks every
 subscriber is ended with UNAVAILABLE (EXECUTIONS_INTERRUPTED) and learns to
 resubscribe and reconcile with GetOrder.
+
+With several trading shards the fan-out holds one upstream per shard (an account's orders may be on
+any of them); it is connected while every one of them is, and a break of any one ends every
+subscriber the same way, since the reports of that shard's accounts were lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -75,13 +80,16 @@ class ExecutionFanout:
 
     def __init__(
         self,
-        open_subscription: OpenSubscription,
+        open_subscription: OpenSubscription | Sequence[OpenSubscription],
         *,
         max_queued_per_subscriber: int = 1024,
         reconnector: Reconnector | None = None,
     ) -> None:
-        self._open = open_subscription
-        self._reconnector = reconnector or Reconnector()
+        # One upstream per trading shard, each reconnecting on its own.
+        self._opens = upstreams(open_subscription)
+        first = reconnector or Reconnector()
+        self._reconnectors = [first] + [Reconnector(first.policy) for _ in self._opens[1:]]
+        self._live: set[int] = set()
         self._max_queued = max_queued_per_subscriber
         self._subscribers: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -137,16 +145,23 @@ class ExecutionFanout:
         self._subscribers.clear()
 
     async def _run(self) -> None:
-        await self._reconnector.run(self._subscribe_once, log, "execution subscription broken, reconnecting")
+        await run_upstreams(
+            self._reconnectors, self._subscribe_once, "execution subscription broken, reconnecting"
+        )
 
-    async def _subscribe_once(self, attempt: Attempt) -> str:
+    def _mark_live(self, index: int, attempt: Attempt) -> None:
+        self._live.add(index)
+        if len(self._live) == len(self._opens):
+            self.connected.set()
+        attempt.established()
+
+    async def _subscribe_once(self, index: int, attempt: Attempt) -> str:
         """One upstream subscription: dispatch until it ends; then end every subscriber if it was live."""
-        call = self._open()
-        headers = asyncio.create_task(self._mark_live_soon(call, attempt))
+        call = self._opens[index]()
+        headers = asyncio.create_task(self._mark_live_soon(call, index, attempt))
         try:
             async for response in call:
-                self.connected.set()
-                attempt.established()
+                self._mark_live(index, attempt)
                 self.dispatch(response.reports)
             why = "closed by trading"
         except asyncio.CancelledError:
@@ -157,7 +172,8 @@ class ExecutionFanout:
             why = describe_break(error)
         headers.cancel()
         call.cancel()
-        if self.connected.is_set():
+        if index in self._live:
+            self._live.discard(index)
             self.connected.clear()
             self._fail_all(
                 ServiceError(
@@ -169,9 +185,29 @@ class ExecutionFanout:
             )
         return why
 
-    async def _mark_live_soon(self, call: Any, attempt: Attempt) -> None:
+    async def _mark_live_soon(self, call: Any, index: int, attempt: Attempt) -> None:
         """Take the feed as live once trading has sent headers: it sends them after registering us."""
         await call.initial_metadata()
         if not call.done():
-            self.connected.set()
-            attempt.established()
+            self._mark_live(index, attempt)
+
+
+async def run_upstreams(
+    reconnectors: Sequence[Reconnector],
+    subscribe_once: Callable[[int, Attempt], Awaitable[str | None]],
+    message: str,
+) -> None:
+    """Keep each upstream (by index) subscribed, each with its own reconnector, until cancelled."""
+    await asyncio.gather(
+        *(
+            reconnector.run(functools.partial(subscribe_once, index), log, message)
+            for index, reconnector in enumerate(reconnectors)
+        )
+    )
+
+
+def upstreams(open_subscription: OpenSubscription | Sequence[OpenSubscription]) -> list[OpenSubscription]:
+    """The upstreams a fan-out reads: one, or one per trading shard."""
+    if isinstance(open_subscription, Sequence):
+        return list(open_subscription)
+    return [open_subscription]

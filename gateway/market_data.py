@@ -38,6 +38,7 @@ from backbone.runtime.errors import ServiceError, not_found
 from backbone.runtime.reconnect import Attempt, Reconnector, describe_break
 from backbone.trading.v1 import trading_pb2
 from gateway.caller_queue import CallerQueue, wait_set
+from gateway.fanout import run_upstreams, upstreams
 from gateway.instruments import InstrumentCache
 from gateway.validation import validate_market_data_request
 from gateway.views import timestamp_of
@@ -200,13 +201,18 @@ class MarketDataFanout:
 
     def __init__(
         self,
-        open_subscription: OpenSubscription,
+        open_subscription: OpenSubscription | Sequence[OpenSubscription],
         *,
         max_queued_per_caller: int = MAX_QUEUED_PER_CALLER,
         reconnector: Reconnector | None = None,
     ) -> None:
-        self._open = open_subscription
-        self._reconnector = reconnector or Reconnector()
+        # One upstream per trading shard (each owns its books), each reconnecting on its own; the
+        # feed counts as connected while any one is (a book of a shard not connected yet is not
+        # there, and a caller of it is refused as for an unknown book).
+        self._opens = upstreams(open_subscription)
+        first = reconnector or Reconnector()
+        self._reconnectors = [first] + [Reconnector(first.policy) for _ in self._opens[1:]]
+        self._live: set[int] = set()
         self._max_queued = max_queued_per_caller
         self._books: dict[str, _Book] = {}
         self._callers: dict[str, set[MarketDataSubscription]] = {}
@@ -280,17 +286,18 @@ class MarketDataFanout:
                     caller.update(book, tops, update.trades, update.timestamp_ns)
 
     async def _run(self) -> None:
-        await self._reconnector.run(
-            self._subscribe_once, log, "market data subscription broken, reconnecting"
+        await run_upstreams(
+            self._reconnectors, self._subscribe_once, "market data subscription broken, reconnecting"
         )
 
-    async def _subscribe_once(self, attempt: Attempt) -> str:
+    async def _subscribe_once(self, index: int, attempt: Attempt) -> str:
         """One subscription: apply and dispatch until it ends (the next one starts with snapshots)."""
-        call = self._open()
+        call = self._opens[index]()
         try:
             async for response in call:
                 self.dispatch(response)
-                if not self.connected.is_set():
+                if index not in self._live:
+                    self._live.add(index)
                     self.connected.set()
                     attempt.established()
             why = "closed by trading"
@@ -303,7 +310,9 @@ class MarketDataFanout:
         except Exception as error:  # any failure: reconnect
             why = describe_break(error)
         call.cancel()
-        self.connected.clear()
+        self._live.discard(index)
+        if not self._live:
+            self.connected.clear()
         return why
 
 

@@ -2,7 +2,8 @@
 ``mass_cancel`` command.
 
 The gateway checks the account (the caller's own) and the symbol (known), then sends one
-MassCancel command on trading's order stream: the engine cancels the orders in book order,
+MassCancel command on the order stream of the symbol's trading shard (of every shard when no symbol
+is given; when one of them cannot be reached nothing is sent): the engine cancels the orders in book order,
 journals a release for each (risk frees their reservations from those), and answers with one
 CANCELLED report per order. A mass cancel is idempotent in effect (a second one finds nothing
 open), so an unknown outcome is answered UNAVAILABLE asking the caller to send it again.
@@ -10,6 +11,7 @@ open), so an unknown outcome is answered UNAVAILABLE asking the caller to send i
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from backbone.common.v1 import common_pb2
@@ -17,7 +19,7 @@ from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, failed_precondition, not_found, unavailable
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
-from gateway.backends import Backends, unreachable
+from gateway.backends import Backends
 from gateway.validation import validate_symbol_field
 
 
@@ -46,15 +48,38 @@ async def check_symbol(backends: Backends, symbol: str) -> None:
 async def mass_cancel(backends: Backends, account_id: str, symbol: str) -> MassCancelled:
     """Cancel every open order of `account_id` (an authenticated, permitted account) in `symbol`
     (checked with check_symbol; empty: every symbol). Raises ServiceError."""
-    if await unreachable(backends.trading_channel):
+    shards = backends.trading_shards
+    # A symbol's orders are on its shard; an account's orders of every symbol on any shard.
+    targets = [shards.of_symbol(symbol)] if symbol else list(shards.all)
+    down = await shards.down(targets)
+    if down:  # all or nothing sent: the caller retries the whole mass cancel
         raise unavailable(
             RejectReason.TRADING_UNAVAILABLE,
-            "nothing was cancelled: the matching engine cannot be reached; retry",
+            f"nothing was cancelled: the matching engine cannot be reached (trading shard "
+            f"{', '.join(sorted(down))}); retry",
         )
     command = trading_pb2.OrderCommand(
         mass_cancel=trading_pb2.MassCancel(account_id=account_id, symbol=symbol)
     )
-    (answer,) = await backends.orders.submit_many([command])
+    answers = await asyncio.gather(*(shard.orders.submit_many([command]) for shard in targets))
+    reports: list[common_pb2.ExecutionReport] = []
+    for (answer,) in answers:
+        reports += _cancelled(answer, symbol)
+    backends.reported.note(reports)
+    instruments: dict[str, common_pb2.Instrument] = {}
+    for symbol_of_order in sorted({report.order.symbol for report in reports}):
+        instrument = await backends.instruments.get(symbol_of_order)
+        if instrument is None:  # trading made the order, so it knows the instrument
+            raise unavailable(RejectReason.PROTOCOL_ERROR, f"no instrument {symbol_of_order!r} for a report")
+        instruments[symbol_of_order] = instrument
+    return MassCancelled(reports, instruments)
+
+
+def _cancelled(
+    answer: trading_pb2.CommandResult | ServiceError, symbol: str
+) -> list[common_pb2.ExecutionReport]:
+    """The CANCELLED reports of one shard's answer to a mass cancel; raises ServiceError for a refusal
+    or an unknown outcome."""
     if isinstance(answer, ServiceError):
         if answer.reason in refusals.NOT_SENT_REASONS or answer.reason == RejectReason.NOT_SENT:
             raise answer
@@ -71,12 +96,4 @@ async def mass_cancel(backends: Backends, account_id: str, symbol: str) -> MassC
         if reason == RejectReason.UNKNOWN_SYMBOL:
             raise not_found(reason, f"there is no instrument {symbol!r}", symbol=symbol)
         raise failed_precondition(reason, f"the matching engine refused the mass cancel ({reason})")
-    reports = [r for r in answer.reports if r.execution_type == common_pb2.EXECUTION_TYPE_CANCELLED]
-    backends.reported.note(reports)
-    instruments: dict[str, common_pb2.Instrument] = {}
-    for symbol_of_order in sorted({report.order.symbol for report in reports}):
-        instrument = await backends.instruments.get(symbol_of_order)
-        if instrument is None:  # trading made the order, so it knows the instrument
-            raise unavailable(RejectReason.PROTOCOL_ERROR, f"no instrument {symbol_of_order!r} for a report")
-        instruments[symbol_of_order] = instrument
-    return MassCancelled(reports, instruments)
+    return [r for r in answer.reports if r.execution_type == common_pb2.EXECUTION_TYPE_CANCELLED]

@@ -49,19 +49,27 @@ class OrderLookups:
 
     def _send(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        order_ids = list(waiting)
-        for start in range(0, len(order_ids), MAX_ORDERS_PER_CALL):
-            part = order_ids[start : start + MAX_ORDERS_PER_CALL]
-            task = asyncio.create_task(self._ask(part, waiting), name="gateway-order-lookups")
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+        # Each order is asked of the shard its id names; an id naming no shard is an unknown order.
+        for shard, order_ids in self.backends.trading_shards.group_orders(waiting).items():
+            if not shard:
+                for order_id in order_ids:
+                    for future in waiting[order_id]:
+                        if not future.done():
+                            future.set_result((None, False))
+                continue
+            for start in range(0, len(order_ids), MAX_ORDERS_PER_CALL):
+                part = order_ids[start : start + MAX_ORDERS_PER_CALL]
+                task = asyncio.create_task(self._ask(shard, part, waiting), name="gateway-order-lookups")
+                self._calls.add(task)
+                task.add_done_callback(self._calls.discard)
 
-    async def _ask(self, order_ids: list[str], waiting: dict[str, list[asyncio.Future[Lookup]]]) -> None:
+    async def _ask(
+        self, shard: str, order_ids: list[str], waiting: dict[str, list[asyncio.Future[Lookup]]]
+    ) -> None:
         backends = self.backends
         try:
-            response = await backends.call(
-                backends.trading.GetOrders, trading_pb2.GetOrdersRequest(order_ids=order_ids)
-            )
+            stub = backends.trading_shards.named(shard).stub
+            response = await backends.call(stub.GetOrders, trading_pb2.GetOrdersRequest(order_ids=order_ids))
             if len(response.lookups) != len(order_ids):
                 raise unavailable(
                     RejectReason.PROTOCOL_ERROR,

@@ -446,8 +446,12 @@ class OrderSaga:
                 granted.append(index)
 
         answers: list[trading_pb2.CommandResult | ServiceError] = []
-        if granted and await unreachable(backends.trading_channel):
-            for index in granted:
+        shards = backends.trading_shards
+        down = await shards.down(shards.of_symbol(entries[index][0].symbol) for index in granted)
+        if down:  # the orders of a shard that cannot be reached are not sent; the others are
+            cut = [index for index in granted if shards.of_symbol(entries[index][0].symbol).name in down]
+            granted = [index for index in granted if index not in cut]
+            for index in cut:
                 order, _, key = entries[index]
                 releasing.append(order)
                 freeing.append((key, order.order_id))
@@ -456,8 +460,8 @@ class OrderSaga:
                     "the order was not placed: the matching engine cannot be reached; "
                     "retry with the same client_order_id",
                 )
-        elif granted:
-            answers = await backends.orders.submit_many(
+        if granted:
+            answers = await shards.submit_many(
                 [trading_pb2.OrderCommand(new_order=entries[index][0]) for index in granted]
             )
         rare: list[Awaitable[None]] = []
@@ -519,46 +523,34 @@ class OrderSaga:
     async def cancel_batch(self, backends: Backends, cancels: Sequence[tuple[str, str]]) -> list[Outcome]:
         """Cancel (order id, account id) pairs in one trading message; each its order's reports
         (the last one shows the order afterwards) or its refusal."""
-        if await unreachable(backends.trading_channel):
-            return [
-                unavailable(
+        shards = backends.trading_shards
+        outcomes: list[Outcome | None] = [None] * len(cancels)
+        target: dict[int, str] = {}  # the shard of each cancel whose id names a known one
+        for index, (order_id, _) in enumerate(cancels):
+            try:
+                target[index] = shards.of_order(order_id).name
+            except ServiceError as error:  # it names a shard there is not: no such order
+                outcomes[index] = error
+        down = await shards.down(shards.named(name) for name in set(target.values()))
+        sending = [index for index, name in target.items() if name not in down]
+        for index, name in target.items():
+            if name in down:
+                outcomes[index] = unavailable(
                     RejectReason.TRADING_UNAVAILABLE,
                     "the cancel was not sent: the matching engine cannot be reached",
                 )
-                for _ in cancels
-            ]
-        answers = await backends.orders.submit_many(
+        answers = await shards.submit_many(
             [
                 trading_pb2.OrderCommand(
                     cancel_order=trading_pb2.CancelOrder(order_id=order_id, account_id=account_id)
                 )
-                for order_id, account_id in cancels
+                for order_id, account_id in (cancels[index] for index in sending)
             ]
         )
-        outcomes: list[Outcome] = []
-        for (order_id, _), answer in zip(cancels, answers, strict=True):
-            if isinstance(answer, ServiceError):
-                outcomes.append(
-                    answer
-                    if answer.reason in refusals.NOT_SENT_REASONS
-                    else refusals.outcome_unknown(order_id, answer, cancel=True)
-                )
-                continue
-            backends.reported.note(answer.reports)
-            reports = [r for r in answer.reports if r.order.order_id in ("", order_id)]
-            if not reports:
-                outcomes.append(
-                    unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")
-                )
-                continue
-            rejected = next(
-                (r for r in reports if r.execution_type == common_pb2.EXECUTION_TYPE_REJECTED), None
-            )
-            if rejected is not None:
-                outcomes.append(refusals.cancel_refusal(rejected, order_id))
-                continue
-            outcomes.append(reports)
-        return outcomes
+        for index, answer in zip(sending, answers, strict=True):
+            order_id = cancels[index][0]
+            outcomes[index] = _cancel_outcome(backends, order_id, answer)
+        return [outcome if outcome is not None else _lost() for outcome in outcomes]
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -765,6 +757,24 @@ def _claim_answer(answer: Any) -> tuple[str, float]:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _cancel_outcome(
+    backends: Backends, order_id: str, answer: trading_pb2.CommandResult | ServiceError
+) -> Outcome:
+    """What trading's answer to a cancel means for its caller: the order's reports, or a refusal."""
+    if isinstance(answer, ServiceError):
+        if answer.reason in refusals.NOT_SENT_REASONS:
+            return answer
+        return refusals.outcome_unknown(order_id, answer, cancel=True)
+    backends.reported.note(answer.reports)
+    reports = [r for r in answer.reports if r.order.order_id in ("", order_id)]
+    if not reports:
+        return unavailable(RejectReason.PROTOCOL_ERROR, "trading answered the cancel without a report")
+    rejected = next((r for r in reports if r.execution_type == common_pb2.EXECUTION_TYPE_REJECTED), None)
+    if rejected is not None:
+        return refusals.cancel_refusal(rejected, order_id)
+    return reports
 
 
 def _holder_report(

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -310,7 +309,7 @@ class OrderStreamSession:
             request,
             instrument,
             account_id=account,
-            order_id=uuid.uuid4().hex,
+            order_id=ids.make_order_id(self._backends.trading_shards.of_symbol(request.symbol).name),
             defaults=self._backends.order_defaults,
         )
         assert instrument is not None

@@ -5,6 +5,10 @@ writes): the gateway remembers, per account, the highest trading journal sequenc
 execution reports it answered or streamed, and asks risk to reflect at least that sequence.
 Bounded: the least recently told accounts are forgotten first (a forgotten account's read
 simply does not wait; the SDK also sends the sequence it saw itself).
+
+Each trading shard numbers its own journal, so the sequence is remembered per account and shard:
+the shard of a report is the one its order id names (backbone/ids.py), the default shard for an
+id made before sharding.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from backbone.common.v1 import common_pb2
+from backbone.ids import shard_of_order_id
 
 MAX_ACCOUNTS = 100_000
 
@@ -20,9 +25,10 @@ MAX_ACCOUNTS = 100_000
 class ReportedSequences:
     """Highest reported trading sequence per account, least recently told forgotten first."""
 
-    def __init__(self, max_accounts: int = MAX_ACCOUNTS) -> None:
-        self._latest: OrderedDict[str, int] = OrderedDict()
+    def __init__(self, max_accounts: int = MAX_ACCOUNTS, default_shard: str = "trading-0") -> None:
+        self._latest: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._max_accounts = max_accounts
+        self._default_shard = default_shard
 
     def note(self, reports: Iterable[common_pb2.ExecutionReport]) -> None:
         """Remember the sequence of each journaled report for its order's account."""
@@ -30,13 +36,17 @@ class ReportedSequences:
             sequence = report.journal_sequence
             if sequence <= 0:
                 continue
-            account = report.order.account_id
+            account = (
+                report.order.account_id,
+                shard_of_order_id(report.order.order_id) or self._default_shard,
+            )
             if self._latest.get(account, 0) < sequence:
                 self._latest[account] = sequence
             self._latest.move_to_end(account)
             if len(self._latest) > self._max_accounts:
                 self._latest.popitem(last=False)
 
-    def latest(self, account_id: str) -> int:
-        """The highest sequence reported to `account_id` (0 when none is remembered)."""
-        return self._latest.get(account_id, 0)
+    def latest(self, account_id: str, shard: str | None = None) -> int:
+        """The highest sequence of `shard` (the default shard when None) reported to `account_id`
+        (0 when none is remembered)."""
+        return self._latest.get((account_id, shard or self._default_shard), 0)

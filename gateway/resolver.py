@@ -50,12 +50,30 @@ OnFenced = Callable[[trading_pb2.NewOrder], Awaitable[None]]
 async def resolve_orders(
     backends: Backends, orders: Sequence[tuple[str, str]]
 ) -> list[trading_pb2.OrderResolution]:
-    """Trading's resolution of each (order id, account id), in order. Raises ServiceError."""
-    request = trading_pb2.ResolveOrdersRequest(
-        orders=[trading_pb2.OrderToResolve(order_id=o, account_id=a) for o, a in orders]
+    """Trading's resolution of each (order id, account id), in order, each asked of the shard its
+    id names. Raises ServiceError."""
+    shards = backends.trading_shards
+    groups: dict[str, list[int]] = {}
+    for index, (order_id, _) in enumerate(orders):
+        groups.setdefault(shards.of_order(order_id).name, []).append(index)
+    answers = await asyncio.gather(
+        *(
+            backends.call(
+                shards.named(name).stub.ResolveOrders,
+                trading_pb2.ResolveOrdersRequest(
+                    orders=[
+                        trading_pb2.OrderToResolve(order_id=orders[i][0], account_id=orders[i][1])
+                        for i in indexes
+                    ]
+                ),
+            )
+            for name, indexes in groups.items()
+        )
     )
-    response = await backends.call(backends.trading.ResolveOrders, request)
-    results = list(response.results)
+    by_index: dict[int, trading_pb2.OrderResolution] = {}
+    for indexes, response in zip(groups.values(), answers, strict=True):
+        by_index.update(zip(indexes, response.results, strict=False))
+    results = [by_index[index] for index in sorted(by_index)]
     if len(results) != len(orders) or any(
         r.order_id != o or r.resolution not in (FOUND, FENCED)
         for r, (o, _) in zip(results, orders, strict=False)

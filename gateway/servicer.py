@@ -9,7 +9,6 @@ validated (gateway/validation.py), and carried out by the order saga
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.ids import make_order_id
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 from backbone.runtime.errors import ServiceError, invalid_field, not_found
@@ -71,7 +71,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         instrument = None
         if request.symbol and symbol_problem(request.symbol) is None:
             instrument = await backends.instruments.get(request.symbol)
-        order_id = uuid.uuid4().hex
+        order_id = make_order_id(backends.trading_shards.of_symbol(request.symbol).name)
         order = validate_submit_order(
             request, instrument, account_id=account, order_id=order_id, defaults=backends.order_defaults
         )
@@ -133,8 +133,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         account = await self._account(backends, request.account_id, context)
         validate_order_id(request.order_id)
         try:
+            shard = backends.trading_shards.of_order(request.order_id)
             response = await backends.call(
-                backends.trading.GetOrder, trading_pb2.GetOrderRequest(order_id=request.order_id)
+                shard.stub.GetOrder, trading_pb2.GetOrderRequest(order_id=request.order_id)
             )
         except ServiceError as error:
             if error.code == grpc.StatusCode.NOT_FOUND:
@@ -189,8 +190,24 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if request.min_trading_sequence < 0:
             raise invalid_field("min_trading_sequence", RejectReason.INVALID_SEQUENCE, "must not be negative")
         # Read your writes: reserved and available reflect the latest report this account was told
-        # about (here or by the caller's own word), risk waiting for it within the deadline.
-        wanted = max(request.min_trading_sequence, backends.reported.latest(account))
+        # about (here or by the caller's own word), risk waiting for it within the deadline. Each
+        # trading shard numbers its own journal: the gateway waits for what it reported of each
+        # shard (gateway/reported.py) and the caller's min_trading_sequence, one number, is taken
+        # as the default shard's (what the balance's trading_sequence also names).
+        shards = backends.trading_shards
+        await asyncio.gather(
+            *(
+                backends.call(
+                    backends.risk.GetAccountRisk,
+                    risk_pb2.GetAccountRiskRequest(
+                        account_id=account, source=shard.name, min_sequence=wanted
+                    ),
+                )
+                for shard in shards.all[1:]
+                if (wanted := backends.reported.latest(account, shard.name))
+            )
+        )
+        wanted = max(request.min_trading_sequence, backends.reported.latest(account, shards.default.name))
         ledger, risk = await asyncio.gather(
             backends.call(
                 backends.settlement.GetBalances,
@@ -199,7 +216,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             backends.call(
                 backends.risk.GetAccountRisk,
                 risk_pb2.GetAccountRiskRequest(
-                    account_id=account, source=backends.settings.trading_shard, min_sequence=wanted
+                    account_id=account, source=shards.default.name, min_sequence=wanted
                 ),
             ),
         )
@@ -241,7 +258,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         depth = book_depth(request.depth)
         instrument = await self._instrument(backends, request.symbol)
         book = await backends.call(
-            backends.trading.GetOrderBook,
+            backends.trading_shards.of_symbol(request.symbol).stub.GetOrderBook,
             trading_pb2.GetOrderBookRequest(symbol=request.symbol, depth=depth),
         )
         return book_view(book, instrument)
@@ -266,7 +283,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         account = await self._account(backends, request.account_id, context)
         query = orders_query(request, account)
         await self._known_symbol(backends, request.symbol)
-        page = await backends.call(backends.trading.ListOpenOrders, query.request)
+        page = await backends.trading_shards.list_open_orders(query.request)
         instruments = await self._instruments_of(backends, {order.symbol for order in page.orders})
         response = gateway_pb2.ListOrdersResponse(
             orders=[order_view(order, instruments[order.symbol]) for order in page.orders]
@@ -283,8 +300,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         query = fills_query(request, account)
         await self._known_symbol(backends, request.symbol)
         # Read your writes: the fills reflect the latest report this account was told about.
-        query.request.min_sequence = max(query.request.min_sequence, backends.reported.latest(account))
-        page = await backends.call(backends.trading.ListFills, query.request)
+        shard = backends.trading_shards.of_symbol(request.symbol)
+        query.request.min_sequence = max(
+            query.request.min_sequence, backends.reported.latest(account, shard.name)
+        )
+        page = await backends.call(shard.stub.ListFills, query.request)
         instruments = await self._instruments_of(backends, {fill.symbol for fill in page.fills})
         response = gateway_pb2.ListFillsResponse(
             fills=[fill_view(fill, instruments[fill.symbol]) for fill in page.fills],

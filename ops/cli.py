@@ -36,7 +36,6 @@ from backbone.runtime.logging import configure_logging
 from ops import status as status_file
 from ops.perf.options import BENCH_DESCRIPTION, LOAD_DESCRIPTION, add_bench_arguments, add_load_arguments
 from ops.supervisor import (
-    START_ORDER,
     Child,
     GaveUp,
     ServiceChild,
@@ -141,13 +140,19 @@ def check(settings: Settings, settle_seconds: float, as_json: bool) -> int:
     database_url, redis_url = settings.database_url, settings.redis_url
     # The running engine is compared with its journal too when its address is known: set in the
     # environment, or that of a running `backbone up` (an unknown address is not guessed).
-    trading_address = settings.trading_address if "BACKBONE_TRADING_ADDRESS" in os.environ else None
+    trading_address: str | list[str] | None = None
+    if "BACKBONE_TRADING_SHARDS" in os.environ:  # every shard's engine
+        trading_address = [address for _, address in settings.trading_shards]
+    elif "BACKBONE_TRADING_ADDRESS" in os.environ:
+        trading_address = settings.trading_address
     endpoints = settings.data_dir / ENDPOINTS_FILE
     if not (database_url and redis_url) and endpoints.exists():
         running = json.loads(endpoints.read_text())
         database_url = database_url or running["database_url"]
         redis_url = redis_url or running["redis_url"]
-        trading_address = trading_address or running.get("trading_address")
+        trading_address = (
+            trading_address or running.get("trading_addresses") or running.get("trading_address")
+        )
     if not (database_url and redis_url):
         print(
             "backbone check needs BACKBONE_DATABASE_URL and BACKBONE_REDIS_URL, or a running "
@@ -312,19 +317,6 @@ def up(settings: Settings, show_logs: bool) -> int:
         database_url = postgres.start() if postgres else settings.database_url
         redis_url = cache.start() if cache else settings.redis_url
         admin_key = _admin_key(settings, data_dir)
-        # Where the storage is while this runs, for `backbone check` (removed on the way out).
-        endpoints = data_dir / ENDPOINTS_FILE
-        endpoints.write_text(
-            json.dumps(
-                {
-                    "database_url": database_url,
-                    "redis_url": redis_url,
-                    "trading_address": settings.trading_address,
-                }
-            )
-            + "\n"
-        )
-        endpoints.chmod(0o600)  # an external URL may carry a password
         log_dir = None if show_logs else data_dir / "logs"
         environment = {
             **{k: v for k, v in os.environ.items() if k.startswith("BACKBONE_")},
@@ -335,6 +327,21 @@ def up(settings: Settings, show_logs: bool) -> int:
         if log_dir is not None:
             environment["BACKBONE_LOG_FORMAT"] = "json"
         services = ServiceProcesses(environment, log_dir)
+        # Where the storage is while this runs, for `backbone check` (removed on the way out).
+        endpoints = data_dir / ENDPOINTS_FILE
+        endpoints.write_text(
+            json.dumps(
+                {
+                    "database_url": database_url,
+                    "redis_url": redis_url,
+                    "trading_address": settings.trading_address,
+                    # Every shard's, for `backbone check` to compare each engine with its journal.
+                    "trading_addresses": [address for _, address in services.settings.trading_shards],
+                }
+            )
+            + "\n"
+        )
+        endpoints.chmod(0o600)  # an external URL may carry a password
         services.start_all()
         children: list[Child] = []
         for name, server, url in (("postgres", postgres, database_url), ("redis", cache, redis_url)):
@@ -342,7 +349,7 @@ def up(settings: Settings, show_logs: bool) -> int:
                 children.append(StoreChild(name, server))
             else:
                 externals.append({"name": name, "kind": "external", "address": _address_of(url)})
-        children += [ServiceChild(services, name) for name in START_ORDER]
+        children += [ServiceChild(services, name) for name in services.start_order]
         supervisor = Supervisor(children, stopping=lambda: stopping, on_change=lambda: record("running"))
         record("running")
         print(_banner(settings, admin_key, database_url, redis_url, log_dir), flush=True)

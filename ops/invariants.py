@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -511,26 +511,33 @@ def _risk_matches_ledger(
 # --- a pass, and passes until settled ----------------------------------------------------------
 
 
-def live_engine_states(trading_address: str) -> tuple[LiveStates, str]:
+def live_engine_states(trading_address: str | Sequence[str]) -> tuple[LiveStates, str]:
     """Each shard's (journal sequence, digest) from the running trading service at
-    `trading_address`, or why it could not be asked."""
+    `trading_address` (or each of several: one per shard), or why one could not be asked."""
     import grpc
 
     from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 
-    try:
-        with grpc.insecure_channel(trading_address) as channel:
-            stub = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
-            state = stub.GetEngineState(trading_pb2.GetEngineStateRequest(), timeout=10.0)
-    except grpc.RpcError as error:
-        return {}, f"trading at {trading_address} did not answer ({error.code().name})"
-    return {state.shard: (state.journal_sequence, state.state_hash)}, ""
+    states: LiveStates = {}
+    for address in [trading_address] if isinstance(trading_address, str) else trading_address:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+                state = stub.GetEngineState(trading_pb2.GetEngineStateRequest(), timeout=10.0)
+        except grpc.RpcError as error:
+            return {}, f"trading at {address} did not answer ({error.code().name})"
+        states[state.shard] = (state.journal_sequence, state.state_hash)
+    return states, ""
 
 
-def check_once(database_url: str, redis_url: str, trading_address: str | None = None) -> Report:
+def check_once(
+    database_url: str, redis_url: str, trading_address: str | Sequence[str] | None = None
+) -> Report:
     """One pass over every invariant.
 
-    The live engine's state (when `trading_address` is given) is asked first: its sequence is
+    The live engines' states (when `trading_address` is given: one address, or every shard's)
+    are asked first; every shard's journal is replayed and checked by itself (the ledger as a
+    whole): its sequence is
     then in the journal read. Risk's state is read next, then PostgreSQL in one read-only
     snapshot: every event risk had applied is then in the journal read, and the journal, the
     ledger and settlement's cursor agree with each other.
@@ -618,7 +625,7 @@ def check(
     redis_url: str,
     settle_seconds: float = 0.0,
     on_pass: Callable[[Report], None] | None = None,
-    trading_address: str | None = None,
+    trading_address: str | Sequence[str] | None = None,
 ) -> Report:
     """Check until every invariant holds or `settle_seconds` have passed; return the last report.
 

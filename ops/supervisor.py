@@ -41,12 +41,42 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from backbone.runtime.config import SERVICE_NAMES, Settings
+from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.reconnect import Backoff
 from backbone.runtime.server import HEALTH_DETAIL_KEY
 
-# Start order: dependencies first; stop order is the reverse.
+# Start order: dependencies first; stop order is the reverse. With several trading shards each is
+# a process of its own, named by its shard, in the place of "trading" (ServiceProcesses.start_order).
 START_ORDER = ("settlement", "trading", "risk", "gateway")
+# Each trading shard after the first listens on BACKBONE_TRADING_ADDRESS's port plus this per shard
+# (unless BACKBONE_TRADING_SHARDS gives its address).
+SHARD_PORT_STEP = 10
+
+
+@dataclass(frozen=True)
+class TradingShardProcess:
+    """One trading shard `backbone up` runs: its name, where it listens and the symbols it owns."""
+
+    name: str
+    address: str
+    symbols: tuple[str, ...]
+
+
+def trading_shard_processes(settings: Settings, addresses_given: bool) -> tuple[TradingShardProcess, ...]:
+    """The shards of BACKBONE_UP_TRADING_SHARDS, each at its BACKBONE_TRADING_SHARDS address (when
+    `addresses_given`) or at BACKBONE_TRADING_ADDRESS's port plus SHARD_PORT_STEP per shard after
+    the first; () for one trading process owning every symbol."""
+    given = dict(settings.trading_shards) if addresses_given else {}
+    host, _, port = settings.trading_address.rpartition(":")
+    shards = []
+    for index, (name, symbols) in enumerate(settings.up_trading_shards):
+        address = given.get(name)
+        if address is None:
+            if addresses_given:
+                raise ConfigError(f"BACKBONE_TRADING_SHARDS has no address for the shard {name!r}")
+            address = f"{host}:{int(port) + SHARD_PORT_STEP * index}"
+        shards.append(TradingShardProcess(name, address, symbols))
+    return tuple(shards)
 
 
 class ServiceFailed(RuntimeError):
@@ -106,25 +136,43 @@ def last_logged_error(path: Path, start: int = 0) -> str | None:
 
 
 class ServiceProcesses:
-    """The four service processes of one system."""
+    """The service processes of one system: the four services, trading as one process per shard
+    when BACKBONE_UP_TRADING_SHARDS names shards (each told its name, address and symbols; the
+    others told every shard's address in BACKBONE_TRADING_SHARDS)."""
 
     def __init__(self, environment: Mapping[str, str], log_dir: Path | None = None) -> None:
         self.environment = dict(environment)
-        self.settings = Settings.from_env(self.environment)
+        settings = Settings.from_env(self.environment)
+        self.trading_shards = {
+            shard.name: shard
+            for shard in trading_shard_processes(
+                settings, bool(self.environment.get("BACKBONE_TRADING_SHARDS"))
+            )
+        }
+        if self.trading_shards:
+            self.environment["BACKBONE_TRADING_SHARDS"] = ",".join(
+                f"{shard.name}={shard.address}" for shard in self.trading_shards.values()
+            )
+            settings = Settings.from_env(self.environment)
+        self.settings = settings
+        trading = tuple(self.trading_shards) or ("trading",)
+        self.start_order = ("settlement", *trading, "risk", "gateway")
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
         self._log_starts: dict[str, int] = {}  # where each service's current run begins in its log
 
     def address(self, name: str) -> str:
-        return self.settings.address_of(name)
+        """Where the process `name` (a service, or a trading shard's process) is reached."""
+        shard = self.trading_shards.get(name)
+        return shard.address if shard is not None else self.settings.address_of(name)
 
     def log_path(self, name: str) -> Path | None:
         return self.log_dir / f"{name}.log" if self.log_dir else None
 
     def start(self, name: str) -> None:
-        """Start one service (not waiting for it)."""
-        if name not in SERVICE_NAMES:
+        """Start one service, or one trading shard's process (not waiting for it)."""
+        if name not in self.start_order:
             raise ValueError(f"unknown service {name!r}")
         running = self.processes.get(name)
         if running is not None and running.poll() is None:
@@ -138,8 +186,15 @@ class ServiceProcesses:
             self._log_starts[name] = output.tell()
         environment = {**os.environ, **self.environment}
         environment.pop("BACKBONE_LISTEN_ADDRESS", None)
+        service = name
+        shard = self.trading_shards.get(name)
+        if shard is not None:
+            service = "trading"
+            environment["BACKBONE_TRADING_SHARD"] = shard.name
+            environment["BACKBONE_TRADING_ADDRESS"] = shard.address
+            environment["BACKBONE_TRADING_SYMBOLS"] = ",".join(shard.symbols)
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "ops", "serve", name],
+            [sys.executable, "-m", "ops", "serve", service],
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
@@ -175,10 +230,10 @@ class ServiceProcesses:
         return f"; last lines of {path}:\n{tail}"
 
     def start_all(self, timeout_seconds: float = 60.0) -> None:
-        for name in START_ORDER:
+        for name in self.start_order:
             self.start(name)
         try:
-            for name in START_ORDER:
+            for name in self.start_order:
                 self.wait_healthy(name, timeout_seconds)
         except BaseException:
             self.stop_all()
@@ -213,7 +268,7 @@ class ServiceProcesses:
             log.close()
 
     def stop_all(self, timeout_seconds: float = 30.0) -> None:
-        for name in reversed(START_ORDER):
+        for name in reversed(self.start_order):
             self.stop(name, timeout_seconds)
 
 

@@ -66,7 +66,7 @@ class RiskApp:
             await store.load_scripts()
             instruments = InstrumentCache(store.instruments)
             await instruments.refresh()
-            state = RiskState(store, [self.settings.trading_shard], on_health=self._set_health)
+            state = RiskState(store, self.settings.trading_shard_names, on_health=self._set_health)
             self.state = state
             await state.start()
         except BaseException:

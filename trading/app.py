@@ -264,6 +264,7 @@ class TradingApp:
             open_orders=self.open_orders,
             fills=self.fills,
             shard=self.settings.trading_shard,
+            symbols=self.settings.trading_symbols,
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         return [SERVICE_NAME]

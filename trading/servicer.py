@@ -22,12 +22,13 @@ from backbone.runtime.errors import (
     FieldViolation,
     ServiceError,
     already_exists,
+    failed_precondition,
     invalid_field,
     not_found,
     unavailable,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
-from trading.engine import CommandRejected, Engine, InstrumentRejected
+from trading.engine import CommandRejected, Engine, InstrumentRejected, _rejected_new_order
 from trading.engine_loop import EngineLoop, Run
 from trading.fills import FillProjection, FillQuery
 from trading.open_orders import OpenOrderIndex
@@ -56,9 +57,13 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         open_orders: OpenOrderIndex | None = None,
         fills: FillProjection | None = None,
         shard: str = "",
+        symbols: tuple[str, ...] = (),
     ) -> None:
         self._loop = loop
         self._shard = shard
+        # What this shard owns (BACKBONE_TRADING_SYMBOLS); empty: every symbol.
+        self._symbols = tuple(symbols)
+        self._owned = frozenset(symbols)
         # ListOpenOrders' candidates (kept by TradingApp from committed batches) and ListFills' source.
         self._open_orders = open_orders if open_orders is not None else OpenOrderIndex(loop.engine.orders)
         self._fills = fills
@@ -113,6 +118,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
 
     def _orders_run(self, request: trading_pb2.StreamOrdersRequest) -> Run:
         engine = self._engine
+        owned = self._owned
 
         def run(
             timestamp_ns: int,
@@ -123,6 +129,15 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             add_result = response.results.add
             apply = engine.apply
             for command in request.commands:
+                if owned and command.HasField("new_order") and command.new_order.symbol not in owned:
+                    # Another shard's symbol: refused, nothing journaled (the gateway routes by symbol).
+                    _rejected_new_order(
+                        command.new_order,
+                        RejectReason.SYMBOL_NOT_OWNED,
+                        timestamp_ns,
+                        add_result().reports.add,
+                    )
+                    continue
                 # The reports are made in their result (not made, then copied in).
                 outcome = apply(command, timestamp_ns, add_result().reports.add)
                 if outcome.records:  # subscribers get what is journaled; refusals only go back
@@ -257,6 +272,15 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         if not request.HasField("instrument"):
             raise invalid_field("instrument", RejectReason.REQUIRED, "is required")
         instrument = request.instrument
+        if self._owned and instrument.symbol not in self._owned:
+            raise failed_precondition(
+                RejectReason.SYMBOL_NOT_OWNED,
+                f"trading shard {self._shard!r} does not own {instrument.symbol[:40]!r} (it owns "
+                f"{', '.join(self._symbols)}): create it on the shard whose BACKBONE_TRADING_SYMBOLS "
+                "lists it",
+                symbol=instrument.symbol[:40],
+                shard=self._shard,
+            )
         engine = self._engine
 
         def run(
@@ -354,6 +378,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         # On the engine task, between two commands; answered once that point is journaled.
         response: trading_pb2.GetEngineStateResponse = await self._loop.call(run)
         return response
+
+    async def GetShardInfo(
+        self, request: trading_pb2.GetShardInfoRequest, context: Any
+    ) -> trading_pb2.GetShardInfoResponse:
+        """This shard's name and the symbols it owns (none listed: every symbol)."""
+        return trading_pb2.GetShardInfoResponse(shard=self._shard, symbols=self._symbols)
 
     async def GetOrderBook(
         self, request: trading_pb2.GetOrderBookRequest, context: Any

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from backbone.ids import source_problem
+from backbone.ids import SHARD_NAME_MAX_LENGTH, source_problem, symbol_problem
 
 PREFIX = "BACKBONE_"
 SERVICE_NAMES = ("gateway", "risk", "trading", "settlement")
@@ -41,6 +41,28 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ADMIN_KEY", "", "admin key for the AdminService; empty means `backbone up` makes one"),
     Variable("DATA_DIR", ".backbone", "folder for embedded PostgreSQL/Redis data and the admin key"),
     Variable("TRADING_SHARD", "trading-0", "name of this trading shard (source of its trades)"),
+    Variable(
+        "TRADING_SYMBOLS",
+        "",
+        "symbols this trading shard owns, comma-separated (BTC-USD,ETH-USD); it refuses to create or "
+        "trade any other (FAILED_PRECONDITION, SYMBOL_NOT_OWNED); empty: every symbol (one shard)",
+    ),
+    Variable(
+        "TRADING_SHARDS",
+        "",
+        "every trading shard the gateway and risk talk to, as name=host:port pairs, comma-separated "
+        '("trading-0=127.0.0.1:50053,trading-1=127.0.0.1:50063"; the first is the default shard, '
+        "which gets order ids made before sharding); each shard tells which symbols it owns; "
+        "empty: one shard, BACKBONE_TRADING_SHARD at BACKBONE_TRADING_ADDRESS",
+    ),
+    Variable(
+        "UP_TRADING_SHARDS",
+        "",
+        "`backbone up` (and the tests' systems) run one trading process per shard given here, as "
+        'name=symbols joined by ";" ("trading-0=BTC-USD,ETH-USD;trading-1=SOL-USD"), each at its '
+        "BACKBONE_TRADING_SHARDS address or else at BACKBONE_TRADING_ADDRESS's port plus 10 per shard "
+        "after the first; empty: one trading process owning every symbol",
+    ),
     Variable(
         "TRADING_LEASE_WAIT_SECONDS",
         "30",
@@ -130,6 +152,76 @@ def day_end_problem(text: str) -> str | None:
     return None
 
 
+def _shard_problem(name: str) -> str | None:
+    """Why `name` cannot name a trading shard (it names trades, cursors and order ids), or None."""
+    problem = source_problem(name)
+    if problem is None and len(name) > SHARD_NAME_MAX_LENGTH:
+        problem = (
+            f"is {len(name)} characters long; a shard name is at most {SHARD_NAME_MAX_LENGTH} "
+            "(it begins every order id the shard holds)"
+        )
+    return problem
+
+
+def parse_trading_symbols(text: str) -> tuple[str, ...]:
+    """BACKBONE_TRADING_SYMBOLS: the symbols, sorted and unique; () is every symbol."""
+    symbols = [part.strip() for part in text.split(",")] if text else []
+    for symbol in symbols:
+        problem = symbol_problem(symbol)
+        if problem:
+            raise ConfigError(f"{PREFIX}TRADING_SYMBOLS: the symbol {symbol!r} {problem}")
+    return tuple(sorted(set(symbols)))
+
+
+def _shard_pairs(variable: str, text: str, separator: str, value_rule: str) -> list[tuple[str, str]]:
+    """``name=value`` pairs joined by `separator`: every name a shard name, none twice, no value empty."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.split(separator):
+        name, equals, value = (piece.strip() for piece in part.partition("="))
+        if not equals or not value:
+            raise ConfigError(
+                f"{PREFIX}{variable} must be {value_rule} pairs joined by {separator!r}, got {part!r}"
+            )
+        problem = _shard_problem(name)
+        if problem:
+            raise ConfigError(f"{PREFIX}{variable}: the shard name {name!r} {problem}")
+        if name in dict(pairs):
+            raise ConfigError(f"{PREFIX}{variable} names the shard {name!r} twice")
+        pairs.append((name, value))
+    return pairs
+
+
+def parse_trading_shards(text: str, shard: str, address: str) -> tuple[tuple[str, str], ...]:
+    """BACKBONE_TRADING_SHARDS as (name, address) pairs, the default shard first; empty: the one
+    shard `shard` at `address`."""
+    if not text:
+        return ((shard, address),)
+    shards = _shard_pairs("TRADING_SHARDS", text, ",", "name=host:port")
+    for name, where in shards:
+        if ":" not in where:
+            raise ConfigError(
+                f"{PREFIX}TRADING_SHARDS: the address of {name!r} must be host:port, got {where!r}"
+            )
+    return tuple(shards)
+
+
+def parse_up_trading_shards(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """BACKBONE_UP_TRADING_SHARDS as (name, symbols) pairs; () is one shard owning every symbol."""
+    if not text:
+        return ()
+    shards: list[tuple[str, tuple[str, ...]]] = []
+    for name, symbols in _shard_pairs("UP_TRADING_SHARDS", text, ";", "name=SYMBOL,SYMBOL"):
+        owned = parse_trading_symbols(symbols)
+        for other, theirs in shards:
+            if set(owned) & set(theirs):
+                raise ConfigError(
+                    f"{PREFIX}UP_TRADING_SHARDS gives {sorted(set(owned) & set(theirs))[0]} to both "
+                    f"{other} and {name}: a symbol has one shard"
+                )
+        shards.append((name, owned))
+    return tuple(shards)
+
+
 def _integer(values: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
     raw = values[name]
     try:
@@ -172,6 +264,17 @@ class Settings:
     self_trade_prevention: str
     # BACKBONE_TRADING_DAY_END as given ("HH:MM[:SS]" UTC, checked; "" is off): trading/day_end.py.
     trading_day_end: str = ""
+    # BACKBONE_TRADING_SYMBOLS: what this trading shard owns, sorted; () is every symbol.
+    trading_symbols: tuple[str, ...] = ()
+    # BACKBONE_TRADING_SHARDS: every trading shard as (name, address), the default shard first.
+    trading_shards: tuple[tuple[str, str], ...] = ()
+    # BACKBONE_UP_TRADING_SHARDS: the shards `backbone up` runs, as (name, symbols); () is one.
+    up_trading_shards: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def trading_shard_names(self) -> tuple[str, ...]:
+        """The name of every trading shard (risk waits for each one's open orders at a rebuild)."""
+        return tuple(name for name, _ in self.trading_shards) or (self.trading_shard,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,7 +293,7 @@ class Settings:
         if day_end:
             raise ConfigError(f"{PREFIX}TRADING_DAY_END {day_end}")
         shard = values["TRADING_SHARD"] or "trading-0"
-        shard_problem = source_problem(shard)
+        shard_problem = _shard_problem(shard)
         if shard_problem:  # it names the shard's trades and cursors in settlement and risk
             raise ConfigError(f"{PREFIX}TRADING_SHARD {shard_problem}")
         return cls(
@@ -220,6 +323,9 @@ class Settings:
             post_only_mode=_choice(values, "POST_ONLY_MODE", POST_ONLY_MODES),
             self_trade_prevention=_choice(values, "SELF_TRADE_PREVENTION", SELF_TRADE_PREVENTIONS),
             trading_day_end=values["TRADING_DAY_END"],
+            trading_symbols=parse_trading_symbols(values["TRADING_SYMBOLS"]),
+            trading_shards=parse_trading_shards(values["TRADING_SHARDS"], shard, values["TRADING_ADDRESS"]),
+            up_trading_shards=parse_up_trading_shards(values["UP_TRADING_SHARDS"]),
         )
 
     def address_of(self, service: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -15,6 +15,7 @@ from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway import order_lookups
 from gateway.order_lookups import OrderLookups
+from gateway.shards import TradingShard, TradingShards
 
 
 class Trading:
@@ -37,11 +38,21 @@ class Trading:
         return response
 
 
-def backends(trading: Trading) -> Any:
+def backends(trading: Trading, *others: tuple[str, Trading]) -> Any:
+    """Backends whose default shard (trading-0) is `trading`, and the shards `others` (name, stub)."""
+
     async def call(method: Any, request: Any) -> Any:
         return await method(request)
 
-    return SimpleNamespace(trading=trading, call=call)
+    shards = TradingShards(
+        [
+            TradingShard(name, "127.0.0.1:1", cast(Any, stub), cast(Any, None))
+            for name, stub in (("trading-0", trading), *others)
+        ],
+        cast(Any, None),
+        cast(Any, None),
+    )
+    return SimpleNamespace(trading_shards=shards, call=call)
 
 
 async def test_lookups_of_one_turn_share_one_call_and_each_gets_its_own_answer(monkeypatch: Any) -> None:
@@ -65,3 +76,17 @@ async def test_a_failed_call_fails_every_lookup_it_carried() -> None:
     assert all(isinstance(o, ServiceError) and o.reason == RejectReason.TRADING_UNAVAILABLE for o in outcomes)
     with pytest.raises(ServiceError):
         await lookups.find("c")
+
+
+async def test_each_order_is_looked_up_on_the_shard_its_id_names() -> None:
+    on_one = "trading-1." + "1" * 32
+    on_nowhere = "trading-9." + "2" * 32
+    default, other = Trading({"old": common_pb2.Order(order_id="old")}, set()), Trading({}, {on_one})
+    lookups = OrderLookups(backends(default, ("trading-1", other)))
+    answers = await asyncio.gather(*(lookups.find(order_id) for order_id in ("old", on_one, on_nowhere)))
+    assert [(order.order_id if order else None, fenced) for order, fenced in answers] == [
+        ("old", False),  # an id made before sharding: the default shard
+        (None, True),  # fenced on trading-1
+        (None, False),  # a shard there is not: no such order, nobody asked
+    ]
+    assert default.calls == [["old"]] and other.calls == [[on_one]]

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -24,6 +24,7 @@ from backbone.runtime.errors import ServiceError
 from gateway import order_stream
 from gateway.order_stream import OrderStreamSession, _Tracked
 from gateway.reported import ReportedSequences
+from gateway.shards import TradingShard, TradingShards
 from gateway.validation import OrderDefaults
 from tests.instruments import btc_usd
 
@@ -170,8 +171,16 @@ async def test_a_request_read_when_the_feed_breaks_is_answered_in_full(monkeypat
     still answers every command of every request it read before it ends with the failure."""
     monkeypatch.setattr(order_stream, "MAX_IN_FLIGHT", 6)
     feed, saga = _BreakingFeed(), _BlockedSaga()
+    one_shard = TradingShards(
+        [TradingShard("trading-0", "127.0.0.1:1", cast(Any, None), cast(Any, None))],
+        cast(Any, None),
+        cast(Any, None),
+    )
     backends: Any = SimpleNamespace(
-        reported=ReportedSequences(), fanout=_Fanout(feed), order_defaults=OrderDefaults()
+        reported=ReportedSequences(),
+        fanout=_Fanout(feed),
+        order_defaults=OrderDefaults(),
+        trading_shards=one_shard,
     )
     stream = OrderStreamSession(backends, saga=saga, account_id="acct")  # type: ignore[arg-type]
     stream._instruments["BTC-USD"] = btc_usd()

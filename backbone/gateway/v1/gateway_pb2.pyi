@@ -553,8 +553,10 @@ class StreamMarketDataResponse(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[MarketDataUpdate, _Mapping]]] = ...) -> None: ...
 
 class GetEngineStateRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("shard",)
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    def __init__(self, shard: _Optional[str] = ...) -> None: ...
 
 class EngineState(_message.Message):
     __slots__ = ("shard", "journal_sequence", "state_hash", "open_orders", "orders", "instruments")

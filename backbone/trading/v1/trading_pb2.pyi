@@ -460,3 +460,15 @@ class ExpireOrdersResponse(_message.Message):
     reports: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExecutionReport]
     journal_sequence: int
     def __init__(self, reports: _Optional[_Iterable[_Union[_common_pb2.ExecutionReport, _Mapping]]] = ..., journal_sequence: _Optional[int] = ...) -> None: ...
+
+class GetShardInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetShardInfoResponse(_message.Message):
+    __slots__ = ("shard", "symbols")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    shard: str
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, shard: _Optional[str] = ..., symbols: _Optional[_Iterable[str]] = ...) -> None: ...

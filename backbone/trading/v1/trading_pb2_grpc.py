@@ -107,6 +107,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.FromString,
                 _registered_method=True)
+        self.GetShardInfo = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/GetShardInfo',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -256,6 +261,17 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetShardInfo(self, request, context):
+        """GetShardInfo names this trading shard and the symbols it owns (its
+        BACKBONE_TRADING_SYMBOLS): the gateway learns from it which shard to
+        route each symbol to, so the map of symbols to shards is configured once,
+        on the shards themselves. A shard refuses to create or trade a symbol it
+        does not own (FAILED_PRECONDITION, SYMBOL_NOT_OWNED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -328,6 +344,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.ExpireOrders,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.SerializeToString,
+            ),
+            'GetShardInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShardInfo,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -711,6 +732,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/ExpireOrders',
             backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.ExpireOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShardInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/GetShardInfo',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,
