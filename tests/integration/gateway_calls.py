@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -139,9 +139,11 @@ def settles_to(
     assert value == expected, f"{what} did not settle in {timeout_seconds:g}s"
 
 
-def invariants_hold(database_url: str, redis_url: str, trading_address: str | None = None) -> Report:
+def invariants_hold(
+    database_url: str, redis_url: str, trading_address: str | Sequence[str] | None = None
+) -> Report:
     """`backbone check` once the consumers have caught up: every invariant holds (and, given
-    trading's address, the running engine's state equals its journal's replay)."""
+    trading's address, or every shard's, each running engine's state equals its journal's replay)."""
     report = check(database_url, redis_url, settle_seconds=20, trading_address=trading_address)
     assert report.status == "ok", "\n".join(report.lines())
     return report

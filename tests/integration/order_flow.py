@@ -16,13 +16,17 @@ from tests.integration.gateway_calls import BUY, SELL, Gateway, key, unique, wai
 class OrderFlow:
     """Threads submitting random crossing orders until stopped; remembers what was accepted."""
 
-    def __init__(self, gateway: Gateway, keys: list[str], threads: int = 6) -> None:
+    def __init__(
+        self, gateway: Gateway, keys: list[str], threads: int = 6, symbols: tuple[str, ...] = ("BTC-USD",)
+    ) -> None:
         self.gateway = gateway
         self.keys = keys
+        self.symbols = symbols
         self.accepted: dict[str, str] = {}  # order id -> api key
         # order id -> (api key, request) of every order answered OUTCOME_UNKNOWN
         self.unknown: dict[str, tuple[str, gateway_pb2.SubmitOrderRequest]] = {}
         self.outcomes: dict[str, int] = {}
+        self.symbol_of: dict[str, str] = {}  # order id -> symbol of every accepted order
         # refusal reason -> count (for example RISK_REBUILDING, INSUFFICIENT_BALANCE)
         self.reasons: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -39,7 +43,7 @@ class OrderFlow:
             ticks = 10_000 + rng.randint(-5, 5)
             request = gateway_pb2.SubmitOrderRequest(
                 client_order_id=unique("k"),
-                symbol="BTC-USD",
+                symbol=rng.choice(self.symbols),
                 side=side,
                 price=f"{ticks // 100}.{ticks % 100:02d}",
                 quantity=f"0.{rng.randint(1, 9)}",
@@ -49,6 +53,7 @@ class OrderFlow:
                 code = "OK"
                 with self.lock:
                     self.accepted[response.order.order_id] = api_key
+                    self.symbol_of[response.order.order_id] = request.symbol
             except grpc.RpcError as error:
                 code = error.code().name
                 refusal = from_rpc_error(error)

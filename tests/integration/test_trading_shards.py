@@ -1,0 +1,299 @@
+"""Two trading shards, each owning its symbols: the gateway routes, risk and settlement take both.
+
+The system runs trading as two processes (BACKBONE_UP_TRADING_SHARDS): trading-0 owns AAA-USD and
+CCC-USD, trading-1 owns BBB-USD. Orders on both shards trade and settle; an order id names its
+shard, so CancelOrder and GetOrder reach it; an account's ListOrders, CancelAllOrders and
+StreamExecutions cover both; a symbol no shard owns, and an instrument asked of the wrong shard,
+are refused with their reasons; with one shard killed (SIGKILL) under a flow of orders the other
+keeps trading, the killed one recovers, and `backbone check` holds for both journals and both
+live engines; a Redis flush makes risk rebuild the holds of both shards' open orders.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+import redis
+
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+from backbone.ids import shard_of_order_id
+from backbone.reasons import RejectReason
+from backbone.runtime.embedded import free_port
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from tests.conftest import System
+from tests.integration.gateway_calls import (
+    BUY,
+    SELL,
+    Gateway,
+    balances,
+    funded_account,
+    invariants_hold,
+    key,
+    order,
+    refused,
+    setup_market,
+    wait_for,
+)
+from tests.integration.order_flow import OrderFlow
+
+pytestmark = pytest.mark.integration
+
+ON_ZERO, ALSO_ON_ZERO, ON_ONE = "AAA-USD", "CCC-USD", "BBB-USD"
+SHARD_OF = {ON_ZERO: "trading-0", ALSO_ON_ZERO: "trading-0", ON_ONE: "trading-1"}
+
+
+@pytest.fixture(scope="module")
+def system(system_factory: Callable[..., System]) -> System:
+    return system_factory(
+        BACKBONE_TRADING_SHARDS=f"trading-0=127.0.0.1:{free_port()},trading-1=127.0.0.1:{free_port()}",
+        BACKBONE_UP_TRADING_SHARDS=f"trading-0={ON_ZERO},{ALSO_ON_ZERO};trading-1={ON_ONE}",
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(system: System) -> Iterator[Gateway]:
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        for symbol in SHARD_OF:
+            setup_market(gateway, symbol, symbol.split("-")[0])
+        yield gateway
+
+
+def trading_addresses(system: System) -> list[str]:
+    return [system.services.address(name) for name in ("trading-0", "trading-1")]
+
+
+def shard_stub(system: System, name: str) -> Iterator[trading_pb2_grpc.TradingServiceStub]:
+    with grpc.insecure_channel(system.services.address(name)) as channel:
+        yield trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+def trader(gateway: Gateway) -> tuple[str, str]:
+    return funded_account(gateway, {"USD": "1000000", "AAA": "1000", "BBB": "1000", "CCC": "1000"})
+
+
+def test_orders_on_both_shards_trade_settle_and_are_reached_by_their_ids(gateway: Gateway) -> None:
+    _, buyer_key = trader(gateway)
+    _, seller_key = trader(gateway)
+    for symbol, shard in SHARD_OF.items():
+        resting = gateway.public.SubmitOrder(order(symbol, SELL, "100.00", "2"), metadata=key(seller_key))
+        assert shard_of_order_id(resting.order.order_id) == shard
+        taking = gateway.public.SubmitOrder(order(symbol, BUY, "100.00", "2"), metadata=key(buyer_key))
+        assert taking.order.status == common_pb2.ORDER_STATUS_FILLED
+        # GetOrder reaches each order on the shard its id names.
+        got = gateway.public.GetOrder(
+            gateway_pb2.GetOrderRequest(order_id=resting.order.order_id), metadata=key(seller_key)
+        )
+        assert (got.order.symbol, got.order.status) == (symbol, common_pb2.ORDER_STATUS_FILLED)
+
+    # Both shards' trades are posted: the buyer paid 3 x 200 USD plus 20 bps taker fees.
+    def totals() -> dict[str, str]:
+        return {asset: balance.total for asset, balance in balances(gateway, buyer_key).items()}
+
+    expected = {
+        "USD": "999398.800000",
+        "AAA": "1002.00000000",
+        "BBB": "1002.00000000",
+        "CCC": "1002.00000000",
+    }
+    wait_for(lambda: totals() == expected, what="both shards' trades settled")
+    fills = gateway.public.ListFills(gateway_pb2.ListFillsRequest(symbol=ON_ONE), metadata=key(buyer_key))
+    assert [fill.symbol for fill in fills.fills] == [ON_ONE]
+    # Each shard's engine state, and one by name.
+    md = gateway.admin_metadata()
+    states = gateway.admin.GetEngineState(gateway_pb2.GetEngineStateRequest(), metadata=md)
+    assert {state.shard: state.instruments for state in states.shards} == {"trading-0": 2, "trading-1": 1}
+    one = gateway.admin.GetEngineState(gateway_pb2.GetEngineStateRequest(shard="trading-1"), metadata=md)
+    assert [state.shard for state in one.shards] == ["trading-1"]
+    listed = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(buyer_key))
+    assert [instrument.symbol for instrument in listed.instruments] == sorted(SHARD_OF)
+
+
+def test_an_accounts_calls_cover_both_shards(gateway: Gateway) -> None:
+    _, api_key = trader(gateway)
+    reports: list[gateway_pb2.StreamExecutionsResponse] = []
+    stream = gateway.public.StreamExecutions(
+        gateway_pb2.StreamExecutionsRequest(), metadata=key(api_key), timeout=60
+    )
+    stream.initial_metadata()  # subscribed: no later report is missed
+
+    def read() -> None:
+        try:
+            for response in stream:
+                reports.append(response)
+        except grpc.RpcError:
+            return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    placed = [
+        gateway.public.SubmitOrder(order(symbol, BUY, price, "1"), metadata=key(api_key)).order.order_id
+        for symbol in (ON_ZERO, ON_ONE, ALSO_ON_ZERO, ON_ONE)
+        for price in ("50.00", "51.00")
+    ]
+    assert {shard_of_order_id(order_id) for order_id in placed} == {"trading-0", "trading-1"}
+    # Reports of both shards' orders reach the one stream.
+    wait_for(
+        lambda: {r.report.order.order_id for r in reports} >= set(placed),
+        what="every order's report streamed",
+    )
+    # ListOrders merges both shards' pages: walked 3 at a time, each order once, in creation order.
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = gateway.public.ListOrders(
+            gateway_pb2.ListOrdersRequest(page_size=3, page_token=token), metadata=key(api_key)
+        )
+        seen += [listed.order_id for listed in page.orders]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(placed) and len(seen) == len(placed)
+    # CancelOrder reaches each shard by the order id.
+    for order_id in (placed[0], placed[2]):
+        cancelled = gateway.public.CancelOrder(
+            gateway_pb2.CancelOrderRequest(order_id=order_id), metadata=key(api_key)
+        )
+        assert cancelled.order.status == common_pb2.ORDER_STATUS_CANCELLED
+    # CancelAllOrders of the account cancels what is open on both shards.
+    everything = gateway.public.CancelAllOrders(gateway_pb2.CancelAllOrdersRequest(), metadata=key(api_key))
+    assert everything.cancelled_count == len(placed) - 2
+    assert {shard_of_order_id(listed.order_id) for listed in everything.orders} == {"trading-0", "trading-1"}
+    empty = gateway.public.ListOrders(gateway_pb2.ListOrdersRequest(), metadata=key(api_key))
+    assert list(empty.orders) == []
+    wait_for(lambda: balances(gateway, api_key)["USD"].reserved == "0.000000", what="every hold released")
+    stream.cancel()
+    reader.join(10)
+
+
+def test_a_symbol_no_shard_owns_and_the_wrong_shard_are_refused(gateway: Gateway, system: System) -> None:
+    md = gateway.admin_metadata()
+    nobodys = refused(
+        lambda: gateway.admin.CreateInstrument(
+            gateway_pb2.CreateInstrumentRequest(
+                symbol="ZZZ-USD", base_asset="AAA", quote_asset="USD", tick_size="0.01", lot_size="0.0001",
+                min_quantity="0.0001", max_quantity="1000", max_price="1000000",
+            ),
+            metadata=md,
+        )
+    )  # fmt: skip
+    assert (nobodys.code, nobodys.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        RejectReason.NO_SHARD_FOR_SYMBOL,
+    )
+    assert "ZZZ-USD" in nobodys.message
+    _, api_key = trader(gateway)
+    listed = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key))
+    assert "ZZZ-USD" not in {instrument.symbol for instrument in listed.instruments}
+    # An order id naming a shard there is not is an order nobody has.
+    missing = refused(
+        lambda: gateway.public.GetOrder(
+            gateway_pb2.GetOrderRequest(order_id="trading-7." + "a" * 32), metadata=key(api_key)
+        )
+    )
+    assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_ORDER)
+    unknown_shard = refused(
+        lambda: gateway.admin.GetEngineState(
+            gateway_pb2.GetEngineStateRequest(shard="trading-7"), metadata=md
+        )
+    )
+    assert (unknown_shard.code, unknown_shard.reason) == (
+        grpc.StatusCode.NOT_FOUND,
+        RejectReason.UNKNOWN_SHARD,
+    )
+    bad_shard = refused(
+        lambda: gateway.admin.GetEngineState(gateway_pb2.GetEngineStateRequest(shard="no shard"), metadata=md)
+    )
+    assert (bad_shard.code, bad_shard.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        RejectReason.INVALID_SOURCE,
+    )
+    # Asked directly, a shard says what it owns and refuses another shard's instrument and orders.
+    for stub in shard_stub(system, "trading-1"):
+        info = stub.GetShardInfo(trading_pb2.GetShardInfoRequest(), timeout=10)
+        assert (info.shard, list(info.symbols)) == ("trading-1", [ON_ONE])
+        instruments = stub.ListInstruments(trading_pb2.ListInstrumentsRequest(), timeout=10).instruments
+        # A valid definition (trading-1's own instrument's) under trading-0's symbol.
+        definition = common_pb2.Instrument()
+        definition.CopyFrom(next(i for i in instruments if i.symbol == ON_ONE))
+        definition.symbol = ON_ZERO
+        with pytest.raises(grpc.RpcError) as wrong:
+            stub.CreateInstrument(trading_pb2.CreateInstrumentRequest(instrument=definition), timeout=10)
+        assert wrong.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "does not own" in (wrong.value.details() or "")
+        before = stub.GetEngineState(trading_pb2.GetEngineStateRequest(), timeout=10)
+        command = trading_pb2.OrderCommand(
+            new_order=trading_pb2.NewOrder(
+                order_id="trading-1." + "b" * 32, client_order_id="wrong-shard", account_id="acct-x",
+                symbol=ON_ZERO, side=common_pb2.SIDE_BUY, price_ticks=100, quantity_lots=1,
+            )
+        )  # fmt: skip
+        answers = list(
+            stub.StreamOrders(
+                iter([trading_pb2.StreamOrdersRequest(sequence=1, commands=[command])]), timeout=10
+            )
+        )
+        (report,) = answers[0].results[0].reports
+        assert report.execution_type == common_pb2.EXECUTION_TYPE_REJECTED
+        assert report.reject_reason == common_pb2.REJECT_REASON_SYMBOL_NOT_OWNED
+        after = stub.GetEngineState(trading_pb2.GetEngineStateRequest(), timeout=10)
+        assert (after.journal_sequence, after.state_hash) == (before.journal_sequence, before.state_hash)
+
+
+def test_one_shard_killed_under_load_the_other_keeps_trading(gateway: Gateway, system: System) -> None:
+    keys = [trader(gateway)[1] for _ in range(4)]
+    services = system.services
+    with OrderFlow(gateway, keys, threads=4, symbols=(ON_ZERO, ON_ONE)) as flow:
+        flow.wait_more(20)
+        services.kill("trading-1")
+        # trading-0's symbol keeps trading while trading-1 is down (and restarting).
+        during: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(during) < 10 and time.monotonic() < deadline:
+            response = gateway.public.SubmitOrder(order(ON_ZERO, BUY, "1.00", "1"), metadata=key(keys[0]))
+            during.append(response.order.order_id)
+        assert len(during) == 10
+        down = refused(
+            lambda: gateway.public.SubmitOrder(order(ON_ONE, BUY, "1.00", "1"), metadata=key(keys[0]))
+        )
+        assert down.code == grpc.StatusCode.UNAVAILABLE
+        services.start("trading-1")
+        services.wait_healthy("trading-1")
+        # The recovered shard trades again.
+        wait_for(
+            lambda: _accepted(gateway, keys[1], ON_ONE), timeout_seconds=30, what="trading-1 accepting again"
+        )
+        flow.wait_more(20)
+    assert {flow.symbol_of[order_id] for order_id in flow.accepted} == {ON_ZERO, ON_ONE}
+    for order_id, api_key in list(flow.accepted.items())[-20:]:
+        got = gateway.public.GetOrder(gateway_pb2.GetOrderRequest(order_id=order_id), metadata=key(api_key))
+        assert SHARD_OF[got.order.symbol] == shard_of_order_id(order_id)
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
+
+
+def _accepted(gateway: Gateway, api_key: str, symbol: str) -> bool:
+    try:
+        gateway.public.SubmitOrder(order(symbol, BUY, "1.00", "1"), metadata=key(api_key))
+    except grpc.RpcError:
+        return False
+    return True
+
+
+def test_a_redis_flush_rebuilds_both_shards_holds(gateway: Gateway, system: System) -> None:
+    _, api_key = trader(gateway)
+    for symbol in (ON_ZERO, ON_ONE):
+        gateway.public.SubmitOrder(order(symbol, BUY, "10.00", "3"), metadata=key(api_key))
+    held = "60.120000"  # two buys of 30 USD, each with the larger (taker) fee rate held: 20 bps
+    wait_for(lambda: balances(gateway, api_key)["USD"].reserved == held, what="both holds")
+    with redis.Redis.from_url(system.redis_url) as cache:
+        cache.flushdb()
+    # Risk rebuilds from the ledger and both shards' open orders, then serves again by itself.
+    wait_for(lambda: _accepted(gateway, api_key, ALSO_ON_ZERO), timeout_seconds=60, what="risk serving")
+    # Both holds are back, and the probe's (1 USD and its 20 bps fee).
+    wait_for(lambda: balances(gateway, api_key)["USD"].reserved == "61.122000", what="holds rebuilt")
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
