@@ -35,7 +35,7 @@ _TOKEN_VERSION = 1
 _ORDERS, _FILLS = b"o", b"f"
 _DIGEST_BYTES = 12
 _ORDER_POSITION = struct.Struct(">q")  # created_ns, then the order id's bytes
-_FILL_POSITION = struct.Struct(">qB")  # trade id, side
+_FILL_POSITION = struct.Struct(">qB")  # trade id, side, then the shard name's bytes (if any)
 _SIDES = (common_pb2.SIDE_BUY, common_pb2.SIDE_SELL)
 _NANOS_PER_SECOND = 1_000_000_000
 # Timestamp's own range (0001-01-01 to 9999-12-31); only times from 1970 on are accepted.
@@ -56,6 +56,9 @@ class FillsQuery:
 
     request: trading_pb2.ListFillsRequest
     binding: bytes
+    # The trading shard of the fill the page token ends at ("": the first shard asked). With several
+    # shards a ListFills of every symbol walks them in order (gateway/shards.py list_fills).
+    shard: str = ""
 
 
 def orders_query(request: gateway_pb2.ListOrdersRequest, account_id: str) -> OrdersQuery:
@@ -101,9 +104,9 @@ def fills_query(request: gateway_pb2.ListFillsRequest, account_id: str) -> Fills
         _FILLS, account_id, request.symbol, start_ns or 0, end_ns or 0, start_trade_id, end_trade_id
     )
     position = _token_position(request.page_token, _FILLS, binding, violations)
-    after_trade_id, after_side = 0, int(common_pb2.SIDE_UNSPECIFIED)
+    after_trade_id, after_side, shard = 0, int(common_pb2.SIDE_UNSPECIFIED), ""
     if position is not None:
-        after_trade_id, after_side = _fill_position(position, violations)
+        after_trade_id, after_side, shard = _fill_position(position, violations)
     violations.raise_if_any()
     return FillsQuery(
         trading_pb2.ListFillsRequest(
@@ -119,6 +122,7 @@ def fills_query(request: gateway_pb2.ListFillsRequest, account_id: str) -> Fills
             min_sequence=request.min_trading_sequence,
         ),
         binding,
+        shard,
     )
 
 
@@ -127,9 +131,10 @@ def next_orders_token(query: OrdersQuery, last: common_pb2.Order) -> str:
     return _token(_ORDERS, query.binding, _ORDER_POSITION.pack(last.created_ns) + last.order_id.encode())
 
 
-def next_fills_token(query: FillsQuery, last: trading_pb2.Fill) -> str:
-    """The token of the page after the one ending with `last`."""
-    return _token(_FILLS, query.binding, _FILL_POSITION.pack(last.trade_id, last.side))
+def next_fills_token(query: FillsQuery, last: trading_pb2.Fill, shard: str = "") -> str:
+    """The token of the page after the one ending with `last` (of trading shard `shard`, named when
+    the page walks several)."""
+    return _token(_FILLS, query.binding, _FILL_POSITION.pack(last.trade_id, last.side) + shard.encode())
 
 
 # --- fields -----------------------------------------------------------------------------------
@@ -237,12 +242,14 @@ def _order_position(position: bytes, violations: Violations) -> tuple[int, str]:
     return created_ns, order_id
 
 
-def _fill_position(position: bytes, violations: Violations) -> tuple[int, int]:
-    if len(position) != _FILL_POSITION.size:
+def _fill_position(position: bytes, violations: Violations) -> tuple[int, int, str]:
+    """(trade id, side, shard) of a fill position; the shard is "" when the token names none."""
+    shard = position[_FILL_POSITION.size :].decode("ascii", "replace")
+    if len(position) < _FILL_POSITION.size or (shard and not ids.SOURCE.is_valid(shard)):
         violations.add("page_token", RejectReason.INVALID_PAGE_TOKEN, "does not name a fill")
-        return 0, common_pb2.SIDE_UNSPECIFIED
-    trade_id, side = _FILL_POSITION.unpack(position)
+        return 0, common_pb2.SIDE_UNSPECIFIED, ""
+    trade_id, side = _FILL_POSITION.unpack_from(position)
     if trade_id <= 0 or side not in _SIDES:
         violations.add("page_token", RejectReason.INVALID_PAGE_TOKEN, "does not name a fill")
-        return 0, common_pb2.SIDE_UNSPECIFIED
-    return trade_id, side
+        return 0, common_pb2.SIDE_UNSPECIFIED, ""
+    return trade_id, side, shard

@@ -300,16 +300,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         query = fills_query(request, account)
         await self._known_symbol(backends, request.symbol)
         # Read your writes: the fills reflect the latest report this account was told about.
-        shard = backends.trading_shards.of_symbol(request.symbol)
-        query.request.min_sequence = max(
-            query.request.min_sequence, backends.reported.latest(account, shard.name)
+        shards = backends.trading_shards
+        fills, last_shard, more, projected = await shards.list_fills(
+            query.request, query.shard, lambda shard: backends.reported.latest(account, shard)
         )
-        page = await backends.call(shard.stub.ListFills, query.request)
-        instruments = await self._instruments_of(backends, {fill.symbol for fill in page.fills})
+        instruments = await self._instruments_of(backends, {fill.symbol for fill in fills})
         response = gateway_pb2.ListFillsResponse(
-            fills=[fill_view(fill, instruments[fill.symbol]) for fill in page.fills],
-            trading_sequence=page.projected_sequence,
+            fills=[fill_view(fill, instruments[fill.symbol]) for fill in fills],
+            trading_sequence=projected,
         )
-        if page.more and page.fills:
-            response.next_page_token = next_fills_token(query, page.fills[-1])
+        if more and fills:  # a walk of several shards names the last fill's
+            walked = shards.sharded and not request.symbol
+            response.next_page_token = next_fills_token(query, fills[-1], last_shard if walked else "")
         return response

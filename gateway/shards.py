@@ -33,7 +33,7 @@ from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
 from backbone.runtime.batching import BatchingStream
 from backbone.runtime.context import outgoing_metadata
-from backbone.runtime.errors import ServiceError, failed_precondition, not_found, unavailable
+from backbone.runtime.errors import ServiceError, failed_precondition, invalid_field, not_found, unavailable
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 
 log = structlog.get_logger("backbone.gateway")
@@ -261,6 +261,46 @@ class TradingShards:
         )
         more = any(page.more for page in pages) or len(merged) > request.limit
         return trading_pb2.ListOpenOrdersResponse(orders=merged[: request.limit], more=more)
+
+    async def list_fills(
+        self, request: trading_pb2.ListFillsRequest, after_shard: str, min_sequence_of: Callable[[str], int]
+    ) -> tuple[list[trading_pb2.Fill], str, bool, int]:
+        """A page of an account's fills: (fills, the shard of the last one, more, the projected
+        sequence of the symbol's shard, or of the default shard: 0 when this page did not ask it).
+
+        A symbol's fills are on its shard. Each shard numbers its own trades, so a page of every
+        symbol walks the shards in order (every fill of the first, then of the next), from the
+        shard of the page token's last fill (`after_shard`; "" is the first). Each shard's read
+        waits for `min_sequence_of(shard)`, the default shard's also for the request's
+        min_sequence (the caller's one number names the default shard, as in GetBalances).
+        """
+        if request.symbol or not self.sharded:
+            targets = [self.of_symbol(request.symbol) if request.symbol else self.default]
+        else:
+            if after_shard and after_shard not in self._by_name:
+                raise invalid_field("page_token", RejectReason.INVALID_PAGE_TOKEN, "names no trading shard")
+            start = self._by_name[after_shard] if after_shard else self.default
+            targets = list(self.all[self.all.index(start) :])
+        fills: list[trading_pb2.Fill] = []
+        last, more, projected = "", False, 0
+        for position, shard in enumerate(targets):
+            ask = trading_pb2.ListFillsRequest()
+            ask.CopyFrom(request)
+            ask.limit = request.limit - len(fills)
+            if position:  # a later shard is read from its start
+                ask.after_trade_id, ask.after_side = 0, common_pb2.SIDE_UNSPECIFIED
+            own = request.min_sequence if shard is self.default else 0
+            ask.min_sequence = max(own, min_sequence_of(shard.name))
+            page = await self._call(shard, shard.stub.ListFills, ask)
+            fills += page.fills
+            if shard is self.default or request.symbol:
+                projected = page.projected_sequence
+            if page.fills:
+                last = shard.name
+            if page.more or len(fills) >= request.limit:
+                more = page.more or position < len(targets) - 1
+                break
+        return fills, last, more, projected
 
     def group_orders(self, order_ids: Iterable[str]) -> dict[str, list[str]]:
         """Order ids by the name of their shard ("" for ids naming a shard there is not)."""

@@ -40,6 +40,7 @@ from tests.integration.gateway_calls import (
     wait_for,
 )
 from tests.integration.order_flow import OrderFlow
+from tests.integration.order_stream_calls import OK, OrderStream, submit
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +105,10 @@ def test_orders_on_both_shards_trade_settle_and_are_reached_by_their_ids(gateway
     wait_for(lambda: totals() == expected, what="both shards' trades settled")
     fills = gateway.public.ListFills(gateway_pb2.ListFillsRequest(symbol=ON_ONE), metadata=key(buyer_key))
     assert [fill.symbol for fill in fills.fills] == [ON_ONE]
+    # ListFills of every symbol walks both shards (each numbers its own trades): page by page,
+    # every fill once, trading-0's first.
+    for page_size in (1, 2, 3):
+        assert walk_fills(gateway, buyer_key, page_size) == [ON_ZERO, ALSO_ON_ZERO, ON_ONE]
     # Each shard's engine state, and one by name.
     md = gateway.admin_metadata()
     states = gateway.admin.GetEngineState(gateway_pb2.GetEngineStateRequest(), metadata=md)
@@ -112,6 +117,45 @@ def test_orders_on_both_shards_trade_settle_and_are_reached_by_their_ids(gateway
     assert [state.shard for state in one.shards] == ["trading-1"]
     listed = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(buyer_key))
     assert [instrument.symbol for instrument in listed.instruments] == sorted(SHARD_OF)
+
+
+def walk_fills(gateway: Gateway, api_key: str, page_size: int) -> list[str]:
+    """The symbols of the account's fills, read `page_size` at a time to the end."""
+    symbols: list[str] = []
+    token = ""
+    for _ in range(20):
+        page = gateway.public.ListFills(
+            gateway_pb2.ListFillsRequest(page_size=page_size, page_token=token), metadata=key(api_key)
+        )
+        symbols += [fill.symbol for fill in page.fills]
+        token = page.next_page_token
+        if not token:
+            return symbols
+    raise AssertionError(f"no end after 20 pages: {symbols}")
+
+
+def test_one_order_stream_batch_goes_to_both_shards(gateway: Gateway, system: System) -> None:
+    _, maker_key = trader(gateway)
+    _, taker_key = trader(gateway)
+    for symbol in SHARD_OF:
+        gateway.public.SubmitOrder(order(symbol, SELL, "20.00", "1"), metadata=key(maker_key))
+    with grpc.insecure_channel(system.gateway) as channel:
+        stream = OrderStream(channel, taker_key)
+        # One request: a buy on each shard's symbols, a refused one between them.
+        stream.send(
+            submit(order(ON_ZERO, BUY, "20.00", "1")),
+            submit(order(ON_ONE, BUY, "20.00", "1")),
+            submit(order("ZZZ-USD", BUY, "20.00", "1")),
+            submit(order(ALSO_ON_ZERO, BUY, "20.00", "1")),
+        )
+        stream.wait_results(4)
+        stream.close()
+        results = [stream.results[(1, index)] for index in range(4)]
+    assert [result.code for result in results] == [OK, OK, grpc.StatusCode.INVALID_ARGUMENT.value[0], OK]
+    assert [shard_of_order_id(results[i].order.order_id) for i in (0, 1, 3)] == [
+        "trading-0", "trading-1", "trading-0",
+    ]  # fmt: skip
+    assert all(results[i].order.status == common_pb2.ORDER_STATUS_FILLED for i in (0, 1, 3))
 
 
 def test_an_accounts_calls_cover_both_shards(gateway: Gateway) -> None:
