@@ -218,6 +218,13 @@ def _banner(
     import shlex
 
     gateway = settings.gateway_address
+    shards = ""
+    if len(settings.trading_shards) > 1:  # BACKBONE_UP_TRADING_SHARDS: one trading process per shard
+        owned = dict(settings.up_trading_shards)
+        shards = "".join(
+            f"  trading     {name} at {address} owns {', '.join(owned.get(name, ()))}\n"
+            for name, address in settings.trading_shards
+        )
     # The README walk-through's first block, word for word after its two variables, which are filled
     # in here: pasting this and then the README's second block is the README's own walk-through.
     setup = r"""
@@ -244,7 +251,7 @@ Backbone is up.
 
   gateway     {gateway}   (public API: backbone.gateway.v1.GatewayService, AdminService)
   admin key   {admin_key}
-  PostgreSQL  {database_url}
+{shards}  PostgreSQL  {database_url}
   Redis       {redis_url}
   logs        {log_dir if log_dir else "this terminal"}
 
@@ -352,7 +359,7 @@ def up(settings: Settings, show_logs: bool) -> int:
         children += [ServiceChild(services, name) for name in services.start_order]
         supervisor = Supervisor(children, stopping=lambda: stopping, on_change=lambda: record("running"))
         record("running")
-        print(_banner(settings, admin_key, database_url, redis_url, log_dir), flush=True)
+        print(_banner(services.settings, admin_key, database_url, redis_url, log_dir), flush=True)
         while not stopping:
             supervisor.tick()
             time.sleep(0.2)

@@ -19,11 +19,13 @@ from tests.integration.grpcurl_stand_in import banner_commands, run_pasted
 pytestmark = pytest.mark.integration
 
 
-def start_up(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+def start_up(data_dir: Path, ports: dict[str, int], **settings: str) -> subprocess.Popen[str]:
+    """`backbone up` on these ports and data folder, with any other BACKBONE_ `settings`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BACKBONE_")}
     environment.update(
         {f"BACKBONE_{name.upper()}_ADDRESS": f"127.0.0.1:{port}" for name, port in ports.items()}
         | {"BACKBONE_DATA_DIR": str(data_dir)}
+        | settings
     )
     return subprocess.Popen(
         [sys.executable, "-m", "ops", "up"],
