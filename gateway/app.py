@@ -174,7 +174,8 @@ class GatewayApp:
         # One shard keeps its dependency's old name; several are watched one by one (any one
         # serving keeps the gateway serving: one shard down must not stop the others' trading).
         trading_names = {
-            name: ("trading" if len(shard_channels) == 1 else f"trading {name}") for name in shard_channels
+            name: ("trading" if len(shard_channels) == 1 else f"trading shard {name}")
+            for name in shard_channels
         }
         self.dependencies = DependencyWatch(
             {

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import grpc
 import structlog
 
+from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
@@ -158,7 +159,12 @@ class OutcomeResolver:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            orders = list(self._pending.values())[: self._batch]
+            # One shard's orders at a time (the first waiting one's): a shard that cannot answer
+            # sends its orders to the back of the queue, so the other shards' are resolved meanwhile.
+            shard = shard_of_order_id(next(iter(self._pending)))
+            orders = [o for o in self._pending.values() if shard_of_order_id(o.order_id) == shard][
+                : self._batch
+            ]
             try:
                 results = await resolve_orders(self.backends, [(o.order_id, o.account_id) for o in orders])
             except ServiceError as error:
@@ -171,6 +177,8 @@ class OutcomeResolver:
                     for order in orders:
                         self._pending.pop(order.order_id, None)
                     continue
+                for order in orders:
+                    self._pending[order.order_id] = self._pending.pop(order.order_id)
                 log.info(
                     "cannot resolve orders of unknown outcome yet; retrying",
                     pending=len(self._pending),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
@@ -14,6 +16,7 @@ from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway.app import DependencyWatch
+from gateway.resolver import OutcomeResolver
 from gateway.shards import TradingShard, TradingShards
 from ops.supervisor import ServiceProcesses, trading_shard_processes
 
@@ -242,3 +245,60 @@ def test_the_gateway_serves_while_any_trading_shard_does() -> None:
     assert not watch.all_serving
     watch.serving.update({"trading t0": True, "trading t1": True, "risk": False})
     assert not watch.all_serving
+
+
+class ResolvingTrading(FakeTrading):
+    """ResolveOrders: every order fenced, or UNAVAILABLE while down; records what it was asked."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, ())
+        self.asked: list[str] = []
+
+    async def ResolveOrders(
+        self, request: trading_pb2.ResolveOrdersRequest
+    ) -> trading_pb2.ResolveOrdersResponse:
+        self.asked += [item.order_id for item in request.orders]
+        if self.down:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "down")
+        return trading_pb2.ResolveOrdersResponse(
+            results=[
+                trading_pb2.OrderResolution(order_id=item.order_id, resolution=trading_pb2.RESOLUTION_FENCED)
+                for item in request.orders
+            ]
+        )
+
+
+async def test_orders_of_unknown_outcome_are_resolved_on_their_shards_one_down_or_not() -> None:
+    zero, one = ResolvingTrading("t0"), ResolvingTrading("t1")
+    one.down = True
+    shards = router(zero, one)
+
+    async def call(method: Any, request: Any) -> Any:
+        return await method(request)
+
+    fenced: list[str] = []
+
+    async def on_fenced(order: trading_pb2.NewOrder) -> None:
+        fenced.append(order.order_id)
+
+    backends = SimpleNamespace(trading_shards=shards, call=call, background=set())
+    resolver = OutcomeResolver(cast(Any, backends), on_fenced)
+    on_one, on_zero, old = "t1." + HEX, "t0." + HEX, HEX
+    for order_id in (on_one, on_zero, old):  # t1's order waits first
+        resolver.add(trading_pb2.NewOrder(order_id=order_id, account_id="acct"))
+    resolver.start()
+    try:
+        for _ in range(200):  # t1 is down: the other shard's orders are resolved meanwhile
+            if len(fenced) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(fenced) == sorted([on_zero, old]) and zero.asked == [on_zero, old]
+        assert resolver.awaiting(on_one) and one.asked[0] == on_one
+        one.down = False
+        for _ in range(500):
+            if len(fenced) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert fenced[-1] == on_one and resolver.pending == 0
+    finally:
+        await resolver.stop()
