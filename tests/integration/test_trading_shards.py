@@ -41,10 +41,12 @@ from tests.integration.gateway_calls import (
 )
 from tests.integration.order_flow import OrderFlow
 from tests.integration.order_stream_calls import OK, OrderStream, submit
+from tests.integration.test_market_data import DEPTH, Follower, public_book
 
 pytestmark = pytest.mark.integration
 
 ON_ZERO, ALSO_ON_ZERO, ON_ONE = "AAA-USD", "CCC-USD", "BBB-USD"
+DAY = common_pb2.TIME_IN_FORCE_DAY
 SHARD_OF = {ON_ZERO: "trading-0", ALSO_ON_ZERO: "trading-0", ON_ONE: "trading-1"}
 
 
@@ -341,3 +343,51 @@ def test_a_redis_flush_rebuilds_both_shards_holds(gateway: Gateway, system: Syst
     # Both holds are back, and the probe's (1 USD and its 20 bps fee).
     wait_for(lambda: balances(gateway, api_key)["USD"].reserved == "61.122000", what="holds rebuilt")
     invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
+
+
+def test_market_data_and_controls_reach_each_symbols_shard(gateway: Gateway) -> None:
+    _, api_key = trader(gateway)
+    md = gateway.admin_metadata()
+    follower = Follower(gateway, api_key, [ON_ZERO, ON_ONE], depth=DEPTH)
+    try:
+        follower.until(
+            lambda: set(follower.book.sequence) == {ON_ZERO, ON_ONE}, "a snapshot of each shard's book"
+        )
+        # Each shard's book came, equal to what GetOrderBook (routed to the symbol's shard) says.
+        for symbol in (ON_ZERO, ON_ONE):
+            assert follower.book.view(symbol) == public_book(gateway, api_key, symbol)
+        for symbol in (ON_ZERO, ON_ONE):
+            gateway.public.SubmitOrder(
+                order(symbol, BUY, "3.00", "1", time_in_force=DAY), metadata=key(api_key)
+            )
+        for symbol in (ON_ZERO, ON_ONE):
+            follower.until(
+                lambda symbol=symbol: follower.book.view(symbol) == public_book(gateway, api_key, symbol),  # type: ignore[misc]
+                f"{symbol}'s book as its shard has it",
+            )
+    finally:
+        follower.close()
+    # A halt goes to the symbol's shard; the other shard's symbols trade on.
+    halted = gateway.admin.SetInstrumentStatus(
+        gateway_pb2.SetInstrumentStatusRequest(symbol=ON_ONE, status=common_pb2.INSTRUMENT_STATUS_HALTED),
+        metadata=md,
+    )
+    assert halted.changed
+    refusal = refused(
+        lambda: gateway.public.SubmitOrder(order(ON_ONE, BUY, "3.00", "1"), metadata=key(api_key))
+    )
+    assert refusal.reason == RejectReason.INSTRUMENT_HALTED
+    gateway.public.SubmitOrder(order(ON_ZERO, BUY, "3.00", "1"), metadata=key(api_key))
+    gateway.admin.SetInstrumentStatus(
+        gateway_pb2.SetInstrumentStatusRequest(symbol=ON_ONE, status=common_pb2.INSTRUMENT_STATUS_TRADING),
+        metadata=md,
+    )
+    # The end of day of every symbol expires the DAY orders of both shards.
+    expired = gateway.admin.ExpireDayOrders(gateway_pb2.ExpireDayOrdersRequest(), metadata=md)
+    assert sorted(o.symbol for o in expired.orders if o.account_id == _account_of(gateway, api_key)) == [
+        ON_ZERO, ON_ONE,
+    ]  # fmt: skip
+
+
+def _account_of(gateway: Gateway, api_key: str) -> str:
+    return gateway.public.GetBalances(gateway_pb2.GetBalancesRequest(), metadata=key(api_key)).account_id
