@@ -147,10 +147,10 @@ class TradingShards:
             (instrument for shard in self.all for instrument in shard.instruments), key=lambda i: i.symbol
         )
 
-    async def learn(self, shard: TradingShard) -> frozenset[str]:
-        """What `shard` owns, asked once (GetShardInfo); a shard answering under another name than
-        it was configured with is refused (FAILED_PRECONDITION, UNKNOWN_SHARD)."""
-        if shard.symbols is None:
+    async def learn(self, shard: TradingShard, *, again: bool = False) -> frozenset[str]:
+        """What `shard` owns (GetShardInfo), asked once or `again`; a shard answering under another
+        name than it was configured with is refused (FAILED_PRECONDITION, UNKNOWN_SHARD)."""
+        if shard.symbols is None or again:
             info = await self._call(shard, shard.stub.GetShardInfo, trading_pb2.GetShardInfoRequest())
             if info.shard != shard.name:
                 raise failed_precondition(
@@ -166,10 +166,16 @@ class TradingShards:
 
         FAILED_PRECONDITION (NO_SHARD_FOR_SYMBOL) when none owns it or more than one claims it;
         UNAVAILABLE (TRADING_UNAVAILABLE) when a shard that has not told yet cannot be reached.
+        Without one owner among what the shards said before, they are asked again (a shard may
+        have been restarted with the symbol added).
         """
         for shard in self.all:
             await self.learn(shard)
         owners = [shard.name for shard in self.all if shard.owns(symbol)]
+        if len(owners) != 1:
+            for shard in self.all:
+                await self.learn(shard, again=True)
+            owners = [shard.name for shard in self.all if shard.owns(symbol)]
         if len(owners) != 1:
             why = "no trading shard owns it" if not owners else f"shards {', '.join(owners)} all claim it"
             raise failed_precondition(

@@ -180,6 +180,9 @@ async def test_a_new_symbol_goes_to_the_one_shard_that_owns_it() -> None:
     overlapping = router(FakeTrading("t0", ()), FakeTrading("t1", ("BBB-USD",)))
     with pytest.raises(ServiceError, match="t0, t1 all claim it"):
         await overlapping.owner_of_new_symbol("BBB-USD")
+    # A shard restarted with the symbol added: asked again before the symbol is refused.
+    shards.all[0].stub.symbols = ("AAA-USD", "ZZZ-USD")  # type: ignore[attr-defined]
+    assert (await shards.owner_of_new_symbol("ZZZ-USD")).name == "t0"
     # One shard owning every symbol: the one-shard default.
     assert (await router(FakeTrading("t0", ())).owner_of_new_symbol("ANY-USD")).name == "t0"
 
