@@ -259,7 +259,7 @@ class GatewayApp:
             fanout=fanout,
             market_data=market_data,
             order_defaults=OrderDefaults.of(settings),
-            instruments=InstrumentCache(shards.list_instruments),
+            instruments=InstrumentCache(shards.list_instruments, unlisted=shards.unlisted),
             assets=AssetScales(load_assets),
             auth=ApiKeyAuthenticator(authenticate),
             risk_channel=risk_channel,

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
+from backbone.runtime.errors import unavailable
 
 Item = TypeVar("Item")
 
@@ -78,12 +80,18 @@ class RefreshingCache(Generic[Item]):
 
 
 class InstrumentCache(RefreshingCache[common_pb2.Instrument]):
-    """Instruments by symbol, from TradingService.ListInstruments."""
+    """Instruments by symbol, from TradingService.ListInstruments (of every trading shard).
+
+    A symbol it does not have is unknown only when every shard has listed its instruments: while
+    one never has (it could not be reached since the gateway started), `get` answers UNAVAILABLE
+    (TRADING_UNAVAILABLE) naming it rather than calling the symbol unknown.
+    """
 
     def __init__(
         self,
         load: Callable[[], Awaitable[Sequence[common_pb2.Instrument]]],
         *,
+        unlisted: Callable[[], Sequence[str]] = lambda: (),
         min_refresh_interval_seconds: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,6 +101,19 @@ class InstrumentCache(RefreshingCache[common_pb2.Instrument]):
             min_refresh_interval_seconds=min_refresh_interval_seconds,
             clock=clock,
         )
+        self._unlisted = unlisted
+
+    async def get(self, key: str) -> common_pb2.Instrument | None:
+        instrument = await super().get(key)
+        if instrument is None:
+            unlisted = self._unlisted()
+            if unlisted:
+                raise unavailable(
+                    RejectReason.TRADING_UNAVAILABLE,
+                    f"{key[:40]!r} may be an instrument of trading shard {', '.join(unlisted)}, which "
+                    "cannot be reached; retry",
+                )
+        return instrument
 
 
 class AssetScales:

@@ -20,7 +20,7 @@ from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.ids import make_order_id
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
-from backbone.runtime.errors import ServiceError, invalid_field, not_found
+from backbone.runtime.errors import ServiceError, invalid_field, not_found, unavailable
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
@@ -245,6 +245,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         backends = self._backends()
         await backends.auth.account_of(context.invocation_metadata())
         instruments = await backends.instruments.refresh()
+        unlisted = backends.trading_shards.unlisted()
+        if unlisted:  # the list would look complete without that shard's instruments
+            raise unavailable(
+                RejectReason.TRADING_UNAVAILABLE,
+                f"trading shard {', '.join(unlisted)} cannot be reached: its instruments are not "
+                "known yet; retry",
+            )
         return gateway_pb2.ListInstrumentsResponse(
             instruments=[instrument_view(i) for i in sorted(instruments, key=lambda i: i.symbol)]
         )

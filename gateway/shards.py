@@ -86,6 +86,8 @@ class TradingShards:
         self._unreachable = unreachable
         # symbol -> the shard whose ListInstruments has it.
         self._instrument_owner: dict[str, TradingShard] = {}
+        # The shards that have answered ListInstruments at least once.
+        self._listed: set[str] = set()
 
     @property
     def default(self) -> TradingShard:
@@ -140,12 +142,17 @@ class TradingShards:
                 log.warning("trading shard did not list its instruments", shard=shard.name, error=str(answer))
             else:
                 shard.instruments = list(answer.instruments)
+                self._listed.add(shard.name)
             for instrument in shard.instruments:
                 owner.setdefault(instrument.symbol, shard)
         self._instrument_owner = owner
         return sorted(
             (instrument for shard in self.all for instrument in shard.instruments), key=lambda i: i.symbol
         )
+
+    def unlisted(self) -> list[str]:
+        """The shards that have never listed their instruments to this gateway (unreachable since)."""
+        return [shard.name for shard in self.all if shard.name not in self._listed]
 
     async def learn(self, shard: TradingShard, *, again: bool = False) -> frozenset[str]:
         """What `shard` owns (GetShardInfo), asked once or `again`; a shard answering under another

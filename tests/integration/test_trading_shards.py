@@ -391,3 +391,43 @@ def test_market_data_and_controls_reach_each_symbols_shard(gateway: Gateway) -> 
 
 def _account_of(gateway: Gateway, api_key: str) -> str:
     return gateway.public.GetBalances(gateway_pb2.GetBalancesRequest(), metadata=key(api_key)).account_id
+
+
+def test_a_gateway_started_while_a_shard_is_down_serves_the_other_and_says_what_it_does_not_know(
+    gateway: Gateway, system: System
+) -> None:
+    _, api_key = trader(gateway)
+    services = system.services
+    services.kill("trading-1")
+    services.stop("gateway")
+    services.start("gateway")
+    services.wait_healthy("gateway")  # serving: trading-0 serves
+    try:
+        with grpc.insecure_channel(system.gateway) as channel:
+            fresh = Gateway(channel, system.admin_key)
+            placed = fresh.public.SubmitOrder(order(ON_ZERO, BUY, "2.00", "1"), metadata=key(api_key))
+            assert shard_of_order_id(placed.order.order_id) == "trading-0"
+            # It never heard of trading-1's instruments: not "unknown", but "cannot be reached".
+            for call in (
+                lambda: fresh.public.SubmitOrder(order(ON_ONE, BUY, "2.00", "1"), metadata=key(api_key)),
+                lambda: fresh.public.ListInstruments(
+                    gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key)
+                ),
+            ):
+                refusal = refused(call)
+                assert (refusal.code, refusal.reason) == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    RejectReason.TRADING_UNAVAILABLE,
+                ), refusal
+                assert "trading-1" in refusal.message
+    finally:
+        services.start("trading-1")
+        services.wait_healthy("trading-1")
+    with grpc.insecure_channel(system.gateway) as channel:
+        fresh = Gateway(channel, system.admin_key)
+        wait_for(
+            lambda: _accepted(fresh, api_key, ON_ONE), timeout_seconds=30, what="trading-1's symbol again"
+        )
+        listed = fresh.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key))
+        assert sorted(i.symbol for i in listed.instruments) == sorted(SHARD_OF)
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))

@@ -16,6 +16,7 @@ from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway.app import DependencyWatch
+from gateway.instruments import InstrumentCache
 from gateway.resolver import OutcomeResolver
 from gateway.shards import TradingShard, TradingShards
 from ops.supervisor import ServiceProcesses, trading_shard_processes
@@ -202,6 +203,7 @@ async def test_instruments_are_merged_and_a_shard_that_cannot_answer_keeps_its_l
     assert shards.of_symbol("BBB-USD").name == "t1"
     one.down = True
     assert [i.symbol for i in await shards.list_instruments()] == ["AAA-USD", "BBB-USD"]
+    assert shards.unlisted() == []
     assert shards.of_symbol("BBB-USD").name == "t1"
     zero.down = True
     with pytest.raises(ServiceError):
@@ -305,3 +307,21 @@ async def test_orders_of_unknown_outcome_are_resolved_on_their_shards_one_down_o
         assert fenced[-1] == on_one and resolver.pending == 0
     finally:
         await resolver.stop()
+
+
+async def test_a_symbol_is_unknown_only_once_every_shard_has_listed_its_instruments() -> None:
+    zero, one = FakeTrading("t0", (), ("AAA-USD",)), FakeTrading("t1", (), ("BBB-USD",))
+    one.down = True  # since the gateway started
+    shards = router(zero, one)
+    cache = InstrumentCache(shards.list_instruments, unlisted=shards.unlisted, min_refresh_interval_seconds=0)
+    assert (await cache.get("AAA-USD")) is not None  # the shard that answers trades on
+    with pytest.raises(ServiceError) as raised:
+        await cache.get("BBB-USD")
+    assert (raised.value.code, raised.value.reason) == (
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.TRADING_UNAVAILABLE,
+    )
+    assert "t1" in raised.value.message
+    one.down = False
+    assert (await cache.get("BBB-USD")) is not None
+    assert (await cache.get("ZZZ-USD")) is None  # now it is unknown for sure
