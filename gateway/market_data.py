@@ -213,6 +213,10 @@ class MarketDataFanout:
         first = reconnector or Reconnector()
         self._reconnectors = [first] + [Reconnector(first.policy) for _ in self._opens[1:]]
         self._live: set[int] = set()
+        # Which upstream each book comes from, and the books of an upstream that broke (stale until
+        # its next subscription's snapshot): a new caller of a stale book is refused, not misled.
+        self._source: dict[str, int] = {}
+        self._stale: set[str] = set()
         self._max_queued = max_queued_per_caller
         self._books: dict[str, _Book] = {}
         self._callers: dict[str, set[MarketDataSubscription]] = {}
@@ -224,7 +228,8 @@ class MarketDataFanout:
         return len({caller for callers in self._callers.values() for caller in callers})
 
     def book(self, symbol: str) -> _Book | None:
-        return self._books.get(symbol)
+        """The book as its shard last published it; None when there is none or it is stale."""
+        return None if symbol in self._stale else self._books.get(symbol)
 
     async def start(self) -> None:
         if self._task is None:
@@ -264,8 +269,9 @@ class MarketDataFanout:
                 if not callers:
                     del self._callers[symbol]
 
-    def dispatch(self, response: trading_pb2.StreamMarketDataResponse) -> None:
-        """Apply one message from trading to the books and hand each change to its callers."""
+    def dispatch(self, response: trading_pb2.StreamMarketDataResponse, upstream: int = 0) -> None:
+        """Apply one message from trading (from upstream number `upstream`) to the books and hand
+        each change to its callers."""
         for update in response.updates:
             symbol = update.symbol
             book = self._books.get(symbol)
@@ -273,6 +279,8 @@ class MarketDataFanout:
                 if book is None:
                     book = self._books[symbol] = _Book(symbol)
                 book.replace(update)
+                self._source[symbol] = upstream
+                self._stale.discard(symbol)
                 for caller in tuple(self._callers.get(symbol, ())):
                     caller.snapshot(book, resync=True, timestamp_ns=update.timestamp_ns)
                 continue
@@ -295,7 +303,7 @@ class MarketDataFanout:
         call = self._opens[index]()
         try:
             async for response in call:
-                self.dispatch(response)
+                self.dispatch(response, index)
                 if index not in self._live:
                     self._live.add(index)
                     self.connected.set()
@@ -311,6 +319,7 @@ class MarketDataFanout:
             why = describe_break(error)
         call.cancel()
         self._live.discard(index)
+        self._stale.update(symbol for symbol, source in self._source.items() if source == index)
         if not self._live:
             self.connected.clear()
         return why

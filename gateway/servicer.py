@@ -192,9 +192,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         # Read your writes: reserved and available reflect the latest report this account was told
         # about (here or by the caller's own word), risk waiting for it within the deadline. Each
         # trading shard numbers its own journal: the gateway waits for what it reported of each
-        # shard (gateway/reported.py) and the caller's min_trading_sequence, one number, is taken
-        # as the default shard's (what the balance's trading_sequence also names).
+        # shard (gateway/reported.py); the caller's min_trading_sequence, one number, names a
+        # point of one journal only without shards (the SDK sends the highest it saw of any shard:
+        # taken as the default shard's, it would make every read wait its full bound).
         shards = backends.trading_shards
+        caller = 0 if shards.sharded else request.min_trading_sequence
         await asyncio.gather(
             *(
                 backends.call(
@@ -207,7 +209,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 if (wanted := backends.reported.latest(account, shard.name))
             )
         )
-        wanted = max(request.min_trading_sequence, backends.reported.latest(account, shards.default.name))
+        wanted = max(caller, backends.reported.latest(account, shards.default.name))
         ledger, risk = await asyncio.gather(
             backends.call(
                 backends.settlement.GetBalances,
@@ -308,6 +310,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         await self._known_symbol(backends, request.symbol)
         # Read your writes: the fills reflect the latest report this account was told about.
         shards = backends.trading_shards
+        if shards.sharded:  # one number names no point of several journals (as in GetBalances)
+            query.request.min_sequence = 0
         fills, last_shard, more, projected = await shards.list_fills(
             query.request, query.shard, lambda shard: backends.reported.latest(account, shard)
         )

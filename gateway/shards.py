@@ -285,7 +285,7 @@ class TradingShards:
         symbol walks the shards in order (every fill of the first, then of the next), from the
         shard of the page token's last fill (`after_shard`; "" is the first). Each shard's read
         waits for `min_sequence_of(shard)`, the default shard's also for the request's
-        min_sequence (the caller's one number names the default shard, as in GetBalances).
+        min_sequence.
         """
         if request.symbol or not self.sharded:
             targets = [self.of_symbol(request.symbol) if request.symbol else self.default]

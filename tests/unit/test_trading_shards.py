@@ -14,9 +14,11 @@ from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.errors import ServiceError
+from backbone.runtime.reconnect import Backoff, Reconnector
 from backbone.trading.v1 import trading_pb2
 from gateway.app import DependencyWatch
 from gateway.instruments import InstrumentCache
+from gateway.market_data import MarketDataFanout
 from gateway.resolver import OutcomeResolver
 from gateway.shards import TradingShard, TradingShards
 from ops.supervisor import ServiceProcesses, trading_shard_processes
@@ -325,3 +327,72 @@ async def test_a_symbol_is_unknown_only_once_every_shard_has_listed_its_instrume
     one.down = False
     assert (await cache.get("BBB-USD")) is not None
     assert (await cache.get("ZZZ-USD")) is None  # now it is unknown for sure
+
+
+class FakeFeed:
+    """An upstream StreamMarketData call: yields what the test puts, raises what it puts."""
+
+    def __init__(self) -> None:
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+
+    def __aiter__(self) -> FakeFeed:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self.items.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        return None
+
+
+def book_snapshot(symbol: str, price_ticks: int) -> trading_pb2.StreamMarketDataResponse:
+    return trading_pb2.StreamMarketDataResponse(
+        updates=[
+            trading_pb2.BookUpdate(
+                symbol=symbol,
+                snapshot=True,
+                bids=[trading_pb2.PriceLevel(price_ticks=price_ticks, quantity_lots=1)],
+            )
+        ]
+    )
+
+
+async def until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_the_books_of_a_shard_whose_feed_broke_are_not_served_until_it_resends_them() -> None:
+    feeds: list[list[FakeFeed]] = [[], []]
+
+    def opener(index: int) -> Any:
+        def open_feed() -> FakeFeed:
+            feeds[index].append(FakeFeed())
+            return feeds[index][-1]
+
+        return open_feed
+
+    quick = Reconnector(Backoff(initial_seconds=0.01, factor=1.0, max_seconds=0.01, reset_after_seconds=1.0))
+    fanout = MarketDataFanout([opener(0), opener(1)], reconnector=quick)
+    await fanout.start()
+    try:
+        await until(lambda: all(feeds))
+        feeds[0][0].items.put_nowait(book_snapshot("A", 100))
+        feeds[1][0].items.put_nowait(book_snapshot("B", 200))
+        await until(lambda: fanout.book("A") is not None and fanout.book("B") is not None)
+        feeds[1][0].items.put_nowait(RuntimeError("trading-1 killed"))
+        await until(lambda: fanout.book("B") is None)  # stale: a new caller is refused, not misled
+        assert fanout.book("A") is not None and fanout.connected.is_set()  # the other shard's serve on
+        await until(lambda: len(feeds[1]) == 2)  # subscribed again
+        feeds[1][1].items.put_nowait(book_snapshot("B", 201))
+        await until(lambda: fanout.book("B") is not None)
+        book = fanout.book("B")
+        assert book is not None and list(book.bids) == [201]
+    finally:
+        await fanout.close()
