@@ -431,7 +431,21 @@ class TradingApp:
         if self.health is not None and SERVICE_NAME in self.health.claimed:  # it waited for the lease
             for name in ("", SERVICE_NAME):
                 await self.health.set(name, True)
-        log.info("trading ready", shard=shard, instruments=len(self.engine.instruments))
+        owned = settings.trading_symbols
+        foreign = sorted(symbol for symbol in self.engine.instruments if owned and symbol not in owned)
+        if foreign:  # its journal has them: their open orders can be cancelled, no new one is taken
+            log.warning(
+                "the journal has instruments this shard no longer owns (BACKBONE_TRADING_SYMBOLS); "
+                "their new orders are refused (SYMBOL_NOT_OWNED)",
+                shard=shard,
+                symbols=foreign[:20],
+            )
+        log.info(
+            "trading ready",
+            shard=shard,
+            instruments=len(self.engine.instruments),
+            owns=", ".join(owned) or "every symbol",
+        )
 
     async def _take_lease(self) -> ShardLease:
         """This shard's lease; while another process holds it, health is NOT_SERVING saying which."""
