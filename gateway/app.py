@@ -5,7 +5,9 @@ trading or settlement is missing: a :class:`DependencyWatch` asks each one for i
 health over the gateway's channel to it, twice a second, and the gateway republishes its entries
 whenever that changes (and every ``HEALTH_REFRESH_SECONDS``). The entries'
 ``backbone-health-detail`` trailer names what is missing and since when. Polling Check (rather
-than one Watch stream per dependency) keeps a dependency that hangs from looking alive.
+than one Watch stream per dependency) keeps a dependency that hangs from looking alive. With
+several trading shards (gateway/shards.py) each is watched, and one serving is enough: a shard
+that is down stops only its own symbols.
 """
 
 from __future__ import annotations

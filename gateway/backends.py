@@ -32,13 +32,13 @@ from backbone.runtime.config import Settings
 from backbone.runtime.context import outgoing_metadata
 from backbone.runtime.errors import ServiceError, from_rpc_error, unavailable
 from backbone.settlement.v1 import settlement_pb2_grpc
-from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from backbone.trading.v1 import trading_pb2_grpc
 from gateway.auth import ApiKeyAuthenticator
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
 from gateway.reported import ReportedSequences
-from gateway.shards import TradingShards
+from gateway.shards import OrderStream, TradingShards
 from gateway.validation import OrderDefaults
 
 # How long a command waits for a channel in reconnect backoff (longer than its largest backoff).
@@ -57,7 +57,6 @@ UNAVAILABLE_REASONS = {
 }
 
 ReservationStream = BatchingStream[risk_pb2.ReservationCommand, risk_pb2.ReservationResult]
-OrderStream = BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult]
 
 
 @dataclass

@@ -15,7 +15,9 @@ and learns what each one owns from the shard itself, never from a second copy of
   an order nobody has (NOT_FOUND, UNKNOWN_ORDER).
 
 A shard that cannot be reached keeps its last answers (its instruments stay routable, its orders
-are answered TRADING_UNAVAILABLE by the callers), so one shard down never stops the others.
+are answered TRADING_UNAVAILABLE by the callers), so one shard down never stops the others; one
+that has never answered makes a symbol the gateway does not know UNAVAILABLE rather than unknown
+(gateway/instruments.py).
 """
 
 from __future__ import annotations
