@@ -273,11 +273,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             raise invalid_field("instrument", RejectReason.REQUIRED, "is required")
         instrument = request.instrument
         if self._owned and instrument.symbol not in self._owned:
+            more = f" and {len(self._symbols) - 10} more" if len(self._symbols) > 10 else ""
             raise failed_precondition(
                 RejectReason.SYMBOL_NOT_OWNED,
                 f"trading shard {self._shard!r} does not own {instrument.symbol[:40]!r} (it owns "
-                f"{', '.join(self._symbols)}): create it on the shard whose BACKBONE_TRADING_SYMBOLS "
-                "lists it",
+                f"{', '.join(self._symbols[:10])}{more}): create it on the shard whose "
+                "BACKBONE_TRADING_SYMBOLS lists it",
                 symbol=instrument.symbol[:40],
                 shard=self._shard,
             )
