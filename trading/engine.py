@@ -85,6 +85,14 @@ OrderReleased = common_pb2.OrderReleased
 ReportMaker = Callable[..., common_pb2.ExecutionReport]
 
 
+def no_report(**fields: Any) -> common_pb2.ExecutionReport:
+    """The report maker of a replay, which rebuilds the state and sends nothing: where the engine
+    is given this maker it makes no report of what it journals (a replay of 1M commands
+    spent a third of its time on reports nobody reads). A refusal, which replay turns into a
+    ReplayError, is answered with an empty report."""
+    return ExecutionReport()
+
+
 COMMAND_KINDS = frozenset(
     {
         "instrument_created",
@@ -666,7 +674,8 @@ class Engine:
             self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
         record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
-        record.new_order.MergeFrom(command)  # into the empty field: a copy, cheaper than new_order=
+        # Into the empty field: a copy, cheaper than new_order= (0.73 against 0.93 us) or MergeFrom (1.06).
+        record.new_order.CopyFrom(command)
         records = [record]
         numbers = self.account_sequences
         account_id = order.account_id
@@ -674,6 +683,8 @@ class Engine:
         numbers[account_id] = number
         if not steps and outcome_kind is None:
             self.last_sequence = sequence
+            if report is no_report:
+                return Outcome(records)
             accepted = report(
                 order=order.fields(),
                 execution_type=_ACCEPTED,
@@ -684,15 +695,17 @@ class Engine:
         # The last event's sequence, carried by every report: one record per step, and one for a
         # remainder that expires or is cancelled.
         last = sequence + len(steps) + (outcome_kind is not None)
-        reports = [
-            report(
-                order=order.fields(order.quantity_lots, _NEW),  # as accepted, before it matched
-                execution_type=_ACCEPTED,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=number,
+        reports: list[common_pb2.ExecutionReport] = []
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(order.quantity_lots, _NEW),  # as accepted, before it matched
+                    execution_type=_ACCEPTED,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        ]
         self._record_steps(order, steps, sequence, last, timestamp_ns, records, reports, report)
         if outcome_kind is not None:
             self._release(order, outcome_kind, last, timestamp_ns, last, records, reports, report)
@@ -744,12 +757,18 @@ class Engine:
         """
         is_buy = order.side == BUY
         limit = order.price_ticks
+        instrument = self.instruments[order.symbol]
         if not limit:  # a market buy with a budget only
-            limit = self.instruments[order.symbol].max_price_ticks
+            limit = instrument.max_price_ticks
+        # Most orders cross nothing: answered from the best opposite price, without starting (and
+        # closing) the walk over the makers.
+        best = book.best_ask() if is_buy else book.best_bid()
+        if best is None or ((best > limit) if is_buy else (best < limit)):
+            return [], False
         prevention = order.self_trade_prevention
         account_id = order.account_id
         has_budget = budget_left = order.quote_budget
-        tick_lot = self.instruments[order.symbol].quote_minor_per_tick_lot
+        tick_lot = instrument.quote_minor_per_tick_lot
         remaining = order.leaves_lots
         steps: list[Step] = []
         for maker in book.makers(order.side):
@@ -806,6 +825,7 @@ class Engine:
         trade_id = self.last_trade_id
         numbers = self.account_sequences
         taker_account = order.account_id
+        reporting = report is not no_report
         for maker, lots in steps:
             sequence += 1
             if not lots:
@@ -855,8 +875,13 @@ class Engine:
             if buyer.quote_budget:
                 trade["buy_quote_budget"] = buyer.quote_budget
             records.append(JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, trade=trade))
-            number = numbers.get(taker_account, 0) + 1
-            numbers[taker_account] = number
+            taker_number = numbers.get(taker_account, 0) + 1
+            numbers[taker_account] = taker_number
+            maker_account = maker.account_id
+            maker_number = numbers.get(maker_account, 0) + 1
+            numbers[maker_account] = maker_number
+            if not reporting:
+                continue
             reports.append(
                 report(
                     order=order.fields(taker_leaves, taker_status),
@@ -868,12 +893,9 @@ class Engine:
                     liquidity_side=_TAKER,
                     timestamp_ns=timestamp_ns,
                     journal_sequence=last,
-                    account_sequence=number,
+                    account_sequence=taker_number,
                 )
             )
-            maker_account = maker.account_id
-            number = numbers.get(maker_account, 0) + 1
-            numbers[maker_account] = number
             reports.append(
                 report(
                     order=maker.fields(),
@@ -885,7 +907,7 @@ class Engine:
                     liquidity_side=_MAKER,
                     timestamp_ns=timestamp_ns,
                     journal_sequence=last,
-                    account_sequence=number,
+                    account_sequence=maker_number,
                 )
             )
         self.last_trade_id = trade_id
@@ -932,16 +954,18 @@ class Engine:
                 ),
             )
         )
-        reports.append(
-            report(
-                order=order.fields(),
-                execution_type=execution_type,
-                cancel_reason=reason,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=self._numbered(order.account_id),
+        number = self._numbered(order.account_id)
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(),
+                    execution_type=execution_type,
+                    cancel_reason=reason,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        )
 
     def _client_order_id_held(
         self, command: trading_pb2.NewOrder, holder: OrderState, timestamp_ns: int, report: ReportMaker
@@ -1108,15 +1132,18 @@ class Engine:
             JournalRecord(sequence=sequence + 1, timestamp_ns=timestamp_ns, replace_order=command),
             JournalRecord(sequence=sequence + 2, timestamp_ns=timestamp_ns, order_replaced=replaced),
         ]
-        reports = [
-            report(
-                order=order.fields(new_leaves, _PARTIALLY_FILLED if order.filled_lots else _NEW),
-                execution_type=_REPLACE,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=self._numbered(order.account_id),
+        number = self._numbered(order.account_id)
+        reports: list[common_pb2.ExecutionReport] = []
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(new_leaves, _PARTIALLY_FILLED if order.filled_lots else _NEW),
+                    execution_type=_REPLACE,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        ]
         if steps:
             self._record_steps(order, steps, sequence + 2, last, timestamp_ns, records, reports, report)
         if remainder_reason is not None:
@@ -1260,7 +1287,8 @@ class Engine:
 
         Commands are applied again (with their journaled time); events are
         outputs, so they are not applied but compared with what the commands
-        regenerated. Any difference raises ReplayError.
+        regenerated. Any difference raises ReplayError. No reports are made (:func:`no_report`):
+        nothing reads them, and the state (account report numbers included) is the same without.
         """
         kind = record.WhichOneof("record")
         if kind in EVENT_KINDS:
@@ -1279,15 +1307,15 @@ class Engine:
         timestamp_ns = record.timestamp_ns
         try:
             if kind == "new_order":
-                outcome = self.new_order(record.new_order, timestamp_ns, journaled=True)
+                outcome = self.new_order(record.new_order, timestamp_ns, journaled=True, report=no_report)
             elif kind == "cancel_order":
-                outcome = self.cancel_order(record.cancel_order, timestamp_ns)
+                outcome = self.cancel_order(record.cancel_order, timestamp_ns, report=no_report)
             elif kind == "replace_order":
-                outcome = self.replace_order(record.replace_order, timestamp_ns)
+                outcome = self.replace_order(record.replace_order, timestamp_ns, report=no_report)
             elif kind == "mass_cancel":
-                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns)
+                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns, report=no_report)
             elif kind == "expire_orders":
-                outcome = self.expire_orders(record.expire_orders, timestamp_ns)
+                outcome = self.expire_orders(record.expire_orders, timestamp_ns, report=no_report)
             elif kind == "set_instrument_status":
                 outcome = self.set_instrument_status(record.set_instrument_status, timestamp_ns)
             elif kind == "instrument_created":
