@@ -624,24 +624,27 @@ class Engine:
         command: trading_pb2.NewOrder,
         timestamp_ns: int,
         *,
-        journaled: bool = False,
+        journaled: trading_pb2.JournalRecord | None = None,
         report: ReportMaker = ExecutionReport,
     ) -> Outcome:
         """Accept and match an order, then rest, expire or cancel its remainder as its terms say;
         or reject it without changing anything.
 
-        ``journaled`` is for replay: the order was accepted when it was journaled. Reports are
+        ``journaled`` is for replay: the record that journaled the order (`command` is its
+        new_order), which was accepted then; it is the outcome's first record when it stands at
+        the sequence and time the order gets now (not a copy of it made to be compared with it:
+        a twelfth of a replay's time). Reports are
         made by `report`, in the order they happened (accepted first, then each fill's taker and
         maker reports, each self-trade cancel, and the remainder's expiry or cancel); those of an
         order that produced events carry its last event's sequence.
         """
         order = OrderState(command, timestamp_ns)  # kept only when accepted
-        problem = self._order_problem(command, order, journaled=journaled)
+        problem = self._order_problem(command, order, journaled=journaled is not None)
         if problem is not None:
             return Outcome([], [_rejected_new_order(command, problem, timestamp_ns, report)])
         client_key = (order.account_id, order.client_order_id)
         holder_id = self.client_orders.get(client_key)
-        if holder_id is not None and not journaled:
+        if holder_id is not None and journaled is None:
             # A journaled duplicate (accepted before this rule) replays; the index keeps the first.
             return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns, report)
         symbol = order.symbol
@@ -673,9 +676,16 @@ class Engine:
         if holder_id is None:
             self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
-        record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
-        # Into the empty field: a copy, cheaper than new_order= (0.73 against 0.93 us) or MergeFrom (1.06).
-        record.new_order.CopyFrom(command)
+        if (
+            journaled is not None
+            and journaled.sequence == sequence
+            and journaled.timestamp_ns == timestamp_ns
+        ):
+            record = journaled
+        else:
+            record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
+            # Into the empty field: a copy, cheaper than new_order= (0.73 against 0.93 us), MergeFrom (1.06).
+            record.new_order.CopyFrom(command)
         records = [record]
         numbers = self.account_sequences
         account_id = order.account_id
@@ -1307,7 +1317,7 @@ class Engine:
         timestamp_ns = record.timestamp_ns
         try:
             if kind == "new_order":
-                outcome = self.new_order(record.new_order, timestamp_ns, journaled=True, report=no_report)
+                outcome = self.new_order(record.new_order, timestamp_ns, journaled=record, report=no_report)
             elif kind == "cancel_order":
                 outcome = self.cancel_order(record.cancel_order, timestamp_ns, report=no_report)
             elif kind == "replace_order":

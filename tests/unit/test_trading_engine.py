@@ -457,6 +457,10 @@ def test_replay_refuses_a_journal_that_does_not_regenerate() -> None:
     duplicate = trading_pb2.JournalRecord(sequence=3, timestamp_ns=T, new_order=records[1].new_order)
     with pytest.raises(ReplayError):  # a command that is refused on replay (a duplicate order id)
         replay_into_new_engine([*records[:2], duplicate])
+    earlier = trading_pb2.JournalRecord.FromString(records[2].SerializeToString())
+    earlier.timestamp_ns = records[1].timestamp_ns - 1
+    with pytest.raises(ReplayError):  # a new order journaled at a time before its predecessor's
+        replay_into_new_engine([*records[:2], earlier, *records[3:]])
 
 
 def test_an_order_journaled_under_an_older_id_rule_still_replays() -> None:
