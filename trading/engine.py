@@ -617,7 +617,7 @@ class Engine:
             return self._refusals[order.symbol]
         if order.plain:  # the hot path
             return None if 1 <= order.price_ticks <= max_price_ticks else RejectReason.INVALID_ORDER
-        return _conditions_problem(command, self.instruments[order.symbol])
+        return _conditions_problem(order, self.instruments[order.symbol])
 
     def new_order(
         self,
@@ -1449,20 +1449,20 @@ class Engine:
             raise InvariantViolation("an account report number is not positive")
 
 
-def _conditions_problem(
-    command: trading_pb2.NewOrder, instrument: common_pb2.Instrument
-) -> RejectReason | None:
-    """Why an order that is not a plain limit order is refused, or None: its order type, time in
-    force, post-only, self-trade prevention, protection and quote budget."""
-    order_type, time_in_force, post_only = command.type, command.time_in_force, command.post_only
+def _conditions_problem(order: OrderState, instrument: common_pb2.Instrument) -> RejectReason | None:
+    """Why a new order that is not a plain limit order is refused, or None: its order type, time in
+    force, post-only, self-trade prevention, protection and quote budget. `order` is the NewOrder
+    as an OrderState, read from it once (its type and time in force with UNSPECIFIED as LIMIT and
+    GTC, which these rules treat alike)."""
+    order_type, time_in_force, post_only = order.order_type, order.time_in_force, order.post_only
     if (
-        order_type not in (common_pb2.ORDER_TYPE_UNSPECIFIED, _LIMIT, _MARKET)
+        order_type not in (_LIMIT, _MARKET)
         or time_in_force not in _KNOWN_TIME_IN_FORCE
         or post_only not in _KNOWN_POST_ONLY
-        or command.self_trade_prevention not in _KNOWN_SELF_TRADE_PREVENTION
+        or order.self_trade_prevention not in _KNOWN_SELF_TRADE_PREVENTION
     ):
         return RejectReason.INVALID_ORDER
-    price, budget = command.price_ticks, command.quote_budget
+    price, budget = order.price_ticks, order.quote_budget
     max_price = instrument.max_price_ticks
     if order_type == _MARKET:
         if time_in_force in _RESTING_TIME_IN_FORCE or post_only:
@@ -1470,7 +1470,7 @@ def _conditions_problem(
         if not 0 <= price <= max_price:
             return RejectReason.INVALID_ORDER
         largest_amount = max_price * instrument.max_quantity_lots * instrument.quote_minor_per_tick_lot
-        if budget and (command.side != BUY or not 0 < budget <= largest_amount):
+        if budget and (order.side != BUY or not 0 < budget <= largest_amount):
             return RejectReason.INVALID_QUOTE_BUDGET
         if not price and not budget:
             return RejectReason.MARKET_PROTECTION_REQUIRED
