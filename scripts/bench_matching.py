@@ -251,7 +251,8 @@ def main() -> None:
         kinds[kind] = kinds.get(kind, 0) + 1
     floor_s = min(run_floor(flow) for _ in range(3))
     engine_s, engine, records = min((run_engine(flow) for _ in range(3)), key=lambda run: run[0])
-    replay_s, replayed = run_replay(records)
+    # The best of three, as for the engine: these machines are shared and noisy.
+    replay_s, replayed = min((run_replay(records) for _ in range(3)), key=lambda run: run[0])
     assert replayed.state_hash() == engine.state_hash(), "replay differs from the run"
     trades = sum(1 for record in records if record.WhichOneof("record") == "trade")
     orders_per_s = options.orders / engine_s
