@@ -85,6 +85,14 @@ OrderReleased = common_pb2.OrderReleased
 ReportMaker = Callable[..., common_pb2.ExecutionReport]
 
 
+def no_report(**fields: Any) -> common_pb2.ExecutionReport:
+    """The report maker of a replay, which rebuilds the state and sends nothing: where the engine
+    is given this maker it makes no report of what it journals (a replay of 1M commands
+    spent a third of its time on reports nobody reads). A refusal, which replay turns into a
+    ReplayError, is answered with an empty report."""
+    return ExecutionReport()
+
+
 COMMAND_KINDS = frozenset(
     {
         "instrument_created",
@@ -609,31 +617,34 @@ class Engine:
             return self._refusals[order.symbol]
         if order.plain:  # the hot path
             return None if 1 <= order.price_ticks <= max_price_ticks else RejectReason.INVALID_ORDER
-        return _conditions_problem(command, self.instruments[order.symbol])
+        return _conditions_problem(order, self.instruments[order.symbol])
 
     def new_order(
         self,
         command: trading_pb2.NewOrder,
         timestamp_ns: int,
         *,
-        journaled: bool = False,
+        journaled: trading_pb2.JournalRecord | None = None,
         report: ReportMaker = ExecutionReport,
     ) -> Outcome:
         """Accept and match an order, then rest, expire or cancel its remainder as its terms say;
         or reject it without changing anything.
 
-        ``journaled`` is for replay: the order was accepted when it was journaled. Reports are
+        ``journaled`` is for replay: the record that journaled the order (`command` is its
+        new_order), which was accepted then; it is the outcome's first record when it stands at
+        the sequence and time the order gets now (not a copy of it made to be compared with it:
+        a twelfth of a replay's time). Reports are
         made by `report`, in the order they happened (accepted first, then each fill's taker and
         maker reports, each self-trade cancel, and the remainder's expiry or cancel); those of an
         order that produced events carry its last event's sequence.
         """
         order = OrderState(command, timestamp_ns)  # kept only when accepted
-        problem = self._order_problem(command, order, journaled=journaled)
+        problem = self._order_problem(command, order, journaled=journaled is not None)
         if problem is not None:
             return Outcome([], [_rejected_new_order(command, problem, timestamp_ns, report)])
         client_key = (order.account_id, order.client_order_id)
         holder_id = self.client_orders.get(client_key)
-        if holder_id is not None and not journaled:
+        if holder_id is not None and journaled is None:
             # A journaled duplicate (accepted before this rule) replays; the index keeps the first.
             return self._client_order_id_held(command, self.orders[holder_id], timestamp_ns, report)
         symbol = order.symbol
@@ -665,8 +676,16 @@ class Engine:
         if holder_id is None:
             self.client_orders[client_key] = order.order_id
         sequence = self.last_sequence + 1
-        record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
-        record.new_order.MergeFrom(command)  # into the empty field: a copy, cheaper than new_order=
+        if (
+            journaled is not None
+            and journaled.sequence == sequence
+            and journaled.timestamp_ns == timestamp_ns
+        ):
+            record = journaled
+        else:
+            record = JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns)
+            # Into the empty field: a copy, cheaper than new_order= (0.73 against 0.93 us), MergeFrom (1.06).
+            record.new_order.CopyFrom(command)
         records = [record]
         numbers = self.account_sequences
         account_id = order.account_id
@@ -674,6 +693,8 @@ class Engine:
         numbers[account_id] = number
         if not steps and outcome_kind is None:
             self.last_sequence = sequence
+            if report is no_report:
+                return Outcome(records)
             accepted = report(
                 order=order.fields(),
                 execution_type=_ACCEPTED,
@@ -684,15 +705,17 @@ class Engine:
         # The last event's sequence, carried by every report: one record per step, and one for a
         # remainder that expires or is cancelled.
         last = sequence + len(steps) + (outcome_kind is not None)
-        reports = [
-            report(
-                order=order.fields(order.quantity_lots, _NEW),  # as accepted, before it matched
-                execution_type=_ACCEPTED,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=number,
+        reports: list[common_pb2.ExecutionReport] = []
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(order.quantity_lots, _NEW),  # as accepted, before it matched
+                    execution_type=_ACCEPTED,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        ]
         self._record_steps(order, steps, sequence, last, timestamp_ns, records, reports, report)
         if outcome_kind is not None:
             self._release(order, outcome_kind, last, timestamp_ns, last, records, reports, report)
@@ -744,12 +767,18 @@ class Engine:
         """
         is_buy = order.side == BUY
         limit = order.price_ticks
+        instrument = self.instruments[order.symbol]
         if not limit:  # a market buy with a budget only
-            limit = self.instruments[order.symbol].max_price_ticks
+            limit = instrument.max_price_ticks
+        # Most orders cross nothing: answered from the best opposite price, without starting (and
+        # closing) the walk over the makers.
+        best = book.best_ask() if is_buy else book.best_bid()
+        if best is None or ((best > limit) if is_buy else (best < limit)):
+            return [], False
         prevention = order.self_trade_prevention
         account_id = order.account_id
         has_budget = budget_left = order.quote_budget
-        tick_lot = self.instruments[order.symbol].quote_minor_per_tick_lot
+        tick_lot = instrument.quote_minor_per_tick_lot
         remaining = order.leaves_lots
         steps: list[Step] = []
         for maker in book.makers(order.side):
@@ -806,6 +835,7 @@ class Engine:
         trade_id = self.last_trade_id
         numbers = self.account_sequences
         taker_account = order.account_id
+        reporting = report is not no_report
         for maker, lots in steps:
             sequence += 1
             if not lots:
@@ -855,8 +885,13 @@ class Engine:
             if buyer.quote_budget:
                 trade["buy_quote_budget"] = buyer.quote_budget
             records.append(JournalRecord(sequence=sequence, timestamp_ns=timestamp_ns, trade=trade))
-            number = numbers.get(taker_account, 0) + 1
-            numbers[taker_account] = number
+            taker_number = numbers.get(taker_account, 0) + 1
+            numbers[taker_account] = taker_number
+            maker_account = maker.account_id
+            maker_number = numbers.get(maker_account, 0) + 1
+            numbers[maker_account] = maker_number
+            if not reporting:
+                continue
             reports.append(
                 report(
                     order=order.fields(taker_leaves, taker_status),
@@ -868,12 +903,9 @@ class Engine:
                     liquidity_side=_TAKER,
                     timestamp_ns=timestamp_ns,
                     journal_sequence=last,
-                    account_sequence=number,
+                    account_sequence=taker_number,
                 )
             )
-            maker_account = maker.account_id
-            number = numbers.get(maker_account, 0) + 1
-            numbers[maker_account] = number
             reports.append(
                 report(
                     order=maker.fields(),
@@ -885,7 +917,7 @@ class Engine:
                     liquidity_side=_MAKER,
                     timestamp_ns=timestamp_ns,
                     journal_sequence=last,
-                    account_sequence=number,
+                    account_sequence=maker_number,
                 )
             )
         self.last_trade_id = trade_id
@@ -932,16 +964,18 @@ class Engine:
                 ),
             )
         )
-        reports.append(
-            report(
-                order=order.fields(),
-                execution_type=execution_type,
-                cancel_reason=reason,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=self._numbered(order.account_id),
+        number = self._numbered(order.account_id)
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(),
+                    execution_type=execution_type,
+                    cancel_reason=reason,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        )
 
     def _client_order_id_held(
         self, command: trading_pb2.NewOrder, holder: OrderState, timestamp_ns: int, report: ReportMaker
@@ -1108,15 +1142,18 @@ class Engine:
             JournalRecord(sequence=sequence + 1, timestamp_ns=timestamp_ns, replace_order=command),
             JournalRecord(sequence=sequence + 2, timestamp_ns=timestamp_ns, order_replaced=replaced),
         ]
-        reports = [
-            report(
-                order=order.fields(new_leaves, _PARTIALLY_FILLED if order.filled_lots else _NEW),
-                execution_type=_REPLACE,
-                timestamp_ns=timestamp_ns,
-                journal_sequence=last,
-                account_sequence=self._numbered(order.account_id),
+        number = self._numbered(order.account_id)
+        reports: list[common_pb2.ExecutionReport] = []
+        if report is not no_report:
+            reports.append(
+                report(
+                    order=order.fields(new_leaves, _PARTIALLY_FILLED if order.filled_lots else _NEW),
+                    execution_type=_REPLACE,
+                    timestamp_ns=timestamp_ns,
+                    journal_sequence=last,
+                    account_sequence=number,
+                )
             )
-        ]
         if steps:
             self._record_steps(order, steps, sequence + 2, last, timestamp_ns, records, reports, report)
         if remainder_reason is not None:
@@ -1260,7 +1297,8 @@ class Engine:
 
         Commands are applied again (with their journaled time); events are
         outputs, so they are not applied but compared with what the commands
-        regenerated. Any difference raises ReplayError.
+        regenerated. Any difference raises ReplayError. No reports are made (:func:`no_report`):
+        nothing reads them, and the state (account report numbers included) is the same without.
         """
         kind = record.WhichOneof("record")
         if kind in EVENT_KINDS:
@@ -1279,15 +1317,15 @@ class Engine:
         timestamp_ns = record.timestamp_ns
         try:
             if kind == "new_order":
-                outcome = self.new_order(record.new_order, timestamp_ns, journaled=True)
+                outcome = self.new_order(record.new_order, timestamp_ns, journaled=record, report=no_report)
             elif kind == "cancel_order":
-                outcome = self.cancel_order(record.cancel_order, timestamp_ns)
+                outcome = self.cancel_order(record.cancel_order, timestamp_ns, report=no_report)
             elif kind == "replace_order":
-                outcome = self.replace_order(record.replace_order, timestamp_ns)
+                outcome = self.replace_order(record.replace_order, timestamp_ns, report=no_report)
             elif kind == "mass_cancel":
-                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns)
+                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns, report=no_report)
             elif kind == "expire_orders":
-                outcome = self.expire_orders(record.expire_orders, timestamp_ns)
+                outcome = self.expire_orders(record.expire_orders, timestamp_ns, report=no_report)
             elif kind == "set_instrument_status":
                 outcome = self.set_instrument_status(record.set_instrument_status, timestamp_ns)
             elif kind == "instrument_created":
@@ -1411,20 +1449,20 @@ class Engine:
             raise InvariantViolation("an account report number is not positive")
 
 
-def _conditions_problem(
-    command: trading_pb2.NewOrder, instrument: common_pb2.Instrument
-) -> RejectReason | None:
-    """Why an order that is not a plain limit order is refused, or None: its order type, time in
-    force, post-only, self-trade prevention, protection and quote budget."""
-    order_type, time_in_force, post_only = command.type, command.time_in_force, command.post_only
+def _conditions_problem(order: OrderState, instrument: common_pb2.Instrument) -> RejectReason | None:
+    """Why a new order that is not a plain limit order is refused, or None: its order type, time in
+    force, post-only, self-trade prevention, protection and quote budget. `order` is the NewOrder
+    as an OrderState, read from it once (its type and time in force with UNSPECIFIED as LIMIT and
+    GTC, which these rules treat alike)."""
+    order_type, time_in_force, post_only = order.order_type, order.time_in_force, order.post_only
     if (
-        order_type not in (common_pb2.ORDER_TYPE_UNSPECIFIED, _LIMIT, _MARKET)
+        order_type not in (_LIMIT, _MARKET)
         or time_in_force not in _KNOWN_TIME_IN_FORCE
         or post_only not in _KNOWN_POST_ONLY
-        or command.self_trade_prevention not in _KNOWN_SELF_TRADE_PREVENTION
+        or order.self_trade_prevention not in _KNOWN_SELF_TRADE_PREVENTION
     ):
         return RejectReason.INVALID_ORDER
-    price, budget = command.price_ticks, command.quote_budget
+    price, budget = order.price_ticks, order.quote_budget
     max_price = instrument.max_price_ticks
     if order_type == _MARKET:
         if time_in_force in _RESTING_TIME_IN_FORCE or post_only:
@@ -1432,7 +1470,7 @@ def _conditions_problem(
         if not 0 <= price <= max_price:
             return RejectReason.INVALID_ORDER
         largest_amount = max_price * instrument.max_quantity_lots * instrument.quote_minor_per_tick_lot
-        if budget and (command.side != BUY or not 0 < budget <= largest_amount):
+        if budget and (order.side != BUY or not 0 < budget <= largest_amount):
             return RejectReason.INVALID_QUOTE_BUDGET
         if not price and not budget:
             return RejectReason.MARKET_PROTECTION_REQUIRED

@@ -12,7 +12,7 @@ from backbone.trading.v1 import trading_pb2
 from tests.instruments import as_listed, btc_usd
 from tests.orders import cancel_order as cancel
 from tests.orders import new_order as new
-from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument
+from trading.engine import Engine, InstrumentRejected, Outcome, ReplayError, check_instrument, no_report
 
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 T = 1_700_000_000_000_000_000
@@ -457,6 +457,10 @@ def test_replay_refuses_a_journal_that_does_not_regenerate() -> None:
     duplicate = trading_pb2.JournalRecord(sequence=3, timestamp_ns=T, new_order=records[1].new_order)
     with pytest.raises(ReplayError):  # a command that is refused on replay (a duplicate order id)
         replay_into_new_engine([*records[:2], duplicate])
+    earlier = trading_pb2.JournalRecord.FromString(records[2].SerializeToString())
+    earlier.timestamp_ns = records[1].timestamp_ns - 1
+    with pytest.raises(ReplayError):  # a new order journaled at a time before its predecessor's
+        replay_into_new_engine([*records[:2], earlier, *records[3:]])
 
 
 def test_an_order_journaled_under_an_older_id_rule_still_replays() -> None:
@@ -661,3 +665,40 @@ def test_reports_made_in_a_result_are_the_reports_made_alone() -> None:
         assert outcome.reports == expected.reports and outcome.records == expected.records
     assert [len(result.reports) for result in response.results] == [1, 3, 1, 1, 1, 1, 1, 1, 1]
     assert in_results.state_hash() == alone.state_hash()
+
+
+def test_commands_applied_without_reports_journal_and_change_the_same() -> None:
+    # Replay's report maker (no_report): the same records and state, account report numbers
+    # included, and no report, for every path that reports (rest, fills, releases, a replace
+    # that trades, an IOC remainder, self-trade prevention).
+    commands = [
+        new("rest", SELL, 100, 5, account="bob"),
+        new("take", BUY, 101, 7),
+        new("ioc", SELL, 90, 9, account="carol", time_in_force=common_pb2.TIME_IN_FORCE_IOC),
+        new("ask", SELL, 102, 3, account="bob"),
+        new(
+            "own",
+            BUY,
+            102,
+            4,
+            account="bob",
+            self_trade_prevention=common_pb2.SELF_TRADE_PREVENTION_CANCEL_BOTH,
+        ),
+        new("bid", BUY, 95, 2, account="dave"),
+        new("late", SELL, 105, 2, account="erin"),
+        trading_pb2.OrderCommand(
+            replace_order=trading_pb2.ReplaceOrder(
+                order_id="bid", account_id="dave", price_ticks=110, quantity_lots=3
+            )
+        ),
+        cancel("bid", account="dave"),
+    ]
+    reported, silent = Engine(), Engine()
+    for engine in (reported, silent):
+        engine.create_instrument(btc_usd(), T)
+    for number, command in enumerate(commands):
+        expected = reported.apply(command, T + number)
+        outcome = silent.apply(command, T + number, no_report)
+        assert expected.reports and outcome.reports == []
+        assert outcome.records == expected.records
+    assert silent.state_hash() == reported.state_hash()
