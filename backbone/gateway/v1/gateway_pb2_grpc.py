@@ -49,6 +49,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.FromString,
                 _registered_method=True)
+        self.ReplaceOrder = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/ReplaceOrder',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/backbone.gateway.v1.GatewayService/GetOrder',
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderRequest.SerializeToString,
@@ -119,6 +124,18 @@ class GatewayServiceServicer:
 
     def CancelOrder(self, request, context):
         """CancelOrder cancels an order's open quantity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplaceOrder(self, request, context):
+        """ReplaceOrder changes an open order's price and/or total quantity, keeping
+        its order id (cancel-replace). Less quantity at the same price keeps the
+        order's time priority; a new price or more quantity loses it. Risk holds
+        what the replaced order may cost before trading applies it
+        (INSUFFICIENT_BALANCE, nothing changed, when the account cannot afford
+        the difference), and gives back what it no longer needs after.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,6 +259,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.SerializeToString,
             ),
+            'ReplaceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceOrder,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.SerializeToString,
+            ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderRequest.FromString,
@@ -352,6 +374,33 @@ class GatewayService:
             '/backbone.gateway.v1.GatewayService/CancelOrder',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/ReplaceOrder',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,
