@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from backbone import ids
 from backbone.common.v1 import common_pb2
-from backbone.money import BPS_DENOMINATOR, INT64_MAX, InstrumentMath
+from backbone.money import INT64_MAX, InstrumentMath
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
 
@@ -154,22 +154,6 @@ def _check_ids(order_id: str, account_id: str) -> str | None:
     return None
 
 
-def budget_hold(math: InstrumentMath, quote_budget: int) -> int:
-    """Quote minor units a budget-only market buy holds: the budget plus the largest fee on it.
-
-    Its trades' quote amounts sum to at most the budget, and each fee is rounded down at a rate
-    of at most max_fee_bps, so their fees sum to at most the fee on the budget rounded up.
-    """
-    return quote_budget + -(-quote_budget * math.max_fee_bps // BPS_DENOMINATOR)
-
-
-def largest_budget(math: InstrumentMath) -> int:
-    """The largest quote budget an order may carry (what trading accepts: the most one order of
-    the instrument can cost at its highest price)."""
-    instrument = math.instrument
-    return instrument.max_price_ticks * instrument.max_quantity_lots * instrument.quote_minor_per_tick_lot
-
-
 def _sized(
     order_id: str,
     account_id: str,
@@ -210,14 +194,14 @@ def _sized(
             RejectReason.INVALID_ORDER,
             f"quantity_lots above the instrument's maximum of {max_lots}",
         )
-    if quote_budget and (side != common_pb2.SIDE_BUY or quote_budget > largest_budget(math)):
+    if quote_budget and (side != common_pb2.SIDE_BUY or quote_budget > math.largest_quote_budget):
         return Rejection(
             order_id,
             RejectReason.INVALID_QUOTE_BUDGET,
             "quote_budget is on a sell or above the largest order",
         )
     if budget_only:
-        asset, amount = instrument.quote_asset, budget_hold(math, quote_budget)
+        asset, amount = instrument.quote_asset, math.budget_reservation(quote_budget)
     else:
         asset, amount = math.reservation(side, price, lots)
     if not 0 < amount <= INT64_MAX:
@@ -231,7 +215,7 @@ def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> Rese
     """What `reserve` must hold, or why it is refused. `math` is None for an unknown symbol.
 
     A buy with a limit (or protection) price holds buy_reservation at that price, budget or not;
-    a budget-only market buy (price 0) holds budget_hold of its budget.
+    a budget-only market buy (price 0) holds InstrumentMath.budget_reservation of its budget.
     """
     # Each field is read once (a message's field is read anew at every access).
     order_id, side, price = reserve.order_id, reserve.side, reserve.price_ticks
@@ -331,7 +315,7 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
         _refuse_trade(sequence, trade, math)
     spent, received = quote_amount + buyer_fee, quote_amount - seller_fee
     if limit == 0 and buy_leaves and trade.buy_quote_budget > 0:
-        # A budget-only market buy holds budget_hold(budget): each trade uses what it spent.
+        # A budget-only market buy holds budget_reservation(budget): each trade uses what it spent.
         buyer_cap, buyer_kind = spent, CAP_SPEND
     else:
         buyer_cap, buyer_kind = math.buy_reservation(limit, buy_leaves), CAP_AT
