@@ -12,9 +12,12 @@ quantity), and after a Redis flush risk rebuilds the same holds from trading's o
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -39,7 +42,9 @@ from tests.integration.gateway_calls import (
     unique,
     wait_for,
 )
+from tests.integration.grpcurl_stand_in import run_pasted, substitute
 from tests.integration.order_stream_calls import OK
+from tests.integration.test_readme_walkthrough import readme_blocks
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +61,7 @@ FAILED, NOT_FOUND, INVALID = (
 )
 TAKER_FEE = Decimal("0.002")  # setup_market: 10/20 bps maker/taker: a buy holds 20 bps on top
 MICRO = Decimal("0.000001")  # USD's minor unit (scale 6)
+SECTION = "Replacing orders, and buying for a budget"  # of the README
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +382,37 @@ def _replaced_after_rebuild(gateway: Gateway, api_key: str, order_id: str) -> bo
             return False  # still rebuilding
         raise
     return True
+
+
+def test_the_readme_replace_section_runs_as_written(gateway: Gateway, system: System, tmp_path: Path) -> None:
+    """Its grpcurl block (played by buf curl) as Alice and Bob on a fresh BTC-USD, the order id
+    pasted in where it says, then its SDK snippet as Alice: the answers its comments promise."""
+    setup_market(gateway, "BTC-USD", "BTC")
+    _, alice = funded_account(gateway, {"USD": "100000"})
+    _, bob = funded_account(gateway, {"BTC": "2"})
+    (commands,) = readme_blocks(SECTION, "sh")
+    variables = f'GW={system.gateway}\nALICE="x-api-key: {alice}"\nBOB="x-api-key: {bob}"\n'
+    first, rest = substitute(commands, "ORDER=paste-the-order-id\n", "\0").split("\0")
+    placed = run_pasted(variables + first, tmp_path / "first").of("SubmitOrder")
+    order_id = placed[0]["order"]["orderId"]
+    answers = run_pasted(f"{variables}ORDER={order_id}\n{rest}", tmp_path / "rest")
+    up, down = answers.of("ReplaceOrder")
+    assert (up["order"]["price"], up["order"]["quantity"]) == ("49500.00", "0.3000")
+    assert [r["executionType"] for r in up["reports"]] == ["EXECUTION_TYPE_REPLACED"]
+    assert (down["order"]["price"], down["order"]["quantity"]) == ("49500.00", "0.1000")
+    budget = answers.of("SubmitOrder")[-1]
+    assert [(r["lastPrice"], r["lastQuantity"]) for r in budget["reports"] if "lastPrice" in r] == [
+        ("50000.00", "0.1000"),
+        ("50100.00", "0.0499"),
+    ]
+    assert budget["order"]["status"] == "ORDER_STATUS_EXPIRED"
+    holds_settle(gateway, alice, hold("49500.00", "0.1"))
+
+    (snippet,) = readme_blocks(SECTION, "python")
+    snippet = substitute(snippet, '"127.0.0.1:50051"', repr(system.gateway))
+    snippet = substitute(snippet, '"bbk_..."', repr(alice))
+    ran = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["48500.00 replaced", "expired 0.0019"]
+    holds_settle(gateway, alice, hold("49500.00", "0.1"))
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
