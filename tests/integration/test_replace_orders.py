@@ -416,3 +416,43 @@ def test_the_readme_replace_section_runs_as_written(gateway: Gateway, system: Sy
     assert ran.stdout.splitlines() == ["48500.00 replaced", "expired 0.0019"]
     holds_settle(gateway, alice, hold("49500.00", "0.1"))
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_a_replace_racing_the_fill_that_closes_its_order_leaks_no_hold(
+    gateway: Gateway, system: System
+) -> None:
+    """On one stream, a sell that fills the account's own resting buy completely and a replace of
+    that buy: the replace either finds the order filled, or grows its hold and then trading refuses
+    it (ORDER_NOT_OPEN), and the extra is given back. Either way nothing stays held."""
+    symbol = market(gateway, "RFF-USD")
+    _, trader = funded_account(gateway, {"USD": "10000", "RFF": "100"})
+    for _ in range(6):
+        resting = place(gateway, trader, order(symbol, BUY, "100.00", "1"))
+        commands = [
+            gateway_pb2.OrderCommand(tag="sell", submit=order(symbol, SELL, "100.00", "1")),
+            gateway_pb2.OrderCommand(
+                tag="replace",
+                replace=gateway_pb2.ReplaceOrderRequest(
+                    order_id=resting.order_id, price="105.00", quantity="2"
+                ),
+            ),
+        ]
+        results = {}
+        for response in gateway.public.StreamOrders(
+            iter([gateway_pb2.StreamOrdersRequest(commands=commands)]), metadata=key(trader), timeout=30
+        ):
+            results.update({result.tag: result for result in response.results})
+            if len(results) == 2:
+                break
+        assert results["sell"].code == OK
+        replaced = results["replace"]
+        if replaced.code == OK:  # the replace got there first: the sell then filled 1 of its 2
+            assert get(gateway, trader, resting.order_id).filled_quantity == "1.0000"
+            gateway.public.CancelOrder(
+                gateway_pb2.CancelOrderRequest(order_id=resting.order_id), metadata=key(trader)
+            )
+        else:
+            assert (replaced.code, replaced.reason) == (FAILED.value[0], RejectReason.ORDER_NOT_OPEN.number)
+        holds_settle(gateway, trader, Decimal(0))
+        holds_settle(gateway, trader, Decimal(0), asset="RFF")
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
