@@ -207,6 +207,8 @@ class Order:
     expired_quantity: Decimal = Decimal(0)
     post_only: bool = False
     self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED
+    # A market buy's quote budget (None: it has none).
+    quote_budget: Decimal | None = None
 
     @property
     def is_open(self) -> bool:
@@ -499,6 +501,7 @@ def order_from_proto(message: gateway_pb2.Order, reports: tuple[ExecutionReport,
         self_trade_prevention=_SELF_TRADE_PREVENTIONS.get(
             message.self_trade_prevention, SelfTradePrevention.UNSPECIFIED
         ),
+        quote_budget=_optional_decimal(message.quote_budget),
     )
 
 

@@ -267,6 +267,7 @@ def test_sync_client_replaces_and_buys_for_a_budget(
         quote_budget=Decimal("30.00"),
     )
     assert (bought.filled_quantity, bought.status) == (Decimal("2.5"), OrderStatus.EXPIRED)
+    assert bought.quote_budget == Decimal("30.00") and placed.quote_budget is None
     settles_to(lambda: trader.get_balances()["EUR"].reserved, Decimal(0), what="budget released")
     settles_to(lambda: trader.get_balances()["EUR"].total, Decimal("69.925"), what="EUR spent")  # 30 + 0.075
 

@@ -322,6 +322,7 @@ def test_a_budget_buy_sweeps_levels_stops_at_its_budget_and_gives_the_rest_back(
     )
     assert spent <= Decimal("250.00")
     assert response.order.status == common_pb2.ORDER_STATUS_EXPIRED  # the unbought rest
+    assert response.order.quote_budget == "250.000000"
     # The budget and its fee headroom were held; what the fills did not use is given back.
     holds_settle(gateway, buyer, Decimal(0))
     settles_to(

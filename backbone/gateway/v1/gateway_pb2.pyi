@@ -25,7 +25,7 @@ SELF_TRADE_PREVENTION_CANCEL_INCOMING: SelfTradePrevention
 SELF_TRADE_PREVENTION_CANCEL_BOTH: SelfTradePrevention
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "filled_quantity", "leaves_quantity", "cancelled_quantity", "average_price", "status", "created_at", "updated_at", "post_only", "self_trade_prevention", "expired_quantity")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "filled_quantity", "leaves_quantity", "cancelled_quantity", "average_price", "status", "created_at", "updated_at", "post_only", "self_trade_prevention", "expired_quantity", "quote_budget")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Order(_message.Message):
     POST_ONLY_FIELD_NUMBER: _ClassVar[int]
     SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -64,7 +65,8 @@ class Order(_message.Message):
     post_only: bool
     self_trade_prevention: SelfTradePrevention
     expired_quantity: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., expired_quantity: _Optional[str] = ...) -> None: ...
+    quote_budget: str
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., expired_quantity: _Optional[str] = ..., quote_budget: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
     __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp", "trading_sequence", "cancel_reason", "account_sequence")
