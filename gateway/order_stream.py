@@ -5,7 +5,8 @@ is answered at once, the others go on), and hands each message's new orders
 to the order saga as one batch and its cancels as another (each mass cancel
 goes on its own, gateway/mass_cancel.py: answered with the count and the
 CANCELLED reports, which the stream's own orders then do not get again as
-later reports); each command's result is written as soon as it is known,
+later reports; each replace goes on its own too, gateway/order_replace.py);
+each command's result is written as soon as it is known,
 several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not
 yet answered (written) at a time: beyond that the session stops reading, so
 gRPC flow control slows a caller that sends faster than the system absorbs,

@@ -179,10 +179,11 @@ class GatewayServiceServicer:
 
     def StreamOrders(self, request_iterator, context):
         """StreamOrders is order entry at speed: each request carries a batch of
-        commands (new orders, cancels, mass cancels), each answered on its own
-        with a result naming it (one bad command does not fail the stream or the
-        rest of its batch). Authentication, validation, idempotency and refusals
-        are those of SubmitOrder, CancelOrder and CancelAllOrders. A mass cancel
+        commands (new orders, cancels, mass cancels, replaces), each answered on
+        its own with a result naming it (one bad command does not fail the stream
+        or the rest of its batch). Authentication, validation, idempotency and
+        refusals are those of SubmitOrder, CancelOrder, CancelAllOrders and
+        ReplaceOrder. A mass cancel
         cancels what is open when trading receives it: orders of the same request
         still being placed may be placed after it. Results come as commands finish, not in the
         order sent; later execution reports of orders entered on the stream
