@@ -146,7 +146,8 @@ def replace_refused_by_risk(grow: risk_pb2.ReservationResult, order: common_pb2.
         return failed_precondition(
             reason,
             f"another replace of order {order.order_id} is on its way; wait for its answer, then send this "
-            "one again",
+            "one again (after a replace answered OUTCOME_UNKNOWN, GetOrder shows whether it was applied; "
+            "a cancel always works)",
             order_id=order.order_id,
         )
     if reason == RejectReason.INSUFFICIENT_BALANCE:
