@@ -18,7 +18,11 @@ unknown nothing is given back (if trading applied it, its OrderReplaced event
 unmarks the order and sets the hold; if not, the extra stays held until the
 order closes, never less than the order needs). A replace that asks for the
 price and quantity the order already has changes nothing and is answered with
-the order as it is: that is how a retried replace is recognised.
+the order as it is: that is how a retried replace is recognised. Risk marks
+one replace of an order at a time; when the mark found is that of a replace
+this gateway already answered (risk has not applied its OrderReplaced yet),
+the grow is tried once more after risk has caught up with what the gateway
+reported to the account.
 
 Client order ids are unique per account in trading's journal; the Redis claim
 is the fast path in front of it. When the claim names another order H, trading
@@ -599,21 +603,26 @@ class OrderSaga:
                 RejectReason.RISK_UNAVAILABLE, "the order was not replaced: risk cannot be reached"
             )
         replace_id = uuid.uuid4().hex
-        (grown,) = await backends.reservations.submit_many(
-            [
-                risk_pb2.ReservationCommand(
-                    grow_for_replace=risk_pb2.GrowForReplace(
-                        order_id=order_id,
-                        account_id=account_id,
-                        symbol=order.symbol,
-                        side=order.side,
-                        price_ticks=price_ticks,
-                        leaves_lots=quantity_lots - order.filled_lots,
-                        replace_id=replace_id,
-                    )
-                )
-            ]
+        grow = risk_pb2.ReservationCommand(
+            grow_for_replace=risk_pb2.GrowForReplace(
+                order_id=order_id,
+                account_id=account_id,
+                symbol=order.symbol,
+                side=order.side,
+                price_ticks=price_ticks,
+                leaves_lots=quantity_lots - order.filled_lots,
+                replace_id=replace_id,
+            )
         )
+        (grown,) = await backends.reservations.submit_many([grow])
+        if (
+            not isinstance(grown, ServiceError)
+            and grown.reject_reason == RejectReason.REPLACE_IN_FLIGHT.number
+            and await _risk_caught_up(backends, account_id)
+        ):
+            # The replace in flight may be one this gateway already answered (its caller replaces
+            # again at once) whose OrderReplaced risk had not applied yet: now it has.
+            (grown,) = await backends.reservations.submit_many([grow])
         if isinstance(grown, ServiceError):
             if grown.reason not in refusals.NOT_SENT_REASONS:
                 await self._end_replaces(backends, [(order_id, account_id, replace_id)])
@@ -839,6 +848,23 @@ class OrderSaga:
         # When risk is known to be down the releases stay queued; do not keep the caller waiting.
         wait = 0.05 if await unreachable(backends.risk_channel, 0) else RELEASE_WAIT_SECONDS
         await asyncio.wait({task}, timeout=wait)
+
+
+async def _risk_caught_up(backends: Backends, account_id: str) -> bool:
+    """Wait (bounded, risk's read wait) until risk has applied every trading event this gateway
+    reported to `account_id`; False when there is none, or risk could not say."""
+    wanted = backends.reported.latest(account_id)
+    if not wanted:
+        return False
+    request = risk_pb2.GetAccountRiskRequest(
+        account_id=account_id, source=backends.settings.trading_shard, min_sequence=wanted
+    )
+    try:
+        answer = await backends.call(backends.risk.GetAccountRisk, request)
+    except ServiceError as error:
+        log.info("risk did not confirm the account's events", account_id=account_id, why=error.message)
+        return False
+    return bool(answer.applied_sequence >= wanted)
 
 
 def _into(

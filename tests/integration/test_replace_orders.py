@@ -457,3 +457,16 @@ def test_a_replace_racing_the_fill_that_closes_its_order_leaks_no_hold(
         holds_settle(gateway, trader, Decimal(0))
         holds_settle(gateway, trader, Decimal(0), asset="RFF")
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def test_replaces_in_quick_succession_each_go_through(gateway: Gateway, system: System) -> None:
+    """A replace answered REPLACED is done as far as its caller is concerned: the next replace of
+    the order, sent at once, is not refused because risk has not applied the first one yet."""
+    symbol = market(gateway, "RQS-USD")
+    _, trader = funded_account(gateway, {"USD": "100000"})
+    resting = place(gateway, trader, order(symbol, BUY, "100.00", "1"))
+    for step in range(1, 21):
+        answer = replace(gateway, trader, resting.order_id, price=f"{100 + step}.00")
+        assert [r.execution_type for r in answer.reports] == [REPLACED]
+    holds_settle(gateway, trader, hold("120.00", "1"))
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
