@@ -163,7 +163,7 @@ def test_a_replace_trading_refuses_gives_the_extra_back(gateway: Gateway, system
     # At 101 the post-only buy would take: the engine refuses the replace (the system rejects).
     error = refused(lambda: replace(gateway, trader, resting.order_id, price="101.00"))
     assert (error.code, error.reason) == (FAILED, RejectReason.POST_ONLY_WOULD_TAKE)
-    assert reserved(gateway, trader) == hold("99.00", "1")
+    holds_settle(gateway, trader, hold("99.00", "1"))  # the give-back is acknowledged within 2 s
     assert get(gateway, trader, resting.order_id).price == "99.00"
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
 
