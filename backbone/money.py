@@ -325,6 +325,21 @@ class InstrumentMath:
         notional = self.quote_amount(price_ticks, lots)
         return notional + _ceil_div(notional * self.max_fee_bps, BPS_DENOMINATOR)
 
+    def budget_reservation(self, quote_budget: int) -> int:
+        """Quote minor units a budget-only market buy holds: the budget plus the largest fee on it.
+
+        Its trades' quote amounts sum to at most the budget, and each fee is rounded down at a
+        rate of at most max_fee_bps, so their fees sum to at most the fee on the budget rounded up.
+        """
+        return quote_budget + _ceil_div(quote_budget * self.max_fee_bps, BPS_DENOMINATOR)
+
+    @property
+    def largest_quote_budget(self) -> int:
+        """The largest quote budget an order may carry (trading's bound): what the largest order
+        costs at the highest price, in quote minor units."""
+        instrument = self.instrument
+        return instrument.max_price_ticks * instrument.max_quantity_lots * instrument.quote_minor_per_tick_lot
+
     def sell_reservation(self, lots: int) -> int:
         """Base minor units a sell of `lots` holds."""
         return self.base_amount(lots)

@@ -147,6 +147,9 @@ class RejectReason(StrEnum):
     RISK_STATE_INCONSISTENT = "RISK_STATE_INCONSISTENT"
     """Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate."""
 
+    REPLACE_IN_FLIGHT = "REPLACE_IN_FLIGHT"
+    """Another replace of the same order is on its way to the matching engine (risk holds what it may cost until trading has answered it). Wait for its answer (or the order's REPLACED report), then send the replace again."""
+
     DUPLICATE_ORDER_ID = "DUPLICATE_ORDER_ID"
     """The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id."""
 
@@ -385,6 +388,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.INVALID_INSTRUMENT_STATUS: common_pb2.REJECT_REASON_INVALID_INSTRUMENT_STATUS,
     RejectReason.INSUFFICIENT_BALANCE: common_pb2.REJECT_REASON_INSUFFICIENT_BALANCE,
     RejectReason.RISK_STATE_INCONSISTENT: common_pb2.REJECT_REASON_RISK_STATE_INCONSISTENT,
+    RejectReason.REPLACE_IN_FLIGHT: common_pb2.REJECT_REASON_REPLACE_IN_FLIGHT,
     RejectReason.DUPLICATE_ORDER_ID: common_pb2.REJECT_REASON_DUPLICATE_ORDER_ID,
     RejectReason.INVALID_ORDER: common_pb2.REJECT_REASON_INVALID_ORDER,
     RejectReason.NOT_ORDER_OWNER: common_pb2.REJECT_REASON_NOT_ORDER_OWNER,
@@ -483,6 +487,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.INVALID_INSTRUMENT_STATUS: Stage.REQUEST,
     RejectReason.INSUFFICIENT_BALANCE: Stage.RISK,
     RejectReason.RISK_STATE_INCONSISTENT: Stage.RISK,
+    RejectReason.REPLACE_IN_FLIGHT: Stage.RISK,
     RejectReason.DUPLICATE_ORDER_ID: Stage.MATCHING,
     RejectReason.INVALID_ORDER: Stage.MATCHING,
     RejectReason.NOT_ORDER_OWNER: Stage.MATCHING,
@@ -581,6 +586,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INVALID_INSTRUMENT_STATUS: 'An instrument status given to SetInstrumentStatus is not INSTRUMENT_STATUS_TRADING, INSTRUMENT_STATUS_HALTED or INSTRUMENT_STATUS_CLOSED. Set one of them.',
     RejectReason.INSUFFICIENT_BALANCE: "The account's available balance does not cover the order (a buy needs price x quantity plus the larger fee rate, a sell the quantity). Deposit more, cancel open orders, or send a smaller order.",
     RejectReason.RISK_STATE_INCONSISTENT: 'Risk refused a trading event because applying it would corrupt its state (internal; risk stops applying events). An operator must investigate.',
+    RejectReason.REPLACE_IN_FLIGHT: "Another replace of the same order is on its way to the matching engine (risk holds what it may cost until trading has answered it). Wait for its answer (or the order's REPLACED report), then send the replace again.",
     RejectReason.DUPLICATE_ORDER_ID: 'The matching engine already has an order with this order id (internal). Send the order again: the gateway gives it a new id.',
     RejectReason.INVALID_ORDER: "The matching engine refused the order's side, price or quantity, an enum value it does not know, or post-only on an IOC or FOK order (the gateway checks them first, and refuses post-only on IOC or FOK itself with this reason, naming post_only). Fix the order.",
     RejectReason.NOT_ORDER_OWNER: 'The order belongs to another account (internal; callers see UNKNOWN_ORDER).',

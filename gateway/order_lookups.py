@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
+
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
-from backbone.runtime.errors import unavailable
+from backbone.runtime.errors import ServiceError, unavailable
 from backbone.trading.v1 import trading_pb2
+from gateway import refusals
 from gateway.backends import Backends
 
 # Order ids in one GetOrders call (trading takes up to 10,000).
@@ -87,3 +90,18 @@ class OrderLookups:
             for future in waiting[order_id]:
                 if not future.done():
                     future.set_result(answer)
+
+
+async def order_of(backends: Backends, order_id: str, account_id: str) -> common_pb2.Order:
+    """Trading's order `order_id` of `account_id`; NOT_FOUND when it has none (or another account's)."""
+    try:
+        shard = backends.trading_shards.of_order(order_id)
+        response = await backends.call(shard.stub.GetOrder, trading_pb2.GetOrderRequest(order_id=order_id))
+    except ServiceError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            raise refusals.order_not_found(order_id) from None
+        raise
+    if not response.HasField("order") or response.order.account_id != account_id:
+        raise refusals.order_not_found(order_id)
+    order: common_pb2.Order = response.order
+    return order

@@ -9,6 +9,21 @@ claimed, the caller is told to ask GetOrder, and the outcome resolver
 or fenced: never placed, its reservation released, its client order id freed).
 Cancel has one step, but the same rule on an unknown outcome.
 
+ReplaceOrder: look the order up in trading -> grow its hold in risk to what the
+replaced order may cost (GrowForReplace: one atomic check of the difference
+against the available balance; the order is marked until risk applies the
+replace) -> replace in trading (ReplaceOrder, carrying the epoch of the grow).
+When trading refuses, the grow is given back (EndReplace); when its outcome is
+unknown nothing is given back (if trading applied it, its OrderReplaced event
+unmarks the order and sets the hold; if not, the extra stays held until the
+order closes, never less than the order needs). A replace that asks for the
+price and quantity the order already has changes nothing and is answered with
+the order as it is: that is how a retried replace is recognised. Risk marks
+one replace of an order at a time; when the mark found is that of a replace
+this gateway already answered (risk has not applied its OrderReplaced yet),
+the grow is tried once more after risk has caught up with what the gateway
+reported to the account.
+
 Client order ids are unique per account in trading's journal; the Redis claim
 is the fast path in front of it. When the claim names another order H, trading
 confirms it: the same order again (a retry) is answered with H as it is now, a
@@ -23,6 +38,7 @@ points at the holder, and the answer is the same.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
@@ -34,7 +50,7 @@ from redis.exceptions import NoScriptError, RedisError
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
-from backbone.runtime.errors import ServiceError, unavailable
+from backbone.runtime.errors import ServiceError, failed_precondition, unavailable
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends, unreachable
@@ -44,6 +60,8 @@ from gateway.resolver import FENCED, OutcomeResolver, resolve_orders
 log = structlog.get_logger("backbone.gateway")
 
 CLIENT_ORDER_ID_TTL_SECONDS = 604_800  # 7 days
+# An order trading may still change (a replace needs one).
+_OPEN_STATUSES = frozenset({common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS_PARTIALLY_FILLED})
 # How long an answer waits for a compensating release to be acknowledged; the
 # release stays queued on the risk stream after that and is sent when it can be.
 RELEASE_WAIT_SECONDS = 2.0
@@ -115,6 +133,7 @@ def same_order(order: trading_pb2.NewOrder, held: common_pb2.Order) -> bool:
         and order.self_trade_prevention == held.self_trade_prevention
         and order.price_ticks == sent_price
         and order.quantity_lots == held.quantity_lots
+        and order.quote_budget == held.quote_budget
     )
 
 
@@ -423,6 +442,7 @@ class OrderSaga:
                         side=order.side,
                         price_ticks=order.price_ticks,
                         quantity_lots=order.quantity_lots,
+                        quote_budget=order.quote_budget,
                     )
                 )
                 for order, _, _ in entries
@@ -551,6 +571,103 @@ class OrderSaga:
             order_id = cancels[index][0]
             outcomes[index] = _cancel_outcome(backends, order_id, answer)
         return [outcome if outcome is not None else _lost() for outcome in outcomes]
+
+    async def replace(
+        self, backends: Backends, order: common_pb2.Order, price_ticks: int, quantity_lots: int
+    ) -> list[common_pb2.ExecutionReport]:
+        """Replace the open `order` (as trading last showed it) to `price_ticks` and a total of
+        `quantity_lots`; the replace's reports (REPLACED, then any trades), or [] when the order
+        already has that price and quantity. Raises ServiceError (nothing changed, except on
+        OUTCOME_UNKNOWN)."""
+        order_id, account_id = order.order_id, order.account_id
+        shard = backends.trading_shards.of_order(order_id)
+        if order.status not in _OPEN_STATUSES:
+            raise refusals.order_not_open(order_id)
+        if price_ticks == order.price_ticks and quantity_lots == order.quantity_lots:
+            return []  # already what is asked: a retried replace changes nothing
+        if quantity_lots <= order.filled_lots:
+            raise failed_precondition(
+                RejectReason.REPLACE_QUANTITY_TOO_SMALL,
+                "quantity must be above the order's filled quantity; cancel the order instead",
+                order_id=order_id,
+            )
+        if await unreachable(backends.risk_channel):
+            raise unavailable(
+                RejectReason.RISK_UNAVAILABLE, "the order was not replaced: risk cannot be reached"
+            )
+        replace_id = uuid.uuid4().hex
+        grow = risk_pb2.ReservationCommand(
+            grow_for_replace=risk_pb2.GrowForReplace(
+                order_id=order_id,
+                account_id=account_id,
+                symbol=order.symbol,
+                side=order.side,
+                price_ticks=price_ticks,
+                leaves_lots=quantity_lots - order.filled_lots,
+                replace_id=replace_id,
+            )
+        )
+        (grown,) = await backends.reservations.submit_many([grow])
+        if (
+            not isinstance(grown, ServiceError)
+            and grown.reject_reason == RejectReason.REPLACE_IN_FLIGHT.number
+            and await _risk_caught_up(backends, account_id, shard.name)
+        ):
+            # The replace in flight may be one this gateway already answered (its caller replaces
+            # again at once) whose OrderReplaced risk had not applied yet: now it has.
+            (grown,) = await backends.reservations.submit_many([grow])
+        if isinstance(grown, ServiceError):
+            if grown.reason not in refusals.NOT_SENT_REASONS:
+                await self._end_replaces(backends, [(order_id, account_id, replace_id)])
+            raise refusals.risk_unreachable(grown)
+        if not grown.accepted:
+            raise refusals.replace_refused_by_risk(grown, order)
+        end = [(order_id, account_id, replace_id)]
+        if await unreachable(shard.channel):
+            await self._end_replaces(backends, end)
+            raise unavailable(
+                RejectReason.TRADING_UNAVAILABLE,
+                "the order was not replaced: the matching engine cannot be reached",
+            )
+        command = trading_pb2.ReplaceOrder(
+            order_id=order_id,
+            account_id=account_id,
+            price_ticks=price_ticks,
+            quantity_lots=quantity_lots,
+            risk_epoch=grown.epoch,
+        )
+        replace = trading_pb2.OrderCommand(replace_order=command)
+        (answer,) = await backends.trading_shards.submit_many([replace])
+        if isinstance(answer, ServiceError):
+            if answer.reason in refusals.NOT_SENT_REASONS:
+                await self._end_replaces(backends, end)
+                raise answer
+            raise refusals.outcome_unknown(order_id, answer, replace=True)
+        backends.reported.note(answer.reports)
+        reports = [r for r in answer.reports if r.order.order_id == order_id]
+        if not reports:
+            raise refusals.outcome_unknown(
+                order_id,
+                unavailable(RejectReason.PROTOCOL_ERROR, "trading answered without a report"),
+                replace=True,
+            )
+        if reports[0].execution_type == common_pb2.EXECUTION_TYPE_REJECTED:
+            await self._end_replaces(backends, end)
+            raise refusals.replace_refusal(reports[0], order_id)
+        return reports
+
+    async def _end_replaces(self, backends: Backends, ends: Sequence[tuple[str, str, str]]) -> None:
+        """Give back what the grows of (order id, account id, replace id) added: their replaces
+        were not applied."""
+        commands = [
+            risk_pb2.ReservationCommand(
+                end_replace=risk_pb2.EndReplace(
+                    order_id=order_id, account_id=account_id, replace_id=replace_id
+                )
+            )
+            for order_id, account_id, replace_id in ends
+        ]
+        await self._compensate(backends, commands, [order_id for order_id, _, _ in ends])
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -696,6 +813,13 @@ class OrderSaga:
             risk_pb2.ReservationCommand(release=risk_pb2.Release(order_id=order_id, account_id=account_id))
             for order_id, account_id in orders
         ]
+        await self._compensate(backends, commands, [order_id for order_id, _ in orders])
+
+    async def _compensate(
+        self, backends: Backends, commands: Sequence[risk_pb2.ReservationCommand], order_ids: Sequence[str]
+    ) -> None:
+        """Queue compensating `commands` (of `order_ids`) in one risk message and wait (bounded)
+        for risk to apply them; a failure is logged (risk reconciles what is left)."""
         task = asyncio.create_task(backends.reservations.submit_many(commands))
         backends.background.add(task)
 
@@ -709,8 +833,8 @@ class OrderSaga:
             )
             for failure in failures:
                 log.warning(
-                    "compensating release failed; risk reconciles the reservation",
-                    order_ids=[order_id for order_id, _ in orders][:10],
+                    "compensation failed; risk reconciles the reservation",
+                    order_ids=list(order_ids[:10]),
                     error=str(failure),
                 )
 
@@ -718,6 +842,21 @@ class OrderSaga:
         # When risk is known to be down the releases stay queued; do not keep the caller waiting.
         wait = 0.05 if await unreachable(backends.risk_channel, 0) else RELEASE_WAIT_SECONDS
         await asyncio.wait({task}, timeout=wait)
+
+
+async def _risk_caught_up(backends: Backends, account_id: str, shard: str) -> bool:
+    """Wait (bounded, risk's read wait) until risk has applied every event of trading shard `shard`
+    this gateway reported to `account_id`; False when there is none, or risk could not say."""
+    wanted = backends.reported.latest(account_id, shard)
+    if not wanted:
+        return False
+    request = risk_pb2.GetAccountRiskRequest(account_id=account_id, source=shard, min_sequence=wanted)
+    try:
+        answer = await backends.call(backends.risk.GetAccountRisk, request)
+    except ServiceError as error:
+        log.info("risk did not confirm the account's events", account_id=account_id, why=error.message)
+        return False
+    return bool(answer.applied_sequence >= wanted)
 
 
 def _into(

@@ -5,7 +5,8 @@ is answered at once, the others go on), and hands each message's new orders
 to the order saga as one batch and its cancels as another (each mass cancel
 goes on its own, gateway/mass_cancel.py: answered with the count and the
 CANCELLED reports, which the stream's own orders then do not get again as
-later reports); each command's result is written as soon as it is known,
+later reports; each replace goes on its own too, gateway/order_replace.py);
+each command's result is written as soon as it is known,
 several to a response. At most ``MAX_IN_FLIGHT`` commands are read and not
 yet answered (written) at a time: beyond that the session stops reading, so
 gRPC flow control slows a caller that sends faster than the system absorbs,
@@ -60,8 +61,15 @@ from gateway import refusals
 from gateway.backends import Backends
 from gateway.fanout import FEED_WAIT_SECONDS, Subscription
 from gateway.mass_cancel import check_symbol, mass_cancel
+from gateway.order_replace import replace_order
 from gateway.order_saga import OrderSaga
-from gateway.validation import resolve_account, symbol_problem, validate_order_id, validate_submit_order
+from gateway.validation import (
+    resolve_account,
+    symbol_problem,
+    validate_order_id,
+    validate_replace_texts,
+    validate_submit_order,
+)
 from gateway.views import report_view
 
 log = structlog.get_logger("backbone.gateway")
@@ -272,9 +280,23 @@ class OrderStreamSession:
                     account = resolve_account(command.mass_cancel.account_id, self._account)
                     await check_symbol(self._backends, command.mass_cancel.symbol)
                     mass_cancels.append((index, command, account))
+                elif kind == "replace":
+                    replace = command.replace
+                    account = resolve_account(replace.account_id, self._account)
+                    validate_order_id(replace.order_id)
+                    validate_replace_texts(replace)
+                    tracked = self._tracked.get(replace.order_id)
+                    if tracked is not None:
+                        tracked.waiting += 1  # its reports wait for the replace's result
+                    self._running += 1
+                    self._spawn(
+                        self._replace(number, index, command, account), "gateway-order-stream-replace"
+                    )
                 else:
                     raise invalid_field(
-                        "command", RejectReason.REQUIRED, "is required: set submit, cancel or mass_cancel"
+                        "command",
+                        RejectReason.REQUIRED,
+                        "is required: set submit, cancel, mass_cancel or replace",
                     )
             except ServiceError as error:
                 self._answer(_refused(number, index, command, error))
@@ -412,6 +434,37 @@ class OrderStreamSession:
             self._answer(result)
             await self._carried(order.order_id, outcome)
 
+    async def _replace(
+        self, number: int, index: int, command: gateway_pb2.OrderCommand, account: str
+    ) -> None:
+        """Carry out a replace command (as ReplaceOrder) and answer it with the order and its reports."""
+        order_id = command.replace.order_id
+        reports: Sequence[common_pb2.ExecutionReport] = ()
+        try:
+            response = await replace_order(self._backends, self._saga, command.replace, account)
+        except ServiceError as error:
+            self._answer(_refused(number, index, command, error))
+        except Exception as error:  # a bug: the replace's outcome is unknown
+            log.exception("replace failed")
+            self._answer(_refused(number, index, command, refusals.gateway_failed(order_id, error)))
+        else:
+            reports = response.raw_reports
+            if response.view.order.status in _TERMINAL:
+                self._live.pop(order_id, None)
+            self._answer(
+                gateway_pb2.OrderCommandResult(
+                    request_number=number,
+                    index=index,
+                    tag=command.tag,
+                    client_order_id=order_id,
+                    order=response.view.order,
+                    reports=response.view.reports,
+                )
+            )
+        finally:
+            self._running -= 1
+        await self._carried(order_id, reports)
+
     async def _mass_cancel(
         self, number: int, index: int, command: gateway_pb2.OrderCommand, account: str, followed: list[str]
     ) -> None:
@@ -535,6 +588,7 @@ def _refused(
         "submit": command.submit.client_order_id,
         "cancel": command.cancel.order_id,
         "mass_cancel": command.mass_cancel.symbol,
+        "replace": command.replace.order_id,
     }.get(kind or "", "")
     result = gateway_pb2.OrderCommandResult(
         request_number=number,

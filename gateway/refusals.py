@@ -100,18 +100,64 @@ def trading_refusal(report: common_pb2.ExecutionReport, order_id: str) -> Servic
 
 def cancel_refusal(report: common_pb2.ExecutionReport, order_id: str) -> ServiceError:
     """A cancel the matching engine rejected; another account's order is as unknown as a missing one."""
+    return _order_command_refusal(report, order_id, "cancel")
+
+
+def replace_refusal(report: common_pb2.ExecutionReport, order_id: str) -> ServiceError:
+    """A replace the matching engine rejected (nothing changed), as a cancel's."""
+    return _order_command_refusal(report, order_id, "replace")
+
+
+def _order_command_refusal(report: common_pb2.ExecutionReport, order_id: str, what: str) -> ServiceError:
     reason = reason_of(report.reject_reason)
+    log.info(f"{what} refused by trading", reason=reason, order_id=order_id)
     if reason in (RejectReason.UNKNOWN_ORDER, RejectReason.NOT_ORDER_OWNER):
         return order_not_found(order_id)
     if reason == RejectReason.ORDER_NOT_OPEN:
-        return failed_precondition(
-            RejectReason.ORDER_NOT_OPEN,
-            f"order {order_id} is no longer open (filled or cancelled)",
-            order_id=order_id,
+        return order_not_open(order_id)
+    if reason == RejectReason.RISK_REBUILT:
+        return unavailable(
+            reason, f"the order's {what} was not done: risk rebuilt its state while it was on its way; retry"
         )
     return failed_precondition(
-        reason, f"the matching engine refused the cancel ({reason})", order_id=order_id
+        reason, f"the matching engine refused the {what} ({reason})", order_id=order_id
     )
+
+
+def order_not_open(order_id: str) -> ServiceError:
+    return failed_precondition(
+        RejectReason.ORDER_NOT_OPEN,
+        f"order {order_id} is no longer open (filled or cancelled)",
+        order_id=order_id,
+    )
+
+
+def replace_refused_by_risk(grow: risk_pb2.ReservationResult, order: common_pb2.Order) -> ServiceError:
+    """A replace risk did not grow the hold for: nothing changed."""
+    reason = reason_of(grow.reject_reason)
+    log.info("replace refused by risk", reason=reason, order_id=order.order_id)
+    if reason in _RISK_TRANSIENT_REASONS:
+        return unavailable(
+            reason, f"the order was not replaced: risk could not check it now ({reason}); retry"
+        )
+    if reason == RejectReason.ORDER_NOT_OPEN:
+        return order_not_open(order.order_id)
+    if reason == RejectReason.REPLACE_IN_FLIGHT:
+        return failed_precondition(
+            reason,
+            f"another replace of order {order.order_id} is on its way; wait for its answer, then send this "
+            "one again (after a replace answered OUTCOME_UNKNOWN, GetOrder shows whether it was applied; "
+            "a cancel always works)",
+            order_id=order.order_id,
+        )
+    if reason == RejectReason.INSUFFICIENT_BALANCE:
+        return failed_precondition(
+            reason,
+            "the account's available balance does not cover what the replaced order may cost "
+            "beyond what it holds now; nothing was changed",
+            order_id=order.order_id,
+        )
+    return failed_precondition(reason, _sentence(reason, _RISK_SENTENCES, "risk"), order_id=order.order_id)
 
 
 def risk_unreachable(error: ServiceError) -> ServiceError:
@@ -126,13 +172,17 @@ def risk_unreachable(error: ServiceError) -> ServiceError:
     )
 
 
-def outcome_unknown(order_id: str, error: ServiceError, *, cancel: bool = False) -> ServiceError:
+def outcome_unknown(
+    order_id: str, error: ServiceError, *, cancel: bool = False, replace: bool = False
+) -> ServiceError:
     """Trading may have taken the command: the caller learns its state from GetOrder."""
-    log.warning("trading outcome unknown", order_id=order_id, why=error.message, cancel=cancel)
-    if cancel:
+    log.warning(
+        "trading outcome unknown", order_id=order_id, why=error.message, cancel=cancel, replace=replace
+    )
+    if cancel or replace:
         message = (
-            f"the matching engine did not confirm the cancel of order {order_id} ({error.message}); "
-            "call GetOrder to learn the order's state"
+            f"the matching engine did not confirm the {'cancel' if cancel else 'replace'} of order "
+            f"{order_id} ({error.message}); call GetOrder to learn the order's state"
         )
     else:
         message = (

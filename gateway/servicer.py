@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
@@ -20,15 +19,16 @@ from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.ids import make_order_id
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
-from backbone.runtime.errors import ServiceError, invalid_field, not_found, unavailable
+from backbone.runtime.errors import invalid_field, not_found, unavailable
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
-from gateway import refusals
 from gateway.backends import Backends, GetBackends
 from gateway.fanout import FEED_WAIT_SECONDS
 from gateway.listing import fills_query, next_fills_token, next_orders_token, orders_query
 from gateway.market_data import stream_market_data
 from gateway.mass_cancel import check_symbol, mass_cancel
+from gateway.order_lookups import order_of
+from gateway.order_replace import replace_order
 from gateway.order_saga import OrderSaga
 from gateway.order_stream import OrderStreamSession
 from gateway.validation import (
@@ -132,19 +132,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         backends = self._backends()
         account = await self._account(backends, request.account_id, context)
         validate_order_id(request.order_id)
-        try:
-            shard = backends.trading_shards.of_order(request.order_id)
-            response = await backends.call(
-                shard.stub.GetOrder, trading_pb2.GetOrderRequest(order_id=request.order_id)
-            )
-        except ServiceError as error:
-            if error.code == grpc.StatusCode.NOT_FOUND:
-                raise refusals.order_not_found(request.order_id) from None
-            raise
-        if not response.HasField("order") or response.order.account_id != account:
-            raise refusals.order_not_found(request.order_id)
-        instrument = await self._instrument(backends, response.order.symbol)
-        return gateway_pb2.GetOrderResponse(order=order_view(response.order, instrument))
+        order = await order_of(backends, request.order_id, account)
+        instrument = await self._instrument(backends, order.symbol)
+        return gateway_pb2.GetOrderResponse(order=order_view(order, instrument))
+
+    async def ReplaceOrder(
+        self, request: gateway_pb2.ReplaceOrderRequest, context: Any
+    ) -> gateway_pb2.ReplaceOrderResponse:
+        backends = self._backends()
+        account = await self._account(backends, request.account_id, context)
+        return (await replace_order(backends, self._saga, request, account)).view
 
     async def StreamExecutions(
         self, request: gateway_pb2.StreamExecutionsRequest, context: Any

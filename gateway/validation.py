@@ -26,7 +26,9 @@ from backbone.money import (
     InstrumentMath,
     MoneyError,
     derive_instrument,
+    format_minor,
     is_multiple,
+    minor_unit,
     parse_decimal,
     to_minor,
     to_units,
@@ -247,7 +249,11 @@ def validate_submit_order(
 
     order_type, time_in_force, post_only, self_trade_prevention = _check_terms(request, defaults, violations)
     market = order_type == common_pb2.ORDER_TYPE_MARKET
-    price_ticks = _check_price(request.price, math, violations, market=market)
+    quote_budget = _check_quote_budget(request, math, violations, market=market)
+    if market and not request.price and request.quote_budget:
+        price_ticks = 0  # a budget-only market buy: the budget is its protection
+    else:
+        price_ticks = _check_price(request.price, math, violations, market=market)
     quantity_lots = _check_quantity(request.quantity, math, violations)
     violations.raise_if_any()
     assert math is not None
@@ -263,7 +269,89 @@ def validate_submit_order(
         quantity_lots=quantity_lots,
         post_only=post_only,  # type: ignore[arg-type]
         self_trade_prevention=self_trade_prevention,  # type: ignore[arg-type]
+        quote_budget=quote_budget,
     )
+
+
+def _check_quote_budget(
+    request: gateway_pb2.SubmitOrderRequest,
+    math: InstrumentMath | None,
+    violations: Violations,
+    *,
+    market: bool,
+) -> int:
+    """A market buy's quote budget in quote minor units (0 when none); recorded when it is on
+    another kind of order, not a positive multiple of the quote asset's minor unit, or above the
+    largest budget trading takes (what the instrument's largest order costs at its highest price)."""
+    text = request.quote_budget
+    if not text:
+        return 0
+    if not market or request.side != common_pb2.SIDE_BUY:
+        violations.add(
+            "quote_budget",
+            RejectReason.INVALID_QUOTE_BUDGET,
+            "only a market buy (type ORDER_TYPE_MARKET, side SIDE_BUY) may carry a quote budget",
+        )
+        return 0
+    minor = minor_unit(math.instrument.quote_scale) if math else None
+    quote_asset = math.instrument.quote_asset if math else "the quote asset"
+    budget = _grid_units(
+        "quote_budget",
+        RejectReason.INVALID_QUOTE_BUDGET,
+        text,
+        minor,
+        f"{quote_asset} minor unit",
+        violations,
+    )
+    if math is None or budget == 0:
+        return 0
+    if budget > math.largest_quote_budget:
+        largest = format_minor(math.largest_quote_budget, math.instrument.quote_scale)
+        violations.add(
+            "quote_budget", RejectReason.INVALID_QUOTE_BUDGET, f"{text} is above the largest budget {largest}"
+        )
+        return 0
+    return budget
+
+
+def validate_replace_texts(request: gateway_pb2.ReplaceOrderRequest) -> None:
+    """What a replace's price and quantity must be whatever the order: at least one given, each
+    given one a plain decimal above zero (bounded in size). Raises INVALID_ARGUMENT naming them."""
+    violations = Violations()
+    if not request.price and not request.quantity:
+        violations.add("price", RejectReason.REQUIRED, "price or quantity (or both) is required")
+        violations.add("quantity", RejectReason.REQUIRED, "price or quantity (or both) is required")
+    for field, reason, text in (
+        ("price", RejectReason.INVALID_PRICE, request.price),
+        ("quantity", RejectReason.INVALID_QUANTITY, request.quantity),
+    ):
+        if not text:
+            continue
+        try:
+            if parse_decimal(text) <= 0:
+                violations.add(field, reason, "must be greater than zero")
+        except MoneyError as error:
+            violations.add(field, reason, str(error))
+    violations.raise_if_any()
+
+
+def validate_replace(
+    request: gateway_pb2.ReplaceOrderRequest, order: common_pb2.Order, instrument: common_pb2.Instrument
+) -> tuple[int, int]:
+    """The (price in ticks, total quantity in lots) a replace of `order` asks for: an empty field
+    keeps the order's (its price as it rests, its total quantity). Raises INVALID_ARGUMENT naming
+    each wrong field: neither given, off the grid or out of the instrument's range."""
+    validate_replace_texts(request)
+    violations = Violations()
+    math = InstrumentMath.of(instrument)
+    price_ticks = (
+        _check_price(request.price, math, violations, market=False) if request.price else order.price_ticks
+    )
+    quantity_lots = (
+        _check_quantity(request.quantity, math, violations) if request.quantity else order.quantity_lots
+    )
+    violations.raise_if_any()
+    return price_ticks, quantity_lots
 
 
 _ORDER_TYPES = (common_pb2.ORDER_TYPE_LIMIT, common_pb2.ORDER_TYPE_MARKET)

@@ -105,6 +105,8 @@ def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order
             order.self_trade_prevention, gateway_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
         ),
     )
+    if order.quote_budget:
+        view.quote_budget = formats.fee.text(order.quote_budget)  # quote minor units, as fees
     if filled > 0:
         view.average_price = formats.tick.average_text(
             order.filled_notional_ticks_lots, filled, AVERAGE_PRICE_EXTRA_PLACES

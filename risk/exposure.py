@@ -62,12 +62,40 @@ class Rejection(NamedTuple):
     amount: int = 0
 
 
+class GrowOp(NamedTuple):
+    """Make an open order hold at least `amount` of `asset` before a replace, marking it `replace_id`."""
+
+    account_id: str
+    order_id: str
+    asset: str
+    amount: int
+    replace_id: str
+
+
+class EndReplaceOp(NamedTuple):
+    """Give back what the grow marked `replace_id` added (trading refused the replace)."""
+
+    account_id: str
+    order_id: str
+    replace_id: str
+
+
+# How a leg's reservation_cap applies to its order's hold (the prefix of the cap in leg.lua):
+# CAP_AT: the hold becomes min(hold, cap), unless a replace of the order is marked (then the
+# cap is remembered for EndReplace); CAP_SPEND: the hold drops by the cap (a budget-only market
+# buy's trade: its quote amount and fee); CAP_REPLACED: min(hold, cap) and the replace mark goes.
+CAP_AT = ""
+CAP_SPEND = "s"
+CAP_REPLACED = "r"
+
+
 class LegOp(NamedTuple):
     """One account's share of a trading event, applied at most once (by `op_id`).
 
     `deltas` change the account's totals; the order's reservation becomes
-    min(its current reservation, `reservation_cap`), and the order's key is
-    deleted when that reaches 0.
+    min(its current reservation, `reservation_cap`) (see CAP_AT, CAP_SPEND and
+    CAP_REPLACED for `cap_kind`), and the order's key is deleted when that
+    reaches 0.
     """
 
     account_id: str
@@ -76,6 +104,7 @@ class LegOp(NamedTuple):
     order_id: str
     deltas: tuple[tuple[str, int], ...]
     reservation_cap: int
+    cap_kind: str = CAP_AT
 
 
 def op_id(sequence: int, leg: int) -> int:
@@ -125,23 +154,33 @@ def _check_ids(order_id: str, account_id: str) -> str | None:
     return None
 
 
-def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> ReserveOp | Rejection:
-    """What `reserve` must hold, or why it is refused. `math` is None for an unknown symbol."""
-    # Each field is read once (a message's field is read anew at every access).
-    order_id, side, price, lots = reserve.order_id, reserve.side, reserve.price_ticks, reserve.quantity_lots
-    account_id = reserve.account_id
+def _sized(
+    order_id: str,
+    account_id: str,
+    symbol: str,
+    side: int,
+    price: int,
+    lots: int,
+    math: InstrumentMath | None,
+    quote_budget: int = 0,
+) -> tuple[str, int] | Rejection:
+    """(asset, amount) an order of `side` at `price` with `lots` open (or a budget-only market buy
+    of `quote_budget`, price 0) holds, or why it is refused. `math` is None for an unknown symbol."""
     problem = _check_ids(order_id, account_id)
+    budget_only = price == 0 and quote_budget > 0 and side == common_pb2.SIDE_BUY
     if problem is None and side not in SIDE_NAMES:
         problem = "side must be SIDE_BUY or SIDE_SELL"
-    if problem is None and price <= 0:
+    if problem is None and price <= 0 and not budget_only:
         problem = "price_ticks must be positive"
     if problem is None and lots <= 0:
         problem = "quantity_lots must be positive"
+    if problem is None and quote_budget < 0:
+        problem = "quote_budget must not be negative"
     if problem is not None:
         return Rejection(order_id, RejectReason.INVALID_ORDER, problem)
     if math is None:
         return Rejection(
-            order_id, RejectReason.UNKNOWN_SYMBOL, f"no instrument has the symbol {reserve.symbol[:40]!r}"
+            order_id, RejectReason.UNKNOWN_SYMBOL, f"no instrument has the symbol {symbol[:40]!r}"
         )
     instrument = math.instrument
     max_price, max_lots = instrument.max_price_ticks, instrument.max_quantity_lots
@@ -155,12 +194,75 @@ def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> Rese
             RejectReason.INVALID_ORDER,
             f"quantity_lots above the instrument's maximum of {max_lots}",
         )
-    asset, amount = math.reservation(side, price, lots)
+    if quote_budget and (side != common_pb2.SIDE_BUY or quote_budget > math.largest_quote_budget):
+        return Rejection(
+            order_id,
+            RejectReason.INVALID_QUOTE_BUDGET,
+            "quote_budget is on a sell or above the largest order",
+        )
+    if budget_only:
+        asset, amount = instrument.quote_asset, math.budget_reservation(quote_budget)
+    else:
+        asset, amount = math.reservation(side, price, lots)
     if not 0 < amount <= INT64_MAX:
         return Rejection(
             order_id, RejectReason.INVALID_ORDER, "the order's amount does not fit in 64 bits", asset
         )
-    return ReserveOp(account_id, order_id, asset, amount, SIDE_NAMES[side], instrument.symbol, price)
+    return asset, amount
+
+
+def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> ReserveOp | Rejection:
+    """What `reserve` must hold, or why it is refused. `math` is None for an unknown symbol.
+
+    A buy with a limit (or protection) price holds buy_reservation at that price, budget or not;
+    a budget-only market buy (price 0) holds InstrumentMath.budget_reservation of its budget.
+    """
+    # Each field is read once (a message's field is read anew at every access).
+    order_id, side, price = reserve.order_id, reserve.side, reserve.price_ticks
+    sized = _sized(
+        order_id,
+        reserve.account_id,
+        reserve.symbol,
+        side,
+        price,
+        reserve.quantity_lots,
+        math,
+        reserve.quote_budget,
+    )
+    if isinstance(sized, Rejection):
+        return sized
+    assert math is not None
+    asset, amount = sized
+    return ReserveOp(
+        reserve.account_id, order_id, asset, amount, SIDE_NAMES[side], math.instrument.symbol, price
+    )
+
+
+def plan_grow(grow: risk_pb2.GrowForReplace, math: InstrumentMath | None) -> GrowOp | Rejection:
+    """What an order must hold before `grow`'s replace (its new price, at most leaves_lots open),
+    or why it is refused. `math` is None for an unknown symbol."""
+    order_id = grow.order_id
+    if not valid_order_id(grow.replace_id):
+        return Rejection(
+            order_id, RejectReason.INVALID_ORDER, f"replace_id {ids.order_id_problem(grow.replace_id)}"
+        )
+    sized = _sized(
+        order_id, grow.account_id, grow.symbol, grow.side, grow.price_ticks, grow.leaves_lots, math
+    )
+    if isinstance(sized, Rejection):
+        return sized
+    asset, amount = sized
+    return GrowOp(grow.account_id, order_id, asset, amount, grow.replace_id)
+
+
+def plan_end_replace(end: risk_pb2.EndReplace) -> EndReplaceOp | Rejection:
+    """The give-back of `end`, or why it is malformed."""
+    problem = _check_ids(end.order_id, end.account_id)
+    if problem is None and not valid_order_id(end.replace_id):
+        problem = f"replace_id {ids.order_id_problem(end.replace_id)}"
+    if problem is not None:
+        return Rejection(end.order_id, RejectReason.INVALID_ORDER, problem)
+    return EndReplaceOp(end.account_id, end.order_id, end.replace_id)
 
 
 def plan_release(release: risk_pb2.Release) -> ReleaseOp | Rejection:
@@ -212,6 +314,11 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
     ):
         _refuse_trade(sequence, trade, math)
     spent, received = quote_amount + buyer_fee, quote_amount - seller_fee
+    if limit == 0 and buy_leaves and trade.buy_quote_budget > 0:
+        # A budget-only market buy holds budget_reservation(budget): each trade uses what it spent.
+        buyer_cap, buyer_kind = spent, CAP_SPEND
+    else:
+        buyer_cap, buyer_kind = math.buy_reservation(limit, buy_leaves), CAP_AT
     buyer = _side(
         buy_account,
         sequence,
@@ -219,7 +326,8 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
         buy_order,
         (base, base_amount),
         (quote, -spent),
-        math.buy_reservation(limit, buy_leaves),
+        buyer_cap,
+        buyer_kind,
     )
     seller = _side(
         sell_account,
@@ -234,11 +342,18 @@ def trade_legs(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> 
 
 
 def _side(
-    account: str, sequence: int, leg: int, order: str, gets: tuple[str, int], pays: tuple[str, int], cap: int
+    account: str,
+    sequence: int,
+    leg: int,
+    order: str,
+    gets: tuple[str, int],
+    pays: tuple[str, int],
+    cap: int,
+    cap_kind: str = CAP_AT,
 ) -> LegOp:
     """One side of a trade: what it gets and pays (a zero left out) and its order's cap."""
     deltas = (gets, pays) if gets[1] and pays[1] else _deltas(gets, pays)
-    return LegOp(account, sequence * LEGS_PER_SEQUENCE + leg, sequence, order, deltas, cap)
+    return LegOp(account, sequence * LEGS_PER_SEQUENCE + leg, sequence, order, deltas, cap, cap_kind)
 
 
 def _refuse_trade(sequence: int, trade: common_pb2.Trade, math: InstrumentMath) -> None:
@@ -288,6 +403,48 @@ def _drop_leg(sequence: int, account_id: str, order_id: str, kind: str) -> LegOp
 def release_leg(sequence: int, released: common_pb2.OrderReleased) -> LegOp:
     """The operation of an OrderReleased: drop the order's whole reservation."""
     return _drop_leg(sequence, released.account_id, released.order_id, "order_released")
+
+
+def replaced_leg(sequence: int, replaced: common_pb2.OrderReplaced, math: InstrumentMath) -> LegOp:
+    """The operation of an OrderReplaced: the order's hold becomes what its new open quantity at
+    its new price may cost (never more than it held), and its replace mark goes.
+
+    Why the hold never ends below what the order may cost, with fills racing the replace (risk
+    applies trading's events in journal order; the gateway grows the hold before it sends the
+    replace, GrowForReplace):
+
+    - The grow made the hold at least reservation(new price as asked, new total quantity - the
+      filled quantity the gateway saw) >= reservation(new price, new leaves): fills only add to
+      the filled quantity, and post-only repricing only lowers a buy's price.
+    - While the order is marked, a trade journaled before the replace (capped at the old price)
+      leaves the hold alone, so nothing shrinks it below that bound until this event; a trade
+      that fills the order completely drops it (the order is closed, and trading then refuses
+      the replace: EndReplace finds no hold and changes nothing).
+    - Here the hold becomes min(hold, reservation(new price, new leaves)) = the latter; the
+      trades after this event carry the new price (Trade.buy_limit_price_ticks) and cap as usual.
+    - A replace trading refuses changes no order: EndReplace takes back exactly what the grow
+      added and lowers the hold to the lowest cap a trade left while it was marked, which is
+      what the old order needed after those trades.
+    - A grow made before risk rebuilt its state is not in the rebuilt state: trading refuses a
+      replace grown in an older epoch (ReplaceOrder.risk_epoch), and applies one journaled before
+      the rebuild's snapshot point, whose open orders then carry the new price and quantity.
+    """
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(replaced.account_id), sequence, "order_replaced has a bad account_id")
+    _require(valid_order_id(replaced.order_id), sequence, "order_replaced has a bad order_id")
+    side, price, leaves = replaced.side, replaced.new_price_ticks, replaced.new_leaves_lots
+    _require(side in SIDE_NAMES, sequence, "order_replaced has no side")
+    _require(price > 0 and leaves >= 0, sequence, "order_replaced has a bad new price or quantity")
+    _, cap = math.reservation(side, price, leaves)
+    return LegOp(
+        account_id=replaced.account_id,
+        op_id=op_id(sequence, RELEASE_LEG),
+        sequence=sequence,
+        order_id=replaced.order_id,
+        deltas=(),
+        reservation_cap=cap,
+        cap_kind=CAP_REPLACED,
+    )
 
 
 def fence_leg(sequence: int, fenced: common_pb2.OrderFenced) -> LegOp:

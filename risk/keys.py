@@ -6,7 +6,9 @@ works:
 
 - ``risk:{<account>}:balances``: hash ``<ASSET>:total`` / ``<ASSET>:reserved``;
 - ``risk:{<account>}:order:<order_id>``: hash asset, amount (currently held),
-  original (held at reserve time), side, symbol, price_ticks;
+  original (held at reserve time), side, symbol, price_ticks; while a replace of the order
+  is on its way, replacing (its id), replace_extra (what its grow added) and skipped (the
+  lowest cap a trade left meanwhile) (risk/lua/reserve.lua, leg.lua);
 - ``risk:{<account>}:applied``: hash ``<source>`` -> highest op id applied from
   that trading shard (op id = sequence*4 + leg), and ``halted:<source>`` -> the
   op id of a refused leg while one is outstanding;

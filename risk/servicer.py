@@ -29,7 +29,7 @@ from backbone.runtime.errors import (
     unavailable,
 )
 from risk import exposure
-from risk.exposure import LegOp, Rejection, ReleaseOp, ReserveOp
+from risk.exposure import EndReplaceOp, GrowOp, LegOp, Rejection, ReleaseOp, ReserveOp
 from risk.instruments import InstrumentCache, instrument_problem
 from risk.rebuild import LEDGER_DONE, RiskState, caught_up_field, expected_field, snapshot_field
 from risk.store import RiskStateError, RiskStore, StaleEpochError
@@ -107,21 +107,29 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             for command, kind in zip(commands, kinds, strict=True)
         ]
         symbols = {reserve.symbol for reserve in reserves if reserve is not None}
+        symbols.update(
+            command.grow_for_replace.symbol
+            for command, kind in zip(commands, kinds, strict=True)
+            if kind == "grow_for_replace"
+        )
         maths: dict[str, InstrumentMath] = {}
         if symbols:
             # A symbol risk has not learned from trading's events is UNKNOWN_SYMBOL (plan_reserve).
             with _redis_errors():
                 maths = await instruments.lookup(symbols)
-        planned: list[ReserveOp | ReleaseOp | Rejection] = []
+        planned: list[ReserveOp | ReleaseOp | GrowOp | EndReplaceOp | Rejection] = []
         for command, kind, reserve in zip(commands, kinds, reserves, strict=True):
             if reserve is not None:
                 planned.append(exposure.plan_reserve(reserve, maths.get(reserve.symbol)))
             elif kind == "release":
                 planned.append(exposure.plan_release(command.release))
+            elif kind == "grow_for_replace":
+                grow = command.grow_for_replace
+                planned.append(exposure.plan_grow(grow, maths.get(grow.symbol)))
+            elif kind == "end_replace":
+                planned.append(exposure.plan_end_replace(command.end_replace))
             else:
-                planned.append(
-                    Rejection("", exposure.INVALID_ORDER, "the command is neither reserve nor release")
-                )
+                planned.append(Rejection("", exposure.INVALID_ORDER, "the command has no kind risk knows"))
         runnable = [p for p in planned if not isinstance(p, Rejection)]
         with _redis_errors():
             outcomes_list = await store.run_reservations(runnable, epoch)
@@ -331,6 +339,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         _, instruments = self._ready()
         trades = [event.trade if kind == "trade" else None for _, kind, event in events]
         symbols = {trade.symbol for trade in trades if trade is not None}
+        symbols.update(event.order_replaced.symbol for _, kind, event in events if kind == "order_replaced")
         maths: dict[str, InstrumentMath] = {}
         if symbols:
             maths = await instruments.lookup(symbols)
@@ -338,14 +347,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         try:
             for (sequence, kind, event), trade in zip(events, trades, strict=True):
                 if trade is not None:
-                    math = maths.get(trade.symbol)
-                    if math is None:
-                        log.error("trade of an unknown symbol", sequence=sequence, symbol=trade.symbol)
-                        raise failed_precondition(
-                            RejectReason.UNKNOWN_SYMBOL,
-                            f"event {sequence} trades {trade.symbol!r}, "
-                            "an instrument risk has not learned from trading's events",
-                        )
+                    math = self._math_of(trade.symbol, maths, sequence)
                     sides = exposure.trade_legs(sequence, trade, math)
                     if sequence <= balance_only_through:
                         legs.extend(exposure.balance_only(leg) for leg in sides)
@@ -356,6 +358,11 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                         legs.append(exposure.release_leg(sequence, event.order_released))
                 elif kind == "order_fenced":
                     legs.append(exposure.fence_leg(sequence, event.order_fenced))
+                elif kind == "order_replaced":
+                    if sequence > balance_only_through:  # else the open orders already reflect it
+                        replaced = event.order_replaced
+                        math = self._math_of(replaced.symbol, maths, sequence)
+                        legs.append(exposure.replaced_leg(sequence, replaced, math))
                 elif kind in ("instrument_created", "risk_epoch_changed"):
                     continue  # stored before the legs (apply_events); a mark that changes nothing
                 else:
@@ -364,6 +371,18 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             log.error("malformed trading event; stopping", error=str(error))
             raise invalid_field("events", RejectReason.MALFORMED_EVENT, str(error)) from error
         return legs
+
+    @staticmethod
+    def _math_of(symbol: str, maths: dict[str, InstrumentMath], sequence: int) -> InstrumentMath:
+        """The instrument math of an event's symbol; FAILED_PRECONDITION when risk has not learned it."""
+        math = maths.get(symbol)
+        if math is None:
+            log.error("event of an unknown symbol", sequence=sequence, symbol=symbol)
+            raise failed_precondition(
+                RejectReason.UNKNOWN_SYMBOL,
+                f"event {sequence} names {symbol!r}, which risk has not learned from trading's events",
+            )
+        return math
 
     # Deposits and figures -------------------------------------------------
 
@@ -549,7 +568,7 @@ def _all_refused(
     number = reason.number
     for command in commands:
         response.results.add(
-            order_id=command.reserve.order_id or command.release.order_id,
+            order_id=_order_id_of(command),
             accepted=False,
             reject_reason=number,
         )
@@ -557,6 +576,12 @@ def _all_refused(
 
 # Each reason's proto number by name (the store answers reasons by name).
 _REASON_NUMBERS = {reason.value: reason.number for reason in RejectReason}
+
+
+def _order_id_of(command: risk_pb2.ReservationCommand) -> str:
+    """The order a reservation command names, whatever its kind."""
+    kind = command.WhichOneof("command")
+    return getattr(command, kind).order_id if kind else ""
 
 
 def _reason_number(reason: str) -> common_pb2.RejectReason:

@@ -26,7 +26,7 @@ from redis._parsers.base import _AsyncRESPBase
 from redis.exceptions import ConnectionError, InvalidResponse, NoScriptError, ResponseError
 
 from backbone.common.v1 import common_pb2
-from risk.exposure import LegOp, OpenOrderHold, ReleaseOp, ReserveOp
+from risk.exposure import EndReplaceOp, GrowOp, LegOp, OpenOrderHold, ReleaseOp, ReserveOp
 from risk.keys import (
     EPOCH_KEY,
     INSTRUMENTS_APPLIED_KEY,
@@ -308,9 +308,10 @@ class RiskStore:
     # Reservations ---------------------------------------------------------
 
     async def run_reservations(
-        self, ops: Sequence[ReserveOp | ReleaseOp], epoch: str
+        self, ops: Sequence[ReserveOp | ReleaseOp | GrowOp | EndReplaceOp], epoch: str
     ) -> list[ReservationOutcome]:
-        """Apply reserves and releases, each account's in order, in one round trip; one outcome each.
+        """Apply reserves, releases, grows and ends of replaces, each account's in order, in one
+        round trip; one outcome each (a grow's amount: what it added; an end's: what it gave back).
 
         Each account's ops are one script call (one slot). Each runs only in the ready state of
         `epoch`; otherwise it is refused with RISK_REBUILDING and changes nothing.
@@ -328,6 +329,10 @@ class RiskStore:
                 keys.append(order_key(account, op.order_id))
                 if isinstance(op, ReserveOp):  # one argument: none of its parts has a space
                     args.append(f"R {op.asset} {op.amount} {op.side} {op.symbol} {op.price_ticks}")
+                elif isinstance(op, GrowOp):
+                    args.append(f"G {op.asset} {op.amount} {op.replace_id}")
+                elif isinstance(op, EndReplaceOp):
+                    args.append(f"E {op.replace_id}")
                 else:
                     args.append("L")
             calls.append(("reserve", keys, args))
@@ -336,7 +341,7 @@ class RiskStore:
             if isinstance(reply, int):  # -1: the epoch is gone, nothing changed
                 for index in indexes:
                     op = ops[index]
-                    if isinstance(op, ReserveOp):
+                    if isinstance(op, ReserveOp | GrowOp):
                         outcomes[index] = ReservationOutcome(False, op.asset, op.amount, _REBUILDING.reason)
                 continue
             for index, answer in zip(indexes, reply.split("|"), strict=True):
@@ -346,7 +351,7 @@ class RiskStore:
                     assert isinstance(op, ReserveOp)
                     outcomes[index] = ReservationOutcome(True, op.asset, op.amount)
                 elif mark == "!":  # refused
-                    assert isinstance(op, ReserveOp)
+                    assert isinstance(op, ReserveOp | GrowOp)
                     outcomes[index] = ReservationOutcome(False, op.asset, op.amount, answer[1:])
                 elif len(answer) == 1:  # a release of an order that held nothing
                     outcomes[index] = _NOTHING_RELEASED
@@ -376,16 +381,14 @@ class RiskStore:
                 leg = legs[index]
                 keys.append(order_key(account, leg.order_id))
                 deltas = leg.deltas
-                # One argument per leg: op id, cap, then each asset and delta (none has a space).
+                # One argument per leg: op id, cap (after its kind), then each asset and delta
+                # (none has a space).
+                cap = f"{leg.cap_kind}{leg.reservation_cap}"
                 if len(deltas) == 2:
                     (first, first_delta), (second, second_delta) = deltas
-                    args.append(
-                        f"{leg.op_id} {leg.reservation_cap} {first} {first_delta} {second} {second_delta}"
-                    )
+                    args.append(f"{leg.op_id} {cap} {first} {first_delta} {second} {second_delta}")
                 else:
-                    args.append(
-                        " ".join([str(leg.op_id), str(leg.reservation_cap), *(f"{a} {d}" for a, d in deltas)])
-                    )
+                    args.append(" ".join([str(leg.op_id), cap, *(f"{a} {d}" for a, d in deltas)]))
             calls.append(("leg", keys, args))
         applied = 0
         refusals: list[tuple[int, RiskStateError]] = []

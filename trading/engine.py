@@ -1162,7 +1162,14 @@ class Engine:
         return Outcome(records, reports)
 
     def _replace_problem(self, command: trading_pb2.ReplaceOrder, order: OrderState) -> RejectReason | None:
-        """Why a replace of the open order `order` is refused (besides post-only), or None."""
+        """Why a replace of the open order `order` is refused (besides post-only), or None.
+
+        A replace whose hold risk grew in an epoch of its state that risk has since rebuilt is
+        refused (RISK_REBUILT): the grow is not in the rebuilt state. The check gives the same
+        answer at replay (the epoch changes are journaled in order); an empty epoch is not checked.
+        """
+        if command.risk_epoch and self.risk_epoch and command.risk_epoch != self.risk_epoch:
+            return RejectReason.RISK_REBUILT
         refusal = self._refusals.get(order.symbol)
         if refusal is not None:
             return refusal

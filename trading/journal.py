@@ -37,8 +37,16 @@ from trading.lease import ShardLease
 
 SETTLEMENT_KINDS = ("trade",)
 # Risk learns instruments from this stream too (it never asks trading for them); a fence
-# (an order whose outcome was unknown, refused for good) releases that order's reservation.
-RISK_KINDS = ("trade", "order_released", "instrument_created", "order_fenced", "risk_epoch_changed")
+# (an order whose outcome was unknown, refused for good) releases that order's reservation; a
+# replace re-sizes it (risk/exposure.py replaced_leg).
+RISK_KINDS = (
+    "trade",
+    "order_released",
+    "instrument_created",
+    "order_fenced",
+    "risk_epoch_changed",
+    "order_replaced",
+)
 
 _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMAT BINARY)"
 # PostgreSQL's binary COPY format: a signature, flags and header-extension length (both 0); per
@@ -67,7 +75,8 @@ _PAGE = "SELECT sequence, kind, payload FROM trading.journal WHERE shard = %s AN
 _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
     RISK_KINDS: _PAGE
-    + " AND kind IN ('trade', 'order_released', 'instrument_created', 'order_fenced', 'risk_epoch_changed')"
+    + " AND kind IN ('trade', 'order_released', 'instrument_created', 'order_fenced', 'risk_epoch_changed',"
+    + " 'order_replaced')"
     + " ORDER BY sequence LIMIT %s",
     (): _PAGE + " ORDER BY sequence LIMIT %s",
 }

@@ -9,8 +9,12 @@
 
 ``AsyncClient`` offers the same calls for asyncio (``await AsyncClient.connect(...)``).
 
-For order entry at speed, ``client.order_stream()`` sends new orders and
-cancels in batches over one stream and answers each on its own ticket::
+``client.replace_order(order_id, price=..., quantity=...)`` changes an open
+order in place, and ``submit_order(..., order_type="market", quote_budget=...)``
+buys for at most a quote amount.
+
+For order entry at speed, ``client.order_stream()`` sends new orders,
+replaces and cancels in batches over one stream and answers each on its own ticket::
 
     with client.order_stream() as stream:
         ticket = stream.submit("BTC-USD", "buy", Decimal("100.25"), Decimal("0.5"))
@@ -60,6 +64,7 @@ from ._models import (
     OrderStatus,
     OrderType,
     PriceLevel,
+    ReplaceOrder,
     SelfTradePrevention,
     Side,
     TimeInForce,
@@ -109,6 +114,7 @@ __all__ = [
     "OrdersPage",
     "PriceLevel",
     "RejectReason",
+    "ReplaceOrder",
     "SelfTradePrevention",
     "Side",
     "Stage",

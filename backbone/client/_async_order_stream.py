@@ -22,6 +22,7 @@ from ._models import (
     OrderCommand,
     OrderResult,
     OrderType,
+    ReplaceOrder,
     SelfTradePrevention,
     TimeInForce,
     order_command_proto,
@@ -289,7 +290,7 @@ class AsyncOrderStream:
         self,
         symbol: str,
         side: str | int,
-        price: Decimal,
+        price: Decimal | None,
         quantity: Decimal,
         *,
         client_order_id: str | None = None,
@@ -298,6 +299,7 @@ class AsyncOrderStream:
         time_in_force: TimeInForce | str | None = None,
         post_only: bool = False,
         self_trade_prevention: SelfTradePrevention | str | None = None,
+        quote_budget: Decimal | None = None,
     ) -> AsyncOrderTicket:
         """Send an order; returns its ticket at once (it waits only for room in the window).
 
@@ -317,6 +319,7 @@ class AsyncOrderStream:
             time_in_force,
             post_only,
             self_trade_prevention,
+            quote_budget,
         )
         return await self.send(command)
 
@@ -324,8 +327,20 @@ class AsyncOrderStream:
         """Cancel an order's open quantity; returns the cancel's ticket at once."""
         return await self.send(CancelOrder(order_id, tag))
 
+    async def replace(
+        self,
+        order_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        tag: str | None = None,
+    ) -> AsyncOrderTicket:
+        """Replace an open order's price and/or total quantity (as ``replace_order``); returns the
+        replace's ticket at once (its result is the order after the replace)."""
+        return await self.send(ReplaceOrder(order_id, price, quantity, tag))
+
     async def send(self, command: OrderCommand) -> AsyncOrderTicket:
-        """Send one NewOrder or CancelOrder (for example a ticket's ``command`` again)."""
+        """Send one NewOrder, CancelOrder or ReplaceOrder (for example a ticket's ``command`` again)."""
         proto = order_command_proto(command)
         await self._reserve()
         return self._queue(command, proto)

@@ -207,6 +207,8 @@ class Order:
     expired_quantity: Decimal = Decimal(0)
     post_only: bool = False
     self_trade_prevention: SelfTradePrevention = SelfTradePrevention.UNSPECIFIED
+    # A market buy's quote budget (None: it has none).
+    quote_budget: Decimal | None = None
 
     @property
     def is_open(self) -> bool:
@@ -356,7 +358,7 @@ class NewOrder:
 
     symbol: str
     side: str | int
-    price: Decimal
+    price: Decimal | None
     quantity: Decimal
     client_order_id: str = ""
     tag: str | None = None
@@ -364,6 +366,7 @@ class NewOrder:
     time_in_force: TimeInForce | str | None = None
     post_only: bool = False
     self_trade_prevention: SelfTradePrevention | str | None = None
+    quote_budget: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.client_order_id:
@@ -378,8 +381,20 @@ class CancelOrder:
     tag: str | None = None
 
 
-OrderCommand: TypeAlias = NewOrder | CancelOrder
-"""A command of an order stream: a new order or a cancel."""
+@dataclass(frozen=True)
+class ReplaceOrder:
+    """A replace of an open order's price and/or total quantity, to send on an order stream
+    (None keeps the order's); ``tag`` as in NewOrder. Sent again, it changes nothing more: the
+    gateway answers a replace to what the order already is with the order as it is."""
+
+    order_id: str
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    tag: str | None = None
+
+
+OrderCommand: TypeAlias = NewOrder | CancelOrder | ReplaceOrder
+"""A command of an order stream: a new order, a cancel or a replace."""
 
 
 @dataclass(frozen=True)
@@ -486,6 +501,7 @@ def order_from_proto(message: gateway_pb2.Order, reports: tuple[ExecutionReport,
         self_trade_prevention=_SELF_TRADE_PREVENTIONS.get(
             message.self_trade_prevention, SelfTradePrevention.UNSPECIFIED
         ),
+        quote_budget=_optional_decimal(message.quote_budget),
     )
 
 
@@ -673,6 +689,7 @@ _DECIMAL_FIELD_REASONS = {
     "min_quantity": RejectReason.INVALID_MIN_QUANTITY,
     "max_quantity": RejectReason.INVALID_MAX_QUANTITY,
     "max_price": RejectReason.INVALID_MAX_PRICE,
+    "quote_budget": RejectReason.INVALID_QUOTE_BUDGET,
 }
 
 
@@ -738,7 +755,7 @@ def decimal_text(value: Decimal | int | str, field_name: str, *, allow_zero: boo
 def submit_order_request(
     symbol: str,
     side: str | int,
-    price: Decimal | int | str,
+    price: Decimal | int | str | None,
     quantity: Decimal | int | str,
     client_order_id: str,
     *,
@@ -746,9 +763,11 @@ def submit_order_request(
     time_in_force: TimeInForce | str | None = None,
     post_only: bool = False,
     self_trade_prevention: SelfTradePrevention | str | None = None,
+    quote_budget: Decimal | int | str | None = None,
 ) -> gateway_pb2.SubmitOrderRequest:
     """The wire form of a new order. Unset time in force and self-trade prevention are left to
-    the gateway (GTC for a limit order, IOC for a market order; its configured prevention)."""
+    the gateway (GTC for a limit order, IOC for a market order; its configured prevention); a
+    None price or quote budget is left out (a budget-only market buy has no price)."""
     if not isinstance(post_only, bool):
         raise TypeError(f"post_only must be a bool, not {type(post_only).__name__}")
     return gateway_pb2.SubmitOrderRequest(
@@ -759,8 +778,9 @@ def submit_order_request(
         time_in_force=_term_value(  # type: ignore[arg-type]
             time_in_force, _TIME_IN_FORCE, "time_in_force", RejectReason.UNSUPPORTED_TIME_IN_FORCE
         ),
-        price=decimal_text(price, "price"),
+        price=_optional_decimal_text(price, "price"),
         quantity=decimal_text(quantity, "quantity"),
+        quote_budget=_optional_decimal_text(quote_budget, "quote_budget"),
         post_only=post_only,
         self_trade_prevention=_term_value(  # type: ignore[arg-type]
             self_trade_prevention,
@@ -769,6 +789,29 @@ def submit_order_request(
             RejectReason.INVALID_ORDER,
         ),
     )
+
+
+def _optional_decimal_text(value: Decimal | int | str | None, field_name: str) -> str:
+    """decimal_text of a value that may be left out (None: the empty text, the field unset)."""
+    return "" if value is None else decimal_text(value, field_name)
+
+
+def replace_order_request(
+    order_id: str, price: Decimal | int | str | None, quantity: Decimal | int | str | None
+) -> gateway_pb2.ReplaceOrderRequest:
+    """The wire form of a replace (None keeps the order's price or quantity)."""
+    if not isinstance(order_id, str):
+        raise TypeError(f"order_id must be a str, not {type(order_id).__name__}")
+    return gateway_pb2.ReplaceOrderRequest(
+        order_id=order_id,
+        price=_optional_decimal_text(price, "price"),
+        quantity=_optional_decimal_text(quantity, "quantity"),
+    )
+
+
+def replaced_order_from_proto(message: gateway_pb2.ReplaceOrderResponse) -> Order:
+    """The order of a ReplaceOrderResponse, carrying its reports (none when nothing changed)."""
+    return order_with_reports(message.order, message.reports)[0]
 
 
 def _term_value(
@@ -798,14 +841,20 @@ def order_command_proto(command: OrderCommand) -> gateway_pb2.OrderCommand:
             time_in_force=command.time_in_force,
             post_only=command.post_only,
             self_trade_prevention=command.self_trade_prevention,
+            quote_budget=command.quote_budget,
         )
         return gateway_pb2.OrderCommand(submit=submit, tag=command.tag or "")
+    if isinstance(command, ReplaceOrder):
+        replace = replace_order_request(command.order_id, command.price, command.quantity)
+        return gateway_pb2.OrderCommand(replace=replace, tag=command.tag or "")
     if isinstance(command, CancelOrder):
         if not isinstance(command.order_id, str):
             raise TypeError(f"order_id must be a str, not {type(command.order_id).__name__}")
         cancel = gateway_pb2.CancelOrderRequest(order_id=command.order_id)
         return gateway_pb2.OrderCommand(cancel=cancel, tag=command.tag or "")
-    raise TypeError(f"an order stream sends NewOrder or CancelOrder, not {type(command).__name__}")
+    raise TypeError(
+        f"an order stream sends NewOrder, CancelOrder or ReplaceOrder, not {type(command).__name__}"
+    )
 
 
 def create_instrument_request(

@@ -25,6 +25,7 @@ from ._models import (
     NewOrder,
     OrderCommand,
     OrderResult,
+    ReplaceOrder,
     order_result_from_proto,
     report_from_proto,
 )
@@ -126,12 +127,13 @@ def _unanswered_error(command: OrderCommand, cause: BackboneError | None, sent: 
         code, why = grpc.StatusCode.CANCELLED, "this client closed the order stream"
     else:
         code, why = cause.code, f"the order stream ended ({cause.code.name} {cause.reason}: {cause.message})"
-    if isinstance(command, CancelOrder):
+    if isinstance(command, CancelOrder | ReplaceOrder):
         metadata = {"order_id": command.order_id}
+        what = "cancel" if isinstance(command, CancelOrder) else "replace"
         if sent:
-            advice = "it may have taken effect: GetOrder tells, or send the cancel again"
+            advice = f"it may have taken effect: GetOrder tells, or send the {what} again"
         else:
-            advice = "it was not sent; nothing was done: send the cancel again"
+            advice = f"it was not sent; nothing was done: send the {what} again"
     else:
         metadata = {"client_order_id": command.client_order_id}
         if sent:

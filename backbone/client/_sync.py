@@ -48,6 +48,8 @@ from ._models import (
     order_book_request,
     order_from_proto,
     orders_page_from_proto,
+    replace_order_request,
+    replaced_order_from_proto,
     report_from_proto,
     set_instrument_status_request,
     submit_order_request,
@@ -176,6 +178,7 @@ class Client:
         g, a = GATEWAY_SERVICE, ADMIN_SERVICE
         self._submit_order = _unary(channel, g, "SubmitOrder", gateway_pb2.SubmitOrderResponse)
         self._cancel_order = _unary(channel, g, "CancelOrder", gateway_pb2.CancelOrderResponse)
+        self._replace_order = _unary(channel, g, "ReplaceOrder", gateway_pb2.ReplaceOrderResponse)
         self._get_order = _unary(channel, g, "GetOrder", gateway_pb2.GetOrderResponse)
         self._get_balances = _unary(channel, g, "GetBalances", gateway_pb2.GetBalancesResponse)
         self._list_instruments = _unary(channel, g, "ListInstruments", gateway_pb2.ListInstrumentsResponse)
@@ -314,7 +317,7 @@ class Client:
         self,
         symbol: str,
         side: str | int,
-        price: Decimal,
+        price: Decimal | None,
         quantity: Decimal,
         *,
         client_order_id: str | None = None,
@@ -322,6 +325,7 @@ class Client:
         time_in_force: TimeInForce | str | None = None,
         post_only: bool = False,
         self_trade_prevention: SelfTradePrevention | str | None = None,
+        quote_budget: Decimal | None = None,
     ) -> Order:
         """Place an order; returns it with the execution reports it produced at once.
 
@@ -338,7 +342,10 @@ class Client:
         as the gateway is configured. `self_trade_prevention` ("none",
         "cancel_resting", "cancel_incoming", "cancel_both"; None: the
         gateway's default) says what happens when the order would trade with
-        one of the account's own resting orders.
+        one of the account's own resting orders. `quote_budget` (a market buy
+        only) is the most it may spend on trades, fees excluded, in the quote
+        asset; with it `price` may be None (no protection price): risk holds the
+        budget plus the largest fee on it and gives back what is not used.
         """
         coid = client_order_id or uuid.uuid4().hex
         request = submit_order_request(
@@ -351,6 +358,7 @@ class Client:
             time_in_force=time_in_force,
             post_only=post_only,
             self_trade_prevention=self_trade_prevention,
+            quote_budget=quote_budget,
         )
         attempt = 1
         earlier: BackboneError | None = None
@@ -378,6 +386,23 @@ class Client:
         """Cancel an order's open quantity; returns the cancelled order."""
         response = self._call(self._cancel_order, gateway_pb2.CancelOrderRequest(order_id=order_id))
         return order_from_proto(response.order)
+
+    def replace_order(
+        self, order_id: str, *, price: Decimal | None = None, quantity: Decimal | None = None
+    ) -> Order:
+        """Replace an open order's price and/or total quantity (None keeps it); returns the order
+        after it, with the reports it produced (REPLACED, then any trades at the new price).
+
+        Less quantity at the same price keeps the order's time priority; a new price or more
+        quantity loses it. Risk holds what the replaced order may cost first: a replace the
+        account cannot afford is refused (INSUFFICIENT_BALANCE) with nothing changed. Safe to
+        retry: a replace to what the order already is changes nothing and returns the order.
+        """
+        request = replace_order_request(order_id, price, quantity)
+        response = self._retrying(lambda: self._call(self._replace_order, request))
+        order = replaced_order_from_proto(response)
+        self._saw(*order.reports)
+        return order
 
     def cancel_all_orders(self, symbol: str | None = None) -> list[Order]:
         """Cancel every open order of this account (of `symbol`, when given); the cancelled orders.

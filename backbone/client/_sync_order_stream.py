@@ -23,6 +23,7 @@ from ._models import (
     OrderCommand,
     OrderResult,
     OrderType,
+    ReplaceOrder,
     SelfTradePrevention,
     TimeInForce,
     order_command_proto,
@@ -257,7 +258,7 @@ class OrderStream:
         self,
         symbol: str,
         side: str | int,
-        price: Decimal,
+        price: Decimal | None,
         quantity: Decimal,
         *,
         client_order_id: str | None = None,
@@ -266,6 +267,7 @@ class OrderStream:
         time_in_force: TimeInForce | str | None = None,
         post_only: bool = False,
         self_trade_prevention: SelfTradePrevention | str | None = None,
+        quote_budget: Decimal | None = None,
     ) -> OrderTicket:
         """Send an order; returns its ticket at once (it waits only for room in the window).
 
@@ -286,6 +288,7 @@ class OrderStream:
                 time_in_force,
                 post_only,
                 self_trade_prevention,
+                quote_budget,
             )
         )
 
@@ -293,8 +296,20 @@ class OrderStream:
         """Cancel an order's open quantity; returns the cancel's ticket at once."""
         return self.send(CancelOrder(order_id, tag))
 
+    def replace(
+        self,
+        order_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+        tag: str | None = None,
+    ) -> OrderTicket:
+        """Replace an open order's price and/or total quantity (as ``replace_order``); returns the
+        replace's ticket at once (its result is the order after the replace)."""
+        return self.send(ReplaceOrder(order_id, price, quantity, tag))
+
     def send(self, command: OrderCommand) -> OrderTicket:
-        """Send one NewOrder or CancelOrder (for example a ticket's ``command`` again)."""
+        """Send one NewOrder, CancelOrder or ReplaceOrder (for example a ticket's ``command`` again)."""
         proto = order_command_proto(command)
         self._ensure_open()
         with self._changed:

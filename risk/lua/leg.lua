@@ -6,7 +6,11 @@
 -- then one argument per leg: '<op id> <reservation cap>' followed by ' <asset> <delta>' for each
 -- signed delta of an asset's total (op id: sequence*4 + leg). The cap: the order's reservation becomes
 -- min(current, cap), and the order key goes when it reaches 0; '-1' leaves the reservation alone
--- (a trade already in a rebuilt state's open orders, a deposit).
+-- (a trade already in a rebuilt state's open orders, a deposit). While a replace of the order is
+-- marked (its 'replacing' field, set by reserve.lua's grow) a cap above 0 leaves the reservation
+-- alone too and is remembered as 'skipped' (the lowest); 0 still drops it (the order is closed).
+-- 's<n>': the reservation drops by n (a budget-only market buy's trade spent n), not below 0.
+-- 'r<n>': an OrderReplaced: min(current, n), and the replace mark goes.
 -- Returns -1 when the caller's epoch is gone (nothing changed); the number of legs applied when
 -- none was refused (a plain integer: the common answer, the cheapest to read back); otherwise one
 -- string, the legs' answers joined by '|': '1' applied, '0' applied before (skipped),
@@ -23,7 +27,8 @@ local marks = redis.call('HMGET', applied_key, source, halt_field)
 local applied, halted = marks[1], marks[2]
 local was_applied, was_halted = applied, halted
 
--- Orders by key: {asset, amount held, whether it changed} or false (none); the keys read, in order.
+-- Orders by key: {asset, amount held, whether it changed, replace mark or false, lowest cap
+-- skipped or false, whether the mark or skipped changed} or false (none); the keys read, in order.
 local orders, touched = {}, {}
 local answers, applied_count, refused = {}, 0, false
 -- A leg's op id, cap and {asset, delta, asset, delta...}.
@@ -87,24 +92,49 @@ for n = 3, #ARGV do
         local key = KEYS[k]
         local order = orders[key]
         if order == nil then
-          order = redis.call('HMGET', key, 'asset', 'amount')
-          if not order[1] then
+          local got = redis.call('HMGET', key, 'asset', 'amount', 'replacing', 'skipped')
+          if got[1] then
+            order = {got[1], got[2], false, got[3] or false, got[4] or false, false}
+          else
             order = false
           end
           orders[key] = order
           touched[#touched + 1] = key
         end
-        if order and not ge(cap, order[2]) then
-          local reserved_field = order[1] .. ':reserved'
-          local change = add(cap, neg(order[2]))
-          if change then
-            redis.pcall('HINCRBY', balances, reserved_field, change)
-          else
-            redis.pcall('HINCRBY', balances, reserved_field, neg(order[2]))
-            redis.pcall('HINCRBY', balances, reserved_field, cap)
+        if order then
+          local kind, value = string.sub(cap, 1, 1), string.sub(cap, 2)
+          local target = nil
+          if kind == 's' then
+            target = add(order[2], neg(value))
+            if is_negative(target) then
+              target = '0'
+            end
+          elseif kind == 'r' then
+            if not ge(value, order[2]) then
+              target = value
+            end
+            if order[4] or order[5] then
+              order[4], order[5], order[6] = false, false, true
+            end
+          elseif order[4] and cap ~= '0' then
+            if not (order[5] and ge(cap, order[5])) then
+              order[5], order[6] = cap, true
+            end
+          elseif not ge(cap, order[2]) then
+            target = cap
           end
-          order[2] = cap
-          order[3] = true
+          if target and target ~= order[2] then
+            local reserved_field = order[1] .. ':reserved'
+            local change = add(target, neg(order[2]))
+            if change then
+              redis.pcall('HINCRBY', balances, reserved_field, change)
+            else
+              redis.pcall('HINCRBY', balances, reserved_field, neg(order[2]))
+              redis.pcall('HINCRBY', balances, reserved_field, target)
+            end
+            order[2] = target
+            order[3] = true
+          end
         end
       end
       applied = op
@@ -117,11 +147,18 @@ end
 
 for _, key in ipairs(touched) do
   local order = orders[key]
-  if order and order[3] then
-    if order[2] == '0' then
-      redis.call('DEL', key)
-    else
+  if order and order[2] == '0' and (order[3] or order[6]) then
+    redis.call('DEL', key)
+  elseif order then
+    if order[3] then
       redis.call('HSET', key, 'amount', order[2])
+    end
+    if order[6] then
+      if order[4] then
+        redis.call('HSET', key, 'skipped', order[5])
+      else
+        redis.call('HDEL', key, 'replacing', 'replace_extra', 'skipped')
+      end
     end
   end
 end

@@ -5,8 +5,11 @@
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:epoch   KEYS[3] risk:ready
 -- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th op
 -- ARGV[1] the caller's epoch   ARGV[2] now, in milliseconds (when reservations are made)
--- then one argument per op: 'R <asset> <amount (positive)> <side> <symbol> <price_ticks>', or 'L'
--- (a release)
+-- then one argument per op: 'R <asset> <amount (positive)> <side> <symbol> <price_ticks>', 'L'
+-- (a release), 'G <asset> <amount> <replace id>' (grow an open order's hold to at least the amount
+-- before a replace, and mark the order: its 'replacing' and 'replace_extra' fields; leg.lua leaves
+-- a marked hold alone until the OrderReplaced event), or 'E <replace id>' (trading refused that
+-- replace: give back replace_extra, lower the hold to the lowest cap skipped while marked, unmark)
 -- Returns -1 when the caller's epoch is gone (nothing changed: a rebuild restores only open
 -- orders); otherwise one string, the ops' answers joined by '|' (the cheapest answer to read back;
 -- asset codes and reasons have no '|' or spaces):
@@ -14,6 +17,7 @@
 --   '=<asset> <amt>'  held before (the order's first answer)
 --   '!<reason>'       refused (and nothing of it changed)
 --   '-<asset> <amt>'  released what the order held;  '-' the order held nothing
+--   '^<asset> <amt>'  grown by amt (0 when it held enough) and marked
 -- Every value is read at most once and every key written once, at the end.
 local balances, epoch, now = KEYS[1], ARGV[1], ARGV[2]
 if not epoch_is(KEYS[2], epoch) then
@@ -46,23 +50,32 @@ local function set(field, value)
   values[field] = value
 end
 
--- Orders by key: {asset, first answer's amount, amount held} or false (none); whether a release
--- dropped it; the fields of the reserve that created it here; the keys read, in order.
-local orders, dropped, created, touched = {}, {}, {}, {}
+-- Orders by key: {asset, first answer's amount, amount held, replace mark or false, its extra,
+-- lowest cap skipped while marked or false} or false (none); whether a release dropped it; the
+-- fields of the reserve that created it here; whether a grow or an end changed it; the keys read.
+local orders, dropped, created, resized, touched = {}, {}, {}, {}, {}
+-- Move the order's hold (and the account's reserved) to `amount`.
+local function hold(order, amount)
+  local _, reserved_field = load(order[1])
+  set(reserved_field, add(values[reserved_field], add(amount, neg(order[3]))))
+  order[3] = amount
+end
 for i = 3, #ARGV do
   local key = KEYS[i + 1]
   local order = orders[key]
   if order == nil then
     order = false
     if redis.call('EXISTS', key) == 1 then
-      local got = redis.call('HMGET', key, 'asset', 'original', 'amount')
+      local got = redis.call('HMGET', key, 'asset', 'original', 'amount', 'replacing', 'replace_extra', 'skipped')
       if got[1] then
-        order = {got[1], got[2] or got[3], got[3]}
+        order = {got[1], got[2] or got[3], got[3], got[4] or false, got[5] or '0', got[6] or false}
       end
     end
     orders[key] = order
     touched[#touched + 1] = key
   end
+  local grow_asset, want, grow_id = string.match(ARGV[i], '^G (%S+) (%S+) (%S+)$')
+  local end_id = string.match(ARGV[i], '^E (%S+)$')
   local asset, amount, side, symbol, price = string.match(ARGV[i], '^R (%S+) (%S+) (%S+) (%S+) (%S+)$')
   if asset then
     if not ready then
@@ -84,6 +97,59 @@ for i = 3, #ARGV do
           refuse({0, 'INSUFFICIENT_BALANCE'})
         end
       end
+    end
+  elseif grow_asset then
+    if not ready then
+      refuse({0, 'RISK_REBUILDING'})
+    elseif not order then
+      refuse({0, 'ORDER_NOT_OPEN'})
+    elseif order[1] ~= grow_asset then
+      refuse({0, 'INVALID_ORDER'})
+    elseif order[4] == grow_id then -- the same grow again: its first answer
+      answers[#answers + 1] = '^' .. order[1] .. ' ' .. order[5]
+    elseif order[4] then
+      refuse({0, 'REPLACE_IN_FLIGHT'})
+    else
+      local total_field, reserved_field = load(grow_asset)
+      local extra = '0'
+      if not ge(order[3], want) then
+        extra = add(want, neg(order[3]))
+      end
+      local reserved = add(values[reserved_field], extra)
+      if halted then
+        refuse({0, 'ACCOUNT_HALTED'})
+      elseif extra == '0' or (reserved and fits_int64(reserved) and ge(values[total_field], reserved)) then
+        if extra ~= '0' then
+          hold(order, add(order[3], extra))
+        end
+        order[4], order[5], order[6] = grow_id, extra, false
+        resized[key] = true
+        answers[#answers + 1] = '^' .. order[1] .. ' ' .. extra
+      else
+        refuse({0, 'INSUFFICIENT_BALANCE'})
+      end
+    end
+  elseif end_id then
+    if order and order[4] == end_id then
+      local before = order[3]
+      local after = add(order[3], neg(order[5]))
+      if is_negative(after) then
+        after = '0'
+      end
+      if order[6] and not ge(order[6], after) then
+        after = order[6]
+      end
+      hold(order, after)
+      order[4], order[5], order[6] = false, '0', false
+      answers[#answers + 1] = '-' .. order[1] .. ' ' .. add(before, neg(after))
+      if after == '0' then
+        orders[key] = false
+        dropped[key] = true
+      else
+        resized[key] = true
+      end
+    else
+      answers[#answers + 1] = '-'
     end
   elseif ARGV[i] == 'L' then
     if order then
@@ -116,6 +182,16 @@ for _, key in ipairs(touched) do
       'side', new[3], 'symbol', new[4], 'price_ticks', new[5], 'reserved_at', now)
   elseif dropped[key] then
     redis.call('DEL', key)
+  end
+  local order = orders[key]
+  if resized[key] and order then
+    if order[4] then
+      redis.call('HSET', key, 'amount', order[3], 'replacing', order[4], 'replace_extra', order[5])
+      redis.call('HDEL', key, 'skipped')
+    else
+      redis.call('HSET', key, 'amount', order[3])
+      redis.call('HDEL', key, 'replacing', 'replace_extra', 'skipped')
+    end
   end
 end
 return table.concat(answers, '|')

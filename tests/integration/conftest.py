@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from backbone.common.v1 import common_pb2
 from backbone.risk.v1 import risk_pb2, risk_pb2_grpc
 from risk import exposure
-from risk.exposure import LegOp, ReleaseOp, ReserveOp
+from risk.exposure import EndReplaceOp, GrowOp, LegOp, ReleaseOp, ReserveOp
 from risk.keys import EPOCH_KEY, READY_KEY
 from risk.store import ReservationOutcome, RiskStore
 
@@ -36,7 +36,7 @@ class ReadyStore(RiskStore):
     """Risk's store used in one ready epoch, with deposits as the ledger's events bring them."""
 
     async def run_reservations(  # type: ignore[override]
-        self, ops: Sequence[ReserveOp | ReleaseOp], epoch: str = EPOCH
+        self, ops: Sequence[ReserveOp | ReleaseOp | GrowOp | EndReplaceOp], epoch: str = EPOCH
     ) -> list[ReservationOutcome]:
         return await super().run_reservations(ops, epoch)
 

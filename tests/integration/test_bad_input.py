@@ -1,9 +1,10 @@
 """Every public call answers wrong input with the right status and a readable message, and changes nothing.
 
-Besides the hand-written cases, every string and decimal field of every call (SubmitOrder,
-CancelOrder, CancelAllOrders, GetOrder, GetBalances, GetOrderBook, StreamExecutions, ListOrders,
-ListFills, CreateAsset, CreateInstrument, CreateAccount, Deposit, SetInstrumentStatus,
-ExpireDayOrders; ListInstruments has no field) is tried with
+Besides the hand-written cases, every string and decimal field of every call (SubmitOrder, its
+quote_budget included, ReplaceOrder (unary and as a StreamOrders command), CancelOrder,
+CancelAllOrders, GetOrder, GetBalances, GetOrderBook, StreamExecutions, ListOrders, ListFills,
+CreateAsset, CreateInstrument, CreateAccount, Deposit, SetInstrumentStatus, ExpireDayOrders;
+ListInstruments has no field) is tried with
 hostile variants of a good value (control characters, a trailing newline, surrounding and inner
 whitespace, look-alike characters, far too long) and every decimal and number field with overflow
 (10^29, huge, many decimal places); page tokens are tried forged and spoiled, trade id bounds with
@@ -34,6 +35,7 @@ from tests.conftest import System
 from tests.id_cases import hostile_variants
 from tests.integration.gateway_calls import (
     BUY,
+    SELL,
     Gateway,
     balances,
     funded_account,
@@ -81,6 +83,15 @@ def gateway(system: System) -> Iterator[Gateway]:
 @pytest.fixture(scope="module")
 def trader(gateway: Gateway) -> tuple[str, str]:
     return funded_account(gateway, {"USD": "500", "BTC": "1"})
+
+
+@pytest.fixture(scope="module")
+def resting(gateway: Gateway, trader: tuple[str, str]) -> str:
+    """An open order of the trader (a small buy far below the market) for ReplaceOrder's cases."""
+    request = gateway_pb2.SubmitOrderRequest(
+        client_order_id=unique("resting"), symbol="BTC-USD", side=BUY, price="1.00", quantity="0.0001"
+    )
+    return str(gateway.public.SubmitOrder(request, metadata=key(trader[1])).order.order_id)
 
 
 def public_cases(gw: Gateway, api_key: str) -> list[tuple[str, Callable[[], object], grpc.StatusCode]]:
@@ -467,7 +478,7 @@ def _market_data(method: Any, metadata: Any) -> Callable[..., object]:
     return send
 
 
-def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
+def every_field(gw: Gateway, account_id: str, api_key: str, resting: str) -> list[FieldCase]:
     md, admin = key(api_key), gw.admin_metadata()
     p, a = gw.public, gw.admin
     # Good requests (that nothing must let through once a field is spoiled): a small buy far below
@@ -476,6 +487,16 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         p.SubmitOrder, gateway_pb2.SubmitOrderRequest, md,
         client_order_id=unique("hostile"), symbol="BTC-USD", side=BUY, price="1.00", quantity="0.0001",
     )  # fmt: skip
+    # A budget-only market buy: every spoiled budget is refused before anything is reserved.
+    budget_buy = _unary(
+        p.SubmitOrder, gateway_pb2.SubmitOrderRequest, md,
+        client_order_id=unique("hostile"), symbol="BTC-USD", side=BUY, type=MARKET, quantity="0.0001",
+        quote_budget="1.00",
+    )  # fmt: skip
+    # A replace of the trader's resting order to what it already is (a no-op, never sent as is).
+    replace = _unary(
+        p.ReplaceOrder, gateway_pb2.ReplaceOrderRequest, md, order_id=resting, price="1.00", quantity="0.0001"
+    )
     cancel = _unary(p.CancelOrder, gateway_pb2.CancelOrderRequest, md, order_id="0123abcd")
     get_order = _unary(p.GetOrder, gateway_pb2.GetOrderRequest, md, order_id="0123abcd")
     get_balances = _unary(p.GetBalances, gateway_pb2.GetBalancesRequest, md)
@@ -507,6 +528,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
     stream_cancel = _stream_command(
         p.StreamOrders, md, "cancel", gateway_pb2.CancelOrderRequest, order_id="0123abcd"
     )
+    stream_budget_buy = _stream_command(
+        p.StreamOrders, md, "submit", gateway_pb2.SubmitOrderRequest,
+        client_order_id=unique("hostile"), symbol="BTC-USD", side=BUY, type=MARKET, quantity="0.0001",
+        quote_budget="1.00",
+    )  # fmt: skip
+    stream_replace = _stream_command(
+        p.StreamOrders, md, "replace", gateway_pb2.ReplaceOrderRequest,
+        order_id=resting, price="1.00", quantity="0.0001",
+    )  # fmt: skip
+    # Off the quote asset's grid (USD has 6 decimals), or above the largest order's cost.
+    budgets = (*decimal_variants("1.00"), *LARGEST_DECIMALS, "1.0000001", "1000000000.000001")
     # Good mass cancels and controls change nothing here: the trader has no open order, BTC-USD
     # trades already, and no DAY order is open.
     cancel_all = _unary(p.CancelAllOrders, gateway_pb2.CancelAllOrdersRequest, md, symbol="BTC-USD")
@@ -532,6 +564,17 @@ def every_field(gw: Gateway, account_id: str, api_key: str) -> list[FieldCase]:
         FieldCase("SubmitOrder", "type", order_types, submit),
         FieldCase("SubmitOrder", "time_in_force", times_in_force, submit),
         FieldCase("SubmitOrder", "self_trade_prevention", stps, submit),
+        FieldCase("SubmitOrder", "quote_budget", budgets, budget_buy),
+        FieldCase("StreamOrders", "quote_budget", budgets, stream_budget_buy),
+        FieldCase("ReplaceOrder", "account_id", own, replace),
+        FieldCase("ReplaceOrder", "order_id", order_ids, replace),
+        FieldCase("ReplaceOrder", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), replace),
+        FieldCase("ReplaceOrder", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS), replace),
+        FieldCase("StreamOrders", "account_id", own, stream_replace),
+        FieldCase("StreamOrders", "order_id", order_ids, stream_replace),
+        FieldCase("StreamOrders", "price", (*decimal_variants("1.00"), *LARGEST_DECIMALS), stream_replace),
+        FieldCase("StreamOrders", "quantity", (*decimal_variants("0.0001"), *LARGEST_DECIMALS),
+                  stream_replace),
         FieldCase("StreamOrders", "account_id", own, stream_submit),
         FieldCase("StreamOrders", "client_order_id", (*id_variants("c-1", ids.CLIENT_ORDER_ID),),
                   stream_submit),
@@ -621,15 +664,16 @@ def stored_state(system: System) -> tuple[object, ...]:
 
 
 def test_every_field_of_every_call_refuses_hostile_values_naming_the_field(
-    gateway: Gateway, trader: tuple[str, str], system: System
+    gateway: Gateway, trader: tuple[str, str], resting: str, system: System
 ) -> None:
     account_id, api_key = trader
     md = key(api_key)
     before = (balances(gateway, api_key), stored_state(system))
     instruments_before = gateway.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=md)
-    cases = every_field(gateway, account_id, api_key)
+    cases = every_field(gateway, account_id, api_key, resting)
     assert {case.call for case in cases} == {
-        "SubmitOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions", "GetOrderBook",
+        "SubmitOrder", "ReplaceOrder", "CancelOrder", "GetOrder", "GetBalances", "StreamExecutions",
+        "GetOrderBook",
         "StreamOrders", "StreamMarketData", "ListOrders", "ListFills", "CancelAllOrders",
         "CreateAsset", "CreateInstrument", "CreateAccount", "Deposit", "SetInstrumentStatus",
         "ExpireDayOrders",
@@ -681,18 +725,29 @@ WRONG_COMBINATIONS: list[tuple[dict[str, object], str, RejectReason]] = [
     ),
     ({"time_in_force": IOC, "post_only": True}, "post_only", RejectReason.INVALID_ORDER),
     ({"time_in_force": FOK, "post_only": True}, "post_only", RejectReason.INVALID_ORDER),
+    ({"quote_budget": "1.00"}, "quote_budget", RejectReason.INVALID_QUOTE_BUDGET),
+    (
+        {"type": MARKET, "side": SELL, "quote_budget": "1.00"},
+        "quote_budget",
+        RejectReason.INVALID_QUOTE_BUDGET,
+    ),
+    (
+        {"type": MARKET, "price": "", "quote_budget": "0.0000001"},
+        "quote_budget",
+        RejectReason.INVALID_QUOTE_BUDGET,
+    ),
 ]
 
 
 def test_every_wrong_combination_of_order_terms_is_refused_naming_the_field(
-    gateway: Gateway, trader: tuple[str, str], system: System
+    gateway: Gateway, trader: tuple[str, str], resting: str, system: System
 ) -> None:
     """Through SubmitOrder and StreamOrders alike, before risk reserves anything."""
     account_id, api_key = trader
     before = (balances(gateway, api_key), stored_state(system))
     senders = {
         case.call: case.send
-        for case in every_field(gateway, account_id, api_key)
+        for case in every_field(gateway, account_id, api_key, resting)
         if case.field == "price" and case.call in ("SubmitOrder", "StreamOrders")
     }
     assert set(senders) == {"SubmitOrder", "StreamOrders"}

@@ -222,3 +222,76 @@ def test_async_client_and_stream_send_post_only_day_and_self_trade_prevention(
             assert (held["EUR"].reserved, held["SOL"].reserved) == (0, 0)
 
     asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def replace_market(admin: Client) -> str:
+    """An instrument of its own for the replace and budget tests."""
+    admin.create_instrument(
+        "SOLR-EUR", "SOL", "EUR", tick_size=Decimal("0.01"), lot_size=Decimal("0.01"),
+        max_quantity=Decimal("10000"), max_price=Decimal("100000"), maker_fee_bps=0, taker_fee_bps=25,
+    )  # fmt: skip
+    return "SOLR-EUR"
+
+
+def test_sync_client_replaces_and_buys_for_a_budget(
+    admin: Client, system: System, replace_market: str
+) -> None:
+    trader = account(admin, system, {"EUR": "100"})
+    seller = account(admin, system, {"SOL": "10"})
+    placed = trader.submit_order(replace_market, "buy", Decimal("10.00"), Decimal("3"))
+    replaced = trader.replace_order(placed.order_id, price=Decimal("11.00"))
+    assert (replaced.price, replaced.quantity, replaced.status) == (
+        Decimal("11.00"),
+        Decimal("3"),
+        OrderStatus.NEW,
+    )
+    assert [r.execution_type for r in replaced.reports] == [ExecutionType.REPLACED]
+    assert trader.get_balances()["EUR"].reserved == Decimal("33.0825")  # 33.00 + 25 bps, held at once
+    again = trader.replace_order(placed.order_id, price=Decimal("11.00"))  # a retry changes nothing
+    assert again.reports == () and again.price == Decimal("11.00")
+    with pytest.raises(BackboneError) as refused:
+        trader.replace_order(placed.order_id, quantity=Decimal("10"))  # 110.275 > 100
+    assert (refused.value.code, refused.value.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        RejectReason.INSUFFICIENT_BALANCE,
+    )
+    trader.cancel_order(placed.order_id)
+    seller.submit_order(replace_market, "sell", Decimal("12.00"), Decimal("5"))
+    bought = trader.submit_order(
+        replace_market,
+        "buy",
+        None,
+        Decimal("100"),
+        order_type=OrderType.MARKET,
+        quote_budget=Decimal("30.00"),
+    )
+    assert (bought.filled_quantity, bought.status) == (Decimal("2.5"), OrderStatus.EXPIRED)
+    assert bought.quote_budget == Decimal("30.00") and placed.quote_budget is None
+    settles_to(lambda: trader.get_balances()["EUR"].reserved, Decimal(0), what="budget released")
+    settles_to(lambda: trader.get_balances()["EUR"].total, Decimal("69.925"), what="EUR spent")  # 30 + 0.075
+
+
+def test_async_client_and_stream_replace(admin: Client, system: System, replace_market: str) -> None:
+    opened = admin.create_account()
+    admin.deposit(opened.account_id, "EUR", Decimal("500"))
+
+    async def scenario() -> None:
+        async with await AsyncClient.connect(system.gateway, api_key=opened.api_key) as client:
+            placed = await client.submit_order(replace_market, "buy", Decimal("5.00"), Decimal("4"))
+            smaller = await client.replace_order(placed.order_id, quantity=Decimal("2"))
+            assert (smaller.quantity, smaller.leaves_quantity) == (Decimal("2"), Decimal("2"))
+            async with client.order_stream() as stream:
+                ticket = await stream.replace(placed.order_id, price=Decimal("6.00"), quantity=Decimal("3"))
+                moved = (await ticket.outcome()).order_or_raise()
+                bad = await (await stream.replace(placed.order_id, price=Decimal("6.001"))).outcome()
+            assert (moved.price, moved.quantity) == (Decimal("6.00"), Decimal("3"))
+            assert bad.error is not None and bad.error.reason == RejectReason.INVALID_PRICE
+            for _ in range(200):
+                if (await client.get_balances())["EUR"].reserved == Decimal("18.045"):
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.get_balances())["EUR"].reserved == Decimal("18.045")  # 18.00 + 25 bps
+            await client.cancel_order(placed.order_id)
+
+    asyncio.run(scenario())

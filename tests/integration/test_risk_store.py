@@ -932,3 +932,94 @@ async def test_a_halted_account_is_refused_until_the_ledger_resumes_it(store: Re
     (again,) = await store.run_reservations([plain_reserve(account, "o3", "USD", 10)])
     assert again.reason == "ACCOUNT_HALTED"
     assert await store.account_figures(account) == [AssetFigures("USD", 1000, 10)]  # the flag is no asset
+
+
+async def test_service_grows_and_gives_back_for_replaces_and_applies_order_replaced(
+    risk_service: risk_pb2_grpc.RiskServiceStub,
+) -> None:
+    """The service's side of a replace: GrowForReplace and EndReplace commands on the reservations
+    stream (malformed ones refused one by one), OrderReplaced on trading's event stream."""
+    stub = risk_service
+    account = unique("ivy")
+    await deposit_through_ledger_stream(stub, account, "USD", 10**7)
+    reserve = risk_pb2.Reserve(
+        order_id="b",
+        account_id=account,
+        symbol="BTC-USD",
+        side=common_pb2.SIDE_BUY,
+        price_ticks=100,
+        quantity_lots=10,
+    )
+
+    def grow(replace_id: str, **fields: object) -> risk_pb2.ReservationCommand:
+        values: dict[str, object] = {
+            "order_id": "b",
+            "account_id": account,
+            "symbol": "BTC-USD",
+            "side": common_pb2.SIDE_BUY,
+            "price_ticks": 120,
+            "leaves_lots": 10,
+            "replace_id": replace_id,
+        }
+        values.update(fields)
+        return risk_pb2.ReservationCommand(grow_for_replace=risk_pb2.GrowForReplace(**values))  # type: ignore[arg-type]
+
+    def end(replace_id: str) -> risk_pb2.ReservationCommand:
+        return risk_pb2.ReservationCommand(
+            end_replace=risk_pb2.EndReplace(order_id="b", account_id=account, replace_id=replace_id)
+        )
+
+    call = stub.StreamReservations()
+    await call.write(
+        risk_pb2.StreamReservationsRequest(
+            sequence=1,
+            commands=[
+                risk_pb2.ReservationCommand(reserve=reserve),
+                grow("bad id!"),
+                grow("r0", symbol="NOPE-USD"),
+                grow("r0", price_ticks=0),
+                grow("r0", leaves_lots=-1),
+                grow("r0", order_id="never-reserved"),
+                grow("r1"),
+                grow("r2"),
+                end("r2"),
+                end(""),
+            ],
+        )
+    )
+    results = (await call.read()).results
+    extra = MATH.buy_reservation(120, 10) - MATH.buy_reservation(100, 10)
+    assert [
+        (r.order_id, r.accepted, RejectReason.from_number(r.reject_reason), r.amount) for r in results
+    ] == [
+        ("b", True, "UNSPECIFIED", MATH.buy_reservation(100, 10)),
+        ("b", False, "INVALID_ORDER", 0),
+        ("b", False, "UNKNOWN_SYMBOL", 0),
+        ("b", False, "INVALID_ORDER", 0),
+        ("b", False, "INVALID_ORDER", 0),
+        ("never-reserved", False, "ORDER_NOT_OPEN", MATH.buy_reservation(120, 10)),
+        ("b", True, "UNSPECIFIED", extra),
+        ("b", False, "REPLACE_IN_FLIGHT", MATH.buy_reservation(120, 10)),
+        ("b", True, "UNSPECIFIED", 0),  # r2 never marked the order: nothing given back
+        ("b", False, "INVALID_ORDER", 0),
+    ]
+    assert results[6].epoch  # the epoch trading checks the replace against
+    call.cancel()
+    # Trading journals the replace: its OrderReplaced sets the hold and unmarks the order.
+    source = unique("shard")
+    events = stub.StreamTradingEvents()
+    await events.write(risk_pb2.StreamTradingEventsRequest(source=source))
+    start = (await events.read()).applied_sequence
+    replaced = common_pb2.OrderReplaced(
+        order_id="b", account_id=account, symbol="BTC-USD", side=common_pb2.SIDE_BUY,
+        old_price_ticks=100, new_price_ticks=120, old_leaves_lots=10, new_leaves_lots=10,
+    )  # fmt: skip
+    await events.write(
+        risk_pb2.StreamTradingEventsRequest(
+            source=source, events=[risk_pb2.TradingEvent(sequence=start + 1, order_replaced=replaced)]
+        )
+    )
+    assert (await events.read()).applied_sequence == start + 1
+    events.cancel()
+    figures = await stub.GetAccountRisk(risk_pb2.GetAccountRiskRequest(account_id=account))
+    assert [(a.asset, a.reserved) for a in figures.assets] == [("USD", MATH.buy_reservation(120, 10))]

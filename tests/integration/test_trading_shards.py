@@ -121,6 +121,39 @@ def test_orders_on_both_shards_trade_settle_and_are_reached_by_their_ids(gateway
     assert [instrument.symbol for instrument in listed.instruments] == sorted(SHARD_OF)
 
 
+def test_a_replace_reaches_the_shard_its_order_id_names(gateway: Gateway, system: System) -> None:
+    """ReplaceOrder (unary and on StreamOrders) of orders on each shard: risk grows the hold, the
+    order's own shard replaces it (the default shard does not know trading-1's orders), and the
+    grows are settled by each shard's OrderReplaced."""
+    _, api_key = trader(gateway)
+    placed = {
+        symbol: gateway.public.SubmitOrder(order(symbol, BUY, "10.00", "1"), metadata=key(api_key)).order
+        for symbol in (ON_ZERO, ON_ONE)
+    }
+    up = gateway.public.ReplaceOrder(
+        gateway_pb2.ReplaceOrderRequest(order_id=placed[ON_ONE].order_id, price="12.00", quantity="2"),
+        metadata=key(api_key),
+    )
+    assert (up.order.price, up.order.quantity) == ("12.00", "2.0000")
+    assert [report.execution_type for report in up.reports] == [common_pb2.EXECUTION_TYPE_REPLACED]
+    command = gateway_pb2.OrderCommand(
+        tag="down", replace=gateway_pb2.ReplaceOrderRequest(order_id=placed[ON_ZERO].order_id, price="9.00")
+    )
+    responses = gateway.public.StreamOrders(
+        iter([gateway_pb2.StreamOrdersRequest(commands=[command])]), metadata=key(api_key), timeout=30
+    )
+    (result,) = [result for response in responses for result in response.results]
+    assert (result.code, result.order.price) == (OK, "9.00")
+    for symbol, price in ((ON_ONE, "12.00"), (ON_ZERO, "9.00")):
+        got = gateway.public.GetOrder(
+            gateway_pb2.GetOrderRequest(order_id=placed[symbol].order_id), metadata=key(api_key)
+        )
+        assert got.order.price == price
+    # Held: 2 x 12 + 1 x 9 USD plus the largest fee rate on each (the market's 20 bps taker fee).
+    wait_for(lambda: balances(gateway, api_key)["USD"].reserved == "33.066000", what="both replaced holds")
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
+
+
 def walk_fills(gateway: Gateway, api_key: str, page_size: int) -> list[str]:
     """The symbols of the account's fills, read `page_size` at a time to the end."""
     symbols: list[str] = []

@@ -538,3 +538,34 @@ async def test_the_blocking_client_over_a_real_channel() -> None:
         await asyncio.to_thread(use)
     finally:
         await server.stop(0)
+
+
+def test_replaces_and_budgets_go_on_the_wire_as_exact_texts() -> None:
+    from backbone.client import NewOrder, ReplaceOrder
+    from backbone.client._models import order_command_proto
+
+    replace = order_command_proto(ReplaceOrder("o-1", price=Decimal("101.50"), tag="r"))
+    assert (replace.tag, replace.replace.order_id, replace.replace.price, replace.replace.quantity) == (
+        "r",
+        "o-1",
+        "101.5",
+        "",
+    )
+    budget = order_command_proto(
+        NewOrder(
+            "BTC-USD", "buy", None, Decimal("5"), "c-1", order_type="market", quote_budget=Decimal("250")
+        )
+    )
+    assert (budget.submit.price, budget.submit.quote_budget) == ("", "250")
+    with pytest.raises(TypeError):
+        order_command_proto(ReplaceOrder("o-1", quantity=1.5))  # type: ignore[arg-type]
+    with pytest.raises(BackboneError) as refused:
+        order_command_proto(
+            NewOrder(
+                "BTC-USD", "buy", None, Decimal("5"), "c-1", order_type="market", quote_budget=Decimal("-1")
+            )
+        )
+    assert (refused.value.reason, refused.value.violations[0].field) == (
+        RejectReason.INVALID_QUOTE_BUDGET,
+        "quote_budget",
+    )

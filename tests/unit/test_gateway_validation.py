@@ -8,8 +8,10 @@ import pytest
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
 from backbone.runtime.config import ConfigError, Settings
 from backbone.runtime.errors import ServiceError
+from backbone.trading.v1 import trading_pb2
 from gateway.auth import ApiKeyAuthenticator, api_key_digest, check_admin
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
@@ -24,6 +26,7 @@ from gateway.validation import (
     validate_create_instrument,
     validate_deposit,
     validate_order_id,
+    validate_replace,
     validate_submit_order,
 )
 from tests.instruments import btc_usd
@@ -762,3 +765,81 @@ async def test_an_ended_subscription_answers_none_and_closing_fails_the_rest() -
     with pytest.raises(ServiceError) as caught:
         await waiting.get()
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+# --- quote budgets and replaces -----------------------------------------------------------------
+
+MARKET = common_pb2.ORDER_TYPE_MARKET
+
+
+def test_a_budget_only_market_buy_carries_its_budget_in_quote_minor_units() -> None:
+    order = submit(good_order(type=MARKET, price="", quote_budget="250.000001"))
+    assert isinstance(order, trading_pb2.NewOrder)
+    assert (order.price_ticks, order.quote_budget) == (0, 250_000_001)
+    both = submit(good_order(type=MARKET, price="101.00", quote_budget="250"))
+    assert isinstance(both, trading_pb2.NewOrder)
+    assert (both.price_ticks, both.quote_budget) == (10_100, 250_000_000)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"quote_budget": "10"}, "only a market buy"),
+        ({"type": MARKET, "side": common_pb2.SIDE_SELL, "quote_budget": "10"}, "only a market buy"),
+        ({"type": MARKET, "price": "", "quote_budget": "0.0000001"}, "minor unit"),
+        ({"type": MARKET, "price": "", "quote_budget": "0"}, "greater than zero"),
+        ({"type": MARKET, "price": "", "quote_budget": "-1"}, ""),
+        ({"type": MARKET, "price": "", "quote_budget": "100000001"}, "above the largest budget"),
+        ({"type": MARKET, "price": "", "quote_budget": "9" * 400}, ""),
+    ],
+)
+def test_bad_quote_budgets_are_refused_naming_the_field(changes: dict[str, object], why: str) -> None:
+    error = refused(lambda: submit(good_order(**changes)))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.reason == RejectReason.INVALID_QUOTE_BUDGET
+    assert [v.field for v in error.violations] == ["quote_budget"]
+    assert why in error.message
+
+
+def resting_order(**fields: object) -> common_pb2.Order:
+    values: dict[str, object] = {
+        "order_id": "o-1",
+        "symbol": "BTC-USD",
+        "price_ticks": 10_025,
+        "quantity_lots": 5000,
+    }
+    values.update(fields)
+    return common_pb2.Order(**values)  # type: ignore[arg-type]
+
+
+def test_a_replace_keeps_what_it_does_not_name() -> None:
+    def asked(price: str, quantity: str) -> tuple[int, int]:
+        request = gateway_pb2.ReplaceOrderRequest(order_id="o-1", price=price, quantity=quantity)
+        return validate_replace(request, resting_order(), INSTRUMENT)
+
+    assert asked("101.5", "") == (10_150, 5000)
+    assert asked("", "0.75") == (10_025, 7500)
+    assert asked("99", "1") == (9900, 10_000)
+
+
+@pytest.mark.parametrize(
+    ("price", "quantity", "fields", "reason"),
+    [
+        ("", "", ["price", "quantity"], RejectReason.REQUIRED),
+        ("1.001", "", ["price"], RejectReason.INVALID_PRICE),
+        ("0", "", ["price"], RejectReason.INVALID_PRICE),
+        ("-1", "", ["price"], RejectReason.INVALID_PRICE),
+        ("2000000", "", ["price"], RejectReason.INVALID_PRICE),
+        ("", "0.00001", ["quantity"], RejectReason.INVALID_QUANTITY),
+        ("", "101", ["quantity"], RejectReason.INVALID_QUANTITY),
+        ("", "1e3", ["quantity"], RejectReason.INVALID_QUANTITY),
+        ("1 ", "9" * 400, ["price", "quantity"], RejectReason.INVALID_PRICE),
+    ],
+)
+def test_bad_replaces_are_refused_naming_the_fields(
+    price: str, quantity: str, fields: list[str], reason: RejectReason
+) -> None:
+    request = gateway_pb2.ReplaceOrderRequest(order_id="o-1", price=price, quantity=quantity)
+    error = refused(lambda: validate_replace(request, resting_order(), INSTRUMENT))
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
+    assert [v.field for v in error.violations] == fields

@@ -130,6 +130,14 @@ def test_risk_request_carries_every_risk_kind() -> None:
     ):
         records += engine.apply(command, T).records
     records += engine.apply(
+        trading_pb2.OrderCommand(
+            replace_order=trading_pb2.ReplaceOrder(
+                order_id="s", account_id="a", price_ticks=101, quantity_lots=2
+            )
+        ),
+        T,
+    ).records
+    records += engine.apply(
         trading_pb2.OrderCommand(cancel_order=trading_pb2.CancelOrder(order_id="s", account_id="a")), T
     ).records
     records += engine.resolve_order("never-arrived", "a", T)[1]  # a fence

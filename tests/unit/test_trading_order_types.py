@@ -482,6 +482,21 @@ def test_replace_refusals_change_nothing(engine: Engine) -> None:
     refused(engine, replace("b", 99, 5), RejectReason.INSTRUMENT_HALTED)
 
 
+def test_a_replace_grown_before_risk_rebuilt_is_refused(engine: Engine) -> None:
+    """Risk's grow of a replace lives in one epoch of its state: after a rebuild the engine
+    refuses a replace grown in an older one (its grow is gone); an empty epoch is not checked."""
+    engine.apply(new("b", BUY, 100, 5), T)
+    engine.change_risk_epoch("epoch-2", T)
+    grown_before = replace("b", 101, 5)
+    grown_before.replace_order.risk_epoch = "epoch-1"
+    refused(engine, grown_before, RejectReason.RISK_REBUILT)
+    grown_now = replace("b", 101, 5)
+    grown_now.replace_order.risk_epoch = "epoch-2"
+    assert summary(engine.apply(grown_now, T + 1))[0] == ("b", REPLACED, 0)
+    assert summary(engine.apply(replace("b", 102, 5), T + 2))[0] == ("b", REPLACED, 0)
+    engine.validate()
+
+
 # -- mass cancel ---------------------------------------------------------------------------------
 
 

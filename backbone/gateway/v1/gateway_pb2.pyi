@@ -25,7 +25,7 @@ SELF_TRADE_PREVENTION_CANCEL_INCOMING: SelfTradePrevention
 SELF_TRADE_PREVENTION_CANCEL_BOTH: SelfTradePrevention
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "filled_quantity", "leaves_quantity", "cancelled_quantity", "average_price", "status", "created_at", "updated_at", "post_only", "self_trade_prevention", "expired_quantity")
+    __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "filled_quantity", "leaves_quantity", "cancelled_quantity", "average_price", "status", "created_at", "updated_at", "post_only", "self_trade_prevention", "expired_quantity", "quote_budget")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Order(_message.Message):
     POST_ONLY_FIELD_NUMBER: _ClassVar[int]
     SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account_id: str
@@ -64,7 +65,8 @@ class Order(_message.Message):
     post_only: bool
     self_trade_prevention: SelfTradePrevention
     expired_quantity: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., expired_quantity: _Optional[str] = ...) -> None: ...
+    quote_budget: str
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., expired_quantity: _Optional[str] = ..., quote_budget: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
     __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp", "trading_sequence", "cancel_reason", "account_sequence")
@@ -97,7 +99,7 @@ class ExecutionReport(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trading_sequence: _Optional[int] = ..., cancel_reason: _Optional[_Union[_common_pb2.CancelReason, str]] = ..., account_sequence: _Optional[int] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
-    __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "post_only", "self_trade_prevention")
+    __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "post_only", "self_trade_prevention", "quote_budget")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +110,7 @@ class SubmitOrderRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     POST_ONLY_FIELD_NUMBER: _ClassVar[int]
     SELF_TRADE_PREVENTION_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     client_order_id: str
     symbol: str
@@ -118,7 +121,28 @@ class SubmitOrderRequest(_message.Message):
     quantity: str
     post_only: bool
     self_trade_prevention: SelfTradePrevention
-    def __init__(self, account_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ...) -> None: ...
+    quote_budget: str
+    def __init__(self, account_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., quote_budget: _Optional[str] = ...) -> None: ...
+
+class ReplaceOrderRequest(_message.Message):
+    __slots__ = ("account_id", "order_id", "price", "quantity")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    order_id: str
+    price: str
+    quantity: str
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ...) -> None: ...
+
+class ReplaceOrderResponse(_message.Message):
+    __slots__ = ("order", "reports")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    reports: _containers.RepeatedCompositeFieldContainer[ExecutionReport]
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ExecutionReport, _Mapping]]] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
     __slots__ = ("order", "reports")
@@ -145,16 +169,18 @@ class StreamOrdersRequest(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[OrderCommand, _Mapping]]] = ..., cancel_on_disconnect: _Optional[bool] = ...) -> None: ...
 
 class OrderCommand(_message.Message):
-    __slots__ = ("submit", "cancel", "mass_cancel", "tag")
+    __slots__ = ("submit", "cancel", "mass_cancel", "replace", "tag")
     SUBMIT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     MASS_CANCEL_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     submit: SubmitOrderRequest
     cancel: CancelOrderRequest
     mass_cancel: CancelAllOrdersRequest
+    replace: ReplaceOrderRequest
     tag: str
-    def __init__(self, submit: _Optional[_Union[SubmitOrderRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., mass_cancel: _Optional[_Union[CancelAllOrdersRequest, _Mapping]] = ..., tag: _Optional[str] = ...) -> None: ...
+    def __init__(self, submit: _Optional[_Union[SubmitOrderRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOrderRequest, _Mapping]] = ..., mass_cancel: _Optional[_Union[CancelAllOrdersRequest, _Mapping]] = ..., replace: _Optional[_Union[ReplaceOrderRequest, _Mapping]] = ..., tag: _Optional[str] = ...) -> None: ...
 
 class OrderCommandResult(_message.Message):
     __slots__ = ("request_number", "index", "tag", "client_order_id", "code", "reason", "message", "field", "order", "reports", "cancelled_count")

@@ -49,6 +49,11 @@ class GatewayServiceStub:
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.FromString,
                 _registered_method=True)
+        self.ReplaceOrder = channel.unary_unary(
+                '/backbone.gateway.v1.GatewayService/ReplaceOrder',
+                request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.SerializeToString,
+                response_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/backbone.gateway.v1.GatewayService/GetOrder',
                 request_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.GetOrderRequest.SerializeToString,
@@ -124,6 +129,18 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceOrder(self, request, context):
+        """ReplaceOrder changes an open order's price and/or total quantity, keeping
+        its order id (cancel-replace). Less quantity at the same price keeps the
+        order's time priority; a new price or more quantity loses it. Risk holds
+        what the replaced order may cost before trading applies it
+        (INSUFFICIENT_BALANCE, nothing changed, when the account cannot afford
+        the difference), and gives back what it no longer needs after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetOrder(self, request, context):
         """GetOrder returns an order of the caller's account.
         """
@@ -162,10 +179,11 @@ class GatewayServiceServicer:
 
     def StreamOrders(self, request_iterator, context):
         """StreamOrders is order entry at speed: each request carries a batch of
-        commands (new orders, cancels, mass cancels), each answered on its own
-        with a result naming it (one bad command does not fail the stream or the
-        rest of its batch). Authentication, validation, idempotency and refusals
-        are those of SubmitOrder, CancelOrder and CancelAllOrders. A mass cancel
+        commands (new orders, cancels, mass cancels, replaces), each answered on
+        its own with a result naming it (one bad command does not fail the stream
+        or the rest of its batch). Authentication, validation, idempotency and
+        refusals are those of SubmitOrder, CancelOrder, CancelAllOrders and
+        ReplaceOrder. A mass cancel
         cancels what is open when trading receives it: orders of the same request
         still being placed may be placed after it. Results come as commands finish, not in the
         order sent; later execution reports of orders entered on the stream
@@ -241,6 +259,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.CancelOrder,
                     request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.FromString,
                     response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'ReplaceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceOrder,
+                    request_deserializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.FromString,
+                    response_serializer=backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.SerializeToString,
             ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
@@ -352,6 +375,33 @@ class GatewayService:
             '/backbone.gateway.v1.GatewayService/CancelOrder',
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderRequest.SerializeToString,
             backbone_dot_gateway_dot_v1_dot_gateway__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.gateway.v1.GatewayService/ReplaceOrder',
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderRequest.SerializeToString,
+            backbone_dot_gateway_dot_v1_dot_gateway__pb2.ReplaceOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,20 +20,22 @@ LEDGER_EVENT_KIND_HALT: LedgerEventKind
 LEDGER_EVENT_KIND_RESUME: LedgerEventKind
 
 class Reserve(_message.Message):
-    __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots")
+    __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots", "quote_budget")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     symbol: str
     side: _common_pb2.Side
     price_ticks: int
     quantity_lots: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ...) -> None: ...
+    quote_budget: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., quote_budget: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("order_id", "account_id")
@@ -43,13 +45,45 @@ class Release(_message.Message):
     account_id: str
     def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ...) -> None: ...
 
+class GrowForReplace(_message.Message):
+    __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "leaves_lots", "replace_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_LOTS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    symbol: str
+    side: _common_pb2.Side
+    price_ticks: int
+    leaves_lots: int
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., leaves_lots: _Optional[int] = ..., replace_id: _Optional[str] = ...) -> None: ...
+
+class EndReplace(_message.Message):
+    __slots__ = ("order_id", "account_id", "replace_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., replace_id: _Optional[str] = ...) -> None: ...
+
 class ReservationCommand(_message.Message):
-    __slots__ = ("reserve", "release")
+    __slots__ = ("reserve", "release", "grow_for_replace", "end_replace")
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    GROW_FOR_REPLACE_FIELD_NUMBER: _ClassVar[int]
+    END_REPLACE_FIELD_NUMBER: _ClassVar[int]
     reserve: Reserve
     release: Release
-    def __init__(self, reserve: _Optional[_Union[Reserve, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
+    grow_for_replace: GrowForReplace
+    end_replace: EndReplace
+    def __init__(self, reserve: _Optional[_Union[Reserve, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., grow_for_replace: _Optional[_Union[GrowForReplace, _Mapping]] = ..., end_replace: _Optional[_Union[EndReplace, _Mapping]] = ...) -> None: ...
 
 class StreamReservationsRequest(_message.Message):
     __slots__ = ("sequence", "commands")
@@ -84,20 +118,22 @@ class StreamReservationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
 
 class TradingEvent(_message.Message):
-    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "risk_epoch_changed")
+    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "order_replaced", "risk_epoch_changed")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
     ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_REPLACED_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
     instrument_created: _common_pb2.Instrument
     order_fenced: _common_pb2.OrderFenced
+    order_replaced: _common_pb2.OrderReplaced
     risk_epoch_changed: RiskEpochChanged
-    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
 
 class RiskEpochChanged(_message.Message):
     __slots__ = ("epoch",)

@@ -48,16 +48,18 @@ class NewOrder(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ..., post_only: _Optional[_Union[_common_pb2.PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[_common_pb2.SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ...) -> None: ...
 
 class ReplaceOrder(_message.Message):
-    __slots__ = ("order_id", "account_id", "price_ticks", "quantity_lots")
+    __slots__ = ("order_id", "account_id", "price_ticks", "quantity_lots", "risk_epoch")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
+    RISK_EPOCH_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     price_ticks: int
     quantity_lots: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ...) -> None: ...
+    risk_epoch: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ...) -> None: ...
 
 class MassCancel(_message.Message):
     __slots__ = ("account_id", "symbol")
