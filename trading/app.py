@@ -38,6 +38,7 @@ from trading.engine import Engine, ReplayError
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
 from trading.fills import FillProjection
+from trading.history import ReportHistory
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnreadable
 from trading.lease import ShardLease
 from trading.open_orders import OpenOrderIndex
@@ -204,17 +205,25 @@ def _offer_to(
     return offer
 
 
-async def replay_journal(journal: Journal, engine: Engine) -> int:
+async def replay_journal(journal: Journal, engine: Engine, history: ReportHistory | None = None) -> int:
     """Rebuild `engine` from the journal after the sequence it stands at (0 when new, a snapshot's
     otherwise); returns how many records were read. JournalUnreadable when a row cannot be read,
-    a sequence is missing, or the engine refuses a record."""
+    a sequence is missing, or the engine refuses a record.
+
+    The reports the replay makes again go to `history` (those after its mark), which is written
+    as the replay goes whenever a batch of them is queued: a history far behind the journal (the
+    first start after the history existed) is caught up without holding every report."""
     count = 0
     sequence = engine.last_sequence
     try:
         async for record in journal.records(after=engine.last_sequence):
             sequence = record.sequence
-            engine.replay(record)
+            reports = engine.replay(record)
             count += 1
+            if history is not None:
+                history.replayed(record, reports)
+                if history.pending_reports >= history.batch_reports:
+                    await history.write_pending(keep_last=True)
         engine.finish_replay()
     except ReplayError as error:
         raise JournalUnreadable(journal.shard, sequence, str(error)) from None
@@ -247,6 +256,8 @@ class TradingApp:
         # follow the engine loaded at start: a snapshot's, or this one).
         self.open_orders = OpenOrderIndex(self.engine.orders)
         self.fills = FillProjection(settings.trading_shard, self._client_order_id_of)
+        # Every report of a journaled command, by account and number (trading/history.py).
+        self.history = ReportHistory(settings.trading_shard)
 
     def _client_order_id_of(self, order_id: str) -> str:
         """For the fills projection: the client order id of an order of the engine loaded ("" for
@@ -278,8 +289,11 @@ class TradingApp:
         journal = Journal(pool, shard, lease=lease)
         self.journal = journal
         started = time.perf_counter()
+        # The history's mark first: a snapshot after it would skip commands whose reports the
+        # history has not written yet, so none is loaded (their replay writes them).
+        history_mark = await self.history.open(settings)
         snapshots = SnapshotStore(pool, shard)
-        snapshot = await snapshots.newest()
+        snapshot = await snapshots.newest(at_most=history_mark)
         if snapshot is not None:
             try:
                 loaded = await asyncio.to_thread(thaw, shard, snapshot)
@@ -292,7 +306,7 @@ class TradingApp:
             self.open_orders.follow(self.engine.orders)
             self.recovered_from = snapshot.sequence
         try:
-            replayed = await replay_journal(journal, self.engine)
+            replayed = await replay_journal(journal, self.engine, self.history)
         except JournalUnreadable as error:
             log.critical("journal cannot be replayed", shard=shard, sequence=error.sequence, why=error.why)
             raise
@@ -386,6 +400,8 @@ class TradingApp:
             self.open_orders.committed,
             self.fills.committed,
         ]
+        self.loop.on_reports = [self.history.committed]
+        self.history.start()
         self.open_orders.catch_up()  # every open order the replay rebuilt
         if self.health is not None:
             await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")
@@ -511,6 +527,7 @@ class TradingApp:
             self.reconciler = None
         await self.loop.stop()
         await self.fills.stop()
+        await self.history.stop()
         self.feed.close()
         for outbox in self.outboxes:
             await outbox.stop()

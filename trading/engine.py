@@ -1255,8 +1255,9 @@ class Engine:
 
     # -- replay --------------------------------------------------------------------------
 
-    def replay(self, record: trading_pb2.JournalRecord) -> None:
-        """Apply one journal record read back at startup, in sequence order.
+    def replay(self, record: trading_pb2.JournalRecord) -> list[common_pb2.ExecutionReport]:
+        """Apply one journal record read back at startup, in sequence order; returns the reports
+        a command made again (the ones it made when it was journaled; none for an event).
 
         Commands are applied again (with their journaled time); events are
         outputs, so they are not applied but compared with what the commands
@@ -1267,7 +1268,7 @@ class Engine:
             expected = self._expected.popleft() if self._expected else None
             if expected != record:
                 raise ReplayError(f"journal record {record.sequence} ({kind}) is not what replay regenerated")
-            return
+            return []
         if kind not in COMMAND_KINDS:
             raise ReplayError(f"journal record {record.sequence} has no known record kind")
         if self._expected:
@@ -1302,6 +1303,7 @@ class Engine:
         if not outcome.records or outcome.records[0] != record:
             raise ReplayError(f"journal record {record.sequence} ({kind}) does not replay as journaled")
         self._expected.extend(outcome.records[1:])
+        return outcome.reports
 
     def finish_replay(self) -> None:
         """Call after the last journal record; raises when the journal ends mid-command."""

@@ -85,6 +85,11 @@ class EngineLoop:
         self.journal: Journal | None = None
         # Called with every committed batch's records (contiguous sequences, in commit order).
         self.on_committed: list[Callable[[list[trading_pb2.JournalRecord]], None]] = []
+        # Called with every committed batch's records and the reports of its commands (the report
+        # history, trading/history.py, writes them).
+        self.on_reports: list[
+            Callable[[list[trading_pb2.JournalRecord], list[common_pb2.ExecutionReport]], None]
+        ] = []
         self._batch_max_items = batch_max_items
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(max_queued)
         self._on_fatal = on_fatal
@@ -227,6 +232,7 @@ class EngineLoop:
             followers.append(lambda: self.market_data.publish(market))
         if records:
             followers += [partial(committed, records) for committed in self.on_committed]
+            followers += [partial(reported, records, applied.reports) for reported in self.on_reports]
         for follow in followers:
             try:
                 follow()
