@@ -274,6 +274,7 @@ class TradingApp:
             instrument_journaled=self.wait_risk_learned,
             open_orders=self.open_orders,
             fills=self.fills,
+            history=self.history,
             shard=self.settings.trading_shard,
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -24,12 +24,14 @@ from backbone.runtime.errors import (
     already_exists,
     invalid_field,
     not_found,
+    out_of_range,
     unavailable,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import CommandRejected, Engine, InstrumentRejected
 from trading.engine_loop import EngineLoop, Run
 from trading.fills import FillProjection, FillQuery
+from trading.history import ReportHistory
 from trading.open_orders import OpenOrderIndex
 
 log = structlog.get_logger("backbone.trading")
@@ -38,8 +40,9 @@ MAX_COMMANDS_PER_REQUEST = 10_000
 MAX_ORDERS_TO_RESOLVE = 10_000
 # The most orders or fills one ListOpenOrders or ListFills page holds.
 MAX_LIST_PAGE = 1_000
-# The longest ListFills waits for the projection to reach min_sequence, and what it keeps of the
-# caller's deadline to answer after waiting.
+# The longest ListFills waits for the projection to reach min_sequence (and ListExecutions for the
+# report history to reach the journal), and what it keeps of the caller's deadline to answer after
+# waiting.
 MAX_FILLS_WAIT_SECONDS = 5.0
 ANSWER_MARGIN_SECONDS = 0.5
 
@@ -55,6 +58,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         instrument_journaled: Callable[[int, float | None], Awaitable[None]] | None = None,
         open_orders: OpenOrderIndex | None = None,
         fills: FillProjection | None = None,
+        history: ReportHistory | None = None,
         shard: str = "",
     ) -> None:
         self._loop = loop
@@ -62,6 +66,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         # ListOpenOrders' candidates (kept by TradingApp from committed batches) and ListFills' source.
         self._open_orders = open_orders if open_orders is not None else OpenOrderIndex(loop.engine.orders)
         self._fills = fills
+        # ListExecutions' and GetOrder's (of an order the engine forgot) source.
+        self._history = history
         self._max_in_flight = max_in_flight_per_stream
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
         # CreateInstrument answers (TradingApp waits there for risk to have learned it).
@@ -441,6 +447,59 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         )
         page, more, projected = await fills.page(query)
         return trading_pb2.ListFillsResponse(fills=page, more=more, projected_sequence=projected)
+
+    async def ListExecutions(
+        self, request: trading_pb2.ListExecutionsRequest, context: Any
+    ) -> trading_pb2.ListExecutionsResponse:
+        """A page of one account's reports from the history, once it holds every report journaled
+        when the call was answered; the account's last report number then."""
+        account_id = request.account_id
+        if request.last_only:
+            _check_id("account_id", ids.ACCOUNT_ID, account_id)
+            last = await self._loop.call(lambda *_: self._engine.account_sequences.get(account_id, 0))
+            return trading_pb2.ListExecutionsResponse(last_account_sequence=last)
+        _check_listing(account_id, "", request.limit)
+        if request.from_sequence < 1:
+            raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must be at least 1")
+        if request.through_sequence < 0:
+            raise invalid_field("through_sequence", RejectReason.INVALID_RANGE, "must not be negative")
+        history = self._history
+        if history is None or history.pool is None:
+            raise unavailable(
+                RejectReason.SERVICE_STARTING, "trading is starting: its report history is not readable yet"
+            )
+        engine = self._engine
+
+        def run(*_: object) -> tuple[int, int]:
+            return engine.last_sequence, engine.account_sequences.get(account_id, 0)
+
+        # Answered once the batch it ran in is journaled: everything up to `journaled` is then
+        # committed and handed to the history.
+        journaled, last_number = await self._loop.call(run)
+        if request.from_sequence > last_number + 1:
+            raise out_of_range(
+                RejectReason.SEQUENCE_BEYOND_END,
+                f"from_sequence {request.from_sequence} is beyond the account's last report "
+                f"({last_number}) + 1",
+                last_account_sequence=str(last_number),
+            )
+        through = min(request.through_sequence or last_number, last_number)
+        if request.from_sequence > through:
+            return trading_pb2.ListExecutionsResponse(last_account_sequence=last_number)
+        left = context.time_remaining()
+        budget = (
+            MAX_FILLS_WAIT_SECONDS
+            if left is None
+            else min(MAX_FILLS_WAIT_SECONDS, left - ANSWER_MARGIN_SECONDS)
+        )
+        if budget <= 0 or not await history.wait_projected(journaled, budget):
+            raise unavailable(
+                RejectReason.HISTORY_BEHIND,
+                f"the report history is written through journal sequence {history.projected_sequence}, "
+                f"not yet {journaled}; retry",
+            )
+        reports = await history.page(account_id, request.from_sequence, through, request.limit)
+        return trading_pb2.ListExecutionsResponse(reports=reports, last_account_sequence=last_number)
 
 
 async def expire_orders(

@@ -97,6 +97,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.ListExecutions = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ListExecutions',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.FromString,
+                _registered_method=True)
         self.SetInstrumentStatus = channel.unary_unary(
                 '/backbone.trading.v1.TradingService/SetInstrumentStatus',
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusRequest.SerializeToString,
@@ -233,6 +238,18 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExecutions(self, request, context):
+        """ListExecutions returns a page of one account's execution reports by
+        account_sequence from the report history (table trading.reports), which
+        trading writes after each commit in the background: it waits (bounded)
+        until the history holds every report journaled when it was asked
+        (UNAVAILABLE, HISTORY_BEHIND otherwise). A from_sequence beyond the
+        account's last report + 1 is OUT_OF_RANGE (SEQUENCE_BEYOND_END).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetInstrumentStatus(self, request, context):
         """SetInstrumentStatus halts, closes or resumes an instrument (the engine's
         SetInstrumentStatus command, journaled, in the engine's order with the
@@ -318,6 +335,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'ListExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExecutions,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.SerializeToString,
             ),
             'SetInstrumentStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetInstrumentStatus,
@@ -657,6 +679,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/ListFills',
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ListExecutions',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
