@@ -43,6 +43,7 @@ from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnread
 from trading.lease import ShardLease
 from trading.open_orders import OpenOrderIndex
 from trading.reconciler import ReservationReconciler
+from trading.retention import Retention
 from trading.servicer import TradingServicer, expire_orders
 from trading.snapshots import SnapshotStore, Snapshotter, SnapshotUnreadable, freeze, thaw
 
@@ -256,8 +257,10 @@ class TradingApp:
         # follow the engine loaded at start: a snapshot's, or this one).
         self.open_orders = OpenOrderIndex(self.engine.orders)
         self.fills = FillProjection(settings.trading_shard, self._client_order_id_of)
-        # Every report of a journaled command, by account and number (trading/history.py).
+        # Every report of a journaled command, by account and number (trading/history.py), and the
+        # closed orders waiting for it before they leave memory (trading/retention.py; from start).
         self.history = ReportHistory(settings.trading_shard)
+        self.retention: Retention | None = None
 
     def _client_order_id_of(self, order_id: str) -> str:
         """For the fills projection: the client order id of an order of the engine loaded ("" for
@@ -401,7 +404,10 @@ class TradingApp:
             self.open_orders.committed,
             self.fills.committed,
         ]
-        self.loop.on_reports = [self.history.committed]
+        retention = Retention(self.history, [self.fills], self.open_orders.newest)
+        self.loop.on_reports = [self.history.committed, retention.note]
+        retention.note_closed(self.engine)  # what the snapshot and the replay left
+        self.loop.retention = self.retention = retention
         self.history.start()
         self.open_orders.catch_up()  # every open order the replay rebuilt
         if self.health is not None:

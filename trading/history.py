@@ -44,7 +44,7 @@ from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
-from trading.engine import COMMAND_KINDS
+from trading.engine import COMMAND_KINDS, OrderState
 from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
@@ -70,6 +70,17 @@ _SET_MARK = "UPDATE trading.history_projection SET sequence = %s WHERE shard = %
 _PAGE = (
     "SELECT report FROM trading.reports WHERE shard = %s AND account_id = %s "
     "AND account_sequence >= %s AND account_sequence <= %s ORDER BY account_sequence LIMIT %s"
+)
+# Journaled orders by order id or by (account, client order id), each with its last report.
+_RECALL = (
+    "WITH wanted AS ("
+    " SELECT order_id, new_order FROM trading.history_orders"
+    " WHERE shard = %(shard)s AND order_id = ANY(%(ids)s)"
+    " UNION SELECT o.order_id, o.new_order FROM trading.history_orders o"
+    " JOIN unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(account_id, client_order_id)"
+    " ON o.shard = %(shard)s AND o.account_id = k.account_id AND o.client_order_id = k.client_order_id)"
+    " SELECT w.new_order, r.report FROM wanted w JOIN LATERAL (SELECT report FROM trading.reports"
+    " WHERE shard = %(shard)s AND order_id = w.order_id ORDER BY account_sequence DESC LIMIT 1) r ON true"
 )
 _LAST_REPORTS = (
     "SELECT DISTINCT ON (order_id) order_id, report FROM trading.reports WHERE shard = %s "
@@ -314,12 +325,51 @@ class ReportHistory(Watermark):
             rows = await cursor.fetchall()
         return {str(order_id): common_pb2.ExecutionReport.FromString(report) for order_id, report in rows}
 
+    async def orders(
+        self, order_ids: Sequence[str], client_keys: Sequence[tuple[str, str]]
+    ) -> list[OrderState]:
+        """The journaled orders with one of `order_ids` or one of `client_keys` ((account, client
+        order id)), each as its last report left it (one query)."""
+        arguments = {
+            "shard": self.shard,
+            "ids": list(order_ids),
+            "accounts": [account for account, _ in client_keys],
+            "client_ids": [client_order_id for _, client_order_id in client_keys],
+        }
+        async with self._connection() as connection:
+            cursor = await connection.execute(_RECALL, arguments)
+            rows = await cursor.fetchall()
+        return [
+            restored_order(
+                trading_pb2.NewOrder.FromString(new_order),
+                common_pb2.ExecutionReport.FromString(report).order,
+            )
+            for new_order, report in rows
+        ]
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self.pool is None:
             raise RuntimeError("the report history is not open")
         async with self.pool.connection() as connection:
             yield connection
+
+
+def restored_order(command: trading_pb2.NewOrder, last: common_pb2.Order) -> OrderState:
+    """An order as the engine held it, from its NewOrder as journaled and the order as its last
+    report shows it (a closed order: off the book)."""
+    order = OrderState(command, last.created_ns)
+    order.price_ticks = last.price_ticks
+    order.quantity_lots = last.quantity_lots
+    order.reserve_price_ticks = last.reserve_price_ticks or last.price_ticks
+    order.filled_lots = last.filled_lots
+    order.leaves_lots = last.leaves_lots
+    order.cancelled_lots = last.cancelled_lots
+    order.expired_lots = last.expired_lots
+    order.filled_notional = last.filled_notional_ticks_lots
+    order.status = last.status
+    order.updated_ns = last.updated_ns
+    return order
 
 
 def forget(connection: psycopg.Connection[Any], shard: str) -> None:

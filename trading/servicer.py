@@ -94,7 +94,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                             f"has {len(request.commands)} commands; at most "
                             f"{MAX_COMMANDS_PER_REQUEST} fit in one request",
                         )
-                    future = await self._loop.submit(self._orders_run(request), len(request.commands))
+                    new_orders = [
+                        command.new_order for command in request.commands if command.HasField("new_order")
+                    ]
+                    future = await self._loop.submit(
+                        self._orders_run(request), len(request.commands), new_orders
+                    )
                     await answers.put(future)
             except asyncio.CancelledError:
                 raise
@@ -177,6 +182,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             return order if order is not None else order_id in engine.fences
 
         order = await self._loop.call(run)
+        if order is False:  # not in memory: closed and written to the history, or never journaled
+            order = (await self._from_history([order_id])).get(order_id, False)
         if order is True:
             raise not_found(
                 RejectReason.ORDER_FENCED,
@@ -213,7 +220,25 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             return response
 
         answer: trading_pb2.GetOrdersResponse = await self._loop.call(run)
+        missing = [
+            lookup_id
+            for lookup_id, lookup in zip(order_ids, answer.lookups, strict=True)
+            if not lookup.HasField("order") and not lookup.fenced
+        ]
+        if missing:  # closed and written to the history, or never journaled
+            found = await self._from_history(missing)
+            for lookup_id, lookup in zip(order_ids, answer.lookups, strict=True):
+                if lookup_id in found:
+                    lookup.order.CopyFrom(found[lookup_id])
         return answer
+
+    async def _from_history(self, order_ids: list[str]) -> dict[str, common_pb2.Order]:
+        """The orders of `order_ids` the report history holds, as their last report left them
+        (orders the engine no longer holds: closed, and written there before it forgot them)."""
+        if self._history is None or self._history.pool is None:
+            return {}
+        reports = await self._history.last_reports(order_ids)
+        return {order_id: report.order for order_id, report in reports.items()}
 
     async def ResolveOrders(
         self, request: trading_pb2.ResolveOrdersRequest, context: Any
@@ -245,7 +270,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                     fenced += len(fence)
             return response, fenced
 
-        answer: tuple[trading_pb2.ResolveOrdersResponse, int] = await self._loop.call(run)
+        # An order the engine forgot (closed, in the history) is taken back in for this batch, so it
+        # is FOUND, never fenced: the same look-up as a new order's ids.
+        looked_up = [
+            trading_pb2.NewOrder(order_id=item.order_id, account_id=item.account_id) for item in orders
+        ]
+        answer: tuple[trading_pb2.ResolveOrdersResponse, int] = await self._loop.call(run, looked_up)
         response, fenced = answer
         if fenced:
             log.info(
