@@ -408,10 +408,11 @@ class TradingApp:
         self.loop.on_reports = [self.history.committed, retention.note]
         retention.note_closed(self.engine)  # what the snapshot and the replay left
         self.loop.retention = self.retention = retention
-        self.history.start()
         self.open_orders.catch_up()  # every open order the replay rebuilt
         if self.health is not None:
             await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")
+            await self.history.publish_health(self.health, f"{SERVICE_NAME}/report-history")
+        self.history.start()
         await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence

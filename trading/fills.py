@@ -49,7 +49,6 @@ from backbone.common.v1 import common_pb2
 from backbone.ids import INT64_MAX
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
-from backbone.runtime.server import HealthEntries
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
@@ -158,11 +157,8 @@ class FillProjection(Watermark):
         # committed_sequence: the highest sequence known to be committed to the journal;
         # projected_sequence: the mark this process last wrote or read (every trade at or below it
         # is projected).
-        super().__init__()
+        super().__init__("fills projection")
         self._task: asyncio.Task[None] | None = None
-        # Why the last pass failed ("" after a pass that worked), and the health entry that says so.
-        self.failure = ""
-        self._health: tuple[HealthEntries, str] | None = None
 
     async def start(self, settings: Settings, committed_sequence: int) -> None:
         """Open the pool and start projecting; `committed_sequence` is the journal's last (replayed)."""
@@ -177,24 +173,6 @@ class FillProjection(Watermark):
         pool, self.pool = self.pool, None
         if pool is not None:
             await pool.close()
-
-    async def publish_health(self, health: HealthEntries, entry: str) -> None:
-        """Keep health entry `entry` SERVING, NOT_SERVING while passes fail (its detail says why
-        and how far the projection is)."""
-        self._health = (health, entry)
-        await health.set(entry, True, self.describe)
-
-    def describe(self) -> str:
-        """How far the projection is, and why its last pass failed if it did."""
-        where = f"projected through {self.projected_sequence} of {self.committed_sequence} committed"
-        return f"{where}; failing: {self.failure}" if self.failure else where
-
-    async def _failed(self, failure: str) -> None:
-        first = not self.failure
-        self.failure = failure
-        if first and self._health is not None:
-            health, entry = self._health
-            await health.set(entry, False, self.describe)
 
     def committed(self, records: Sequence[trading_pb2.JournalRecord]) -> None:
         """A batch was committed (an EngineLoop.on_committed callback): note it and wake the task."""
@@ -217,12 +195,7 @@ class FillProjection(Watermark):
                 await self._failed(repr(error))
                 await asyncio.sleep(self._idle_seconds)
                 continue
-            if self.failure:
-                self.failure = ""
-                log.info("fills projection: passes work again", projected_sequence=self.projected_sequence)
-                if self._health is not None:
-                    health, entry = self._health
-                    await health.set(entry, True, self.describe)
+            await self._worked()
             if projected >= self._batch_trades:
                 trades += projected
                 continue  # more are waiting

@@ -169,14 +169,13 @@ class ReportHistory(Watermark):
         self.pool: AsyncConnectionPool | None = None
         # committed_sequence: the highest journal sequence whose reports were handed in;
         # projected_sequence: the mark (every command at or below it has its reports in the history).
-        super().__init__()
+        super().__init__("report history")
         # Batches handed in and not written yet, oldest first, and how many reports they hold.
         self._pending: deque[tuple[list[trading_pb2.JournalRecord], list[common_pb2.ExecutionReport]]] = (
             deque()
         )
         self.pending_reports = 0
         self._task: asyncio.Task[None] | None = None
-        self.failure = ""
 
     async def open(self, settings: Settings) -> int:
         """Open the pool and read the mark (creating it at 0); returns it."""
@@ -210,10 +209,6 @@ class ReportHistory(Watermark):
         pool, self.pool = self.pool, None
         if pool is not None:
             await pool.close()
-
-    def describe(self) -> str:
-        where = f"written through {self.projected_sequence} of {self.committed_sequence} committed"
-        return f"{where}; failing: {self.failure}" if self.failure else where
 
     # -- handing reports in ---------------------------------------------------------------
 
@@ -249,15 +244,15 @@ class ReportHistory(Watermark):
                 written = await self.write_pending()
             except (psycopg.Error, PoolTimeout) as error:
                 log.warning("report history: PostgreSQL failed; retrying", error=repr(error))
-                self.failure = f"PostgreSQL: {error!r}"
+                await self._failed(f"PostgreSQL: {error!r}")
                 await asyncio.sleep(self._idle_seconds)
                 continue
             except Exception as error:  # nothing of the batch was written; it is tried again
                 log.exception("report history: a batch failed; retrying")
-                self.failure = repr(error)
+                await self._failed(repr(error))
                 await asyncio.sleep(self._idle_seconds)
                 continue
-            self.failure = ""
+            await self._worked()
             if written and self._pending:
                 continue  # more are waiting
             with contextlib.suppress(TimeoutError):

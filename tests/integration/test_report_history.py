@@ -18,6 +18,7 @@ import pytest
 from backbone.common.v1 import common_pb2
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
+from backbone.runtime.server import HealthEntries, HealthServicer
 from backbone.trading.v1 import trading_pb2
 from tests.instruments import btc_usd
 from tests.integration.test_trading_journal import settings_for
@@ -170,6 +171,56 @@ async def test_a_start_behind_the_journal_replays_and_writes_only_what_follows_t
         expected_reports, expected_orders = replayed_rows(records)
         assert [r[:6] for r in reports_rows] == [r[:6] for r in expected_reports]
         assert order_rows == expected_orders
+    finally:
+        await history.stop()
+        await pool.close()
+
+
+class RecordedHealth(HealthEntries):
+    """The health entries, with what each was last set to."""
+
+    def __init__(self, servicer: HealthServicer) -> None:
+        super().__init__(servicer)
+        self.serving: dict[str, bool] = {}
+
+    async def set(self, name: str, serving: bool, detail: Callable[[], str] | None = None) -> None:
+        self.serving[name] = serving
+        await super().set(name, serving, detail)
+
+
+async def test_failing_passes_say_so_in_health_and_write_nothing_until_they_work(
+    new_database: Callable[[], str],
+) -> None:
+    database_url, settings, pool, _, batches, records = await journaled(new_database)
+    # A row in the way of the first batch's COPY (what a second writer would have left): every
+    # pass fails whole until it is gone.
+    blocker = ("acct-rest", 1, "x", "x", "BTC-USD", 1, b"")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO trading.reports (shard, account_id, account_sequence, order_id, client_order_id, "
+            "symbol, sequence, report) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (SHARD, *blocker),
+        )
+    entries = RecordedHealth(HealthServicer())
+    entry = "backbone.trading.v1.TradingService/report-history"
+    history = ReportHistory(SHARD, idle_seconds=0.05)
+    await history.open(settings)
+    await history.publish_health(entries, entry)
+    history.start()
+    try:
+        for batch_records, reports in batches:
+            history.committed(batch_records, reports)
+        last = records[-1].sequence
+        assert not await history.wait_projected(last, 0.5)
+        assert history.failure.startswith("PostgreSQL: UniqueViolation")
+        assert history.describe().startswith(f"projected through 0 of {last} committed; failing:")
+        assert stored(database_url)[0] == 0 and len(stored(database_url)[1]) == 1  # nothing written
+        assert entries.serving[entry] is False
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute("DELETE FROM trading.reports WHERE order_id = 'x'")
+        assert await history.wait_projected(last, 30.0)
+        assert history.failure == "" and entries.serving[entry] is True
+        assert [r[:6] for r in stored(database_url)[1]] == [r[:6] for r in replayed_rows(records)[0]]
     finally:
         await history.stop()
         await pool.close()
