@@ -145,7 +145,13 @@ def history_rows(shard: str, batches: Sequence[Batch], after: int) -> HistoryRow
                 continue  # a refusal or a retry's answer: nothing journaled, not numbered
             order = report.order
             if report.journal_sequence:
-                sequence = commands[bisect.bisect_right(commands, report.journal_sequence) - 1]
+                position = bisect.bisect_right(commands, report.journal_sequence)
+                if not position:  # its command is not in the batch: a bug, nothing of the batch is written
+                    raise ValueError(
+                        f"report {number} of account {order.account_id} names journal sequence "
+                        f"{report.journal_sequence}, before its batch's first command"
+                    )
+                sequence = commands[position - 1]
             else:
                 sequence = new_orders.get(order.order_id, records[-1].sequence)
             if sequence <= after:

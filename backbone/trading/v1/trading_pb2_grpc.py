@@ -142,7 +142,8 @@ class TradingServiceServicer:
 
     def GetOrder(self, request, context):
         """GetOrder returns one order's current state (NOT_FOUND with reason
-        ORDER_FENCED for an order id ResolveOrders fenced).
+        ORDER_FENCED for an order id ResolveOrders fenced). A closed order the
+        engine no longer holds is read from the report history (its last report).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,7 +151,8 @@ class TradingServiceServicer:
 
     def GetOrders(self, request, context):
         """GetOrders returns what trading knows of several orders at once (at most
-        10,000): each found with its current state, fenced, or unknown. It changes
+        10,000): each found with its current state (a closed one the engine no
+        longer holds from the report history), fenced, or unknown. It changes
         nothing (unlike ResolveOrders, it fences no order).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
