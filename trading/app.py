@@ -258,9 +258,12 @@ class TradingApp:
         self.open_orders = OpenOrderIndex(self.engine.orders)
         self.fills = FillProjection(settings.trading_shard, self._client_order_id_of)
         # Every report of a journaled command, by account and number (trading/history.py), and the
-        # closed orders waiting for it before they leave memory (trading/retention.py; from start).
+        # closed orders waiting for it before they leave memory (trading/retention.py). A request
+        # queued while the process starts has its ids looked up too (refused, UNAVAILABLE, when the
+        # history is not open yet).
         self.history = ReportHistory(settings.trading_shard)
-        self.retention: Retention | None = None
+        self.retention = Retention(self.history, [self.fills], self.open_orders.newest)
+        self.loop.retention = self.retention
 
     def _client_order_id_of(self, order_id: str) -> str:
         """For the fills projection: the client order id of an order of the engine loaded ("" for
@@ -404,10 +407,8 @@ class TradingApp:
             self.open_orders.committed,
             self.fills.committed,
         ]
-        retention = Retention(self.history, [self.fills], self.open_orders.newest)
-        self.loop.on_reports = [self.history.committed, retention.note]
-        retention.note_closed(self.engine)  # what the snapshot and the replay left
-        self.loop.retention = self.retention = retention
+        self.loop.on_reports = [self.history.committed, self.retention.note]
+        self.retention.note_closed(self.engine)  # what the snapshot and the replay left
         self.open_orders.catch_up()  # every open order the replay rebuilt
         if self.health is not None:
             await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")

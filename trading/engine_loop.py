@@ -42,7 +42,7 @@ from trading.engine import Engine
 from trading.execution_feed import ExecutionFeed, stopping_error
 from trading.journal import Journal
 from trading.market_data import Captured, MarketDataFeed
-from trading.retention import Retention
+from trading.retention import Lookup, Retention
 
 log = structlog.get_logger("backbone.trading")
 
@@ -59,15 +59,13 @@ def exit_process(reason: str) -> NoReturn:
 
 
 class _Work:
-    __slots__ = ("future", "new_orders", "run", "size")
+    __slots__ = ("future", "lookup", "run", "size")
 
-    def __init__(
-        self, run: Run, size: int, future: asyncio.Future[Any], new_orders: Sequence[trading_pb2.NewOrder]
-    ) -> None:
+    def __init__(self, run: Run, size: int, future: asyncio.Future[Any], lookup: Lookup | None) -> None:
         self.run = run
         self.size = size
         self.future = future
-        self.new_orders = new_orders
+        self.lookup = lookup
 
 
 class EngineLoop:
@@ -132,12 +130,20 @@ class EngineLoop:
         self, run: Run, size: int = 1, new_orders: Sequence[trading_pb2.NewOrder] = ()
     ) -> asyncio.Future[Any]:
         """Queue work (waiting for room); returns the future of its result. `new_orders` are the
-        NewOrders `run` applies: their ids are looked up in the report history first when the
-        engine does not hold them (Retention.recall)."""
+        NewOrders `run` applies: their ids the engine does not hold are looked up in the report
+        history while the work waits (Retention.look_up), and what is found is taken back into
+        memory before its batch is applied."""
         if self._stopping or self._failed:
             raise stopping_error()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Work(run, size, future, new_orders))
+        retention = self.retention
+        lookup = retention.look_up(self.engine, new_orders) if retention is not None and new_orders else None
+        try:
+            await self._queue.put(_Work(run, size, future, lookup))
+        except BaseException:
+            if lookup is not None and retention is not None:
+                retention.release(lookup)
+            raise
         if self._stopping and self._task is None:
             self._fail_queued()
         return future
@@ -151,6 +157,8 @@ class EngineLoop:
     def _fail_queued(self) -> None:
         while not self._queue.empty():
             work = self._queue.get_nowait()
+            if work.lookup is not None and self.retention is not None:
+                self.retention.release(work.lookup)
             if not work.future.done():
                 work.future.set_exception(stopping_error())
 
@@ -174,8 +182,10 @@ class EngineLoop:
                     work = self._queue.get_nowait()
                     batch.append(work)
                     size += work.size
-                if self.retention is not None and not await self._retain(self.retention, batch):
-                    continue
+                if self.retention is not None:
+                    batch = await self._retain(self.retention, batch)
+                    if not batch:
+                        continue
                 applied = self._apply(batch)
                 if applied is None:
                     return
@@ -191,31 +201,35 @@ class EngineLoop:
             finally:
                 self._busy = False
 
-    async def _retain(self, retention: Retention, batch: list[_Work]) -> bool:
+    async def _retain(self, retention: Retention, batch: list[_Work]) -> list[_Work]:
         """Forget the closed orders the history holds, then take back the forgotten ones the
-        batch's new orders name (one history query); nothing is forgotten between the two and the
-        batch's application. False when the query failed: the batch is refused, nothing applied."""
+        batch's new orders name (their look-ups ran while they waited). Returns the works to
+        apply: one whose look-up failed is refused (UNAVAILABLE, nothing done), the rest go on."""
         try:
             retention.forget_written(self.engine)
         except Exception:  # a bug in forgetting: memory is kept, matching goes on
             log.exception("closed orders could not be forgotten")
-        new_orders = [new_order for work in batch for new_order in work.new_orders]
-        if not new_orders:
-            return True
-        try:
-            await retention.recall(self.engine, new_orders)
-        except Exception as error:
-            log.warning("the report history could not be read; the batch is refused", error=repr(error))
-            _fail(
-                [(work.future, None, None) for work in batch],
-                ServiceError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    RejectReason.DATABASE_UNAVAILABLE,
-                    "trading could not check the order ids against its history; nothing was done, retry",
-                ),
-            )
-            return False
-        return True
+        kept: list[_Work] = []
+        for work in batch:
+            if work.lookup is not None:
+                try:
+                    await retention.recall(self.engine, work.lookup)
+                except Exception as error:
+                    log.warning(
+                        "the report history could not be read; the work is refused", error=repr(error)
+                    )
+                    _fail(
+                        [(work.future, None, None)],
+                        ServiceError(
+                            grpc.StatusCode.UNAVAILABLE,
+                            RejectReason.DATABASE_UNAVAILABLE,
+                            "trading could not check the order ids against its history; "
+                            "nothing was done, retry",
+                        ),
+                    )
+                    continue
+            kept.append(work)
+        return kept
 
     def _apply(self, batch: list[_Work]) -> _Applied | None:
         """Apply a batch in memory; None when the engine failed (the process is stopping)."""

@@ -71,16 +71,19 @@ _PAGE = (
     "SELECT report FROM trading.reports WHERE shard = %s AND account_id = %s "
     "AND account_sequence >= %s AND account_sequence <= %s ORDER BY account_sequence LIMIT %s"
 )
-# Journaled orders by order id or by (account, client order id), each with its last report.
+# Journaled orders by order id or by (account, client order id), each with its last report. Each key
+# is its own index probe (LATERAL): a batch's look-up costs its keys, never a scan of the history.
 _RECALL = (
     "WITH wanted AS ("
-    " SELECT order_id, new_order FROM trading.history_orders"
-    " WHERE shard = %(shard)s AND order_id = ANY(%(ids)s)"
-    " UNION SELECT o.order_id, o.new_order FROM trading.history_orders o"
-    " JOIN unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(account_id, client_order_id)"
-    " ON o.shard = %(shard)s AND o.account_id = k.account_id AND o.client_order_id = k.client_order_id)"
-    " SELECT w.new_order, r.report FROM wanted w JOIN LATERAL (SELECT report FROM trading.reports"
-    " WHERE shard = %(shard)s AND order_id = w.order_id ORDER BY account_sequence DESC LIMIT 1) r ON true"
+    " SELECT o.order_id, o.new_order FROM unnest(%(ids)s::text[]) AS k(order_id)"
+    " CROSS JOIN LATERAL (SELECT order_id, new_order FROM trading.history_orders"
+    " WHERE shard = %(shard)s AND order_id = k.order_id) o"
+    " UNION SELECT o.order_id, o.new_order"
+    " FROM unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(account_id, client_order_id)"
+    " CROSS JOIN LATERAL (SELECT order_id, new_order FROM trading.history_orders WHERE shard = %(shard)s"
+    " AND account_id = k.account_id AND client_order_id = k.client_order_id) o)"
+    " SELECT w.new_order, r.report FROM wanted w CROSS JOIN LATERAL (SELECT report FROM trading.reports"
+    " WHERE shard = %(shard)s AND order_id = w.order_id ORDER BY account_sequence DESC LIMIT 1) r"
 )
 _LAST_REPORTS = (
     "SELECT DISTINCT ON (order_id) order_id, report FROM trading.reports WHERE shard = %s "

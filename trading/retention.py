@@ -10,26 +10,30 @@ written through that sequence. The engine loop forgets them at the start of a ba
 
 A new order whose ids the engine no longer holds must still meet them: client order ids are unique
 per account across history (trading is their authority; risk's Redis claim is a cache), and an
-order id is never reused. So before a batch is applied, its new orders whose client order id and
-order id are not in memory are looked up in the history, in one query for the batch
-(:meth:`Retention.recall`), and what is found is taken back into memory for that batch: the engine
+order id is never reused. So when a request's work is queued, its new orders whose client order id
+and order id are not in memory are looked up in the history, in one query for the request
+(:meth:`Retention.look_up`: the query runs while the work waits, off the engine's path), and before
+its batch is applied what was found is taken back into memory (:meth:`Retention.recall`): the engine
 then answers a retry of a closed order ACCEPTED with the original, a different order under its
 client order id DUPLICATE_CLIENT_ORDER_ID, a reused order id DUPLICATE_ORDER_ID, exactly as
 while it was held; the recalled orders are forgotten again at the next batch.
 
 Memory is then bounded by the open orders plus the closed ones the history (or the fills
-projection) has not written yet. The order the open-order index (trading/open_orders.py) took in
-last is kept a while longer: the index walks the engine's orders back to it.
+projection) has not written yet. Two kinds of order wait longer: the one the open-order index
+(trading/open_orders.py) took in last (the index walks the engine's orders back to it), and those
+closed after the history's mark when a look-up still unfinished started (one the engine held then
+must not leave before that look-up's orders are applied: the look-up did not ask for it).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from backbone.common.v1 import common_pb2
 from backbone.trading.v1 import trading_pb2
-from trading.engine import Engine
+from trading.engine import Engine, OrderState
 from trading.history import ReportHistory
 from trading.watermark import Watermark
 
@@ -53,6 +57,8 @@ class Retention:
         self._kept = kept
         # (journal sequence through which its reports are committed, order id), oldest first.
         self._closed: deque[tuple[int, str]] = deque()
+        # The history's mark when each unfinished look-up started -> how many started then.
+        self._pending: Counter[int] = Counter()
         self.forgotten = 0
         self.recalled = 0
 
@@ -81,6 +87,8 @@ class Retention:
     def forget_written(self, engine: Engine) -> int:
         """Forget the noted orders every projection has written; how many were forgotten."""
         through = min(projection.projected_sequence for projection in self._projections)
+        if self._pending:
+            through = min(through, min(self._pending))
         closed = self._closed
         kept = self._kept()
         ready: list[str] = []
@@ -96,22 +104,68 @@ class Retention:
         self.forgotten += forgotten
         return forgotten
 
-    async def recall(self, engine: Engine, new_orders: Sequence[trading_pb2.NewOrder]) -> int:
-        """Look up in the history, in one query, the new orders whose client order id and order id
-        the engine does not hold, and take what is found back into memory; how many were. (An order
-        to resolve comes as a NewOrder with its order id and account only.)"""
+    def look_up(self, engine: Engine, new_orders: Sequence[trading_pb2.NewOrder]) -> Lookup:
+        """Start looking up in the history, in one query, the new orders' ids that no open order of
+        the engine holds now (none: no query). Until the look-up is released, no order closed after
+        the history's present mark is forgotten: so an order that holds one of the ids when the
+        batch is applied is either in memory then or in what the query read (an open order now
+        closes after the mark; a closed one in memory closed before it, or after and stays)."""
         orders, client_orders = engine.orders, engine.client_orders
         order_ids: list[str] = []
         client_keys: list[tuple[str, str]] = []
         for new_order in new_orders:
-            if new_order.order_id not in orders:
+            held = orders.get(new_order.order_id)
+            if held is None or held.status not in _OPEN:
                 order_ids.append(new_order.order_id)
-            key = (new_order.account_id, new_order.client_order_id)
-            if new_order.client_order_id and key not in client_orders:
-                client_keys.append(key)
-        if not order_ids and not client_keys:
-            return 0
-        taken = engine.recall(await self._history.orders(order_ids, client_keys))
+            if new_order.client_order_id:
+                key = (new_order.account_id, new_order.client_order_id)
+                holder = orders.get(client_orders.get(key, ""))
+                if holder is None or holder.status not in _OPEN:
+                    client_keys.append(key)
+        mark = self._history.projected_sequence
+        self._pending[mark] += 1
+        if order_ids or client_keys:
+            found: asyncio.Future[list[OrderState]] = asyncio.ensure_future(
+                self._history.orders(order_ids, client_keys)
+            )
+        else:
+            found = asyncio.get_running_loop().create_future()
+            found.set_result([])
+        return Lookup(mark, found)
+
+    async def recall(self, engine: Engine, lookup: Lookup) -> int:
+        """Finish `lookup` and take what it found back into memory (for the batch about to be
+        applied); how many were taken. Raises what the query raised (the look-up is released)."""
+        try:
+            found = await lookup.task
+        finally:
+            self.release(lookup)
+        taken = engine.recall(found)
         self._closed.extendleft((0, order.order_id) for order in taken)  # written: forget next time
         self.recalled += len(taken)
         return len(taken)
+
+    def release(self, lookup: Lookup) -> None:
+        """The look-up's work is done or dropped: it no longer holds forgetting back."""
+        if lookup.released:
+            return
+        lookup.released = True
+        task = lookup.task
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()  # retrieved: a dropped work's failed look-up is not an error to report
+        self._pending[lookup.mark] -= 1
+        if not self._pending[lookup.mark]:
+            del self._pending[lookup.mark]
+
+
+class Lookup:
+    """A look-up of new orders' ids in the history, started when their work was queued."""
+
+    __slots__ = ("mark", "released", "task")
+
+    def __init__(self, mark: int, task: asyncio.Future[list[OrderState]]) -> None:
+        self.mark = mark
+        self.task = task
+        self.released = False
