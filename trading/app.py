@@ -535,6 +535,7 @@ class TradingApp:
             await self.reconciler.stop()
             self.reconciler = None
         await self.loop.stop()
+        await self.retention.stop()
         await self.fills.stop()
         await self.history.stop()
         self.feed.close()

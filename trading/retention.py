@@ -11,8 +11,8 @@ written through that sequence. The engine loop forgets them at the start of a ba
 A new order whose ids the engine no longer holds must still meet them: client order ids are unique
 per account across history (trading is their authority; risk's Redis claim is a cache), and an
 order id is never reused. So when a request's work is queued, its new orders whose client order id
-and order id are not in memory are looked up in the history, in one query for the request
-(:meth:`Retention.look_up`: the query runs while the work waits, off the engine's path), and before
+and order id are not in memory are looked up in the history (:meth:`Retention.look_up`: one query at a
+time, each for every look-up made while the one before ran; it runs while the work waits), and before
 its batch is applied what was found is taken back into memory (:meth:`Retention.recall`): the engine
 then answers a retry of a closed order ACCEPTED with the original, a different order under its
 client order id DUPLICATE_CLIENT_ORDER_ID, a reused order id DUPLICATE_ORDER_ID, exactly as
@@ -32,6 +32,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from backbone.common.v1 import common_pb2
+from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import Engine, OrderState
 from trading.history import ReportHistory
@@ -57,8 +58,11 @@ class Retention:
         self._kept = kept
         # (journal sequence through which its reports are committed, order id), oldest first.
         self._closed: deque[tuple[int, str]] = deque()
-        # The history's mark when each unfinished look-up started -> how many started then.
+        # The history's mark when each unfinished look-up started -> how many started then; the
+        # look-ups gathered for the next query, and the task running queries.
         self._pending: Counter[int] = Counter()
+        self._next: _Query | None = None
+        self._querying: asyncio.Task[None] | None = None
         self.forgotten = 0
         self.recalled = 0
 
@@ -124,14 +128,38 @@ class Retention:
                     client_keys.append(key)
         mark = self._history.projected_sequence
         self._pending[mark] += 1
-        if order_ids or client_keys:
-            found: asyncio.Future[list[OrderState]] = asyncio.ensure_future(
-                self._history.orders(order_ids, client_keys)
-            )
-        else:
-            found = asyncio.get_running_loop().create_future()
+        if not order_ids and not client_keys:
+            found: asyncio.Future[list[OrderState]] = asyncio.get_running_loop().create_future()
             found.set_result([])
-        return Lookup(mark, found)
+            return Lookup(mark, found)
+        # Joins the next query: the look-ups made while one query runs go together in the next
+        # (under load one query serves many requests, as one engine batch serves many commands).
+        if self._next is None:
+            self._next = _Query(asyncio.get_running_loop().create_future())
+        self._next.order_ids.update(order_ids)
+        self._next.client_keys.update(client_keys)
+        if self._querying is None:
+            self._querying = asyncio.create_task(self._query(), name="trading-history-lookups")
+        return Lookup(mark, self._next.found)
+
+    async def stop(self) -> None:
+        """Stop querying (the engine loop has stopped: no work waits for an answer)."""
+        task, self._querying = self._querying, None
+        await stop_task(task)
+
+    async def _query(self) -> None:
+        """Run the gathered look-ups, one query at a time, until none is waiting."""
+        try:
+            while self._next is not None:
+                query, self._next = self._next, None
+                try:
+                    found = await self._history.orders(sorted(query.order_ids), sorted(query.client_keys))
+                except Exception as error:  # each look-up of it fails (its work is refused)
+                    query.found.set_exception(error)
+                else:
+                    query.found.set_result(found)
+        finally:
+            self._querying = None
 
     async def recall(self, engine: Engine, lookup: Lookup) -> int:
         """Finish `lookup` and take what it found back into memory (for the batch about to be
@@ -150,14 +178,23 @@ class Retention:
         if lookup.released:
             return
         lookup.released = True
-        task = lookup.task
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()  # retrieved: a dropped work's failed look-up is not an error to report
+        found = lookup.task
+        if found.done() and not found.cancelled():
+            found.exception()  # retrieved: a dropped work's failed look-up is not an error to report
         self._pending[lookup.mark] -= 1
         if not self._pending[lookup.mark]:
             del self._pending[lookup.mark]
+
+
+class _Query:
+    """The ids of the look-ups gathered for the next query, and its answer."""
+
+    __slots__ = ("client_keys", "found", "order_ids")
+
+    def __init__(self, found: asyncio.Future[list[OrderState]]) -> None:
+        self.order_ids: set[str] = set()
+        self.client_keys: set[tuple[str, str]] = set()
+        self.found = found
 
 
 class Lookup:
