@@ -21,6 +21,7 @@ import redis
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
+from backbone.runtime.errors import from_rpc_error
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.order_saga import client_order_id_key
 from tests.conftest import System
@@ -32,9 +33,9 @@ from tests.integration.gateway_calls import (
     invariants_hold,
     key,
     order,
-    refused,
     setup_market,
 )
+from tests.integration.test_client_order_ids import _submit_until_served
 from tests.integration.test_trading_journal import Trading, new
 from tests.integration.test_trading_snapshots import journaled, whole_journal_digest
 
@@ -176,7 +177,14 @@ async def test_memory_holds_about_the_open_orders_after_100_000_orders(
         assert engine.state_hash() == await whole_journal_digest(settings)
 
 
-def test_a_closed_orders_client_id_after_a_claims_flush_gets_the_original(system: System) -> None:
+@pytest.mark.parametrize("flush", ["claims", "everything"])
+def test_a_closed_orders_client_id_after_a_redis_flush_gets_the_original(
+    system: System, system_factory: Callable[..., System], flush: str
+) -> None:
+    """`claims`: the buyer's client order id claims are deleted (on the module's system);
+    `everything`: FLUSHDB of a system of its own (risk rebuilds from the ledger and trading too)."""
+    if flush == "everything":
+        system = system_factory()
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
         setup_market(gateway, "SOL-USD", "SOL")
@@ -206,17 +214,21 @@ def test_a_closed_orders_client_id_after_a_claims_flush_gets_the_original(system
         with redis.Redis.from_url(system.redis_url) as client:
             claims = list(client.scan_iter(match=client_order_id_key(buyer, "*")))
             assert claims
-            client.delete(*claims)
-        again = gateway.public.SubmitOrder(
-            order("SOL-USD", BUY, "20.00", "1", client_order_id="closed-id"), metadata=key(buyer_key)
+            if flush == "everything":
+                client.flushdb()
+            else:
+                client.delete(*claims)
+        again = _submit_until_served(
+            gateway, order("SOL-USD", BUY, "20.00", "1", client_order_id="closed-id"), buyer_key
         )
+        assert isinstance(again, gateway_pb2.SubmitOrderResponse), again
         assert again.order.order_id == filled.order.order_id
         assert again.order.status == common_pb2.ORDER_STATUS_FILLED
-        error = refused(
-            lambda: gateway.public.SubmitOrder(
-                order("SOL-USD", BUY, "19.00", "1", client_order_id="closed-id"), metadata=key(buyer_key)
-            )
+        different = _submit_until_served(
+            gateway, order("SOL-USD", BUY, "19.00", "1", client_order_id="closed-id"), buyer_key
         )
+        assert isinstance(different, grpc.RpcError), different
+        error = from_rpc_error(different)
         assert (error.code, error.reason) == (grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")
         assert error.metadata.get("order_id") == filled.order.order_id
         found = gateway.public.GetOrder(
