@@ -27,7 +27,7 @@ from tests.unit.test_trading_engine import BUY, SELL, T
 from trading import audit as journal_audit
 from trading.app import replay_journal
 from trading.engine import Engine, Outcome
-from trading.history import ReportHistory, history_rows
+from trading.history import ReportHistory, forget, history_rows
 from trading.journal import Journal
 
 pytestmark = pytest.mark.integration
@@ -221,6 +221,34 @@ async def test_failing_passes_say_so_in_health_and_write_nothing_until_they_work
         assert await history.wait_projected(last, 30.0)
         assert history.failure == "" and entries.serving[entry] is True
         assert [r[:6] for r in stored(database_url)[1]] == [r[:6] for r in replayed_rows(records)[0]]
+    finally:
+        await history.stop()
+        await pool.close()
+
+
+async def test_a_forgotten_history_is_written_again_from_the_whole_journal(
+    new_database: Callable[[], str],
+) -> None:
+    database_url, settings, pool, journal, batches, records = await journaled(new_database)
+    first = ReportHistory(SHARD)
+    await first.open(settings)
+    for batch_records, reports in batches:
+        first.committed(batch_records, reports)
+    await first.stop()  # a graceful stop writes what is queued
+    written = stored(database_url)
+    assert written[0] == records[-1].sequence
+    with psycopg.connect(database_url) as connection:
+        forget(connection, SHARD)  # what an operator does to rebuild it, trading stopped
+    assert stored(database_url) == (0, [], [])
+    history = ReportHistory(SHARD, batch_reports=50, idle_seconds=0.05)
+    assert await history.open(settings) == 0
+    await replay_journal(journal, Engine(), history)
+    history.start()
+    try:
+        assert await history.wait_projected(records[-1].sequence, 30.0)
+        again = stored(database_url)
+        assert again[0] == written[0] and again[2] == written[2]
+        assert [r[:6] for r in again[1]] == [r[:6] for r in written[1]]
     finally:
         await history.stop()
         await pool.close()
