@@ -267,6 +267,9 @@ class RejectReason(StrEnum):
     PROTOCOL_ERROR = "PROTOCOL_ERROR"
     """A service answered in a way the protocol does not allow (internal). The outcome is unknown: call GetOrder."""
 
+    SEQUENCE_BEYOND_END = "SEQUENCE_BEYOND_END"
+    """A resume asks for reports from a number beyond the account's last report plus one (StreamExecutions from_sequence): no such report exists yet. Ask from at most the last report's account_sequence + 1."""
+
     SERVICE_STARTING = "SERVICE_STARTING"
     """The service is starting. Retry shortly."""
 
@@ -314,6 +317,9 @@ class RejectReason(StrEnum):
 
     MARKET_DATA_INTERRUPTED = "MARKET_DATA_INTERRUPTED"
     """The market data feed was interrupted (trading restarted, or its feed was rebuilt). Subscribe again: the new stream starts with fresh snapshots."""
+
+    HISTORY_BEHIND = "HISTORY_BEHIND"
+    """The report history (trading's record of every execution report) has not caught up with the journal within the wait; nothing was sent. Retry shortly with the same from_sequence."""
 
     INTERNAL_ERROR = "INTERNAL_ERROR"
     """An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it."""
@@ -428,6 +434,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.MALFORMED_EVENT: common_pb2.REJECT_REASON_MALFORMED_EVENT,
     RejectReason.TOO_MANY_COMMANDS: common_pb2.REJECT_REASON_TOO_MANY_COMMANDS,
     RejectReason.PROTOCOL_ERROR: common_pb2.REJECT_REASON_PROTOCOL_ERROR,
+    RejectReason.SEQUENCE_BEYOND_END: common_pb2.REJECT_REASON_SEQUENCE_BEYOND_END,
     RejectReason.SERVICE_STARTING: common_pb2.REJECT_REASON_SERVICE_STARTING,
     RejectReason.SERVICE_STOPPING: common_pb2.REJECT_REASON_SERVICE_STOPPING,
     RejectReason.BACKPRESSURE: common_pb2.REJECT_REASON_BACKPRESSURE,
@@ -444,6 +451,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.SETTLEMENT_UNAVAILABLE: common_pb2.REJECT_REASON_SETTLEMENT_UNAVAILABLE,
     RejectReason.DATABASE_UNAVAILABLE: common_pb2.REJECT_REASON_DATABASE_UNAVAILABLE,
     RejectReason.MARKET_DATA_INTERRUPTED: common_pb2.REJECT_REASON_MARKET_DATA_INTERRUPTED,
+    RejectReason.HISTORY_BEHIND: common_pb2.REJECT_REASON_HISTORY_BEHIND,
     RejectReason.INTERNAL_ERROR: common_pb2.REJECT_REASON_INTERNAL_ERROR,
 }
 _STAGES: dict[RejectReason, Stage] = {
@@ -527,6 +535,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.MALFORMED_EVENT: Stage.DELIVERY,
     RejectReason.TOO_MANY_COMMANDS: Stage.DELIVERY,
     RejectReason.PROTOCOL_ERROR: Stage.DELIVERY,
+    RejectReason.SEQUENCE_BEYOND_END: Stage.DELIVERY,
     RejectReason.SERVICE_STARTING: Stage.AVAILABILITY,
     RejectReason.SERVICE_STOPPING: Stage.AVAILABILITY,
     RejectReason.BACKPRESSURE: Stage.AVAILABILITY,
@@ -543,6 +552,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.SETTLEMENT_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.DATABASE_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.MARKET_DATA_INTERRUPTED: Stage.AVAILABILITY,
+    RejectReason.HISTORY_BEHIND: Stage.AVAILABILITY,
     RejectReason.INTERNAL_ERROR: Stage.AVAILABILITY,
 }
 _ADVICE: dict[RejectReason, str] = {
@@ -626,6 +636,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.MALFORMED_EVENT: 'An event could not be read (internal); the receiver stops the stream.',
     RejectReason.TOO_MANY_COMMANDS: 'A request carries more commands than one message may (1,000 on StreamOrders); send them in several requests.',
     RejectReason.PROTOCOL_ERROR: 'A service answered in a way the protocol does not allow (internal). The outcome is unknown: call GetOrder.',
+    RejectReason.SEQUENCE_BEYOND_END: "A resume asks for reports from a number beyond the account's last report plus one (StreamExecutions from_sequence): no such report exists yet. Ask from at most the last report's account_sequence + 1.",
     RejectReason.SERVICE_STARTING: 'The service is starting. Retry shortly.',
     RejectReason.SERVICE_STOPPING: 'The service is shutting down. Retry shortly (another instance, or this one once restarted, answers).',
     RejectReason.BACKPRESSURE: 'Too many requests are queued. Retry shortly, or send fewer at once.',
@@ -642,6 +653,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.SETTLEMENT_UNAVAILABLE: 'Settlement (accounts, deposits, balances, API keys) cannot be reached, or went away during the call (the message says which). Retry shortly: a repeated Deposit with the same deposit_id is posted once.',
     RejectReason.DATABASE_UNAVAILABLE: "The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly.",
     RejectReason.MARKET_DATA_INTERRUPTED: 'The market data feed was interrupted (trading restarted, or its feed was rebuilt). Subscribe again: the new stream starts with fresh snapshots.',
+    RejectReason.HISTORY_BEHIND: "The report history (trading's record of every execution report) has not caught up with the journal within the wait; nothing was sent. Retry shortly with the same from_sequence.",
     RejectReason.INTERNAL_ERROR: "An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it.",
 }
 _BY_NUMBER: dict[int, RejectReason] = {int(number): reason for reason, number in _NUMBERS.items()}

@@ -71,6 +71,11 @@ class CallerQueue(Generic[Item]):
             await self._wake.wait()
 
     @property
+    def failed(self) -> bool:
+        """Whether the feed ended the queue for a reason (what was queued is still readable)."""
+        return self._error is not None
+
+    @property
     def queued(self) -> int:
         return len(self._items)
 

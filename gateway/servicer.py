@@ -23,7 +23,7 @@ from backbone.runtime.errors import invalid_field, not_found, unavailable
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway.backends import Backends, GetBackends
-from gateway.fanout import FEED_WAIT_SECONDS
+from gateway.executions import LAST_SEQUENCE_HEADER, AccountExecutions
 from gateway.listing import fills_query, next_fills_token, next_orders_token, orders_query
 from gateway.market_data import stream_market_data
 from gateway.mass_cancel import check_symbol, mass_cancel
@@ -148,25 +148,33 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.StreamExecutionsResponse]:
         backends = self._backends()
         account = await self._account(backends, request.account_id, context)
+        if request.from_sequence < 0:
+            raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must not be negative")
         # grpc.aio runs each step of a streaming handler in a task of its own and does
         # not cancel it when the caller goes away: cancel the waiting step ourselves.
         waiting: list[asyncio.Task[Any] | None] = [None]
 
         def caller_gone(_: object) -> None:
-            subscription.end()
+            executions.end()
             task = waiting[0]
             if task is not None and not task.done():
                 task.cancel()
 
-        with backends.fanout.subscribe(account) as subscription:
+        executions = AccountExecutions(backends, account, request.from_sequence)
+        try:
             context.add_done_callback(caller_gone)
-            # Headers go out once the subscription is registered (and the feed is up),
+            # Headers go out once the subscription is registered (and the feed is up), and a
+            # resume's first page is read (a from_sequence beyond the end is refused before),
             # so a client that waits for them misses no report of a later order.
-            await backends.fanout.wait_connected(FEED_WAIT_SECONDS)
-            await context.send_initial_metadata(())
+            first, last_sequence = await executions.start()
+            await context.send_initial_metadata(
+                () if last_sequence is None else ((LAST_SEQUENCE_HEADER, str(last_sequence)),)
+            )
+            shard = backends.settings.trading_shard
+            reports = executions.reports(first)
             while True:
                 waiting[0] = asyncio.current_task()
-                report = await subscription.get()
+                report = await anext(reports, None)
                 waiting[0] = None
                 if report is None:
                     return
@@ -175,7 +183,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     log.error("report for an unknown instrument", symbol=report.order.symbol)
                     continue
                 backends.reported.note((report,))
-                yield gateway_pb2.StreamExecutionsResponse(report=report_view(report, instrument))
+                view = report_view(report, instrument)
+                view.shard = shard
+                yield gateway_pb2.StreamExecutionsResponse(report=view)
+        finally:
+            executions.subscription.close()
 
     # --- balances and reference data ----------------------------------------------------------
 

@@ -26,6 +26,9 @@ says how far behind they are.
 - fills match the journal: the fills projection ListFills reads holds, up to its mark, one row per
   side of each journaled trade, exactly as the trade records it, and nothing else (PENDING while it
   trails the journal);
+- history matches the journal: the report history (StreamExecutions' resume, GetOrder of a closed
+  order) holds, up to its mark, per account the reports numbered 1..n without a gap, each the report
+  the journal's replay makes, and every journaled new order (PENDING while it trails the journal);
 - live engine matches journal (when trading's address is given): the running engine's state
   digest (GetEngineState, asked before the journal is read) equals the digest of the journal's
   replay up to the same sequence; UNCHECKED when trading cannot be asked.
@@ -52,13 +55,15 @@ import redis
 
 from backbone.common.v1 import common_pb2
 from backbone.money import InstrumentMath
+from backbone.trading.v1 import trading_pb2
 from risk import audit as risk_audit
 from settlement import audit as ledger_audit
 from settlement import ledger
 from trading import audit as journal_audit
 from trading.book import InvariantViolation
-from trading.engine import Engine, ReplayError
+from trading.engine import COMMAND_KINDS, Engine, ReplayError
 from trading.fills import client_order_ids, fill_rows
+from trading.history import Batch, history_rows
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS
 
 Status = Literal["ok", "violated", "pending", "unchecked"]
@@ -123,6 +128,9 @@ class _Shard:
     last_event: int  # highest sequence of a trade or release (what risk consumes)
     settlement_cursor: int
     risk_cursor: int
+    # What the replay's commands produced, each as (its records, its reports): the report history's
+    # expected content.
+    batches: Sequence[Batch] = ()
 
     @property
     def last_trade(self) -> int:
@@ -263,12 +271,19 @@ def _read_shards(
         engines = [Engine(), Engine()]
         live_sequence, live_digest = live.get(name, (-1, ""))
         probe = _replay_digest_at(engines[0], live_sequence)
+        batches: list[tuple[list[trading_pb2.JournalRecord], list[common_pb2.ExecutionReport]]] = []
         try:
             for engine in engines:
                 for record in records:
                     if engine is engines[0]:
                         probe()
-                    engine.replay(record)
+                        reports = engine.replay(record, reports=True)
+                        if record.WhichOneof("record") in COMMAND_KINDS or not batches:
+                            batches.append(([record], reports))
+                        else:
+                            batches[-1][0].append(record)
+                    else:
+                        engine.replay(record)
                 engine.finish_replay()
             engines[0].validate()
         except (ReplayError, InvariantViolation) as error:
@@ -298,6 +313,7 @@ def _read_shards(
                 last_event=max(events, default=0),
                 settlement_cursor=cursors.get(name, 0),
                 risk_cursor=risk_cursors.get(name, 0),
+                batches=batches,
             )
         )
     return shards, problems, live_problems
@@ -356,6 +372,64 @@ def _fills_match_journal(db: Db, shards: list[_Shard]) -> Finding:
     if behind:
         return Finding(name, "pending", "the fills projection trails the journal: " + "; ".join(behind))
     return Finding(name, "ok", f"{fills} fills of {trades} trades, each as the journal records it")
+
+
+def _history_matches_journal(db: Db, shards: list[_Shard]) -> Finding:
+    """The report history (StreamExecutions' resume, GetOrder of a closed order) holds, up to its
+    mark, exactly the reports the journal's replay makes: per account, numbers 1..n without a gap,
+    each the same report of the same command; and every journaled new order as sent. Pending while
+    it trails the journal (it is written a moment after each commit)."""
+    name = "history matches the journal"
+    problems: list[str] = []
+    behind: list[str] = []
+    reports = 0
+    for shard in shards:
+        history = journal_audit.report_history(db, shard.name)
+        if history is None:
+            behind.append(f"shard {shard.name} has no report history yet")
+            continue
+        mark, stored_reports, stored_orders = history
+        expected = history_rows(shard.name, shard.batches, 0)
+        expected_reports = {(r[1], r[2]): r[1:] for r in expected.reports if r[6] <= mark}
+        found = {(r[0], r[1]): r for r in stored_reports}
+        numbers: dict[str, list[int]] = defaultdict(list)
+        for key, row in sorted(found.items()):
+            numbers[key[0]].append(key[1])
+            where = f"shard {shard.name}: report {key[1]} of account {key[0]}"
+            if row[5] > mark:
+                problems.append(f"{where} is past the history's mark {mark}")
+            elif key not in expected_reports:
+                problems.append(f"{where} is of no journaled command")
+            elif row[:6] != expected_reports[key][:6] or common_pb2.ExecutionReport.FromString(
+                row[6]
+            ) != common_pb2.ExecutionReport.FromString(expected_reports[key][6]):
+                problems.append(f"{where} differs from the journal's replay")
+        for account, held in sorted(numbers.items()):
+            if held != list(range(1, len(held) + 1)):
+                problems.append(
+                    f"shard {shard.name}: account {account}'s reports are not numbered 1..{len(held)}"
+                )
+        for key in sorted(expected_reports.keys() - found.keys()):
+            problems.append(f"shard {shard.name}: report {key[1]} of account {key[0]} is missing")
+        expected_orders = {r[1]: r[1:] for r in expected.orders if r[4] <= mark}
+        found_orders = {r[0]: r for r in stored_orders}
+        for order_id in sorted(expected_orders.keys() - found_orders.keys()):
+            problems.append(f"shard {shard.name}: new order {order_id} is missing")
+        for order_id in sorted(found_orders.keys() - expected_orders.keys()):
+            problems.append(f"shard {shard.name}: new order {order_id} is of no journaled command")
+        for order_id in sorted(expected_orders.keys() & found_orders.keys()):
+            if expected_orders[order_id] != found_orders[order_id]:
+                problems.append(f"shard {shard.name}: new order {order_id} differs from the journal's")
+        reports += len(stored_reports)
+        if mark < shard.engine.last_sequence:
+            behind.append(f"shard {shard.name} written through {mark} of {shard.engine.last_sequence}")
+    if problems:
+        return Finding.of(name, problems, "", "{n} history problems")
+    if behind:
+        return Finding(name, "pending", "the report history trails the journal: " + "; ".join(behind))
+    return Finding(
+        name, "ok", f"{reports} reports, numbered without a gap, each as the journal's replay makes it"
+    )
 
 
 def _lines(entry: ledger.Entry) -> list[tuple[str, str, int]]:
@@ -600,6 +674,7 @@ def check_once(
                         "reservations match open orders",
                         "risk matches ledger",
                         "fills match the journal",
+                        "history matches the journal",
                     )
                 ]
             else:
@@ -613,6 +688,7 @@ def check_once(
                         for name in ("reservations match open orders", "risk matches ledger")
                     ]
                 findings.append(_fills_match_journal(db, shards))
+                findings.append(_history_matches_journal(db, shards))
             if live_finding is not None:
                 findings.append(live_finding)
             return Report(findings)

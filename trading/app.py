@@ -38,10 +38,12 @@ from trading.engine import Engine, ReplayError
 from trading.engine_loop import EngineLoop
 from trading.execution_feed import ExecutionFeed
 from trading.fills import FillProjection
+from trading.history import ReportHistory
 from trading.journal import RISK_KINDS, SETTLEMENT_KINDS, Journal, JournalUnreadable
 from trading.lease import ShardLease
 from trading.open_orders import OpenOrderIndex
 from trading.reconciler import ReservationReconciler
+from trading.retention import Retention
 from trading.servicer import TradingServicer, expire_orders
 from trading.snapshots import SnapshotStore, Snapshotter, SnapshotUnreadable, freeze, thaw
 
@@ -204,17 +206,27 @@ def _offer_to(
     return offer
 
 
-async def replay_journal(journal: Journal, engine: Engine) -> int:
+async def replay_journal(journal: Journal, engine: Engine, history: ReportHistory | None = None) -> int:
     """Rebuild `engine` from the journal after the sequence it stands at (0 when new, a snapshot's
     otherwise); returns how many records were read. JournalUnreadable when a row cannot be read,
-    a sequence is missing, or the engine refuses a record."""
+    a sequence is missing, or the engine refuses a record.
+
+    The reports the replay makes again go to `history` (those after its mark), which is written
+    as the replay goes whenever a batch of them is queued: a history far behind the journal (the
+    first start after the history existed) is caught up without holding every report."""
     count = 0
     sequence = engine.last_sequence
     try:
         async for record in journal.records(after=engine.last_sequence):
             sequence = record.sequence
-            engine.replay(record)
+            # Reports are made again only for what the history has not written (after its mark).
+            wanted = history is not None and record.sequence > history.committed_sequence
+            reports = engine.replay(record, reports=wanted)
             count += 1
+            if history is not None:
+                history.replayed(record, reports)
+                if history.pending_reports >= history.batch_reports:
+                    await history.write_pending(keep_last=True)
         engine.finish_replay()
     except ReplayError as error:
         raise JournalUnreadable(journal.shard, sequence, str(error)) from None
@@ -247,6 +259,13 @@ class TradingApp:
         # follow the engine loaded at start: a snapshot's, or this one).
         self.open_orders = OpenOrderIndex(self.engine.orders)
         self.fills = FillProjection(settings.trading_shard, self._client_order_id_of)
+        # Every report of a journaled command, by account and number (trading/history.py), and the
+        # closed orders waiting for it before they leave memory (trading/retention.py). A request
+        # queued while the process starts has its ids looked up too (refused, UNAVAILABLE, when the
+        # history is not open yet).
+        self.history = ReportHistory(settings.trading_shard)
+        self.retention = Retention(self.history, [self.fills], self.open_orders.newest)
+        self.loop.retention = self.retention
 
     def _client_order_id_of(self, order_id: str) -> str:
         """For the fills projection: the client order id of an order of the engine loaded ("" for
@@ -263,6 +282,7 @@ class TradingApp:
             instrument_journaled=self.wait_risk_learned,
             open_orders=self.open_orders,
             fills=self.fills,
+            history=self.history,
             shard=self.settings.trading_shard,
             symbols=self.settings.trading_symbols,
         )
@@ -279,8 +299,11 @@ class TradingApp:
         journal = Journal(pool, shard, lease=lease)
         self.journal = journal
         started = time.perf_counter()
+        # The history's mark first: a snapshot after it would skip commands whose reports the
+        # history has not written yet, so none is loaded (their replay writes them).
+        history_mark = await self.history.open(settings)
         snapshots = SnapshotStore(pool, shard)
-        snapshot = await snapshots.newest()
+        snapshot = await snapshots.newest(at_most=history_mark)
         if snapshot is not None:
             try:
                 loaded = await asyncio.to_thread(thaw, shard, snapshot)
@@ -293,7 +316,7 @@ class TradingApp:
             self.open_orders.follow(self.engine.orders)
             self.recovered_from = snapshot.sequence
         try:
-            replayed = await replay_journal(journal, self.engine)
+            replayed = await replay_journal(journal, self.engine, self.history)
         except JournalUnreadable as error:
             log.critical("journal cannot be replayed", shard=shard, sequence=error.sequence, why=error.why)
             raise
@@ -387,9 +410,13 @@ class TradingApp:
             self.open_orders.committed,
             self.fills.committed,
         ]
+        self.loop.on_reports = [self.history.committed, self.retention.note]
+        self.retention.note_closed(self.engine)  # what the snapshot and the replay left
         self.open_orders.catch_up()  # every open order the replay rebuilt
         if self.health is not None:
             await self.fills.publish_health(self.health, f"{SERVICE_NAME}/fills-projection")
+            await self.history.publish_health(self.health, f"{SERVICE_NAME}/report-history")
+        self.history.start()
         await self.fills.start(settings, self.engine.last_sequence)
         for outbox in self.outboxes:  # the lag is counted up to the journal's newest sequence
             outbox.newest_sequence = lambda: self.engine.last_sequence
@@ -525,7 +552,9 @@ class TradingApp:
             await self.reconciler.stop()
             self.reconciler = None
         await self.loop.stop()
+        await self.retention.stop()
         await self.fills.stop()
+        await self.history.stop()
         self.feed.close()
         for outbox in self.outboxes:
             await outbox.stop()

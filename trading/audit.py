@@ -70,3 +70,35 @@ def fills_projection(connection: Connection, shard: str) -> tuple[int, list[tupl
         (shard,),
     ).fetchall()
     return mark, [tuple(r) for r in rows]
+
+
+def report_history(
+    connection: Connection, shard: str
+) -> tuple[int, list[tuple[Any, ...]], list[tuple[Any, ...]]] | None:
+    """The report history of `shard` (trading/history.py): its mark (0 before its first pass), its
+    reports as (account_id, account_sequence, order_id, client_order_id, symbol, sequence, report)
+    and its new orders as (order_id, account_id, client_order_id, sequence, new_order); None before
+    trading created it."""
+    row = connection.execute("SELECT to_regclass('trading.history_projection') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return None
+    row = connection.execute(
+        "SELECT sequence FROM trading.history_projection WHERE shard = %s", (shard,)
+    ).fetchone()
+    mark = int(row[0]) if row else 0
+    reports = connection.execute(
+        "SELECT account_id, account_sequence, order_id, client_order_id, symbol, sequence, report "
+        "FROM trading.reports WHERE shard = %s",
+        (shard,),
+    ).fetchall()
+    orders = connection.execute(
+        "SELECT order_id, account_id, client_order_id, sequence, new_order FROM trading.history_orders "
+        "WHERE shard = %s",
+        (shard,),
+    ).fetchall()
+    return mark, [_plain(r) for r in reports], [_plain(r) for r in orders]
+
+
+def _plain(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row with its bytea columns as bytes (psycopg reads them as memoryview)."""
+    return tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)

@@ -44,15 +44,17 @@ else fenced by a journaled ``order_fenced`` record, so its order id is
 refused (ORDER_FENCED) even if its NewOrder is still on its way; risk
 releases its reservation on that record.
 
-Memory: every order, open or closed, stays in ``Engine.orders`` so GetOrder
-can answer for it, and with it its entry in ``client_orders``; fences stay in
-``Engine.fences`` on the same terms (one small entry per order whose outcome
-was unknown, which only a crash or a lost answer makes: far fewer than
-orders). In this version all of them are kept for the life of the process;
-bounded retention (evicting closed orders after a while, with GetOrder
-falling back to the journal) is a later concern, and fences and index
-entries go with the same rule: a fence is only needed while a NewOrder of its
-id can still arrive, which no stream outlives a trading restart for. Mass
+Memory: an order stays in ``Engine.orders`` (and its client order id in
+``client_orders``) while it is open, and once closed until the report history
+holds its last report (trading/history.py); then :meth:`Engine.forget` drops
+it (trading/retention.py decides when), GetOrder reads it from the history,
+and a new order reusing its ids is checked against the history before the
+engine sees it (:meth:`Engine.recall` takes it back in for that batch). So
+memory is bounded by the open orders plus what the history has not written
+yet, and the state digest covers open orders only. Fences stay in
+``Engine.fences`` for the life of the process (one small entry per order
+whose outcome was unknown, which only a crash or a lost answer makes: far
+fewer than orders). Mass
 cancels and expiries scan the books (open orders only), so the hot path keeps
 no per-account index.
 """
@@ -1299,20 +1301,26 @@ class Engine:
 
     # -- replay --------------------------------------------------------------------------
 
-    def replay(self, record: trading_pb2.JournalRecord) -> None:
-        """Apply one journal record read back at startup, in sequence order.
+    def replay(
+        self, record: trading_pb2.JournalRecord, *, reports: bool = False
+    ) -> list[common_pb2.ExecutionReport]:
+        """Apply one journal record read back at startup, in sequence order; with `reports`,
+        returns the reports a command made again (the ones it made when it was journaled; none
+        for an event).
 
         Commands are applied again (with their journaled time); events are
         outputs, so they are not applied but compared with what the commands
-        regenerated. Any difference raises ReplayError. No reports are made (:func:`no_report`):
-        nothing reads them, and the state (account report numbers included) is the same without.
+        regenerated. Any difference raises ReplayError. Without `reports` none are made
+        (:func:`no_report`): a start asks for them only for the commands its report history has
+        not written yet (a replay of 1M commands spent a third of its time on reports), and the
+        state (account report numbers included) is the same without.
         """
         kind = record.WhichOneof("record")
         if kind in EVENT_KINDS:
             expected = self._expected.popleft() if self._expected else None
             if expected != record:
                 raise ReplayError(f"journal record {record.sequence} ({kind}) is not what replay regenerated")
-            return
+            return []
         if kind not in COMMAND_KINDS:
             raise ReplayError(f"journal record {record.sequence} has no known record kind")
         if self._expected:
@@ -1322,17 +1330,18 @@ class Engine:
                 f"journal record {record.sequence} follows {self.last_sequence}: a gap or a reorder"
             )
         timestamp_ns = record.timestamp_ns
+        maker: ReportMaker = ExecutionReport if reports else no_report
         try:
             if kind == "new_order":
-                outcome = self.new_order(record.new_order, timestamp_ns, journaled=record, report=no_report)
+                outcome = self.new_order(record.new_order, timestamp_ns, journaled=record, report=maker)
             elif kind == "cancel_order":
-                outcome = self.cancel_order(record.cancel_order, timestamp_ns, report=no_report)
+                outcome = self.cancel_order(record.cancel_order, timestamp_ns, report=maker)
             elif kind == "replace_order":
-                outcome = self.replace_order(record.replace_order, timestamp_ns, report=no_report)
+                outcome = self.replace_order(record.replace_order, timestamp_ns, report=maker)
             elif kind == "mass_cancel":
-                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns, report=no_report)
+                outcome = self.mass_cancel(record.mass_cancel, timestamp_ns, report=maker)
             elif kind == "expire_orders":
-                outcome = self.expire_orders(record.expire_orders, timestamp_ns, report=no_report)
+                outcome = self.expire_orders(record.expire_orders, timestamp_ns, report=maker)
             elif kind == "set_instrument_status":
                 outcome = self.set_instrument_status(record.set_instrument_status, timestamp_ns)
             elif kind == "instrument_created":
@@ -1347,6 +1356,7 @@ class Engine:
         if not outcome.records or outcome.records[0] != record:
             raise ReplayError(f"journal record {record.sequence} ({kind}) does not replay as journaled")
         self._expected.extend(outcome.records[1:])
+        return outcome.reports if reports else []
 
     def finish_replay(self) -> None:
         """Call after the last journal record; raises when the journal ends mid-command."""
@@ -1354,6 +1364,38 @@ class Engine:
             raise ReplayError(
                 f"the journal ends before the events of its last command ({len(self._expected)} missing)"
             )
+
+    # -- retention -----------------------------------------------------------------------
+
+    def forget(self, order_ids: Iterable[str]) -> int:
+        """Drop the closed ones of `order_ids` from memory (their client order ids with them);
+        returns how many. The caller forgets an order only once the report history holds its last
+        report (trading/retention.py); GetOrder and a new order's id checks then read it there."""
+        orders, client_orders = self.orders, self.client_orders
+        forgotten = 0
+        for order_id in order_ids:
+            order = orders.get(order_id)
+            if order is None or order.status in _OPEN_STATUSES:
+                continue
+            del orders[order_id]
+            key = (order.account_id, order.client_order_id)
+            if client_orders.get(key) == order_id:
+                del client_orders[key]
+            forgotten += 1
+        return forgotten
+
+    def recall(self, orders: Iterable[OrderState]) -> list[OrderState]:
+        """Take closed orders read back from the report history into memory again (so a new
+        order reusing one's client order id or order id is answered as if it had never left);
+        an order still in memory is kept as it is. Returns those taken in (forget them again)."""
+        taken: list[OrderState] = []
+        for order in orders:
+            if order.order_id in self.orders or order.status in _OPEN_STATUSES:
+                continue
+            self.orders[order.order_id] = order
+            self.client_orders.setdefault((order.account_id, order.client_order_id), order.order_id)
+            taken.append(order)
+        return taken
 
     # -- queries -------------------------------------------------------------------------
 
@@ -1372,8 +1414,17 @@ class Engine:
         return [self.instrument_message(symbol) for symbol in sorted(self.instruments)]
 
     def state_hash(self) -> str:
-        """A digest of the whole state: counters, instruments and their status, books, orders,
-        fences and account report numbers (replay equality)."""
+        """A digest of the state: counters, instruments and their status, books, open orders,
+        fences and account report numbers (replay equality).
+
+        Closed orders are left out: the engine forgets them once the report history holds them
+        (:meth:`forget`), at a moment that depends on when the history's writer ran, not on the
+        journal, so two engines at one sequence may hold different closed orders and still be the
+        same state. Nothing a command does depends on a closed order in memory (a new order's ids
+        are looked up in the history first, :meth:`recall`), and everything about it is in the
+        history; the counters, the books, the open orders and every account's report number are
+        what replay must rebuild exactly.
+        """
         digest = hashlib.sha256()
         digest.update(f"{self.last_sequence}|{self.last_trade_id}|{self.last_timestamp_ns}\n".encode())
         digest.update(f"risk-epoch|{self.risk_epoch}\n".encode())
@@ -1382,6 +1433,8 @@ class Engine:
             digest.update(f"status|{self.instrument_status[symbol]}\n".encode())
             digest.update(self.books[symbol].state_hash().encode())
         for order in self.orders.values():
+            if order.status not in _OPEN_STATUSES:
+                continue  # closed orders leave memory when the history holds them (see forget)
             digest.update(
                 f"{order.order_id}|{order.client_order_id}|{order.account_id}|{order.symbol}|"
                 f"{order.side}|{order.order_type}|{order.time_in_force}|{order.post_only}|"

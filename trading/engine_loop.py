@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NoReturn
 
@@ -42,6 +42,7 @@ from trading.engine import Engine
 from trading.execution_feed import ExecutionFeed, stopping_error
 from trading.journal import Journal
 from trading.market_data import Captured, MarketDataFeed
+from trading.retention import Lookup, Retention
 
 log = structlog.get_logger("backbone.trading")
 
@@ -58,12 +59,13 @@ def exit_process(reason: str) -> NoReturn:
 
 
 class _Work:
-    __slots__ = ("future", "run", "size")
+    __slots__ = ("future", "lookup", "run", "size")
 
-    def __init__(self, run: Run, size: int, future: asyncio.Future[Any]) -> None:
+    def __init__(self, run: Run, size: int, future: asyncio.Future[Any], lookup: Lookup | None) -> None:
         self.run = run
         self.size = size
         self.future = future
+        self.lookup = lookup
 
 
 class EngineLoop:
@@ -85,8 +87,16 @@ class EngineLoop:
         self.journal: Journal | None = None
         # Called with every committed batch's records (contiguous sequences, in commit order).
         self.on_committed: list[Callable[[list[trading_pb2.JournalRecord]], None]] = []
+        # Called with every committed batch's records and the reports of its commands (the report
+        # history, trading/history.py, writes them; the retention notes the orders they closed).
+        self.on_reports: list[
+            Callable[[list[trading_pb2.JournalRecord], list[common_pb2.ExecutionReport]], None]
+        ] = []
         self._batch_max_items = batch_max_items
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(max_queued)
+        # Closed orders leave memory at the start of a batch, and a batch's new orders meet the
+        # ids the engine forgot (trading/retention.py); None: every order is kept.
+        self.retention: Retention | None = None
         self._on_fatal = on_fatal
         self._clock_ns = clock_ns
         self._task: asyncio.Task[None] | None = None
@@ -116,23 +126,39 @@ class EngineLoop:
         self._fail_queued()
         self.market_data.close()
 
-    async def submit(self, run: Run, size: int = 1) -> asyncio.Future[Any]:
-        """Queue work (waiting for room); returns the future of its result."""
+    async def submit(
+        self, run: Run, size: int = 1, new_orders: Sequence[trading_pb2.NewOrder] = ()
+    ) -> asyncio.Future[Any]:
+        """Queue work (waiting for room); returns the future of its result. `new_orders` are the
+        NewOrders `run` applies: their ids the engine does not hold are looked up in the report
+        history while the work waits (Retention.look_up), and what is found is taken back into
+        memory before its batch is applied."""
         if self._stopping or self._failed:
             raise stopping_error()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Work(run, size, future))
+        retention = self.retention
+        lookup = retention.look_up(self.engine, new_orders) if retention is not None and new_orders else None
+        try:
+            await self._queue.put(_Work(run, size, future, lookup))
+        except BaseException:
+            if lookup is not None and retention is not None:
+                retention.release(lookup)
+            raise
         if self._stopping and self._task is None:
             self._fail_queued()
         return future
 
-    async def call(self, run: Run) -> Any:
-        """Run `run` on the engine task; its answer comes once the batch it was in is journaled."""
-        return await (await self.submit(run))
+    async def call(self, run: Run, new_orders: Sequence[trading_pb2.NewOrder] = ()) -> Any:
+        """Run `run` on the engine task; its answer comes once the batch it was in is journaled.
+        `new_orders`: as for submit (an order to resolve or fence comes with its order id and
+        account only, so an order the engine forgot is taken back in first, never fenced)."""
+        return await (await self.submit(run, 1, new_orders))
 
     def _fail_queued(self) -> None:
         while not self._queue.empty():
             work = self._queue.get_nowait()
+            if work.lookup is not None and self.retention is not None:
+                self.retention.release(work.lookup)
             if not work.future.done():
                 work.future.set_exception(stopping_error())
 
@@ -156,6 +182,10 @@ class EngineLoop:
                     work = self._queue.get_nowait()
                     batch.append(work)
                     size += work.size
+                if self.retention is not None:
+                    batch = await self._retain(self.retention, batch)
+                    if not batch:
+                        continue
                 applied = self._apply(batch)
                 if applied is None:
                     return
@@ -170,6 +200,36 @@ class EngineLoop:
                 self._commit_task = asyncio.create_task(self._commit(applied), name="trading-journal")
             finally:
                 self._busy = False
+
+    async def _retain(self, retention: Retention, batch: list[_Work]) -> list[_Work]:
+        """Forget the closed orders the history holds, then take back the forgotten ones the
+        batch's new orders name (their look-ups ran while they waited). Returns the works to
+        apply: one whose look-up failed is refused (UNAVAILABLE, nothing done), the rest go on."""
+        try:
+            retention.forget_written(self.engine)
+        except Exception:  # a bug in forgetting: memory is kept, matching goes on
+            log.exception("closed orders could not be forgotten")
+        kept: list[_Work] = []
+        for work in batch:
+            if work.lookup is not None:
+                try:
+                    await retention.recall(self.engine, work.lookup)
+                except Exception as error:
+                    log.warning(
+                        "the report history could not be read; the work is refused", error=repr(error)
+                    )
+                    _fail(
+                        [(work.future, None, None)],
+                        ServiceError(
+                            grpc.StatusCode.UNAVAILABLE,
+                            RejectReason.DATABASE_UNAVAILABLE,
+                            "trading could not check the order ids against its history; "
+                            "nothing was done, retry",
+                        ),
+                    )
+                    continue
+            kept.append(work)
+        return kept
 
     def _apply(self, batch: list[_Work]) -> _Applied | None:
         """Apply a batch in memory; None when the engine failed (the process is stopping)."""
@@ -227,6 +287,7 @@ class EngineLoop:
             followers.append(lambda: self.market_data.publish(market))
         if records:
             followers += [partial(committed, records) for committed in self.on_committed]
+            followers += [partial(reported, records, applied.reports) for reported in self.on_reports]
         for follow in followers:
             try:
                 follow()

@@ -49,10 +49,10 @@ from backbone.common.v1 import common_pb2
 from backbone.ids import INT64_MAX
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
-from backbone.runtime.server import HealthEntries
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
+from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -138,7 +138,7 @@ def fill_rows(
     )  # fmt: skip
 
 
-class FillProjection:
+class FillProjection(Watermark):
     """Writes one shard's fills projection in the background and reads pages of it."""
 
     def __init__(
@@ -154,16 +154,11 @@ class FillProjection:
         self._batch_trades = batch_trades
         self._idle_seconds = idle_seconds
         self.pool: AsyncConnectionPool | None = None
-        # The highest sequence known to be committed to the journal, and the mark this process
-        # last wrote or read (every trade at or below it is projected).
-        self.committed_sequence = 0
-        self.projected_sequence = 0
-        self._wake = asyncio.Event()
-        self._advanced = asyncio.Event()
+        # committed_sequence: the highest sequence known to be committed to the journal;
+        # projected_sequence: the mark this process last wrote or read (every trade at or below it
+        # is projected).
+        super().__init__("fills projection")
         self._task: asyncio.Task[None] | None = None
-        # Why the last pass failed ("" after a pass that worked), and the health entry that says so.
-        self.failure = ""
-        self._health: tuple[HealthEntries, str] | None = None
 
     async def start(self, settings: Settings, committed_sequence: int) -> None:
         """Open the pool and start projecting; `committed_sequence` is the journal's last (replayed)."""
@@ -179,43 +174,10 @@ class FillProjection:
         if pool is not None:
             await pool.close()
 
-    async def publish_health(self, health: HealthEntries, entry: str) -> None:
-        """Keep health entry `entry` SERVING, NOT_SERVING while passes fail (its detail says why
-        and how far the projection is)."""
-        self._health = (health, entry)
-        await health.set(entry, True, self.describe)
-
-    def describe(self) -> str:
-        """How far the projection is, and why its last pass failed if it did."""
-        where = f"projected through {self.projected_sequence} of {self.committed_sequence} committed"
-        return f"{where}; failing: {self.failure}" if self.failure else where
-
-    async def _failed(self, failure: str) -> None:
-        first = not self.failure
-        self.failure = failure
-        if first and self._health is not None:
-            health, entry = self._health
-            await health.set(entry, False, self.describe)
-
     def committed(self, records: Sequence[trading_pb2.JournalRecord]) -> None:
         """A batch was committed (an EngineLoop.on_committed callback): note it and wake the task."""
         self.committed_sequence = max(self.committed_sequence, records[-1].sequence)
         self._wake.set()
-
-    async def wait_projected(self, sequence: int, timeout_seconds: float) -> bool:
-        """Wait until the projection is complete through `sequence` (at most the committed journal's
-        last sequence: nothing later can be waited for), within `timeout_seconds`."""
-        wanted = min(sequence, self.committed_sequence)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_seconds
-        while self.projected_sequence < wanted:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), remaining)
-        return True
 
     async def _run(self) -> None:
         catching_up, trades = True, 0  # until a pass finds no full batch: the start's catch-up
@@ -233,12 +195,7 @@ class FillProjection:
                 await self._failed(repr(error))
                 await asyncio.sleep(self._idle_seconds)
                 continue
-            if self.failure:
-                self.failure = ""
-                log.info("fills projection: passes work again", projected_sequence=self.projected_sequence)
-                if self._health is not None:
-                    health, entry = self._health
-                    await health.set(entry, True, self.describe)
+            await self._worked()
             if projected >= self._batch_trades:
                 trades += projected
                 continue  # more are waiting
@@ -286,12 +243,6 @@ class FillProjection:
                 await connection.execute(_SET_MARK, (new_mark, last_timestamp_ns, in_order, self.shard))
         self._advance(new_mark)
         return len(trades)
-
-    def _advance(self, mark: int) -> None:
-        if mark > self.projected_sequence:
-            self.projected_sequence = mark
-            self._advanced.set()
-            self._advanced = asyncio.Event()
 
     async def page(self, query: FillQuery) -> tuple[list[trading_pb2.Fill], bool, int]:
         """Up to `query.limit` fills by (trade id, side), whether more follow, and the mark: every

@@ -1,6 +1,7 @@
 """Open orders by account, for ListOpenOrders: which orders of an account may still be open.
 
-The engine keeps every order it ever accepted (``Engine.orders``), so finding one account's
+The engine keeps every open order and the closed ones the report history has not written yet
+(``Engine.orders``, in the order accepted; trading/retention.py), so finding one account's
 open orders there means walking all of them. This index keeps, per account, the keys
 (created_ns, order_id) of its orders that were open when it last looked, in that order (the
 listing's), so a page starts with a bisection and costs about its own orders.
@@ -82,6 +83,11 @@ class OpenOrderIndex:
         self._orders = orders
         self._accounts: dict[str, _AccountOrders] = {}
         self._last: OrderState | None = None  # the newest order taken in
+
+    def newest(self) -> str | None:
+        """The order id the next catch-up walks the engine's orders back to (the engine must
+        hold it until a newer one is taken in: trading/retention.py keeps it)."""
+        return None if self._last is None else self._last.order_id
 
     def __len__(self) -> int:
         """Candidates held (open, or closed and not yet dropped)."""

@@ -134,7 +134,13 @@ class ReservationReconciler:
                     fenced += 1
             return fenced, closed_but_held
 
-        fenced, closed_but_held = await self._loop.call(run)
+        # An order the engine forgot (closed, in the report history) is taken back in first, so it is
+        # held, never fenced.
+        looked_up = [
+            trading_pb2.NewOrder(order_id=order_id, account_id=account_id)
+            for order_id, account_id, _ in candidates
+        ]
+        fenced, closed_but_held = await self._loop.call(run, looked_up)
         if closed_but_held:
             log.warning(
                 "risk still holds reservations of closed orders after the grace period; "

@@ -25,12 +25,14 @@ from backbone.runtime.errors import (
     failed_precondition,
     invalid_field,
     not_found,
+    out_of_range,
     unavailable,
 )
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from trading.engine import CommandRejected, Engine, InstrumentRejected, _rejected_new_order
 from trading.engine_loop import EngineLoop, Run
 from trading.fills import FillProjection, FillQuery
+from trading.history import ReportHistory
 from trading.open_orders import OpenOrderIndex
 
 log = structlog.get_logger("backbone.trading")
@@ -39,8 +41,9 @@ MAX_COMMANDS_PER_REQUEST = 10_000
 MAX_ORDERS_TO_RESOLVE = 10_000
 # The most orders or fills one ListOpenOrders or ListFills page holds.
 MAX_LIST_PAGE = 1_000
-# The longest ListFills waits for the projection to reach min_sequence, and what it keeps of the
-# caller's deadline to answer after waiting.
+# The longest ListFills waits for the projection to reach min_sequence (and ListExecutions for the
+# report history to reach the journal), and what it keeps of the caller's deadline to answer after
+# waiting.
 MAX_FILLS_WAIT_SECONDS = 5.0
 ANSWER_MARGIN_SECONDS = 0.5
 
@@ -56,6 +59,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         instrument_journaled: Callable[[int, float | None], Awaitable[None]] | None = None,
         open_orders: OpenOrderIndex | None = None,
         fills: FillProjection | None = None,
+        history: ReportHistory | None = None,
         shard: str = "",
         symbols: tuple[str, ...] = (),
     ) -> None:
@@ -67,6 +71,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         # ListOpenOrders' candidates (kept by TradingApp from committed batches) and ListFills' source.
         self._open_orders = open_orders if open_orders is not None else OpenOrderIndex(loop.engine.orders)
         self._fills = fills
+        # ListExecutions' and GetOrder's (of an order the engine forgot) source.
+        self._history = history
         self._max_in_flight = max_in_flight_per_stream
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
         # CreateInstrument answers (TradingApp waits there for risk to have learned it).
@@ -93,7 +99,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                             f"has {len(request.commands)} commands; at most "
                             f"{MAX_COMMANDS_PER_REQUEST} fit in one request",
                         )
-                    future = await self._loop.submit(self._orders_run(request), len(request.commands))
+                    new_orders = [
+                        command.new_order for command in request.commands if command.HasField("new_order")
+                    ]
+                    future = await self._loop.submit(
+                        self._orders_run(request), len(request.commands), new_orders
+                    )
                     await answers.put(future)
             except asyncio.CancelledError:
                 raise
@@ -186,6 +197,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             return order if order is not None else order_id in engine.fences
 
         order = await self._loop.call(run)
+        if order is False:  # not in memory: closed and written to the history, or never journaled
+            order = (await self._from_history([order_id])).get(order_id, False)
         if order is True:
             raise not_found(
                 RejectReason.ORDER_FENCED,
@@ -222,7 +235,25 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             return response
 
         answer: trading_pb2.GetOrdersResponse = await self._loop.call(run)
+        missing = [
+            lookup_id
+            for lookup_id, lookup in zip(order_ids, answer.lookups, strict=True)
+            if not lookup.HasField("order") and not lookup.fenced
+        ]
+        if missing:  # closed and written to the history, or never journaled
+            found = await self._from_history(missing)
+            for lookup_id, lookup in zip(order_ids, answer.lookups, strict=True):
+                if lookup_id in found:
+                    lookup.order.CopyFrom(found[lookup_id])
         return answer
+
+    async def _from_history(self, order_ids: list[str]) -> dict[str, common_pb2.Order]:
+        """The orders of `order_ids` the report history holds, as their last report left them
+        (orders the engine no longer holds: closed, and written there before it forgot them)."""
+        if self._history is None or self._history.pool is None:
+            return {}
+        reports = await self._history.last_reports(order_ids)
+        return {order_id: report.order for order_id, report in reports.items()}
 
     async def ResolveOrders(
         self, request: trading_pb2.ResolveOrdersRequest, context: Any
@@ -254,7 +285,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                     fenced += len(fence)
             return response, fenced
 
-        answer: tuple[trading_pb2.ResolveOrdersResponse, int] = await self._loop.call(run)
+        # An order the engine forgot (closed, in the history) is taken back in for this batch, so it
+        # is FOUND, never fenced: the same look-up as a new order's ids.
+        looked_up = [
+            trading_pb2.NewOrder(order_id=item.order_id, account_id=item.account_id) for item in orders
+        ]
+        answer: tuple[trading_pb2.ResolveOrdersResponse, int] = await self._loop.call(run, looked_up)
         response, fenced = answer
         if fenced:
             log.info(
@@ -472,6 +508,59 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         )
         page, more, projected = await fills.page(query)
         return trading_pb2.ListFillsResponse(fills=page, more=more, projected_sequence=projected)
+
+    async def ListExecutions(
+        self, request: trading_pb2.ListExecutionsRequest, context: Any
+    ) -> trading_pb2.ListExecutionsResponse:
+        """A page of one account's reports from the history, once it holds every report journaled
+        when the call was answered; the account's last report number then."""
+        account_id = request.account_id
+        if request.last_only:
+            _check_id("account_id", ids.ACCOUNT_ID, account_id)
+            last = await self._loop.call(lambda *_: self._engine.account_sequences.get(account_id, 0))
+            return trading_pb2.ListExecutionsResponse(last_account_sequence=last)
+        _check_listing(account_id, "", request.limit)
+        if request.from_sequence < 1:
+            raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must be at least 1")
+        if request.through_sequence < 0:
+            raise invalid_field("through_sequence", RejectReason.INVALID_RANGE, "must not be negative")
+        history = self._history
+        if history is None or history.pool is None:
+            raise unavailable(
+                RejectReason.SERVICE_STARTING, "trading is starting: its report history is not readable yet"
+            )
+        engine = self._engine
+
+        def run(*_: object) -> tuple[int, int]:
+            return engine.last_sequence, engine.account_sequences.get(account_id, 0)
+
+        # Answered once the batch it ran in is journaled: everything up to `journaled` is then
+        # committed and handed to the history.
+        journaled, last_number = await self._loop.call(run)
+        if request.from_sequence > last_number + 1:
+            raise out_of_range(
+                RejectReason.SEQUENCE_BEYOND_END,
+                f"from_sequence {request.from_sequence} is beyond the account's last report "
+                f"({last_number}) + 1",
+                last_account_sequence=str(last_number),
+            )
+        through = min(request.through_sequence or last_number, last_number)
+        if request.from_sequence > through:
+            return trading_pb2.ListExecutionsResponse(last_account_sequence=last_number)
+        left = context.time_remaining()
+        budget = (
+            MAX_FILLS_WAIT_SECONDS
+            if left is None
+            else min(MAX_FILLS_WAIT_SECONDS, left - ANSWER_MARGIN_SECONDS)
+        )
+        if budget <= 0 or not await history.wait_projected(journaled, budget):
+            raise unavailable(
+                RejectReason.HISTORY_BEHIND,
+                f"the report history is written through journal sequence {history.projected_sequence}, "
+                f"not yet {journaled}; retry",
+            )
+        reports = await history.page(account_id, request.from_sequence, through, request.limit)
+        return trading_pb2.ListExecutionsResponse(reports=reports, last_account_sequence=last_number)
 
 
 async def expire_orders(

@@ -35,6 +35,7 @@ from pathlib import Path
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from backbone.ids import INT64_MAX
 from backbone.runtime.server import StartRefused
 from backbone.runtime.tasks import stop_task
 from trading.engine import Engine
@@ -117,13 +118,15 @@ class SnapshotStore:
         self._pool = pool
         self.shard = shard
 
-    async def newest(self) -> Snapshot | None:
-        """The newest snapshot in this code's format (older formats are skipped, and said so)."""
+    async def newest(self, at_most: int | None = None) -> Snapshot | None:
+        """The newest snapshot in this code's format (older formats are skipped, and said so), at
+        journal sequence `at_most` or before when given (trading/app.py: the report history's mark,
+        so that every command after the snapshot is replayed and its reports reach the history)."""
         async with self._pool.connection() as connection:
             cursor = await connection.execute(
                 "SELECT sequence, state_hash, payload FROM trading.snapshots WHERE shard = %s AND format = %s"
-                " ORDER BY sequence DESC LIMIT 1",
-                (self.shard, FORMAT),
+                " AND sequence <= %s ORDER BY sequence DESC LIMIT 1",
+                (self.shard, FORMAT, INT64_MAX if at_most is None else at_most),
             )
             row = await cursor.fetchone()
             if row is None:

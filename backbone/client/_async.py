@@ -20,6 +20,7 @@ from backbone.reasons import RejectReason
 from ._async_market_data import AsyncMarketDataStream
 from ._async_order_stream import AsyncOrderStream
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._executions import MAX_ATTEMPTS, ResumePoint
 from ._market_data import market_data_request
 from ._models import (
     Account,
@@ -91,20 +92,45 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
     subscription is live at the gateway, so no report of an order submitted
     inside the block is missed; ``async for report in reports`` reads them.
     A plain ``async for`` over the stream also works (it subscribes lazily).
+
+    A break worth resuming (the gateway or its feed went away, a slow reader
+    dropped) opens a new call by itself, from the report after the last one
+    handed out (``from_sequence``; see ``last_sequence``, ``reconnects``), so
+    every report is seen once; a refusal, or too many breaks in a row, raises
+    :class:`BackboneError`.
     """
 
-    def __init__(self, call: _StreamCall, on_report: Callable[[ExecutionReport], None] | None = None) -> None:
-        self._call = call
+    def __init__(
+        self,
+        open_call: Callable[[int], _StreamCall],
+        on_report: Callable[[ExecutionReport], None] | None = None,
+        *,
+        from_sequence: int = 0,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self._open = open_call
+        self._resume = ResumePoint(from_sequence, max_attempts)
+        self._call = open_call(from_sequence)
         self._on_report = on_report
         self._closed = False
         self._started = False
+
+    @property
+    def last_sequence(self) -> int:
+        """The highest report number handed out (a new call resumes after it)."""
+        return self._resume.last_sequence
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was opened again after a break."""
+        return self._resume.reconnects
 
     async def start(self) -> AsyncExecutionStream:
         """Wait until the gateway has registered the subscription."""
         if not self._started:
             self._started = True
             try:
-                await self._call.initial_metadata()
+                metadata = await self._call.initial_metadata()
             except grpc.RpcError as error:
                 raise BackboneError.from_rpc_error(error) from None
             if self._call.done() and await self._call.code() != grpc.StatusCode.OK:
@@ -112,30 +138,41 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
                     await self._call.read()  # raises the call's error
                 except grpc.RpcError as error:
                     raise BackboneError.from_rpc_error(error) from None
+            self._resume.announced(metadata)
         return self
 
     def __aiter__(self) -> AsyncExecutionStream:
         return self
 
     async def __anext__(self) -> ExecutionReport:
-        if self._closed:
-            raise StopAsyncIteration
-        try:
-            response = await self._call.read()
-        except grpc.RpcError as error:
+        await self.start()
+        while True:
             if self._closed:
-                raise StopAsyncIteration from None
-            raise BackboneError.from_rpc_error(error) from None
-        except asyncio.CancelledError:
-            if self._closed:
-                raise StopAsyncIteration from None
-            raise
-        if not isinstance(response, gateway_pb2.StreamExecutionsResponse):  # grpc.aio.EOF
-            raise StopAsyncIteration
-        report = report_from_proto(response.report)
-        if self._on_report is not None:
-            self._on_report(report)
-        return report
+                raise StopAsyncIteration
+            try:
+                response = await self._call.read()
+            except grpc.RpcError as error:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                failure = BackboneError.from_rpc_error(error)
+                if not self._resume.resumes_after(failure):
+                    raise failure from None
+                await asyncio.sleep(backoff_seconds(self._resume.failures))
+                self._call.cancel()
+                self._resume.reconnects += 1
+                self._call = self._open(self._resume.from_sequence)
+                continue
+            except asyncio.CancelledError:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                raise
+            if not isinstance(response, gateway_pb2.StreamExecutionsResponse):  # grpc.aio.EOF
+                raise StopAsyncIteration
+            report = report_from_proto(response.report)
+            self._resume.saw(report)
+            if self._on_report is not None:
+                self._on_report(report)
+            return report
 
     def close(self) -> None:
         """Stop the subscription."""
@@ -515,11 +552,20 @@ class AsyncClient:
                 return
             token = page.next_page_token
 
-    def stream_executions(self) -> AsyncExecutionStream:
-        """This account's execution reports; use ``async with`` to wait until the subscription is live."""
+    def stream_executions(self, from_sequence: int = 0) -> AsyncExecutionStream:
+        """This account's execution reports; use ``async with`` to wait until the subscription is live.
+
+        ``from_sequence`` > 0 starts with the account's reports from that number (its
+        ``account_sequence``) on, then goes on live; 0 is live only. After a break the stream
+        resumes by itself after the last report it handed out.
+        """
         metadata = self._metadata(False)
-        call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
-        return AsyncExecutionStream(call, self._saw)
+
+        def open_call(start: int) -> _StreamCall:
+            request = gateway_pb2.StreamExecutionsRequest(from_sequence=start)
+            return self._stream_executions(request, metadata=metadata)
+
+        return AsyncExecutionStream(open_call, self._saw, from_sequence=from_sequence)
 
     def order_stream(
         self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER, cancel_on_disconnect: bool = False

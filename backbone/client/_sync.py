@@ -17,6 +17,7 @@ from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
+from ._executions import MAX_ATTEMPTS, ResumePoint
 from ._market_data import market_data_request
 from ._models import (
     Account,
@@ -85,6 +86,12 @@ class _ResponseIterator(Protocol):
 
     def cancel(self) -> bool: ...
 
+    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None: ...
+
+    def is_active(self) -> bool: ...
+
+    def code(self) -> grpc.StatusCode: ...
+
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
@@ -104,32 +111,87 @@ class ExecutionStream(Iterator[ExecutionReport]):
     """The caller's execution reports as they happen; iterate, and close() when done.
 
     Once this object exists the subscription is registered at the gateway, so
-    no report of an order submitted afterwards is missed.
+    no report of an order submitted afterwards is missed. A break worth
+    resuming (the gateway or its feed went away, a slow reader dropped) opens
+    a new call by itself, from the report after the last one handed out
+    (``from_sequence``; see ``last_sequence``, ``reconnects``), so every report
+    is seen once; a refusal, or too many breaks in a row, raises
+    :class:`BackboneError`.
     """
 
     def __init__(
-        self, call: _ResponseIterator, on_report: Callable[[ExecutionReport], None] | None = None
+        self,
+        open_call: Callable[[int], _ResponseIterator],
+        on_report: Callable[[ExecutionReport], None] | None = None,
+        *,
+        from_sequence: int = 0,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
-        self._call = call
+        self._open = open_call
+        self._resume = ResumePoint(from_sequence, max_attempts)
         self._on_report = on_report
         self._closed = False
+        self._call = self._opened(from_sequence)
+
+    @property
+    def last_sequence(self) -> int:
+        """The highest report number handed out (a new call resumes after it)."""
+        return self._resume.last_sequence
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was opened again after a break."""
+        return self._resume.reconnects
+
+    def _opened(self, from_sequence: int) -> _ResponseIterator:
+        """A new call, once the gateway has registered it (its headers); raises its refusal."""
+        call = self._open(from_sequence)
+        metadata = None
+        try:
+            metadata = call.initial_metadata()  # the gateway sends headers once the subscription is live
+            if not call.is_active() and call.code() != grpc.StatusCode.OK:
+                next(call)  # raises the call's error
+        except grpc.RpcError as error:
+            call.cancel()
+            raise BackboneError.from_rpc_error(error) from None
+        except StopIteration:
+            pass
+        self._resume.announced(metadata)
+        return call
 
     def __iter__(self) -> ExecutionStream:
         return self
 
     def __next__(self) -> ExecutionReport:
-        if self._closed:
-            raise StopIteration
-        try:
-            response = next(self._call)
-        except grpc.RpcError as error:
-            if self._closed:
-                raise StopIteration from None
-            raise BackboneError.from_rpc_error(error) from None
-        report = report_from_proto(response.report)
-        if self._on_report is not None:
-            self._on_report(report)
-        return report
+        while not self._closed:
+            try:
+                response = next(self._call)
+            except grpc.RpcError as error:
+                if self._closed:
+                    break
+                self._reopen(BackboneError.from_rpc_error(error))
+                continue
+            report = report_from_proto(response.report)
+            self._resume.saw(report)
+            if self._on_report is not None:
+                self._on_report(report)
+            return report
+        raise StopIteration
+
+    def _reopen(self, failure: BackboneError) -> None:
+        """Open the stream again after `failure`, from the report after the last one handed out;
+        raises the failure when it is not worth it, or after too many in a row."""
+        while True:
+            if not self._resume.resumes_after(failure):
+                raise failure
+            time.sleep(backoff_seconds(self._resume.failures))
+            self._call.cancel()
+            self._resume.reconnects += 1
+            try:
+                self._call = self._opened(self._resume.from_sequence)
+                return
+            except BackboneError as again:
+                failure = again
 
     def close(self) -> None:
         """Stop the subscription."""
@@ -504,20 +566,20 @@ class Client:
                 return
             token = page.next_page_token
 
-    def stream_executions(self) -> ExecutionStream:
-        """Subscribe to this account's execution reports; returns once the subscription is live."""
+    def stream_executions(self, from_sequence: int = 0) -> ExecutionStream:
+        """Subscribe to this account's execution reports; returns once the subscription is live.
+
+        ``from_sequence`` > 0 starts with the account's reports from that number (its
+        ``account_sequence``) on, then goes on live; 0 is live only. After a break the stream
+        resumes by itself after the last report it handed out.
+        """
         metadata = tuple(self._metadata(False))
-        call = self._stream_executions(gateway_pb2.StreamExecutionsRequest(), metadata=metadata)
-        try:
-            call.initial_metadata()  # the gateway sends headers once the subscription is live
-            if not call.is_active() and call.code() != grpc.StatusCode.OK:
-                next(call)  # raises the call's error
-        except grpc.RpcError as error:
-            call.cancel()
-            raise BackboneError.from_rpc_error(error) from None
-        except StopIteration:
-            pass
-        return ExecutionStream(call, self._saw)
+
+        def open_call(start: int) -> _ResponseIterator:
+            request = gateway_pb2.StreamExecutionsRequest(from_sequence=start)
+            return self._stream_executions(request, metadata=metadata)
+
+        return ExecutionStream(open_call, self._saw, from_sequence=from_sequence)
 
     def order_stream(
         self, *, events: EventsMode = "all", buffer: int = DEFAULT_BUFFER, cancel_on_disconnect: bool = False

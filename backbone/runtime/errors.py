@@ -95,6 +95,10 @@ def failed_precondition(reason: RejectReason, message: str, **metadata: str) -> 
     return ServiceError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, (), metadata)
 
 
+def out_of_range(reason: RejectReason, message: str, **metadata: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.OUT_OF_RANGE, reason, message, (), metadata)
+
+
 def already_exists(reason: RejectReason, message: str, **metadata: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.ALREADY_EXISTS, reason, message, (), metadata)
 

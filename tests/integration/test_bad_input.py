@@ -602,6 +602,7 @@ def every_field(gw: Gateway, account_id: str, api_key: str, resting: str) -> lis
         FieldCase("GetOrder", "order_id", order_ids, get_order),
         FieldCase("GetBalances", "account_id", own, get_balances),
         FieldCase("StreamExecutions", "account_id", own, executions),
+        FieldCase("StreamExecutions", "from_sequence", (-1, -(2**63)), executions),
         FieldCase("GetOrderBook", "symbol", symbols, book),
         FieldCase("GetOrderBook", "depth", (ids.MAX_BOOK_DEPTH + 1, *NUMBER_VARIANTS), book),
         FieldCase("StreamMarketData", "symbols[0]", symbols, market_data),

@@ -74,7 +74,9 @@ def test_the_digest_matches_the_journal_and_survives_a_sigkill(gateway: Gateway,
 
     before = engine_state(gateway)
     assert before.shard and len(before.state_hash) == 64 and before.journal_sequence > 0
-    assert (before.open_orders, before.orders, before.instruments) == (1, 3, 1)
+    # Orders in memory: the open one, and the closed ones until the history holds them (their
+    # leaving does not change the digest).
+    assert (before.open_orders, before.instruments) == (1, 1) and 1 <= before.orders <= 3
     report = invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
     live = report.finding("live engine matches journal")
     assert live.status == "ok" and f"sequence {before.journal_sequence}" in live.summary
@@ -83,7 +85,7 @@ def test_the_digest_matches_the_journal_and_survives_a_sigkill(gateway: Gateway,
     system.services.start("trading")
     after = wait_for(lambda: state_when_up(gateway), timeout_seconds=30, what="trading back")
     assert (after.journal_sequence, after.state_hash) == (before.journal_sequence, before.state_hash)
-    assert (after.open_orders, after.orders, after.instruments) == (1, 3, 1)
+    assert (after.open_orders, after.instruments) == (1, 1) and 1 <= after.orders <= 3
 
 
 def test_a_live_state_unlike_the_journal_is_a_violation(gateway: Gateway, system: System) -> None:

@@ -27,6 +27,7 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2
 
+from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import from_rpc_error
@@ -66,6 +67,7 @@ ALL = [
     "reservations match open orders",
     "risk matches ledger",
     "fills match the journal",
+    "history matches the journal",
 ]
 
 
@@ -335,6 +337,58 @@ def test_a_lost_or_altered_fill_is_reported(traded: tuple[System, dict[str, str]
                 "symbol, price_ticks, quantity_lots, fee, liquidity_side, timestamp_ns, sequence) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (shard, *first),
+            )
+            connection.commit()
+    settled(system)
+
+
+def test_a_lost_or_altered_history_report_is_reported(traded: tuple[System, dict[str, str]]) -> None:
+    system, _ = traded
+    settled(system)
+    with psycopg.connect(system.database_url) as connection:
+        (shard,) = journal_audit.shards(connection)
+        history = journal_audit.report_history(connection, shard)
+        assert history is not None
+        _, reports, _ = history
+        numbered = sorted(reports, key=lambda row: (row[0], row[1]))
+        # The first report of an account with two or more is lost (a gap in its numbers), and
+        # another report is altered (its bytes say another status).
+        lost = next(
+            row for row in numbered if row[1] == 1 and any(r[0] == row[0] and r[1] == 2 for r in numbered)
+        )
+        altered = next(row for row in numbered if row[0] != lost[0])
+        changed = common_pb2.ExecutionReport.FromString(altered[6])
+        changed.order.filled_lots += 1
+        connection.execute(
+            "DELETE FROM trading.reports WHERE shard = %s AND account_id = %s AND account_sequence = %s",
+            (shard, lost[0], lost[1]),
+        )
+        connection.execute(
+            "UPDATE trading.reports SET report = %s "
+            "WHERE shard = %s AND account_id = %s AND account_sequence = %s",
+            (changed.SerializeToString(), shard, altered[0], altered[1]),
+        )
+        connection.commit()
+        try:
+            items = (
+                damaged(system, {"history matches the journal"}).finding("history matches the journal").items
+            )
+            assert any(f"account {lost[0]}'s reports are not numbered" in item for item in items), items
+            assert any(f"report 1 of account {lost[0]} is missing" in item for item in items), items
+            assert any(
+                f"report {altered[1]} of account {altered[0]} differs from the journal's replay" in item
+                for item in items
+            ), items
+        finally:
+            connection.execute(
+                "UPDATE trading.reports SET report = %s WHERE shard = %s AND account_id = %s "
+                "AND account_sequence = %s",
+                (altered[6], shard, altered[0], altered[1]),
+            )
+            connection.execute(
+                "INSERT INTO trading.reports (shard, account_id, account_sequence, order_id, "
+                "client_order_id, symbol, sequence, report) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (shard, *lost),
             )
             connection.commit()
     settled(system)

@@ -434,7 +434,10 @@ async def test_concurrent_streams_all_go_through_one_engine(
             assert all(len(r.results) == 20 for r in responses)
         engine = trading.app.engine
         engine.validate()
-        assert len(engine.orders) == 6 * 200
+        # Every order is known: open ones in memory, closed ones there or in the report history.
+        order_ids = [f"t{n}-{i}-{j}" for n in range(6) for i in range(10) for j in range(20)]
+        lookups = (await trading.stub.GetOrders(trading_pb2.GetOrdersRequest(order_ids=order_ids))).lookups
+        assert all(lookup.HasField("order") for lookup in lookups) and len(lookups) == 6 * 200
         assert engine.last_trade_id == 600  # every buy met a sell at the same price
         state = engine.state_hash()
         rows = journal_rows(database_url)

@@ -36,6 +36,7 @@ SQL_OWNERS = {"ledger": "settlement", "trading": "trading"}
 # Tests that write damage into the stores behind the services' backs, to show it is detected.
 DAMAGE_TESTS = {
     "tests/integration/test_invariant_check.py": "damages each store to show `backbone check` reports it",
+    "tests/integration/test_report_history.py": "blocks the history writer: a failing pass writes nothing",
 }
 
 # A key as written, as a SCAN pattern, as a hash tag or as a regular expression ("risk:\\{"): the

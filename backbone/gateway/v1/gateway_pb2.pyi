@@ -69,7 +69,7 @@ class Order(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price: _Optional[str] = ..., quantity: _Optional[str] = ..., filled_quantity: _Optional[str] = ..., leaves_quantity: _Optional[str] = ..., cancelled_quantity: _Optional[str] = ..., average_price: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.OrderStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_only: _Optional[bool] = ..., self_trade_prevention: _Optional[_Union[SelfTradePrevention, str]] = ..., expired_quantity: _Optional[str] = ..., quote_budget: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp", "trading_sequence", "cancel_reason", "account_sequence")
+    __slots__ = ("order", "execution_type", "trade_id", "last_price", "last_quantity", "last_fee", "fee_asset", "liquidity_side", "reject_reason", "timestamp", "trading_sequence", "cancel_reason", "account_sequence", "shard")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class ExecutionReport(_message.Message):
     TRADING_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     order: Order
     execution_type: _common_pb2.ExecutionType
     trade_id: str
@@ -96,7 +97,8 @@ class ExecutionReport(_message.Message):
     trading_sequence: int
     cancel_reason: _common_pb2.CancelReason
     account_sequence: int
-    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trading_sequence: _Optional[int] = ..., cancel_reason: _Optional[_Union[_common_pb2.CancelReason, str]] = ..., account_sequence: _Optional[int] = ...) -> None: ...
+    shard: str
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., execution_type: _Optional[_Union[_common_pb2.ExecutionType, str]] = ..., trade_id: _Optional[str] = ..., last_price: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_fee: _Optional[str] = ..., fee_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[_common_pb2.LiquiditySide, str]] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trading_sequence: _Optional[int] = ..., cancel_reason: _Optional[_Union[_common_pb2.CancelReason, str]] = ..., account_sequence: _Optional[int] = ..., shard: _Optional[str] = ...) -> None: ...
 
 class SubmitOrderRequest(_message.Message):
     __slots__ = ("account_id", "client_order_id", "symbol", "side", "type", "time_in_force", "price", "quantity", "post_only", "self_trade_prevention", "quote_budget")
@@ -239,10 +241,12 @@ class GetOrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class StreamExecutionsRequest(_message.Message):
-    __slots__ = ("account_id",)
+    __slots__ = ("account_id", "from_sequence")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
-    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+    from_sequence: int
+    def __init__(self, account_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
 
 class StreamExecutionsResponse(_message.Message):
     __slots__ = ("report",)

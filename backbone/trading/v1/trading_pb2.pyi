@@ -433,6 +433,28 @@ class ListFillsResponse(_message.Message):
     projected_sequence: int
     def __init__(self, fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., more: _Optional[bool] = ..., projected_sequence: _Optional[int] = ...) -> None: ...
 
+class ListExecutionsRequest(_message.Message):
+    __slots__ = ("account_id", "from_sequence", "through_sequence", "limit", "last_only")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ONLY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    from_sequence: int
+    through_sequence: int
+    limit: int
+    last_only: bool
+    def __init__(self, account_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., through_sequence: _Optional[int] = ..., limit: _Optional[int] = ..., last_only: _Optional[bool] = ...) -> None: ...
+
+class ListExecutionsResponse(_message.Message):
+    __slots__ = ("reports", "last_account_sequence")
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACCOUNT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExecutionReport]
+    last_account_sequence: int
+    def __init__(self, reports: _Optional[_Iterable[_Union[_common_pb2.ExecutionReport, _Mapping]]] = ..., last_account_sequence: _Optional[int] = ...) -> None: ...
+
 class SetInstrumentStatusRequest(_message.Message):
     __slots__ = ("command",)
     COMMAND_FIELD_NUMBER: _ClassVar[int]

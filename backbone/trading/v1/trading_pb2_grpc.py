@@ -97,6 +97,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.ListExecutions = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ListExecutions',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.FromString,
+                _registered_method=True)
         self.SetInstrumentStatus = channel.unary_unary(
                 '/backbone.trading.v1.TradingService/SetInstrumentStatus',
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.SetInstrumentStatusRequest.SerializeToString,
@@ -142,7 +147,8 @@ class TradingServiceServicer:
 
     def GetOrder(self, request, context):
         """GetOrder returns one order's current state (NOT_FOUND with reason
-        ORDER_FENCED for an order id ResolveOrders fenced).
+        ORDER_FENCED for an order id ResolveOrders fenced). A closed order the
+        engine no longer holds is read from the report history (its last report).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,7 +156,8 @@ class TradingServiceServicer:
 
     def GetOrders(self, request, context):
         """GetOrders returns what trading knows of several orders at once (at most
-        10,000): each found with its current state, fenced, or unknown. It changes
+        10,000): each found with its current state (a closed one the engine no
+        longer holds from the report history), fenced, or unknown. It changes
         nothing (unlike ResolveOrders, it fences no order).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -233,6 +240,18 @@ class TradingServiceServicer:
         trading.fills), which trading fills from its journal after each commit,
         in the background; the answer says up to which journal sequence the
         projection is complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExecutions(self, request, context):
+        """ListExecutions returns a page of one account's execution reports by
+        account_sequence from the report history (table trading.reports), which
+        trading writes after each commit in the background: it waits (bounded)
+        until the history holds every report journaled when it was asked
+        (UNAVAILABLE, HISTORY_BEHIND otherwise). A from_sequence beyond the
+        account's last report + 1 is OUT_OF_RANGE (SEQUENCE_BEYOND_END).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -334,6 +353,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'ListExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExecutions,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.SerializeToString,
             ),
             'SetInstrumentStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetInstrumentStatus,
@@ -678,6 +702,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/ListFills',
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.ListFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ListExecutions',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ListExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

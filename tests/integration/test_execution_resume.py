@@ -1,0 +1,235 @@
+"""StreamExecutions resumed from a report number: the past from trading's report history, then live,
+every report once; the SDK resumes a dropped stream by itself.
+
+On a running system: an account's reports are numbered 1..n (account_sequence). A stream opened
+with from_sequence in the middle gets the rest of the past, then the next live report, without a
+gap or a duplicate; at the end (n + 1) it gets the live ones only; beyond that it is OUT_OF_RANGE
+(SEQUENCE_BEYOND_END) and negative is INVALID_ARGUMENT naming the field. A client that drops its
+stream while its resting orders are filled and resumes from its last number + 1 sees those fills
+once. With trading SIGKILLed mid-flow and restarted, the SDK's streams (sync and asyncio) resume
+by themselves and hand out every report once, and `backbone check` finds the history matching the
+journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import pytest
+
+from backbone.client import AsyncClient, Client, ExecutionReport, ExecutionType
+from backbone.common.v1 import common_pb2
+from backbone.gateway.v1 import gateway_pb2
+from backbone.reasons import RejectReason
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from tests.conftest import System
+from tests.integration.gateway_calls import (
+    BUY,
+    SELL,
+    Gateway,
+    funded_account,
+    invariants_hold,
+    key,
+    order,
+    refused,
+    setup_market,
+)
+
+pytestmark = pytest.mark.integration
+
+SYMBOL = "ETH-USD"
+
+
+@pytest.fixture(scope="module")
+def gateway(system: System) -> Iterator[Gateway]:
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        setup_market(gateway, SYMBOL, "ETH")
+        yield gateway
+
+
+def stream(gateway: Gateway, api_key: str, from_sequence: int) -> Any:
+    """A StreamExecutions call once the gateway registered it (its headers came; bounded: it ends
+    with DEADLINE_EXCEEDED at the latest). A refusal is raised by the first read."""
+    call = gateway.public.StreamExecutions(
+        gateway_pb2.StreamExecutionsRequest(from_sequence=from_sequence), metadata=key(api_key), timeout=60
+    )
+    call.initial_metadata()
+    return call
+
+
+def announced(call: Any) -> int:
+    """The account's last report number the gateway said when it registered the stream."""
+    return int(dict(call.initial_metadata())["backbone-account-sequence"])
+
+
+def take(
+    call: Iterator[gateway_pb2.StreamExecutionsResponse], count: int
+) -> list[gateway_pb2.ExecutionReport]:
+    return [next(call).report for _ in range(count)]
+
+
+def rest(gateway: Gateway, api_key: str, side: int, price: str, quantity: str = "1") -> str:
+    placed = gateway.public.SubmitOrder(order(SYMBOL, side, price, quantity), metadata=key(api_key))
+    return str(placed.order.order_id)
+
+
+def test_from_the_middle_the_end_beyond_and_negative(gateway: Gateway, system: System) -> None:
+    _, maker = funded_account(gateway, {"ETH": "100"})
+    _, taker = funded_account(gateway, {"USD": "100000"})
+    for price in ("2000", "2001", "2002"):
+        rest(gateway, maker, SELL, price)
+    gateway.public.SubmitOrder(order(SYMBOL, BUY, "2000", "1"), metadata=key(taker))  # fills the first
+    whole = stream(gateway, maker, 1)
+    past = take(whole, 4)  # three ACCEPTED, one TRADE
+    whole.cancel()
+    assert [r.account_sequence for r in past] == [1, 2, 3, 4]
+    assert [r.execution_type for r in past][-1] == common_pb2.EXECUTION_TYPE_TRADE
+    assert {r.shard for r in past} == {"trading-0"}
+
+    # From the middle: the rest of the past, then live, without a gap or a duplicate.
+    middle = stream(gateway, maker, 3)
+    assert announced(middle) == 4
+    assert [r.account_sequence for r in take(middle, 2)] == [3, 4]
+    rest(gateway, maker, SELL, "2003")
+    (live,) = take(middle, 1)
+    assert live.account_sequence == 5 and live.order.price == "2003.00"
+    middle.cancel()
+
+    # At the end (last + 1): live only, the next report first.
+    end = stream(gateway, maker, 6)
+    rest(gateway, maker, SELL, "2004")
+    assert [r.account_sequence for r in take(end, 1)] == [6]
+    end.cancel()
+
+    # Beyond the end: OUT_OF_RANGE; negative: INVALID_ARGUMENT naming the field; both change nothing.
+    beyond = refused(lambda: next(stream(gateway, maker, 8)))
+    assert beyond.code == grpc.StatusCode.OUT_OF_RANGE and beyond.reason == RejectReason.SEQUENCE_BEYOND_END
+    assert "(6) + 1" in beyond.message
+    negative = refused(lambda: next(stream(gateway, maker, -1)))
+    assert negative.code == grpc.StatusCode.INVALID_ARGUMENT and negative.reason == RejectReason.INVALID_RANGE
+    assert [v.field for v in negative.violations] == ["from_sequence"]
+    again = stream(gateway, maker, 7)
+    rest(gateway, maker, SELL, "2005")
+    assert [r.account_sequence for r in take(again, 1)] == [7]
+    again.cancel()
+
+
+def test_a_dropped_stream_resumed_sees_every_report_once(gateway: Gateway) -> None:
+    _, maker = funded_account(gateway, {"ETH": "100"})
+    _, taker = funded_account(gateway, {"USD": "100000"})
+    live = stream(gateway, maker, 0)
+    assert announced(live) == 0
+    resting = [rest(gateway, maker, SELL, str(1900 + n)) for n in range(5)]
+    seen = take(live, 5)
+    live.cancel()  # dropped
+    # While it is away: every resting order is filled (two reports each for the maker: none,
+    # one per fill) and new ones rest.
+    gateway.public.SubmitOrder(order(SYMBOL, BUY, "1904", "5"), metadata=key(taker))
+    later = [rest(gateway, maker, SELL, str(2200 + n)) for n in range(3)]
+    resumed = stream(gateway, maker, seen[-1].account_sequence + 1)
+    seen += take(resumed, 8)
+    rest(gateway, maker, SELL, "2300")
+    seen += take(resumed, 1)
+    resumed.cancel()
+    assert [r.account_sequence for r in seen] == list(range(1, 15))
+    trades = [r for r in seen if r.execution_type == common_pb2.EXECUTION_TYPE_TRADE]
+    assert sorted(r.order.order_id for r in trades) == sorted(resting)
+    accepted = [r.order.order_id for r in seen if r.execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED]
+    assert accepted[5:8] == later and len(accepted) == 9
+
+
+def test_the_sdk_resumes_by_itself_across_a_sigkill_of_trading(gateway: Gateway, system: System) -> None:
+    maker_id, maker_key = funded_account(gateway, {"ETH": "100"})
+    _, taker_key = funded_account(gateway, {"USD": "100000"})
+    maker = Client.connect(system.gateway, api_key=maker_key)
+    received: list[ExecutionReport] = []
+    async_received: list[ExecutionReport] = []
+    # Three ACCEPTED before the kill; after it, two fills (the best asks of the module's book) and
+    # one ACCEPTED.
+    wanted = 6
+    done = threading.Event()
+
+    async def read_async() -> int:
+        client = await AsyncClient.connect(system.gateway, api_key=maker_key)
+        async with client, client.stream_executions() as reports:
+            async for report in reports:
+                async_received.append(report)
+                if len(async_received) == wanted:
+                    return reports.reconnects
+        return -1
+
+    async_reconnects: list[int] = []
+    async_reader = threading.Thread(
+        target=lambda: async_reconnects.append(asyncio.run(read_async())), daemon=True
+    )
+    with maker.stream_executions() as reports:
+
+        def read() -> None:
+            for report in reports:
+                received.append(report)
+                if len(received) == wanted:
+                    done.set()
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        async_reader.start()
+        time.sleep(0.5)  # the asyncio stream subscribes (it reads from the first report anyway)
+        first = [maker.submit_order(SYMBOL, "sell", Decimal(1800 + n), Decimal("1")) for n in range(3)]
+        assert system.services.kill("trading") == -9
+        system.services.start("trading")
+        system.services.wait_healthy("trading")
+        taker = Client.connect(system.gateway, api_key=taker_key)
+        taker.submit_order(SYMBOL, "buy", Decimal("1801"), Decimal("2"))
+        maker.submit_order(SYMBOL, "sell", Decimal("2500"), Decimal("1"))
+        assert done.wait(60), f"the sync stream saw {len(received)} of {wanted}"
+        reader.join(10)
+        reconnects = reports.reconnects
+    async_reader.join(60)
+    for seen in (received, async_received):
+        assert [r.account_sequence for r in seen] == list(range(1, wanted + 1)), seen
+        assert {r.order.account_id for r in seen} == {maker_id}
+        fills = [r.order.order_id for r in seen if r.execution_type == ExecutionType.TRADE]
+        assert sorted(fills) == sorted(o.order_id for o in first[:2])
+    assert reconnects >= 1 and async_reconnects and async_reconnects[0] >= 1, (reconnects, async_reconnects)
+    # The history the resumes read is the journal's (backbone check, the live engine included).
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"account_id": "", "from_sequence": 1, "limit": 10}, "account_id"),
+        ({"account_id": "bad id", "from_sequence": 1, "limit": 10}, "account_id"),
+        ({"account_id": "a-1", "last_only": True}, None),
+        ({"account_id": "a-1", "from_sequence": 0, "limit": 10}, "from_sequence"),
+        ({"account_id": "a-1", "from_sequence": -(2**63), "limit": 10}, "from_sequence"),
+        ({"account_id": "a-1", "from_sequence": 1, "through_sequence": -1, "limit": 10}, "through_sequence"),
+        ({"account_id": "a-1", "from_sequence": 1, "limit": 0}, "limit"),
+        ({"account_id": "a-1", "from_sequence": 1, "limit": 1001}, "limit"),
+        ({"account_id": "a-1", "from_sequence": 2, "limit": 10}, "beyond"),
+    ],
+)
+def test_tradings_list_executions_refuses_bad_input_naming_the_field(
+    system: System, fields: dict[str, object], named: str | None
+) -> None:
+    with grpc.insecure_channel(system.services.address("trading")) as channel:
+        trading = trading_pb2_grpc.TradingServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = trading_pb2.ListExecutionsRequest(**fields)  # type: ignore[arg-type]
+        if named is None:  # an account with no report: its last number is 0
+            assert trading.ListExecutions(request, timeout=10).last_account_sequence == 0
+            return
+        error = refused(lambda: trading.ListExecutions(request, timeout=10))
+    if named == "beyond":
+        assert error.code == grpc.StatusCode.OUT_OF_RANGE and error.reason == RejectReason.SEQUENCE_BEYOND_END
+    else:
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT and [v.field for v in error.violations] == [
+            named
+        ]
