@@ -1,32 +1,40 @@
-"""StreamExecutions' reports of one account: live, or resumed from a report number and then live.
+"""StreamExecutions' reports of one account: live, or resumed from report numbers and then live.
 
-Live only (``from_sequence`` 0): the account's reports from the fan-out (gateway/fanout.py), from
+Report numbers (``account_sequence``) count per trading shard: each shard numbers the account's
+reports it journals 1, 2, 3... A stream resumes each shard named in its request (its
+``from_sequence`` for the default shard, ``from_shard_sequences`` for any) and takes every other
+shard's reports live only.
+
+Live only (no shard resumed): the account's reports from the fan-out (gateway/fanout.py), from
 the moment the subscription is registered.
 
-Resumed (``from_sequence`` N > 0): the account's reports numbered N, N+1, ... (their
-``account_sequence``), every one once, then live, without a gap or a duplicate:
+Resumed shard S from number N: the account's reports of S numbered N, N+1, ..., every one once,
+then live, without a gap or a duplicate:
 
 1. Subscribe to the live reports first; they queue while the past is read.
-2. Read the past from trading's report history (ListExecutions, a page at a time, so memory holds
-   one page and the subscription's bounded queue), up to the account's last report when each page
-   was asked. Trading answers a page only once its history holds every report journaled when it
-   was asked, so nothing journaled before the subscription was registered is missing: a report
-   the subscription did not get was published (so journaled) before it was registered.
-3. Go live: drop a queued report the history already gave (its number is below the next wanted);
-   should a live report skip numbers, read the skipped ones from the history first.
+2. Read the past from S's report history (ListExecutions, a page at a time, so memory holds
+   one page and the subscription's bounded queue), up to the account's last report of S when
+   each page was asked. Trading answers a page only once its history holds every report
+   journaled when it was asked, so nothing journaled before the subscription was registered is
+   missing: a report the subscription did not get was published (so journaled) before it was
+   registered.
+3. Go live: drop a queued report of S the history already gave (its number is below the next
+   wanted of S); should a live report of S skip numbers, read the skipped ones from S's history
+   first.
 
 A subscription whose queue overflows while the past is read (or whose feed broke) is replaced by
-a new one and the history read again up to the new end, so a long catch-up stays bounded.
-Numbers count per trading shard; a system has one shard today, to which from_sequence applies.
+a new one and every resumed shard's history read again up to its new end, so a long catch-up
+stays bounded.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 
 from backbone.common.v1 import common_pb2
+from backbone.ids import shard_of_order_id
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway.backends import Backends
@@ -34,9 +42,11 @@ from gateway.fanout import FEED_WAIT_SECONDS, Subscription
 
 log = structlog.get_logger("backbone.gateway")
 
-# The initial metadata key of the account's last report number when the subscription was
-# registered (AccountExecutions.start).
+# The initial metadata keys of the account's last report numbers when the subscription was
+# registered (AccountExecutions.start): the default shard's alone, and every shard's as
+# "shard=N,shard=N".
 LAST_SEQUENCE_HEADER = "backbone-account-sequence"
+LAST_SEQUENCES_HEADER = "backbone-account-sequences"
 # Reports read from the history in one ListExecutions call.
 HISTORY_PAGE = 500
 
@@ -44,99 +54,119 @@ HISTORY_PAGE = 500
 class AccountExecutions:
     """One StreamExecutions call's reports (common.v1.ExecutionReport, as trading made them)."""
 
-    def __init__(self, backends: Backends, account_id: str, from_sequence: int) -> None:
+    def __init__(self, backends: Backends, account_id: str, resume: Mapping[str, int]) -> None:
+        """`resume`: shard name -> the number of the first report wanted from it (names of
+        backends.trading_shards, checked by the caller; a shard not in it is live only)."""
         self._backends = backends
         self._account_id = account_id
-        # The number of the next report to send (0: live only, numbers not followed).
-        self._next = from_sequence
-        # The account's last report number as the history last said (resuming only).
-        self._last_known = 0
+        shards = backends.trading_shards
+        self._default = shards.default.name
+        self._stubs = {shard.name: shard.stub for shard in shards.all}
+        # Per resumed shard: the number of the next report to send.
+        self._next = {name: number for name, number in resume.items() if number > 0}
+        # Per resumed shard: the account's last report number as its history last said, and the
+        # first page start() read.
+        self._last_known: dict[str, int] = {}
+        self._first: dict[str, list[common_pb2.ExecutionReport]] = {}
         self._gone = False
         self.subscription: Subscription = backends.fanout.subscribe(account_id)
+
+    def shard_of(self, report: common_pb2.ExecutionReport) -> str:
+        """The shard that journaled `report` (its order id names it; a bare id is the default's)."""
+        return shard_of_order_id(report.order.order_id) or self._default
 
     def end(self) -> None:
         """The caller went away: stop quietly."""
         self._gone = True
         self.subscription.end()
 
-    async def start(self) -> tuple[list[common_pb2.ExecutionReport], int | None]:
-        """Wait (bounded) for the feed; when resuming, read the first page of the past (raising
-        OUT_OF_RANGE, SEQUENCE_BEYOND_END, for a from_sequence beyond the account's last report
-        + 1). Returns that page and the account's last report number once the subscription was
-        registered (every later report follows it: a client resumes from it + 1 if the stream
-        breaks before its first report; None when trading did not say, live only)."""
+    async def start(self) -> dict[str, int]:
+        """Wait (bounded) for the feed; read the first page of each resumed shard's past (raising
+        OUT_OF_RANGE, SEQUENCE_BEYOND_END, for a number beyond the account's last report of the
+        shard + 1). Returns the account's last report number of each shard once the subscription
+        was registered (every later report of a shard follows it: a client resumes from it + 1 if
+        the stream breaks before that shard's first report); a shard that did not say is left out
+        (its reports still come live)."""
         await self._backends.fanout.wait_connected(FEED_WAIT_SECONDS)
-        if self._next:
-            page = await self._page(self._next, 0)
-            self._last_known = page.last_account_sequence
-            return list(page.reports), page.last_account_sequence
-        backends = self._backends
-        request = trading_pb2.ListExecutionsRequest(account_id=self._account_id, last_only=True)
-        try:
-            answer = await backends.call(backends.trading.ListExecutions, request)
-        except ServiceError as error:  # live only works without it, as before resumes existed
-            log.warning("the account's last report number is unknown", why=str(error))
-            return [], None
-        return [], int(answer.last_account_sequence)
+        lasts: dict[str, int] = {}
+        for name in self._stubs:
+            if name in self._next:
+                page = await self._page(name, self._next[name], 0)
+                self._last_known[name] = lasts[name] = int(page.last_account_sequence)
+                self._first[name] = list(page.reports)
+                continue
+            request = trading_pb2.ListExecutionsRequest(account_id=self._account_id, last_only=True)
+            try:
+                answer = await self._backends.call(self._stubs[name].ListExecutions, request)
+            except ServiceError as error:  # live only works without it, as before resumes existed
+                log.warning("the account's last report number is unknown", shard=name, why=str(error))
+                continue
+            lasts[name] = int(answer.last_account_sequence)
+        return lasts
 
-    async def reports(
-        self, first: list[common_pb2.ExecutionReport]
-    ) -> AsyncIterator[common_pb2.ExecutionReport]:
-        """`first` (start()'s), the rest of the past, then the live reports; ends when the caller
-        went away, raises what ended the subscription."""
-        if self._next:
+    async def reports(self) -> AsyncIterator[common_pb2.ExecutionReport]:
+        """Each resumed shard's first page (start()'s) and the rest of its past, then the live
+        reports; ends when the caller went away, raises what ended the subscription."""
+        for name, first in self._first.items():
             for report in first:
-                self._next = report.account_sequence + 1
+                self._next[name] = report.account_sequence + 1
                 yield report
-            async for report in self._past():
-                yield report
+        self._first.clear()
+        async for report in self._past():
+            yield report
         while not self._gone:
             live = await self.subscription.get()
             if live is None:
                 return
             number = live.account_sequence
-            if self._next and number:
-                if number < self._next:
+            name = self.shard_of(live)
+            wanted = self._next.get(name, 0)
+            if wanted and number:
+                if number < wanted:
                     continue  # the history gave it
-                if number > self._next:
-                    async for missed in self._history_through(number - 1):
+                if number > wanted:
+                    async for missed in self._history_through(name, number - 1):
                         yield missed
-                self._next = number + 1
+                self._next[name] = number + 1
             yield live
 
     async def _past(self) -> AsyncIterator[common_pb2.ExecutionReport]:
-        """The reports from the next wanted up to the account's last one, page by page; a
-        subscription that failed meanwhile is replaced and the history read again to its end."""
-        while not self._gone:
-            if self._next <= self._last_known:
-                async for report in self._history_through(self._last_known):
-                    yield report
+        """Each resumed shard's reports from the next wanted up to the account's last one, page by
+        page; a subscription that failed meanwhile is replaced and the histories read again to
+        their ends."""
+        while not self._gone and self._next:
+            for name in list(self._next):
+                if self._next[name] <= self._last_known.get(name, 0):
+                    async for report in self._history_through(name, self._last_known[name]):
+                        yield report
             if not self.subscription.failed:
                 return
             self.subscription.close()
             self.subscription = self._backends.fanout.subscribe(self._account_id)
             await self._backends.fanout.wait_connected(FEED_WAIT_SECONDS)
-            self._last_known = (await self._page(self._next, self._next)).last_account_sequence
+            for name, wanted in self._next.items():
+                self._last_known[name] = (await self._page(name, wanted, wanted)).last_account_sequence
 
-    async def _history_through(self, through: int) -> AsyncIterator[common_pb2.ExecutionReport]:
-        """The history's reports from the next wanted through `through`, a page at a time."""
-        while self._next <= through and not self._gone:
-            page = await self._page(self._next, through)
+    async def _history_through(self, name: str, through: int) -> AsyncIterator[common_pb2.ExecutionReport]:
+        """Shard `name`'s history from its next wanted through `through`, a page at a time."""
+        while self._next[name] <= through and not self._gone:
+            page = await self._page(name, self._next[name], through)
             if not page.reports:
                 return  # nothing more there (cannot happen for journaled numbers)
             for report in page.reports:
-                self._next = report.account_sequence + 1
+                self._next[name] = report.account_sequence + 1
                 yield report
 
-    async def _page(self, from_sequence: int, through_sequence: int) -> trading_pb2.ListExecutionsResponse:
-        backends = self._backends
+    async def _page(
+        self, name: str, from_sequence: int, through_sequence: int
+    ) -> trading_pb2.ListExecutionsResponse:
         request = trading_pb2.ListExecutionsRequest(
             account_id=self._account_id,
             from_sequence=from_sequence,
             through_sequence=through_sequence,
             limit=HISTORY_PAGE,
         )
-        page: trading_pb2.ListExecutionsResponse = await backends.call(
-            backends.trading.ListExecutions, request
+        page: trading_pb2.ListExecutionsResponse = await self._backends.call(
+            self._stubs[name].ListExecutions, request
         )
         return page

@@ -23,7 +23,7 @@ from backbone.runtime.errors import invalid_field, not_found, unavailable
 from backbone.settlement.v1 import settlement_pb2
 from backbone.trading.v1 import trading_pb2
 from gateway.backends import Backends, GetBackends
-from gateway.executions import LAST_SEQUENCE_HEADER, AccountExecutions
+from gateway.executions import LAST_SEQUENCE_HEADER, LAST_SEQUENCES_HEADER, AccountExecutions
 from gateway.listing import fills_query, next_fills_token, next_orders_token, orders_query
 from gateway.market_data import stream_market_data
 from gateway.mass_cancel import check_symbol, mass_cancel
@@ -148,8 +148,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> AsyncIterator[gateway_pb2.StreamExecutionsResponse]:
         backends = self._backends()
         account = await self._account(backends, request.account_id, context)
-        if request.from_sequence < 0:
-            raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must not be negative")
+        resume = _resume_positions(backends, request)
         # grpc.aio runs each step of a streaming handler in a task of its own and does
         # not cancel it when the caller goes away: cancel the waiting step ourselves.
         waiting: list[asyncio.Task[Any] | None] = [None]
@@ -160,18 +159,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             if task is not None and not task.done():
                 task.cancel()
 
-        executions = AccountExecutions(backends, account, request.from_sequence)
+        executions = AccountExecutions(backends, account, resume)
         try:
             context.add_done_callback(caller_gone)
             # Headers go out once the subscription is registered (and the feed is up), and a
-            # resume's first page is read (a from_sequence beyond the end is refused before),
-            # so a client that waits for them misses no report of a later order.
-            first, last_sequence = await executions.start()
-            await context.send_initial_metadata(
-                () if last_sequence is None else ((LAST_SEQUENCE_HEADER, str(last_sequence)),)
-            )
-            shard = backends.settings.trading_shard
-            reports = executions.reports(first)
+            # resume's first pages are read (a number beyond the end is refused before), so a
+            # client that waits for them misses no report of a later order.
+            lasts = await executions.start()
+            headers = [(LAST_SEQUENCES_HEADER, ",".join(f"{name}={last}" for name, last in lasts.items()))]
+            default = backends.trading_shards.default.name
+            if default in lasts:
+                headers.append((LAST_SEQUENCE_HEADER, str(lasts[default])))
+            await context.send_initial_metadata(headers)
+            reports = executions.reports()
             while True:
                 waiting[0] = asyncio.current_task()
                 report = await anext(reports, None)
@@ -184,7 +184,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     continue
                 backends.reported.note((report,))
                 view = report_view(report, instrument)
-                view.shard = shard
+                view.shard = executions.shard_of(report)
                 yield gateway_pb2.StreamExecutionsResponse(report=view)
         finally:
             executions.subscription.close()
@@ -333,3 +333,30 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             walked = shards.sharded and not request.symbol
             response.next_page_token = next_fills_token(query, fills[-1], last_shard if walked else "")
         return response
+
+
+def _resume_positions(backends: Backends, request: gateway_pb2.StreamExecutionsRequest) -> dict[str, int]:
+    """Shard name -> the first report number wanted of it, from StreamExecutions' from_sequence (the
+    default shard's) and from_shard_sequences; 0s left out (live only). Refuses a negative number,
+    an unknown shard and the default shard named twice, before anything is subscribed."""
+    shards = backends.trading_shards
+    if request.from_sequence < 0:
+        raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must not be negative")
+    resume = {shards.default.name: request.from_sequence} if request.from_sequence else {}
+    for name, number in request.from_shard_sequences.items():
+        if number < 0:
+            raise invalid_field(
+                "from_shard_sequences",
+                RejectReason.INVALID_RANGE,
+                f"the number of shard {name[:64]!r} is negative",
+            )
+        shards.named(name)  # NOT_FOUND (UNKNOWN_SHARD) when there is no such shard
+        if name == shards.default.name and request.from_sequence:
+            raise invalid_field(
+                "from_shard_sequences",
+                RejectReason.INVALID_RANGE,
+                f"names the default shard {name!r}, which from_sequence already names: give one",
+            )
+        if number:
+            resume[name] = number
+    return resume

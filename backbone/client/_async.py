@@ -20,7 +20,7 @@ from backbone.reasons import RejectReason
 from ._async_market_data import AsyncMarketDataStream
 from ._async_order_stream import AsyncOrderStream
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
-from ._executions import MAX_ATTEMPTS, ResumePoint
+from ._executions import MAX_ATTEMPTS, ResumePoint, resume_request
 from ._market_data import market_data_request
 from ._models import (
     Account,
@@ -102,7 +102,7 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
 
     def __init__(
         self,
-        open_call: Callable[[int], _StreamCall],
+        open_call: Callable[[gateway_pb2.StreamExecutionsRequest], _StreamCall],
         on_report: Callable[[ExecutionReport], None] | None = None,
         *,
         from_sequence: int = 0,
@@ -110,15 +110,22 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
     ) -> None:
         self._open = open_call
         self._resume = ResumePoint(from_sequence, max_attempts)
-        self._call = open_call(from_sequence)
+        self._call = open_call(resume_request(self._resume.positions()))
         self._on_report = on_report
         self._closed = False
         self._started = False
 
     @property
     def last_sequence(self) -> int:
-        """The highest report number handed out (a new call resumes after it)."""
+        """The highest report number of the default trading shard handed out (a new call resumes
+        after it); with several shards see ``last_sequences``."""
         return self._resume.last_sequence
+
+    @property
+    def last_sequences(self) -> dict[str, int]:
+        """Per trading shard (a report's ``shard``), the highest report number handed out or
+        announced: a new call resumes each after its own."""
+        return dict(self._resume.last)
 
     @property
     def reconnects(self) -> int:
@@ -160,7 +167,7 @@ class AsyncExecutionStream(AsyncIterator[ExecutionReport]):
                 await asyncio.sleep(backoff_seconds(self._resume.failures))
                 self._call.cancel()
                 self._resume.reconnects += 1
-                self._call = self._open(self._resume.from_sequence)
+                self._call = self._open(resume_request(self._resume.positions()))
                 continue
             except asyncio.CancelledError:
                 if self._closed:
@@ -561,8 +568,7 @@ class AsyncClient:
         """
         metadata = self._metadata(False)
 
-        def open_call(start: int) -> _StreamCall:
-            request = gateway_pb2.StreamExecutionsRequest(from_sequence=start)
+        def open_call(request: gateway_pb2.StreamExecutionsRequest) -> _StreamCall:
             return self._stream_executions(request, metadata=metadata)
 
         return AsyncExecutionStream(open_call, self._saw, from_sequence=from_sequence)

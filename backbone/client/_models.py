@@ -177,9 +177,13 @@ class ExecutionReport:
     trading_sequence: int = 0
     # Why the remainder was cancelled or expired, on CANCELLED and EXPIRED reports.
     cancel_reason: CancelReason | None = None
-    # The account's report number: 1, 2, 3... over its journaled reports (a gap is a missed
-    # report); 0 on a report of nothing journaled (a refusal, a retried order's answer).
+    # The account's report number: 1, 2, 3... over its journaled reports of one trading shard (a
+    # gap is a missed report); 0 on a report of nothing journaled (a refusal, a retried order's
+    # answer).
     account_sequence: int = 0
+    # The trading shard that journaled the report (account_sequence counts per shard); set on
+    # StreamExecutions' reports.
+    shard: str = ""
 
 
 @dataclass(frozen=True)
@@ -521,6 +525,7 @@ def report_from_proto(message: gateway_pb2.ExecutionReport, order: Order | None 
         trading_sequence=message.trading_sequence,
         cancel_reason=_CANCEL_REASONS.get(message.cancel_reason),
         account_sequence=message.account_sequence,
+        shard=message.shard,
     )
 
 

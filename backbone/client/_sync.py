@@ -17,7 +17,7 @@ from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
 
 from ._errors import BackboneError, backoff_seconds, is_duplicate_of_earlier_attempt, should_retry
-from ._executions import MAX_ATTEMPTS, ResumePoint
+from ._executions import MAX_ATTEMPTS, ResumePoint, resume_request
 from ._market_data import market_data_request
 from ._models import (
     Account,
@@ -121,7 +121,7 @@ class ExecutionStream(Iterator[ExecutionReport]):
 
     def __init__(
         self,
-        open_call: Callable[[int], _ResponseIterator],
+        open_call: Callable[[gateway_pb2.StreamExecutionsRequest], _ResponseIterator],
         on_report: Callable[[ExecutionReport], None] | None = None,
         *,
         from_sequence: int = 0,
@@ -131,21 +131,28 @@ class ExecutionStream(Iterator[ExecutionReport]):
         self._resume = ResumePoint(from_sequence, max_attempts)
         self._on_report = on_report
         self._closed = False
-        self._call = self._opened(from_sequence)
+        self._call = self._opened(resume_request(self._resume.positions()))
 
     @property
     def last_sequence(self) -> int:
-        """The highest report number handed out (a new call resumes after it)."""
+        """The highest report number of the default trading shard handed out (a new call resumes
+        after it); with several shards see ``last_sequences``."""
         return self._resume.last_sequence
+
+    @property
+    def last_sequences(self) -> dict[str, int]:
+        """Per trading shard (a report's ``shard``), the highest report number handed out or
+        announced: a new call resumes each after its own."""
+        return dict(self._resume.last)
 
     @property
     def reconnects(self) -> int:
         """How many times the stream was opened again after a break."""
         return self._resume.reconnects
 
-    def _opened(self, from_sequence: int) -> _ResponseIterator:
+    def _opened(self, request: gateway_pb2.StreamExecutionsRequest) -> _ResponseIterator:
         """A new call, once the gateway has registered it (its headers); raises its refusal."""
-        call = self._open(from_sequence)
+        call = self._open(request)
         metadata = None
         try:
             metadata = call.initial_metadata()  # the gateway sends headers once the subscription is live
@@ -188,7 +195,7 @@ class ExecutionStream(Iterator[ExecutionReport]):
             self._call.cancel()
             self._resume.reconnects += 1
             try:
-                self._call = self._opened(self._resume.from_sequence)
+                self._call = self._opened(resume_request(self._resume.positions()))
                 return
             except BackboneError as again:
                 failure = again
@@ -575,8 +582,7 @@ class Client:
         """
         metadata = tuple(self._metadata(False))
 
-        def open_call(start: int) -> _ResponseIterator:
-            request = gateway_pb2.StreamExecutionsRequest(from_sequence=start)
+        def open_call(request: gateway_pb2.StreamExecutionsRequest) -> _ResponseIterator:
             return self._stream_executions(request, metadata=metadata)
 
         return ExecutionStream(open_call, self._saw, from_sequence=from_sequence)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 import grpc
 import pytest
 import redis
 
+from backbone.client import Client
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import shard_of_order_id
@@ -152,6 +154,66 @@ def test_a_replace_reaches_the_shard_its_order_id_names(gateway: Gateway, system
     # Held: 2 x 12 + 1 x 9 USD plus the largest fee rate on each (the market's 20 bps taker fee).
     wait_for(lambda: balances(gateway, api_key)["USD"].reserved == "33.066000", what="both replaced holds")
     invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
+
+
+def test_a_resumed_execution_stream_catches_up_on_each_shard(gateway: Gateway, system: System) -> None:
+    """Report numbers count per shard: a stream resumed with each shard's next number gets, once
+    each and in each shard's order, what both shards reported while it was away; the SDK's stream
+    resumes each shard by itself after a break."""
+    _, api_key = trader(gateway)
+    first = gateway.public.StreamExecutions(
+        gateway_pb2.StreamExecutionsRequest(), metadata=key(api_key), timeout=60
+    )
+    announced = dict(first.initial_metadata())["backbone-account-sequences"]
+    assert announced == "trading-0=0,trading-1=0"
+    first.cancel()
+    # Away: two orders on each shard (ACCEPTED, then CANCELLED for one of each).
+    for symbol in (ON_ZERO, ON_ONE):
+        placed = gateway.public.SubmitOrder(order(symbol, BUY, "10.00", "1"), metadata=key(api_key))
+        gateway.public.SubmitOrder(order(symbol, BUY, "11.00", "1"), metadata=key(api_key))
+        gateway.public.CancelOrder(
+            gateway_pb2.CancelOrderRequest(order_id=placed.order.order_id), metadata=key(api_key)
+        )
+    resumed = gateway.public.StreamExecutions(
+        gateway_pb2.StreamExecutionsRequest(from_shard_sequences={"trading-0": 1, "trading-1": 2}),
+        metadata=key(api_key),
+        timeout=60,
+    )
+    seen: dict[str, list[int]] = {"trading-0": [], "trading-1": []}
+    for response in resumed:
+        seen[response.report.shard].append(response.report.account_sequence)
+        if sum(map(len, seen.values())) == 5:
+            break
+    resumed.cancel()
+    assert seen == {"trading-0": [1, 2, 3], "trading-1": [2, 3]}
+    # Refusals: an unknown shard, a negative number, the default shard named twice.
+    cases = (
+        ({"trading-9": 1}, 0, grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_SHARD),
+        ({"trading-1": -1}, 0, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_RANGE),
+        ({"trading-0": 1}, 1, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_RANGE),
+    )
+    for by_shard, default, code, reason in cases:
+        request = gateway_pb2.StreamExecutionsRequest(from_sequence=default, from_shard_sequences=by_shard)
+        error = refused(
+            lambda r=request: next(iter(gateway.public.StreamExecutions(r, metadata=key(api_key))))
+        )
+        assert (error.code, error.reason) == (code, reason)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            assert [v.field for v in error.violations] == ["from_shard_sequences"]
+    # The SDK's stream, broken when trading-1 dies (every stream of the gateway ends then), resumes
+    # each shard by itself: an order placed on trading-0 while trading-1 is down, and one on
+    # trading-1 once it is back, come once each.
+    with Client.connect(system.gateway, api_key=api_key) as client, client.stream_executions() as stream:
+        assert stream.last_sequences == {"trading-0": 3, "trading-1": 3}
+        system.services.kill("trading-1")
+        client.submit_order(ON_ZERO, "BUY", Decimal("9.00"), Decimal("1"))
+        system.services.start("trading-1")
+        system.services.wait_healthy("trading-1")
+        wait_for(lambda: _accepted(gateway, api_key, ON_ONE), what="trading-1 back")
+        got = sorted((report.shard, report.account_sequence) for report in (next(stream), next(stream)))
+        assert got == [("trading-0", 4), ("trading-1", 4)]
+        assert stream.last_sequences == {"trading-0": 4, "trading-1": 4}
+        assert stream.reconnects >= 1
 
 
 def walk_fills(gateway: Gateway, api_key: str, page_size: int) -> list[str]:

@@ -241,12 +241,21 @@ class GetOrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class StreamExecutionsRequest(_message.Message):
-    __slots__ = ("account_id", "from_sequence")
+    __slots__ = ("account_id", "from_sequence", "from_shard_sequences")
+    class FromShardSequencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_SHARD_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     from_sequence: int
-    def __init__(self, account_id: _Optional[str] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+    from_shard_sequences: _containers.ScalarMap[str, int]
+    def __init__(self, account_id: _Optional[str] = ..., from_sequence: _Optional[int] = ..., from_shard_sequences: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StreamExecutionsResponse(_message.Message):
     __slots__ = ("report",)
