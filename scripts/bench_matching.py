@@ -18,8 +18,9 @@ Replay: the engine run's journal records, serialized, are parsed and replayed in
 (replay_1m_seconds: a start with no snapshot, its rows already read). Recovery:
 `--recover-commands` commands are run through an engine, their records appended to a real
 (embedded, temporary) PostgreSQL journal by trading's own Journal, a snapshot taken where the
-default policy would have taken the newest one (every 100,000 records), and then trading's start
-path is timed: the newest snapshot read and loaded, and
+default policy would have taken the newest one (every 100,000 records), holding what a running
+trading process holds then (the open orders: closed ones have left memory once the report history
+wrote them), and then trading's start path is timed: the newest snapshot read and loaded, and
 the journal after it read and replayed.
 
 The engine, the floor and the replays are timed in CPU seconds of this process (time.process_time):
@@ -205,6 +206,10 @@ async def recover(commands: int, seed: int) -> dict[str, float | int | None]:
                         if record.sequence >= snapshot_at and not _expecting(replica):
                             break
                     replica.finish_replay()
+                    # A running trading process holds what its report history has not written
+                    # yet (trading/retention.py): closed orders leave memory, so its snapshots
+                    # hold the open orders. Forget them all here, as it would have.
+                    replica.forget(list(replica.orders))
                     sequence, digest, raw = freeze(replica)
                     await store.save(sequence, digest, zlib.compress(raw, 1))
                 gc.collect()
