@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -99,9 +99,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                             f"has {len(request.commands)} commands; at most "
                             f"{MAX_COMMANDS_PER_REQUEST} fit in one request",
                         )
-                    new_orders = [
-                        command.new_order for command in request.commands if command.HasField("new_order")
-                    ]
+                    new_orders = _looked_up(request.commands)
                     future = await self._loop.submit(
                         self._orders_run(request), len(request.commands), new_orders
                     )
@@ -644,3 +642,19 @@ def _control_error(error: CommandRejected, symbol: str) -> ServiceError:
         return not_found(error.reason, error.message, symbol=symbol[:40])
     violations = [FieldViolation(f"command.{name}", description) for name, description in error.violations]
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, error.reason, error.message, violations)
+
+
+def _looked_up(commands: Sequence[trading_pb2.OrderCommand]) -> list[trading_pb2.NewOrder]:
+    """What a batch's ids are looked up in the report history by (EngineLoop.submit): its new
+    orders, and a NewOrder naming the order of each cancel and replace (only the order id and
+    account: no client order id to check). So a cancel or replace of a closed order the engine
+    has forgotten finds it, and is refused ORDER_NOT_OPEN as while it was held, not UNKNOWN_ORDER."""
+    looked_up: list[trading_pb2.NewOrder] = []
+    for command in commands:
+        kind = command.WhichOneof("command")
+        if kind == "new_order":
+            looked_up.append(command.new_order)
+        elif kind == "cancel_order" or kind == "replace_order":
+            named = getattr(command, kind)
+            looked_up.append(trading_pb2.NewOrder(order_id=named.order_id, account_id=named.account_id))
+    return looked_up

@@ -117,6 +117,26 @@ async def test_closed_orders_leave_memory_and_answer_from_the_history(
         assert reused.reject_reason == RejectReason.DUPLICATE_ORDER_ID.number
         assert engine.last_sequence == last
 
+        # A cancel and a replace of a forgotten closed order are refused as while it was held:
+        # ORDER_NOT_OPEN, not UNKNOWN_ORDER (the history is asked for it too). Nothing journaled.
+        (response,) = await trading.send(
+            [
+                trading_pb2.OrderCommand(
+                    cancel_order=trading_pb2.CancelOrder(order_id="b1", account_id="acct-1")
+                ),
+                trading_pb2.OrderCommand(
+                    replace_order=trading_pb2.ReplaceOrder(
+                        order_id="s1", account_id="acct-1", price_ticks=102, quantity_lots=5
+                    )
+                ),
+            ]
+        )
+        assert [result.reports[0].reject_reason for result in response.results] == [
+            RejectReason.ORDER_NOT_OPEN.number,
+            RejectReason.ORDER_NOT_OPEN.number,
+        ]
+        assert engine.last_sequence == last
+
         # ResolveOrders finds a forgotten order; it never fences it.
         resolved = await trading.stub.ResolveOrders(
             trading_pb2.ResolveOrdersRequest(
