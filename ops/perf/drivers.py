@@ -30,7 +30,7 @@ import grpc
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.runtime.errors import from_rpc_error
-from ops.perf.flow import BUY, CANCEL, SUBMIT, Command, Flow, fill_submit
+from ops.perf.flow import BUY, CANCEL, REPLACE, SUBMIT, Command, Flow, fill_replace, fill_submit
 from ops.perf.recorder import MAX_LATENCY_US, Recorder, Timeline, outcome_name
 
 Metadata = tuple[tuple[str, str], ...]
@@ -84,7 +84,7 @@ class Tracker:
         self.outstanding += 1
         self.idle.clear()
         recorder: Recorder = command.recorder  # type: ignore[assignment]
-        recorder.sent_one(command.t, command.kind == SUBMIT)
+        recorder.sent_one(command.t, command.kind == SUBMIT, command.kind == REPLACE)
         self.timeline.at(command.t).sent += 1
 
     # --- answers ---------------------------------------------------------------------------------
@@ -121,6 +121,10 @@ class Tracker:
         if command.kind == CANCEL:
             recorder.cancel.record(latency)
             return
+        if command.kind == REPLACE:
+            recorder.replace.record(latency)
+            self._replaced(command, now, order, reports)
+            return
         micros = min(MAX_LATENCY_US, max(1, int(latency * 1e6)))
         recorder.ack.record_micros(micros)
         window.latency.append(micros)
@@ -130,7 +134,7 @@ class Tracker:
         command.order_id = order_id
         self.orders[order_id] = command
         if order.status in _OPEN:
-            self.flow.opened(command.account, order_id)
+            self.flow.opened(command.account, order_id, command)
         for report in reports:
             if report.trading_sequence > self.max_sequence:
                 self.max_sequence = report.trading_sequence
@@ -140,6 +144,26 @@ class Tracker:
         if early:
             for report, when in early:
                 self.report(report, when)
+
+    def _replaced(
+        self,
+        command: Command,
+        now: float,
+        order: gateway_pb2.Order | None,
+        reports: Iterable[gateway_pb2.ExecutionReport],
+    ) -> None:
+        """A replace's answer: the order, open again at its new price for the flow to draw from (it
+        was taken out while the replace was on its way), and any trade the new price made at once
+        (its fill latency counts from the replace)."""
+        if order is None:
+            return
+        if order.status in _OPEN:
+            self.flow.opened(command.account, order.order_id, command)
+        for report in reports:
+            if report.trading_sequence > self.max_sequence:
+                self.max_sequence = report.trading_sequence
+            if report.execution_type == _TRADE:
+                self._fill(report, now, command)
 
     def report(self, report: gateway_pb2.ExecutionReport, now: float) -> None:
         """A later report of one of our orders (a resting order's fill, say)."""
@@ -253,6 +277,8 @@ class AccountStream:
                     item = add()
                     if command.kind == SUBMIT:
                         fill_submit(item.submit, flow, command, symbols)
+                    elif command.kind == REPLACE:
+                        fill_replace(item.replace, flow, command)
                     else:
                         item.cancel.order_id = command.order_id
                     batch.append(command)
@@ -495,6 +521,13 @@ class UnaryDriver:
                     request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
                 )
                 tracker.answer(command, time.perf_counter(), 0, 0, response.order, response.reports)
+            elif command.kind == REPLACE:
+                replace = gateway_pb2.ReplaceOrderRequest()
+                fill_replace(replace, self.flow, command)
+                answer = await self.stub.ReplaceOrder(
+                    replace, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
+                )
+                tracker.answer(command, time.perf_counter(), 0, 0, answer.order, answer.reports)
             else:
                 cancel = gateway_pb2.CancelOrderRequest(order_id=command.order_id)
                 await self.stub.CancelOrder(cancel, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)

@@ -112,8 +112,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     flow.add_argument("--symbols", type=positive_int, default=4, help="instruments (default 4)")
     flow.add_argument(
         "--mix",
-        default="passive=60,marketable=30,cancel=10",
-        help="shares of passive limit orders, marketable limit orders and cancels (default %(default)s)",
+        default="passive=55,marketable=20,ioc=10,cancel=10,replace=5",
+        help="shares of passive limit orders, marketable limit orders, marketable IOC orders, cancels "
+        "and replaces (a resting order's price moved 1 to 3 ticks) (default %(default)s)",
     )
     flow.add_argument(
         "--volatility",

@@ -21,8 +21,8 @@ MAX_LATENCY_US = 600_000_000  # ten minutes: anything slower is recorded as this
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
-# Refusals the flow itself makes likely and that say nothing about the system: a cancel that raced
-# the order's last fill.
+# Refusals the flow itself makes likely and that say nothing about the system: a cancel or a
+# replace that raced the order's last fill.
 EXPECTED_REFUSALS = frozenset({"FAILED_PRECONDITION/ORDER_NOT_OPEN"})
 OK = "OK"
 
@@ -169,9 +169,11 @@ class Recorder:
         self.ack = Latency()  # submit -> its answer
         self.fill = Latency()  # submit of the order that traded -> each side learning of the fill
         self.cancel = Latency()  # cancel -> its answer
+        self.replace = Latency()  # replace -> its answer
         self.outcomes: Counter[str] = Counter()
         self.sent = 0
         self.submits = 0
+        self.replaces = 0
         self.answered = 0
         self.errors = 0
         self.fills = 0
@@ -179,10 +181,12 @@ class Recorder:
         self.ended: float | None = None  # when its last command was due
         self.last_answer: float | None = None
 
-    def sent_one(self, command_time: float, submit: bool) -> None:
+    def sent_one(self, command_time: float, submit: bool, replace: bool = False) -> None:
         self.sent += 1
         if submit:
             self.submits += 1
+        elif replace:
+            self.replaces += 1
         if self.started is None:
             self.started = command_time
         self.ended = command_time
@@ -214,7 +218,8 @@ class Recorder:
             "target_rate": self.target_rate,
             "sent": self.sent,
             "submits": self.submits,
-            "cancels": self.sent - self.submits,
+            "cancels": self.sent - self.submits - self.replaces,
+            "replaces": self.replaces,
             "answered": self.answered,
             "unanswered": self.unanswered,
             "errors": self.errors,
@@ -225,6 +230,7 @@ class Recorder:
                 "submit_to_ack": self.ack.summary(),
                 "submit_to_fill": self.fill.summary(),
                 "cancel_to_ack": self.cancel.summary(),
+                "replace_to_ack": self.replace.summary(),
             },
             "outcomes": dict(sorted(self.outcomes.items())),
         }
@@ -237,9 +243,11 @@ def merged(name: str, recorders: list[Recorder]) -> Recorder:
         total.ack.add(recorder.ack)
         total.fill.add(recorder.fill)
         total.cancel.add(recorder.cancel)
+        total.replace.add(recorder.replace)
         total.outcomes.update(recorder.outcomes)
         total.sent += recorder.sent
         total.submits += recorder.submits
+        total.replaces += recorder.replaces
         total.answered += recorder.answered
         total.errors += recorder.errors
         total.fills += recorder.fills

@@ -674,7 +674,8 @@ def describe(result: dict[str, Any]) -> list[str]:
     )
     lines.append(
         f"sent {result['sent']:,} commands ({result['submits']:,} new orders, {result['cancels']:,} "
-        f"cancels) in {result['traffic_s']:.1f} s; answered {result['answered']:,} "
+        f"cancels, {result['replaces']:,} replaces) in {result['traffic_s']:.1f} s; answered "
+        f"{result['answered']:,} "
         f"({result['answered_per_s']:,.0f}/s); "
         f"{result['trades']:,} trades ({result['trades_per_s']:,.0f}/s)"
     )
@@ -682,6 +683,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         ("submit->ack ", "submit_to_ack"),
         ("submit->fill", "submit_to_fill"),
         ("cancel->ack ", "cancel_to_ack"),
+        ("replace->ack", "replace_to_ack"),
     ):
         figures = result["latency_ms"][key]
         lines.append(

@@ -9,7 +9,7 @@ import pytest
 
 from backbone.gateway.v1 import gateway_pb2
 from ops.perf.drivers import Tracker
-from ops.perf.flow import BUY, CANCEL, SUBMIT, Flow, Mix, fill_submit, hundredths
+from ops.perf.flow import BUY, CANCEL, IOC, REPLACE, SUBMIT, Flow, Mix, fill_replace, fill_submit, hundredths
 from ops.perf.market import Market, check_prefix
 from ops.perf.options import add_bench_arguments, add_load_arguments
 from ops.perf.recorder import Recorder, Timeline, outcome_name
@@ -49,6 +49,39 @@ def test_the_mix_decides_the_kinds_and_cancels_name_open_orders_of_their_account
     assert set(kinds) == {SUBMIT}
 
 
+def test_replaces_move_an_open_order_on_its_side_of_the_mid_and_iocs_cross_it() -> None:
+    flow = Flow(5, 1, [40_000], Mix(passive=0, marketable=0, cancel=0, ioc=0, replace=1))
+    placed = flow.next()
+    assert placed.kind == SUBMIT  # nothing open to replace yet: a passive order instead
+    flow.opened(placed.account, "resting-1", placed)
+    replace = flow.next(placed.account)
+    assert (replace.kind, replace.order_id, replace.side) == (REPLACE, "resting-1", placed.side)
+    assert 1 <= abs(replace.price_ticks - placed.price_ticks) <= 3
+    mid = flow.mids[0]
+    assert replace.price_ticks < mid if placed.side == BUY else replace.price_ticks > mid
+    assert flow.next(placed.account).kind == SUBMIT  # taken out while its replace is on its way
+    flow.opened(placed.account, "resting-1", replace)  # answered open at the new price: drawn again
+    again = flow.next(placed.account)
+    assert again.kind == REPLACE and abs(again.price_ticks - replace.price_ticks) <= 3
+    request = gateway_pb2.ReplaceOrderRequest()
+    fill_replace(request, flow, again)
+    assert (request.order_id, request.price) == ("resting-1", hundredths(again.price_ticks))
+    iocs = Flow(6, 2, [40_000], Mix(passive=0, marketable=0, cancel=0, ioc=1))
+    for _ in range(100):
+        command = iocs.next()
+        assert command.ioc and (command.price_ticks > iocs.mids[0]) == (command.side == BUY)
+        submit = gateway_pb2.SubmitOrderRequest()
+        fill_submit(submit, iocs, command, ["X-USD"])
+        assert submit.time_in_force == IOC
+    assert Mix.parse("passive=1,ioc=1,replace=2").as_dict() == {
+        "passive": 0.25,
+        "marketable": 0.0,
+        "cancel": 0.0,
+        "ioc": 0.25,
+        "replace": 0.5,
+    }
+
+
 def test_passive_orders_stay_on_their_side_of_the_mid_and_marketable_ones_cross_it() -> None:
     for mix, crosses in ((Mix(1, 0, 0), False), (Mix(0, 1, 0), True)):
         flow = Flow(11, 2, [50_000], mix)
@@ -74,7 +107,13 @@ def test_client_order_ids_are_numbered_with_the_prefix_and_requests_carry_decima
 
 
 def test_mix_parsing_and_option_checks_name_what_is_wrong() -> None:
-    assert Mix.parse("passive=3,cancel=1").normalised() == (0.75, 0.0, 0.25)
+    assert Mix.parse("passive=3,cancel=1").normalised() == {
+        "passive": 0.75,
+        "marketable": 0.0,
+        "cancel": 0.25,
+        "ioc": 0.0,
+        "replace": 0.0,
+    }
     for bad in ("passive", "market=1", "passive=x", "passive=0,cancel=0", "passive=-1,cancel=2"):
         with pytest.raises(ValueError):
             Mix.parse(bad)
