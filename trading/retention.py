@@ -67,6 +67,8 @@ class Retention:
         self._querying: asyncio.Task[None] | None = None
         self.forgotten = 0
         self.recalled = 0
+        # History queries run (each serves every look-up gathered while the one before ran).
+        self.queries = 0
 
     @property
     def waiting(self) -> int:
@@ -163,6 +165,7 @@ class Retention:
         try:
             while self._next is not None:
                 query, self._next = self._next, None
+                self.queries += 1
                 try:
                     found = await self._history.orders(sorted(query.order_ids), sorted(query.client_keys))
                 except Exception as error:  # each look-up of it fails (its work is refused)

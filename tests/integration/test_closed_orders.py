@@ -141,6 +141,41 @@ async def test_closed_orders_leave_memory_and_answer_from_the_history(
         assert trading.app.engine.state_hash() == digest == await whole_journal_digest(settings)
 
 
+async def test_fresh_ids_make_no_history_query_and_retries_of_forgotten_orders_still_find_them(
+    new_database: Callable[[], str],
+) -> None:
+    """The engine's filter of journaled ids (trading/seen_ids.py): new orders whose order id and
+    client order id were never journaled are not looked up in the history (the queries counted);
+    a retry of a forgotten order and a reuse of a forgotten order id are, and are answered as ever.
+    """
+    settings = await journaled(new_database())
+    async with Trading(settings) as trading:
+        engine, retention = trading.app.engine, trading.app.retention
+        assert retention is not None
+        await written(trading)
+        assert set(engine.orders) == {"b2"}  # s1 and b1 are in the history only
+        queries = retention.queries
+
+        # Fresh ids, resting (sells above every buy): accepted, and no query was made for them.
+        (response,) = await trading.send([new(f"fresh-{n}", SELL, 300 + n, 1) for n in range(50)])
+        assert [result.reports[0].order.status for result in response.results] == [
+            common_pb2.ORDER_STATUS_NEW
+        ] * 50
+        assert retention.queries == queries and retention.recalled == 0
+
+        # The retry of the filled, forgotten b1 and a reuse of s1's order id: looked up, found.
+        last = engine.last_sequence
+        (response,) = await trading.send([retry_of(new("b1", BUY, 100, 2), "b1-again")])
+        (reused,) = await trading.send(
+            [retry_of(new("s1-fresh", SELL, 400, 1), "s1")]  # s1's order id, a fresh client order id
+        )
+        retried = response.results[0].reports[0]
+        assert retried.execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED
+        assert (retried.order.order_id, retried.order.status) == ("b1", common_pb2.ORDER_STATUS_FILLED)
+        assert reused.results[0].reports[0].reject_reason == RejectReason.DUPLICATE_ORDER_ID.number
+        assert retention.queries == queries + 2 and engine.last_sequence == last
+
+
 async def test_memory_holds_about_the_open_orders_after_100_000_orders(
     new_database: Callable[[], str],
 ) -> None:
