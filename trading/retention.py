@@ -11,7 +11,9 @@ written through that sequence. The engine loop forgets them at the start of a ba
 A new order whose ids the engine no longer holds must still meet them: client order ids are unique
 per account across history (trading is their authority; risk's Redis claim is a cache), and an
 order id is never reused. So when a request's work is queued, its new orders whose client order id
-and order id are not in memory are looked up in the history (:meth:`Retention.look_up`: one query at a
+and order id are not in memory, and that the engine's filter of every journaled id says may have
+been journaled (trading/seen_ids.py: fresh ids, nearly all of them, make no query), are looked up
+in the history (:meth:`Retention.look_up`: one query at a
 time, each for every look-up made while the one before ran; it runs while the work waits), and before
 its batch is applied what was found is taken back into memory (:meth:`Retention.recall`): the engine
 then answers a retry of a closed order ACCEPTED with the original, a different order under its
@@ -65,6 +67,8 @@ class Retention:
         self._querying: asyncio.Task[None] | None = None
         self.forgotten = 0
         self.recalled = 0
+        # History queries run (each serves every look-up gathered while the one before ran).
+        self.queries = 0
 
     @property
     def waiting(self) -> int:
@@ -113,18 +117,27 @@ class Retention:
         the engine holds now (none: no query). Until the look-up is released, no order closed after
         the history's present mark is forgotten: so an order that holds one of the ids when the
         batch is applied is either in memory then or in what the query read (an open order now
-        closes after the mark; a closed one in memory closed before it, or after and stays)."""
-        orders, client_orders = engine.orders, engine.client_orders
+        closes after the mark; a closed one in memory closed before it, or after and stays).
+
+        An id the engine's filter of journaled ids (``Engine.seen_ids``, trading/seen_ids.py) has
+        never seen is not looked up: the filter has no false negatives, and the engine tells it
+        each order as it applies the order, before the batch is journaled, so before the history
+        can hold any report of it (the history writes committed batches only, and a snapshot plus
+        replay rebuilds the filter before any work is taken). An id it has not seen now was
+        therefore never journaled, and no order in the history holds it; an order that takes it
+        after now is applied before this work's batch and is in memory then (the paragraph above).
+        Only retries and reuses, and the filter's false positives (under 1% per id), are queried."""
+        orders, client_orders, seen = engine.orders, engine.client_orders, engine.seen_ids
         order_ids: list[str] = []
         client_keys: list[tuple[str, str]] = []
         for new_order in new_orders:
             held = orders.get(new_order.order_id)
-            if held is None or held.status not in _OPEN:
+            if (held is None or held.status not in _OPEN) and seen.may_hold_order_id(new_order.order_id):
                 order_ids.append(new_order.order_id)
             if new_order.client_order_id:
                 key = (new_order.account_id, new_order.client_order_id)
                 holder = orders.get(client_orders.get(key, ""))
-                if holder is None or holder.status not in _OPEN:
+                if (holder is None or holder.status not in _OPEN) and seen.may_hold_client_order_id(*key):
                     client_keys.append(key)
         mark = self._history.projected_sequence
         self._pending[mark] += 1
@@ -152,6 +165,7 @@ class Retention:
         try:
             while self._next is not None:
                 query, self._next = self._next, None
+                self.queries += 1
                 try:
                     found = await self._history.orders(sorted(query.order_ids), sorted(query.client_keys))
                 except Exception as error:  # each look-up of it fails (its work is refused)

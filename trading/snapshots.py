@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import importlib.metadata
 import pickle
 import time
 import zlib
@@ -47,11 +48,13 @@ KEEP = 3
 
 
 def _format() -> str:
-    """The snapshot format: pickle's protocol and a digest of the engine's modules."""
+    """The snapshot format: pickle's protocol and a digest of the engine's modules and of the
+    version of abloom, whose filters (trading/seen_ids.py) are pickled as its own bytes."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for module in ("engine.py", "book.py"):
+    for module in ("engine.py", "book.py", "seen_ids.py"):
         digest.update((here / module).read_bytes())
+    digest.update(f"abloom {importlib.metadata.version('abloom')}".encode())
     return f"pickle{pickle.HIGHEST_PROTOCOL}-{digest.hexdigest()[:16]}"
 
 

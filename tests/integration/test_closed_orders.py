@@ -12,6 +12,7 @@ A figure: after 100,000 orders, most of them filled, the engine holds about its 
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import Callable
 
 import grpc
@@ -21,6 +22,7 @@ import redis
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.reasons import RejectReason
+from backbone.runtime.database import open_pool
 from backbone.runtime.errors import from_rpc_error
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.order_saga import client_order_id_key
@@ -36,8 +38,9 @@ from tests.integration.gateway_calls import (
     setup_market,
 )
 from tests.integration.test_client_order_ids import _submit_until_served
-from tests.integration.test_trading_journal import Trading, new
-from tests.integration.test_trading_snapshots import journaled, whole_journal_digest
+from tests.integration.test_trading_journal import Trading, new, replayed
+from tests.integration.test_trading_snapshots import SHARD, journaled, whole_journal_digest
+from trading.journal import Journal
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +162,65 @@ async def test_closed_orders_leave_memory_and_answer_from_the_history(
         assert trading.app.recovered_from == last
         assert set(trading.app.engine.orders) == {"b2"}
         assert trading.app.engine.state_hash() == digest == await whole_journal_digest(settings)
+
+
+async def test_fresh_ids_make_no_history_query_and_retries_of_forgotten_orders_still_find_them(
+    new_database: Callable[[], str],
+) -> None:
+    """The engine's filter of journaled ids (trading/seen_ids.py): new orders whose order id and
+    client order id were never journaled are not looked up in the history (the queries counted);
+    a retry of a forgotten order and a reuse of a forgotten order id are, and are answered as ever.
+    """
+    settings = await journaled(new_database())
+    async with Trading(settings) as trading:
+        engine, retention = trading.app.engine, trading.app.retention
+        assert retention is not None
+        await written(trading)
+        assert set(engine.orders) == {"b2"}  # s1 and b1 are in the history only
+        queries = retention.queries
+
+        # Fresh ids, resting (sells above every buy): accepted, and no query was made for them.
+        (response,) = await trading.send([new(f"fresh-{n}", SELL, 300 + n, 1) for n in range(50)])
+        assert [result.reports[0].order.status for result in response.results] == [
+            common_pb2.ORDER_STATUS_NEW
+        ] * 50
+        assert retention.queries == queries and retention.recalled == 0
+
+        # The retry of the filled, forgotten b1 and a reuse of s1's order id: looked up, found.
+        last = engine.last_sequence
+        (response,) = await trading.send([retry_of(new("b1", BUY, 100, 2), "b1-again")])
+        (reused,) = await trading.send(
+            [retry_of(new("s1-fresh", SELL, 400, 1), "s1")]  # s1's order id, a fresh client order id
+        )
+        retried = response.results[0].reports[0]
+        assert retried.execution_type == common_pb2.EXECUTION_TYPE_ACCEPTED
+        assert (retried.order.order_id, retried.order.status) == ("b1", common_pb2.ORDER_STATUS_FILLED)
+        assert reused.results[0].reports[0].reject_reason == RejectReason.DUPLICATE_ORDER_ID.number
+        assert retention.queries == queries + 2 and engine.last_sequence == last
+        assert trading.app.snapshotter is not None
+        assert await trading.app.snapshotter.take() == last
+        seen = pickle.dumps(engine.seen_ids)
+        (response,) = await trading.send([new("after-snapshot", SELL, 500, 1)])  # replayed at the start
+
+    # A restart from the snapshot: the filter came back in it, and the replay after it told it the
+    # rest, to the bit what the whole journal's replay builds; it still spares and still finds.
+    async with Trading(settings) as trading:
+        engine, retention = trading.app.engine, trading.app.retention
+        assert retention is not None and trading.app.recovered_from == last
+        pool = await open_pool(settings, "trading-test")
+        try:
+            whole = await replayed(Journal(pool, SHARD))
+        finally:
+            await pool.close()
+        assert pickle.loads(seen).orders == 3 + 50 and engine.seen_ids.orders == 3 + 50 + 1
+        assert pickle.dumps(engine.seen_ids) == pickle.dumps(whole.seen_ids)
+        await written(trading)
+        queries = retention.queries
+        await trading.send([new("fresh-after-restart", SELL, 600, 1)])
+        assert retention.queries == queries
+        (response,) = await trading.send([retry_of(new("b1", BUY, 100, 2), "b1-once-more")])
+        assert response.results[0].reports[0].order.order_id == "b1"
+        assert retention.queries == queries + 1
 
 
 async def test_memory_holds_about_the_open_orders_after_100_000_orders(
