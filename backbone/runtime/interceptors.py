@@ -171,8 +171,14 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class DrainMark:
+    """Whether a stream was ended by the server's drain (set by `_until_draining`)."""
+
+    drained = False
+
+
 async def _until_draining(
-    iterator: AsyncIterator[Any], draining: asyncio.Event, requests: RequestStream | None = None
+    iterator: AsyncIterator[Any], draining: asyncio.Event, requests: DrainMark | None = None
 ) -> AsyncIterator[Any]:
     """Items of `iterator` until it ends or the server starts draining, whichever is first.
 
@@ -210,7 +216,7 @@ async def _until_draining(
             following.add_done_callback(_retrieve)
 
 
-class RequestStream:
+class RequestStream(DrainMark):
     """A bidirectional stream's incoming messages, ended at a message boundary when the server drains.
 
     ``drained`` tells a handler whose input ended why: True when the server is stopping
@@ -247,8 +253,18 @@ def _wrap_stream_response(
                     # service's Watch): run it to its end; it has sent its messages itself.
                     await responses
                     return
-                async for response in _until_draining(responses, draining):
+                mark = DrainMark()
+                async for response in _until_draining(responses, draining, mark):
                     yield response
+                if mark.drained:
+                    # A feed does not end by itself: ended by the drain, it says so (UNAVAILABLE,
+                    # which clients retry) rather than OK, which reads as "nothing more will come".
+                    raise ServiceError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        RejectReason.SERVICE_STOPPING,
+                        "the service is stopping: this stream ends here; open it again (on another "
+                        "instance, or on this one once it is back) to go on",
+                    )
         except asyncio.CancelledError:
             scope.code = grpc.StatusCode.CANCELLED
             raise

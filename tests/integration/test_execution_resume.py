@@ -203,6 +203,26 @@ def test_the_sdk_resumes_by_itself_across_a_sigkill_of_trading(gateway: Gateway,
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
 
 
+def test_the_sdk_resumes_by_itself_across_a_gateway_restart(gateway: Gateway, system: System) -> None:
+    """A gateway that stops ends its feeds with UNAVAILABLE (SERVICE_STOPPING), not OK: the SDK's
+    stream opens again by itself once the gateway is back and misses nothing placed meanwhile
+    (with OK it ended its iteration instead)."""
+    _, api_key = funded_account(gateway, {"USD": "100000"})
+    client = Client.connect(system.gateway, api_key=api_key)
+    with client.stream_executions() as reports:
+        first = client.submit_order(SYMBOL, "buy", Decimal("10"), Decimal("1"))
+        assert next(reports).order.order_id == first.order_id
+        system.services.stop("gateway")
+        system.services.start("gateway")
+        system.services.wait_healthy("gateway")
+        with Client.connect(system.gateway, api_key=api_key) as other:
+            second = other.submit_order(SYMBOL, "buy", Decimal("11"), Decimal("1"))
+        resumed = next(reports)
+        assert (resumed.order.order_id, resumed.account_sequence) == (second.order_id, 2)
+        assert reports.reconnects >= 1
+    client.close()
+
+
 @pytest.mark.parametrize(
     ("fields", "named"),
     [

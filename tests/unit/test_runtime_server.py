@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import psycopg_pool
@@ -49,6 +49,13 @@ class ProbeApp:
             await self.release.wait()
             return b"done"
 
+        async def feed(request: bytes, context: object) -> AsyncIterator[bytes]:
+            number = 0
+            while True:  # a feed never ends by itself
+                number += 1
+                yield str(number).encode()
+                await asyncio.sleep(0.01)
+
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(behavior)
             for name, behavior in {
@@ -59,6 +66,7 @@ class ProbeApp:
                 "Slow": slow,
             }.items()
         }
+        handlers["Feed"] = grpc.unary_stream_rpc_method_handler(feed)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         return [SERVICE]
 
@@ -163,6 +171,24 @@ async def test_stop_drains_in_flight_calls_and_reports_not_serving() -> None:
         assert await in_flight == b"done"
         await stopping
     assert app.stopped
+
+
+async def test_a_feed_ended_by_the_drain_says_unavailable_not_ok() -> None:
+    """A server-streaming feed has no end of its own: when the server stops, it ends at a message
+    boundary with UNAVAILABLE / SERVICE_STOPPING, which clients (the SDK's streams) retry, not with
+    OK, which reads as "nothing more will come"."""
+    running = RunningServer(ProbeApp(), settings())
+    await running.start("127.0.0.1:0")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        call = channel.unary_stream(f"/{SERVICE}/Feed")(b"")
+        assert await call.read() == b"1"
+        stopping = asyncio.ensure_future(running.stop())
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while await asyncio.wait_for(call.read(), 5) is not grpc.aio.EOF:
+                pass
+        await stopping
+    error = from_rpc_error(ended.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, RejectReason.SERVICE_STOPPING)
 
 
 async def _poll(condition: object) -> bool:
