@@ -149,7 +149,10 @@ class GatewayServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamExecutions(self, request, context):
-        """StreamExecutions streams the caller's execution reports as they happen.
+        """StreamExecutions streams the caller's execution reports as they happen,
+        or resumed from report numbers (from_sequence, from_shard_sequences) and
+        then live. A gateway that is stopping ends the stream with UNAVAILABLE
+        (SERVICE_STOPPING): open it again from the next report of each shard.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,7 +210,8 @@ class GatewayServiceServicer:
         take the next snapshot (reopen the stream). A stream that falls behind
         (its client reads too slowly) is not allowed to slow anyone: what was
         waiting for it is dropped and it gets a fresh snapshot of each symbol,
-        marked resync, as its next messages.
+        marked resync, as its next messages. A gateway that is stopping ends the
+        stream with UNAVAILABLE (SERVICE_STOPPING): open it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
