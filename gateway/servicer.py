@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from backbone import ids
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.ids import make_order_id
@@ -344,6 +345,11 @@ def _resume_positions(backends: Backends, request: gateway_pb2.StreamExecutionsR
         raise invalid_field("from_sequence", RejectReason.INVALID_RANGE, "must not be negative")
     resume = {shards.default.name: request.from_sequence} if request.from_sequence else {}
     for name, number in request.from_shard_sequences.items():
+        problem = ids.source_problem(name)
+        if problem is not None:
+            raise invalid_field(
+                "from_shard_sequences", RejectReason.INVALID_SOURCE, f"a shard name {problem}"
+            )
         if number < 0:
             raise invalid_field(
                 "from_shard_sequences",

@@ -189,6 +189,8 @@ def test_a_resumed_execution_stream_catches_up_on_each_shard(gateway: Gateway, s
     # Refusals: an unknown shard, a negative number, the default shard named twice.
     cases = (
         ({"trading-9": 1}, 0, grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_SHARD),
+        ({"trading-1\n": 1}, 0, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_SOURCE),
+        ({"": 1}, 0, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_SOURCE),
         ({"trading-1": -1}, 0, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_RANGE),
         ({"trading-0": 1}, 1, grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_RANGE),
     )
