@@ -46,7 +46,7 @@ async def replace_order(
             raise not_found(RejectReason.UNKNOWN_SYMBOL, f"there is no instrument {order.symbol!r}")
         price_ticks, quantity_lots = validate_replace(request, order, instrument)
         reports = await saga.replace(backends, order, price_ticks, quantity_lots)
-    views = [report_view(report, instrument) for report in reports]
+    views = [report_view(report, instrument, backends.trading_shards.default.name) for report in reports]
     view = gateway_pb2.ReplaceOrderResponse(
         order=views[-1].order if views else order_view(order, instrument), reports=views
     )

@@ -120,6 +120,7 @@ class OrderStreamSession:
 
     def __init__(self, backends: Backends, saga: OrderSaga, account_id: str) -> None:
         self._backends = backends
+        self._default_shard = backends.trading_shards.default.name  # for ids made before shards
         self._saga = saga
         self._account = account_id
         # Commands that may still be read before the oldest is answered (the reader alone takes
@@ -365,7 +366,7 @@ class OrderStreamSession:
                     self._answer(_refused(number, index, command, outcome))
                     await self._carried(order.order_id, ())
                 continue
-            views = [report_view(report, instrument) for report in outcome]
+            views = [report_view(report, instrument, self._default_shard) for report in outcome]
             self._answer(
                 gateway_pb2.OrderCommandResult(
                     request_number=number,
@@ -428,7 +429,7 @@ class OrderStreamSession:
                 request_number=number, index=index, tag=command.tag, client_order_id=command.cancel.order_id
             )
             if instrument is not None:
-                views = [report_view(report, instrument) for report in outcome]
+                views = [report_view(report, instrument, self._default_shard) for report in outcome]
                 result.order.CopyFrom(views[-1].order)
                 result.reports.extend(views)
             self._answer(result)
@@ -489,7 +490,9 @@ class OrderStreamSession:
                 tag=command.tag,
                 client_order_id=command.mass_cancel.symbol,
                 cancelled_count=len(cancelled),
-                reports=[report_view(r, done.instruments[r.order.symbol]) for r in cancelled],
+                reports=[
+                    report_view(r, done.instruments[r.order.symbol], self._default_shard) for r in cancelled
+                ],
             )
             for report in cancelled:
                 self._live.pop(report.order.order_id, None)
@@ -575,7 +578,7 @@ class OrderStreamSession:
             log.error("report for an unknown instrument", symbol=report.order.symbol)
             return
         self._backends.reported.note((report,))
-        self._reports.append(report_view(report, instrument))
+        self._reports.append(report_view(report, instrument, self._default_shard))
         self._wake.set()
 
 

@@ -79,7 +79,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         assert instrument is not None
         with structlog.contextvars.bound_contextvars(order_id=order_id):
             reports = await self._saga.submit(backends, order, instrument)
-        views = [report_view(report, instrument) for report in reports]
+        views = [report_view(report, instrument, backends.trading_shards.default.name) for report in reports]
         return gateway_pb2.SubmitOrderResponse(order=views[-1].order, reports=views)
 
     async def StreamOrders(
@@ -184,8 +184,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     log.error("report for an unknown instrument", symbol=report.order.symbol)
                     continue
                 backends.reported.note((report,))
-                view = report_view(report, instrument)
-                view.shard = executions.shard_of(report)
+                view = report_view(report, instrument, default)
                 yield gateway_pb2.StreamExecutionsResponse(report=view)
         finally:
             executions.subscription.close()

@@ -8,6 +8,7 @@ from google.protobuf import timestamp_pb2
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
+from backbone.ids import shard_of_order_id
 from backbone.money import InstrumentMath, UnitsFormat, format_minor, minor_unit
 from backbone.trading.v1 import trading_pb2
 from gateway.validation import PUBLIC_STP_OF
@@ -117,11 +118,13 @@ def _order_view(order: common_pb2.Order, formats: _Formats) -> gateway_pb2.Order
 
 
 def report_view(
-    report: common_pb2.ExecutionReport, instrument: common_pb2.Instrument
+    report: common_pb2.ExecutionReport, instrument: common_pb2.Instrument, default_shard: str
 ) -> gateway_pb2.ExecutionReport:
-    """The public form of an execution report; fill fields only on trade reports."""
+    """The public form of an execution report; fill fields only on trade reports. Its shard is
+    the one its order id names (`default_shard` for an id made before sharding)."""
     formats = _formats(instrument)
     view = gateway_pb2.ExecutionReport(
+        shard=shard_of_order_id(report.order.order_id) or default_shard,
         order=_order_view(report.order, formats),
         execution_type=report.execution_type,
         reject_reason=report.reject_reason,

@@ -90,6 +90,10 @@ def test_orders_on_both_shards_trade_settle_and_are_reached_by_their_ids(gateway
         assert shard_of_order_id(resting.order.order_id) == shard
         taking = gateway.public.SubmitOrder(order(symbol, BUY, "100.00", "2"), metadata=key(buyer_key))
         assert taking.order.status == common_pb2.ORDER_STATUS_FILLED
+        # Every report of the answer names the shard that journaled it.
+        assert [report.shard for report in (*resting.reports, *taking.reports)] == [shard] * (
+            len(resting.reports) + len(taking.reports)
+        )
         # GetOrder reaches each order on the shard its id names.
         got = gateway.public.GetOrder(
             gateway_pb2.GetOrderRequest(order_id=resting.order.order_id), metadata=key(seller_key)
@@ -138,6 +142,7 @@ def test_a_replace_reaches_the_shard_its_order_id_names(gateway: Gateway, system
     )
     assert (up.order.price, up.order.quantity) == ("12.00", "2.0000")
     assert [report.execution_type for report in up.reports] == [common_pb2.EXECUTION_TYPE_REPLACED]
+    assert [report.shard for report in up.reports] == ["trading-1"]
     command = gateway_pb2.OrderCommand(
         tag="down", replace=gateway_pb2.ReplaceOrderRequest(order_id=placed[ON_ZERO].order_id, price="9.00")
     )
@@ -255,6 +260,9 @@ def test_one_order_stream_batch_goes_to_both_shards(gateway: Gateway, system: Sy
         "trading-0", "trading-1", "trading-0",
     ]  # fmt: skip
     assert all(results[i].order.status == common_pb2.ORDER_STATUS_FILLED for i in (0, 1, 3))
+    assert [{report.shard for report in results[i].reports} for i in (0, 1, 3)] == [
+        {"trading-0"}, {"trading-1"}, {"trading-0"},
+    ]  # fmt: skip
 
 
 def test_an_accounts_calls_cover_both_shards(gateway: Gateway, system: System) -> None:

@@ -152,7 +152,7 @@ def test_a_trade_report_carries_the_fill_and_its_fee() -> None:
         liquidity_side=common_pb2.LIQUIDITY_SIDE_TAKER,
         timestamp_ns=CREATED_NS,
     )
-    view = report_view(report, INSTRUMENT)
+    view = report_view(report, INSTRUMENT, "trading-0")
     assert (view.trade_id, view.last_price, view.last_quantity, view.last_fee, view.fee_asset) == (
         "42",
         "100.20",
@@ -179,7 +179,7 @@ def test_non_trade_reports_leave_the_fill_fields_empty() -> None:
         execution_type=common_pb2.EXECUTION_TYPE_REJECTED,
         reject_reason=RejectReason.UNKNOWN_ORDER.number,
     )
-    view = report_view(report, INSTRUMENT)
+    view = report_view(report, INSTRUMENT, "trading-0")
     assert view.trade_id == view.last_price == view.last_fee == view.fee_asset == ""
     sdk = report_from_proto(view)
     assert sdk.execution_type is ExecutionType.REJECTED
@@ -197,7 +197,7 @@ def test_a_submit_response_becomes_an_order_with_its_reports() -> None:
     traded = common_pb2.ExecutionReport(
         order=internal_order(), execution_type=common_pb2.EXECUTION_TYPE_TRADE, trade_id=1
     )
-    views = [report_view(r, INSTRUMENT) for r in (accepted, traded)]
+    views = [report_view(r, INSTRUMENT, "trading-0") for r in (accepted, traded)]
     response = gateway_pb2.SubmitOrderResponse(order=views[-1].order, reports=views)
     order = submitted_order_from_proto(response)
     assert [r.execution_type for r in order.reports] == [ExecutionType.ACCEPTED, ExecutionType.TRADE]
@@ -458,6 +458,7 @@ class CannedGateway(gateway_pb2_grpc.GatewayServiceServicer):
                         trade_id=trade_id,
                     ),
                     INSTRUMENT,
+                    "trading-0",
                 )
             )
 
