@@ -67,8 +67,16 @@ class Feed:
         return self._batches.pop(0)
 
 
+def one_shard() -> TradingShards:
+    return TradingShards(
+        [TradingShard("trading-0", "127.0.0.1:1", cast(Any, None), cast(Any, None))],
+        cast(Any, None),
+        cast(Any, None),
+    )
+
+
 def session() -> OrderStreamSession:
-    backends: Any = SimpleNamespace(reported=ReportedSequences())
+    backends: Any = SimpleNamespace(reported=ReportedSequences(), trading_shards=one_shard())
     stream = OrderStreamSession(backends, saga=None, account_id="acct")  # type: ignore[arg-type]
     stream._instruments["BTC-USD"] = btc_usd()
     stream._tracked["R"] = _Tracked()  # its submit is under way
@@ -171,16 +179,11 @@ async def test_a_request_read_when_the_feed_breaks_is_answered_in_full(monkeypat
     still answers every command of every request it read before it ends with the failure."""
     monkeypatch.setattr(order_stream, "MAX_IN_FLIGHT", 6)
     feed, saga = _BreakingFeed(), _BlockedSaga()
-    one_shard = TradingShards(
-        [TradingShard("trading-0", "127.0.0.1:1", cast(Any, None), cast(Any, None))],
-        cast(Any, None),
-        cast(Any, None),
-    )
     backends: Any = SimpleNamespace(
         reported=ReportedSequences(),
         fanout=_Fanout(feed),
         order_defaults=OrderDefaults(),
-        trading_shards=one_shard,
+        trading_shards=one_shard(),
     )
     stream = OrderStreamSession(backends, saga=saga, account_id="acct")  # type: ignore[arg-type]
     stream._instruments["BTC-USD"] = btc_usd()
