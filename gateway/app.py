@@ -222,7 +222,10 @@ class GatewayApp:
             unreachable,
         )
         default = shards.default
-        fanout = ExecutionFanout([shard.subscribe_executions for shard in shards.all])
+        fanout = ExecutionFanout(
+            [shard.subscribe_executions for shard in shards.all],
+            shard_names=[shard.name for shard in shards.all],
+        )
         market_data = MarketDataFanout([shard.stream_market_data for shard in shards.all])
 
         async def load_assets() -> list[tuple[str, int]]:

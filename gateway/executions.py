@@ -22,23 +22,33 @@ then live, without a gap or a duplicate:
    wanted of S); should a live report of S skip numbers, read the skipped ones from S's history
    first.
 
-A subscription whose queue overflows while the past is read (or whose feed broke) is replaced by
-a new one and every resumed shard's history read again up to its new end, so a long catch-up
-stays bounded.
+A subscription whose queue overflows while the past is read is replaced by a new one and every
+resumed shard's history read again up to its new end, so a long catch-up stays bounded.
+
+A shard whose feed breaks (trading restarted, say) does not end the stream: once the feed is back,
+the fan-out's FeedResumed marker comes before any report of the new feed, and the reports of that
+shard the stream did not get are read from its history (from the next one wanted of a resumed
+shard; for a live-only one, from the one after the last it sent, or after the account's last
+number when the subscription was registered), then the new feed's reports follow, those the
+history gave dropped. Only a shard whose position the stream never learned (it was down when the
+stream started and sent nothing since) ends the stream with UNAVAILABLE (EXECUTIONS_INTERRUPTED):
+the client resumes from what it has.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
+import grpc
 import structlog
 
 from backbone.common.v1 import common_pb2
 from backbone.ids import shard_of_order_id
+from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway.backends import Backends
-from gateway.fanout import FEED_WAIT_SECONDS, Subscription
+from gateway.fanout import FEED_WAIT_SECONDS, FeedResumed, ResumingSubscription
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -68,8 +78,11 @@ class AccountExecutions:
         # first page start() read.
         self._last_known: dict[str, int] = {}
         self._first: dict[str, list[common_pb2.ExecutionReport]] = {}
+        # Per live-only shard: the number after the last report sent, or after the account's last
+        # when the subscription was registered (where a catch-up after a feed break starts).
+        self._after_sent: dict[str, int] = {}
         self._gone = False
-        self.subscription: Subscription = backends.fanout.subscribe(account_id)
+        self.subscription: ResumingSubscription = backends.fanout.subscribe_resuming(account_id)
 
     def shard_of(self, report: common_pb2.ExecutionReport) -> str:
         """The shard that journaled `report` (its order id names it; a bare id is the default's)."""
@@ -102,6 +115,7 @@ class AccountExecutions:
                 log.warning("the account's last report number is unknown", shard=name, why=str(error))
                 continue
             lasts[name] = int(answer.last_account_sequence)
+            self._after_sent[name] = lasts[name] + 1
         return lasts
 
     async def reports(self) -> AsyncIterator[common_pb2.ExecutionReport]:
@@ -118,6 +132,10 @@ class AccountExecutions:
             live = await self.subscription.get()
             if live is None:
                 return
+            if isinstance(live, FeedResumed):
+                async for missed in self._catch_up(live.shard):
+                    yield missed
+                continue
             number = live.account_sequence
             name = self.shard_of(live)
             wanted = self._next.get(name, 0)
@@ -128,12 +146,37 @@ class AccountExecutions:
                     async for missed in self._history_through(name, number - 1):
                         yield missed
                 self._next[name] = number + 1
+            elif number:
+                self._after_sent[name] = number + 1
             yield live
+
+    async def _catch_up(self, name: str) -> AsyncIterator[common_pb2.ExecutionReport]:
+        """Shard `name`'s feed is back after a break: its reports this stream did not get, from its
+        history up to the account's last one now; from then on the shard counts as resumed (its
+        live reports the history gave are dropped, a skipped number is fetched)."""
+        if name not in self._stubs:
+            return  # not a shard of this gateway's (cannot happen: the fan-out reads these)
+        start = self._next.get(name) or self._after_sent.get(name, 0)
+        if not start:
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                RejectReason.EXECUTIONS_INTERRUPTED,
+                f"the execution report feed of trading shard {name!r} was interrupted before this "
+                "stream learned its report numbers; resume from the last report you have",
+            )
+        self._next[name] = start
+        page = await self._page(name, start, 0)
+        for report in page.reports:
+            self._next[name] = report.account_sequence + 1
+            yield report
+        async for report in self._history_through(name, int(page.last_account_sequence)):
+            yield report
 
     async def _past(self) -> AsyncIterator[common_pb2.ExecutionReport]:
         """Each resumed shard's reports from the next wanted up to the account's last one, page by
         page; a subscription that failed meanwhile is replaced and the histories read again to
-        their ends."""
+        their ends (the live-only shards' too, from the number after the account's last when the
+        stream started: their live reports queued in the failed subscription were never read)."""
         while not self._gone and self._next:
             for name in list(self._next):
                 if self._next[name] <= self._last_known.get(name, 0):
@@ -142,7 +185,9 @@ class AccountExecutions:
             if not self.subscription.failed:
                 return
             self.subscription.close()
-            self.subscription = self._backends.fanout.subscribe(self._account_id)
+            self.subscription = self._backends.fanout.subscribe_resuming(self._account_id)
+            for name, after_sent in self._after_sent.items():
+                self._next.setdefault(name, after_sent)
             await self._backends.fanout.wait_connected(FEED_WAIT_SECONDS)
             for name, wanted in self._next.items():
                 self._last_known[name] = (await self._page(name, wanted, wanted)).last_account_sequence

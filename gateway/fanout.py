@@ -1,18 +1,18 @@
-"""One SubscribeExecutions stream from each trading shard, fanned out to StreamExecutions callers.
+"""One SubscribeExecutions stream from each trading shard, fanned out to the gateway's callers.
 
-The gateway holds a single subscription to trading's execution reports and
-hands each report to the subscribers of its account. Every subscriber has a
-bounded queue: one that does not keep up is ended with RESOURCE_EXHAUSTED
-(SLOW_CONSUMER) rather than slowing everybody down or growing without
-bound. The upstream stream reconnects with backoff
-(:mod:`backbone.runtime.reconnect`); reports journaled while
-it was down are not replayed, so when an established upstream breaks every
-subscriber is ended with UNAVAILABLE (EXECUTIONS_INTERRUPTED) and learns to
-resubscribe and reconcile with GetOrder.
+The gateway holds a single subscription to each trading shard's execution reports and hands each
+report to the subscribers of its account. Every subscriber has a bounded queue: one that does not
+keep up is ended with RESOURCE_EXHAUSTED (SLOW_CONSUMER) rather than slowing everybody down or
+growing without bound. Each upstream reconnects with backoff (:mod:`backbone.runtime.reconnect`);
+reports a shard journals while its feed is down are not sent again by the feed, so when an
+established upstream breaks:
 
-With several trading shards the fan-out holds one upstream per shard (an account's orders may be on
-any of them); it is connected while every one of them is, and a break of any one ends every
-subscriber the same way, since the reports of that shard's accounts were lost.
+- a StreamOrders session's subscription (``subscribe``) is ended with UNAVAILABLE
+  (EXECUTIONS_INTERRUPTED): it cannot promise its orders' later reports;
+- a StreamExecutions subscription (``subscribe_resuming``) stays open and, once that shard's
+  feed is back, gets a ``FeedResumed`` marker in its queue (before any report of the new feed):
+  its reader fetches what it missed from the shard's report history (gateway/executions.py), so
+  a trading restart ends no execution stream and loses no report.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar
 
 import grpc
 import structlog
@@ -41,8 +42,19 @@ OpenSubscription = Callable[[], Any]  # returns a grpc.aio.UnaryStreamCall
 FEED_WAIT_SECONDS = 2.0
 
 
-class Subscription(CallerQueue[common_pb2.ExecutionReport]):
-    """One caller's queue of reports for one account."""
+@dataclass(frozen=True)
+class FeedResumed:
+    """In a resuming subscription's queue: the feed of trading shard `shard` broke and is back; the
+    reports the shard journaled meanwhile were not delivered (its report history has them)."""
+
+    shard: str
+
+
+Item = TypeVar("Item")
+
+
+class _Subscription(CallerQueue[Item], Generic[Item]):
+    """One caller's queue for one account."""
 
     def __init__(self, fanout: ExecutionFanout, account_id: str, max_queued: int) -> None:
         super().__init__()
@@ -50,7 +62,7 @@ class Subscription(CallerQueue[common_pb2.ExecutionReport]):
         self._fanout = fanout
         self._max_queued = max_queued
 
-    def deliver(self, report: common_pb2.ExecutionReport) -> None:
+    def deliver(self, item: Item) -> None:
         if self._error is not None:
             return
         if len(self._items) >= self._max_queued:
@@ -63,16 +75,24 @@ class Subscription(CallerQueue[common_pb2.ExecutionReport]):
                 )
             )
             return
-        self._push(report)
+        self._push(item)
 
     def close(self) -> None:
         self._fanout.unsubscribe(self)
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class Subscription(_Subscription[common_pb2.ExecutionReport]):
+    """Reports of one account; ended (EXECUTIONS_INTERRUPTED) when a shard's feed breaks."""
+
+
+class ResumingSubscription(_Subscription[common_pb2.ExecutionReport | FeedResumed]):
+    """Reports of one account, and a FeedResumed marker when a shard's feed is back after a break."""
 
 
 class ExecutionFanout:
@@ -82,16 +102,22 @@ class ExecutionFanout:
         self,
         open_subscription: OpenSubscription | Sequence[OpenSubscription],
         *,
+        shard_names: Sequence[str] | None = None,
         max_queued_per_subscriber: int = 1024,
         reconnector: Reconnector | None = None,
     ) -> None:
         # One upstream per trading shard, each reconnecting on its own.
         self._opens = upstreams(open_subscription)
+        self._names = list(shard_names) if shard_names is not None else [""] * len(self._opens)
+        if len(self._names) != len(self._opens):
+            raise ValueError("one shard name per upstream")
+        # Upstreams that were established and broke: their next establishment is a resume.
+        self._broken: set[int] = set()
         first = reconnector or Reconnector()
         self._reconnectors = [first] + [Reconnector(first.policy) for _ in self._opens[1:]]
         self._live: set[int] = set()
         self._max_queued = max_queued_per_subscriber
-        self._subscribers: dict[str, set[Subscription]] = {}
+        self._subscribers: dict[str, set[_Subscription[Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -116,12 +142,20 @@ class ExecutionFanout:
         )
 
     def subscribe(self, account_id: str, *, max_queued: int | None = None) -> Subscription:
-        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound)."""
+        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound),
+        ended when a shard's feed breaks."""
         subscription = Subscription(self, account_id, max_queued or self._max_queued)
         self._subscribers.setdefault(account_id, set()).add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def subscribe_resuming(self, account_id: str) -> ResumingSubscription:
+        """A queue of `account_id`'s reports that a shard's feed break does not end: a FeedResumed
+        marker says when that shard's feed is back (the reader fetches what it missed)."""
+        subscription = ResumingSubscription(self, account_id, self._max_queued)
+        self._subscribers.setdefault(account_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: _Subscription[Any]) -> None:
         subs = self._subscribers.get(subscription.account_id)
         if subs is not None:
             subs.discard(subscription)
@@ -150,7 +184,17 @@ class ExecutionFanout:
         )
 
     def _mark_live(self, index: int, attempt: Attempt) -> None:
-        self._live.add(index)
+        if index not in self._live:
+            self._live.add(index)
+            if index in self._broken:
+                # Before any report of the new feed: a reader catching up from the history then
+                # sees the new feed's reports after what it fetched (and drops what it has).
+                self._broken.discard(index)
+                resumed = FeedResumed(self._names[index])
+                for subs in self._subscribers.values():
+                    for subscription in subs:
+                        if isinstance(subscription, ResumingSubscription):
+                            subscription.deliver(resumed)
         if len(self._live) == len(self._opens):
             self.connected.set()
         attempt.established()
@@ -175,15 +219,28 @@ class ExecutionFanout:
         if index in self._live:
             self._live.discard(index)
             self.connected.clear()
-            self._fail_all(
-                ServiceError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    RejectReason.EXECUTIONS_INTERRUPTED,
-                    "the execution report feed was interrupted; resubscribe and reconcile "
-                    "open orders with GetOrder",
-                )
-            )
+            self._interrupted(index)
         return why
+
+    def _interrupted(self, index: int) -> None:
+        """Upstream `index` broke: end the subscriptions that cannot ride through it (all of them
+        when the shard has no name to resume by); the others wait for its FeedResumed."""
+        interrupted = ServiceError(
+            grpc.StatusCode.UNAVAILABLE,
+            RejectReason.EXECUTIONS_INTERRUPTED,
+            "the execution report feed was interrupted; resubscribe and reconcile open orders with GetOrder",
+        )
+        if not self._names[index]:
+            self._fail_all(interrupted)
+            return
+        self._broken.add(index)
+        for account_id, subs in list(self._subscribers.items()):
+            for subscription in list(subs):
+                if not isinstance(subscription, ResumingSubscription):
+                    subscription.fail(interrupted)
+                    subs.discard(subscription)
+            if not subs:
+                del self._subscribers[account_id]
 
     async def _mark_live_soon(self, call: Any, index: int, attempt: Attempt) -> None:
         """Take the feed as live once trading has sent headers: it sends them after registering us."""

@@ -5,8 +5,9 @@ The stand-in answers ListExecutions from a list of reports, as trading's does fr
 (the account's last number at the call; OUT_OF_RANGE beyond it + 1), and publishes new reports to
 the fan-out while pages are read: enough to overflow the subscription's queue during the catch-up
 (it is replaced and the history read again to the new end), and a live report that skips numbers
-(the skipped ones are read from the history first). The end-to-end case runs on real services in
-tests/integration/test_execution_resume.py.
+(the skipped ones are read from the history first); and a shard's feed that breaks and comes
+back through the real fan-out (the stream rides through it). The end-to-end cases run on real
+services in tests/integration/test_execution_resume.py.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import pytest
 
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
-from backbone.runtime.errors import out_of_range
+from backbone.runtime.errors import ServiceError, out_of_range
+from backbone.runtime.reconnect import Attempt
 from backbone.trading.v1 import trading_pb2
 from gateway.executions import HISTORY_PAGE, AccountExecutions
 from gateway.fanout import ExecutionFanout
@@ -194,3 +197,160 @@ async def test_each_shard_resumes_from_its_own_number_and_an_unnamed_one_comes_l
         if len(got) == 2:
             break
     assert sorted(got) == [(DEFAULT, 8), (OTHER, 9)]
+
+
+class StandInFeed:
+    """Trading's SubscribeExecutions call as the fan-out reads it: headers at once, then the
+    responses put in, until `cut` (a dropped connection)."""
+
+    def __init__(self) -> None:
+        self._responses: asyncio.Queue[trading_pb2.SubscribeExecutionsResponse | None] = asyncio.Queue()
+
+    async def initial_metadata(self) -> tuple[()]:
+        return ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+    def send(self, reports: list[common_pb2.ExecutionReport]) -> None:
+        self._responses.put_nowait(trading_pb2.SubscribeExecutionsResponse(reports=reports))
+
+    def cut(self) -> None:
+        self._responses.put_nowait(None)
+
+    def __aiter__(self) -> StandInFeed:
+        return self
+
+    async def __anext__(self) -> trading_pb2.SubscribeExecutionsResponse:
+        response = await self._responses.get()
+        if response is None:
+            raise ConnectionResetError("the feed's connection dropped")
+        return response
+
+
+class FeedOfShard:
+    """One shard's feed through the real fan-out: each `connect` is one upstream subscription."""
+
+    def __init__(self, fanout: ExecutionFanout, index: int) -> None:
+        self.fanout, self.index = fanout, index
+        self.feed = StandInFeed()
+        self.running: asyncio.Task[str] | None = None
+
+    async def connect(self) -> None:
+        self.feed = StandInFeed()
+        self.running = asyncio.create_task(self.fanout._subscribe_once(self.index, Attempt(lambda: 0.0)))
+        await asyncio.sleep(0)  # the subscription is established (headers) before anything is sent
+        await asyncio.sleep(0)
+
+    async def cut(self) -> None:
+        assert self.running is not None
+        self.feed.cut()
+        await self.running
+
+
+def shard_backends(other_count: int | None = None) -> tuple[StandInBackends, list[FeedOfShard]]:
+    """Stand-in backends whose fan-out reads one named upstream per shard (as the gateway's does)."""
+    backends = StandInBackends(0, other_count)
+    names = [shard.name for shard in backends.trading_shards.all]
+    feeds: list[FeedOfShard] = []
+    backends.fanout = ExecutionFanout(
+        [lambda i=i: feeds[i].feed for i in range(len(names))],
+        shard_names=names,
+        max_queued_per_subscriber=1024,
+    )
+    for shard in backends.trading_shards.all:
+        shard.stub.fanout = backends.fanout
+    feeds += [FeedOfShard(backends.fanout, index) for index in range(len(names))]
+    return backends, feeds
+
+
+def journal(trading: StandInTrading, feed: FeedOfShard | None, count: int) -> None:
+    """`count` new reports in the shard's history, sent on `feed` unless it is None (down)."""
+    fresh = [report(len(trading.history) + n, trading.shard) for n in range(1, count + 1)]
+    trading.history += fresh
+    if feed is not None:
+        feed.feed.send(fresh)
+
+
+async def take(executions: AccountExecutions, reports: Any, count: int) -> list[tuple[str, int]]:
+    taken = []
+    while len(taken) < count:
+        item = await asyncio.wait_for(anext(reports), 10)
+        taken.append((executions.shard_of(item), item.account_sequence))
+    return taken
+
+
+async def test_a_live_stream_rides_through_a_feed_break_and_gets_what_was_journaled_meanwhile() -> None:
+    """The feed of the stream's shard drops; reports journaled while it is down (a restarted
+    trading's first ones, say) come from the history once the feed is back, then the new feed's,
+    each once; an order stream's subscription is ended by the same break."""
+    backends, (feed,) = shard_backends()
+    trading = backends.trading
+    await feed.connect()
+    journal(trading, feed, 2)  # before the stream: not promised to a live-only stream
+    await asyncio.sleep(0)
+    executions = AccountExecutions(backends, ACCOUNT, {})  # type: ignore[arg-type]
+    order_stream = backends.fanout.subscribe(ACCOUNT)
+    assert await executions.start() == {DEFAULT: 2}
+    reports = executions.reports()
+    journal(trading, feed, 2)
+    assert await take(executions, reports, 2) == [(DEFAULT, 3), (DEFAULT, 4)]
+    await feed.cut()
+    journal(trading, None, 3)  # 5..7 journaled while the feed is down
+    await feed.connect()
+    journal(trading, feed, 2)  # 8, 9 on the new feed (queued behind the marker)
+    assert await take(executions, reports, 5) == [(DEFAULT, n) for n in range(5, 10)]
+    journal(trading, feed, 1)
+    assert await take(executions, reports, 1) == [(DEFAULT, 10)]
+    assert order_stream.failed  # it reads what was queued before the break (3, 4), then the break
+    queued = await order_stream.get_all()
+    assert [r.account_sequence for r in queued or []] == [3, 4]
+    with pytest.raises(ServiceError) as ended:
+        await order_stream.get()
+    assert ended.value.reason == RejectReason.EXECUTIONS_INTERRUPTED
+    executions.end()
+
+
+async def test_a_break_of_one_shards_feed_leaves_the_others_reports_flowing() -> None:
+    backends, (zero, one) = shard_backends(other_count=0)
+    await zero.connect()
+    await one.connect()
+    executions = AccountExecutions(backends, ACCOUNT, {DEFAULT: 1})  # type: ignore[arg-type]
+    assert await executions.start() == {DEFAULT: 0, OTHER: 0}
+    reports = executions.reports()
+    journal(backends.other, one, 1)
+    assert await take(executions, reports, 1) == [(OTHER, 1)]
+    await one.cut()
+    journal(backends.trading, zero, 2)  # trading-0 goes on while trading-1 is down
+    assert await take(executions, reports, 2) == [(DEFAULT, 1), (DEFAULT, 2)]
+    journal(backends.other, None, 2)
+    await one.connect()
+    assert await take(executions, reports, 2) == [(OTHER, 2), (OTHER, 3)]
+    executions.end()
+
+
+async def test_a_shard_whose_position_the_stream_never_learned_ends_it_when_its_feed_breaks() -> None:
+    """trading-1 did not answer when the stream started and sent it nothing: after its feed breaks
+    the stream cannot know which of its reports it missed, so it ends (the client resumes)."""
+    backends, (zero, one) = shard_backends(other_count=0)
+    await zero.connect()
+    await one.connect()
+
+    async def down(request: trading_pb2.ListExecutionsRequest) -> Any:
+        raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "down")
+
+    answer = backends.other.ListExecutions
+    backends.other.ListExecutions = down  # type: ignore[method-assign]
+    executions = AccountExecutions(backends, ACCOUNT, {})  # type: ignore[arg-type]
+    assert await executions.start() == {DEFAULT: 0}
+    backends.other.ListExecutions = answer  # type: ignore[method-assign]
+    reports = executions.reports()
+    await one.cut()
+    await one.connect()
+    with pytest.raises(ServiceError) as ended:
+        await asyncio.wait_for(anext(reports), 10)
+    assert ended.value.reason == RejectReason.EXECUTIONS_INTERRUPTED
+    assert OTHER in ended.value.message

@@ -151,8 +151,11 @@ class GatewayServiceServicer:
     def StreamExecutions(self, request, context):
         """StreamExecutions streams the caller's execution reports as they happen,
         or resumed from report numbers (from_sequence, from_shard_sequences) and
-        then live. A gateway that is stopping ends the stream with UNAVAILABLE
-        (SERVICE_STOPPING): open it again from the next report of each shard.
+        then live. A trading shard's restart does not end it: what the shard
+        journaled while its feed was down follows from its report history once
+        the feed is back. A gateway that is stopping ends the stream with
+        UNAVAILABLE (SERVICE_STOPPING): open it again from the next report of
+        each shard.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
