@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import grpc
 import pytest
@@ -27,7 +28,7 @@ from backbone.runtime.embedded import free_port
 from backbone.runtime.errors import from_rpc_error
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.client_order_ids import CLAIMS_COMPLETE_SINCE_KEY
-from gateway.order_saga import CLIENT_ORDER_ID_TTL_SECONDS
+from gateway.order_saga import CLIENT_ORDER_ID_TTL_SECONDS, client_order_id_key
 from tests.conftest import System
 from tests.integration.gateway_calls import (
     BUY,
@@ -44,6 +45,7 @@ from tests.integration.gateway_calls import (
     unique,
     wait_for,
 )
+from tests.integration.order_stream_calls import OK, OrderStream, submit
 from tests.integration.test_client_order_ids import _submit_until_served
 
 pytestmark = pytest.mark.integration
@@ -136,7 +138,7 @@ def test_a_brand_new_system_needs_care_only_for_the_attempts_under_way(
 def test_an_id_used_on_one_shard_is_refused_on_the_other_after_a_flush(
     gateway: Gateway, system: System, shards: Stubs
 ) -> None:
-    _, api_key = trader(gateway)
+    account_id, api_key = trader(gateway)
     held = gateway.public.SubmitOrder(
         order(ON_ZERO, BUY, "10.00", "2", client_order_id="shared-id"), metadata=key(api_key)
     ).order
@@ -161,6 +163,7 @@ def test_an_id_used_on_one_shard_is_refused_on_the_other_after_a_flush(
     before = holdings(gateway, api_key)
     asked = {name: calls_answered(stub) for name, stub in shards.items()}
 
+    flushed = time.time()
     flush(system)
     for client_order_id, holder in (("shared-id", held), ("closed-id", closed)):
         # A different order on trading-1 under the id trading-0 holds: refused, naming the holder.
@@ -175,6 +178,9 @@ def test_an_id_used_on_one_shard_is_refused_on_the_other_after_a_flush(
     # trading-0 was asked once per batch (one order each); the first batch, finding the marker
     # gone, asked every shard (their order counts tell whether the system is brand-new).
     assert asked_since(shards, asked) == {"trading-0": 2, "trading-1": 1}
+    # The shards have orders: the claims are complete only from the batch that found the marker gone.
+    with redis.Redis.from_url(system.redis_url) as cache:
+        assert flushed <= float(cache.get(CLAIMS_COMPLETE_SINCE_KEY)) <= time.time()
     book = gateway.public.GetOrderBook(gateway_pb2.GetOrderBookRequest(symbol=ON_ONE), metadata=key(api_key))
     assert list(book.bids) == []
     # The refused orders' reservations were released: the balances are as before the flush.
@@ -183,11 +189,17 @@ def test_an_id_used_on_one_shard_is_refused_on_the_other_after_a_flush(
         before,
         what="the balances",
     )
-    # The holder's own retry (on its own shard) is still answered with it.
+    # The holder's own retry, its claim gone again, is answered with it by its own shard (trading-1,
+    # asked, holds nothing), and its reservation is not kept twice.
+    with redis.Redis.from_url(system.redis_url) as cache:
+        assert cache.delete(client_order_id_key(account_id, "shared-id")) == 1
+    asked = {name: calls_answered(stub) for name, stub in shards.items()}
     retry = gateway.public.SubmitOrder(
         order(ON_ZERO, BUY, "10.00", "2", client_order_id="shared-id"), metadata=key(api_key)
     )
     assert (retry.order.order_id, retry.order.status) == (held.order_id, common_pb2.ORDER_STATUS_NEW)
+    assert asked_since(shards, asked) == {"trading-0": 0, "trading-1": 1}
+    settles_to(lambda: holdings(gateway, api_key), before, what="the balances after the retry")
     invariants_hold(system.database_url, system.redis_url, [system.services.address(n) for n in SHARDS])
 
 
@@ -206,6 +218,15 @@ def test_no_shard_is_asked_while_the_claims_are_complete(
     for symbol in (ON_ZERO, ON_ONE, ON_ZERO):
         gateway.public.SubmitOrder(order(symbol, BUY, "1.00", "1"), metadata=key(api_key))
     assert asked_since(shards, asked) == {"trading-0": 1, "trading-1": 2}
+    # One request of four orders, two on each shard: each shard is asked once, for the other's two.
+    asked = {name: calls_answered(stub) for name, stub in shards.items()}
+    with grpc.insecure_channel(system.gateway) as channel:
+        stream = OrderStream(channel, api_key)
+        stream.send(*(submit(order(symbol, BUY, "1.00", "1")) for symbol in (ON_ZERO, ON_ONE) * 2))
+        stream.wait_results(4)
+        stream.close()
+        assert [stream.results[(1, index)].code for index in range(4)] == [OK] * 4
+    assert asked_since(shards, asked) == {"trading-0": 1, "trading-1": 1}
 
 
 def test_a_shard_that_cannot_confirm_refuses_the_orders_needing_it(gateway: Gateway, system: System) -> None:
@@ -233,7 +254,7 @@ def test_a_shard_that_cannot_confirm_refuses_the_orders_needing_it(gateway: Gate
         services.wait_healthy("trading-1")
     # With the shard back, the same order (same client order id) is placed.
     placed = wait_for(lambda: _placed(gateway, request, api_key), timeout_seconds=30, what="the order placed")
-    assert placed.order.status == common_pb2.ORDER_STATUS_NEW
+    assert placed is not None and placed.order.status == common_pb2.ORDER_STATUS_NEW
     invariants_hold(system.database_url, system.redis_url, [system.services.address(n) for n in SHARDS])
 
 
@@ -283,7 +304,7 @@ def test_find_client_orders_refuses_bad_input(
     before = calls_answered(stub)
     for keys, field, reason in cases:
         request = trading_pb2.FindClientOrdersRequest(keys=keys)
-        error = refused(lambda r=request: stub.FindClientOrders(r, timeout=10))
+        error = refused(partial(stub.FindClientOrders, request, timeout=10))
         assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason), field
         assert [violation.field for violation in error.violations] == [field]
     # None of them was answered (none counted); a key nobody holds is answered unset.
