@@ -32,8 +32,9 @@ reservation back and frees the claim.
 
 What the marker cannot see: a loss of some claims only, leaving the marker (a replica promoted
 after missing the last writes, claims evicted under a volatile maxmemory policy, keys deleted by
-hand; run the claims' Redis with noeviction), and an id whose claim expired (older than the TTL)
-reused on another shard, which the claims never covered. Each shard still refuses a reuse of its
+hand, one node of a Redis Cluster losing its data while the marker lives on another; run the
+claims' Redis with noeviction), and an id whose claim expired (older than the TTL) reused on
+another shard, which the claims never covered. Each shard still refuses a reuse of its
 own orders' ids in every case.
 """
 
