@@ -229,6 +229,21 @@ def test_no_shard_is_asked_while_the_claims_are_complete(
     assert asked_since(shards, asked) == {"trading-0": 1, "trading-1": 1}
 
 
+def test_a_marker_that_is_not_a_time_counts_as_missing(
+    gateway: Gateway, system: System, shards: Stubs
+) -> None:
+    """Checked as after a loss (every shard asked), then written again as a time."""
+    _, api_key = trader(gateway)
+    with redis.Redis.from_url(system.redis_url) as cache:
+        cache.set(CLAIMS_COMPLETE_SINCE_KEY, "not a time")
+        asked = {name: calls_answered(stub) for name, stub in shards.items()}
+        before = time.time()
+        placed = gateway.public.SubmitOrder(order(ON_ZERO, BUY, "1.00", "1"), metadata=key(api_key))
+        assert placed.order.status == common_pb2.ORDER_STATUS_NEW
+        assert asked_since(shards, asked) == {"trading-0": 1, "trading-1": 1}
+        assert before <= float(cache.get(CLAIMS_COMPLETE_SINCE_KEY)) <= time.time()
+
+
 def test_a_shard_that_cannot_confirm_refuses_the_orders_needing_it(gateway: Gateway, system: System) -> None:
     _, api_key = trader(gateway)
     set_claims_marker(system.redis_url, time.time())  # the claims may be incomplete
