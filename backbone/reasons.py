@@ -321,6 +321,9 @@ class RejectReason(StrEnum):
     HISTORY_BEHIND = "HISTORY_BEHIND"
     """The report history (trading's record of every execution report) has not caught up with the journal within the wait; nothing was sent. Retry shortly with the same from_sequence."""
 
+    CLIENT_ORDER_ID_UNCHECKED = "CLIENT_ORDER_ID_UNCHECKED"
+    """The gateway's client order id claims may have been lost (Redis was flushed or replaced), and a trading shard that must confirm the client order id is not held there could not be reached; nothing was done. Retry with the same client_order_id."""
+
     INTERNAL_ERROR = "INTERNAL_ERROR"
     """An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it."""
 
@@ -452,6 +455,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.DATABASE_UNAVAILABLE: common_pb2.REJECT_REASON_DATABASE_UNAVAILABLE,
     RejectReason.MARKET_DATA_INTERRUPTED: common_pb2.REJECT_REASON_MARKET_DATA_INTERRUPTED,
     RejectReason.HISTORY_BEHIND: common_pb2.REJECT_REASON_HISTORY_BEHIND,
+    RejectReason.CLIENT_ORDER_ID_UNCHECKED: common_pb2.REJECT_REASON_CLIENT_ORDER_ID_UNCHECKED,
     RejectReason.INTERNAL_ERROR: common_pb2.REJECT_REASON_INTERNAL_ERROR,
 }
 _STAGES: dict[RejectReason, Stage] = {
@@ -553,6 +557,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.DATABASE_UNAVAILABLE: Stage.AVAILABILITY,
     RejectReason.MARKET_DATA_INTERRUPTED: Stage.AVAILABILITY,
     RejectReason.HISTORY_BEHIND: Stage.AVAILABILITY,
+    RejectReason.CLIENT_ORDER_ID_UNCHECKED: Stage.AVAILABILITY,
     RejectReason.INTERNAL_ERROR: Stage.AVAILABILITY,
 }
 _ADVICE: dict[RejectReason, str] = {
@@ -654,6 +659,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.DATABASE_UNAVAILABLE: "The database (PostgreSQL) cannot be reached or has no free connection within the call's deadline; nothing was done. Retry shortly.",
     RejectReason.MARKET_DATA_INTERRUPTED: 'The market data feed was interrupted (trading restarted, or its feed was rebuilt). Subscribe again: the new stream starts with fresh snapshots.',
     RejectReason.HISTORY_BEHIND: "The report history (trading's record of every execution report) has not caught up with the journal within the wait; nothing was sent. Retry shortly with the same from_sequence.",
+    RejectReason.CLIENT_ORDER_ID_UNCHECKED: "The gateway's client order id claims may have been lost (Redis was flushed or replaced), and a trading shard that must confirm the client order id is not held there could not be reached; nothing was done. Retry with the same client_order_id.",
     RejectReason.INTERNAL_ERROR: "An unexpected error; nothing is known about the outcome. The request id is in the server's logs; report it.",
 }
 _BY_NUMBER: dict[int, RejectReason] = {int(number): reason for reason, number in _NUMBERS.items()}

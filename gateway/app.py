@@ -40,9 +40,11 @@ from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.admin import AdminServicer
 from gateway.auth import ApiKeyAuthenticator
 from gateway.backends import Backends, call_unary, unreachable
+from gateway.client_order_ids import ClientOrderIdCheck
 from gateway.fanout import ExecutionFanout
 from gateway.instruments import AssetScales, InstrumentCache
 from gateway.market_data import MarketDataFanout
+from gateway.order_saga import ATTEMPT_SLACK_SECONDS
 from gateway.servicer import GatewayServicer
 from gateway.shards import OrderStream, TradingShard, TradingShards
 from gateway.validation import OrderDefaults
@@ -220,6 +222,8 @@ class GatewayApp:
                 settings, method, request, service="trading", channel=shard.channel
             ),
             unreachable,
+            # The longest attempt is the saga's bound (OrderSaga._attempt_seconds): reserve, then place.
+            ClientOrderIdCheck(self._redis, attempt_seconds=2 * timeout + ATTEMPT_SLACK_SECONDS),
         )
         default = shards.default
         fanout = ExecutionFanout(

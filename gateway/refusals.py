@@ -26,7 +26,9 @@ from backbone.runtime.errors import (
 log = structlog.get_logger("backbone.gateway")
 
 # Commands a BatchingStream never sent: their outcome is known (nothing happened).
-NOT_SENT_REASONS = frozenset({RejectReason.BACKPRESSURE, RejectReason.SERVICE_STOPPING})
+NOT_SENT_REASONS = frozenset(
+    {RejectReason.BACKPRESSURE, RejectReason.SERVICE_STOPPING, RejectReason.CLIENT_ORDER_ID_UNCHECKED}
+)
 
 _RISK_SENTENCES = {
     RejectReason.INSUFFICIENT_BALANCE: "the account's available balance does not cover this order "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -37,6 +37,9 @@ from backbone.runtime.batching import BatchingStream
 from backbone.runtime.context import outgoing_metadata
 from backbone.runtime.errors import ServiceError, failed_precondition, invalid_field, not_found, unavailable
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+
+if TYPE_CHECKING:
+    from gateway.client_order_ids import ClientOrderIdCheck
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -79,13 +82,22 @@ class TradingShard:
 class TradingShards:
     """Every trading shard, the default one first; routes symbols, order ids and commands."""
 
-    def __init__(self, shards: Sequence[TradingShard], call: CallShard, unreachable: Unreachable) -> None:
+    def __init__(
+        self,
+        shards: Sequence[TradingShard],
+        call: CallShard,
+        unreachable: Unreachable,
+        client_order_ids: ClientOrderIdCheck | None = None,
+    ) -> None:
         if not shards:
             raise ValueError("at least one trading shard")
         self.all: tuple[TradingShard, ...] = tuple(shards)
         self._by_name = {shard.name: shard for shard in shards}
         self._call = call
         self._unreachable = unreachable
+        # With several shards: a new order's client order id is looked up on the other shards
+        # while the claims in Redis may be incomplete (gateway/client_order_ids.py).
+        self._client_order_ids = client_order_ids if len(self.all) > 1 else None
         # symbol -> the shard whose ListInstruments has it.
         self._instrument_owner: dict[str, TradingShard] = {}
         # The shards that have answered ListInstruments at least once.
@@ -237,7 +249,11 @@ class TradingShards:
     async def submit_many(
         self, commands: Sequence[trading_pb2.OrderCommand]
     ) -> list[trading_pb2.CommandResult | ServiceError]:
-        """Each command on its shard's batched stream (one message per shard), answered in order."""
+        """Each command on its shard's batched stream (one message per shard), answered in order.
+
+        With several shards, while the client order id claims may have been lost, new orders whose
+        client order id another shard holds, or that a shard could not confirm, are answered
+        without being sent (gateway/client_order_ids.py)."""
         groups: dict[str, list[int]] = {}
         answers: list[trading_pb2.CommandResult | ServiceError | None] = [None] * len(commands)
         for index, command in enumerate(commands):
@@ -245,6 +261,13 @@ class TradingShards:
                 groups.setdefault(self.of_command(command).name, []).append(index)
             except ServiceError as error:
                 answers[index] = error
+        if self._client_order_ids is not None:
+            held = await self._client_order_ids.held_elsewhere(self, commands, groups)
+            for index, answer in held.items():
+                answers[index] = answer
+            if held:
+                groups = {name: [i for i in indices if i not in held] for name, indices in groups.items()}
+                groups = {name: indices for name, indices in groups.items() if indices}
         names = list(groups)
         results = await asyncio.gather(
             *(self._by_name[name].orders.submit_many([commands[i] for i in groups[name]]) for name in names)
@@ -253,6 +276,16 @@ class TradingShards:
             for index, answer in zip(groups[name], result, strict=True):
                 answers[index] = answer
         return [answer if answer is not None else _lost() for answer in answers]
+
+    async def find_client_orders(
+        self, name: str, request: trading_pb2.FindClientOrdersRequest
+    ) -> trading_pb2.FindClientOrdersResponse:
+        """Shard `name`'s FindClientOrders (its deadline and failures as every unary call's)."""
+        shard = self._by_name[name]
+        answer: trading_pb2.FindClientOrdersResponse = await self._call(
+            shard, shard.stub.FindClientOrders, request
+        )
+        return answer
 
     async def list_open_orders(
         self, request: trading_pb2.ListOpenOrdersRequest

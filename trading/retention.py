@@ -131,9 +131,11 @@ class Retention:
         order_ids: list[str] = []
         client_keys: list[tuple[str, str]] = []
         for new_order in new_orders:
-            held = orders.get(new_order.order_id)
-            if (held is None or held.status not in _OPEN) and seen.may_hold_order_id(new_order.order_id):
-                order_ids.append(new_order.order_id)
+            # A key look-up (FindClientOrders) names no order id: only its client order id is looked up.
+            if new_order.order_id:
+                held = orders.get(new_order.order_id)
+                if (held is None or held.status not in _OPEN) and seen.may_hold_order_id(new_order.order_id):
+                    order_ids.append(new_order.order_id)
             if new_order.client_order_id:
                 key = (new_order.account_id, new_order.client_order_id)
                 holder = orders.get(client_orders.get(key, ""))

@@ -77,6 +77,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         # Awaited with a new instrument's journal sequence and the caller's seconds left before
         # CreateInstrument answers (TradingApp waits there for risk to have learned it).
         self._instrument_journaled = instrument_journaled
+        # FindClientOrders calls answered since the process started (its response says how many).
+        self._client_order_lookups = 0
 
     @property
     def _engine(self) -> Engine:
@@ -419,6 +421,42 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.GetShardInfoResponse:
         """This shard's name and the symbols it owns (none listed: every symbol)."""
         return trading_pb2.GetShardInfoResponse(shard=self._shard, symbols=self._symbols)
+
+    async def FindClientOrders(
+        self, request: trading_pb2.FindClientOrdersRequest, context: Any
+    ) -> trading_pb2.FindClientOrdersResponse:
+        """The order of this shard holding each (account, client order id); nothing changes.
+
+        Runs on the engine loop with the keys as the look-up's NewOrders (account and client order
+        id only), as a new order's ids are looked up: a key the engine no longer holds and its filter
+        of journaled ids may have seen is read from the report history and taken back in before the
+        run (trading/retention.py). So every order journaled or queued before the call is seen, in
+        memory or in the history, exactly as a new order reusing the key would meet it."""
+        keys = request.keys
+        _check_order_count("keys", len(keys))
+        for index, item in enumerate(keys):
+            _check_id(f"keys[{index}].account_id", ids.ACCOUNT_ID, item.account_id)
+            _check_id(f"keys[{index}].client_order_id", ids.CLIENT_ORDER_ID, item.client_order_id)
+        engine = self._engine
+
+        def run(*_: object) -> trading_pb2.FindClientOrdersResponse:
+            response = trading_pb2.FindClientOrdersResponse(orders_journaled=engine.seen_ids.orders)
+            orders, client_orders = engine.orders, engine.client_orders
+            for item in keys:
+                holder = response.holders.add()
+                order = orders.get(client_orders.get((item.account_id, item.client_order_id), ""))
+                if order is not None:
+                    holder.order.CopyFrom(order.message())
+            return response
+
+        looked_up = [
+            trading_pb2.NewOrder(account_id=item.account_id, client_order_id=item.client_order_id)
+            for item in keys
+        ]
+        response: trading_pb2.FindClientOrdersResponse = await self._loop.call(run, looked_up)
+        self._client_order_lookups += 1
+        response.calls_answered = self._client_order_lookups
+        return response
 
     async def GetOrderBook(
         self, request: trading_pb2.GetOrderBookRequest, context: Any

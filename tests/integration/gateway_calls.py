@@ -10,10 +10,13 @@ from typing import Any, TypeVar
 
 import grpc
 import psycopg
+import redis
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from backbone.runtime.errors import ServiceError, from_rpc_error
+from gateway.client_order_ids import CLAIMS_COMPLETE_SINCE_KEY
+from gateway.order_saga import CLIENT_ORDER_ID_TTL_SECONDS
 from ops.invariants import Report, check
 from settlement import audit as ledger_audit
 
@@ -111,6 +114,18 @@ def funded_account(gateway: Gateway, deposits: dict[str, str]) -> tuple[str, str
 def balances(gateway: Gateway, api_key: str) -> dict[str, gateway_pb2.Balance]:
     response = gateway.public.GetBalances(gateway_pb2.GetBalancesRequest(), metadata=key(api_key))
     return {balance.asset: balance for balance in response.balances}
+
+
+def set_claims_marker(redis_url: str, since: float | None = None) -> None:
+    """Say that every client order id claim made since `since` (Unix seconds) is in the system's Redis
+    (gateway/client_order_ids.py); None: long enough ago that the claims are complete, as on a system
+    that ran for longer than a claim's lifetime since Redis last lost them. While they may not be, a
+    sharded gateway asks every other shard about each new order, so one shard down stops orders on
+    all: tests not about a Redis loss start from complete claims."""
+    if since is None:
+        since = time.time() - CLIENT_ORDER_ID_TTL_SECONDS - 1
+    with redis.Redis.from_url(redis_url) as cache:
+        cache.set(CLAIMS_COMPLETE_SINCE_KEY, repr(since))
 
 
 def wait_for(condition: Callable[[], T], timeout_seconds: float = 20.0, what: str = "condition") -> T:

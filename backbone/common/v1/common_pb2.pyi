@@ -183,6 +183,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_DATABASE_UNAVAILABLE: _ClassVar[RejectReason]
     REJECT_REASON_MARKET_DATA_INTERRUPTED: _ClassVar[RejectReason]
     REJECT_REASON_HISTORY_BEHIND: _ClassVar[RejectReason]
+    REJECT_REASON_CLIENT_ORDER_ID_UNCHECKED: _ClassVar[RejectReason]
     REJECT_REASON_INTERNAL_ERROR: _ClassVar[RejectReason]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
@@ -329,6 +330,7 @@ REJECT_REASON_RISK_REBUILT: RejectReason
 REJECT_REASON_DATABASE_UNAVAILABLE: RejectReason
 REJECT_REASON_MARKET_DATA_INTERRUPTED: RejectReason
 REJECT_REASON_HISTORY_BEHIND: RejectReason
+REJECT_REASON_CLIENT_ORDER_ID_UNCHECKED: RejectReason
 REJECT_REASON_INTERNAL_ERROR: RejectReason
 
 class Instrument(_message.Message):

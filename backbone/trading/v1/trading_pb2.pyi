@@ -496,3 +496,33 @@ class GetShardInfoResponse(_message.Message):
     shard: str
     symbols: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, shard: _Optional[str] = ..., symbols: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClientOrderKey(_message.Message):
+    __slots__ = ("account_id", "client_order_id")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    client_order_id: str
+    def __init__(self, account_id: _Optional[str] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+
+class FindClientOrdersRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ClientOrderKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ClientOrderKey, _Mapping]]] = ...) -> None: ...
+
+class ClientOrderHolder(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: _common_pb2.Order
+    def __init__(self, order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
+
+class FindClientOrdersResponse(_message.Message):
+    __slots__ = ("holders", "orders_journaled", "calls_answered")
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_JOURNALED_FIELD_NUMBER: _ClassVar[int]
+    CALLS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    holders: _containers.RepeatedCompositeFieldContainer[ClientOrderHolder]
+    orders_journaled: int
+    calls_answered: int
+    def __init__(self, holders: _Optional[_Iterable[_Union[ClientOrderHolder, _Mapping]]] = ..., orders_journaled: _Optional[int] = ..., calls_answered: _Optional[int] = ...) -> None: ...

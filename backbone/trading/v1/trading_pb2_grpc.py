@@ -117,6 +117,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.FromString,
                 _registered_method=True)
+        self.FindClientOrders = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/FindClientOrders',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class TradingServiceServicer:
@@ -291,6 +296,21 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindClientOrders(self, request, context):
+        """FindClientOrders names, for each (account, client order id) asked (at
+        least 1, at most 10,000), the order of this shard that holds it: one the
+        engine holds, or a closed one it forgot that the report history holds.
+        It runs in the engine's order with the commands, so every order this
+        shard acknowledged before it was asked, and every order queued before it,
+        is seen. It changes nothing. The gateway asks it of the other shards when
+        its client order id claims in Redis may have been lost (a flush), before
+        placing a new order (gateway/client_order_ids.py). A malformed key is
+        INVALID_ARGUMENT naming keys[i].account_id or keys[i].client_order_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -373,6 +393,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetShardInfo,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.SerializeToString,
+            ),
+            'FindClientOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindClientOrders,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -810,6 +835,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/GetShardInfo',
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.GetShardInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindClientOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/FindClientOrders',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.FindClientOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
