@@ -254,7 +254,7 @@ def _model(
     """(each op's (accepted, reason, claim, holder, amount), the amount reserved, the claims)."""
     held: dict[str, int] = {}
     claims: dict[str, str] = {}
-    answers = []
+    answers: list[tuple[bool, str, int, str, int]] = []
     for op in (op for batch in batches for op in batch):
         if op[0] == "L":
             amount = held.pop(op[1], 0)
