@@ -439,11 +439,12 @@ class OrderSaga:
         freeing: list[tuple[str, str]] = []  # (key, order id) of attempts that failed for sure
         releasing: list[trading_pb2.NewOrder] = []  # reservations to give back
         reservations: Sequence[risk_pb2.ReservationResult | ServiceError]
-        risk_down = unavailable(
-            RejectReason.RISK_UNAVAILABLE,
-            "the order was not placed: risk cannot be reached; retry with the same client_order_id",
-        )
-        if await unreachable(backends.risk_channel):  # nothing is sent
+        risk_down: ServiceError | None = None  # the answer of every reserve when none was sent
+        if await unreachable(backends.risk_channel):
+            risk_down = unavailable(
+                RejectReason.RISK_UNAVAILABLE,
+                "the order was not placed: risk cannot be reached; retry with the same client_order_id",
+            )
             reservations = [risk_down for _ in entries]
         else:
             reservations = await backends.reservations.submit_many(
