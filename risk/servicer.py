@@ -165,7 +165,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 epoch=epoch,
             )
             if outcome.claim:  # a reserve that looked at its client order id's claim
-                result.client_order_id_claim = outcome.claim  # type: ignore[assignment]
+                result.client_order_id_claim = outcome.claim
                 if outcome.holder:
                     result.client_order_id_holder = outcome.holder
                     result.client_order_id_ttl_ms = outcome.holder_ttl_ms

@@ -205,7 +205,7 @@ class ReservationOutcome(NamedTuple):
     asset: str = ""
     amount: int = 0
     reason: str = ""
-    claim: int = risk_pb2.CLIENT_ORDER_ID_CLAIM_UNSPECIFIED
+    claim: risk_pb2.ClientOrderIdClaim = risk_pb2.CLIENT_ORDER_ID_CLAIM_UNSPECIFIED
     holder: str = ""
     holder_ttl_ms: int = 0
 

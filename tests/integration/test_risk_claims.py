@@ -290,7 +290,7 @@ def test_the_script_matches_a_reference_model(
             store = ReadyStore(connection)
             if balance:
                 await store.deposit(account, "USD", balance)
-            answers = []
+            answers: list[tuple[bool, str, int, str, int]] = []
             for batch in batches:
                 ops = [
                     claiming(account, op[1], op[2], op[3]) if op[0] == "C" else ReleaseOp(account, op[1])
