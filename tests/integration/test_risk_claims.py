@@ -249,11 +249,12 @@ _OP = st.one_of(
 
 
 def _model(
-    balance: int, batches: list[list[tuple[Any, ...]]]
+    balance: int, preset: dict[str, str], batches: list[list[tuple[Any, ...]]]
 ) -> tuple[list[tuple[bool, str, int, str, int]], int, dict[str, str]]:
-    """(each op's (accepted, reason, claim, holder, amount), the amount reserved, the claims)."""
+    """(each op's (accepted, reason, claim, holder, amount), the amount reserved, the claims),
+    starting from the claims `preset` (client order id -> order id)."""
     held: dict[str, int] = {}
-    claims: dict[str, str] = {}
+    claims = dict(preset)
     answers: list[tuple[bool, str, int, str, int]] = []
     for op in (op for batch in batches for op in batch):
         if op[0] == "L":
@@ -277,9 +278,15 @@ def _model(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(balance=st.integers(0, 1_000), batches=st.lists(st.lists(_OP, min_size=1, max_size=6), max_size=4))
+@given(
+    balance=st.integers(0, 1_000),
+    # Claims made before: by the gateway for one of these orders (its one-by-one path), or by an
+    # order of another attempt (whose id has a '|').
+    preset=st.dictionaries(st.sampled_from(_IDS), st.sampled_from([*_ORDERS, "other|attempt"]), max_size=3),
+    batches=st.lists(st.lists(_OP, min_size=1, max_size=6), max_size=4),
+)
 def test_the_script_matches_a_reference_model(
-    redis_url: str, balance: int, batches: list[list[tuple[Any, ...]]]
+    redis_url: str, balance: int, preset: dict[str, str], batches: list[list[tuple[Any, ...]]]
 ) -> None:
     account = unique("model")
 
@@ -290,6 +297,8 @@ def test_the_script_matches_a_reference_model(
             store = ReadyStore(connection)
             if balance:
                 await store.deposit(account, "USD", balance)
+            for client_order_id, order in preset.items():
+                await connection.set(client_order_id_key(account, client_order_id), order, ex=3_600)
             answers: list[tuple[bool, str, int, str, int]] = []
             for batch in batches:
                 ops = [
@@ -307,4 +316,4 @@ def test_the_script_matches_a_reference_model(
         finally:
             await connection.aclose()
 
-    assert asyncio.run(run()) == _model(balance, batches)
+    assert asyncio.run(run()) == _model(balance, preset, batches)
