@@ -1,13 +1,15 @@
-"""The order saga: claim the client order id, reserve in risk, place in trading, compensate.
+"""The order saga: reserve in risk (claiming the client order id), place in trading, compensate.
 
-SubmitOrder: claim the client order id (Redis) -> reserve (risk stream) ->
-new order (trading stream). A step that fails after the reservation releases
-it (the compensation), and a failed attempt frees its client order id, except
-when trading's outcome is unknown: then the order may be live, so its id stays
-claimed, the caller is told to ask GetOrder, and the outcome resolver
-(gateway/resolver.py) settles the order by itself (found in trading's journal,
-or fenced: never placed, its reservation released, its client order id freed).
-Cancel has one step, but the same rule on an unknown outcome.
+SubmitOrder: reserve and claim the client order id (risk stream: one atomic
+Redis step in risk, see risk/lua/reserve.lua) -> new order (trading stream).
+A reserve risk refuses leaves no claim. A step that fails after the
+reservation releases it (the compensation), and a failed attempt frees its
+client order id, except when trading's outcome is unknown: then the order may
+be live, so its id stays claimed, the caller is told to ask GetOrder, and the
+outcome resolver (gateway/resolver.py) settles the order by itself (found in
+trading's journal, or fenced: never placed, its reservation released, its
+client order id freed). Cancel has one step, but the same rule on an unknown
+outcome.
 
 ReplaceOrder: look the order up in trading -> grow its hold in risk to what the
 replaced order may cost (GrowForReplace: one atomic check of the difference
@@ -25,8 +27,12 @@ the grow is tried once more after risk has caught up with what the gateway
 reported to the account.
 
 Client order ids are unique per account in trading's journal; the Redis claim
-is the fast path in front of it. When the claim names another order H, trading
-confirms it: the same order again (a retry) is answered with H as it is now, a
+(backbone/claims.py) is the fast path in front of it. When risk answers that
+the claim names another order H (or, where risk did not look at the claim: it
+could not be reached, was rebuilding or is of a version that does not claim,
+the gateway's own claim finds H), the order takes the one-by-one path, where
+the gateway claims by itself and trading confirms H: the same order again (a
+retry) is answered with H as it is now, a
 different one is ALREADY_EXISTS naming H (which GetOrder finds); an H trading
 does not know is resolved, and once it is fenced its reservation is released,
 the claim points at the new attempt and the attempt is placed. When trading
@@ -41,12 +47,13 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from backbone.claims import CLIENT_ORDER_ID_TTL_SECONDS, client_order_id_key
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.risk.v1 import risk_pb2
@@ -59,7 +66,6 @@ from gateway.resolver import FENCED, OutcomeResolver, resolve_orders
 
 log = structlog.get_logger("backbone.gateway")
 
-CLIENT_ORDER_ID_TTL_SECONDS = 604_800  # 7 days
 # An order trading may still change (a replace needs one).
 _OPEN_STATUSES = frozenset({common_pb2.ORDER_STATUS_NEW, common_pb2.ORDER_STATUS_PARTIALLY_FILLED})
 # How long an answer waits for a compensating release to be acknowledged; the
@@ -112,11 +118,6 @@ return deleted
 """
 
 
-def client_order_id_key(account_id: str, client_order_id: str) -> str:
-    """Redis key of a claimed client order id, hash-tagged by account."""
-    return f"gw:{{{account_id}}}:coid:{client_order_id}"
-
-
 def same_order(order: trading_pb2.NewOrder, held: common_pb2.Order) -> bool:
     """True when `order` is `held` sent again: same symbol, side, type, time in force, post-only,
     self-trade prevention, price and quantity. The price sent is what risk reserved at
@@ -138,6 +139,16 @@ def same_order(order: trading_pb2.NewOrder, held: common_pb2.Order) -> bool:
 
 
 Outcome = list[common_pb2.ExecutionReport] | ServiceError
+
+
+class _Held(NamedTuple):
+    """An order's client order id is held by another order: that order's id, and the seconds
+    since its claim was made (inf: the claim has no expiry)."""
+
+    order_id: str
+    age_seconds: float
+
+
 Placing = tuple[trading_pb2.NewOrder, common_pb2.Instrument]
 
 # Orders placed in one batch at most, and batches under way at once (see OrderSaga.place).
@@ -187,8 +198,8 @@ class OrderSaga:
     """Places and cancels orders across risk and trading; one instance per process.
 
     Orders go through in batches formed from whatever waits (unary calls and StreamOrders
-    requests alike; see `place`). A batch costs one Redis round trip for its claims, one
-    risk message for its reservations and one trading message for its orders.
+    requests alike; see `place`). A batch costs one risk message for its reservations and
+    claims (risk makes them in one Redis round trip) and one trading message for its orders.
     """
 
     def __init__(self) -> None:
@@ -273,8 +284,10 @@ class OrderSaga:
         """Place validated orders together; for each (in order) its reports or its refusal.
 
         Each order is answered exactly as `submit` answers it alone; one order's refusal
-        does not touch the others. Orders whose client order id is already held (retries,
-        or the same id twice in the batch) take the one-by-one path of `submit`.
+        does not touch the others. Risk claims each client order id in the step that reserves
+        the order (no round trip of the gateway's own); an order whose id another order holds
+        (a retry, or the same id earlier in the batch) takes the one-by-one path of `submit`
+        once the others are answered.
         """
         answered = []
         for order, _ in orders:
@@ -282,27 +295,28 @@ class OrderSaga:
             answered.append(event)
         try:
             keys = [client_order_id_key(order.account_id, order.client_order_id) for order, _ in orders]
-            try:
-                claims = await self._claim_many(backends, keys, [order.order_id for order, _ in orders])
-            except ServiceError as error:
-                return [error for _ in orders]
+            entries = [(*placing, key) for placing, key in zip(orders, keys, strict=True)]
+            placed = await self._place_many(backends, entries)
             outcomes: list[Outcome | None] = [None] * len(orders)
-            fresh = [index for index, (holder, _) in enumerate(claims) if not holder]
-            work: list[Awaitable[None]] = [
-                self._place_into(backends, orders, keys, fresh, outcomes, answered)
-            ]
-            for index, (holder, age_seconds) in enumerate(claims):
-                if holder:
-                    order, instrument = orders[index]
-                    work.append(
-                        _into(
-                            outcomes,
-                            index,
-                            self._submit_held(backends, order, instrument, keys[index], holder, age_seconds),
-                            answered[index],
-                        )
+            held: list[tuple[int, _Held]] = []
+            for index, outcome in enumerate(placed):
+                if isinstance(outcome, _Held):
+                    held.append((index, outcome))
+                else:
+                    outcomes[index] = outcome
+                    # A later order of the batch under the same client order id waits for this answer.
+                    answered[index].set()
+            await asyncio.gather(
+                *(
+                    _into(
+                        outcomes,
+                        index,
+                        self._submit_held(backends, *orders[index], keys[index], holder),
+                        answered[index],
                     )
-            await asyncio.gather(*work)
+                    for index, holder in held
+                )
+            )
             return [outcome if outcome is not None else _lost() for outcome in outcomes]
         finally:
             for (order, _), event in zip(orders, answered, strict=True):
@@ -310,43 +324,35 @@ class OrderSaga:
                     del self._in_flight[order.order_id]
                 event.set()
 
-    async def _place_into(
-        self,
-        backends: Backends,
-        orders: Sequence[Placing],
-        keys: Sequence[str],
-        indices: Sequence[int],
-        outcomes: list[Outcome | None],
-        answered: Sequence[asyncio.Event],
-    ) -> None:
-        if not indices:
-            return
-        placed = await self._place_many(backends, [(*orders[i], keys[i]) for i in indices])
-        for index, outcome in zip(indices, placed, strict=True):
-            outcomes[index] = outcome
-            # A later order of the batch under the same client order id waits for this answer.
-            answered[index].set()
-
     async def _submit_held(
         self,
         backends: Backends,
         order: trading_pb2.NewOrder,
         instrument: common_pb2.Instrument,
         key: str,
-        holder: str,
-        age_seconds: float,
+        held_by: _Held,
     ) -> list[common_pb2.ExecutionReport]:
-        """The one-by-one path: the client order id was held when claimed (a retry, most often)."""
-        for round_ in range(CLAIM_ROUNDS):
-            if round_:
+        """The one-by-one path: the client order id was held by another order (a retry, most often).
+
+        The gateway claims the id itself here (the rare path), then reserves and places the order
+        with the claim already its own.
+        """
+        holder, age_seconds = held_by
+        known = True  # holder and age_seconds are what the last step found
+        for _ in range(CLAIM_ROUNDS):
+            if not known:
                 holder, age_seconds = await self._claim_client_order_id(backends, key, order.order_id)
-            if holder:
+            known = False
+            if holder and holder != order.order_id:
                 held = await self._held(backends, order, key, holder, age_seconds)
                 if isinstance(held, list):
                     return held
                 if not held:  # waited for an attempt of this process, or lost the claim: again
                     continue
-            (outcome,) = await self._place_many(backends, [(order, instrument, key)])
+            (outcome,) = await self._place_many(backends, [(order, instrument, key)], claimed=True)
+            if isinstance(outcome, _Held):  # another attempt took the claim meanwhile
+                (holder, age_seconds), known = outcome, True
+                continue
             if isinstance(outcome, ServiceError):
                 raise outcome
             return outcome
@@ -413,52 +419,73 @@ class OrderSaga:
             raise refusals.holder_unconfirmed(order.client_order_id, holder_id, error) from None
 
     async def _place_many(
-        self, backends: Backends, entries: Sequence[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]]
-    ) -> list[Outcome]:
-        """Reserve in risk, then place in trading, compensating what fails; each claim is its order's.
+        self,
+        backends: Backends,
+        entries: Sequence[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]],
+        *,
+        claimed: bool = False,
+    ) -> list[Outcome | _Held]:
+        """Claim each client order id and reserve in risk, then place in trading, compensating
+        what fails; `claimed` when the gateway has claimed every id for its order already.
 
-        One risk message reserves every order, one trading message places those risk granted;
-        refusals free their claims in one Redis round trip.
+        One risk message reserves every order and claims its client order id in the same atomic
+        step (an id another order holds is answered _Held, and nothing of that order changed);
+        one trading message places those risk granted. A refused reserve left no claim; the
+        claims of orders that fail later are freed in one Redis round trip. A reserve whose
+        claim risk did not look at (risk could not answer, refused before looking, or does
+        not claim: an older risk) has its id claimed here, in one round trip for all of them.
         """
-        outcomes: list[Outcome | None] = [None] * len(entries)
+        outcomes: list[Outcome | _Held | None] = [None] * len(entries)
         freeing: list[tuple[str, str]] = []  # (key, order id) of attempts that failed for sure
         releasing: list[trading_pb2.NewOrder] = []  # reservations to give back
+        reservations: Sequence[risk_pb2.ReservationResult | ServiceError]
+        risk_down: ServiceError | None = None  # the answer of every reserve when none was sent
         if await unreachable(backends.risk_channel):
-            await self._free_many(backends, [(key, order.order_id) for order, _, key in entries])
-            return [
-                unavailable(
-                    RejectReason.RISK_UNAVAILABLE,
-                    "the order was not placed: risk cannot be reached; retry with the same client_order_id",
-                )
-                for _ in entries
-            ]
-        reservations = await backends.reservations.submit_many(
-            [
-                risk_pb2.ReservationCommand(
-                    reserve=risk_pb2.Reserve(
-                        order_id=order.order_id,
-                        account_id=order.account_id,
-                        symbol=order.symbol,
-                        side=order.side,
-                        price_ticks=order.price_ticks,
-                        quantity_lots=order.quantity_lots,
-                        quote_budget=order.quote_budget,
+            risk_down = unavailable(
+                RejectReason.RISK_UNAVAILABLE,
+                "the order was not placed: risk cannot be reached; retry with the same client_order_id",
+            )
+            reservations = [risk_down for _ in entries]
+        else:
+            reservations = await backends.reservations.submit_many(
+                [
+                    risk_pb2.ReservationCommand(
+                        reserve=risk_pb2.Reserve(
+                            order_id=order.order_id,
+                            account_id=order.account_id,
+                            symbol=order.symbol,
+                            side=order.side,
+                            price_ticks=order.price_ticks,
+                            quantity_lots=order.quantity_lots,
+                            quote_budget=order.quote_budget,
+                            client_order_id=order.client_order_id,
+                        )
                     )
-                )
-                for order, _, _ in entries
-            ]
-        )
+                    for order, _, _ in entries
+                ]
+            )
+        claims = await self._claims_of(backends, entries, reservations, claimed)
         granted: list[int] = []
-        for index, ((order, instrument, key), reservation) in enumerate(
-            zip(entries, reservations, strict=True)
+        for index, ((order, instrument, key), reservation, claim) in enumerate(
+            zip(entries, reservations, claims, strict=True)
         ):
+            if claim is True and (isinstance(reservation, ServiceError) or not reservation.accepted):
+                freeing.append((key, order.order_id))
             if isinstance(reservation, ServiceError):
-                if reservation.reason not in refusals.NOT_SENT_REASONS:
+                if reservation is not risk_down and reservation.reason not in refusals.NOT_SENT_REASONS:
                     releasing.append(order)
-                freeing.append((key, order.order_id))
-                outcomes[index] = refusals.risk_unreachable(reservation)
+                if isinstance(claim, _Held | ServiceError):
+                    outcomes[index] = claim
+                else:
+                    outcomes[index] = (
+                        reservation if reservation is risk_down else refusals.risk_unreachable(reservation)
+                    )
+            elif isinstance(claim, _Held | ServiceError):
+                # Another order holds the id, or the claim could not be looked at (Redis is down).
+                if reservation.accepted:  # an older risk reserved without looking at the claim
+                    releasing.append(order)
+                outcomes[index] = claim
             elif not reservation.accepted:
-                freeing.append((key, order.order_id))
                 outcomes[index] = refusals.risk_refusal(reservation, instrument)
             else:
                 # Trading refuses an order reserved in an epoch of risk's state that risk has since rebuilt.
@@ -515,6 +542,55 @@ class OrderSaga:
             await self._release_many(backends, [(order.order_id, order.account_id) for order in releasing])
         await asyncio.gather(self._free_many(backends, freeing), *rare)
         return [outcome if outcome is not None else _lost() for outcome in outcomes]
+
+    async def _claims_of(
+        self,
+        backends: Backends,
+        entries: Sequence[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]],
+        reservations: Sequence[risk_pb2.ReservationResult | ServiceError],
+        claimed: bool,
+    ) -> list[bool | _Held | ServiceError]:
+        """Where each order's client order id stands after its reserve: True when it is claimed
+        for the order (to be freed if the attempt fails), False when nothing was claimed, _Held
+        when another order holds it, a ServiceError when it could not be looked at.
+
+        `claimed`: the gateway claimed every id before the reserve. Otherwise an id whose claim
+        risk did not look at is claimed here, all of them in one round trip.
+        """
+        claims: list[bool | _Held | ServiceError] = []
+        unlooked: list[int] = []
+        for index, reservation in enumerate(reservations):
+            state = (
+                risk_pb2.CLIENT_ORDER_ID_CLAIM_UNSPECIFIED
+                if isinstance(reservation, ServiceError)
+                else reservation.client_order_id_claim
+            )
+            if state == risk_pb2.CLIENT_ORDER_ID_CLAIM_HELD:
+                assert not isinstance(reservation, ServiceError)
+                holder = reservation.client_order_id_holder
+                claims.append(_Held(holder, _claim_age(reservation.client_order_id_ttl_ms)))
+            elif claimed or state == risk_pb2.CLIENT_ORDER_ID_CLAIM_CLAIMED:
+                claims.append(True)
+            elif state == risk_pb2.CLIENT_ORDER_ID_CLAIM_FREE:
+                claims.append(False)
+            else:
+                claims.append(True)
+                unlooked.append(index)
+        if unlooked:
+            try:
+                found = await self._claim_many(
+                    backends,
+                    [entries[index][2] for index in unlooked],
+                    [entries[index][0].order_id for index in unlooked],
+                )
+            except ServiceError as error:
+                for index in unlooked:
+                    claims[index] = error
+                return claims
+            for index, (holder, age_seconds) in zip(unlooked, found, strict=True):
+                if holder and holder != entries[index][0].order_id:
+                    claims[index] = _Held(holder, age_seconds)
+        return claims
 
     async def _unplaced(
         self, backends: Backends, order: trading_pb2.NewOrder, key: str, answer: trading_pb2.CommandResult
@@ -860,7 +936,7 @@ async def _risk_caught_up(backends: Backends, account_id: str, shard: str) -> bo
 
 
 def _into(
-    outcomes: list[Outcome | None],
+    outcomes: list[Outcome | None] | list[Outcome | _Held | None],
     index: int,
     attempt: Awaitable[list[common_pb2.ExecutionReport]],
     answered: asyncio.Event | None = None,
@@ -889,9 +965,12 @@ def _claim_answer(answer: Any) -> tuple[str, float]:
     holder = _text(answer[0]) if answer else ""
     if not holder:
         return "", 0.0
-    left_ms = int(answer[1]) if len(answer) > 1 else -1
-    age = CLIENT_ORDER_ID_TTL_SECONDS - left_ms / 1000 if left_ms >= 0 else float("inf")
-    return holder, age
+    return holder, _claim_age(int(answer[1]) if len(answer) > 1 else -1)
+
+
+def _claim_age(left_ms: int) -> float:
+    """Seconds since a claim with `left_ms` milliseconds to live was made (inf: it has no expiry)."""
+    return CLIENT_ORDER_ID_TTL_SECONDS - left_ms / 1000 if left_ms >= 0 else float("inf")
 
 
 def _text(value: object) -> str:

@@ -34,7 +34,8 @@ class MalformedEvent(ValueError):
 
 # The operations are named tuples: immutable, and the cheapest to make (one of each per order).
 class ReserveOp(NamedTuple):
-    """Hold `amount` of `asset` for an order, if the account has it available."""
+    """Hold `amount` of `asset` for an order, if the account has it available; with a
+    `client_order_id`, only if no other order holds its claim, which the hold then takes."""
 
     account_id: str
     order_id: str
@@ -43,6 +44,7 @@ class ReserveOp(NamedTuple):
     side: str
     symbol: str
     price_ticks: int
+    client_order_id: str = ""
 
 
 class ReleaseOp(NamedTuple):
@@ -135,6 +137,8 @@ def valid_asset(asset: str) -> bool:
 
 _ORDER_ID_MATCH = ids.ORDER_ID.pattern.fullmatch
 _ORDER_ID_MAX = ids.ORDER_ID.max_length
+_CLIENT_ORDER_ID_MATCH = ids.CLIENT_ORDER_ID.pattern.fullmatch
+_CLIENT_ORDER_ID_MAX = ids.CLIENT_ORDER_ID.max_length
 
 
 def valid_order_id(order_id: str) -> bool:
@@ -231,10 +235,26 @@ def plan_reserve(reserve: risk_pb2.Reserve, math: InstrumentMath | None) -> Rese
     )
     if isinstance(sized, Rejection):
         return sized
+    client_order_id = reserve.client_order_id
+    if client_order_id and not (
+        len(client_order_id) <= _CLIENT_ORDER_ID_MAX and _CLIENT_ORDER_ID_MATCH(client_order_id)
+    ):
+        return Rejection(
+            order_id,
+            RejectReason.INVALID_CLIENT_ORDER_ID,
+            f"client_order_id {ids.client_order_id_problem(client_order_id)}",
+        )
     assert math is not None
     asset, amount = sized
     return ReserveOp(
-        reserve.account_id, order_id, asset, amount, SIDE_NAMES[side], math.instrument.symbol, price
+        reserve.account_id,
+        order_id,
+        asset,
+        amount,
+        SIDE_NAMES[side],
+        math.instrument.symbol,
+        price,
+        client_order_id,
     )
 
 

@@ -156,7 +156,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             outcome = next(outcomes)
             if not outcome.accepted:
                 log.debug("reserve refused", order_id=plan.order_id, reason=outcome.reason)
-            add(
+            result = add(
                 order_id=plan.order_id,
                 accepted=outcome.accepted,
                 reject_reason=_reason_number(outcome.reason),
@@ -164,6 +164,11 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 amount=outcome.amount,
                 epoch=epoch,
             )
+            if outcome.claim:  # a reserve that looked at its client order id's claim
+                result.client_order_id_claim = outcome.claim
+                if outcome.holder:
+                    result.client_order_id_holder = outcome.holder
+                    result.client_order_id_ttl_ms = outcome.holder_ttl_ms
         return response
 
     # Trading events -------------------------------------------------------

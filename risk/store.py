@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -25,7 +25,9 @@ from google.protobuf import json_format
 from redis._parsers.base import _AsyncRESPBase
 from redis.exceptions import ConnectionError, InvalidResponse, NoScriptError, ResponseError
 
+from backbone.claims import CLIENT_ORDER_ID_TTL_SECONDS, client_order_id_key
 from backbone.common.v1 import common_pb2
+from backbone.risk.v1 import risk_pb2
 from risk.exposure import EndReplaceOp, GrowOp, LegOp, OpenOrderHold, ReleaseOp, ReserveOp
 from risk.keys import (
     EPOCH_KEY,
@@ -192,12 +194,20 @@ def script_sources() -> dict[str, str]:
 
 
 class ReservationOutcome(NamedTuple):
-    """The store's answer to one reserve or release (a named tuple: one is made per order)."""
+    """The store's answer to one reserve or release (a named tuple: one is made per order).
+
+    `claim` is what a reserve with a client order id did with its claim (a
+    risk_pb2.ClientOrderIdClaim value; UNSPECIFIED when it was not looked at), and with HELD
+    `holder` is the order holding it and `holder_ttl_ms` the milliseconds its claim has left.
+    """
 
     accepted: bool
     asset: str = ""
     amount: int = 0
     reason: str = ""
+    claim: risk_pb2.ClientOrderIdClaim = risk_pb2.CLIENT_ORDER_ID_CLAIM_UNSPECIFIED
+    holder: str = ""
+    holder_ttl_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,13 @@ class AssetFigures:
 # nothing held.
 _REBUILDING = ReservationOutcome(False, reason="RISK_REBUILDING")
 _NOTHING_RELEASED = ReservationOutcome(True)
+# What a reserve did with its client order id (risk_pb2.ClientOrderIdClaim), and the reason of a
+# reserve refused because another order holds it.
+_UNLOOKED = risk_pb2.CLIENT_ORDER_ID_CLAIM_UNSPECIFIED
+_CLAIMED = risk_pb2.CLIENT_ORDER_ID_CLAIM_CLAIMED
+_FREE = risk_pb2.CLIENT_ORDER_ID_CLAIM_FREE
+_HELD = risk_pb2.CLIENT_ORDER_ID_CLAIM_HELD
+_DUPLICATE = "DUPLICATE_CLIENT_ORDER_ID"
 
 
 class RiskStateError(RuntimeError):
@@ -314,21 +331,31 @@ class RiskStore:
         round trip; one outcome each (a grow's amount: what it added; an end's: what it gave back).
 
         Each account's ops are one script call (one slot). Each runs only in the ready state of
-        `epoch`; otherwise it is refused with RISK_REBUILDING and changes nothing.
+        `epoch`; otherwise it is refused with RISK_REBUILDING and changes nothing. A reserve with
+        a client order id claims it in the same step (see reserve.lua): refused with
+        DUPLICATE_CLIENT_ORDER_ID (claim HELD) when another order holds it; claim CLAIMED when the
+        order holds its reservation, FREE when it was refused after the claim was found free.
         """
         by_account: dict[str, list[int]] = {}
         for index, op in enumerate(ops):
             by_account.setdefault(op.account_id, []).append(index)
         now_ms = str(time.time_ns() // 1_000_000)
+        ttl = str(CLIENT_ORDER_ID_TTL_SECONDS)
         calls: list[Call] = []
         for account, indexes in by_account.items():
             keys = [balances_key(account), EPOCH_KEY, READY_KEY]
-            args = [epoch, now_ms]
+            args = [epoch, now_ms, ttl]
             for index in indexes:
                 op = ops[index]
                 keys.append(order_key(account, op.order_id))
                 if isinstance(op, ReserveOp):  # one argument: none of its parts has a space
-                    args.append(f"R {op.asset} {op.amount} {op.side} {op.symbol} {op.price_ticks}")
+                    if op.client_order_id:
+                        keys.append(client_order_id_key(account, op.client_order_id))
+                        args.append(
+                            f"C {op.asset} {op.amount} {op.side} {op.symbol} {op.price_ticks} {op.order_id}"
+                        )
+                    else:
+                        args.append(f"R {op.asset} {op.amount} {op.side} {op.symbol} {op.price_ticks}")
                 elif isinstance(op, GrowOp):
                     args.append(f"G {op.asset} {op.amount} {op.replace_id}")
                 elif isinstance(op, EndReplaceOp):
@@ -344,20 +371,46 @@ class RiskStore:
                     if isinstance(op, ReserveOp | GrowOp):
                         outcomes[index] = ReservationOutcome(False, op.asset, op.amount, _REBUILDING.reason)
                 continue
+            holders: Iterator[str] = iter(())
+            if isinstance(reply, list):  # the answers, then the holders of the '@' answers
+                reply, holders = reply[0], iter(reply[1:])
             for index, answer in zip(indexes, reply.split("|"), strict=True):
                 op = ops[index]
                 mark = answer[0]
                 if mark == "+":  # held: the op's own asset and amount
                     assert isinstance(op, ReserveOp)
-                    outcomes[index] = ReservationOutcome(True, op.asset, op.amount)
+                    outcomes[index] = ReservationOutcome(
+                        True, op.asset, op.amount, claim=_CLAIMED if op.client_order_id else _UNLOOKED
+                    )
                 elif mark == "!":  # refused
                     assert isinstance(op, ReserveOp | GrowOp)
-                    outcomes[index] = ReservationOutcome(False, op.asset, op.amount, answer[1:])
+                    reason = answer[1:]
+                    # A reserve is refused for RISK_REBUILDING before its claim is looked at.
+                    claim = (
+                        _FREE
+                        if isinstance(op, ReserveOp) and op.client_order_id and reason != _REBUILDING.reason
+                        else _UNLOOKED
+                    )
+                    outcomes[index] = ReservationOutcome(False, op.asset, op.amount, reason, claim)
+                elif mark == "@":  # another order holds the client order id
+                    assert isinstance(op, ReserveOp)
+                    outcomes[index] = ReservationOutcome(
+                        False,
+                        op.asset,
+                        op.amount,
+                        _DUPLICATE,
+                        _HELD,
+                        next(holders),
+                        int(answer[1:]),
+                    )
                 elif len(answer) == 1:  # a release of an order that held nothing
                     outcomes[index] = _NOTHING_RELEASED
                 else:  # held before (its first answer), or released: '<mark><asset> <amount>'
                     asset, amount = answer[1:].split(" ")
-                    outcomes[index] = ReservationOutcome(True, asset, int(amount))
+                    claimed = mark == "=" and isinstance(op, ReserveOp) and op.client_order_id
+                    outcomes[index] = ReservationOutcome(
+                        True, asset, int(amount), claim=_CLAIMED if claimed else _UNLOOKED
+                    )
         return outcomes
 
     # Trading events -------------------------------------------------------

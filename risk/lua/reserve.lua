@@ -1,25 +1,35 @@
 -- One account's reserves and releases of a batch, in order, in one call (one slot: the account's).
 -- Reserve: check total - reserved >= amount and hold the amount, atomically, once per order id,
--- in a state risk serves from (risk:ready is the current epoch). Release (compensation): drop an
--- order's whole reservation if it has one.
+-- in a state risk serves from (risk:ready is the current epoch); with a client order id, claim it
+-- in the same step. Release (compensation): drop an order's whole reservation if it has one.
 -- KEYS[1] risk:{acct}:balances   KEYS[2] risk:epoch   KEYS[3] risk:ready
--- KEYS[3 + n] risk:{acct}:order:<order_id> of the n-th op
+-- then per op risk:{acct}:order:<order_id>, and after it, for a 'C' op, the op's claim key
+-- gw:{acct}:coid:<client order id> (backbone/claims.py; the account's hash tag, so the same slot)
 -- ARGV[1] the caller's epoch   ARGV[2] now, in milliseconds (when reservations are made)
--- then one argument per op: 'R <asset> <amount (positive)> <side> <symbol> <price_ticks>', 'L'
+-- ARGV[3] a claim's time to live, in seconds
+-- then one argument per op: 'R <asset> <amount (positive)> <side> <symbol> <price_ticks>',
+-- 'C <asset> <amount> <side> <symbol> <price_ticks> <order id>' (a reserve that claims its client
+-- order id for the order: when the claim key names another order the answer is '@' and nothing
+-- changes; when it is free or names this order the reserve runs as 'R', and the key is set to the
+-- order id, with the time to live, only when the order holds its reservation ('+' or '='): a
+-- refused reserve leaves no claim), 'L'
 -- (a release), 'G <asset> <amount> <replace id>' (grow an open order's hold to at least the amount
 -- before a replace, and mark the order: its 'replacing' and 'replace_extra' fields; leg.lua leaves
 -- a marked hold alone until the OrderReplaced event), or 'E <replace id>' (trading refused that
 -- replace: give back replace_extra, lower the hold to the lowest cap skipped while marked, unmark)
 -- Returns -1 when the caller's epoch is gone (nothing changed: a rebuild restores only open
 -- orders); otherwise one string, the ops' answers joined by '|' (the cheapest answer to read back;
--- asset codes and reasons have no '|' or spaces):
+-- asset codes and reasons have no '|' or spaces), or, when an answer is '@', an array: that string
+-- followed by the holders of the '@' answers, in order (an order id may hold a '|'):
 --   '+'               held: the op's own asset and amount
 --   '=<asset> <amt>'  held before (the order's first answer)
 --   '!<reason>'       refused (and nothing of it changed)
+--   '@<ms>'           refused: another order (the next holder) holds the client order id, for ms
+--                     more milliseconds (-1: no expiry); nothing changed
 --   '-<asset> <amt>'  released what the order held;  '-' the order held nothing
 --   '^<asset> <amt>'  grown by amt (0 when it held enough) and marked
 -- Every value is read at most once and every key written once, at the end.
-local balances, epoch, now = KEYS[1], ARGV[1], ARGV[2]
+local balances, epoch, now, claim_ttl = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if not epoch_is(KEYS[2], epoch) then
   return -1
 end
@@ -54,14 +64,35 @@ end
 -- lowest cap skipped while marked or false} or false (none); whether a release dropped it; the
 -- fields of the reserve that created it here; whether a grow or an end changed it; the keys read.
 local orders, dropped, created, resized, touched = {}, {}, {}, {}, {}
+-- Claims by key: {the order id it names, or false (free); its milliseconds to live, or nil until
+-- read}; the keys this call sets, in order; the holders of '@' answers, in order.
+local claims, claiming, holders = {}, {}, {}
+local function claim_of(claim_key)
+  local claim = claims[claim_key]
+  if claim == nil then
+    claim = {redis.call('GET', claim_key)}
+    claims[claim_key] = claim
+  end
+  return claim
+end
+local function take(claim_key, order_id)
+  local claim = claims[claim_key]
+  if not claiming[claim_key] then
+    claiming[#claiming + 1] = claim_key
+    claiming[claim_key] = true
+  end
+  claim[1], claim[2] = order_id, tonumber(claim_ttl) * 1000
+end
 -- Move the order's hold (and the account's reserved) to `amount`.
 local function hold(order, amount)
   local _, reserved_field = load(order[1])
   set(reserved_field, add(values[reserved_field], add(amount, neg(order[3]))))
   order[3] = amount
 end
-for i = 3, #ARGV do
-  local key = KEYS[i + 1]
+local k = 3 -- the key of the op
+for i = 4, #ARGV do
+  k = k + 1
+  local key = KEYS[k]
   local order = orders[key]
   if order == nil then
     order = false
@@ -77,11 +108,32 @@ for i = 3, #ARGV do
   local grow_asset, want, grow_id = string.match(ARGV[i], '^G (%S+) (%S+) (%S+)$')
   local end_id = string.match(ARGV[i], '^E (%S+)$')
   local asset, amount, side, symbol, price = string.match(ARGV[i], '^R (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local claim_key, claimant, claim = nil, nil, nil
+  if not asset then
+    asset, amount, side, symbol, price, claimant =
+      string.match(ARGV[i], '^C (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    if claimant then
+      k = k + 1
+      claim_key = KEYS[k]
+    end
+  end
+  if asset and ready and claim_key then
+    claim = claim_of(claim_key)
+  end
   if asset then
     if not ready then
       refuse({0, 'RISK_REBUILDING'})
+    elseif claim and claim[1] and claim[1] ~= claimant then
+      if claim[2] == nil then
+        claim[2] = redis.call('PTTL', claim_key)
+      end
+      answers[#answers + 1] = '@' .. claim[2]
+      holders[#holders + 1] = claim[1]
     elseif order then
       answers[#answers + 1] = '=' .. order[1] .. ' ' .. order[2]
+      if claim then
+        take(claim_key, claimant)
+      end
     else
       local total_field, reserved_field = load(asset)
       if halted then
@@ -93,6 +145,9 @@ for i = 3, #ARGV do
           orders[key] = {asset, amount, amount}
           created[key] = {asset, amount, side, symbol, price}
           answers[#answers + 1] = '+'
+          if claim then
+            take(claim_key, claimant)
+          end
         else
           refuse({0, 'INSUFFICIENT_BALANCE'})
         end
@@ -193,5 +248,15 @@ for _, key in ipairs(touched) do
       redis.call('HDEL', key, 'replacing', 'replace_extra', 'skipped')
     end
   end
+end
+for _, claim_key in ipairs(claiming) do
+  redis.call('SET', claim_key, claims[claim_key][1], 'EX', claim_ttl)
+end
+if #holders > 0 then
+  local reply = {table.concat(answers, '|')}
+  for _, holder in ipairs(holders) do
+    reply[#reply + 1] = holder
+  end
+  return reply
 end
 return table.concat(answers, '|')

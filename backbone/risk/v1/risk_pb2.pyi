@@ -8,19 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClientOrderIdClaim(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLIENT_ORDER_ID_CLAIM_UNSPECIFIED: _ClassVar[ClientOrderIdClaim]
+    CLIENT_ORDER_ID_CLAIM_CLAIMED: _ClassVar[ClientOrderIdClaim]
+    CLIENT_ORDER_ID_CLAIM_FREE: _ClassVar[ClientOrderIdClaim]
+    CLIENT_ORDER_ID_CLAIM_HELD: _ClassVar[ClientOrderIdClaim]
+
 class LedgerEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LEDGER_EVENT_KIND_UNSPECIFIED: _ClassVar[LedgerEventKind]
     LEDGER_EVENT_KIND_BALANCE: _ClassVar[LedgerEventKind]
     LEDGER_EVENT_KIND_HALT: _ClassVar[LedgerEventKind]
     LEDGER_EVENT_KIND_RESUME: _ClassVar[LedgerEventKind]
+CLIENT_ORDER_ID_CLAIM_UNSPECIFIED: ClientOrderIdClaim
+CLIENT_ORDER_ID_CLAIM_CLAIMED: ClientOrderIdClaim
+CLIENT_ORDER_ID_CLAIM_FREE: ClientOrderIdClaim
+CLIENT_ORDER_ID_CLAIM_HELD: ClientOrderIdClaim
 LEDGER_EVENT_KIND_UNSPECIFIED: LedgerEventKind
 LEDGER_EVENT_KIND_BALANCE: LedgerEventKind
 LEDGER_EVENT_KIND_HALT: LedgerEventKind
 LEDGER_EVENT_KIND_RESUME: LedgerEventKind
 
 class Reserve(_message.Message):
-    __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots", "quote_budget")
+    __slots__ = ("order_id", "account_id", "symbol", "side", "price_ticks", "quantity_lots", "quote_budget", "client_order_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +39,7 @@ class Reserve(_message.Message):
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
     QUOTE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     symbol: str
@@ -35,7 +47,8 @@ class Reserve(_message.Message):
     price_ticks: int
     quantity_lots: int
     quote_budget: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., quote_budget: _Optional[int] = ...) -> None: ...
+    client_order_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., quote_budget: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("order_id", "account_id")
@@ -94,20 +107,26 @@ class StreamReservationsRequest(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[ReservationCommand, _Mapping]]] = ...) -> None: ...
 
 class ReservationResult(_message.Message):
-    __slots__ = ("order_id", "accepted", "reject_reason", "asset", "amount", "epoch")
+    __slots__ = ("order_id", "accepted", "reject_reason", "asset", "amount", "epoch", "client_order_id_claim", "client_order_id_holder", "client_order_id_ttl_ms")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_HOLDER_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     accepted: bool
     reject_reason: _common_pb2.RejectReason
     asset: str
     amount: int
     epoch: str
-    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
+    client_order_id_claim: ClientOrderIdClaim
+    client_order_id_holder: str
+    client_order_id_ttl_ms: int
+    def __init__(self, order_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reject_reason: _Optional[_Union[_common_pb2.RejectReason, str]] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., epoch: _Optional[str] = ..., client_order_id_claim: _Optional[_Union[ClientOrderIdClaim, str]] = ..., client_order_id_holder: _Optional[str] = ..., client_order_id_ttl_ms: _Optional[int] = ...) -> None: ...
 
 class StreamReservationsResponse(_message.Message):
     __slots__ = ("sequence", "results")
