@@ -49,11 +49,12 @@ import redis.asyncio as redis
 import structlog
 from redis.exceptions import RedisError
 
+from backbone.claims import CLIENT_ORDER_ID_TTL_SECONDS
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError, unavailable
 from backbone.trading.v1 import trading_pb2
-from gateway.order_saga import CLIENT_ORDER_ID_TTL_SECONDS, same_order
+from gateway.order_saga import same_order
 
 if TYPE_CHECKING:
     from gateway.shards import TradingShards
