@@ -30,7 +30,9 @@ time, ten minutes apart, with the load at 6 to 9 on 2 cores). The recovery, whic
 PostgreSQL, is timed in wall seconds.
 
 The last line is one JSON object: orders_per_s, floor_orders_per_s, ratio, replay_commands_per_s,
-replay_1m_seconds, recover_1m_seconds (and the figures behind them).
+replay_1m_seconds, recover_1m_seconds (and the figures behind them), and build: which build of the
+engine ran ("python": trading/engine.py itself; "cython" or "mypyc": a module compiled from it, for
+comparing builds run one after the other on the same machine).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.machinery
 import json
 import random
 import sys
@@ -55,6 +58,7 @@ from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.embedded import EmbeddedPostgres
 from backbone.trading.v1 import trading_pb2
+from trading import engine as engine_module
 from trading.engine import Engine
 from trading.journal import Journal
 from trading.snapshots import SnapshotStore, freeze, thaw
@@ -63,6 +67,15 @@ SYMBOL = "BTC-USD"
 T0 = 1_700_000_000_000_000_000
 BUY, SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 SNAPSHOT_EVERY = 100_000  # records: TRADING_SNAPSHOT_COMMANDS' default
+
+
+def engine_build() -> str:
+    """Which build of the engine this process imported: "python" (the source), "cython" or "mypyc"."""
+    path = engine_module.__file__ or ""
+    if not path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return "python"
+    # Cython makes its functions objects of its own type; mypyc makes them builtin functions.
+    return "cython" if type(engine_module.no_report).__name__ == "cython_function_or_method" else "mypyc"
 
 
 def instrument() -> common_pb2.Instrument:
@@ -269,6 +282,7 @@ def main() -> None:
     orders_per_s = options.orders / engine_s
     floor_per_s = options.orders / floor_s
     replayed_commands = commands_in(records)
+    print(f"build:    {engine_build()} ({engine_module.__file__})")
     print(f"commands: {options.orders:,} ({', '.join(f'{k} {v:,}' for k, v in sorted(kinds.items()))})")
     print(
         f"engine:   {orders_per_s:,.0f} commands/s ({engine_s:.2f} s), {trades:,} trades, "
@@ -304,6 +318,7 @@ def main() -> None:
                 "resting_at_end": len(engine.books[SYMBOL]),
                 **recovery,
                 "seed": options.seed,
+                "build": engine_build(),
             }
         )
     )
