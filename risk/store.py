@@ -381,9 +381,9 @@ class RiskStore:
                 leg = legs[index]
                 keys.append(order_key(account, leg.order_id))
                 deltas = leg.deltas
-                # One argument per leg: op id, cap (after its kind), then each asset and delta
-                # (none has a space).
-                cap = f"{leg.cap_kind}{leg.reservation_cap}"
+                # One argument per leg: op id, cap (after its kind; a replace id for an end of a
+                # replace), then each asset and delta (none has a space).
+                cap = f"{leg.cap_kind}{leg.replace_id or leg.reservation_cap}"
                 if len(deltas) == 2:
                     (first, first_delta), (second, second_delta) = deltas
                     args.append(f"{leg.op_id} {cap} {first} {first_delta} {second} {second_delta}")

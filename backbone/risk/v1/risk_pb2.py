@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from backbone.common.v1 import common_pb2 as backbone_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kbone/risk/v1/risk.proto\x12\x10\x62\x61\x63kbone.risk.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\xa9\x01\n\x07Reserve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x15\n\rquantity_lots\x18\x06 \x01(\x03\x12\x14\n\x0cquote_budget\x18\x07 \x01(\x03\"/\n\x07Release\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"\xac\x01\n\x0eGrowForReplace\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x13\n\x0bleaves_lots\x18\x06 \x01(\x03\x12\x12\n\nreplace_id\x18\x07 \x01(\t\"F\n\nEndReplace\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x12\n\nreplace_id\x18\x03 \x01(\t\"\xee\x01\n\x12ReservationCommand\x12,\n\x07reserve\x18\x01 \x01(\x0b\x32\x19.backbone.risk.v1.ReserveH\x00\x12,\n\x07release\x18\x02 \x01(\x0b\x32\x19.backbone.risk.v1.ReleaseH\x00\x12<\n\x10grow_for_replace\x18\x03 \x01(\x0b\x32 .backbone.risk.v1.GrowForReplaceH\x00\x12\x33\n\x0b\x65nd_replace\x18\x04 \x01(\x0b\x32\x1c.backbone.risk.v1.EndReplaceH\x00\x42\t\n\x07\x63ommand\"e\n\x19StreamReservationsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x36\n\x08\x63ommands\x18\x02 \x03(\x0b\x32$.backbone.risk.v1.ReservationCommand\"\x9e\x01\n\x11ReservationResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x37\n\rreject_reason\x18\x03 \x01(\x0e\x32 .backbone.common.v1.RejectReason\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\r\n\x05\x65poch\x18\x06 \x01(\t\"d\n\x1aStreamReservationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x07results\x18\x02 \x03(\x0b\x32#.backbone.risk.v1.ReservationResult\"\x88\x03\n\x0cTradingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12*\n\x05trade\x18\x02 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x03 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12<\n\x12instrument_created\x18\x04 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x12\x37\n\x0corder_fenced\x18\x05 \x01(\x0b\x32\x1f.backbone.common.v1.OrderFencedH\x00\x12;\n\x0eorder_replaced\x18\x06 \x01(\x0b\x32!.backbone.common.v1.OrderReplacedH\x00\x12@\n\x12risk_epoch_changed\x18\x14 \x01(\x0b\x32\".backbone.risk.v1.RiskEpochChangedH\x00\x42\x07\n\x05\x65vent\"!\n\x10RiskEpochChanged\x12\r\n\x05\x65poch\x18\x01 \x01(\t\"\xa0\x01\n\x0fTradingSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12)\n\x06orders\x18\x02 \x03(\x0b\x32\x19.backbone.common.v1.Order\x12\x33\n\x0binstruments\x18\x03 \x03(\x0b\x32\x1e.backbone.common.v1.Instrument\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x91\x01\n\x1aStreamTradingEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12.\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1e.backbone.risk.v1.TradingEvent\x12\x33\n\x08snapshot\x18\x03 \x01(\x0b\x32!.backbone.risk.v1.TradingSnapshot\"_\n\x1bStreamTradingEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x03 \x01(\t\"\x95\x01\n\x0bLedgerEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x10\n\x08\x65ntry_id\x18\x05 \x01(\x03\x12/\n\x04kind\x18\x06 \x01(\x0e\x32!.backbone.risk.v1.LedgerEventKind\"B\n\rLedgerBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\"7\n\x0bTradeCursor\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x03\"\xb2\x01\n\x0eLedgerSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x31\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.LedgerBalance\x12\x34\n\rtrade_cursors\x18\x03 \x03(\x0b\x32\x1d.backbone.risk.v1.TradeCursor\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x17\n\x0fhalted_accounts\x18\x05 \x03(\t\"\x8e\x01\n\x19StreamLedgerEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.backbone.risk.v1.LedgerEvent\x12\x32\n\x08snapshot\x18\x03 \x01(\x0b\x32 .backbone.risk.v1.LedgerSnapshot\"O\n\x1aStreamLedgerEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\"Q\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0cmin_sequence\x18\x03 \x01(\x03\"R\n\rAssetExposure\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\"w\n\x16GetAccountRiskResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12/\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.AssetExposure\x12\x18\n\x10\x61pplied_sequence\x18\x03 \x01(\x03\"W\n\x17ListReservationsRequest\x12\x12\n\npage_token\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x15\n\rolder_than_ms\x18\x03 \x01(\x03\"~\n\x0fHeldReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x16\n\x0ereserved_at_ms\x18\x06 \x01(\x03\"l\n\x18ListReservationsResponse\x12\x37\n\x0creservations\x18\x01 \x03(\x0b\x32!.backbone.risk.v1.HeldReservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8d\x01\n\x0fLedgerEventKind\x12!\n\x1dLEDGER_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEDGER_EVENT_KIND_BALANCE\x10\x01\x12\x1a\n\x16LEDGER_EVENT_KIND_HALT\x10\x02\x12\x1c\n\x18LEDGER_EVENT_KIND_RESUME\x10\x03\x32\xbf\x04\n\x0bRiskService\x12s\n\x12StreamReservations\x12+.backbone.risk.v1.StreamReservationsRequest\x1a,.backbone.risk.v1.StreamReservationsResponse(\x01\x30\x01\x12v\n\x13StreamTradingEvents\x12,.backbone.risk.v1.StreamTradingEventsRequest\x1a-.backbone.risk.v1.StreamTradingEventsResponse(\x01\x30\x01\x12s\n\x12StreamLedgerEvents\x12+.backbone.risk.v1.StreamLedgerEventsRequest\x1a,.backbone.risk.v1.StreamLedgerEventsResponse(\x01\x30\x01\x12\x63\n\x0eGetAccountRisk\x12\'.backbone.risk.v1.GetAccountRiskRequest\x1a(.backbone.risk.v1.GetAccountRiskResponse\x12i\n\x10ListReservations\x12).backbone.risk.v1.ListReservationsRequest\x1a*.backbone.risk.v1.ListReservationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kbone/risk/v1/risk.proto\x12\x10\x62\x61\x63kbone.risk.v1\x1a\x1f\x62\x61\x63kbone/common/v1/common.proto\"\xa9\x01\n\x07Reserve\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x15\n\rquantity_lots\x18\x06 \x01(\x03\x12\x14\n\x0cquote_budget\x18\x07 \x01(\x03\"/\n\x07Release\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"\xac\x01\n\x0eGrowForReplace\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12&\n\x04side\x18\x04 \x01(\x0e\x32\x18.backbone.common.v1.Side\x12\x13\n\x0bprice_ticks\x18\x05 \x01(\x03\x12\x13\n\x0bleaves_lots\x18\x06 \x01(\x03\x12\x12\n\nreplace_id\x18\x07 \x01(\t\"F\n\nEndReplace\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x12\n\nreplace_id\x18\x03 \x01(\t\"\xee\x01\n\x12ReservationCommand\x12,\n\x07reserve\x18\x01 \x01(\x0b\x32\x19.backbone.risk.v1.ReserveH\x00\x12,\n\x07release\x18\x02 \x01(\x0b\x32\x19.backbone.risk.v1.ReleaseH\x00\x12<\n\x10grow_for_replace\x18\x03 \x01(\x0b\x32 .backbone.risk.v1.GrowForReplaceH\x00\x12\x33\n\x0b\x65nd_replace\x18\x04 \x01(\x0b\x32\x1c.backbone.risk.v1.EndReplaceH\x00\x42\t\n\x07\x63ommand\"e\n\x19StreamReservationsRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x36\n\x08\x63ommands\x18\x02 \x03(\x0b\x32$.backbone.risk.v1.ReservationCommand\"\x9e\x01\n\x11ReservationResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x37\n\rreject_reason\x18\x03 \x01(\x0e\x32 .backbone.common.v1.RejectReason\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\r\n\x05\x65poch\x18\x06 \x01(\t\"d\n\x1aStreamReservationsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x07results\x18\x02 \x03(\x0b\x32#.backbone.risk.v1.ReservationResult\"\xc5\x03\n\x0cTradingEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12*\n\x05trade\x18\x02 \x01(\x0b\x32\x19.backbone.common.v1.TradeH\x00\x12;\n\x0eorder_released\x18\x03 \x01(\x0b\x32!.backbone.common.v1.OrderReleasedH\x00\x12<\n\x12instrument_created\x18\x04 \x01(\x0b\x32\x1e.backbone.common.v1.InstrumentH\x00\x12\x37\n\x0corder_fenced\x18\x05 \x01(\x0b\x32\x1f.backbone.common.v1.OrderFencedH\x00\x12;\n\x0eorder_replaced\x18\x06 \x01(\x0b\x32!.backbone.common.v1.OrderReplacedH\x00\x12@\n\x12risk_epoch_changed\x18\x14 \x01(\x0b\x32\".backbone.risk.v1.RiskEpochChangedH\x00\x12;\n\x0ereplace_fenced\x18\x15 \x01(\x0b\x32!.backbone.common.v1.ReplaceFencedH\x00\x42\x07\n\x05\x65vent\"!\n\x10RiskEpochChanged\x12\r\n\x05\x65poch\x18\x01 \x01(\t\"\xa0\x01\n\x0fTradingSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12)\n\x06orders\x18\x02 \x03(\x0b\x32\x19.backbone.common.v1.Order\x12\x33\n\x0binstruments\x18\x03 \x03(\x0b\x32\x1e.backbone.common.v1.Instrument\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\r\n\x05\x65poch\x18\x05 \x01(\t\"\x91\x01\n\x1aStreamTradingEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12.\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1e.backbone.risk.v1.TradingEvent\x12\x33\n\x08snapshot\x18\x03 \x01(\x0b\x32!.backbone.risk.v1.TradingSnapshot\"_\n\x1bStreamTradingEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\x12\r\n\x05\x65poch\x18\x03 \x01(\t\"\x95\x01\n\x0bLedgerEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\r\n\x05\x61sset\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x10\n\x08\x65ntry_id\x18\x05 \x01(\x03\x12/\n\x04kind\x18\x06 \x01(\x0e\x32!.backbone.risk.v1.LedgerEventKind\"B\n\rLedgerBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05\x61sset\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\"7\n\x0bTradeCursor\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x03\"\xb2\x01\n\x0eLedgerSnapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x31\n\x08\x62\x61lances\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.LedgerBalance\x12\x34\n\rtrade_cursors\x18\x03 \x03(\x0b\x32\x1d.backbone.risk.v1.TradeCursor\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x17\n\x0fhalted_accounts\x18\x05 \x03(\t\"\x8e\x01\n\x19StreamLedgerEventsRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.backbone.risk.v1.LedgerEvent\x12\x32\n\x08snapshot\x18\x03 \x01(\x0b\x32 .backbone.risk.v1.LedgerSnapshot\"O\n\x1aStreamLedgerEventsResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\x12\x17\n\x0fsnapshot_wanted\x18\x02 \x01(\x08\"Q\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0cmin_sequence\x18\x03 \x01(\x03\"R\n\rAssetExposure\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x11\n\tavailable\x18\x04 \x01(\x03\"w\n\x16GetAccountRiskResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12/\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\x1f.backbone.risk.v1.AssetExposure\x12\x18\n\x10\x61pplied_sequence\x18\x03 \x01(\x03\"W\n\x17ListReservationsRequest\x12\x12\n\npage_token\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x15\n\rolder_than_ms\x18\x03 \x01(\x03\"~\n\x0fHeldReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\r\n\x05\x61sset\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x16\n\x0ereserved_at_ms\x18\x06 \x01(\x03\"l\n\x18ListReservationsResponse\x12\x37\n\x0creservations\x18\x01 \x03(\x0b\x32!.backbone.risk.v1.HeldReservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8d\x01\n\x0fLedgerEventKind\x12!\n\x1dLEDGER_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEDGER_EVENT_KIND_BALANCE\x10\x01\x12\x1a\n\x16LEDGER_EVENT_KIND_HALT\x10\x02\x12\x1c\n\x18LEDGER_EVENT_KIND_RESUME\x10\x03\x32\xbf\x04\n\x0bRiskService\x12s\n\x12StreamReservations\x12+.backbone.risk.v1.StreamReservationsRequest\x1a,.backbone.risk.v1.StreamReservationsResponse(\x01\x30\x01\x12v\n\x13StreamTradingEvents\x12,.backbone.risk.v1.StreamTradingEventsRequest\x1a-.backbone.risk.v1.StreamTradingEventsResponse(\x01\x30\x01\x12s\n\x12StreamLedgerEvents\x12+.backbone.risk.v1.StreamLedgerEventsRequest\x1a,.backbone.risk.v1.StreamLedgerEventsResponse(\x01\x30\x01\x12\x63\n\x0eGetAccountRisk\x12\'.backbone.risk.v1.GetAccountRiskRequest\x1a(.backbone.risk.v1.GetAccountRiskResponse\x12i\n\x10ListReservations\x12).backbone.risk.v1.ListReservationsRequest\x1a*.backbone.risk.v1.ListReservationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backbone.risk.v1.risk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEDGEREVENTKIND']._serialized_start=3295
-  _globals['_LEDGEREVENTKIND']._serialized_end=3436
+  _globals['_LEDGEREVENTKIND']._serialized_start=3356
+  _globals['_LEDGEREVENTKIND']._serialized_end=3497
   _globals['_RESERVE']._serialized_start=83
   _globals['_RESERVE']._serialized_end=252
   _globals['_RELEASE']._serialized_start=254
@@ -51,39 +51,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMRESERVATIONSRESPONSE']._serialized_start=1055
   _globals['_STREAMRESERVATIONSRESPONSE']._serialized_end=1155
   _globals['_TRADINGEVENT']._serialized_start=1158
-  _globals['_TRADINGEVENT']._serialized_end=1550
-  _globals['_RISKEPOCHCHANGED']._serialized_start=1552
-  _globals['_RISKEPOCHCHANGED']._serialized_end=1585
-  _globals['_TRADINGSNAPSHOT']._serialized_start=1588
-  _globals['_TRADINGSNAPSHOT']._serialized_end=1748
-  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_start=1751
-  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_end=1896
-  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_start=1898
-  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_end=1993
-  _globals['_LEDGEREVENT']._serialized_start=1996
-  _globals['_LEDGEREVENT']._serialized_end=2145
-  _globals['_LEDGERBALANCE']._serialized_start=2147
-  _globals['_LEDGERBALANCE']._serialized_end=2213
-  _globals['_TRADECURSOR']._serialized_start=2215
-  _globals['_TRADECURSOR']._serialized_end=2270
-  _globals['_LEDGERSNAPSHOT']._serialized_start=2273
-  _globals['_LEDGERSNAPSHOT']._serialized_end=2451
-  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_start=2454
-  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_end=2596
-  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_start=2598
-  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_end=2677
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=2679
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=2760
-  _globals['_ASSETEXPOSURE']._serialized_start=2762
-  _globals['_ASSETEXPOSURE']._serialized_end=2844
-  _globals['_GETACCOUNTRISKRESPONSE']._serialized_start=2846
-  _globals['_GETACCOUNTRISKRESPONSE']._serialized_end=2965
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=2967
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=3054
-  _globals['_HELDRESERVATION']._serialized_start=3056
-  _globals['_HELDRESERVATION']._serialized_end=3182
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=3184
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=3292
-  _globals['_RISKSERVICE']._serialized_start=3439
-  _globals['_RISKSERVICE']._serialized_end=4014
+  _globals['_TRADINGEVENT']._serialized_end=1611
+  _globals['_RISKEPOCHCHANGED']._serialized_start=1613
+  _globals['_RISKEPOCHCHANGED']._serialized_end=1646
+  _globals['_TRADINGSNAPSHOT']._serialized_start=1649
+  _globals['_TRADINGSNAPSHOT']._serialized_end=1809
+  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_start=1812
+  _globals['_STREAMTRADINGEVENTSREQUEST']._serialized_end=1957
+  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_start=1959
+  _globals['_STREAMTRADINGEVENTSRESPONSE']._serialized_end=2054
+  _globals['_LEDGEREVENT']._serialized_start=2057
+  _globals['_LEDGEREVENT']._serialized_end=2206
+  _globals['_LEDGERBALANCE']._serialized_start=2208
+  _globals['_LEDGERBALANCE']._serialized_end=2274
+  _globals['_TRADECURSOR']._serialized_start=2276
+  _globals['_TRADECURSOR']._serialized_end=2331
+  _globals['_LEDGERSNAPSHOT']._serialized_start=2334
+  _globals['_LEDGERSNAPSHOT']._serialized_end=2512
+  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_start=2515
+  _globals['_STREAMLEDGEREVENTSREQUEST']._serialized_end=2657
+  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_start=2659
+  _globals['_STREAMLEDGEREVENTSRESPONSE']._serialized_end=2738
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=2740
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=2821
+  _globals['_ASSETEXPOSURE']._serialized_start=2823
+  _globals['_ASSETEXPOSURE']._serialized_end=2905
+  _globals['_GETACCOUNTRISKRESPONSE']._serialized_start=2907
+  _globals['_GETACCOUNTRISKRESPONSE']._serialized_end=3026
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=3028
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=3115
+  _globals['_HELDRESERVATION']._serialized_start=3117
+  _globals['_HELDRESERVATION']._serialized_end=3243
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=3245
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=3353
+  _globals['_RISKSERVICE']._serialized_start=3500
+  _globals['_RISKSERVICE']._serialized_end=4075
 # @@protoc_insertion_point(module_scope)

@@ -118,7 +118,7 @@ class StreamReservationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
 
 class TradingEvent(_message.Message):
-    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "order_replaced", "risk_epoch_changed")
+    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "order_replaced", "risk_epoch_changed", "replace_fenced")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class TradingEvent(_message.Message):
     ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
     ORDER_REPLACED_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FENCED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
@@ -133,7 +134,8 @@ class TradingEvent(_message.Message):
     order_fenced: _common_pb2.OrderFenced
     order_replaced: _common_pb2.OrderReplaced
     risk_epoch_changed: RiskEpochChanged
-    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+    replace_fenced: _common_pb2.ReplaceFenced
+    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ..., replace_fenced: _Optional[_Union[_common_pb2.ReplaceFenced, _Mapping]] = ...) -> None: ...
 
 class RiskEpochChanged(_message.Message):
     __slots__ = ("epoch",)
