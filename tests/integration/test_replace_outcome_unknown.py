@@ -1,0 +1,200 @@
+"""A replace whose answer is lost resolves by itself, against real processes.
+
+The gateway's replace grows the order's hold in risk, then sends the replace to trading. Here
+trading is stopped (SIGSTOP) the moment the grow goes out to risk (a TCP proxy between the
+gateway and risk sees the order id pass), so the replace reaches a process that never reads it:
+the caller is answered OUTCOME_UNKNOWN while risk holds the grown hold, marked. Trading is then
+killed (the unread replace dies with it) and started again. With no caller action, the gateway's
+outcome resolver asks trading to settle the replace; trading fences its replace id, and risk
+gives the grow back on the fence's event: the hold returns to what the order needs, and the next
+replace is accepted. The lost replace sent to trading afterwards is refused REPLACE_FENCED and
+changes nothing; `backbone check` finds every invariant holding, the engine's digest included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import grpc
+import psycopg
+import pytest
+
+from backbone.common.v1 import common_pb2
+from backbone.reasons import RejectReason
+from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
+from tests.conftest import System
+from tests.integration.gateway_calls import (
+    BUY,
+    Gateway,
+    funded_account,
+    invariants_hold,
+    order,
+    refused,
+    settles_to,
+    setup_market,
+)
+from tests.integration.test_replace_orders import get, hold, holds_settle, place, replace, reserved
+
+pytestmark = pytest.mark.integration
+
+REPLACED = common_pb2.EXECUTION_TYPE_REPLACED
+# How long the hold may take to come back: trading's restart, then the resolver's next attempt
+# (its backoff is at most 5 s, and a call to the stopped trading waits out its 5 s deadline).
+RESOLVED_WITHIN_SECONDS = 90.0
+
+
+class ArmedProxy:
+    """A TCP proxy to `target` that calls `on_marker` once, before forwarding them, when the bytes
+    a client sends contain the marker it was armed with."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._marker = b""
+        self._on_marker: Callable[[], None] | None = None
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, marker: bytes, on_marker: Callable[[], None]) -> None:
+        with self._lock:
+            self._marker, self._on_marker = marker, on_marker
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, watched: bool) -> None:
+        tail = b""
+        try:
+            while chunk := source.recv(65536):
+                if watched:
+                    with self._lock:
+                        marker, on_marker = self._marker, self._on_marker
+                        if marker and marker in tail + chunk and on_marker is not None:
+                            self._marker, self._on_marker = b"", None
+                            on_marker()
+                        tail = (tail + chunk)[-len(marker) :] if marker else b""
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture(scope="module")
+def proxied(system: System) -> Iterator[tuple[System, ArmedProxy]]:
+    """The module's system with its gateway reaching risk through an ArmedProxy."""
+    services = system.services
+    proxy = ArmedProxy(services.address("risk"))
+    services.stop("gateway")
+    direct = services.environment["BACKBONE_RISK_ADDRESS"]
+    services.environment["BACKBONE_RISK_ADDRESS"] = proxy.address
+    try:
+        services.start("gateway")  # risk itself, and every later start, keep the real address
+    finally:
+        services.environment["BACKBONE_RISK_ADDRESS"] = direct
+    services.wait_healthy("gateway")
+    try:
+        yield system, proxy
+    finally:
+        proxy.close()
+
+
+def fenced_replace_ids(database_url: str) -> list[common_pb2.ReplaceFenced]:
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT payload FROM trading.journal WHERE kind = 'replace_fenced' ORDER BY sequence"
+        ).fetchall()
+    return [trading_pb2.JournalRecord.FromString(bytes(payload)).replace_fenced for (payload,) in rows]
+
+
+def test_a_replace_whose_answer_is_lost_is_fenced_and_its_grow_given_back(
+    proxied: tuple[System, ArmedProxy],
+) -> None:
+    system, proxy = proxied
+    services = system.services
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        setup_market(gateway, "RLF-USD", "RLF")
+        _, trader = funded_account(gateway, {"USD": "1000"})
+        resting = place(gateway, trader, order("RLF-USD", BUY, "100.00", "2"))
+        holds_settle(gateway, trader, hold("100.00", "2"))
+
+        trading_pid = services.processes["trading"].pid
+        proxy.arm(resting.order_id.encode(), lambda: os.kill(trading_pid, signal.SIGSTOP))
+        try:
+            lost = refused(lambda: replace(gateway, trader, resting.order_id, price="120.00"))
+            assert (lost.code, lost.reason) == (grpc.StatusCode.UNAVAILABLE, RejectReason.OUTCOME_UNKNOWN)
+            # Risk holds the grow, marked: the order cannot be replaced meanwhile.
+            assert reserved(gateway, trader) == hold("120.00", "2")
+        except BaseException:
+            os.kill(trading_pid, signal.SIGCONT)  # leave the system running for the module's teardown
+            raise
+        # Trading dies with the replace unread, and comes back from its journal.
+        assert services.kill("trading") == -signal.SIGKILL
+        services.start("trading")
+        services.wait_healthy("trading")
+
+        # Nobody asks: the hold returns to what the order needs, and the order is as it was.
+        settles_to(
+            lambda: reserved(gateway, trader),
+            hold("100.00", "2"),
+            timeout_seconds=RESOLVED_WITHIN_SECONDS,
+            what="USD reserved after the lost replace",
+        )
+        now = get(gateway, trader, resting.order_id)
+        assert (now.price, now.quantity) == ("100.00", "2.0000")
+        (fence,) = fenced_replace_ids(system.database_url)
+        assert fence.order_id == resting.order_id
+
+        # The next replace is accepted, and holds what it needs.
+        answer = replace(gateway, trader, resting.order_id, price="110.00")
+        assert [r.execution_type for r in answer.reports] == [REPLACED]
+        holds_settle(gateway, trader, hold("110.00", "2"))
+
+    # The lost replace, arriving at trading now, is refused and changes nothing.
+    with grpc.insecure_channel(services.address("trading")) as channel:
+        stub = trading_pb2_grpc.TradingServiceStub(channel)
+        late = trading_pb2.ReplaceOrder(
+            order_id=fence.order_id,
+            account_id=fence.account_id,
+            price_ticks=12_000,
+            quantity_lots=20_000,
+            replace_id=fence.replace_id,
+        )
+        request = trading_pb2.StreamOrdersRequest(
+            sequence=1, commands=[trading_pb2.OrderCommand(replace_order=late)]
+        )
+        (response,) = list(stub.StreamOrders(iter([request]), timeout=30))
+    (report,) = response.results[0].reports
+    assert (report.execution_type, report.reject_reason) == (
+        common_pb2.EXECUTION_TYPE_REJECTED,
+        RejectReason.REPLACE_FENCED.number,
+    )
+    with grpc.insecure_channel(system.gateway) as channel:
+        gateway = Gateway(channel, system.admin_key)
+        assert get(gateway, trader, resting.order_id).price == "110.00"
+        assert reserved(gateway, trader) == hold("110.00", "2")
+    invariants_hold(system.database_url, system.redis_url, services.address("trading"))
