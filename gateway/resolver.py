@@ -31,13 +31,11 @@ risk gives back what the grow added when it applies the record) and answers FENC
 goes with no caller action, and since risk acts on trading's event, not on this answer, it goes
 even if this gateway dies right after the fence.
 
-A gateway that dies before it asks leaves the mark until the order closes or risk rebuilds (as
-before this resolver): trading's reservation reconciler (trading/reconciler.py) is where marks
-older than the attempt window would be settled, through the same ResolveReplaces logic
-(Engine.resolve_replace), once risk's ListReservations reports each mark and when it was made
-(reserve.lua's grow records no time today); a replace that is still on its way when such a fence
-lands is refused REPLACE_FENCED and its grow given back, never applied on a hold risk no longer
-keeps.
+A gateway that dies before it asks (between its grow and trading's answer) leaves the mark to
+trading's reservation reconciler (trading/reconciler.py): it sees risk's marks over the
+ListReservations it already reads, and settles one it has kept seeing for its grace (longer than
+any replace can still be on its way) with the same Engine.resolve_replace; a replace still on its
+way when such a fence lands is refused REPLACE_FENCED, never applied on a hold risk gave back.
 """
 
 from __future__ import annotations

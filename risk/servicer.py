@@ -557,6 +557,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 asset=fields.get("asset", ""),
                 amount=int(fields.get("amount") or 0),
                 reserved_at_ms=reserved_at,
+                replace_id=fields.get("replacing") or "",
             )
         return response
 

@@ -286,20 +286,22 @@ class ListReservationsRequest(_message.Message):
     def __init__(self, page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., older_than_ms: _Optional[int] = ...) -> None: ...
 
 class HeldReservation(_message.Message):
-    __slots__ = ("order_id", "account_id", "symbol", "asset", "amount", "reserved_at_ms")
+    __slots__ = ("order_id", "account_id", "symbol", "asset", "amount", "reserved_at_ms", "replace_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     RESERVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     symbol: str
     asset: str
     amount: int
     reserved_at_ms: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., reserved_at_ms: _Optional[int] = ...) -> None: ...
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., reserved_at_ms: _Optional[int] = ..., replace_id: _Optional[str] = ...) -> None: ...
 
 class ListReservationsResponse(_message.Message):
     __slots__ = ("reservations", "next_page_token")
