@@ -45,6 +45,7 @@ from tests.integration.gateway_calls import (
     wait_for,
 )
 from tests.integration.test_replace_orders import get, hold, holds_settle, place, replace, reserved
+from trading import audit as journal_audit
 
 pytestmark = pytest.mark.integration
 
@@ -164,11 +165,14 @@ def proxied(system: System) -> Iterator[Proxied]:
 
 
 def fenced_replace_ids(database_url: str) -> list[common_pb2.ReplaceFenced]:
+    """The replace fences of every shard's journal, in order (read through trading's audit module)."""
     with psycopg.connect(database_url) as connection:
-        rows = connection.execute(
-            "SELECT payload FROM trading.journal WHERE kind = 'replace_fenced' ORDER BY sequence"
-        ).fetchall()
-    return [trading_pb2.JournalRecord.FromString(bytes(payload)).replace_fenced for (payload,) in rows]
+        return [
+            record.replace_fenced
+            for shard in journal_audit.shards(connection)
+            for record in journal_audit.records(connection, shard)
+            if record.HasField("replace_fenced")
+        ]
 
 
 def test_a_replace_whose_answer_is_lost_is_fenced_and_its_grow_given_back(proxied: Proxied) -> None:
