@@ -280,24 +280,7 @@ class OutcomeResolver:
         try:
             results = await resolve_orders(self.backends, [(o.order_id, o.account_id) for o in orders])
         except ServiceError as error:
-            if error.code == grpc.StatusCode.INVALID_ARGUMENT:  # a bug: do not retry forever
-                log.error(
-                    "trading refused to resolve orders; they stay unresolved",
-                    orders=[o.order_id for o in orders][:20],
-                    error=str(error),
-                )
-                for order in orders:
-                    self._pending.pop(order.order_id, None)
-                return True
-            for order in orders:
-                self._pending[order.order_id] = self._pending.pop(order.order_id)
-            log.info(
-                "cannot resolve orders of unknown outcome yet; retrying",
-                pending=len(self._pending),
-                retry_in_s=round(backoff, 2),
-                error=str(error),
-            )
-            return False
+            return _unanswered(error, "orders", self._pending, [o.order_id for o in orders], backoff)
         await self._settle(orders, results)
         return True
 
@@ -312,24 +295,7 @@ class OutcomeResolver:
         try:
             results = await resolve_replaces(self.backends, replaces)
         except ServiceError as error:
-            if error.code == grpc.StatusCode.INVALID_ARGUMENT:  # a bug: do not retry forever
-                log.error(
-                    "trading refused to resolve replaces; they stay unresolved",
-                    order_ids=[order_id for order_id, _ in keys][:20],
-                    error=str(error),
-                )
-                for key in keys:
-                    self._replaces.pop(key, None)
-                return True
-            for key in keys:
-                self._replaces[key] = self._replaces.pop(key)
-            log.info(
-                "cannot resolve replaces of unknown outcome yet; retrying",
-                pending=len(self._replaces),
-                retry_in_s=round(backoff, 2),
-                error=str(error),
-            )
-            return False
+            return _unanswered(error, "replaces", self._replaces, keys, backoff)
         for key, result in zip(keys, results, strict=True):
             self._replaces.pop(key, None)
             self.replaces_settled[result.resolution] = self.replaces_settled.get(result.resolution, 0) + 1
@@ -363,3 +329,29 @@ class OutcomeResolver:
             order_ids=[o.order_id for o in orders][:20],
             still_pending=len(self._pending),
         )
+
+
+def _unanswered(
+    error: ServiceError, what: str, queue: dict[Any, Any], keys: list[Any], backoff: float
+) -> bool:
+    """Trading did not resolve `keys` (of `queue`, waiting `what`): INVALID_ARGUMENT is a bug, so they
+    are dropped (logged) rather than asked forever, and True is answered; on any other failure they
+    go to the back of the queue, so other shards' are asked meanwhile, and False (back off)."""
+    if error.code == grpc.StatusCode.INVALID_ARGUMENT:
+        log.error(
+            f"trading refused to resolve {what}; they stay unresolved",
+            keys=[str(key) for key in keys][:20],
+            error=str(error),
+        )
+        for key in keys:
+            queue.pop(key, None)
+        return True
+    for key in keys:
+        queue[key] = queue.pop(key)
+    log.info(
+        f"cannot resolve {what} of unknown outcome yet; retrying",
+        pending=len(queue),
+        retry_in_s=round(backoff, 2),
+        error=str(error),
+    )
+    return False
