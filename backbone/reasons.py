@@ -195,6 +195,9 @@ class RejectReason(StrEnum):
     INVALID_COMMAND = "INVALID_COMMAND"
     """An ExpireOrders command named a time in force other than TIME_IN_FORCE_DAY, or a SetInstrumentStatus command a status other than TRADING, HALTED or CLOSED (internal). Fix the command."""
 
+    REPLACE_FENCED = "REPLACE_FENCED"
+    """The replace was resolved as never applied: the gateway lost trading's answer to it (OUTCOME_UNKNOWN), asked trading to settle it, and trading fenced its replace id, so it is refused even if it arrives late, and risk gave back what it held for it. The order is as it was before that replace; send the replace again if you still want it."""
+
     SYMBOL_NOT_OWNED = "SYMBOL_NOT_OWNED"
     """The trading shard asked to create or trade this symbol does not own it (its BACKBONE_TRADING_SYMBOLS leaves it out); the gateway routes each symbol to its owner, so this means a shard was configured differently from what the gateway learned. Retry shortly; if it persists, fix the shards' symbol sets."""
 
@@ -413,6 +416,7 @@ _NUMBERS: dict[RejectReason, common_pb2.RejectReason] = {
     RejectReason.INSTRUMENT_CLOSED: common_pb2.REJECT_REASON_INSTRUMENT_CLOSED,
     RejectReason.REPLACE_QUANTITY_TOO_SMALL: common_pb2.REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL,
     RejectReason.INVALID_COMMAND: common_pb2.REJECT_REASON_INVALID_COMMAND,
+    RejectReason.REPLACE_FENCED: common_pb2.REJECT_REASON_REPLACE_FENCED,
     RejectReason.SYMBOL_NOT_OWNED: common_pb2.REJECT_REASON_SYMBOL_NOT_OWNED,
     RejectReason.NO_SHARD_FOR_SYMBOL: common_pb2.REJECT_REASON_NO_SHARD_FOR_SYMBOL,
     RejectReason.UNKNOWN_SHARD: common_pb2.REJECT_REASON_UNKNOWN_SHARD,
@@ -515,6 +519,7 @@ _STAGES: dict[RejectReason, Stage] = {
     RejectReason.INSTRUMENT_CLOSED: Stage.MATCHING,
     RejectReason.REPLACE_QUANTITY_TOO_SMALL: Stage.MATCHING,
     RejectReason.INVALID_COMMAND: Stage.MATCHING,
+    RejectReason.REPLACE_FENCED: Stage.MATCHING,
     RejectReason.SYMBOL_NOT_OWNED: Stage.MATCHING,
     RejectReason.NO_SHARD_FOR_SYMBOL: Stage.MATCHING,
     RejectReason.UNKNOWN_SHARD: Stage.MATCHING,
@@ -617,6 +622,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.INSTRUMENT_CLOSED: 'The instrument is closed (outside trading hours): it takes no new orders or replaces; cancels work. Send it when the instrument trades again.',
     RejectReason.REPLACE_QUANTITY_TOO_SMALL: 'A replace asked for a total quantity not above what the order has already filled. Cancel the order instead, or ask for more.',
     RejectReason.INVALID_COMMAND: 'An ExpireOrders command named a time in force other than TIME_IN_FORCE_DAY, or a SetInstrumentStatus command a status other than TRADING, HALTED or CLOSED (internal). Fix the command.',
+    RejectReason.REPLACE_FENCED: "The replace was resolved as never applied: the gateway lost trading's answer to it (OUTCOME_UNKNOWN), asked trading to settle it, and trading fenced its replace id, so it is refused even if it arrives late, and risk gave back what it held for it. The order is as it was before that replace; send the replace again if you still want it.",
     RejectReason.SYMBOL_NOT_OWNED: "The trading shard asked to create or trade this symbol does not own it (its BACKBONE_TRADING_SYMBOLS leaves it out); the gateway routes each symbol to its owner, so this means a shard was configured differently from what the gateway learned. Retry shortly; if it persists, fix the shards' symbol sets.",
     RejectReason.NO_SHARD_FOR_SYMBOL: "No trading shard owns this symbol (or more than one claims it): add it to exactly one shard's BACKBONE_TRADING_SYMBOLS before creating it.",
     RejectReason.UNKNOWN_SHARD: 'No trading shard has this name. GetEngineState lists the shards there are.',

@@ -16,9 +16,10 @@ replaced order may cost (GrowForReplace: one atomic check of the difference
 against the available balance; the order is marked until risk applies the
 replace) -> replace in trading (ReplaceOrder, carrying the epoch of the grow).
 When trading refuses, the grow is given back (EndReplace); when its outcome is
-unknown nothing is given back (if trading applied it, its OrderReplaced event
-unmarks the order and sets the hold; if not, the extra stays held until the
-order closes, never less than the order needs). A replace that asks for the
+unknown the outcome resolver settles it (gateway/resolver.py): if trading
+applied it, its OrderReplaced event unmarked the order and set the hold; if
+not, trading fences its replace id and risk gives the grow back on that
+fence's event, so the next replace of the order is accepted. A replace that asks for the
 price and quantity the order already has changes nothing and is answered with
 the order as it is: that is how a retried replace is recognised. Risk marks
 one replace of an order at a time; when the mark found is that of a replace
@@ -719,6 +720,7 @@ class OrderSaga:
             price_ticks=price_ticks,
             quantity_lots=quantity_lots,
             risk_epoch=grown.epoch,
+            replace_id=replace_id,
         )
         replace = trading_pb2.OrderCommand(replace_order=command)
         (answer,) = await backends.trading_shards.submit_many([replace])
@@ -726,10 +728,13 @@ class OrderSaga:
             if answer.reason in refusals.NOT_SENT_REASONS:
                 await self._end_replaces(backends, end)
                 raise answer
+            # Applied or not, the resolver settles it: fenced when not, and risk then gives the grow back.
+            self._resolver_for(backends).add_replace(order_id, account_id, replace_id)
             raise refusals.outcome_unknown(order_id, answer, replace=True)
         backends.reported.note(answer.reports)
         reports = [r for r in answer.reports if r.order.order_id == order_id]
         if not reports:
+            self._resolver_for(backends).add_replace(order_id, account_id, replace_id)
             raise refusals.outcome_unknown(
                 order_id,
                 unavailable(RejectReason.PROTOCOL_ERROR, "trading answered without a report"),

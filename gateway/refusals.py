@@ -181,10 +181,16 @@ def outcome_unknown(
     log.warning(
         "trading outcome unknown", order_id=order_id, why=error.message, cancel=cancel, replace=replace
     )
-    if cancel or replace:
+    if replace:
         message = (
-            f"the matching engine did not confirm the {'cancel' if cancel else 'replace'} of order "
-            f"{order_id} ({error.message}); call GetOrder to learn the order's state"
+            f"the matching engine did not confirm the replace of order {order_id} ({error.message}); "
+            "the gateway settles it by itself (applied, or fenced: never applied, and what risk held "
+            "for it given back): call GetOrder to learn the order's state"
+        )
+    elif cancel:
+        message = (
+            f"the matching engine did not confirm the cancel of order {order_id} ({error.message}); "
+            "call GetOrder to learn the order's state"
         )
     else:
         message = (

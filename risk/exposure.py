@@ -85,10 +85,12 @@ class EndReplaceOp(NamedTuple):
 # How a leg's reservation_cap applies to its order's hold (the prefix of the cap in leg.lua):
 # CAP_AT: the hold becomes min(hold, cap), unless a replace of the order is marked (then the
 # cap is remembered for EndReplace); CAP_SPEND: the hold drops by the cap (a budget-only market
-# buy's trade: its quote amount and fee); CAP_REPLACED: min(hold, cap) and the replace mark goes.
+# buy's trade: its quote amount and fee); CAP_REPLACED: min(hold, cap) and the replace mark goes;
+# CAP_END_REPLACE: a fenced replace (the leg's replace_id takes the cap's place): EndReplace's give-back.
 CAP_AT = ""
 CAP_SPEND = "s"
 CAP_REPLACED = "r"
+CAP_END_REPLACE = "e"
 
 
 class LegOp(NamedTuple):
@@ -107,6 +109,8 @@ class LegOp(NamedTuple):
     deltas: tuple[tuple[str, int], ...]
     reservation_cap: int
     cap_kind: str = CAP_AT
+    # The replace a CAP_END_REPLACE leg ends (empty for every other kind).
+    replace_id: str = ""
 
 
 def op_id(sequence: int, leg: int) -> int:
@@ -464,6 +468,28 @@ def replaced_leg(sequence: int, replaced: common_pb2.OrderReplaced, math: Instru
         deltas=(),
         reservation_cap=cap,
         cap_kind=CAP_REPLACED,
+    )
+
+
+def replace_fence_leg(sequence: int, fenced: common_pb2.ReplaceFenced) -> LegOp:
+    """The operation of a ReplaceFenced (a replace whose outcome was unknown, never applied and
+    refused for good): if the order is still marked with that replace id, give back what its grow
+    added, lower the hold to the lowest cap a trade left while it was marked, and unmark it, as
+    EndReplace does (leg.lua); otherwise (applied, ended, another replace marked, the order
+    closed) nothing. Event-driven, so it holds even when the gateway that asked is gone."""
+    _require(sequence > 0, sequence, "sequence must be positive")
+    _require(valid_account_id(fenced.account_id), sequence, "replace_fenced has a bad account_id")
+    _require(valid_order_id(fenced.order_id), sequence, "replace_fenced has a bad order_id")
+    _require(valid_order_id(fenced.replace_id), sequence, "replace_fenced has a bad replace_id")
+    return LegOp(
+        account_id=fenced.account_id,
+        op_id=op_id(sequence, RELEASE_LEG),
+        sequence=sequence,
+        order_id=fenced.order_id,
+        deltas=(),
+        reservation_cap=0,
+        cap_kind=CAP_END_REPLACE,
+        replace_id=fenced.replace_id,
     )
 
 

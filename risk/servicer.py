@@ -363,6 +363,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                         legs.append(exposure.release_leg(sequence, event.order_released))
                 elif kind == "order_fenced":
                     legs.append(exposure.fence_leg(sequence, event.order_fenced))
+                elif kind == "replace_fenced":
+                    legs.append(exposure.replace_fence_leg(sequence, event.replace_fenced))
                 elif kind == "order_replaced":
                     if sequence > balance_only_through:  # else the open orders already reflect it
                         replaced = event.order_replaced
@@ -560,6 +562,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 asset=fields.get("asset", ""),
                 amount=int(fields.get("amount") or 0),
                 reserved_at_ms=reserved_at,
+                replace_id=fields.get("replacing") or "",
             )
         return response
 

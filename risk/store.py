@@ -56,7 +56,9 @@ STATE_PATTERNS = ("risk:*", "{risk:*")
 Call = tuple[str, Sequence[str], Sequence[str]]
 
 # The fields of an order's reservation a listing shows (ListReservations).
-RESERVATION_FIELDS = ("symbol", "asset", "amount", "reserved_at")
+RESERVATION_FIELDS = ("symbol", "asset", "amount", "reserved_at", "replacing")
+# How many of them every reservation has ('replacing' only while a replace is marked: GrowForReplace).
+_ALWAYS_SET = 4
 # An HMGET of them in Redis's protocol: what comes before the key, and after it.
 _HMGET_HEAD = f"*{2 + len(RESERVATION_FIELDS)}\r\n$5\r\nHMGET\r\n"
 _HMGET_FIELDS = "".join(f"${len(field)}\r\n{field}\r\n" for field in RESERVATION_FIELDS)
@@ -434,9 +436,9 @@ class RiskStore:
                 leg = legs[index]
                 keys.append(order_key(account, leg.order_id))
                 deltas = leg.deltas
-                # One argument per leg: op id, cap (after its kind), then each asset and delta
-                # (none has a space).
-                cap = f"{leg.cap_kind}{leg.reservation_cap}"
+                # One argument per leg: op id, cap (after its kind; a replace id for an end of a
+                # replace), then each asset and delta (none has a space).
+                cap = f"{leg.cap_kind}{leg.replace_id or leg.reservation_cap}"
                 if len(deltas) == 2:
                     (first, first_delta), (second, second_delta) = deltas
                     args.append(f"{leg.op_id} {cap} {first} {first_delta} {second} {second_delta}")
@@ -692,8 +694,11 @@ class RiskStore:
         for (_, (account, order)), values in zip(wanted, found, strict=True):
             if isinstance(values, Exception):
                 raise values
-            if None not in values:
-                page.append((account, order, dict(zip(RESERVATION_FIELDS, values, strict=True))))
+            if None not in values[:_ALWAYS_SET]:
+                fields = dict(zip(RESERVATION_FIELDS, values, strict=True))
+                if fields["replacing"] is None:
+                    del fields["replacing"]
+                page.append((account, order, fields))
             elif any(value is not None for value in values):
                 fields = {f: v for f, v in zip(RESERVATION_FIELDS, values, strict=True) if v is not None}
                 page.append((account, order, fields))

@@ -36,6 +36,8 @@ PREVENTIONS = (
     c.SELF_TRADE_PREVENTION_CANCEL_BOTH,
 )
 STATUSES = (c.INSTRUMENT_STATUS_TRADING, c.INSTRUMENT_STATUS_HALTED, c.INSTRUMENT_STATUS_CLOSED)
+# Replace ids a flow sends (none: a replace that cannot be resolved, as journals before the field).
+REPLACE_IDS = ("", "r1", "r2", "r3")
 
 
 class Pair:
@@ -148,12 +150,26 @@ class Pair:
         cancel = trading_pb2.CancelOrder(order_id=order_id, account_id=account)
         self.order_command(trading_pb2.OrderCommand(cancel_order=cancel))
 
-    def replace(self, pick: int, owner: bool, price: int, lots: int) -> None:
+    def replace(self, pick: int, owner: bool, price: int, lots: int, replace_id: str = "") -> None:
         order_id, account = self._owner(pick, owner)
         replace = trading_pb2.ReplaceOrder(
-            order_id=order_id, account_id=account, price_ticks=price, quantity_lots=lots
+            order_id=order_id,
+            account_id=account,
+            price_ticks=price,
+            quantity_lots=lots,
+            replace_id=replace_id,
         )
         self.order_command(trading_pb2.OrderCommand(replace_order=replace))
+
+    def resolve_replace(self, pick: int, owner: bool, replace_id: str) -> None:
+        """Settle a replace of unknown outcome in both: the same answer and the same events."""
+        order_id, account = self._owner(pick, owner)
+        self.now += 1
+        resolution, _, records = self.engine.resolve_replace(order_id, account, replace_id, self.now)
+        assert (resolution, engine_events(records)) == self.model.resolve_replace(
+            order_id, account, replace_id
+        )
+        self.journal += records
 
     def mass_cancel(self, account: str, symbol: str) -> None:
         self.order_command(
@@ -202,8 +218,10 @@ def random_command(pair: Pair, rng: random.Random) -> None:
         )
     elif roll < 0.85:
         pair.cancel(rng.randrange(1 << 30), rng.random() < 0.95)
+    elif roll < 0.94:
+        pair.replace(rng.randrange(1 << 30), rng.random() < 0.95, price, quantity, rng.choice(REPLACE_IDS))
     elif roll < 0.95:
-        pair.replace(rng.randrange(1 << 30), rng.random() < 0.95, price, quantity)
+        pair.resolve_replace(rng.randrange(1 << 30), rng.random() < 0.95, rng.choice(REPLACE_IDS[1:]))
     elif roll < 0.975:
         pair.mass_cancel(account, rng.choice(("", *SYMBOLS)))
     elif roll < 0.99:

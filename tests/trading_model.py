@@ -87,6 +87,9 @@ class Model:
         self.numbers: dict[str, int] = {}
         self.arrivals = 0
         self.trades: list[Event] = []
+        # order id -> the replace id of the last replace applied to it; fenced (order id, replace id).
+        self.replace_ids: dict[str, str] = {}
+        self.replace_fences: set[tuple[str, str]] = set()
 
     # -- the book --------------------------------------------------------------------------
 
@@ -314,6 +317,19 @@ class Model:
             return (order_id, c.EXECUTION_TYPE_REJECTED, RejectReason.ORDER_NOT_OPEN.number, 0)
         return order
 
+    def resolve_replace(self, order_id: str, account_id: str, replace_id: str) -> tuple[int, list[Event]]:
+        """A replace whose outcome is unknown: applied when it is the order's last applied replace,
+        gone when there is no such order of the account, else fenced (an event the first time)."""
+        order = self.orders.get(order_id)
+        if order is None or order.account_id != account_id:
+            return trading_pb2.REPLACE_RESOLUTION_ORDER_GONE, []
+        if self.replace_ids.get(order_id) == replace_id:
+            return trading_pb2.REPLACE_RESOLUTION_APPLIED, []
+        if (order_id, replace_id) in self.replace_fences:
+            return trading_pb2.REPLACE_RESOLUTION_FENCED, []
+        self.replace_fences.add((order_id, replace_id))
+        return trading_pb2.REPLACE_RESOLUTION_FENCED, [("replace_fenced", order_id, replace_id)]
+
     def cancel_order(self, command: trading_pb2.CancelOrder) -> tuple[list[Event], list[Report]]:
         order = self._owned_open(command.order_id, command.account_id)
         if not isinstance(order, ModelOrder):
@@ -329,7 +345,9 @@ class Model:
             return [], [order]
         instrument = self.instruments[order.symbol]
         refusal = None
-        if instrument.status == c.INSTRUMENT_STATUS_HALTED:
+        if (order.order_id, command.replace_id) in self.replace_fences:
+            refusal = RejectReason.REPLACE_FENCED
+        elif instrument.status == c.INSTRUMENT_STATUS_HALTED:
             refusal = RejectReason.INSTRUMENT_HALTED
         elif instrument.status == c.INSTRUMENT_STATUS_CLOSED:
             refusal = RejectReason.INSTRUMENT_CLOSED
@@ -354,6 +372,10 @@ class Model:
             ("replaced", order.order_id, order.reserved_price, new_price, order.leaves, new_leaves),
         ]
         reports: list[Report] = [(order.order_id, c.EXECUTION_TYPE_REPLACED, 0, self._numbered(order))]
+        if command.replace_id:
+            self.replace_ids[order.order_id] = command.replace_id
+        else:
+            self.replace_ids.pop(order.order_id, None)
         order.quantity = command.quantity_lots
         order.reserved_price = new_price
         if new_price == order.price and new_leaves <= order.leaves:
@@ -440,6 +462,8 @@ def engine_events(records: list[trading_pb2.JournalRecord]) -> list[Event]:
                     r.new_leaves_lots,
                 )
             )
+        elif kind == "replace_fenced":
+            events.append((kind, record.replace_fenced.order_id, record.replace_fenced.replace_id))
         elif kind in ("new_order", "cancel_order", "replace_order"):
             events.append((kind, getattr(record, kind).order_id))
         elif kind == "set_instrument_status":

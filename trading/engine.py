@@ -42,7 +42,12 @@ Fences: an order whose outcome the gateway does not know (sent, never
 answered) is resolved by :meth:`Engine.resolve_order`: found when journaled,
 else fenced by a journaled ``order_fenced`` record, so its order id is
 refused (ORDER_FENCED) even if its NewOrder is still on its way; risk
-releases its reservation on that record.
+releases its reservation on that record. A replace whose outcome is unknown is
+resolved the same way by :meth:`Engine.resolve_replace`: applied when it is the
+last replace applied to the order (``Engine.replace_ids``), else fenced by a
+journaled ``replace_fenced`` record (``Engine.replace_fences``), so that
+replace id is refused for the order (REPLACE_FENCED) even if its ReplaceOrder
+is still on its way; risk gives back what it grew the hold by on that record.
 
 Memory: an order stays in ``Engine.orders`` (and its client order id in
 ``client_orders``) while it is open, and once closed until the report history
@@ -54,7 +59,8 @@ memory is bounded by the open orders plus what the history has not written
 yet, and the state digest covers open orders only. Fences stay in
 ``Engine.fences`` for the life of the process (one small entry per order
 whose outcome was unknown, which only a crash or a lost answer makes: far
-fewer than orders). Mass
+fewer than orders), and so do replace fences; the last replace id applied to an
+order leaves with the order (:meth:`Engine.forget`). Mass
 cancels and expiries scan the books (open orders only), so the hot path keeps
 no per-account index.
 """
@@ -103,6 +109,7 @@ COMMAND_KINDS = frozenset(
         "cancel_order",
         "risk_epoch_changed",
         "order_fenced",
+        "replace_fenced",
         "replace_order",
         "mass_cancel",
         "expire_orders",
@@ -453,6 +460,11 @@ class Engine:
         self.seen_ids = SeenIds()
         # order id -> account id of every fenced order (never journaled, refused for good).
         self.fences: dict[str, str] = {}
+        # order id -> the replace id of the last replace applied to it (ReplaceOrder.replace_id;
+        # none when it was applied without one), while the engine holds the order.
+        self.replace_ids: dict[str, str] = {}
+        # (order id, replace id) -> account id of every fenced replace (never applied, refused for good).
+        self.replace_fences: dict[tuple[str, str], str] = {}
         # account id -> the number of the last execution report of a journaled command for it.
         self.account_sequences: dict[str, int] = {}
         self._math: dict[str, InstrumentMath] = {}
@@ -1042,6 +1054,48 @@ class Engine:
         )
         return None, [record]
 
+    def resolve_replace(
+        self, order_id: str, account_id: str, replace_id: str, timestamp_ns: int
+    ) -> tuple[int, OrderState | None, list[trading_pb2.JournalRecord]]:
+        """Settle a replace whose outcome is unknown: (a trading.v1 ReplaceResolution, the order
+        when the engine holds it, the records to journal).
+
+        APPLIED when `replace_id` is the last replace applied to the order: the gateway grows a
+        hold for one replace of an order at a time (risk's mark), so a replace asked about is
+        either that last one or was never applied. Otherwise FENCED, with a ``replace_fenced``
+        record the first time (the order closed or not: a closed order takes no replace, and risk
+        gives back only what is still marked with that id); ORDER_GONE when the engine does not
+        hold the order (or another account does): closed and forgotten, or never journaled here,
+        so no replace can apply to it and its close released its hold. The ids are not checked
+        here (the servicer does).
+        """
+        order = self.orders.get(order_id)
+        if order is None or order.account_id != account_id:
+            return trading_pb2.REPLACE_RESOLUTION_ORDER_GONE, None, []
+        if self.replace_ids.get(order_id) == replace_id:
+            return trading_pb2.REPLACE_RESOLUTION_APPLIED, order, []
+        return (
+            trading_pb2.REPLACE_RESOLUTION_FENCED,
+            order,
+            self.fence_replace(order_id, account_id, replace_id, timestamp_ns),
+        )
+
+    def fence_replace(
+        self, order_id: str, account_id: str, replace_id: str, timestamp_ns: int
+    ) -> list[trading_pb2.JournalRecord]:
+        """Refuse `replace_id` for `order_id` from now on: [its replace_fenced record], or [] when
+        it was fenced before. A journaled fence replays whatever became of the order since."""
+        key = (order_id, replace_id)
+        if key in self.replace_fences:
+            return []
+        timestamp_ns = self._clock(timestamp_ns)
+        self.replace_fences[key] = account_id
+        self.last_sequence += 1
+        fenced = common_pb2.ReplaceFenced(
+            order_id=order_id, account_id=account_id, replace_id=replace_id, timestamp_ns=timestamp_ns
+        )
+        return [JournalRecord(sequence=self.last_sequence, timestamp_ns=timestamp_ns, replace_fenced=fenced)]
+
     def _owned_open_order(
         self, order_id: str, account_id: str, timestamp_ns: int, report: ReportMaker
     ) -> OrderState | common_pb2.ExecutionReport:
@@ -1131,6 +1185,10 @@ class Engine:
         order.quantity_lots = command.quantity_lots
         order.reserve_price_ticks = new_price
         order.updated_ns = timestamp_ns
+        if command.replace_id:
+            self.replace_ids[order.order_id] = command.replace_id
+        else:
+            self.replace_ids.pop(order.order_id, None)
         sequence = self.last_sequence
         last = sequence + 2 + len(steps) + (remainder_reason is not None)
         replaced = common_pb2.OrderReplaced(
@@ -1175,6 +1233,12 @@ class Engine:
         refused (RISK_REBUILT): the grow is not in the rebuilt state. The check gives the same
         answer at replay (the epoch changes are journaled in order); an empty epoch is not checked.
         """
+        replace_id = command.replace_id
+        if replace_id:
+            if not (len(replace_id) <= _ORDER_ID_MAX and _order_id_format(replace_id)):
+                return RejectReason.INVALID_ORDER
+            if (order.order_id, replace_id) in self.replace_fences:
+                return RejectReason.REPLACE_FENCED
         if command.risk_epoch and self.risk_epoch and command.risk_epoch != self.risk_epoch:
             return RejectReason.RISK_REBUILT
         refusal = self._refusals.get(order.symbol)
@@ -1353,6 +1417,11 @@ class Engine:
                 outcome = self.create_instrument(record.instrument_created, timestamp_ns)
             elif kind == "risk_epoch_changed":
                 outcome = self.change_risk_epoch(record.risk_epoch_changed.epoch, timestamp_ns)
+            elif kind == "replace_fenced":
+                fence = record.replace_fenced
+                outcome = Outcome(
+                    self.fence_replace(fence.order_id, fence.account_id, fence.replace_id, timestamp_ns)
+                )
             else:
                 fenced = record.order_fenced
                 outcome = Outcome(self.resolve_order(fenced.order_id, fenced.account_id, timestamp_ns)[1])
@@ -1383,6 +1452,7 @@ class Engine:
             if order is None or order.status in _OPEN_STATUSES:
                 continue
             del orders[order_id]
+            self.replace_ids.pop(order_id, None)
             key = (order.account_id, order.client_order_id)
             if client_orders.get(key) == order_id:
                 del client_orders[key]
@@ -1456,6 +1526,12 @@ class Engine:
             )
         for order_id in sorted(self.fences):
             digest.update(f"fence|{order_id}|{self.fences[order_id]}\n".encode())
+        for order_id in sorted(self.replace_ids):
+            if self.orders[order_id].status in _OPEN_STATUSES:  # as the orders: open ones only
+                digest.update(f"replaced|{order_id}|{self.replace_ids[order_id]}\n".encode())
+        for order_id, replace_id in sorted(self.replace_fences):
+            account_id = self.replace_fences[order_id, replace_id]
+            digest.update(f"replace-fence|{order_id}|{replace_id}|{account_id}\n".encode())
         for account_id in sorted(self.account_sequences):
             digest.update(f"reports|{account_id}|{self.account_sequences[account_id]}\n".encode())
         digest.update(f"seen|{self.seen_ids.orders}\n".encode())
@@ -1516,6 +1592,10 @@ class Engine:
                 raise InvariantViolation(f"order {order.order_id!r} is not in the client order id index")
         if len(self.client_orders) > len(self.orders) or self.fences.keys() & self.orders.keys():
             raise InvariantViolation("the client order id index or the fences disagree with the orders")
+        if not self.replace_ids.keys() <= self.orders.keys() or any(
+            (order_id, replace_id) in self.replace_fences for order_id, replace_id in self.replace_ids.items()
+        ):
+            raise InvariantViolation("a replace id applied is of no order held, or was fenced")
         if any(number < 1 for number in self.account_sequences.values()):
             raise InvariantViolation("an account report number is not positive")
 

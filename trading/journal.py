@@ -38,7 +38,7 @@ from trading.lease import ShardLease
 SETTLEMENT_KINDS = ("trade",)
 # Risk learns instruments from this stream too (it never asks trading for them); a fence
 # (an order whose outcome was unknown, refused for good) releases that order's reservation; a
-# replace re-sizes it (risk/exposure.py replaced_leg).
+# replace re-sizes it (risk/exposure.py replaced_leg), and a replace fence gives back its grow.
 RISK_KINDS = (
     "trade",
     "order_released",
@@ -46,6 +46,7 @@ RISK_KINDS = (
     "order_fenced",
     "risk_epoch_changed",
     "order_replaced",
+    "replace_fenced",
 )
 
 _COPY = "COPY trading.journal (shard, sequence, kind, payload) FROM STDIN (FORMAT BINARY)"
@@ -76,7 +77,7 @@ _AFTER = {
     SETTLEMENT_KINDS: _PAGE + " AND kind = 'trade' ORDER BY sequence LIMIT %s",
     RISK_KINDS: _PAGE
     + " AND kind IN ('trade', 'order_released', 'instrument_created', 'order_fenced', 'risk_epoch_changed',"
-    + " 'order_replaced')"
+    + " 'order_replaced', 'replace_fenced')"
     + " ORDER BY sequence LIMIT %s",
     (): _PAGE + " ORDER BY sequence LIMIT %s",
 }

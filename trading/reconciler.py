@@ -14,6 +14,15 @@ up on the engine loop:
 - never journaled: it is fenced (an ``order_fenced`` record, the same as ResolveOrders), so it
   can never be accepted later, and risk releases the reservation when the fence reaches it.
 
+A hold marked for a replace (GrowForReplace) whose gateway died before trading answered it, so
+that nobody asks ResolveReplaces, is settled the same way: a mark (order id, replace id) the
+reconciler has kept seeing for ``grace`` (longer than any replace can still be on its way) is
+resolved on the engine loop with Engine.resolve_replace: applied (risk is still to apply the
+OrderReplaced, which unmarks it), the order gone (its close released the hold), or fenced (a
+``replace_fenced`` record: risk gives the grow back and unmarks it; a replace still on its way
+would be refused REPLACE_FENCED). Risk records no time for a mark, so the reconciler remembers
+when it first saw each one (bounded: at most MAX_MARKS; marks no longer listed are forgotten).
+
 Trading does this rather than risk because trading is the system of record for orders and the
 only one that can fence one; it reads risk's reservations over the call it already makes to
 risk, so no service gains a new direction of calls, and the release reaches risk exactly once,
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import grpc
@@ -39,6 +49,8 @@ from trading.engine_loop import EngineLoop
 log = structlog.get_logger("backbone.trading")
 
 PAGE_SIZE = 1000
+# Replace marks remembered between passes (first seen); beyond it new marks wait for a later pass.
+MAX_MARKS = 100_000
 # Order ids fenced per engine-loop call (one journal batch).
 FENCE_BATCH = 500
 
@@ -63,6 +75,8 @@ class ReservationReconciler:
         self._timeout = call_timeout_seconds
         self._on_fenced = on_fenced
         self._task: asyncio.Task[None] | None = None
+        # (order id, replace id) -> (account id, symbol, monotonic seconds when first listed).
+        self._marks: dict[tuple[str, str], tuple[str, str, float]] = {}
 
     async def start(self) -> None:
         if self._task is None:
@@ -86,9 +100,11 @@ class ReservationReconciler:
                 log.exception("reconciliation failed")
 
     async def reconcile_once(self) -> int:
-        """One pass over risk's reservations; returns how many orders it fenced."""
+        """One pass over risk's reservations; returns how many orders and replaces it fenced."""
         token = ""
         fenced = 0
+        marks: dict[tuple[str, str], tuple[str, str, float]] = {}
+        now = time.monotonic()
         while True:
             page = await self._risk.ListReservations(
                 risk_pb2.ListReservationsRequest(
@@ -98,16 +114,27 @@ class ReservationReconciler:
                 metadata=outgoing_metadata(),
             )
             candidates = [(r.order_id, r.account_id, r.symbol) for r in page.reservations]
+            for r in page.reservations:
+                key = (r.order_id, r.replace_id)
+                if r.replace_id and (key in self._marks or len(marks) < MAX_MARKS):
+                    marks[key] = self._marks.get(key, (r.account_id, r.symbol, now))
             for start in range(0, len(candidates), FENCE_BATCH):
                 fenced += await self._settle(candidates[start : start + FENCE_BATCH])
             token = page.next_page_token
             if not token:
                 break
+        self._marks = marks
+        stale = [
+            (o, a, r, s) for (o, r), (a, s, seen) in marks.items() if now - seen >= self._grace_ms / 1000
+        ]
+        replaces = 0
+        for start in range(0, len(stale), FENCE_BATCH):
+            replaces += await self._settle_marks(stale[start : start + FENCE_BATCH])
         if fenced:
             log.warning("reservations without an order fenced and released", orders=fenced)
-            if self._on_fenced is not None:
-                self._on_fenced()
-        return fenced
+        if (fenced or replaces) and self._on_fenced is not None:
+            self._on_fenced()
+        return fenced + replaces
 
     async def _settle(self, candidates: list[tuple[str, str, str]]) -> int:
         """Fence, on the engine loop, the candidates of this shard's symbols it never journaled."""
@@ -149,3 +176,34 @@ class ReservationReconciler:
                 order_ids=closed_but_held[:20],
             )
         return int(fenced)
+
+    async def _settle_marks(self, marks: list[tuple[str, str, str, str]]) -> int:
+        """Resolve, on the engine loop, the long-standing replace marks (order id, account id, replace
+        id, symbol) of this shard's symbols; returns how many replaces it fenced."""
+        engine: Engine = self._loop.engine
+
+        def run(
+            timestamp_ns: int,
+            records: list[trading_pb2.JournalRecord],
+            reports: list[common_pb2.ExecutionReport],
+        ) -> list[str]:
+            fenced: list[str] = []
+            for order_id, account_id, replace_id, symbol in marks:
+                if symbol not in engine.instruments:
+                    continue  # another shard's order
+                _, _, fence = engine.resolve_replace(order_id, account_id, replace_id, timestamp_ns)
+                if fence:
+                    records += fence
+                    fenced.append(order_id)
+            return fenced
+
+        fenced: list[str] = await self._loop.call(run)
+        if fenced:
+            log.warning(
+                "replaces nobody resolved fenced: risk gives their grows back",
+                replaces=len(fenced),
+                order_ids=fenced[:20],
+            )
+        for order_id, _, replace_id, _ in marks:
+            self._marks.pop((order_id, replace_id), None)
+        return len(fenced)

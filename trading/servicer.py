@@ -302,6 +302,55 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             )
         return response
 
+    async def ResolveReplaces(
+        self, request: trading_pb2.ResolveReplacesRequest, context: Any
+    ) -> trading_pb2.ResolveReplacesResponse:
+        """Each replace: APPLIED when it is the order's last applied replace, ORDER_GONE when the
+        engine holds no such order of that account, else fenced (journaled) and FENCED."""
+        replaces = request.replaces
+        _check_order_count("replaces", len(replaces))
+        for index, item in enumerate(replaces):
+            for name, rule in (
+                ("order_id", ids.ORDER_ID),
+                ("account_id", ids.ACCOUNT_ID),
+                ("replace_id", ids.ORDER_ID),
+            ):
+                _check_id(f"replaces[{index}].{name}", rule, getattr(item, name))
+        engine = self._engine
+
+        def run(
+            timestamp_ns: int,
+            records: list[trading_pb2.JournalRecord],
+            reports: list[common_pb2.ExecutionReport],
+        ) -> tuple[trading_pb2.ResolveReplacesResponse, list[str]]:
+            response = trading_pb2.ResolveReplacesResponse()
+            fenced: list[str] = []
+            for item in replaces:
+                resolution, order, fence = engine.resolve_replace(
+                    item.order_id, item.account_id, item.replace_id, timestamp_ns
+                )
+                result = response.results.add(
+                    order_id=item.order_id, replace_id=item.replace_id, resolution=resolution
+                )
+                if order is not None:
+                    result.order.CopyFrom(order.message())
+                if fence:
+                    records += fence
+                    fenced.append(item.order_id)
+            return response, fenced
+
+        # No order is taken back in from the history: a closed order takes no replace, and its close
+        # released its hold (ORDER_GONE says so).
+        answer: tuple[trading_pb2.ResolveReplacesResponse, list[str]] = await self._loop.call(run)
+        response, fenced = answer
+        if fenced:
+            log.info(
+                "replaces fenced: never applied, refused from now on",
+                replaces=len(fenced),
+                order_ids=fenced[:20],
+            )
+        return response
+
     async def CreateInstrument(
         self, request: trading_pb2.CreateInstrumentRequest, context: Any
     ) -> trading_pb2.CreateInstrumentResponse:

@@ -11,6 +11,9 @@
 -- alone too and is remembered as 'skipped' (the lowest); 0 still drops it (the order is closed).
 -- 's<n>': the reservation drops by n (a budget-only market buy's trade spent n), not below 0.
 -- 'r<n>': an OrderReplaced: min(current, n), and the replace mark goes.
+-- 'e<replace id>': a ReplaceFenced: when the order is marked with that replace id, the hold drops by
+-- the grow's 'replace_extra' (not below 0), then to 'skipped' if lower, and the mark goes (what
+-- reserve.lua's 'E' does); otherwise nothing.
 -- Returns -1 when the caller's epoch is gone (nothing changed); the number of legs applied when
 -- none was refused (a plain integer: the common answer, the cheapest to read back); otherwise one
 -- string, the legs' answers joined by '|': '1' applied, '0' applied before (skipped),
@@ -28,7 +31,8 @@ local applied, halted = marks[1], marks[2]
 local was_applied, was_halted = applied, halted
 
 -- Orders by key: {asset, amount held, whether it changed, replace mark or false, lowest cap
--- skipped or false, whether the mark or skipped changed} or false (none); the keys read, in order.
+-- skipped or false, whether the mark or skipped changed, the mark's replace_extra} or false
+-- (none); the keys read, in order.
 local orders, touched = {}, {}
 local answers, applied_count, refused = {}, 0, false
 -- A leg's op id, cap and {asset, delta, asset, delta...}.
@@ -92,9 +96,9 @@ for n = 3, #ARGV do
         local key = KEYS[k]
         local order = orders[key]
         if order == nil then
-          local got = redis.call('HMGET', key, 'asset', 'amount', 'replacing', 'skipped')
+          local got = redis.call('HMGET', key, 'asset', 'amount', 'replacing', 'skipped', 'replace_extra')
           if got[1] then
-            order = {got[1], got[2], false, got[3] or false, got[4] or false, false}
+            order = {got[1], got[2], false, got[3] or false, got[4] or false, false, got[5] or '0'}
           else
             order = false
           end
@@ -114,6 +118,11 @@ for n = 3, #ARGV do
               target = value
             end
             if order[4] or order[5] then
+              order[4], order[5], order[6] = false, false, true
+            end
+          elseif kind == 'e' then
+            if order[4] == value then
+              target = hold_after_replace(order[2], order[7], order[5])
               order[4], order[5], order[6] = false, false, true
             end
           elseif order[4] and cap ~= '0' then

@@ -137,6 +137,20 @@ local function add(a, b)
   return from_limbs(a_high + b_high, a_low + b_low)
 end
 
+-- The hold of an order whose replace ends unapplied (EndReplace, a ReplaceFenced event): `amount`
+-- less the grow's `extra` (not below 0), lowered to `skipped` (the lowest cap a trade left while
+-- the order was marked, or false).
+local function hold_after_replace(amount, extra, skipped)
+  local after = add(amount, neg(extra))
+  if is_negative(after) then
+    after = '0'
+  end
+  if skipped and not ge(skipped, after) then
+    after = skipped
+  end
+  return after
+end
+
 local function hget_int(key, field)
   local value = redis.call('HGET', key, field)
   if not value then

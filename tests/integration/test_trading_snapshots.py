@@ -11,6 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from backbone.reasons import RejectReason
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.trading.v1 import trading_pb2
@@ -95,6 +96,44 @@ async def test_a_start_loads_the_newest_snapshot_and_replays_only_what_follows(
         # It goes on from there: a new order trades against the recovered book.
         (response,) = await trading.send([new("s3", SELL, 80, 4, account="acct-3")])
         assert [report.execution_type for report in response.results[0].reports][-1] == 2  # a trade
+
+
+async def test_replace_fences_and_applied_replace_ids_survive_a_snapshot(
+    new_database: Callable[[], str],
+) -> None:
+    """A snapshot holding a replace fence and an applied replace id loads to the digest of the whole
+    journal's replay, and the restarted engine answers and refuses as the live one did."""
+    database_url = new_database()
+    settings = await journaled(database_url)
+
+    def replace(replace_id: str, price: int) -> trading_pb2.OrderCommand:
+        command = trading_pb2.ReplaceOrder(
+            order_id="b2", account_id="acct-1", price_ticks=price, quantity_lots=1, replace_id=replace_id
+        )
+        return trading_pb2.OrderCommand(replace_order=command)
+
+    resolve = trading_pb2.ResolveReplacesRequest(
+        replaces=[
+            trading_pb2.ReplaceToResolve(order_id="b2", account_id="acct-1", replace_id=replace_id)
+            for replace_id in ("applied", "lost")
+        ]
+    )
+    async with Trading(settings) as trading:
+        await trading.send([replace("applied", 91)])
+        before = await trading.stub.ResolveReplaces(resolve)
+        assert trading.app.snapshotter is not None
+        assert await trading.app.snapshotter.take() == 10
+        live = trading.app.engine.state_hash()
+    async with Trading(settings) as trading:
+        assert trading.app.recovered_from == 10
+        assert trading.app.engine.state_hash() == live == await whole_journal_digest(settings)
+        assert await trading.stub.ResolveReplaces(resolve) == before
+        assert [r.resolution for r in before.results] == [
+            trading_pb2.REPLACE_RESOLUTION_APPLIED,
+            trading_pb2.REPLACE_RESOLUTION_FENCED,
+        ]
+        (late,) = await trading.send([replace("lost", 92)])
+        assert late.results[0].reports[0].reject_reason == RejectReason.REPLACE_FENCED.number
 
 
 @pytest.mark.parametrize(

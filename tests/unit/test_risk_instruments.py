@@ -141,6 +141,7 @@ def test_risk_request_carries_every_risk_kind() -> None:
         trading_pb2.OrderCommand(cancel_order=trading_pb2.CancelOrder(order_id="s", account_id="a")), T
     ).records
     records += engine.resolve_order("never-arrived", "a", T)[1]  # a fence
+    records += engine.resolve_replace("b", "a", "lost-replace", T)[2]  # a replace fence
     records += engine.change_risk_epoch("epoch-2", T).records  # risk rebuilt from here
     sent = [(r.sequence, r) for r in records if r.WhichOneof("record") in RISK_KINDS]
     assert {r.WhichOneof("record") for _, r in sent} == set(RISK_KINDS)

@@ -23,6 +23,7 @@ from tests.engine_against_model import (
     ORDER_TYPES,
     POST_ONLY,
     PREVENTIONS,
+    REPLACE_IDS,
     STATUSES,
     SYMBOLS,
     TIMES_IN_FORCE,
@@ -111,9 +112,24 @@ class EngineAgainstModel(RuleBasedStateMachine):
     def cancel(self, pick: int, owner: bool) -> None:
         self.pair.cancel(pick, owner)
 
-    @rule(pick=st.integers(min_value=0, max_value=10_000), owner=st.booleans(), price=prices, quantity=lots)
-    def replace(self, pick: int, owner: bool, price: int, quantity: int) -> None:
-        self.pair.replace(pick, owner, price, quantity)
+    @rule(
+        pick=st.integers(min_value=0, max_value=10_000),
+        owner=st.booleans(),
+        price=prices,
+        quantity=lots,
+        replace_id=st.sampled_from(REPLACE_IDS),
+    )
+    def replace(self, pick: int, owner: bool, price: int, quantity: int, replace_id: str) -> None:
+        self.pair.replace(pick, owner, price, quantity, replace_id)
+
+    @rule(
+        pick=st.integers(min_value=0, max_value=10_000),
+        owner=st.booleans(),
+        replace_id=st.sampled_from(REPLACE_IDS[1:]),
+    )
+    def resolve_replace(self, pick: int, owner: bool, replace_id: str) -> None:
+        """A replace of unknown outcome settled: applied, fenced (then refused) or the order gone."""
+        self.pair.resolve_replace(pick, owner, replace_id)
 
     @rule(account=st.sampled_from(ACCOUNTS), symbol=symbols_or_all)
     def mass_cancel(self, account: str, symbol: str) -> None:
@@ -164,7 +180,14 @@ def test_a_seeded_run_of_100000_commands_ends_as_the_model_and_replays() -> None
     assert engine_trades == pair.model.trades
     assert len(engine_trades) > 15_000  # the run trades, not only rests or refuses
     kinds = {record.WhichOneof("record") for record in pair.journal}
-    assert kinds >= {"trade", "order_released", "order_replaced", "mass_cancel", "expire_orders"}
+    assert kinds >= {
+        "trade",
+        "order_released",
+        "order_replaced",
+        "mass_cancel",
+        "expire_orders",
+        "replace_fenced",
+    }
     statuses = {order.status for order in pair.engine.orders.values()}
     assert c.ORDER_STATUS_EXPIRED in statuses and c.ORDER_STATUS_CANCELLED in statuses
     pair.check_replay()

@@ -255,7 +255,8 @@ def test_the_gateway_serves_while_any_trading_shard_does() -> None:
 
 
 class ResolvingTrading(FakeTrading):
-    """ResolveOrders: every order fenced, or UNAVAILABLE while down; records what it was asked."""
+    """ResolveOrders and ResolveReplaces: every order or replace fenced, or UNAVAILABLE while down;
+    records what it was asked."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name, ())
@@ -273,6 +274,55 @@ class ResolvingTrading(FakeTrading):
                 for item in request.orders
             ]
         )
+
+    async def ResolveReplaces(
+        self, request: trading_pb2.ResolveReplacesRequest
+    ) -> trading_pb2.ResolveReplacesResponse:
+        self.asked += [item.replace_id for item in request.replaces]
+        if self.down:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "down")
+        return trading_pb2.ResolveReplacesResponse(
+            results=[
+                trading_pb2.ReplaceResolutionResult(
+                    order_id=item.order_id,
+                    replace_id=item.replace_id,
+                    resolution=trading_pb2.REPLACE_RESOLUTION_FENCED,
+                )
+                for item in request.replaces
+            ]
+        )
+
+
+async def test_replaces_of_unknown_outcome_are_resolved_on_their_shards_one_down_or_not() -> None:
+    zero, one = ResolvingTrading("t0"), ResolvingTrading("t1")
+    one.down = True
+    shards = router(zero, one)
+
+    async def call(method: Any, request: Any) -> Any:
+        return await method(request)
+
+    async def on_fenced(order: trading_pb2.NewOrder) -> None:
+        raise AssertionError("no order is resolved here")
+
+    backends = SimpleNamespace(trading_shards=shards, call=call, background=set())
+    resolver = OutcomeResolver(cast(Any, backends), on_fenced, max_pending=3)
+    assert resolver.add_replace("t1." + HEX, "acct", "r-one")  # t1's replace waits first
+    assert resolver.add_replace("t0." + HEX, "acct", "r-zero")
+    assert resolver.add_replace("t0." + HEX, "acct", "r-zero")  # the same again: once
+    assert resolver.add_replace(HEX, "acct", "r-old")
+    assert not resolver.add_replace(HEX, "acct", "r-beyond")  # the queue is bounded
+    assert resolver.pending_replaces == 3
+    fenced = trading_pb2.REPLACE_RESOLUTION_FENCED
+    resolver.start()
+    try:
+        await until(lambda: resolver.replaces_settled.get(fenced) == 2)
+        assert zero.asked == ["r-zero", "r-old"] and one.asked[0] == "r-one"
+        assert resolver.pending_replaces == 1  # t1 is down: the other shard's went meanwhile
+        one.down = False  # back: asked again after the backoff
+        await until(lambda: resolver.pending_replaces == 0)
+        assert resolver.replaces_settled == {fenced: 3}
+    finally:
+        await resolver.stop()
 
 
 async def test_orders_of_unknown_outcome_are_resolved_on_their_shards_one_down_or_not() -> None:

@@ -141,6 +141,7 @@ class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECT_REASON_INSTRUMENT_CLOSED: _ClassVar[RejectReason]
     REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL: _ClassVar[RejectReason]
     REJECT_REASON_INVALID_COMMAND: _ClassVar[RejectReason]
+    REJECT_REASON_REPLACE_FENCED: _ClassVar[RejectReason]
     REJECT_REASON_SYMBOL_NOT_OWNED: _ClassVar[RejectReason]
     REJECT_REASON_NO_SHARD_FOR_SYMBOL: _ClassVar[RejectReason]
     REJECT_REASON_UNKNOWN_SHARD: _ClassVar[RejectReason]
@@ -288,6 +289,7 @@ REJECT_REASON_INSTRUMENT_HALTED: RejectReason
 REJECT_REASON_INSTRUMENT_CLOSED: RejectReason
 REJECT_REASON_REPLACE_QUANTITY_TOO_SMALL: RejectReason
 REJECT_REASON_INVALID_COMMAND: RejectReason
+REJECT_REASON_REPLACE_FENCED: RejectReason
 REJECT_REASON_SYMBOL_NOT_OWNED: RejectReason
 REJECT_REASON_NO_SHARD_FOR_SYMBOL: RejectReason
 REJECT_REASON_UNKNOWN_SHARD: RejectReason
@@ -510,6 +512,18 @@ class OrderFenced(_message.Message):
     account_id: str
     timestamp_ns: int
     def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+
+class ReplaceFenced(_message.Message):
+    __slots__ = ("order_id", "account_id", "replace_id", "timestamp_ns")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    replace_id: str
+    timestamp_ns: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., replace_id: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
 
 class OrderReplaced(_message.Message):
     __slots__ = ("order_id", "account_id", "symbol", "side", "old_price_ticks", "new_price_ticks", "old_leaves_lots", "new_leaves_lots", "priority_kept", "timestamp_ns")

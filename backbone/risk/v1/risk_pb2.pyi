@@ -137,7 +137,7 @@ class StreamReservationsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ReservationResult, _Mapping]]] = ...) -> None: ...
 
 class TradingEvent(_message.Message):
-    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "order_replaced", "risk_epoch_changed")
+    __slots__ = ("sequence", "trade", "order_released", "instrument_created", "order_fenced", "order_replaced", "risk_epoch_changed", "replace_fenced")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class TradingEvent(_message.Message):
     ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
     ORDER_REPLACED_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FENCED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     trade: _common_pb2.Trade
     order_released: _common_pb2.OrderReleased
@@ -152,7 +153,8 @@ class TradingEvent(_message.Message):
     order_fenced: _common_pb2.OrderFenced
     order_replaced: _common_pb2.OrderReplaced
     risk_epoch_changed: RiskEpochChanged
-    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ...) -> None: ...
+    replace_fenced: _common_pb2.ReplaceFenced
+    def __init__(self, sequence: _Optional[int] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ..., replace_fenced: _Optional[_Union[_common_pb2.ReplaceFenced, _Mapping]] = ...) -> None: ...
 
 class RiskEpochChanged(_message.Message):
     __slots__ = ("epoch",)
@@ -303,20 +305,22 @@ class ListReservationsRequest(_message.Message):
     def __init__(self, page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., older_than_ms: _Optional[int] = ...) -> None: ...
 
 class HeldReservation(_message.Message):
-    __slots__ = ("order_id", "account_id", "symbol", "asset", "amount", "reserved_at_ms")
+    __slots__ = ("order_id", "account_id", "symbol", "asset", "amount", "reserved_at_ms", "replace_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     ASSET_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     RESERVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     symbol: str
     asset: str
     amount: int
     reserved_at_ms: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., reserved_at_ms: _Optional[int] = ...) -> None: ...
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., asset: _Optional[str] = ..., amount: _Optional[int] = ..., reserved_at_ms: _Optional[int] = ..., replace_id: _Optional[str] = ...) -> None: ...
 
 class ListReservationsResponse(_message.Message):
     __slots__ = ("reservations", "next_page_token")

@@ -13,9 +13,20 @@ class Resolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOLUTION_UNSPECIFIED: _ClassVar[Resolution]
     RESOLUTION_FOUND: _ClassVar[Resolution]
     RESOLUTION_FENCED: _ClassVar[Resolution]
+
+class ReplaceResolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPLACE_RESOLUTION_UNSPECIFIED: _ClassVar[ReplaceResolution]
+    REPLACE_RESOLUTION_APPLIED: _ClassVar[ReplaceResolution]
+    REPLACE_RESOLUTION_FENCED: _ClassVar[ReplaceResolution]
+    REPLACE_RESOLUTION_ORDER_GONE: _ClassVar[ReplaceResolution]
 RESOLUTION_UNSPECIFIED: Resolution
 RESOLUTION_FOUND: Resolution
 RESOLUTION_FENCED: Resolution
+REPLACE_RESOLUTION_UNSPECIFIED: ReplaceResolution
+REPLACE_RESOLUTION_APPLIED: ReplaceResolution
+REPLACE_RESOLUTION_FENCED: ReplaceResolution
+REPLACE_RESOLUTION_ORDER_GONE: ReplaceResolution
 
 class NewOrder(_message.Message):
     __slots__ = ("order_id", "client_order_id", "account_id", "symbol", "side", "type", "time_in_force", "price_ticks", "quantity_lots", "risk_epoch", "post_only", "self_trade_prevention", "quote_budget")
@@ -48,18 +59,20 @@ class NewOrder(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[_common_pb2.Side, str]] = ..., type: _Optional[_Union[_common_pb2.OrderType, str]] = ..., time_in_force: _Optional[_Union[_common_pb2.TimeInForce, str]] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ..., post_only: _Optional[_Union[_common_pb2.PostOnly, str]] = ..., self_trade_prevention: _Optional[_Union[_common_pb2.SelfTradePrevention, str]] = ..., quote_budget: _Optional[int] = ...) -> None: ...
 
 class ReplaceOrder(_message.Message):
-    __slots__ = ("order_id", "account_id", "price_ticks", "quantity_lots", "risk_epoch")
+    __slots__ = ("order_id", "account_id", "price_ticks", "quantity_lots", "risk_epoch", "replace_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_TICKS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_LOTS_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     price_ticks: int
     quantity_lots: int
     risk_epoch: str
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ...) -> None: ...
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., price_ticks: _Optional[int] = ..., quantity_lots: _Optional[int] = ..., risk_epoch: _Optional[str] = ..., replace_id: _Optional[str] = ...) -> None: ...
 
 class MassCancel(_message.Message):
     __slots__ = ("account_id", "symbol")
@@ -205,6 +218,40 @@ class ResolveOrdersResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[OrderResolution]
     def __init__(self, results: _Optional[_Iterable[_Union[OrderResolution, _Mapping]]] = ...) -> None: ...
 
+class ReplaceToResolve(_message.Message):
+    __slots__ = ("order_id", "account_id", "replace_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    account_id: str
+    replace_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., replace_id: _Optional[str] = ...) -> None: ...
+
+class ResolveReplacesRequest(_message.Message):
+    __slots__ = ("replaces",)
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
+    replaces: _containers.RepeatedCompositeFieldContainer[ReplaceToResolve]
+    def __init__(self, replaces: _Optional[_Iterable[_Union[ReplaceToResolve, _Mapping]]] = ...) -> None: ...
+
+class ReplaceResolutionResult(_message.Message):
+    __slots__ = ("order_id", "replace_id", "resolution", "order")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    replace_id: str
+    resolution: ReplaceResolution
+    order: _common_pb2.Order
+    def __init__(self, order_id: _Optional[str] = ..., replace_id: _Optional[str] = ..., resolution: _Optional[_Union[ReplaceResolution, str]] = ..., order: _Optional[_Union[_common_pb2.Order, _Mapping]] = ...) -> None: ...
+
+class ResolveReplacesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReplaceResolutionResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReplaceResolutionResult, _Mapping]]] = ...) -> None: ...
+
 class CreateInstrumentRequest(_message.Message):
     __slots__ = ("instrument",)
     INSTRUMENT_FIELD_NUMBER: _ClassVar[int]
@@ -256,7 +303,7 @@ class GetOrderBookResponse(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., bids: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[PriceLevel, _Mapping]]] = ...) -> None: ...
 
 class JournalRecord(_message.Message):
-    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released", "order_fenced", "risk_epoch_changed", "replace_order", "order_replaced", "mass_cancel", "expire_orders", "set_instrument_status")
+    __slots__ = ("sequence", "timestamp_ns", "instrument_created", "new_order", "cancel_order", "trade", "order_released", "order_fenced", "risk_epoch_changed", "replace_fenced", "replace_order", "order_replaced", "mass_cancel", "expire_orders", "set_instrument_status")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     INSTRUMENT_CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +313,7 @@ class JournalRecord(_message.Message):
     ORDER_RELEASED_FIELD_NUMBER: _ClassVar[int]
     ORDER_FENCED_FIELD_NUMBER: _ClassVar[int]
     RISK_EPOCH_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FENCED_FIELD_NUMBER: _ClassVar[int]
     REPLACE_ORDER_FIELD_NUMBER: _ClassVar[int]
     ORDER_REPLACED_FIELD_NUMBER: _ClassVar[int]
     MASS_CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -280,12 +328,13 @@ class JournalRecord(_message.Message):
     order_released: _common_pb2.OrderReleased
     order_fenced: _common_pb2.OrderFenced
     risk_epoch_changed: RiskEpochChanged
+    replace_fenced: _common_pb2.ReplaceFenced
     replace_order: ReplaceOrder
     order_replaced: _common_pb2.OrderReplaced
     mass_cancel: MassCancel
     expire_orders: ExpireOrders
     set_instrument_status: SetInstrumentStatus
-    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ..., replace_order: _Optional[_Union[ReplaceOrder, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., mass_cancel: _Optional[_Union[MassCancel, _Mapping]] = ..., expire_orders: _Optional[_Union[ExpireOrders, _Mapping]] = ..., set_instrument_status: _Optional[_Union[SetInstrumentStatus, _Mapping]] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., instrument_created: _Optional[_Union[_common_pb2.Instrument, _Mapping]] = ..., new_order: _Optional[_Union[NewOrder, _Mapping]] = ..., cancel_order: _Optional[_Union[CancelOrder, _Mapping]] = ..., trade: _Optional[_Union[_common_pb2.Trade, _Mapping]] = ..., order_released: _Optional[_Union[_common_pb2.OrderReleased, _Mapping]] = ..., order_fenced: _Optional[_Union[_common_pb2.OrderFenced, _Mapping]] = ..., risk_epoch_changed: _Optional[_Union[RiskEpochChanged, _Mapping]] = ..., replace_fenced: _Optional[_Union[_common_pb2.ReplaceFenced, _Mapping]] = ..., replace_order: _Optional[_Union[ReplaceOrder, _Mapping]] = ..., order_replaced: _Optional[_Union[_common_pb2.OrderReplaced, _Mapping]] = ..., mass_cancel: _Optional[_Union[MassCancel, _Mapping]] = ..., expire_orders: _Optional[_Union[ExpireOrders, _Mapping]] = ..., set_instrument_status: _Optional[_Union[SetInstrumentStatus, _Mapping]] = ...) -> None: ...
 
 class StreamMarketDataRequest(_message.Message):
     __slots__ = ()

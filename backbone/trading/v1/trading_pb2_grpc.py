@@ -62,6 +62,11 @@ class TradingServiceStub:
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.SerializeToString,
                 response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.FromString,
                 _registered_method=True)
+        self.ResolveReplaces = channel.unary_unary(
+                '/backbone.trading.v1.TradingService/ResolveReplaces',
+                request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesRequest.SerializeToString,
+                response_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesResponse.FromString,
+                _registered_method=True)
         self.CreateInstrument = channel.unary_unary(
                 '/backbone.trading.v1.TradingService/CreateInstrument',
                 request_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.CreateInstrumentRequest.SerializeToString,
@@ -177,6 +182,23 @@ class TradingServiceServicer:
         NewOrder still on its way, and risk drops its reservation) and answered
         FENCED. Runs in the engine's order with the commands, and answers once the
         fences are journaled; asking again gives the same answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveReplaces(self, request, context):
+        """ResolveReplaces settles replaces whose outcome the caller does not know (a
+        ReplaceOrder with a replace_id sent but never answered): a replace the
+        order's journal shows applied (it is the last replace applied to the
+        order) is answered REPLACE_RESOLUTION_APPLIED; one that is not is fenced
+        (a journaled ReplaceFenced record: that replace id is refused for the
+        order from then on, and risk gives back what it held for it) and answered
+        REPLACE_RESOLUTION_FENCED; an order the engine no longer holds (closed,
+        or never journaled here) REPLACE_RESOLUTION_ORDER_GONE: no replace can
+        apply to it, and its close released its whole hold. Runs in the engine's
+        order with the commands, answers once the fences are journaled; asking
+        again gives the same answer (while the order is held).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -338,6 +360,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.ResolveOrders,
                     request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.FromString,
                     response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.SerializeToString,
+            ),
+            'ResolveReplaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveReplaces,
+                    request_deserializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesRequest.FromString,
+                    response_serializer=backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesResponse.SerializeToString,
             ),
             'CreateInstrument': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateInstrument,
@@ -538,6 +565,33 @@ class TradingService:
             '/backbone.trading.v1.TradingService/ResolveOrders',
             backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersRequest.SerializeToString,
             backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveReplaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backbone.trading.v1.TradingService/ResolveReplaces',
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesRequest.SerializeToString,
+            backbone_dot_trading_dot_v1_dot_trading__pb2.ResolveReplacesResponse.FromString,
             options,
             channel_credentials,
             insecure,
