@@ -27,7 +27,8 @@ The engine, the floor and the replays are timed in CPU seconds of this process (
 they run on one thread with no I/O, and the machines are shared, so wall time also counted the
 time other work held the core (the same engine code measured 39,000 and 16,000 commands/s of wall
 time, ten minutes apart, with the load at 6 to 9 on 2 cores). The recovery, which waits for
-PostgreSQL, is timed in wall seconds.
+PostgreSQL, is timed in wall seconds. The garbage collector runs with a trading process's
+thresholds (backbone/runtime/server.py SERVICE_GC_THRESHOLDS).
 
 The last line is one JSON object: orders_per_s, floor_orders_per_s, ratio, replay_commands_per_s,
 replay_1m_seconds, recover_1m_seconds (and the figures behind them), and build: which build of the
@@ -57,6 +58,7 @@ from backbone.money import derive_instrument
 from backbone.runtime.config import Settings
 from backbone.runtime.database import migrate, open_pool
 from backbone.runtime.embedded import EmbeddedPostgres
+from backbone.runtime.server import tune_collector
 from backbone.trading.v1 import trading_pb2
 from trading import engine as engine_module
 from trading.engine import Engine
@@ -267,6 +269,7 @@ def main() -> None:
     parser.add_argument("--recover-commands", type=int, default=1_000_000, help="commands journaled")
     parser.add_argument("--seed", type=int, default=7)
     options = parser.parse_args()
+    tune_collector()  # the garbage collector's thresholds of a trading process
 
     flow = order_flow(options.orders, options.seed)
     kinds: dict[str, int] = {}

@@ -18,6 +18,7 @@ one-line detail, sent with every Check answer for it as the
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
@@ -234,8 +235,24 @@ async def run_service(app: ServiceApp, settings: Settings, address: str) -> None
     await running.stop()
 
 
+# The cyclic garbage collector's thresholds in a service process (gc.set_threshold): young
+# collections as often as Python's default (700 allocations: short pauses), older generations
+# collected 20 and 100 times less often than by default (10, 10). A service keeps many long-lived
+# objects (trading's books and open orders, the gateway's caches), which every full collection walks
+# again although they are rarely garbage: on the matching engine's bench run (bench_matching.py,
+# which sets the same) full collections went from 15 to 4 and the engine from 45,400-46,200 to
+# 51,300 commands/s. Cycles are still collected; memory held by cyclic garbage waits longer.
+SERVICE_GC_THRESHOLDS = (700, 20, 100)
+
+
+def tune_collector() -> None:
+    """Set the garbage collector's thresholds a service process runs with (SERVICE_GC_THRESHOLDS)."""
+    gc.set_threshold(*SERVICE_GC_THRESHOLDS)
+
+
 def run(app: ServiceApp, settings: Settings, address: str) -> None:
-    """Blocking entry point: uvloop when available, then run_service."""
+    """Blocking entry point: the collector's thresholds, uvloop when available, then run_service."""
+    tune_collector()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
