@@ -152,17 +152,19 @@ class _Held(NamedTuple):
 
 Placing = tuple[trading_pb2.NewOrder, common_pb2.Instrument]
 
-# Orders placed in one batch at most, and batches under way at once (see OrderSaga.place). One
-# batch at a time is a group commit: an order that arrives while the system is idle goes at once,
-# and the orders that arrive while a batch is under way go together in the next. Each batch costs
-# every hop (risk, trading, its journal commit, the outboxes, settlement's transaction) the same
-# whatever its size, so fewer, larger batches leave more CPU for orders: against 4 in flight,
-# measured on this 2-core machine in the same session, SubmitOrder with 64 callers went from
-# 748-834 to 1,071-1,123 orders/s (CPU per order 2,700-3,000 -> 1,900-2,000 us, p99 139-158 ->
-# 92-98 ms), and a StreamOrders open loop at 1,500/s from p99 127-176 to 87-111 ms (CPU per order
-# 1,535 -> 1,410 us); the closed-loop stream (batches of up to 1,000 anyway) did not change.
+# Orders placed in one batch at most, and batches under way at once (see OrderSaga.place).
 BATCH_MAX_ORDERS = 1_000
-BATCHES_IN_FLIGHT = 1
+BATCHES_IN_FLIGHT = 4
+# A partial batch (fewer than BATCH_MAX_ORDERS waiting) goes only when no batch is under way: a
+# group commit. An order that arrives while the system is idle goes at once, and the orders that
+# arrive while a batch is under way go together in the next. Each batch costs every hop (risk,
+# trading, its journal commit, the outboxes, settlement's transaction) about the same whatever its
+# size, so on two cores fewer, larger batches leave more CPU for orders: against partial batches
+# overlapping up to 4, measured on this machine in one session, SubmitOrder with 64 callers went
+# from 748-834 to 1,071-1,123 orders/s (CPU per order 2,700-3,000 -> 1,900-2,000 us, p99 139-158
+# -> 92-98 ms), and a StreamOrders open loop at 1,500/s from p99 127-176 to 87-111 ms. Full batches
+# still overlap (up to BATCHES_IN_FLIGHT): waiting cannot make them larger, and a stream's flow of
+# full batches needs both cores busy (one at a time lowered the closed-loop stream's rate).
 
 
 class _Placing:
@@ -244,10 +246,10 @@ class OrderSaga:
         """Place validated orders; for each (in order) its reports or its refusal.
 
         Orders from every caller (unary calls, StreamOrders requests) wait together and are
-        placed in batches of up to BATCH_MAX_ORDERS, at most BATCHES_IN_FLIGHT at a time: an
-        order that arrives while the system is idle goes at once, and under load the orders
-        that arrive while batches are under way form the next one, so the cost per order falls
-        as the load grows. A caller that goes away does not stop its orders' placement.
+        placed in batches of up to BATCH_MAX_ORDERS: an order that arrives while the system is
+        idle goes at once, and under load the orders that arrive while a batch is under way form
+        the next one, so the cost per order falls as the load grows (full batches overlap, up to
+        BATCHES_IN_FLIGHT at a time). A caller that goes away does not stop its orders' placement.
         """
         if not orders:
             return []
@@ -260,11 +262,17 @@ class OrderSaga:
         return await asyncio.shield(call.future)
 
     async def _form_batches(self) -> None:
-        """Take the waiting orders into batches while fewer than BATCHES_IN_FLIGHT are under way."""
+        """Take the waiting orders into batches: a full one while fewer than BATCHES_IN_FLIGHT are
+        under way, a partial one when none is (see BATCH_MAX_ORDERS)."""
         while True:
             while not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
+            if self._batches and len(self._waiting) < BATCH_MAX_ORDERS:
+                # A batch is under way: wait for it to end, or for a full batch to be waiting.
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             while len(self._batches) >= BATCHES_IN_FLIGHT:
                 self._room.clear()
                 await self._room.wait()
@@ -279,6 +287,7 @@ class OrderSaga:
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
         self._room.set()
+        self._wake.set()
 
     async def _answer(self, backends: Backends, batch: list[_Waiting]) -> None:
         try:
