@@ -45,6 +45,7 @@ points at the holder, and the answer is the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
@@ -155,16 +156,21 @@ Placing = tuple[trading_pb2.NewOrder, common_pb2.Instrument]
 # Orders placed in one batch at most, and batches under way at once (see OrderSaga.place).
 BATCH_MAX_ORDERS = 1_000
 BATCHES_IN_FLIGHT = 4
-# A partial batch (fewer than BATCH_MAX_ORDERS waiting) goes only when no batch is under way: a
-# group commit. An order that arrives while the system is idle goes at once, and the orders that
-# arrive while a batch is under way go together in the next. Each batch costs every hop (risk,
+# A partial batch (fewer than BATCH_MAX_ORDERS waiting) goes only when no batch is under way, or
+# when the newest one has been under way for GROUP_COMMIT_WAIT_SECONDS: a group commit. An order
+# that arrives while the system is idle goes at once, and the orders that arrive while a batch is
+# under way go together in the next. Each batch costs every hop (risk,
 # trading, its journal commit, the outboxes, settlement's transaction) about the same whatever its
 # size, so on two cores fewer, larger batches leave more CPU for orders: against partial batches
 # overlapping up to 4, measured on this machine in one session, SubmitOrder with 64 callers went
 # from 748-834 to 1,071-1,123 orders/s (CPU per order 2,700-3,000 -> 1,900-2,000 us, p99 139-158
 # -> 92-98 ms), and a StreamOrders open loop at 1,500/s from p99 127-176 to 87-111 ms. Full batches
 # still overlap (up to BATCHES_IN_FLIGHT): waiting cannot make them larger, and a stream's flow of
-# full batches needs both cores busy (one at a time lowered the closed-loop stream's rate).
+# full batches needs both cores busy (one at a time lowered the closed-loop stream's rate). The
+# wait is bounded so that a slow batch (one of its orders' shard is down, and its part of the batch
+# waits to learn so) holds the others up that long at most: batches take a few ms to a few tens
+# under load, and waiting without a bound let a killed shard starve the other shard's orders.
+GROUP_COMMIT_WAIT_SECONDS = 0.05
 
 
 class _Placing:
@@ -227,6 +233,7 @@ class OrderSaga:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._batching: asyncio.Task[None] | None = None
+        self._last_batch_at = 0.0  # loop time the newest batch started
         self._batches: set[asyncio.Task[None]] = set()
 
     async def submit(
@@ -263,15 +270,21 @@ class OrderSaga:
 
     async def _form_batches(self) -> None:
         """Take the waiting orders into batches: a full one while fewer than BATCHES_IN_FLIGHT are
-        under way, a partial one when none is (see BATCH_MAX_ORDERS)."""
+        under way, a partial one when none is or the newest has been under way for
+        GROUP_COMMIT_WAIT_SECONDS (see BATCH_MAX_ORDERS)."""
+        loop = asyncio.get_running_loop()
         while True:
             while not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
-            if self._batches and len(self._waiting) < BATCH_MAX_ORDERS:
-                # A batch is under way: wait for it to end, or for a full batch to be waiting.
+            wait = self._last_batch_at + GROUP_COMMIT_WAIT_SECONDS - loop.time()
+            if self._batches and len(self._waiting) < BATCH_MAX_ORDERS and wait > 0:
+                # A batch is under way: wait for it to end, for a full batch to be waiting, or
+                # for the bound.
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 continue
             while len(self._batches) >= BATCHES_IN_FLIGHT:
                 self._room.clear()
@@ -281,6 +294,7 @@ class OrderSaga:
             while self._waiting and len(batch) < BATCH_MAX_ORDERS and self._waiting[0].backends is backends:
                 batch.append(self._waiting.popleft())
             task = asyncio.create_task(self._answer(backends, batch), name="gateway-order-batch")
+            self._last_batch_at = loop.time()
             self._batches.add(task)
             task.add_done_callback(self._batch_done)
 
