@@ -187,13 +187,7 @@ for i = 4, #ARGV do
   elseif end_id then
     if order and order[4] == end_id then
       local before = order[3]
-      local after = add(order[3], neg(order[5]))
-      if is_negative(after) then
-        after = '0'
-      end
-      if order[6] and not ge(order[6], after) then
-        after = order[6]
-      end
+      local after = hold_after_replace(order[3], order[5], order[6])
       hold(order, after)
       order[4], order[5], order[6] = false, '0', false
       answers[#answers + 1] = '-' .. order[1] .. ' ' .. add(before, neg(after))

@@ -12,11 +12,12 @@ import grpc
 import psycopg
 import redis
 
+from backbone.claims import CLIENT_ORDER_ID_TTL_SECONDS
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from backbone.runtime.embedded import free_port
 from backbone.runtime.errors import ServiceError, from_rpc_error
 from gateway.client_order_ids import CLAIMS_COMPLETE_SINCE_KEY
-from gateway.order_saga import CLIENT_ORDER_ID_TTL_SECONDS
 from ops.invariants import Report, check
 from settlement import audit as ledger_audit
 
@@ -114,6 +115,15 @@ def funded_account(gateway: Gateway, deposits: dict[str, str]) -> tuple[str, str
 def balances(gateway: Gateway, api_key: str) -> dict[str, gateway_pb2.Balance]:
     response = gateway.public.GetBalances(gateway_pb2.GetBalancesRequest(), metadata=key(api_key))
     return {balance.asset: balance for balance in response.balances}
+
+
+def two_shard_settings(zero: Sequence[str], one: Sequence[str]) -> dict[str, str]:
+    """The settings of a system with two trading shards on free ports: trading-0 (the default)
+    owning the symbols `zero`, trading-1 those of `one`."""
+    return {
+        "BACKBONE_TRADING_SHARDS": f"trading-0=127.0.0.1:{free_port()},trading-1=127.0.0.1:{free_port()}",
+        "BACKBONE_UP_TRADING_SHARDS": f"trading-0={','.join(zero)};trading-1={','.join(one)}",
+    }
 
 
 def set_claims_marker(redis_url: str, since: float | None = None) -> None:

@@ -24,7 +24,6 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
-from backbone.runtime.embedded import free_port
 from backbone.runtime.errors import from_rpc_error
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from gateway.client_order_ids import CLAIMS_COMPLETE_SINCE_KEY
@@ -42,6 +41,7 @@ from tests.integration.gateway_calls import (
     set_claims_marker,
     settles_to,
     setup_market,
+    two_shard_settings,
     unique,
     wait_for,
 )
@@ -57,10 +57,7 @@ Stubs = dict[str, trading_pb2_grpc.TradingServiceStub]
 
 @pytest.fixture(scope="module")
 def system(system_factory: Callable[..., System]) -> System:
-    return system_factory(
-        BACKBONE_TRADING_SHARDS=f"trading-0=127.0.0.1:{free_port()},trading-1=127.0.0.1:{free_port()}",
-        BACKBONE_UP_TRADING_SHARDS=f"trading-0={ON_ZERO};trading-1={ON_ONE}",
-    )
+    return system_factory(**two_shard_settings([ON_ZERO], [ON_ONE]))
 
 
 @pytest.fixture(scope="module")

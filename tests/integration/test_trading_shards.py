@@ -25,7 +25,6 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
-from backbone.runtime.embedded import free_port
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.conftest import System
 from tests.integration.gateway_calls import (
@@ -40,6 +39,7 @@ from tests.integration.gateway_calls import (
     refused,
     set_claims_marker,
     setup_market,
+    two_shard_settings,
     wait_for,
 )
 from tests.integration.order_flow import OrderFlow
@@ -55,10 +55,7 @@ SHARD_OF = {ON_ZERO: "trading-0", ALSO_ON_ZERO: "trading-0", ON_ONE: "trading-1"
 
 @pytest.fixture(scope="module")
 def system(system_factory: Callable[..., System]) -> System:
-    return system_factory(
-        BACKBONE_TRADING_SHARDS=f"trading-0=127.0.0.1:{free_port()},trading-1=127.0.0.1:{free_port()}",
-        BACKBONE_UP_TRADING_SHARDS=f"trading-0={ON_ZERO},{ALSO_ON_ZERO};trading-1={ON_ONE}",
-    )
+    return system_factory(**two_shard_settings([ON_ZERO, ALSO_ON_ZERO], [ON_ONE]))
 
 
 @pytest.fixture(scope="module")
