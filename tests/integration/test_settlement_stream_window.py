@@ -4,10 +4,15 @@ Settlement runs in process on the real embedded PostgreSQL (the fixture of test_
 Batches written back to back, before any answer is read, are each answered in order with a cursor
 at or past their last sequence; a malformed batch among them is refused (INVALID_ARGUMENT) after the
 ones before it are posted and answered, and the ones after it are not posted; sending again from
-the cursor on a new stream posts every trade exactly once.
+the cursor on a new stream posts every trade exactly once. Small batches wait for each other (the
+group commit) and post together, without holding an answer once the group is full or the stream ends.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import pytest
@@ -15,6 +20,8 @@ import pytest
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import from_rpc_error
 from backbone.settlement.v1 import settlement_pb2 as pb
+from settlement import servicer as servicer_module
+from settlement.store import TradeToPost
 from tests.integration.test_settlement_store import (
     BASE,
     COST,
@@ -72,3 +79,41 @@ async def test_batches_in_flight_are_answered_in_order_and_a_bad_one_stops_the_r
     assert await exchange(stub, [pb.StreamTradesRequest(source=source), *resent]) == [13, 13, 13, 13]
     assert await balances(stub, buyer) == {BASE: 8 * 1000, QUOTE: 92 * COST}
     assert await balances(stub, seller) == {BASE: 92 * 1000, QUOTE: 8 * (500_000 - 500)}
+
+
+async def test_small_batches_wait_for_each_other_and_post_in_one_transaction(
+    settlement: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group of fewer than GROUP_COMMIT_TRADES trades waits (here up to 60 s) for more batches; it
+    posts as soon as it holds enough, or the stream ends, never holding an answer for the window."""
+    monkeypatch.setattr(servicer_module, "GROUP_COMMIT_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(servicer_module, "GROUP_COMMIT_TRADES", 3)
+    posted: list[list[int]] = []
+    post_trades = settlement.store.post_trades
+
+    async def counted(source: str, trades: Sequence[TradeToPost]) -> Any:
+        posted.append([item.sequence for item in trades])
+        return await post_trades(source, trades)
+
+    monkeypatch.setattr(settlement.store, "post_trades", counted)
+    stub = settlement.stub
+    source = unique("shard")
+    buyer = await account(stub, USD=100 * COST)
+    seller = await account(stub, BTC=100 * 1000)
+
+    call = stub.StreamTrades()
+    await call.write(pb.StreamTradesRequest(source=source))
+    assert (await call.read()).applied_sequence == 0
+    # One trade, then two more in one batch: together they reach 3 and post at once, in one go.
+    await call.write(batch(source, [(1, trade(1, buyer, seller))]))
+    await call.write(batch(source, [(2, trade(2, buyer, seller)), (3, trade(3, buyer, seller))]))
+    answers = [(await asyncio.wait_for(call.read(), 20)).applied_sequence for _ in range(2)]
+    assert answers == [3, 3]
+    assert posted == [[1, 2, 3]]
+    # A lone small batch waits for company; the end of the stream posts it without waiting longer.
+    await call.write(batch(source, [(4, trade(4, buyer, seller))]))
+    await call.done_writing()
+    assert (await asyncio.wait_for(call.read(), 20)).applied_sequence == 4
+    assert await asyncio.wait_for(call.read(), 20) is grpc.aio.EOF
+    assert posted == [[1, 2, 3], [4]]
+    assert await balances(stub, buyer) == {BASE: 4 * 1000, QUOTE: 96 * COST}
