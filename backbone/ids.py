@@ -360,10 +360,27 @@ _HEX_DIGITS = "0123456789abcdef"
 # names); bounded, emptied when full.
 _SHARD_NAME_VALID: dict[str, bool] = {}
 _SHARD_NAMES_REMEMBERED = 1_024
+# The shard of each order id read lately: an order's id is read for each of its reports (its
+# view, the reported sequences, the relay of a later fill), close together. Bounded, emptied
+# when full.
+_SHARD_OF_ORDER_ID: dict[str, str | None] = {}
+_ORDER_IDS_REMEMBERED = 16_384
 
 
 def shard_of_order_id(order_id: str) -> str | None:
     """The shard an order id names, or None for an id of another form (made before sharding)."""
+    try:
+        return _SHARD_OF_ORDER_ID[order_id]
+    except KeyError:
+        pass
+    shard = _read_shard(order_id)
+    if len(_SHARD_OF_ORDER_ID) >= _ORDER_IDS_REMEMBERED:
+        _SHARD_OF_ORDER_ID.clear()
+    _SHARD_OF_ORDER_ID[order_id] = shard
+    return shard
+
+
+def _read_shard(order_id: str) -> str | None:
     shard, dot, tail = order_id.rpartition(".")
     # The tail is ORDER_ID_HEX_LENGTH lower-case hex digits: nothing is left once they are stripped.
     if not dot or len(tail) != ORDER_ID_HEX_LENGTH or tail.strip(_HEX_DIGITS):

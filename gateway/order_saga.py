@@ -568,7 +568,8 @@ class OrderSaga:
             backends.reported.note(answer.reports)  # for every account whose order it touched
             # A command's result also carries the reports of the orders it traded against
             # (other accounts' orders): the caller sees only its own order's.
-            reports = [r for r in answer.reports if r.order.order_id == order.order_id]
+            order_id = order.order_id
+            reports = [r for r in answer.reports if r.order.order_id == order_id]
             if not reports:
                 rare.append(_into(outcomes, index, self._unplaced(backends, order, key, answer)))
                 continue

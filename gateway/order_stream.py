@@ -326,8 +326,9 @@ class OrderStreamSession:
     ) -> tuple[trading_pb2.NewOrder, common_pb2.Instrument]:
         account = resolve_account(request.account_id, self._account)
         instrument = None
-        if request.symbol and symbol_problem(request.symbol) is None:
-            instrument = await self._instrument(request.symbol)
+        symbol = request.symbol
+        if symbol and symbol_problem(symbol) is None:
+            instrument = self._instruments.get(symbol) or await self._instrument(symbol)
         order = validate_submit_order(
             request,
             instrument,

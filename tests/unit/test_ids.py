@@ -191,10 +191,19 @@ def test_the_shard_read_back_is_what_the_patterns_say(shard: str, tail: str, dot
     assert ids.shard_of_order_id(order_id) == _reference_shard_of(order_id)
 
 
-def test_the_shard_names_remembered_stay_bounded_and_right() -> None:
+def test_the_shard_names_and_order_ids_remembered_stay_bounded_and_right() -> None:
     tail = "0" * ids.ORDER_ID_HEX_LENGTH
     for number in range(2 * ids._SHARD_NAMES_REMEMBERED + 3):
         name = f"shard-{number}" if number % 2 else f"shard:{number}"  # valid and invalid names
         assert ids.shard_of_order_id(f"{name}.{tail}") == (name if number % 2 else None)
         assert len(ids._SHARD_NAME_VALID) <= ids._SHARD_NAMES_REMEMBERED
+    made = [ids.make_order_id(f"trading-{number % 3}") for number in range(ids._ORDER_IDS_REMEMBERED + 5)]
+    for number, order_id in enumerate(made):
+        assert ids.shard_of_order_id(order_id) == f"trading-{number % 3}"
+        assert len(ids._SHARD_OF_ORDER_ID) <= ids._ORDER_IDS_REMEMBERED
+    assert [ids.shard_of_order_id(order_id) for order_id in made[:3]] == [
+        "trading-0",
+        "trading-1",
+        "trading-2",
+    ]
     assert ids.shard_of_order_id(f"trading-0.{tail}") == "trading-0"
