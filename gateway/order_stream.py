@@ -267,8 +267,9 @@ class OrderStreamSession:
                         raise invalid_field("tag", RejectReason.INVALID_TAG, f"tag {problem}")
                 kind = command.WhichOneof("command")
                 if kind == "submit":
-                    order, instrument = await self._checked_order(command.submit)
-                    submits.append((index, command, order, instrument))
+                    submit = command.submit
+                    instrument = self._instruments.get(submit.symbol) or await self._instrument_of(submit)
+                    submits.append((index, command, *self._checked_order(submit, instrument)))
                 elif kind == "cancel":
                     cancel = command.cancel
                     account = resolve_account(cancel.account_id, self._account)
@@ -321,14 +322,21 @@ class OrderStreamSession:
                 "gateway-order-stream-mass-cancel",
             )
 
-    async def _checked_order(
-        self, request: gateway_pb2.SubmitOrderRequest
-    ) -> tuple[trading_pb2.NewOrder, common_pb2.Instrument]:
-        account = resolve_account(request.account_id, self._account)
-        instrument = None
+    async def _instrument_of(self, request: gateway_pb2.SubmitOrderRequest) -> common_pb2.Instrument | None:
+        """The instrument of a submit's symbol, looked up (None: unknown, or not a symbol); an
+        account the caller may not act on is refused before the look-up."""
+        resolve_account(request.account_id, self._account)
         symbol = request.symbol
         if symbol and symbol_problem(symbol) is None:
-            instrument = self._instruments.get(symbol) or await self._instrument(symbol)
+            return await self._instrument(symbol)
+        return None
+
+    def _checked_order(
+        self, request: gateway_pb2.SubmitOrderRequest, instrument: common_pb2.Instrument | None
+    ) -> tuple[trading_pb2.NewOrder, common_pb2.Instrument]:
+        """A submit as trading's NewOrder with a new order id, every field checked against
+        `instrument` (its symbol's, or None), and the instrument."""
+        account = resolve_account(request.account_id, self._account)
         order = validate_submit_order(
             request,
             instrument,
@@ -383,25 +391,34 @@ class OrderStreamSession:
                 continue
             if outcome[-1].order.status not in _TERMINAL:
                 self._live[placed] = order.account_id
-            await self._carried(placed, outcome)
+            due = self._carry(placed, outcome)  # no coroutine per order: relays are rare here
+            if due:
+                await self._relay(due)
 
     async def _carried(self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]) -> None:
         """A result about order `order_id` carrying `reports` is written: relay what the fan-out
         delivered meanwhile that the results lack (up to the order's final report)."""
+        due = self._carry(order_id, reports)
+        if due:
+            await self._relay(due)
+
+    def _carry(
+        self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]
+    ) -> list[common_pb2.ExecutionReport]:
+        """`_carried` without the relay: what is due to be relayed now, in order."""
         tracked = self._tracked.get(order_id)
         if tracked is None:
-            return
+            return []
         tracked.waiting -= 1
         for report in reports:
             tracked.carried.add(report.journal_sequence)
-        if tracked.waiting > 0:
-            return
+        if tracked.waiting > 0 or tracked.early is None:
+            return []
         early, tracked.early = tracked.early, None
-        for report in early or ():
-            if report.journal_sequence not in tracked.carried:
-                await self._relay(report)
-            if report.order.status in _TERMINAL:
-                self._tracked.pop(order_id, None)  # the feed has nothing more about it
+        due = [report for report in early if report.journal_sequence not in tracked.carried]
+        if any(report.order.status in _TERMINAL for report in early):
+            self._tracked.pop(order_id, None)  # the feed has nothing more about it
+        return due
 
     async def _cancel(
         self, number: int, cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]]
@@ -581,9 +598,12 @@ class OrderStreamSession:
                 reports = await subscription.get_all()
                 if reports is None:
                     return
+                due: list[common_pb2.ExecutionReport] = []  # relayed together, in order
                 for report in reports:
-                    order_id = report.order.order_id
-                    if report.order.status in _TERMINAL:
+                    order = report.order
+                    order_id = order.order_id
+                    terminal = order.status in _TERMINAL
+                    if terminal:
                         self._live.pop(order_id, None)
                     tracked = self._tracked.get(order_id)
                     if tracked is None:
@@ -594,9 +614,11 @@ class OrderStreamSession:
                         tracked.early.append(report)
                         continue
                     if report.journal_sequence not in tracked.carried:  # else a result carried it
-                        await self._relay(report)
-                    if report.order.status in _TERMINAL:
+                        due.append(report)
+                    if terminal:
                         self._tracked.pop(order_id, None)  # the feed has nothing more about it
+                if due:
+                    await self._relay(due)
         except ServiceError as error:
             # The feed broke or this stream fell behind it: later reports can no longer be
             # promised, so the stream ends once every command read is answered.
@@ -604,14 +626,23 @@ class OrderStreamSession:
             self._failure = error
             self._wake.set()
 
-    async def _relay(self, report: common_pb2.ExecutionReport) -> None:
-        symbol = report.order.symbol
-        instrument = self._instruments.get(symbol) or await self._instrument(symbol)
-        if instrument is None:
-            log.error("report for an unknown instrument", symbol=report.order.symbol)
+    async def _relay(self, reports: Sequence[common_pb2.ExecutionReport]) -> None:
+        """Write later reports of the stream's orders, in order, with the next response."""
+        shown: list[tuple[common_pb2.ExecutionReport, common_pb2.Instrument]] = []
+        for report in reports:
+            symbol = report.order.symbol
+            instrument = self._instruments.get(symbol) or await self._instrument(symbol)
+            if instrument is None:
+                log.error("report for an unknown instrument", symbol=symbol)
+                continue
+            shown.append((report, instrument))
+        if not shown:
             return
-        self._backends.reported.note((report,))
+        self._backends.reported.note(report for report, _ in shown)
+        # No await from here on: the response taken is not written meanwhile.
         if not self._out:
             self._out.append(gateway_pb2.StreamOrdersResponse())
-        add_report_views(self._out[0].reports, (report,), instrument, self._default_shard)
+        into = self._out[0].reports
+        for report, instrument in shown:
+            add_report_views(into, (report,), instrument, self._default_shard)
         self._wake.set()

@@ -232,7 +232,7 @@ async def test_results_fill_responses_in_turn_and_a_later_report_goes_with_the_n
             submit=gateway_pb2.SubmitOrderRequest(client_order_id=f"c-{index}")
         )
         stream._refuse(7, index, command, refused)
-    await stream._relay(FILL)
+    await stream._relay([FILL])
     stream._refuse(7, 3, gateway_pb2.OrderCommand(), refused)
     assert [[(r.index, r.client_order_id) for r in response.results] for response in stream._out] == [
         [(0, "c-0"), (1, "c-1")],
