@@ -565,11 +565,13 @@ class OrderSaga:
                     self._resolver_for(backends).add(order)
                     outcomes[index] = refusals.outcome_unknown(order.order_id, answer)
                 continue
-            backends.reported.note(answer.reports)  # for every account whose order it touched
+            # Read once: each read of a repeated field makes a Python object per element.
+            every = list(answer.reports)
+            backends.reported.note(every)  # for every account whose order it touched
             # A command's result also carries the reports of the orders it traded against
             # (other accounts' orders): the caller sees only its own order's.
             order_id = order.order_id
-            reports = [r for r in answer.reports if r.order.order_id == order_id]
+            reports = [r for r in every if r.order.order_id == order_id]
             if not reports:
                 rare.append(_into(outcomes, index, self._unplaced(backends, order, key, answer)))
                 continue

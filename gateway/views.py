@@ -134,11 +134,12 @@ def _order_fields(order: common_pb2.Order, formats: _Formats) -> dict[str, Any]:
         "cancelled_quantity": quantities[order.cancelled_lots],
         "expired_quantity": quantities[order.expired_lots],
         "status": order.status,
-        "post_only": order.post_only != common_pb2.POST_ONLY_UNSPECIFIED,
         "self_trade_prevention": PUBLIC_STP_OF.get(
             order.self_trade_prevention, gateway_pb2.SELF_TRADE_PREVENTION_UNSPECIFIED
         ),
     }
+    if order.post_only != common_pb2.POST_ONLY_UNSPECIFIED:  # else False, as unset
+        fields["post_only"] = True
     if order.quote_budget:
         fields["quote_budget"] = formats.fees[order.quote_budget]  # quote minor units, as fees
     if filled > 0:
@@ -177,16 +178,22 @@ def _report_fields(
     report: common_pb2.ExecutionReport, formats: _Formats, default_shard: str
 ) -> dict[str, Any]:
     order = report.order
+    execution_type = report.execution_type
     fields: dict[str, Any] = {
         "shard": shard_of_order_id(order.order_id) or default_shard,
         "order": _order_fields(order, formats),
-        "execution_type": report.execution_type,
-        "reject_reason": report.reject_reason,
+        "execution_type": execution_type,
         "trading_sequence": report.journal_sequence,
-        "cancel_reason": report.cancel_reason,
         "account_sequence": report.account_sequence,
     }
-    if report.execution_type == common_pb2.EXECUTION_TYPE_TRADE:
+    # Most reports have neither reason: a field left unset reads (and is sent) as the zero it
+    # would be set to, and each field set costs the message's constructor.
+    reject_reason, cancel_reason = report.reject_reason, report.cancel_reason
+    if reject_reason:
+        fields["reject_reason"] = reject_reason
+    if cancel_reason:
+        fields["cancel_reason"] = cancel_reason
+    if execution_type == common_pb2.EXECUTION_TYPE_TRADE:
         fields["trade_id"] = str(report.trade_id)
         fields["last_price"] = formats.prices[report.last_price_ticks]
         fields["last_quantity"] = formats.quantities[report.last_quantity_lots]

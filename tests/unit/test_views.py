@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import make_order_id
+from backbone.reasons import RejectReason
 from gateway.views import add_report_views, order_view, report_view
 from tests.instruments import btc_usd
 
@@ -171,3 +172,25 @@ def test_views_written_into_a_result_are_the_views_made_alone(instrument: common
         view.SerializeToString(deterministic=True) for view in alone
     ]
     assert order_view(reports[-1].order, instrument) == alone[-1].order
+
+
+def test_a_rejected_and_a_cancelled_report_show_their_reasons() -> None:
+    rejected = common_pb2.ExecutionReport(
+        order=_order(status=common_pb2.ORDER_STATUS_REJECTED),
+        execution_type=common_pb2.EXECUTION_TYPE_REJECTED,
+        reject_reason=RejectReason.INSUFFICIENT_BALANCE.number,
+    )
+    cancelled = common_pb2.ExecutionReport(
+        order=_order(status=common_pb2.ORDER_STATUS_CANCELLED),
+        execution_type=common_pb2.EXECUTION_TYPE_CANCELLED,
+        cancel_reason=common_pb2.CANCEL_REASON_SELF_TRADE_PREVENTED,
+    )
+    rejected_view, cancelled_view = (report_view(r, INSTRUMENT, "trading-0") for r in (rejected, cancelled))
+    assert (rejected_view.reject_reason, rejected_view.cancel_reason) == (
+        RejectReason.INSUFFICIENT_BALANCE.number,
+        0,
+    )
+    assert (cancelled_view.reject_reason, cancelled_view.cancel_reason) == (
+        0,
+        common_pb2.CANCEL_REASON_SELF_TRADE_PREVENTED,
+    )
