@@ -41,8 +41,9 @@ def average_price_text(filled_notional_ticks_lots: int, filled_lots: int, tick: 
 
 class _Texts(dict[int, str]):
     """Texts of whole numbers of one increment, each worked out once: an order flow repeats its
-    prices and quantities, and a look-up costs a fraction of formatting. Bounded: emptied when full
-    (a caller's distinct values only turn it over)."""
+    prices and quantities, and a look-up costs a fraction of formatting. Bounded over every
+    instrument together (MAX_TEXTS_HELD): when full, every instrument's formats are forgotten (a
+    caller's distinct values only turn them over)."""
 
     __slots__ = ("_format",)
 
@@ -51,13 +52,19 @@ class _Texts(dict[int, str]):
         self._format = format_units
 
     def __missing__(self, units: int) -> str:
-        if len(self) >= _MAX_TEXTS:
-            self.clear()
+        global _texts_held
+        if _texts_held >= MAX_TEXTS_HELD:
+            _FORMATS.clear()  # the other instruments' texts go with their formats
+            self.clear()  # this one is still in use
+            _texts_held = 0
         text = self[units] = self._format(units)
+        _texts_held += 1
         return text
 
 
-_MAX_TEXTS = 4096
+# Texts remembered at most, over every instrument's formats (about 100 bytes each).
+MAX_TEXTS_HELD = 65_536
+_texts_held = 0
 
 
 class _Formats:

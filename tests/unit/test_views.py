@@ -13,6 +13,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import make_order_id
 from backbone.reasons import RejectReason
+from gateway import views
 from gateway.views import add_report_views, order_view, report_view
 from tests.instruments import btc_usd
 
@@ -194,3 +195,12 @@ def test_a_rejected_and_a_cancelled_report_show_their_reasons() -> None:
         0,
         common_pb2.CANCEL_REASON_SELF_TRADE_PREVENTED,
     )
+
+
+def test_the_texts_remembered_stay_bounded_and_exact() -> None:
+    other = btc_usd("ETH-USD")
+    for ticks in range(0, 3 * views.MAX_TEXTS_HELD, 3):
+        instrument = other if ticks % 2 else INSTRUMENT
+        assert order_view(_order(price_ticks=ticks), instrument).price == f"{ticks // 100}.{ticks % 100:02d}"
+        assert views._texts_held <= views.MAX_TEXTS_HELD
+    assert order_view(_order(), INSTRUMENT).price == "100.25"
