@@ -415,8 +415,12 @@ class OrderStreamSession:
         if tracked.waiting > 0 or tracked.early is None:
             return []
         early, tracked.early = tracked.early, None
-        due = [report for report in early if report.journal_sequence not in tracked.carried]
-        if any(report.order.status in _TERMINAL for report in early):
+        carried, due, ended = tracked.carried, [], False
+        for report in early:
+            if report.journal_sequence not in carried:
+                due.append(report)
+            ended = ended or report.order.status in _TERMINAL
+        if ended:
             self._tracked.pop(order_id, None)  # the feed has nothing more about it
         return due
 
