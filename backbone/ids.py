@@ -44,13 +44,19 @@ Order ids name their shard
 ==========================
 
 The gateway makes every order id as ``<shard>.<32 lower-case hex digits>`` (``trading-1.3f2b...``:
-the trading shard that owns the order's symbol, a dot, a random UUID in hex), so CancelOrder,
+the trading shard that owns the order's symbol, a dot, 128 random bits in hex), so CancelOrder,
 GetOrder and every other call about one order reach the order's shard without asking anyone:
 :func:`make_order_id` makes one, :func:`shard_of_order_id` reads the shard back (the part before
 the LAST dot, so shard names with dots stay unambiguous). An id without that form (bare hex, made
 before sharding, or any other token) names no shard and goes to the default shard, the first of
 BACKBONE_TRADING_SHARDS. A shard name is therefore at most ``SHARD_NAME_MAX_LENGTH`` (31)
 characters, so that the whole id fits the 64 of an order id.
+
+The random part is as unique as a UUID4's (128 random bits from ``os.urandom``, where a UUID4 has
+122), so ids never repeat across gateways and restarts and cannot be guessed from one another; the
+bits are read from the operating system a block at a time (``ORDER_ID_RANDOM_BLOCK`` ids per read)
+rather than with a system call per id, and a forked process never reuses its parent's block. Ids
+made before this (``uuid4().hex``, whose 13th digit is always 4) have the same form.
 
 Limits
 ======
@@ -83,9 +89,10 @@ Limits
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import unicodedata
-import uuid
 from dataclasses import dataclass
 
 from backbone.reasons import RejectReason
@@ -314,17 +321,73 @@ def market_data_depth_problem(value: object) -> str | None:
     return _whole_number_problem(value, 1, MARKET_DATA_MAX_DEPTH, "a market data depth")
 
 
-_SHARDED_ORDER_ID_TAIL = re.compile(f"[0-9a-f]{{{ORDER_ID_HEX_LENGTH}}}")
+# Order ids made from one read of random bits; the digits of that read not yet used, and where
+# the next id's begin. The lock keeps two threads from taking the same digits.
+ORDER_ID_RANDOM_BLOCK = 256
+_random_hex = ""
+_random_at = 0
+_random_lock = threading.Lock()
+
+
+def _forget_random_hex() -> None:
+    """In a forked child: drop the parent's unused digits (the parent may still use them)."""
+    global _random_hex, _random_at, _random_lock
+    _random_hex, _random_at, _random_lock = "", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_random_hex)
+
+
+def _random_order_id_hex() -> str:
+    """ORDER_ID_HEX_LENGTH random lower-case hex digits, never handed out twice."""
+    global _random_hex, _random_at
+    with _random_lock:
+        start = _random_at
+        if start >= len(_random_hex):
+            _random_hex = os.urandom(ORDER_ID_RANDOM_BLOCK * ORDER_ID_HEX_LENGTH // 2).hex()
+            start = 0
+        _random_at = start + ORDER_ID_HEX_LENGTH
+        return _random_hex[start : start + ORDER_ID_HEX_LENGTH]
 
 
 def make_order_id(shard: str) -> str:
     """A new order id naming `shard` (see "Order ids name their shard")."""
-    return f"{shard}.{uuid.uuid4().hex}"
+    return f"{shard}.{_random_order_id_hex()}"
+
+
+_HEX_DIGITS = "0123456789abcdef"
+# Whether each shard-name part of an order id seen is a source name (a handful: the shards'
+# names); bounded, emptied when full.
+_SHARD_NAME_VALID: dict[str, bool] = {}
+_SHARD_NAMES_REMEMBERED = 1_024
+# The shard of each order id read lately: an order's id is read for each of its reports (its
+# view, the reported sequences, the relay of a later fill), close together. Bounded, emptied
+# when full.
+_SHARD_OF_ORDER_ID: dict[str, str | None] = {}
+_ORDER_IDS_REMEMBERED = 16_384
 
 
 def shard_of_order_id(order_id: str) -> str | None:
     """The shard an order id names, or None for an id of another form (made before sharding)."""
-    shard, dot, tail = order_id.rpartition(".")
-    if not dot or _SHARDED_ORDER_ID_TAIL.fullmatch(tail) is None or source_problem(shard) is not None:
-        return None
+    try:
+        return _SHARD_OF_ORDER_ID[order_id]
+    except KeyError:
+        pass
+    shard = _read_shard(order_id)
+    if len(_SHARD_OF_ORDER_ID) >= _ORDER_IDS_REMEMBERED:
+        _SHARD_OF_ORDER_ID.clear()
+    _SHARD_OF_ORDER_ID[order_id] = shard
     return shard
+
+
+def _read_shard(order_id: str) -> str | None:
+    shard, dot, tail = order_id.rpartition(".")
+    # The tail is ORDER_ID_HEX_LENGTH lower-case hex digits: nothing is left once they are stripped.
+    if not dot or len(tail) != ORDER_ID_HEX_LENGTH or tail.strip(_HEX_DIGITS):
+        return None
+    valid = _SHARD_NAME_VALID.get(shard)
+    if valid is None:
+        if len(_SHARD_NAME_VALID) >= _SHARD_NAMES_REMEMBERED:
+            _SHARD_NAME_VALID.clear()
+        valid = _SHARD_NAME_VALID[shard] = source_problem(shard) is None
+    return shard if valid else None

@@ -168,9 +168,12 @@ class ExecutionFanout:
 
     def dispatch(self, reports: Any) -> None:
         """Hand each report to the subscribers of its order's account."""
+        subscribers = self._subscribers
         for report in reports:
-            for subscription in tuple(self._subscribers.get(report.order.account_id, ())):
-                subscription.deliver(report)
+            subscriptions = subscribers.get(report.order.account_id)
+            if subscriptions:  # most accounts of a busy shard have nobody listening here
+                for subscription in tuple(subscriptions):
+                    subscription.deliver(report)
 
     def _fail_all(self, error: ServiceError) -> None:
         for subs in list(self._subscribers.values()):

@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -226,8 +227,9 @@ class OrderSaga:
         self._resolver: OutcomeResolver | None = None
         self._lookups: OrderLookups | None = None
         # Orders of submissions under way in this process (from the claim to the answer), each
-        # with the event set when it is answered.
-        self._in_flight: dict[str, asyncio.Event] = {}
+        # with the event set when it is answered: made only when another submission waits for it
+        # (None until then; a submission rarely waits for another, and every order would pay).
+        self._in_flight: dict[str, asyncio.Event | None] = {}
         # Orders waiting for a batch (see `place`), and the task that forms the batches.
         self._waiting: deque[_Waiting] = deque()
         self._wake = asyncio.Event()
@@ -321,13 +323,12 @@ class OrderSaga:
         (a retry, or the same id earlier in the batch) takes the one-by-one path of `submit`
         once the others are answered.
         """
-        answered = []
-        for order, _ in orders:
-            event = self._in_flight[order.order_id] = asyncio.Event()
-            answered.append(event)
+        in_flight = self._in_flight
+        entries: list[tuple[trading_pb2.NewOrder, common_pb2.Instrument, str]] = []
+        for order, instrument in orders:
+            in_flight[order.order_id] = None
+            entries.append((order, instrument, client_order_id_key(order.account_id, order.client_order_id)))
         try:
-            keys = [client_order_id_key(order.account_id, order.client_order_id) for order, _ in orders]
-            entries = [(*placing, key) for placing, key in zip(orders, keys, strict=True)]
             placed = await self._place_many(backends, entries)
             outcomes: list[Outcome | None] = [None] * len(orders)
             held: list[tuple[int, _Held]] = []
@@ -337,24 +338,29 @@ class OrderSaga:
                 else:
                     outcomes[index] = outcome
                     # A later order of the batch under the same client order id waits for this answer.
-                    answered[index].set()
+                    self._answered(entries[index][0].order_id)
             await asyncio.gather(
                 *(
                     _into(
                         outcomes,
                         index,
-                        self._submit_held(backends, *orders[index], keys[index], holder),
-                        answered[index],
+                        self._submit_held(backends, *entries[index], holder),
+                        functools.partial(self._answered, entries[index][0].order_id),
                     )
                     for index, holder in held
                 )
             )
             return [outcome if outcome is not None else _lost() for outcome in outcomes]
         finally:
-            for (order, _), event in zip(orders, answered, strict=True):
-                if self._in_flight.get(order.order_id) is event:
-                    del self._in_flight[order.order_id]
-                event.set()
+            for order, _ in orders:
+                self._answered(order.order_id)
+
+    def _answered(self, order_id: str) -> None:
+        """The submission of order `order_id` is answered: it is no longer under way, and whoever
+        waits for it is woken."""
+        event = self._in_flight.pop(order_id, None)
+        if event is not None:
+            event.set()
 
     async def _submit_held(
         self,
@@ -403,9 +409,11 @@ class OrderSaga:
         meanwhile, answered as above; fenced, its reservation is released and the claim pointed
         at `order` (True: place it; False: another attempt took the claim, claim again).
         """
-        under_way = self._in_flight.get(holder_id)
-        if under_way is not None and not under_way.is_set():
+        if holder_id in self._in_flight:
             # A submission of this process: wait for its answer, then look again.
+            under_way = self._in_flight[holder_id]
+            if under_way is None:
+                under_way = self._in_flight[holder_id] = asyncio.Event()
             try:
                 await asyncio.wait_for(under_way.wait(), self._attempt_seconds(backends))
             except TimeoutError:
@@ -479,19 +487,20 @@ class OrderSaga:
             )
             reservations = [risk_down for _ in entries]
         else:
+            # Each Reserve built in place from its fields (a Reserve message handed over is copied).
             reservations = await backends.reservations.submit_many(
                 [
                     risk_pb2.ReservationCommand(
-                        reserve=risk_pb2.Reserve(
-                            order_id=order.order_id,
-                            account_id=order.account_id,
-                            symbol=order.symbol,
-                            side=order.side,
-                            price_ticks=order.price_ticks,
-                            quantity_lots=order.quantity_lots,
-                            quote_budget=order.quote_budget,
-                            client_order_id=order.client_order_id,
-                        )
+                        reserve={
+                            "order_id": order.order_id,
+                            "account_id": order.account_id,
+                            "symbol": order.symbol,
+                            "side": order.side,
+                            "price_ticks": order.price_ticks,
+                            "quantity_lots": order.quantity_lots,
+                            "quote_budget": order.quote_budget,
+                            "client_order_id": order.client_order_id,
+                        }
                     )
                     for order, _, _ in entries
                 ]
@@ -526,7 +535,8 @@ class OrderSaga:
 
         answers: list[trading_pb2.CommandResult | ServiceError] = []
         shards = backends.trading_shards
-        down = await shards.down(shards.of_symbol(entries[index][0].symbol) for index in granted)
+        symbols = {entries[index][0].symbol for index in granted}  # each symbol's shard looked up once
+        down = await shards.down(shards.of_symbol(symbol) for symbol in symbols)
         if down:  # the orders of a shard that cannot be reached are not sent; the others are
             cut = [index for index in granted if shards.of_symbol(entries[index][0].symbol).name in down]
             granted = [index for index in granted if index not in cut]
@@ -555,10 +565,13 @@ class OrderSaga:
                     self._resolver_for(backends).add(order)
                     outcomes[index] = refusals.outcome_unknown(order.order_id, answer)
                 continue
-            backends.reported.note(answer.reports)  # for every account whose order it touched
+            # Read once: each read of a repeated field makes a Python object per element.
+            every = list(answer.reports)
+            backends.reported.note(every)  # for every account whose order it touched
             # A command's result also carries the reports of the orders it traded against
             # (other accounts' orders): the caller sees only its own order's.
-            reports = [r for r in answer.reports if r.order.order_id == order.order_id]
+            order_id = order.order_id
+            reports = [r for r in every if r.order.order_id == order_id]
             if not reports:
                 rare.append(_into(outcomes, index, self._unplaced(backends, order, key, answer)))
                 continue
@@ -975,9 +988,9 @@ def _into(
     outcomes: list[Outcome | None] | list[Outcome | _Held | None],
     index: int,
     attempt: Awaitable[list[common_pb2.ExecutionReport]],
-    answered: asyncio.Event | None = None,
+    answered: Callable[[], None] | None = None,
 ) -> Awaitable[None]:
-    """Run `attempt` and put its reports, or its refusal, at `index` of `outcomes` (then set `answered`)."""
+    """Run `attempt` and put its reports, or its refusal, at `index` of `outcomes` (then call `answered`)."""
 
     async def run() -> None:
         try:
@@ -986,7 +999,7 @@ def _into(
             outcomes[index] = error
         finally:
             if answered is not None:
-                answered.set()
+                answered()
 
     return run()
 

@@ -70,7 +70,7 @@ from gateway.validation import (
     validate_replace_texts,
     validate_submit_order,
 )
-from gateway.views import report_view
+from gateway.views import add_report_views, report_view
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -127,8 +127,10 @@ class OrderStreamSession:
         # them; writing results gives them back and wakes it).
         self._free = MAX_IN_FLIGHT
         self._room = asyncio.Event()
-        self._results: deque[gateway_pb2.OrderCommandResult] = deque()
-        self._reports: deque[gateway_pb2.ExecutionReport] = deque()
+        # Responses not yet written, oldest first, each with at most RESULTS_PER_RESPONSE results:
+        # results are written into the newest (built in place: protobuf copies a message handed
+        # to another), later reports into the oldest (they go with the next response written).
+        self._out: deque[gateway_pb2.StreamOrdersResponse] = deque()
         self._wake = asyncio.Event()
         self._running = 0  # commands handed to the saga and not answered yet
         self._gone = False
@@ -164,17 +166,15 @@ class OrderStreamSession:
                         # Read no more (the reader is between messages, nothing of the next one
                         # read): answer what was read, then end with the failure.
                         reader.cancel()
-                    if not self._results and not self._reports:
+                    if not self._out:
                         if self._running == 0 and reader.done():
                             break
                         self._wake.clear()
                         await self._wake.wait()
                         continue
-                    count = min(len(self._results), RESULTS_PER_RESPONSE)
-                    results = [self._results.popleft() for _ in range(count)]
-                    reports = list(self._reports)
-                    self._reports.clear()
-                    yield gateway_pb2.StreamOrdersResponse(results=results, reports=reports)
+                    response = self._out.popleft()
+                    count = len(response.results)
+                    yield response
                     self._free += count
                     self._room.set()
             finally:
@@ -267,8 +267,9 @@ class OrderStreamSession:
                         raise invalid_field("tag", RejectReason.INVALID_TAG, f"tag {problem}")
                 kind = command.WhichOneof("command")
                 if kind == "submit":
-                    order, instrument = await self._checked_order(command.submit)
-                    submits.append((index, command, order, instrument))
+                    submit = command.submit
+                    instrument = self._instruments.get(submit.symbol) or await self._instrument_of(submit)
+                    submits.append((index, command, *self._checked_order(submit, instrument)))
                 elif kind == "cancel":
                     cancel = command.cancel
                     account = resolve_account(cancel.account_id, self._account)
@@ -300,7 +301,7 @@ class OrderStreamSession:
                         "is required: set submit, cancel, mass_cancel or replace",
                     )
             except ServiceError as error:
-                self._answer(_refused(number, index, command, error))
+                self._refuse(number, index, command, error)
         if submits:
             for _, _, order, _ in submits:
                 self._tracked[order.order_id] = _Tracked()
@@ -321,13 +322,21 @@ class OrderStreamSession:
                 "gateway-order-stream-mass-cancel",
             )
 
-    async def _checked_order(
-        self, request: gateway_pb2.SubmitOrderRequest
+    async def _instrument_of(self, request: gateway_pb2.SubmitOrderRequest) -> common_pb2.Instrument | None:
+        """The instrument of a submit's symbol, looked up (None: unknown, or not a symbol); an
+        account the caller may not act on is refused before the look-up."""
+        resolve_account(request.account_id, self._account)
+        symbol = request.symbol
+        if symbol and symbol_problem(symbol) is None:
+            return await self._instrument(symbol)
+        return None
+
+    def _checked_order(
+        self, request: gateway_pb2.SubmitOrderRequest, instrument: common_pb2.Instrument | None
     ) -> tuple[trading_pb2.NewOrder, common_pb2.Instrument]:
+        """A submit as trading's NewOrder with a new order id, every field checked against
+        `instrument` (its symbol's, or None), and the instrument."""
         account = resolve_account(request.account_id, self._account)
-        instrument = None
-        if request.symbol and symbol_problem(request.symbol) is None:
-            instrument = await self._instrument(request.symbol)
         order = validate_submit_order(
             request,
             instrument,
@@ -360,23 +369,20 @@ class OrderStreamSession:
             if isinstance(outcome, ServiceError):
                 if outcome.reason != RejectReason.OUTCOME_UNKNOWN:
                     self._tracked.pop(order.order_id, None)  # never placed: no report will come
-                    self._answer(_refused(number, index, command, outcome))
+                    self._refuse(number, index, command, outcome)
                 else:  # it may be live: its later reports still come here
                     self._live[order.order_id] = order.account_id
-                    self._answer(_refused(number, index, command, outcome))
+                    self._refuse(number, index, command, outcome)
                     await self._carried(order.order_id, ())
                 continue
-            views = [report_view(report, instrument, self._default_shard) for report in outcome]
-            self._answer(
-                gateway_pb2.OrderCommandResult(
-                    request_number=number,
-                    index=index,
-                    tag=command.tag,
-                    client_order_id=command.submit.client_order_id,
-                    order=views[-1].order,
-                    reports=views,
-                )
+            result = self._result(
+                request_number=number,
+                index=index,
+                tag=command.tag,
+                client_order_id=command.submit.client_order_id,
             )
+            add_report_views(result.reports, outcome, instrument, self._default_shard)
+            result.order.CopyFrom(result.reports[-1].order)
             placed = outcome[-1].order.order_id
             if placed != order.order_id:
                 # A retry answered with its original order: that order's reports come on its own
@@ -385,25 +391,38 @@ class OrderStreamSession:
                 continue
             if outcome[-1].order.status not in _TERMINAL:
                 self._live[placed] = order.account_id
-            await self._carried(placed, outcome)
+            due = self._carry(placed, outcome)  # no coroutine per order: relays are rare here
+            if due:
+                await self._relay(due)
 
     async def _carried(self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]) -> None:
         """A result about order `order_id` carrying `reports` is written: relay what the fan-out
         delivered meanwhile that the results lack (up to the order's final report)."""
+        due = self._carry(order_id, reports)
+        if due:
+            await self._relay(due)
+
+    def _carry(
+        self, order_id: str, reports: Sequence[common_pb2.ExecutionReport]
+    ) -> list[common_pb2.ExecutionReport]:
+        """`_carried` without the relay: what is due to be relayed now, in order."""
         tracked = self._tracked.get(order_id)
         if tracked is None:
-            return
+            return []
         tracked.waiting -= 1
         for report in reports:
             tracked.carried.add(report.journal_sequence)
-        if tracked.waiting > 0:
-            return
+        if tracked.waiting > 0 or tracked.early is None:
+            return []
         early, tracked.early = tracked.early, None
-        for report in early or ():
-            if report.journal_sequence not in tracked.carried:
-                await self._relay(report)
-            if report.order.status in _TERMINAL:
-                self._tracked.pop(order_id, None)  # the feed has nothing more about it
+        carried, due, ended = tracked.carried, [], False
+        for report in early:
+            if report.journal_sequence not in carried:
+                due.append(report)
+            ended = ended or report.order.status in _TERMINAL
+        if ended:
+            self._tracked.pop(order_id, None)  # the feed has nothing more about it
+        return due
 
     async def _cancel(
         self, number: int, cancels: list[tuple[int, gateway_pb2.OrderCommand, str, str]]
@@ -418,21 +437,19 @@ class OrderStreamSession:
         for (index, command, order_id, _), outcome in zip(cancels, outcomes, strict=True):
             self._running -= 1
             if isinstance(outcome, ServiceError):
-                self._answer(_refused(number, index, command, outcome))
+                self._refuse(number, index, command, outcome)
                 await self._carried(order_id, ())
                 continue
             order = outcome[-1].order
             if order.status in _TERMINAL:
                 self._live.pop(order.order_id, None)
             instrument = await self._instrument(order.symbol)
-            result = gateway_pb2.OrderCommandResult(
+            result = self._result(
                 request_number=number, index=index, tag=command.tag, client_order_id=command.cancel.order_id
             )
             if instrument is not None:
-                views = [report_view(report, instrument, self._default_shard) for report in outcome]
-                result.order.CopyFrom(views[-1].order)
-                result.reports.extend(views)
-            self._answer(result)
+                add_report_views(result.reports, outcome, instrument, self._default_shard)
+                result.order.CopyFrom(result.reports[-1].order)
             await self._carried(order.order_id, outcome)
 
     async def _replace(
@@ -444,10 +461,10 @@ class OrderStreamSession:
         try:
             response = await replace_order(self._backends, self._saga, command.replace, account)
         except ServiceError as error:
-            self._answer(_refused(number, index, command, error))
+            self._refuse(number, index, command, error)
         except Exception as error:  # a bug: the replace's outcome is unknown
             log.exception("replace failed")
-            self._answer(_refused(number, index, command, refusals.gateway_failed(order_id, error)))
+            self._refuse(number, index, command, refusals.gateway_failed(order_id, error))
         else:
             reports = response.raw_reports
             if response.view.order.status in _TERMINAL:
@@ -474,14 +491,14 @@ class OrderStreamSession:
         try:
             done = await mass_cancel(self._backends, account, command.mass_cancel.symbol)
         except ServiceError as error:
-            self._answer(_refused(number, index, command, error))
+            self._refuse(number, index, command, error)
         except Exception as error:  # a bug: the outcome is unknown, and a mass cancel can be repeated
             log.exception("mass cancel failed")
             failed = unavailable(
                 RejectReason.OUTCOME_UNKNOWN,
                 f"the gateway failed while carrying out the mass cancel ({error!r}); send it again",
             )
-            self._answer(_refused(number, index, command, failed))
+            self._refuse(number, index, command, failed)
         else:
             cancelled = done.reports
             result = gateway_pb2.OrderCommandResult(
@@ -535,9 +552,46 @@ class OrderStreamSession:
             still_placing=self._running,
         )
 
-    def _answer(self, result: gateway_pb2.OrderCommandResult) -> None:
-        self._results.append(result)
+    def _result(self, **fields: Any) -> gateway_pb2.OrderCommandResult:
+        """A command's result with `fields`, in the response being filled: the caller fills in the
+        rest before it awaits anything (the writer may take the response at its next await)."""
+        out = self._out
+        if not out or len(out[-1].results) >= RESULTS_PER_RESPONSE:
+            out.append(gateway_pb2.StreamOrdersResponse())
         self._wake.set()
+        result: gateway_pb2.OrderCommandResult = out[-1].results.add(**fields)
+        return result
+
+    def _answer(self, result: gateway_pb2.OrderCommandResult) -> None:
+        """Write `result`, made apart (copied into the response being filled)."""
+        self._result().CopyFrom(result)
+
+    def _refuse(
+        self, number: int, index: int, command: gateway_pb2.OrderCommand, error: ServiceError
+    ) -> None:
+        """A command's refusal as its result: the status the unary call would answer."""
+        kind = command.WhichOneof("command")
+        named = {
+            "submit": command.submit.client_order_id,
+            "cancel": command.cancel.order_id,
+            "mass_cancel": command.mass_cancel.symbol,
+            "replace": command.replace.order_id,
+        }.get(kind or "", "")
+        result = self._result(
+            request_number=number,
+            index=index,
+            tag=command.tag,
+            client_order_id=named,
+            code=error.code.value[0],
+            reason=error.reason.number,
+            message=error.message,
+            field=error.violations[0].field if error.violations else "",
+        )
+        order_id = error.metadata.get("order_id", "")
+        if order_id:
+            result.order.order_id = order_id
+            if kind == "submit":
+                result.order.client_order_id = command.submit.client_order_id
 
     # --- later reports ---------------------------------------------------------------------------
 
@@ -548,9 +602,12 @@ class OrderStreamSession:
                 reports = await subscription.get_all()
                 if reports is None:
                     return
+                due: list[common_pb2.ExecutionReport] = []  # relayed together, in order
                 for report in reports:
-                    order_id = report.order.order_id
-                    if report.order.status in _TERMINAL:
+                    order = report.order
+                    order_id = order.order_id
+                    terminal = order.status in _TERMINAL
+                    if terminal:
                         self._live.pop(order_id, None)
                     tracked = self._tracked.get(order_id)
                     if tracked is None:
@@ -561,9 +618,11 @@ class OrderStreamSession:
                         tracked.early.append(report)
                         continue
                     if report.journal_sequence not in tracked.carried:  # else a result carried it
-                        await self._relay(report)
-                    if report.order.status in _TERMINAL:
+                        due.append(report)
+                    if terminal:
                         self._tracked.pop(order_id, None)  # the feed has nothing more about it
+                if due:
+                    await self._relay(due)
         except ServiceError as error:
             # The feed broke or this stream fell behind it: later reports can no longer be
             # promised, so the stream ends once every command read is answered.
@@ -571,41 +630,23 @@ class OrderStreamSession:
             self._failure = error
             self._wake.set()
 
-    async def _relay(self, report: common_pb2.ExecutionReport) -> None:
-        symbol = report.order.symbol
-        instrument = self._instruments.get(symbol) or await self._instrument(symbol)
-        if instrument is None:
-            log.error("report for an unknown instrument", symbol=report.order.symbol)
+    async def _relay(self, reports: Sequence[common_pb2.ExecutionReport]) -> None:
+        """Write later reports of the stream's orders, in order, with the next response."""
+        shown: list[tuple[common_pb2.ExecutionReport, common_pb2.Instrument]] = []
+        for report in reports:
+            symbol = report.order.symbol
+            instrument = self._instruments.get(symbol) or await self._instrument(symbol)
+            if instrument is None:
+                log.error("report for an unknown instrument", symbol=symbol)
+                continue
+            shown.append((report, instrument))
+        if not shown:
             return
-        self._backends.reported.note((report,))
-        self._reports.append(report_view(report, instrument, self._default_shard))
+        self._backends.reported.note(report for report, _ in shown)
+        # No await from here on: the response taken is not written meanwhile.
+        if not self._out:
+            self._out.append(gateway_pb2.StreamOrdersResponse())
+        into = self._out[0].reports
+        for report, instrument in shown:
+            add_report_views(into, (report,), instrument, self._default_shard)
         self._wake.set()
-
-
-def _refused(
-    number: int, index: int, command: gateway_pb2.OrderCommand, error: ServiceError
-) -> gateway_pb2.OrderCommandResult:
-    """A command's refusal as its result: the status the unary call would answer."""
-    kind = command.WhichOneof("command")
-    named = {
-        "submit": command.submit.client_order_id,
-        "cancel": command.cancel.order_id,
-        "mass_cancel": command.mass_cancel.symbol,
-        "replace": command.replace.order_id,
-    }.get(kind or "", "")
-    result = gateway_pb2.OrderCommandResult(
-        request_number=number,
-        index=index,
-        tag=command.tag,
-        client_order_id=named,
-        code=error.code.value[0],
-        reason=error.reason.number,
-        message=error.message,
-        field=error.violations[0].field if error.violations else "",
-    )
-    order_id = error.metadata.get("order_id", "")
-    if order_id:
-        result.order.order_id = order_id
-        if kind == "submit":
-            result.order.client_order_id = command.submit.client_order_id
-    return result

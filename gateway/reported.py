@@ -32,19 +32,18 @@ class ReportedSequences:
 
     def note(self, reports: Iterable[common_pb2.ExecutionReport]) -> None:
         """Remember the sequence of each journaled report for its order's account."""
+        latest, default_shard = self._latest, self._default_shard
         for report in reports:
             sequence = report.journal_sequence
             if sequence <= 0:
                 continue
-            account = (
-                report.order.account_id,
-                shard_of_order_id(report.order.order_id) or self._default_shard,
-            )
-            if self._latest.get(account, 0) < sequence:
-                self._latest[account] = sequence
-            self._latest.move_to_end(account)
-            if len(self._latest) > self._max_accounts:
-                self._latest.popitem(last=False)
+            order = report.order
+            account = (order.account_id, shard_of_order_id(order.order_id) or default_shard)
+            if latest.get(account, 0) < sequence:
+                latest[account] = sequence
+            latest.move_to_end(account)
+            if len(latest) > self._max_accounts:
+                latest.popitem(last=False)
 
     def latest(self, account_id: str, shard: str | None = None) -> int:
         """The highest sequence of `shard` (the default shard when None) reported to `account_id`

@@ -40,7 +40,15 @@ from gateway.validation import (
     validate_submit_order,
     validate_symbol_field,
 )
-from gateway.views import balance_view, book_view, fill_view, instrument_view, order_view, report_view
+from gateway.views import (
+    add_report_views,
+    balance_view,
+    book_view,
+    fill_view,
+    instrument_view,
+    order_view,
+    report_view,
+)
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -79,8 +87,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         assert instrument is not None
         with structlog.contextvars.bound_contextvars(order_id=order_id):
             reports = await self._saga.submit(backends, order, instrument)
-        views = [report_view(report, instrument, backends.trading_shards.default.name) for report in reports]
-        return gateway_pb2.SubmitOrderResponse(order=views[-1].order, reports=views)
+        response = gateway_pb2.SubmitOrderResponse()
+        add_report_views(response.reports, reports, instrument, backends.trading_shards.default.name)
+        response.order.CopyFrom(response.reports[-1].order)  # built in place: no copy of each view
+        return response
 
     async def StreamOrders(
         self, request_iterator: AsyncIterator[gateway_pb2.StreamOrdersRequest], context: Any

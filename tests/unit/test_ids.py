@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -126,3 +129,81 @@ def test_limits() -> None:
     digits = ids.MAX_DECIMAL_INTEGER_DIGITS + ids.MAX_DECIMAL_PLACES
     assert 2 * digits + ids.MAX_DECIMAL_PLACES <= ids.DECIMAL_PRECISION
     assert len(str(ids.INT64_MAX)) + digits <= ids.DECIMAL_PRECISION
+
+
+# --- order ids ------------------------------------------------------------------------------------
+
+_HEX_TAIL = re.compile(f"[0-9a-f]{{{ids.ORDER_ID_HEX_LENGTH}}}")
+
+
+def _reference_shard_of(order_id: str) -> str | None:
+    """shard_of_order_id as its docstring states it, spelled with the patterns alone."""
+    shard, dot, tail = order_id.rpartition(".")
+    if dot and _HEX_TAIL.fullmatch(tail) and ids.SOURCE.is_valid(shard):
+        return shard
+    return None
+
+
+def test_order_ids_never_repeat_across_many_blocks_of_random_bits() -> None:
+    made = [ids.make_order_id("trading-1") for _ in range(10 * ids.ORDER_ID_RANDOM_BLOCK + 7)]
+    assert len(set(made)) == len(made)
+    for order_id in made:
+        assert ids.ORDER_ID.is_valid(order_id) and ids.shard_of_order_id(order_id) == "trading-1"
+    # Random, not counted: the digits of consecutive ids share no common prefix as a counter's would.
+    assert len({order_id[len("trading-1.") :][:8] for order_id in made}) > len(made) // 2
+
+
+def test_a_forked_process_never_makes_its_parents_next_ids() -> None:
+    ids.make_order_id("trading-0")  # the parent holds a block with unused digits
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side
+        try:
+            os.write(writing, " ".join(ids.make_order_id("trading-0") for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        childs = set(pipe.read().split())
+    os.waitpid(child, 0)
+    parents = {ids.make_order_id("trading-0") for _ in range(50)}
+    assert len(childs) == 50 and not childs & parents
+
+
+@given(
+    shard=st.one_of(
+        st.sampled_from(["trading-0", "eu.trading-1", "", "trading:1", "x" * 65, "a b", "tr\u00e4ding"]),
+        st.text(max_size=8),
+    ),
+    tail=st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEF\n .", min_size=30, max_size=34),
+        st.sampled_from(["0" * 32, "f" * 32, "3f2b8c1d9e0a4b5c" * 2]),
+    ),
+    dot=st.sampled_from([".", "", ".."]),
+)
+@example(shard="trading-0", tail="0" * 32, dot=".")
+@example(shard="trading-0", tail="0" * 31 + "\n", dot=".")
+@example(shard="trading-0", tail="0" * 31 + "g", dot=".")
+def test_the_shard_read_back_is_what_the_patterns_say(shard: str, tail: str, dot: str) -> None:
+    order_id = f"{shard}{dot}{tail}"
+    # Twice: the second answer comes from what the first remembered about the shard name.
+    assert ids.shard_of_order_id(order_id) == _reference_shard_of(order_id)
+    assert ids.shard_of_order_id(order_id) == _reference_shard_of(order_id)
+
+
+def test_the_shard_names_and_order_ids_remembered_stay_bounded_and_right() -> None:
+    tail = "0" * ids.ORDER_ID_HEX_LENGTH
+    for number in range(2 * ids._SHARD_NAMES_REMEMBERED + 3):
+        name = f"shard-{number}" if number % 2 else f"shard:{number}"  # valid and invalid names
+        assert ids.shard_of_order_id(f"{name}.{tail}") == (name if number % 2 else None)
+        assert len(ids._SHARD_NAME_VALID) <= ids._SHARD_NAMES_REMEMBERED
+    made = [ids.make_order_id(f"trading-{number % 3}") for number in range(ids._ORDER_IDS_REMEMBERED + 5)]
+    for number, order_id in enumerate(made):
+        assert ids.shard_of_order_id(order_id) == f"trading-{number % 3}"
+        assert len(ids._SHARD_OF_ORDER_ID) <= ids._ORDER_IDS_REMEMBERED
+    assert [ids.shard_of_order_id(order_id) for order_id in made[:3]] == [
+        "trading-0",
+        "trading-1",
+        "trading-2",
+    ]
+    assert ids.shard_of_order_id(f"trading-0.{tail}") == "trading-0"

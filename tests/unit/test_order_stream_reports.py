@@ -84,7 +84,8 @@ def session() -> OrderStreamSession:
 
 
 def relayed(stream: OrderStreamSession) -> list[tuple[int, int]]:
-    return [(r.execution_type, r.trading_sequence) for r in stream._reports]
+    """The reports relayed, in the responses not yet written."""
+    return [(r.execution_type, r.trading_sequence) for response in stream._out for r in response.reports]
 
 
 async def test_a_fill_before_a_cancel_answered_first_is_relayed() -> None:
@@ -218,3 +219,31 @@ async def test_a_request_read_when_the_feed_breaks_is_answered_in_full(monkeypat
     answered = sorted((result.request_number, result.index) for result in results)
     assert answered == [(number, index) for number in (1, 2) for index in range(4)]
     assert saga.placed == 8
+
+
+async def test_results_fill_responses_in_turn_and_a_later_report_goes_with_the_next_written(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(order_stream, "RESULTS_PER_RESPONSE", 2)
+    stream = session()
+    refused = ServiceError(grpc.StatusCode.INVALID_ARGUMENT, RejectReason.INVALID_PRICE, "price: bad")
+    for index in range(3):
+        command = gateway_pb2.OrderCommand(
+            submit=gateway_pb2.SubmitOrderRequest(client_order_id=f"c-{index}")
+        )
+        stream._refuse(7, index, command, refused)
+    await stream._relay([FILL])
+    stream._refuse(7, 3, gateway_pb2.OrderCommand(), refused)
+    assert [[(r.index, r.client_order_id) for r in response.results] for response in stream._out] == [
+        [(0, "c-0"), (1, "c-1")],
+        [(2, "c-2"), (3, "")],
+    ]
+    assert relayed(stream) == [(common_pb2.EXECUTION_TYPE_TRADE, 5)]
+    assert len(stream._out[0].reports) == 1  # the next response written carries it
+    first = stream._out[0].results[0]
+    assert (first.request_number, first.code, first.reason, first.message) == (
+        7,
+        grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        RejectReason.INVALID_PRICE.number,
+        "price: bad",
+    )
