@@ -47,6 +47,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backbone.common.v1 import common_pb2
 from backbone.ids import INT64_MAX
+from backbone.runtime.binary_copy import BinaryCopy
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
@@ -67,11 +68,12 @@ IDLE_SECONDS = 1.0
 _BUY, _SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 _MAKER, _TAKER = common_pb2.LIQUIDITY_SIDE_MAKER, common_pb2.LIQUIDITY_SIDE_TAKER
 
-_COLUMNS = (
-    "shard, account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots, "
-    "fee, liquidity_side, timestamp_ns, sequence"
+# Binary COPY (backbone/runtime/binary_copy.py says why), each column's type as in 007_fills.sql.
+_COPY = BinaryCopy(
+    "COPY trading.fills (shard, account_id, trade_id, side, order_id, client_order_id, symbol, "
+    "price_ticks, quantity_lots, fee, liquidity_side, timestamp_ns, sequence) FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "int8", "int2", "text", "text", "text", "int8", "int8", "int8", "int2", "int8", "int8"),
 )
-_COPY = f"COPY trading.fills ({_COLUMNS}) FROM STDIN"
 _MARK = "SELECT sequence, last_timestamp_ns, times_in_order FROM trading.fills_projection WHERE shard = %s"
 _LOCK_MARK = _MARK + " FOR UPDATE"
 _NEW_MARK = "INSERT INTO trading.fills_projection (shard, sequence) VALUES (%s, 0) ON CONFLICT DO NOTHING"
@@ -227,14 +229,14 @@ class FillProjection(Watermark):
             if trades:
                 parse = trading_pb2.JournalRecord.FromString
                 client_order_id_of = self._client_order_id_of
-                async with connection.cursor().copy(_COPY) as copy:
-                    for sequence, payload in trades:
-                        trade = parse(payload).trade
-                        if trade.timestamp_ns < last_timestamp_ns:
-                            in_order = False  # for good: time ranges are read by time from now on
-                        last_timestamp_ns = max(last_timestamp_ns, trade.timestamp_ns)
-                        for fill in fill_rows(self.shard, sequence, trade, client_order_id_of):
-                            await copy.write_row(fill)
+                rows: list[tuple[object, ...]] = []
+                for sequence, payload in trades:
+                    trade = parse(payload).trade
+                    if trade.timestamp_ns < last_timestamp_ns:
+                        in_order = False  # for good: time ranges are read by time from now on
+                    last_timestamp_ns = max(last_timestamp_ns, trade.timestamp_ns)
+                    rows += fill_rows(self.shard, sequence, trade, client_order_id_of)
+                await _COPY.write(connection, rows)
             if len(trades) >= self._batch_trades:
                 new_mark = int(trades[-1][0])  # more may follow
             else:  # every trade up to what was known committed, and any later one read with them

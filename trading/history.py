@@ -14,10 +14,11 @@ history is written from what the engine produced: each committed batch of the en
 wakes the task) and, at start, the replay of every command after the history's mark
 (:meth:`ReportHistory.replayed`; trading/app.py loads no snapshot newer than the mark, so every
 command after it is replayed). A background task writes the queued batches, a batch of reports at
-a time, with one COPY per table and the new mark (``trading.history_projection``) in one
-transaction, the mark's row locked (``FOR UPDATE``): a batch is written whole or not at all, nothing
-twice (a crash before the commit leaves the old mark and no rows, and the restart's replay makes
-the same reports again), and a start catches up from the mark. It has its own small pool, like the
+a time, with one binary COPY per table (backbone/runtime/binary_copy.py) and the new mark
+(``trading.history_projection``) in one transaction, the mark's row locked (``FOR UPDATE``): a
+batch is written whole or not at all, nothing twice (a crash before the commit leaves the old
+mark and no rows, and the restart's replay makes the same reports again), and a start catches up
+from the mark. It has its own small pool, like the
 fills projection (trading/fills.py), so its writes and reads never make the journal's writes wait.
 
 Memory: what is queued and not yet written stays in memory (the reports of the batches since the
@@ -40,6 +41,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backbone.common.v1 import common_pb2
+from backbone.runtime.binary_copy import BinaryCopy
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
@@ -57,11 +59,16 @@ BATCH_REPORTS = 5_000
 # PostgreSQL failed.
 IDLE_SECONDS = 1.0
 
-_REPORT_COLUMNS = "shard, account_id, account_sequence, order_id, client_order_id, symbol, sequence, report"
-_COPY_REPORTS = f"COPY trading.reports ({_REPORT_COLUMNS}) FROM STDIN"
-_COPY_ORDERS = (
+# Binary COPY (backbone/runtime/binary_copy.py says why), each column's type as in 009_history.sql.
+_COPY_REPORTS = BinaryCopy(
+    "COPY trading.reports (shard, account_id, account_sequence, order_id, client_order_id, symbol, "
+    "sequence, report) FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "int8", "text", "text", "text", "int8", "bytea"),
+)
+_COPY_ORDERS = BinaryCopy(
     "COPY trading.history_orders (shard, order_id, account_id, client_order_id, sequence, new_order) "
-    "FROM STDIN"
+    "FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "text", "text", "int8", "bytea"),
 )
 _MARK = "SELECT sequence FROM trading.history_projection WHERE shard = %s"
 _LOCK_MARK = _MARK + " FOR UPDATE"
@@ -290,13 +297,9 @@ class ReportHistory(Watermark):
             mark = int(row[0]) if row else 0
             rows = history_rows(self.shard, taken, mark)
             if rows.reports:
-                async with connection.cursor().copy(_COPY_REPORTS) as copy:
-                    for report_row in rows.reports:
-                        await copy.write_row(report_row)
+                await _COPY_REPORTS.write(connection, rows.reports)
             if rows.orders:
-                async with connection.cursor().copy(_COPY_ORDERS) as copy:
-                    for order_row in rows.orders:
-                        await copy.write_row(order_row)
+                await _COPY_ORDERS.write(connection, rows.orders)
             if rows.last_sequence > mark:
                 await connection.execute(_SET_MARK, (rows.last_sequence, self.shard))
         for _ in taken:
