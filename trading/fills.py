@@ -222,9 +222,7 @@ class FillProjection(Watermark):
             self._after = after
         elif len(queued) >= self._max_queued_trades:
             return
-        queued.extend(
-            (record.sequence, record.trade) for record in records if record.WhichOneof("record") == "trade"
-        )
+        queued.extend((record.sequence, record.trade) for record in records if record.HasField("trade"))
         self._through = through
 
     async def _run(self) -> None:
