@@ -130,45 +130,52 @@ def history_rows(shard: str, batches: Sequence[Batch], after: int) -> HistoryRow
     """
     reports: list[ReportRow] = []
     orders: list[OrderRow] = []
+    # Locals for what the loops call per row (this runs over every report under load).
+    add_report, add_order, bisect_right = reports.append, orders.append, bisect.bisect_right
     last = after
     for records, batch_reports in batches:
         if not records or records[-1].sequence <= after:
             continue
-        last = max(last, records[-1].sequence)
+        last_sequence = records[-1].sequence
+        last = max(last, last_sequence)
         commands: list[int] = []
         new_orders: dict[str, int] = {}
         for record in records:
             kind = record.WhichOneof("record")
             if kind not in COMMAND_KINDS:
                 continue
-            commands.append(record.sequence)
-            if kind == "new_order" and record.sequence > after:
+            sequence = record.sequence
+            commands.append(sequence)
+            if kind == "new_order" and sequence > after:
                 new_order = record.new_order
-                new_orders[new_order.order_id] = record.sequence
-                orders.append(
-                    (shard, new_order.order_id, new_order.account_id, new_order.client_order_id,
-                     record.sequence, new_order.SerializeToString())
+                order_id = new_order.order_id
+                new_orders[order_id] = sequence
+                add_order(
+                    (shard, order_id, new_order.account_id, new_order.client_order_id, sequence,
+                     new_order.SerializeToString())
                 )  # fmt: skip
         for report in batch_reports:
             number = report.account_sequence
             if number <= 0:
                 continue  # a refusal or a retry's answer: nothing journaled, not numbered
             order = report.order
-            if report.journal_sequence:
-                position = bisect.bisect_right(commands, report.journal_sequence)
+            order_id = order.order_id
+            journal_sequence = report.journal_sequence
+            if journal_sequence:
+                position = bisect_right(commands, journal_sequence)
                 if not position:  # its command is not in the batch: a bug, nothing of the batch is written
                     raise ValueError(
                         f"report {number} of account {order.account_id} names journal sequence "
-                        f"{report.journal_sequence}, before its batch's first command"
+                        f"{journal_sequence}, before its batch's first command"
                     )
                 sequence = commands[position - 1]
             else:
-                sequence = new_orders.get(order.order_id, records[-1].sequence)
+                sequence = new_orders.get(order_id, last_sequence)
             if sequence <= after:
                 continue
-            reports.append(
-                (shard, order.account_id, number, order.order_id, order.client_order_id, order.symbol,
-                 sequence, report.SerializeToString())
+            add_report(
+                (shard, order.account_id, number, order_id, order.client_order_id, order.symbol, sequence,
+                 report.SerializeToString())
             )  # fmt: skip
     return HistoryRows(reports, orders, last)
 
