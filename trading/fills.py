@@ -71,7 +71,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
-from trading.watermark import Watermark, locked_mark
+from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -267,7 +267,9 @@ class FillProjection(Watermark):
         # Everything committed up to here is visible to the statements below (read committed).
         known = self.committed_sequence
         async with self.pool.connection() as connection, connection.transaction():
-            row = await locked_mark(connection, _LOCK_MARK, _NEW_MARK, self.shard)
+            await connection.execute(_NEW_MARK, (self.shard,))
+            cursor = await connection.execute(_LOCK_MARK, (self.shard,))
+            row = await cursor.fetchone()
             mark, last_timestamp_ns, in_order = (
                 (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, True)
             )

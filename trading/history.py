@@ -47,7 +47,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import COMMAND_KINDS, OrderState
-from trading.watermark import Watermark, locked_mark
+from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -298,7 +298,9 @@ class ReportHistory(Watermark):
         if not taken:
             return 0
         async with self.pool.connection() as connection, connection.transaction():
-            row = await locked_mark(connection, _LOCK_MARK, _NEW_MARK, self.shard)
+            await connection.execute(_NEW_MARK, (self.shard,))
+            cursor = await connection.execute(_LOCK_MARK, (self.shard,))
+            row = await cursor.fetchone()
             mark = int(row[0]) if row else 0
             rows = history_rows(self.shard, taken, mark)
             if rows.reports:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
-import psycopg
 import structlog
 
 from backbone.runtime.server import HealthEntries
@@ -79,21 +77,3 @@ class Watermark:
             self.projected_sequence = mark
             self._advanced.set()
             self._advanced = asyncio.Event()
-
-
-async def locked_mark(
-    connection: psycopg.AsyncConnection[Any], lock: str, create: str, shard: str
-) -> tuple[Any, ...] | None:
-    """The row of `shard`'s mark, locked until the transaction ends: `lock` is its
-    ``SELECT ... FOR UPDATE``, `create` the ``INSERT ... ON CONFLICT DO NOTHING`` run first when the
-    row is missing (the first pass of a shard, or after ``forget``). One statement once the row
-    exists, as it does after the first pass. Two writers that find it missing at once: the second's
-    insert waits for the first's commit and does nothing, and its second ``lock`` (a new snapshot,
-    read committed) then finds and locks the row."""
-    cursor = await connection.execute(lock, (shard,))
-    row = await cursor.fetchone()
-    if row is None:
-        await connection.execute(create, (shard,))
-        cursor = await connection.execute(lock, (shard,))
-        row = await cursor.fetchone()
-    return row
