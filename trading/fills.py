@@ -5,18 +5,27 @@ with the accounts inside each payload: reading one account's fills there means r
 trade. The projection keeps one row per side of each trade (migrations/007_fills.sql),
 keyed by account and trade id.
 
-Writing it (:class:`FillProjection`): a background task reads the journal's trade records
-after the projection's high-water mark (``trading.fills_projection``), a batch at a time,
-and writes their rows with one COPY and the new mark in one transaction, the mark's row
-locked (``FOR UPDATE``) for it. So a batch is projected whole or not at all, nothing is
-projected twice (a crash before the commit leaves the old mark and no rows), a restart
-catches up from the mark, and a journal written before the projection existed is projected
-from its first trade on the first start. The task is woken by each committed batch
-(``EngineLoop.on_committed`` calls :meth:`FillProjection.committed`, which only notes the
-sequence and sets an event) and reads what was committed since: under load one pass
-carries many batches. It has its own small connection pool, so its writes and the
-ListFills reads never make the matching path's journal writes wait for a connection (a burst
-of reads can delay the projection, never the matching).
+Writing it (:class:`FillProjection`): a background task takes the trade records after the
+projection's high-water mark (``trading.fills_projection``), a batch at a time, and writes their
+rows with one binary COPY and the new mark in one transaction, the mark's row locked
+(``FOR UPDATE``) for it. So a batch is projected whole or not at all, nothing is projected twice
+(a crash before the commit leaves the old mark and no rows; rows are only ever taken after the
+mark read under the lock), a restart catches up from the mark, and a journal written before the
+projection existed is projected from its first trade on the first start.
+
+Where the trades come from: the engine loop hands every committed batch to
+:meth:`FillProjection.committed` (``EngineLoop.on_committed``), which queues its trade records in
+memory (the records the journal holds, as they were written; the queue holds every trade of one
+contiguous range of sequences, so a trade missing from it cannot go unnoticed) and wakes the task.
+A pass whose mark lies in the queue's range takes the trades from the queue; any other pass reads
+them back from the journal, up to the start of the queue's range (or, with no range, up to what
+is known committed): at start (the catch-up from the mark to the replayed journal's end, the
+queue's range starting after it), after the queue was full (``MAX_QUEUED_TRADES``: batches that
+do not fit are left to the journal), and for a mark moved by another writer. The journal remains
+the truth: the queue only saves reading back, and parsing, what this process just wrote. Under
+load one pass carries many batches. It has its own small connection pool, so its writes and the
+ListFills reads never make the matching path's journal writes wait for a connection (a burst of
+reads can delay the projection, never the matching).
 
 Reading it (:meth:`FillProjection.page`): one account's fills by (trade id, side) after a
 position, along the primary key. A time range is turned into a trade id range first (the
@@ -24,9 +33,16 @@ account's first fill at or after each bound, through ``fills_by_time``), because
 clock never goes back: trade ids and times rise together. The writer checks that as it goes
 (``times_in_order``); a shard where it ever failed is read by time alone.
 
-Lag: a fill is in the projection one pass after its batch was committed (a read of the new
-trades and one transaction; milliseconds on an idle system, longer under load or while
-PostgreSQL is away, when the task retries every second). ListFills says how far the
+Why the queue is as safe as reading the journal back: a batch reaches ``committed`` only after
+its journal write committed (trading/engine_loop.py), in commit order, its sequences following the
+last batch's; the queue holds the records' own trade messages, those that were serialized into
+the journal, so the rows are the same; a pass takes from the queue only when the queue holds every
+trade from the mark on (the mark, read under the lock, lies in its range), and only trades after
+the mark, so none is skipped and none written twice; a pass that fails takes nothing off the queue.
+
+Lag: a fill is in the projection one pass after its batch was committed (one transaction;
+milliseconds on an idle system, longer under load or while PostgreSQL is away, when the task
+retries every second). ListFills says how far the
 projection is complete (``projected_sequence``) and can wait for a sequence first.
 
 The client order id of each side comes from the engine's orders (the journal's ``new_order``
@@ -38,6 +54,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +65,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backbone.common.v1 import common_pb2
 from backbone.ids import INT64_MAX
+from backbone.runtime.binary_copy import BinaryCopy
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
@@ -58,8 +77,10 @@ log = structlog.get_logger("backbone.trading")
 
 # Connections of the projection's own pool: the writer and a ListFills read at a time or two.
 POOL_SIZE = 3
-# Trade records read and projected in one transaction.
+# Trade records projected in one transaction.
 BATCH_TRADES = 5_000
+# Trades of committed batches queued in memory, at most (more are read back from the journal).
+MAX_QUEUED_TRADES = 4 * BATCH_TRADES
 # When nothing wakes it, the task looks for trades this often anyway (another writer, a missed
 # wake-up), and retries this long after PostgreSQL failed.
 IDLE_SECONDS = 1.0
@@ -67,11 +88,12 @@ IDLE_SECONDS = 1.0
 _BUY, _SELL = common_pb2.SIDE_BUY, common_pb2.SIDE_SELL
 _MAKER, _TAKER = common_pb2.LIQUIDITY_SIDE_MAKER, common_pb2.LIQUIDITY_SIDE_TAKER
 
-_COLUMNS = (
-    "shard, account_id, trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots, "
-    "fee, liquidity_side, timestamp_ns, sequence"
+# Binary COPY (backbone/runtime/binary_copy.py says why), each column's type as in 007_fills.sql.
+_COPY = BinaryCopy(
+    "COPY trading.fills (shard, account_id, trade_id, side, order_id, client_order_id, symbol, "
+    "price_ticks, quantity_lots, fee, liquidity_side, timestamp_ns, sequence) FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "int8", "int2", "text", "text", "text", "int8", "int8", "int8", "int2", "int8", "int8"),
 )
-_COPY = f"COPY trading.fills ({_COLUMNS}) FROM STDIN"
 _MARK = "SELECT sequence, last_timestamp_ns, times_in_order FROM trading.fills_projection WHERE shard = %s"
 _LOCK_MARK = _MARK + " FOR UPDATE"
 _NEW_MARK = "INSERT INTO trading.fills_projection (shard, sequence) VALUES (%s, 0) ON CONFLICT DO NOTHING"
@@ -86,8 +108,8 @@ _FIRST_FROM = (
 )
 # The settlement outbox's predicate (trading/journal.py): its partial index journal_trades serves it.
 _TRADES_AFTER = (
-    "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s AND kind = 'trade' "
-    "ORDER BY sequence LIMIT %s"
+    "SELECT sequence, payload FROM trading.journal WHERE shard = %s AND sequence > %s AND sequence <= %s "
+    "AND kind = 'trade' ORDER BY sequence LIMIT %s"
 )
 _SELECT = (
     "SELECT trade_id, side, order_id, client_order_id, symbol, price_ticks, quantity_lots, fee, "
@@ -148,10 +170,16 @@ class FillProjection(Watermark):
         *,
         batch_trades: int = BATCH_TRADES,
         idle_seconds: float = IDLE_SECONDS,
+        max_queued_trades: int = MAX_QUEUED_TRADES,
     ) -> None:
         self.shard = shard
         self._client_order_id_of = client_order_id_of
         self._batch_trades = batch_trades
+        self._max_queued_trades = max_queued_trades
+        # (sequence, trade) of every trade record journaled in (_after, _through], those at or below
+        # the mark excepted (committed() says how the range moves); -1: no range yet.
+        self._queued: deque[tuple[int, common_pb2.Trade]] = deque()
+        self._after = self._through = -1
         self._idle_seconds = idle_seconds
         self.pool: AsyncConnectionPool | None = None
         # committed_sequence: the highest sequence known to be committed to the journal;
@@ -175,9 +203,27 @@ class FillProjection(Watermark):
             await pool.close()
 
     def committed(self, records: Sequence[trading_pb2.JournalRecord]) -> None:
-        """A batch was committed (an EngineLoop.on_committed callback): note it and wake the task."""
-        self.committed_sequence = max(self.committed_sequence, records[-1].sequence)
+        """A batch was committed (an EngineLoop.on_committed callback): queue its trades and wake
+        the task.
+
+        The queue holds every trade of one contiguous range of journal sequences
+        (``_after``, ``_through``]: a batch that continues the range is added to it; one that does
+        not (the first after the start, or the first after the queue was full) starts a new range
+        once the queue has no trade left, and is otherwise left to the journal, like a batch that
+        finds the queue full (``MAX_QUEUED_TRADES``). What is not queued is read back from the
+        journal, so the queue only saves reads and never decides what is projected."""
+        after, through = records[0].sequence - 1, records[-1].sequence
+        self.committed_sequence = max(self.committed_sequence, through)
         self._wake.set()
+        queued = self._queued
+        if after != self._through:
+            if queued:
+                return
+            self._after = after
+        elif len(queued) >= self._max_queued_trades:
+            return
+        queued.extend((record.sequence, record.trade) for record in records if record.HasField("trade"))
+        self._through = through
 
     async def _run(self) -> None:
         catching_up, trades = True, 0  # until a pass finds no full batch: the start's catch-up
@@ -207,11 +253,16 @@ class FillProjection(Watermark):
                     trades=trades + projected,
                     projected_sequence=self.projected_sequence,
                 )
+            if self.projected_sequence < self.committed_sequence:
+                continue  # committed while this pass ran, or queued beyond a range read from the journal
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
 
     async def project_batch(self) -> int:
-        """Project the next trades after the mark (up to one batch); returns how many were read."""
+        """Project the next trades after the mark (up to one batch); returns how many were projected.
+
+        They come from the queue when it holds every trade right after the mark (the mark lies in
+        its range), from the journal otherwise: up to the queue's range, or to what was committed."""
         assert self.pool is not None
         # Everything committed up to here is visible to the statements below (read committed).
         known = self.committed_sequence
@@ -222,25 +273,39 @@ class FillProjection(Watermark):
             mark, last_timestamp_ns, in_order = (
                 (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, True)
             )
-            cursor = await connection.execute(_TRADES_AFTER, (self.shard, mark, self._batch_trades))
-            trades = await cursor.fetchall()
+            # No await from here until the trades are taken: the queue does not move meanwhile.
+            queued = self._queued
+            while queued and queued[0][0] <= mark:
+                queued.popleft()  # projected already (the mark is committed)
+            trades: list[tuple[int, common_pb2.Trade]]
+            if self._after <= mark < self._through:
+                trades = list(itertools.islice(queued, self._batch_trades))
+                new_mark = trades[-1][0] if len(queued) > len(trades) else self._through
+            else:
+                bound = self._after if self._after > mark else known
+                trades = []
+                new_mark = mark
+                if bound > mark:
+                    cursor = await connection.execute(
+                        _TRADES_AFTER, (self.shard, mark, bound, self._batch_trades)
+                    )
+                    parse = trading_pb2.JournalRecord.FromString
+                    read = await cursor.fetchall()
+                    trades = [(int(sequence), parse(payload).trade) for sequence, payload in read]
+                    new_mark = trades[-1][0] if len(trades) >= self._batch_trades else bound
             if trades:
-                parse = trading_pb2.JournalRecord.FromString
                 client_order_id_of = self._client_order_id_of
-                async with connection.cursor().copy(_COPY) as copy:
-                    for sequence, payload in trades:
-                        trade = parse(payload).trade
-                        if trade.timestamp_ns < last_timestamp_ns:
-                            in_order = False  # for good: time ranges are read by time from now on
-                        last_timestamp_ns = max(last_timestamp_ns, trade.timestamp_ns)
-                        for fill in fill_rows(self.shard, sequence, trade, client_order_id_of):
-                            await copy.write_row(fill)
-            if len(trades) >= self._batch_trades:
-                new_mark = int(trades[-1][0])  # more may follow
-            else:  # every trade up to what was known committed, and any later one read with them
-                new_mark = max(mark, known, int(trades[-1][0]) if trades else 0)
+                rows: list[tuple[object, ...]] = []
+                for sequence, trade in trades:
+                    if trade.timestamp_ns < last_timestamp_ns:
+                        in_order = False  # for good: time ranges are read by time from now on
+                    last_timestamp_ns = max(last_timestamp_ns, trade.timestamp_ns)
+                    rows += fill_rows(self.shard, sequence, trade, client_order_id_of)
+                await _COPY.write(connection, rows)
             if new_mark != mark:
                 await connection.execute(_SET_MARK, (new_mark, last_timestamp_ns, in_order, self.shard))
+        while queued and queued[0][0] <= new_mark:
+            queued.popleft()
         self._advance(new_mark)
         return len(trades)
 

@@ -14,10 +14,11 @@ history is written from what the engine produced: each committed batch of the en
 wakes the task) and, at start, the replay of every command after the history's mark
 (:meth:`ReportHistory.replayed`; trading/app.py loads no snapshot newer than the mark, so every
 command after it is replayed). A background task writes the queued batches, a batch of reports at
-a time, with one COPY per table and the new mark (``trading.history_projection``) in one
-transaction, the mark's row locked (``FOR UPDATE``): a batch is written whole or not at all, nothing
-twice (a crash before the commit leaves the old mark and no rows, and the restart's replay makes
-the same reports again), and a start catches up from the mark. It has its own small pool, like the
+a time, with one binary COPY per table (backbone/runtime/binary_copy.py) and the new mark
+(``trading.history_projection``) in one transaction, the mark's row locked (``FOR UPDATE``): a
+batch is written whole or not at all, nothing twice (a crash before the commit leaves the old
+mark and no rows, and the restart's replay makes the same reports again), and a start catches up
+from the mark. It has its own small pool, like the
 fills projection (trading/fills.py), so its writes and reads never make the journal's writes wait.
 
 Memory: what is queued and not yet written stays in memory (the reports of the batches since the
@@ -40,6 +41,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backbone.common.v1 import common_pb2
+from backbone.runtime.binary_copy import BinaryCopy
 from backbone.runtime.config import Settings
 from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
@@ -57,11 +59,16 @@ BATCH_REPORTS = 5_000
 # PostgreSQL failed.
 IDLE_SECONDS = 1.0
 
-_REPORT_COLUMNS = "shard, account_id, account_sequence, order_id, client_order_id, symbol, sequence, report"
-_COPY_REPORTS = f"COPY trading.reports ({_REPORT_COLUMNS}) FROM STDIN"
-_COPY_ORDERS = (
+# Binary COPY (backbone/runtime/binary_copy.py says why), each column's type as in 009_history.sql.
+_COPY_REPORTS = BinaryCopy(
+    "COPY trading.reports (shard, account_id, account_sequence, order_id, client_order_id, symbol, "
+    "sequence, report) FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "int8", "text", "text", "text", "int8", "bytea"),
+)
+_COPY_ORDERS = BinaryCopy(
     "COPY trading.history_orders (shard, order_id, account_id, client_order_id, sequence, new_order) "
-    "FROM STDIN"
+    "FROM STDIN (FORMAT BINARY)",
+    ("text", "text", "text", "text", "int8", "bytea"),
 )
 _MARK = "SELECT sequence FROM trading.history_projection WHERE shard = %s"
 _LOCK_MARK = _MARK + " FOR UPDATE"
@@ -123,45 +130,52 @@ def history_rows(shard: str, batches: Sequence[Batch], after: int) -> HistoryRow
     """
     reports: list[ReportRow] = []
     orders: list[OrderRow] = []
+    # Locals for what the loops call per row (this runs over every report under load).
+    add_report, add_order, bisect_right = reports.append, orders.append, bisect.bisect_right
     last = after
     for records, batch_reports in batches:
         if not records or records[-1].sequence <= after:
             continue
-        last = max(last, records[-1].sequence)
+        last_sequence = records[-1].sequence
+        last = max(last, last_sequence)
         commands: list[int] = []
         new_orders: dict[str, int] = {}
         for record in records:
             kind = record.WhichOneof("record")
             if kind not in COMMAND_KINDS:
                 continue
-            commands.append(record.sequence)
-            if kind == "new_order" and record.sequence > after:
+            sequence = record.sequence
+            commands.append(sequence)
+            if kind == "new_order" and sequence > after:
                 new_order = record.new_order
-                new_orders[new_order.order_id] = record.sequence
-                orders.append(
-                    (shard, new_order.order_id, new_order.account_id, new_order.client_order_id,
-                     record.sequence, new_order.SerializeToString())
+                order_id = new_order.order_id
+                new_orders[order_id] = sequence
+                add_order(
+                    (shard, order_id, new_order.account_id, new_order.client_order_id, sequence,
+                     new_order.SerializeToString())
                 )  # fmt: skip
         for report in batch_reports:
             number = report.account_sequence
             if number <= 0:
                 continue  # a refusal or a retry's answer: nothing journaled, not numbered
             order = report.order
-            if report.journal_sequence:
-                position = bisect.bisect_right(commands, report.journal_sequence)
+            order_id = order.order_id
+            journal_sequence = report.journal_sequence
+            if journal_sequence:
+                position = bisect_right(commands, journal_sequence)
                 if not position:  # its command is not in the batch: a bug, nothing of the batch is written
                     raise ValueError(
                         f"report {number} of account {order.account_id} names journal sequence "
-                        f"{report.journal_sequence}, before its batch's first command"
+                        f"{journal_sequence}, before its batch's first command"
                     )
                 sequence = commands[position - 1]
             else:
-                sequence = new_orders.get(order.order_id, records[-1].sequence)
+                sequence = new_orders.get(order_id, last_sequence)
             if sequence <= after:
                 continue
-            reports.append(
-                (shard, order.account_id, number, order.order_id, order.client_order_id, order.symbol,
-                 sequence, report.SerializeToString())
+            add_report(
+                (shard, order.account_id, number, order_id, order.client_order_id, order.symbol, sequence,
+                 report.SerializeToString())
             )  # fmt: skip
     return HistoryRows(reports, orders, last)
 
@@ -290,13 +304,9 @@ class ReportHistory(Watermark):
             mark = int(row[0]) if row else 0
             rows = history_rows(self.shard, taken, mark)
             if rows.reports:
-                async with connection.cursor().copy(_COPY_REPORTS) as copy:
-                    for report_row in rows.reports:
-                        await copy.write_row(report_row)
+                await _COPY_REPORTS.write(connection, rows.reports)
             if rows.orders:
-                async with connection.cursor().copy(_COPY_ORDERS) as copy:
-                    for order_row in rows.orders:
-                        await copy.write_row(order_row)
+                await _COPY_ORDERS.write(connection, rows.orders)
             if rows.last_sequence > mark:
                 await connection.execute(_SET_MARK, (rows.last_sequence, self.shard))
         for _ in taken:

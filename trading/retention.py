@@ -82,8 +82,9 @@ class Retention:
         sequence = records[-1].sequence
         closed = self._closed
         for report in reports:
-            if report.order.status in _CLOSED:
-                closed.append((sequence, report.order.order_id))
+            order = report.order  # read once: a submessage wrapper not kept is made again at each access
+            if order.status in _CLOSED:
+                closed.append((sequence, order.order_id))
 
     def note_closed(self, engine: Engine) -> None:
         """At start: every closed order the snapshot and the replay left in memory."""

@@ -67,15 +67,28 @@ def stored(database_url: str) -> tuple[int, list[tuple[Any, ...]]]:
     return mark, sorted(rows)
 
 
+async def assert_projected_once(
+    projection: FillProjection, database_url: str, engine: Engine, records: list[trading_pb2.JournalRecord]
+) -> None:
+    """The projection reaches the journal's end with one row per side of every trade, the mark there."""
+    assert await projection.wait_projected(records[-1].sequence, 30.0)
+    mark, rows = stored(database_url)
+    assert mark == records[-1].sequence
+    assert rows == expected_rows(engine, records) and len(rows) == 2 * TRADES
+
+
 async def journaled(
-    new_database: Callable[[], str],
+    new_database: Callable[[], str], *, write: bool = True
 ) -> tuple[str, Any, Engine, list[trading_pb2.JournalRecord]]:
+    """A new database, and the engine and records of trades_journal(), written to its journal
+    unless `write` is False."""
     database_url = new_database()
     settings = settings_for(database_url)
     pool = await open_pool(settings, "trading-test")
     await migrate(pool, "trading")
     engine, records = trades_journal()
-    await Journal(pool, SHARD).append(records)
+    if write:
+        await Journal(pool, SHARD).append(records)
     return database_url, pool, engine, records
 
 
@@ -246,4 +259,76 @@ async def test_a_failing_projection_says_so_in_its_health_entry_until_it_works_a
     finally:
         await projection.stop()
         await server.stop(None)
+        await pool.close()
+
+
+def batches_of(records: list[trading_pb2.JournalRecord], size: int) -> list[list[trading_pb2.JournalRecord]]:
+    return [records[start : start + size] for start in range(0, len(records), size)]
+
+
+async def test_committed_trades_are_projected_from_memory_without_reading_the_journal(
+    new_database: Callable[[], str],
+) -> None:
+    """The batches handed in are not in this journal at all: only the queue can have projected them."""
+    database_url, pool, engine, records = await journaled(new_database, write=False)
+    projection = FillProjection(SHARD, client_order_ids(engine.orders), batch_trades=4, idle_seconds=0.05)
+    await projection.start(settings_for(database_url), 0)
+    try:
+        for batch in batches_of(records, 5):
+            projection.committed(batch)
+        await assert_projected_once(projection, database_url, engine, records)
+    finally:
+        await projection.stop()
+        await pool.close()
+
+
+@pytest.mark.parametrize("max_queued_trades", [10_000, 3])
+async def test_a_restart_catches_up_from_the_journal_then_takes_the_committed_batches(
+    new_database: Callable[[], str], max_queued_trades: int
+) -> None:
+    """The start's catch-up (the mark to the replayed end) comes from the journal, what is committed
+    next from the queue; a queue too small for what comes (3 trades) leaves batches to the journal,
+    and a failing pass takes nothing off the queue: every fill is written once all the same."""
+    database_url, pool, engine, records = await journaled(new_database)
+    half = len(records) // 2
+    lookups = client_order_ids(engine.orders)
+    calls = 0
+
+    def flaky(order_id: str) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 35:
+            raise RuntimeError("lookup failed")
+        return lookups(order_id)
+
+    projection = FillProjection(
+        SHARD, flaky, batch_trades=4, idle_seconds=0.05, max_queued_trades=max_queued_trades
+    )
+    await projection.start(settings_for(database_url), records[half - 1].sequence)
+    try:
+        for batch in batches_of(records[half:], 4):
+            projection.committed(batch)  # journaled already (journaled() wrote them all)
+            await asyncio.sleep(0)
+        await assert_projected_once(projection, database_url, engine, records)
+        assert calls > 35  # the failing pass was retried
+    finally:
+        await projection.stop()
+        await pool.close()
+
+
+async def test_a_batch_that_does_not_continue_the_queue_is_read_from_the_journal(
+    new_database: Callable[[], str],
+) -> None:
+    """A batch never handed in (here: the second third) breaks the queue's range: the batches after
+    it are not taken as if they followed the first, the journal fills the gap."""
+    database_url, pool, engine, records = await journaled(new_database)
+    third = len(records) // 3
+    projection = FillProjection(SHARD, client_order_ids(engine.orders), batch_trades=4, idle_seconds=0.05)
+    await projection.start(settings_for(database_url), 0)
+    try:
+        projection.committed(records[:third])
+        projection.committed(records[2 * third :])
+        await assert_projected_once(projection, database_url, engine, records)
+    finally:
+        await projection.stop()
         await pool.close()
