@@ -71,7 +71,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
-from trading.watermark import Watermark
+from trading.watermark import LINGER_ITEMS, Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -215,6 +215,8 @@ class FillProjection(Watermark):
         after, through = records[0].sequence - 1, records[-1].sequence
         self.committed_sequence = max(self.committed_sequence, through)
         self._wake.set()
+        if through - self.projected_sequence >= LINGER_ITEMS:
+            self._hurry.set()
         queued = self._queued
         if after != self._through:
             if queued:
@@ -253,10 +255,12 @@ class FillProjection(Watermark):
                     trades=trades + projected,
                     projected_sequence=self.projected_sequence,
                 )
-            if self.projected_sequence < self.committed_sequence:
-                continue  # committed while this pass ran, or queued beyond a range read from the journal
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+            # Unless some were committed while this pass ran (or queued beyond a range read from
+            # the journal), wait for the next batch.
+            if self.projected_sequence >= self.committed_sequence:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+            await self._linger(self.committed_sequence - self.projected_sequence)
 
     async def project_batch(self) -> int:
         """Project the next trades after the mark (up to one batch); returns how many were projected.

@@ -47,7 +47,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import COMMAND_KINDS, OrderState
-from trading.watermark import Watermark
+from trading.watermark import LINGER_ITEMS, Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -245,6 +245,8 @@ class ReportHistory(Watermark):
         self.pending_reports += len(reports)
         self.committed_sequence = records[-1].sequence
         self._wake.set()
+        if self.pending_reports >= LINGER_ITEMS:
+            self._hurry.set()
 
     def replayed(self, record: trading_pb2.JournalRecord, reports: list[common_pb2.ExecutionReport]) -> None:
         """A journal record replayed at start, with the reports it regenerated (a command's; none
@@ -276,10 +278,10 @@ class ReportHistory(Watermark):
                 await asyncio.sleep(self._idle_seconds)
                 continue
             await self._worked()
-            if written and self._pending:
-                continue  # more are waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+            if not (written and self._pending):  # else more are waiting already
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds)
+            await self._linger(self.pending_reports)
 
     async def write_pending(self, *, keep_last: bool = False) -> int:
         """Write the oldest queued batches (about one batch of reports) and move the mark past

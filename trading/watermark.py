@@ -1,6 +1,7 @@
 """The high-water mark of a projection of the journal written in the background (the fills
 projection, trading/fills.py; the report history, trading/history.py), the bounded wait for it,
-and the health entry that says when its passes fail."""
+the linger that groups its passes under a light flow, and the health entry that says when its
+passes fail."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ import structlog
 from backbone.runtime.server import HealthEntries
 
 log = structlog.get_logger("backbone.trading")
+
+# A pass is a transaction of several statements whatever it carries, on trading's event loop and on
+# PostgreSQL: under a light flow, where each batch of the engine holds an order or two, a pass per
+# batch cost more CPU than the orders themselves (at 200 orders/s, trading 2.2-2.4 ms of CPU per
+# order, its history and fills passes 38% of it). So while fewer than LINGER_ITEMS wait (reports
+# for the history, journal records for the fills), a pass waits up to LINGER_SECONDS for more. The
+# hand-in cuts the wait short once LINGER_ITEMS wait (so under load, passes stay as small and as
+# frequent as before: a larger pass blocks the loop longer and makes a longer commit), and so does
+# a reader waiting for the mark (ListFills, a history read): nobody who asks waits for it.
+LINGER_SECONDS = 0.05
+LINGER_ITEMS = 64
 
 
 class Watermark:
@@ -25,6 +37,8 @@ class Watermark:
         # Set to make the writer look now; set (then replaced) each time the mark moves.
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
+        # Set to end a pass's linger: enough items wait, or a reader waits for the mark.
+        self._hurry = asyncio.Event()
         # Why the last pass failed ("" after a pass that worked), and the health entry that says so.
         self.failure = ""
         self._health: tuple[HealthEntries, str] | None = None
@@ -67,10 +81,19 @@ class Watermark:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
+            self._hurry.set()
             self._wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), remaining)
         return True
+
+    async def _linger(self, waiting: int) -> None:
+        """Before a pass with `waiting` items: while some but fewer than LINGER_ITEMS wait, wait up
+        to LINGER_SECONDS for the hand-in or a reader to hurry it."""
+        if 0 < waiting < LINGER_ITEMS and not self._hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), LINGER_SECONDS)
+        self._hurry.clear()
 
     def _advance(self, mark: int) -> None:
         if mark > self.projected_sequence:

@@ -27,6 +27,7 @@ from tests.instruments import btc_usd
 from tests.integration.test_trading_journal import settings_for
 from tests.unit.test_trading_engine import BUY, SELL, T, new
 from trading import audit as journal_audit
+from trading import watermark
 from trading.engine import Engine
 from trading.fills import FillProjection, FillQuery, client_order_ids, fill_rows
 from trading.journal import Journal
@@ -329,6 +330,30 @@ async def test_a_batch_that_does_not_continue_the_queue_is_read_from_the_journal
         projection.committed(records[:third])
         projection.committed(records[2 * third :])
         await assert_projected_once(projection, database_url, engine, records)
+    finally:
+        await projection.stop()
+        await pool.close()
+
+
+async def test_a_light_flow_lingers_until_a_reader_waits_for_the_mark(
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fewer than LINGER_ITEMS journal records waiting a pass lingers for more (here for a
+    minute): a reader waiting for the mark (ListFills) ends the linger, and the fills are there."""
+    monkeypatch.setattr(watermark, "LINGER_SECONDS", 60.0)
+    database_url, pool, engine, records = await journaled(new_database)
+    projection = FillProjection(SHARD, client_order_ids(engine.orders), idle_seconds=0.05)
+    await projection.start(settings_for(database_url), 0)
+    await asyncio.sleep(0.2)  # its first pass (a start's catch-up) does not linger
+    try:
+        small = records[: watermark.LINGER_ITEMS // 2]
+        assert any(record.HasField("trade") for record in small)
+        projection.committed(small)
+        await asyncio.sleep(0.3)
+        assert projection.projected_sequence == 0 and stored(database_url) == (0, [])  # lingering
+        assert await projection.wait_projected(small[-1].sequence, 30.0)
+        mark, rows = stored(database_url)
+        assert mark == small[-1].sequence and rows == expected_rows(engine, small) and rows
     finally:
         await projection.stop()
         await pool.close()

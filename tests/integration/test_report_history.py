@@ -9,6 +9,7 @@ same. Pages and an order's last report are read back as written.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.integration.test_trading_journal import settings_for
 from tests.orders import cancel_order, new_order
 from tests.unit.test_trading_engine import BUY, SELL, T
 from trading import audit as journal_audit
+from trading import watermark
 from trading.app import replay_journal
 from trading.engine import Engine, Outcome
 from trading.history import ReportHistory, forget, history_rows
@@ -249,6 +251,46 @@ async def test_a_forgotten_history_is_written_again_from_the_whole_journal(
         again = stored(database_url)
         assert again[0] == written[0] and again[2] == written[2]
         assert [r[:6] for r in again[1]] == [r[:6] for r in written[1]]
+    finally:
+        await history.stop()
+        await pool.close()
+
+
+async def test_a_light_flow_lingers_until_enough_wait_or_a_reader_asks(
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fewer than LINGER_ITEMS reports waiting a pass lingers for more (here for a minute): the
+    batch stays unwritten until a reader waits for the mark, which is then reached without waiting
+    out the linger; batches that bring the waiting reports to LINGER_ITEMS are written at once."""
+    monkeypatch.setattr(watermark, "LINGER_SECONDS", 60.0)
+    database_url, settings, pool, _, batches, _ = await journaled(new_database)
+    history = ReportHistory(SHARD, idle_seconds=0.05)
+    await history.open(settings)
+    history.start()
+    await asyncio.sleep(0.2)  # its first pass (a start's catch-up) does not linger
+    try:
+        first = batches[1]
+        assert 0 < len(first[1]) < watermark.LINGER_ITEMS
+        history.committed(*batches[0])
+        history.committed(*first)
+        await asyncio.sleep(0.3)
+        assert history.projected_sequence == 0 and stored(database_url)[0] == 0  # lingering
+        assert await history.wait_projected(first[0][-1].sequence, 30.0)  # a reader: no linger
+        assert stored(database_url)[0] == first[0][-1].sequence
+
+        handed = 0
+        position = 2
+        while handed < watermark.LINGER_ITEMS:  # no reader now: the hand-in ends the linger
+            history.committed(*batches[position])
+            handed += len(batches[position][1])
+            position += 1
+            await asyncio.sleep(0.05)  # the pass lingers with what waits so far
+        through = batches[position - 1][0][-1].sequence
+        for _ in range(300):
+            if history.projected_sequence >= through:
+                break
+            await asyncio.sleep(0.1)
+        assert history.projected_sequence >= through
     finally:
         await history.stop()
         await pool.close()
