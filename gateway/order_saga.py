@@ -66,6 +66,7 @@ from gateway import refusals
 from gateway.backends import Backends, unreachable
 from gateway.order_lookups import OrderLookups
 from gateway.resolver import FENCED, OutcomeResolver, resolve_orders
+from gateway.shards import TradingShard
 
 log = structlog.get_logger("backbone.gateway")
 
@@ -237,6 +238,10 @@ class OrderSaga:
         self._batching: asyncio.Task[None] | None = None
         self._last_batch_at = 0.0  # loop time the newest batch started
         self._batches: set[asyncio.Task[None]] = set()
+        # Orders set aside because their shard was down when their batch formed, by shard name
+        # (see _set_aside), and the tasks waiting for those shards.
+        self._aside: dict[str, list[_Waiting]] = {}
+        self._aside_tasks: set[asyncio.Task[None]] = set()
 
     async def submit(
         self, backends: Backends, order: trading_pb2.NewOrder, instrument: common_pb2.Instrument
@@ -295,10 +300,59 @@ class OrderSaga:
             batch: list[_Waiting] = []
             while self._waiting and len(batch) < BATCH_MAX_ORDERS and self._waiting[0].backends is backends:
                 batch.append(self._waiting.popleft())
+            batch = self._set_aside(backends, batch)
+            if not batch:
+                continue
             task = asyncio.create_task(self._answer(backends, batch), name="gateway-order-batch")
             self._last_batch_at = loop.time()
             self._batches.add(task)
             task.add_done_callback(self._batch_done)
+
+    def _set_aside(self, backends: Backends, batch: list[_Waiting]) -> list[_Waiting]:
+        """The orders of `batch` to place now; those whose shard's channel is down set aside.
+
+        A batch waits for its slowest step, and learning that a shard is down takes up to
+        REACH_WAIT_SECONDS (a restart may be over by then): placed with the others, an order of
+        a down shard would hold every order of its batch that long, whatever their shards, and a
+        few such batches every batch slot (BATCHES_IN_FLIGHT), so that one killed shard would
+        stall the others. Set aside, the orders of a down shard wait together, without a slot and
+        before anything is reserved for them, for the shard to come back within that time: then
+        they go into the next batch, ahead of the orders that came after; else each is refused
+        UNAVAILABLE (TRADING_UNAVAILABLE), with nothing done, to be retried."""
+        shards = backends.trading_shards
+        down: dict[str, TradingShard | None] = {}  # symbol -> its shard if down now, else None
+        kept: list[_Waiting] = []
+        for item in batch:
+            symbol = item.order.symbol
+            if symbol in down:
+                shard = down[symbol]
+            else:
+                shard = down[symbol] = shards.down_now(symbol)
+            if shard is None:
+                kept.append(item)
+                continue
+            aside = self._aside.get(shard.name)
+            if aside is None:
+                aside = self._aside[shard.name] = []
+                task = asyncio.create_task(self._after_down(shard), name=f"gateway-orders-aside-{shard.name}")
+                self._aside_tasks.add(task)
+                task.add_done_callback(self._aside_tasks.discard)
+            aside.append(item)
+        return kept
+
+    async def _after_down(self, shard: TradingShard) -> None:
+        """Wait for down `shard` to come back (REACH_WAIT_SECONDS at most), then queue the orders set
+        aside for it again, or refuse each."""
+        try:
+            down = await unreachable(shard.channel)
+        finally:
+            aside = self._aside.pop(shard.name, [])
+        if down:
+            for item in aside:
+                item.call.answer(item.position, refusals.trading_unreachable())
+            return
+        self._waiting.extendleft(reversed(aside))
+        self._wake.set()
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
@@ -544,11 +598,7 @@ class OrderSaga:
                 order, _, key = entries[index]
                 releasing.append(order)
                 freeing.append((key, order.order_id))
-                outcomes[index] = unavailable(
-                    RejectReason.TRADING_UNAVAILABLE,
-                    "the order was not placed: the matching engine cannot be reached; "
-                    "retry with the same client_order_id",
-                )
+                outcomes[index] = refusals.trading_unreachable()
         if granted:
             answers = await shards.submit_many(
                 [trading_pb2.OrderCommand(new_order=entries[index][0]) for index in granted]

@@ -162,6 +162,15 @@ def replace_refused_by_risk(grow: risk_pb2.ReservationResult, order: common_pb2.
     return failed_precondition(reason, _sentence(reason, _RISK_SENTENCES, "risk"), order_id=order.order_id)
 
 
+def trading_unreachable() -> ServiceError:
+    """A new order that was not placed because its shard's matching engine cannot be reached."""
+    return unavailable(
+        RejectReason.TRADING_UNAVAILABLE,
+        "the order was not placed: the matching engine cannot be reached; "
+        "retry with the same client_order_id",
+    )
+
+
 def risk_unreachable(error: ServiceError) -> ServiceError:
     """The reserve could not be had from risk: nothing was placed (backpressure is passed on as is)."""
     if error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -48,6 +48,8 @@ OrderStream = BatchingStream[trading_pb2.OrderCommand, trading_pb2.CommandResult
 CallShard = Callable[["TradingShard", Callable[..., Awaitable[Any]], Any], Awaitable[Any]]
 # Whether a shard's channel is down and does not come back soon (gateway/backends.py unreachable).
 Unreachable = Callable[[grpc.aio.Channel | None], Awaitable[bool]]
+# The states of a channel that is down now: in reconnect backoff, or closed.
+_DOWN_STATES = frozenset({grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN})
 
 
 @dataclass
@@ -239,6 +241,19 @@ class TradingShards:
         if kind == "mass_cancel" and command.mass_cancel.symbol:
             return self.of_symbol(command.mass_cancel.symbol)
         return self.default
+
+    def down_now(self, symbol: str) -> TradingShard | None:
+        """The shard of `symbol` when its channel is down at this moment (in reconnect backoff, or
+        shut down), without waiting to see whether it comes back; else None (up, connecting, or no
+        shard owns the symbol: placing the order says so)."""
+        try:
+            shard = self.of_symbol(symbol)
+        except ServiceError:
+            return None
+        channel = shard.channel
+        if channel is None or channel.get_state() not in _DOWN_STATES:
+            return None
+        return shard
 
     async def down(self, shards: Iterable[TradingShard]) -> set[str]:
         """The names of those of `shards` whose channel is down and does not come back soon."""

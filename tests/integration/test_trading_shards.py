@@ -25,6 +25,7 @@ from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
+from backbone.runtime.errors import from_rpc_error
 from backbone.trading.v1 import trading_pb2, trading_pb2_grpc
 from tests.conftest import System
 from tests.integration.gateway_calls import (
@@ -442,6 +443,49 @@ def _accepted(gateway: Gateway, api_key: str, symbol: str) -> bool:
     except grpc.RpcError:
         return False
     return True
+
+
+def test_orders_of_a_down_shard_do_not_hold_up_the_other_shards(gateway: Gateway, system: System) -> None:
+    """Orders of a killed shard wait (set aside) to see whether it comes back, then are refused; an
+    order of the other shard sent after them is answered first. Placed in the batches, each of
+    those orders held a batch slot while its wait lasted, and the fifth and later ones (and any
+    order behind them) waited for the first to be refused."""
+    _, api_key = trader(gateway)
+    services = system.services
+    services.kill("trading-1")
+    try:
+        # The gateway has seen the shard go: its channel is down.
+        wait_for(lambda: not _accepted(gateway, api_key, ON_ONE), what="trading-1 refused as down")
+        answered: list[tuple[str, grpc.StatusCode, RejectReason]] = []  # in the order of the answers
+        lock = threading.Lock()
+
+        def send(symbol: str) -> None:
+            try:
+                gateway.public.SubmitOrder(order(symbol, BUY, "1.00", "1"), metadata=key(api_key))
+                outcome = (symbol, grpc.StatusCode.OK, RejectReason.UNSPECIFIED)
+            except grpc.RpcError as error:
+                failure = from_rpc_error(error)
+                outcome = (symbol, failure.code, failure.reason)
+            with lock:
+                answered.append(outcome)
+
+        threads = []
+        for _ in range(6):  # one batch each: further apart than the batches' group commit wait
+            threads.append(threading.Thread(target=send, args=(ON_ONE,)))
+            threads[-1].start()
+            time.sleep(0.08)
+        threads.append(threading.Thread(target=send, args=(ON_ZERO,)))
+        threads[-1].start()
+        for thread in threads:
+            thread.join(60)
+        assert len(answered) == 7
+        assert answered[0] == (ON_ZERO, grpc.StatusCode.OK, RejectReason.UNSPECIFIED)
+        assert answered[1:] == [(ON_ONE, grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE)] * 6
+    finally:
+        services.start("trading-1")
+        services.wait_healthy("trading-1")
+    wait_for(lambda: _accepted(gateway, api_key, ON_ONE), timeout_seconds=30, what="trading-1 back")
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
 
 
 def test_a_redis_flush_rebuilds_both_shards_holds(gateway: Gateway, system: System) -> None:
