@@ -63,7 +63,7 @@ from backbone.risk.v1 import risk_pb2
 from backbone.runtime.errors import ServiceError, failed_precondition, unavailable
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
-from gateway.backends import Backends, unreachable
+from gateway.backends import REACH_WAIT_SECONDS, Backends, unreachable
 from gateway.order_lookups import OrderLookups
 from gateway.resolver import FENCED, OutcomeResolver, resolve_orders
 from gateway.shards import TradingShard
@@ -196,7 +196,7 @@ class _Placing:
 class _Waiting:
     """An order waiting to be placed in a batch: its caller's call and its place in it."""
 
-    __slots__ = ("backends", "call", "instrument", "order", "position")
+    __slots__ = ("aside_since", "backends", "call", "instrument", "order", "position")
 
     def __init__(
         self,
@@ -211,6 +211,7 @@ class _Waiting:
         self.instrument = instrument
         self.call = call
         self.position = position
+        self.aside_since = 0.0  # loop time it was first set aside for a down shard (0: never)
 
 
 class OrderSaga:
@@ -330,6 +331,13 @@ class OrderSaga:
                 shard = down[symbol] = shards.down_now(symbol)
             if shard is None:
                 kept.append(item)
+                continue
+            now = asyncio.get_running_loop().time()
+            if not item.aside_since:
+                item.aside_since = now
+            elif now - item.aside_since >= REACH_WAIT_SECONDS:
+                # Set aside before, back, and down again (a flapping shard): it has waited enough.
+                item.call.answer(item.position, refusals.trading_unreachable())
                 continue
             aside = self._aside.get(shard.name)
             if aside is None:
