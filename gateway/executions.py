@@ -37,7 +37,7 @@ the client resumes from what it has.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import grpc
 import structlog
@@ -64,10 +64,19 @@ HISTORY_PAGE = 500
 class AccountExecutions:
     """One StreamExecutions call's reports (common.v1.ExecutionReport, as trading made them)."""
 
-    def __init__(self, backends: Backends, account_id: str, resume: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        account_id: str,
+        resume: Mapping[str, int],
+        *,
+        max_queued: int | None = None,
+    ) -> None:
         """`resume`: shard name -> the number of the first report wanted from it (names of
-        backends.trading_shards, checked by the caller; a shard not in it is live only)."""
+        backends.trading_shards, checked by the caller; a shard not in it is live only);
+        `max_queued`: the live reports the subscription queues at most (else the fan-out's bound)."""
         self._backends = backends
+        self._max_queued = max_queued
         self._account_id = account_id
         shards = backends.trading_shards
         self._default = shards.default.name
@@ -82,7 +91,9 @@ class AccountExecutions:
         # when the subscription was registered (where a catch-up after a feed break starts).
         self._after_sent: dict[str, int] = {}
         self._gone = False
-        self.subscription: ResumingSubscription = backends.fanout.subscribe_resuming(account_id)
+        self.subscription: ResumingSubscription = backends.fanout.subscribe_resuming(
+            account_id, max_queued=max_queued
+        )
 
     def shard_of(self, report: common_pb2.ExecutionReport) -> str:
         """The shard that journaled `report` (its order id names it; a bare id is the default's)."""
@@ -119,41 +130,58 @@ class AccountExecutions:
         return lasts
 
     async def reports(self) -> AsyncIterator[common_pb2.ExecutionReport]:
-        """Each resumed shard's first page (start()'s) and the rest of its past, then the live
-        reports; ends when the caller went away, raises what ended the subscription."""
-        for name, first in self._first.items():
-            for report in first:
-                self._next[name] = report.account_sequence + 1
+        """The reports of batches(), one at a time."""
+        async for batch in self.batches():
+            for report in batch:
                 yield report
-        self._first.clear()
-        async for report in self._past():
-            yield report
-        while not self._gone:
-            live = await self.subscription.get()
-            if live is None:
-                return
-            if isinstance(live, FeedResumed):
-                async for missed in self._catch_up(live.shard):
-                    yield missed
-                continue
-            number = live.account_sequence
-            name = self.shard_of(live)
-            wanted = self._next.get(name, 0)
-            if wanted and number:
-                if number < wanted:
-                    continue  # the history gave it
-                if number > wanted:
-                    async for missed in self._history_through(name, number - 1):
-                        yield missed
-                self._next[name] = number + 1
-            elif number:
-                self._after_sent[name] = number + 1
-            yield live
 
-    async def _catch_up(self, name: str) -> AsyncIterator[common_pb2.ExecutionReport]:
+    async def batches(self) -> AsyncIterator[Sequence[common_pb2.ExecutionReport]]:
+        """Each resumed shard's first page (start()'s) and the rest of its past, then the live
+        reports, in order, a batch at a time (a page of a history, or the live reports queued at
+        one wake-up); ends when the caller went away, raises what ended the subscription."""
+        for name, first in self._first.items():
+            if first:
+                self._next[name] = first[-1].account_sequence + 1
+                yield first
+        self._first.clear()
+        async for page in self._past():
+            yield page
+        while not self._gone:
+            queued = await self.subscription.get_all()
+            if queued is None:
+                return
+            batch: list[common_pb2.ExecutionReport] = []
+            for live in queued:
+                if isinstance(live, FeedResumed):
+                    if batch:
+                        yield batch
+                        batch = []
+                    async for page in self._catch_up(live.shard):
+                        yield page
+                    continue
+                number = live.account_sequence
+                name = self.shard_of(live)
+                wanted = self._next.get(name, 0)
+                if wanted and number:
+                    if number < wanted:
+                        continue  # the history gave it
+                    if number > wanted:
+                        if batch:
+                            yield batch
+                            batch = []
+                        async for page in self._history_through(name, number - 1):
+                            yield page
+                    self._next[name] = number + 1
+                elif number:
+                    self._after_sent[name] = number + 1
+                batch.append(live)
+            if batch:
+                yield batch
+
+    async def _catch_up(self, name: str) -> AsyncIterator[Sequence[common_pb2.ExecutionReport]]:
         """Shard `name`'s feed is back after a break: its reports this stream did not get, from its
-        history up to the account's last one now; from then on the shard counts as resumed (its
-        live reports the history gave are dropped, a skipped number is fetched)."""
+        history up to the account's last one now, a page at a time; from then on the shard counts
+        as resumed (its live reports the history gave are dropped, a skipped number is fetched)."""
         if name not in self._stubs:
             return  # not a shard of this gateway's (cannot happen: the fan-out reads these)
         start = self._next.get(name) or self._after_sent.get(name, 0)
@@ -166,13 +194,13 @@ class AccountExecutions:
             )
         self._next[name] = start
         page = await self._page(name, start, 0)
-        for report in page.reports:
-            self._next[name] = report.account_sequence + 1
-            yield report
-        async for report in self._history_through(name, int(page.last_account_sequence)):
-            yield report
+        if page.reports:
+            self._next[name] = page.reports[-1].account_sequence + 1
+            yield page.reports
+        async for reports in self._history_through(name, int(page.last_account_sequence)):
+            yield reports
 
-    async def _past(self) -> AsyncIterator[common_pb2.ExecutionReport]:
+    async def _past(self) -> AsyncIterator[Sequence[common_pb2.ExecutionReport]]:
         """Each resumed shard's reports from the next wanted up to the account's last one, page by
         page; a subscription that failed meanwhile is replaced and the histories read again to
         their ends (the live-only shards' too, from the number after the account's last when the
@@ -180,27 +208,30 @@ class AccountExecutions:
         while not self._gone and self._next:
             for name in list(self._next):
                 if self._next[name] <= self._last_known.get(name, 0):
-                    async for report in self._history_through(name, self._last_known[name]):
-                        yield report
+                    async for reports in self._history_through(name, self._last_known[name]):
+                        yield reports
             if not self.subscription.failed:
                 return
             self.subscription.close()
-            self.subscription = self._backends.fanout.subscribe_resuming(self._account_id)
+            self.subscription = self._backends.fanout.subscribe_resuming(
+                self._account_id, max_queued=self._max_queued
+            )
             for name, after_sent in self._after_sent.items():
                 self._next.setdefault(name, after_sent)
             await self._backends.fanout.wait_connected(FEED_WAIT_SECONDS)
             for name, wanted in self._next.items():
                 self._last_known[name] = (await self._page(name, wanted, wanted)).last_account_sequence
 
-    async def _history_through(self, name: str, through: int) -> AsyncIterator[common_pb2.ExecutionReport]:
+    async def _history_through(
+        self, name: str, through: int
+    ) -> AsyncIterator[Sequence[common_pb2.ExecutionReport]]:
         """Shard `name`'s history from its next wanted through `through`, a page at a time."""
         while self._next[name] <= through and not self._gone:
             page = await self._page(name, self._next[name], through)
             if not page.reports:
                 return  # nothing more there (cannot happen for journaled numbers)
-            for report in page.reports:
-                self._next[name] = report.account_sequence + 1
-                yield report
+            self._next[name] = page.reports[-1].account_sequence + 1
+            yield page.reports
 
     async def _page(
         self, name: str, from_sequence: int, through_sequence: int

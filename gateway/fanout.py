@@ -148,10 +148,11 @@ class ExecutionFanout:
         self._subscribers.setdefault(account_id, set()).add(subscription)
         return subscription
 
-    def subscribe_resuming(self, account_id: str) -> ResumingSubscription:
-        """A queue of `account_id`'s reports that a shard's feed break does not end: a FeedResumed
-        marker says when that shard's feed is back (the reader fetches what it missed)."""
-        subscription = ResumingSubscription(self, account_id, self._max_queued)
+    def subscribe_resuming(self, account_id: str, *, max_queued: int | None = None) -> ResumingSubscription:
+        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound) that
+        a shard's feed break does not end: a FeedResumed marker says when that shard's feed is back
+        (the reader fetches what it missed)."""
+        subscription = ResumingSubscription(self, account_id, max_queued or self._max_queued)
         self._subscribers.setdefault(account_id, set()).add(subscription)
         return subscription
 
