@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -25,12 +26,12 @@ from backbone.runtime.errors import ServiceError
 from gateway import order_stream
 from gateway.executions import AccountExecutions
 from gateway.fanout import ExecutionFanout
-from gateway.order_stream import OrderStreamSession, _feed_failure, _Tracked
+from gateway.order_stream import OrderStreamSession, _Tracked
 from gateway.reported import ReportedSequences
 from gateway.shards import TradingShard, TradingShards
 from gateway.validation import OrderDefaults
 from tests.instruments import btc_usd
-from tests.unit.test_gateway_executions import ACCOUNT, StandInTrading, shard_backends
+from tests.unit.test_gateway_executions import ACCOUNT, FeedOfShard, StandInTrading, shard_backends
 from tests.unit.test_gateway_executions import report as history_report
 
 NEW = common_pb2.ORDER_STATUS_NEW
@@ -260,55 +261,101 @@ def numbered(base: common_pb2.ExecutionReport, number: int) -> common_pb2.Execut
     return made
 
 
+FILLED_REPORT = report(common_pb2.EXECUTION_TYPE_TRADE, FILLED, 5, trade_id=1)
+
+
+@dataclass
+class AcrossABreak:
+    """A session following R, which rests (its submit's result carried its ACCEPTED, the
+    account's report 1), over a real fan-out whose feed of trading-0 is cut; trading-0's history
+    is the stand-in's list. `connect` brings the feed back."""
+
+    stream: OrderStreamSession
+    executions: AccountExecutions
+    forwarding: asyncio.Task[None]
+    feed: FeedOfShard
+    trading: StandInTrading
+
+    @classmethod
+    async def cut(cls) -> AcrossABreak:
+        backends, (shard_feed,) = shard_backends()
+        backends.reported = ReportedSequences()  # type: ignore[attr-defined]
+        await shard_feed.connect()
+        stream = OrderStreamSession(backends, saga=None, account_id=ACCOUNT)  # type: ignore[arg-type]
+        stream._instruments["BTC-USD"] = btc_usd()
+        stream._tracked["R"] = _Tracked()
+        stream._live["R"] = ACCOUNT
+        executions = stream._executions = AccountExecutions(backends, ACCOUNT, {})  # type: ignore[arg-type]
+        assert await executions.start() == {"trading-0": 0}
+        forwarding = asyncio.create_task(stream._forward(executions.batches()))
+        accepted = numbered(ACCEPTED, 1)
+        backends.trading.history.append(accepted)
+        shard_feed.feed.send([accepted])
+        await stream._carried("R", [accepted])
+        await shard_feed.cut()
+        return cls(stream, executions, forwarding, shard_feed, backends.trading)
+
+    async def relayed(self, count: int) -> list[tuple[int, int]]:
+        """The reports relayed once `count` are (or the forwarding ended, or a bounded wait)."""
+        for _ in range(1000):
+            if len(relayed(self.stream)) >= count or self.forwarding.done():
+                break
+            await asyncio.sleep(0.001)
+        return relayed(self.stream)
+
+    async def end(self) -> None:
+        self.executions.end()
+        await asyncio.wait_for(self.forwarding, 5)
+
+
 async def test_a_fill_journaled_during_a_feed_break_is_relayed_once_though_the_new_feed_brings_it_too() -> (
     None
 ):
-    """The feed of trading breaks with R resting; R's fill is journaled while it is down. Once the
-    feed is back the session reads the fill from the history, and the new feed bringing it too
-    (journaled as the feed came back) relays nothing twice; a later fill follows, once; the
-    stream never failed."""
-    backends, (shard_feed,) = shard_backends()
-    backends.reported = ReportedSequences()  # type: ignore[attr-defined]
-    trading = backends.trading
-    await shard_feed.connect()
-    stream = OrderStreamSession(backends, saga=None, account_id=ACCOUNT)  # type: ignore[arg-type]
-    stream._instruments["BTC-USD"] = btc_usd()
-    stream._tracked["R"] = _Tracked()
-    executions = stream._executions = AccountExecutions(backends, ACCOUNT, {})  # type: ignore[arg-type]
-    assert await executions.start() == {"trading-0": 0}
-    forwarding = asyncio.create_task(stream._forward(executions.batches()))
-    accepted, fill = numbered(ACCEPTED, 1), numbered(FILL, 2)
+    """R's fill is journaled while the feed is down. Once the feed is back the session reads the
+    fill from the history, and the new feed bringing it too (journaled as the feed came back)
+    relays nothing twice; a later fill follows, once; the stream never failed."""
+    broken = await AcrossABreak.cut()
+    fill = numbered(FILL, 2)
     later = numbered(report(common_pb2.EXECUTION_TYPE_TRADE, PARTIAL, 7, trade_id=2), 3)
-    trading.history.append(accepted)
-    shard_feed.feed.send([accepted])
-    await stream._carried("R", [accepted])  # the submit's result: R rests
-    await shard_feed.cut()
-    trading.history.append(fill)  # journaled while the feed is down
-    await shard_feed.connect()
-    shard_feed.feed.send([fill])  # ...and on the new feed as well
-    trading.history.append(later)
-    shard_feed.feed.send([later])
-    for _ in range(1000):
-        if len(relayed(stream)) >= 2 or forwarding.done():
-            break
-        await asyncio.sleep(0.001)
-    assert relayed(stream) == [(common_pb2.EXECUTION_TYPE_TRADE, 5), (common_pb2.EXECUTION_TYPE_TRADE, 7)]
-    assert stream._failure is None and not forwarding.done()
-    executions.end()
-    await asyncio.wait_for(forwarding, 5)
+    broken.trading.history.append(fill)  # journaled while the feed is down
+    await broken.feed.connect()
+    broken.feed.feed.send([fill])  # ...and on the new feed as well
+    broken.trading.history.append(later)
+    broken.feed.feed.send([later])
+    assert await broken.relayed(2) == [
+        (common_pb2.EXECUTION_TYPE_TRADE, 5),
+        (common_pb2.EXECUTION_TYPE_TRADE, 7),
+    ]
+    assert broken.stream._failure is None and not broken.forwarding.done()
+    await broken.end()
 
 
-async def test_a_history_read_that_fails_ends_the_stream_as_an_interrupted_feed() -> None:
-    """A catch-up's history read refused (the shard broke again) is told as EXECUTIONS_INTERRUPTED;
-    the other endings pass as they are."""
-    down = ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "trading-0 is down")
-    told = _feed_failure(down)
-    assert (told.code, told.reason) == (grpc.StatusCode.UNAVAILABLE, RejectReason.EXECUTIONS_INTERRUPTED)
-    assert "trading-0 is down" in told.message
-    for reason, code in (
-        (RejectReason.SLOW_CONSUMER, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (RejectReason.SERVICE_STOPPING, grpc.StatusCode.UNAVAILABLE),
-        (RejectReason.EXECUTIONS_INTERRUPTED, grpc.StatusCode.UNAVAILABLE),
-    ):
-        ending = ServiceError(code, reason, "as it is")
-        assert _feed_failure(ending) is ending
+async def test_an_order_filled_during_a_feed_break_is_no_longer_cancelled_on_disconnect() -> None:
+    """The final fill of R, journaled while the feed is down, comes from the history alone: cancel
+    on disconnect's tracking drops R as it does for a live final report."""
+    broken = await AcrossABreak.cut()
+    broken.trading.history.append(numbered(FILLED_REPORT, 2))
+    await broken.feed.connect()
+    assert await broken.relayed(1) == [(common_pb2.EXECUTION_TYPE_TRADE, 5)]
+    assert "R" not in broken.stream._live and "R" not in broken.stream._tracked
+    await broken.end()
+
+
+async def test_a_catch_up_whose_history_read_fails_ends_the_stream_as_an_interrupted_feed() -> None:
+    """The feed is back but the history read is refused (the shard went away again): the reports
+    missed cannot be promised, so the stream is to end with UNAVAILABLE, EXECUTIONS_INTERRUPTED."""
+    broken = await AcrossABreak.cut()
+
+    async def gone_again(request: Any) -> Any:
+        raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.TRADING_UNAVAILABLE, "trading-0 is down")
+
+    broken.trading.ListExecutions = gone_again  # type: ignore[method-assign]
+    await broken.feed.connect()
+    await asyncio.wait_for(broken.forwarding, 5)
+    failure = broken.stream._failure
+    assert failure is not None
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.EXECUTIONS_INTERRUPTED,
+    )
+    assert "trading-0 is down" in failure.message
