@@ -37,6 +37,7 @@ the client resumes from what it has.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import grpc
@@ -112,6 +113,9 @@ class AccountExecutions:
         the stream breaks before that shard's first report); a shard that did not say is left out
         (its reports still come live)."""
         await self._backends.fanout.wait_connected(FEED_WAIT_SECONDS)
+        # The live-only shards asked at once: one that is down costs its reach wait, not one each.
+        live_only = [name for name in self._stubs if name not in self._next]
+        known = dict(zip(live_only, await asyncio.gather(*map(self._last_number, live_only)), strict=True))
         lasts: dict[str, int] = {}
         for name in self._stubs:
             if name in self._next:
@@ -119,15 +123,21 @@ class AccountExecutions:
                 self._last_known[name] = lasts[name] = int(page.last_account_sequence)
                 self._first[name] = list(page.reports)
                 continue
-            request = trading_pb2.ListExecutionsRequest(account_id=self._account_id, last_only=True)
-            try:
-                answer = await self._backends.call(self._stubs[name].ListExecutions, request)
-            except ServiceError as error:  # live only works without it, as before resumes existed
-                log.warning("the account's last report number is unknown", shard=name, why=str(error))
-                continue
-            lasts[name] = int(answer.last_account_sequence)
-            self._after_sent[name] = lasts[name] + 1
+            last = known[name]
+            if last is not None:
+                lasts[name] = last
+                self._after_sent[name] = last + 1
         return lasts
+
+    async def _last_number(self, name: str) -> int | None:
+        """The account's last report number of shard `name` (None: it did not answer)."""
+        request = trading_pb2.ListExecutionsRequest(account_id=self._account_id, last_only=True)
+        try:
+            answer = await self._backends.call(self._stubs[name].ListExecutions, request)
+        except ServiceError as error:  # live only works without it, as before resumes existed
+            log.warning("the account's last report number is unknown", shard=name, why=str(error))
+            return None
+        return int(answer.last_account_sequence)
 
     async def reports(self) -> AsyncIterator[common_pb2.ExecutionReport]:
         """The reports of batches(), one at a time."""
