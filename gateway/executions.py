@@ -32,12 +32,17 @@ shard; for a live-only one, from the one after the last it sent, or after the ac
 number when the subscription was registered), then the new feed's reports follow, those the
 history gave dropped. Only a shard whose position the stream never learned (it was down when the
 stream started and sent nothing since) ends the stream with UNAVAILABLE (EXECUTIONS_INTERRUPTED):
-the client resumes from what it has.
+the client resumes from what it has. A history read once the stream is under way that trading
+cannot answer for now (UNAVAILABLE: HISTORY_BEHIND while its history catches up with its journal
+after a restart, or the shard restarting again; DEADLINE_EXCEEDED) is sent again, with backoff,
+for up to HISTORY_PATIENCE_SECONDS (the live reports queue meanwhile, bounded); then its refusal
+ends the stream. The first pages read before the headers are not: their refusal answers the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import grpc
@@ -47,6 +52,7 @@ from backbone.common.v1 import common_pb2
 from backbone.ids import shard_of_order_id
 from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
+from backbone.runtime.reconnect import Backoff
 from backbone.trading.v1 import trading_pb2
 from gateway.backends import Backends
 from gateway.fanout import FEED_WAIT_SECONDS, FeedResumed, ResumingSubscription
@@ -60,6 +66,13 @@ LAST_SEQUENCE_HEADER = "backbone-account-sequence"
 LAST_SEQUENCES_HEADER = "backbone-account-sequences"
 # Reports read from the history in one ListExecutions call.
 HISTORY_PAGE = 500
+# How long a history read once the stream is under way (a catch-up after a feed break, say) is
+# sent again while trading cannot answer it for now (its history behind its journal after a
+# restart, the shard restarting again), before the stream ends with the refusal; and the waits.
+HISTORY_PATIENCE_SECONDS = 20.0
+_HISTORY_BACKOFF = Backoff(initial_seconds=0.1, max_seconds=2.0)
+# The refusals a later read may get past.
+_PASSING = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class AccountExecutions:
@@ -119,7 +132,7 @@ class AccountExecutions:
         lasts: dict[str, int] = {}
         for name in self._stubs:
             if name in self._next:
-                page = await self._page(name, self._next[name], 0)
+                page = await self._page(name, self._next[name], 0, patient=False)  # the caller retries
                 self._last_known[name] = lasts[name] = int(page.last_account_sequence)
                 self._first[name] = list(page.reports)
                 continue
@@ -244,15 +257,29 @@ class AccountExecutions:
             yield page.reports
 
     async def _page(
-        self, name: str, from_sequence: int, through_sequence: int
+        self, name: str, from_sequence: int, through_sequence: int, *, patient: bool = True
     ) -> trading_pb2.ListExecutionsResponse:
+        """A page of shard `name`'s history. `patient` (every read once the stream is under way): a
+        read trading cannot answer for now (UNAVAILABLE: its history behind its journal, the shard
+        restarting again; DEADLINE_EXCEEDED) is sent again, with backoff, for up to
+        HISTORY_PATIENCE_SECONDS, before its refusal is raised."""
         request = trading_pb2.ListExecutionsRequest(
             account_id=self._account_id,
             from_sequence=from_sequence,
             through_sequence=through_sequence,
             limit=HISTORY_PAGE,
         )
-        page: trading_pb2.ListExecutionsResponse = await self._backends.call(
-            self._stubs[name].ListExecutions, request
-        )
-        return page
+        clock = asyncio.get_running_loop().time
+        give_up, failures = clock() + HISTORY_PATIENCE_SECONDS, 0
+        while True:
+            try:
+                page: trading_pb2.ListExecutionsResponse = await self._backends.call(
+                    self._stubs[name].ListExecutions, request
+                )
+                return page
+            except ServiceError as error:
+                if not patient or self._gone or error.code not in _PASSING or clock() >= give_up:
+                    raise
+                failures += 1
+                log.info("report history not readable yet, reading again", shard=name, why=str(error))
+                await asyncio.sleep(_HISTORY_BACKOFF.delay(failures, random.random()))

@@ -38,12 +38,14 @@ stopping (the input ends at a message boundary: SERVICE_STOPPING); the session
 falling REPORTS_QUEUED reports behind the feed (SLOW_CONSUMER); a shard's feed
 breaking before the session learned its report number (the shard did not answer
 when the session started, and sent it nothing since), or the history read of a
-catch-up failing (the shard broke again at once): EXECUTIONS_INTERRUPTED, since
-the reports it missed cannot be fetched. A catch-up is not retried: it runs
-right after the shard's feed came back, so it fails only when the shard is gone
-again, and holding every later report of the session meanwhile would be worse
-than telling the client. The client resends what got no answer, with the same
-client order ids, on a new stream (and reconciles open orders with GetOrder).
+catch-up failing: EXECUTIONS_INTERRUPTED, since the reports it missed cannot be
+fetched. A read trading cannot answer for now (its history behind its journal
+right after a restart, the shard restarting again) is sent again for up to
+HISTORY_PATIENCE_SECONDS (gateway/executions.py) while the session's commands
+go on being answered and its later reports wait; past that, holding them any
+longer would be worse than telling the client. The client resends what got no
+answer, with the same client order ids, on a new stream (and reconciles open
+orders with GetOrder).
 
 Cancel on disconnect (a request's ``cancel_on_disconnect``, on for the rest of
 the stream once set): the session follows the orders it placed that are still
@@ -684,8 +686,8 @@ _FEED_ENDINGS = frozenset(
 
 def _feed_failure(error: ServiceError) -> ServiceError:
     """The failure a session ends with when its report feed ends with `error`: a catch-up whose
-    history read failed (the shard broke again, or cannot be read) is EXECUTIONS_INTERRUPTED,
-    like any break whose missed reports the session cannot fetch."""
+    history read failed (refused, or still unanswerable after HISTORY_PATIENCE_SECONDS) is
+    EXECUTIONS_INTERRUPTED, like any break whose missed reports the session cannot fetch."""
     if error.reason in _FEED_ENDINGS:
         return error
     return ServiceError(

@@ -262,7 +262,9 @@ def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_
         threads = [threading.Thread(target=run, args=(client,), daemon=True) for client in clients]
         for thread in threads:
             thread.start()
-        wait_for(lambda: all(client.progress() >= 2 * STREAM_BATCH for client in clients), 30)
+        # A client that failed stops making progress: the wait ends then, with its failure.
+        wait_for(lambda: failures or all(client.progress() >= 2 * STREAM_BATCH for client in clients), 30)
+        assert not failures, failures
         moments = random.Random(11)
         for _ in range(STREAM_KILLS):
             time.sleep(moments.uniform(0.05, 0.3))  # batches are in flight on every stream
@@ -273,12 +275,16 @@ def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_
             services.wait_healthy("trading")
             counts = [client.progress() for client in clients]
             wait_for(
-                lambda counts=counts: all(
-                    client.progress() >= count + STREAM_BATCH
-                    for client, count in zip(clients, counts, strict=True)
+                lambda counts=counts: (
+                    failures
+                    or all(
+                        client.progress() >= count + STREAM_BATCH
+                        for client, count in zip(clients, counts, strict=True)
+                    )
                 ),
                 30,
             )
+            assert not failures, failures
         # Each client is still on its first stream: the kills ended none.
         assert [client.sessions for client in clients] == [1] * len(clients)
         keep_going.clear()

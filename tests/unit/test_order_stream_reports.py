@@ -341,9 +341,33 @@ async def test_an_order_filled_during_a_feed_break_is_no_longer_cancelled_on_dis
     await broken.end()
 
 
-async def test_a_catch_up_whose_history_read_fails_ends_the_stream_as_an_interrupted_feed() -> None:
-    """The feed is back but the history read is refused (the shard went away again): the reports
-    missed cannot be promised, so the stream is to end with UNAVAILABLE, EXECUTIONS_INTERRUPTED."""
+async def test_a_history_read_refused_for_now_is_sent_again_and_the_stream_goes_on() -> None:
+    """Right after trading's restart its history may be behind its journal (HISTORY_BEHIND): the
+    catch-up reads again and relays the fill; the stream never failed."""
+    broken = await AcrossABreak.cut()
+    broken.trading.history.append(numbered(FILL, 2))
+    answer, refusals = broken.trading.ListExecutions, []
+
+    async def behind_once(request: Any) -> Any:
+        if not refusals:
+            refusals.append(request)
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, RejectReason.HISTORY_BEHIND, "behind; retry")
+        return await answer(request)
+
+    broken.trading.ListExecutions = behind_once  # type: ignore[method-assign]
+    await broken.feed.connect()
+    assert await broken.relayed(1) == [(common_pb2.EXECUTION_TYPE_TRADE, 5)]
+    assert len(refusals) == 1 and broken.stream._failure is None and not broken.forwarding.done()
+    await broken.end()
+
+
+async def test_a_catch_up_whose_history_read_fails_ends_the_stream_as_an_interrupted_feed(
+    monkeypatch: Any,
+) -> None:
+    """The feed is back but the history read stays refused past the patience (the shard went away
+    again): the reports missed cannot be promised, so the stream is to end with UNAVAILABLE,
+    EXECUTIONS_INTERRUPTED."""
+    monkeypatch.setattr("gateway.executions.HISTORY_PATIENCE_SECONDS", 0.3)
     broken = await AcrossABreak.cut()
 
     async def gone_again(request: Any) -> Any:
