@@ -1,5 +1,8 @@
 """StreamExecutions' reports of one account: live, or resumed from report numbers and then live.
 
+A StreamOrders session reads its account's reports through the same class, live only
+(gateway/order_stream.py), so both ride through a trading feed break the same way.
+
 Report numbers (``account_sequence``) count per trading shard: each shard numbers the account's
 reports it journals 1, 2, 3... A stream resumes each shard named in its request (its
 ``from_sequence`` for the default shard, ``from_shard_sequences`` for any) and takes every other
@@ -76,7 +79,8 @@ _PASSING = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCE
 
 
 class AccountExecutions:
-    """One StreamExecutions call's reports (common.v1.ExecutionReport, as trading made them)."""
+    """One stream's reports of one account (common.v1.ExecutionReport, as trading made them): a
+    StreamExecutions call's, or a StreamOrders session's (live only; it keeps those of its orders)."""
 
     def __init__(
         self,

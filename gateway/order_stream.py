@@ -49,14 +49,14 @@ orders with GetOrder).
 
 Cancel on disconnect (a request's ``cancel_on_disconnect``, on for the rest of
 the stream once set): the session follows the orders it placed that are still
-open, and when the call ends, however it ends, it cancels them (in batches,
-after the orders still being placed are answered), in a task of the gateway's
-that outlives the call; when the gateway stops, the session does it before the
-stream ends, within the grace period. It stops following an order at its final
-report, from the live feed or from a catch-up's history read. However it ends, because the server
-cannot tell a client that cancelled its call (or lost its connection) from one
-that closed its side: grpc.aio ends the request stream the same way for both
-(and most venues' cancel on disconnect acts on a logout too).
+open (until an order's final report, from the live feed or from a catch-up's
+history read), and when the call ends, however it ends, it cancels them (in
+batches, after the orders still being placed are answered), in a task of the
+gateway's that outlives the call; when the gateway stops, the session does it
+before the stream ends, within the grace period. However it ends, because the
+server cannot tell a client that cancelled its call (or lost its connection)
+from one that closed its side: grpc.aio ends the request stream the same way for
+both (and most venues' cancel on disconnect acts on a logout too).
 """
 
 from __future__ import annotations
