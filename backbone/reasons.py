@@ -301,7 +301,7 @@ class RejectReason(StrEnum):
     """A stream reader fell too far behind and was ended. Read faster, then resubscribe and reconcile open orders with GetOrder."""
 
     EXECUTIONS_INTERRUPTED = "EXECUTIONS_INTERRUPTED"
-    """The execution report feed was interrupted (a StreamOrders session, or an execution stream that never learned a shard's report numbers). Open a new stream (StreamExecutions: from the next report number of each shard) and reconcile open orders with GetOrder."""
+    """The execution report feed was interrupted and the reports it missed cannot be fetched (a stream that never learned a shard's report numbers, or whose catch-up from a shard's report history failed). Open a new stream (StreamExecutions: from the next report number of each shard; StreamOrders: send the unanswered commands again with the same client_order_ids) and reconcile open orders with GetOrder."""
 
     UNREACHABLE = "UNREACHABLE"
     """The client could not reach the gateway (the SDK's own reason). Check the address; retry."""
@@ -657,7 +657,7 @@ _ADVICE: dict[RejectReason, str] = {
     RejectReason.TRADING_UNAVAILABLE: 'The matching engine cannot be reached; nothing was done. Retry with the same client_order_id.',
     RejectReason.REDIS_UNAVAILABLE: 'Redis cannot be reached; nothing was done. Retry shortly.',
     RejectReason.SLOW_CONSUMER: 'A stream reader fell too far behind and was ended. Read faster, then resubscribe and reconcile open orders with GetOrder.',
-    RejectReason.EXECUTIONS_INTERRUPTED: "The execution report feed was interrupted (a StreamOrders session, or an execution stream that never learned a shard's report numbers). Open a new stream (StreamExecutions: from the next report number of each shard) and reconcile open orders with GetOrder.",
+    RejectReason.EXECUTIONS_INTERRUPTED: "The execution report feed was interrupted and the reports it missed cannot be fetched (a stream that never learned a shard's report numbers, or whose catch-up from a shard's report history failed). Open a new stream (StreamExecutions: from the next report number of each shard; StreamOrders: send the unanswered commands again with the same client_order_ids) and reconcile open orders with GetOrder.",
     RejectReason.UNREACHABLE: "The client could not reach the gateway (the SDK's own reason). Check the address; retry.",
     RejectReason.RISK_REBUILDING: "Risk lost its state (a Redis flush or failover) and is rebuilding it from the ledger and trading's open orders; nothing was done. Retry shortly: risk serves again by itself within seconds.",
     RejectReason.RISK_REBUILT: 'Risk rebuilt its state while the order was on its way to the matching engine, so its reservation is not in the new state; nothing was done. Retry with the same client_order_id.',

@@ -5,14 +5,12 @@ report to the subscribers of its account. Every subscriber has a bounded queue: 
 keep up is ended with RESOURCE_EXHAUSTED (SLOW_CONSUMER) rather than slowing everybody down or
 growing without bound. Each upstream reconnects with backoff (:mod:`backbone.runtime.reconnect`);
 reports a shard journals while its feed is down are not sent again by the feed, so when an
-established upstream breaks:
-
-- a StreamOrders session's subscription (``subscribe``) is ended with UNAVAILABLE
-  (EXECUTIONS_INTERRUPTED): it cannot promise its orders' later reports;
-- a StreamExecutions subscription (``subscribe_resuming``) stays open and, once that shard's
-  feed is back, gets a ``FeedResumed`` marker in its queue (before any report of the new feed):
-  its reader fetches what it missed from the shard's report history (gateway/executions.py), so
-  a trading restart ends no execution stream and loses no report.
+established upstream breaks, its subscribers (StreamExecutions calls and StreamOrders sessions,
+both through gateway/executions.py) stay open and, once that shard's feed is back, get a
+``FeedResumed`` marker in their queues (before any report of the new feed): each reader fetches
+what it missed from the shard's report history, so a trading restart ends no stream and loses no
+report. (An upstream with no shard name to resume by ends every subscriber with UNAVAILABLE,
+EXECUTIONS_INTERRUPTED; the gateway names every shard.)
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Self, TypeVar
+from typing import Any
 
 import grpc
 import structlog
@@ -50,11 +48,9 @@ class FeedResumed:
     shard: str
 
 
-Item = TypeVar("Item")
-
-
-class _Subscription(CallerQueue[Item], Generic[Item]):
-    """One caller's queue for one account."""
+class ResumingSubscription(CallerQueue[common_pb2.ExecutionReport | FeedResumed]):
+    """One caller's queue of one account's reports, and a FeedResumed marker when a shard's feed
+    is back after a break."""
 
     def __init__(self, fanout: ExecutionFanout, account_id: str, max_queued: int) -> None:
         super().__init__()
@@ -62,7 +58,7 @@ class _Subscription(CallerQueue[Item], Generic[Item]):
         self._fanout = fanout
         self._max_queued = max_queued
 
-    def deliver(self, item: Item) -> None:
+    def deliver(self, item: common_pb2.ExecutionReport | FeedResumed) -> None:
         if self._error is not None:
             return
         if len(self._items) >= self._max_queued:
@@ -79,20 +75,6 @@ class _Subscription(CallerQueue[Item], Generic[Item]):
 
     def close(self) -> None:
         self._fanout.unsubscribe(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-class Subscription(_Subscription[common_pb2.ExecutionReport]):
-    """Reports of one account; ended (EXECUTIONS_INTERRUPTED) when a shard's feed breaks."""
-
-
-class ResumingSubscription(_Subscription[common_pb2.ExecutionReport | FeedResumed]):
-    """Reports of one account, and a FeedResumed marker when a shard's feed is back after a break."""
 
 
 class ExecutionFanout:
@@ -117,7 +99,7 @@ class ExecutionFanout:
         self._reconnectors = [first] + [Reconnector(first.policy) for _ in self._opens[1:]]
         self._live: set[int] = set()
         self._max_queued = max_queued_per_subscriber
-        self._subscribers: dict[str, set[_Subscription[Any]]] = {}
+        self._subscribers: dict[str, set[ResumingSubscription]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -141,21 +123,15 @@ class ExecutionFanout:
             )
         )
 
-    def subscribe(self, account_id: str, *, max_queued: int | None = None) -> Subscription:
-        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound),
-        ended when a shard's feed breaks."""
-        subscription = Subscription(self, account_id, max_queued or self._max_queued)
+    def subscribe_resuming(self, account_id: str, *, max_queued: int | None = None) -> ResumingSubscription:
+        """A queue of `account_id`'s reports (bounded by `max_queued`, else the fan-out's bound) that
+        a shard's feed break does not end: a FeedResumed marker says when that shard's feed is back
+        (the reader fetches what it missed)."""
+        subscription = ResumingSubscription(self, account_id, max_queued or self._max_queued)
         self._subscribers.setdefault(account_id, set()).add(subscription)
         return subscription
 
-    def subscribe_resuming(self, account_id: str) -> ResumingSubscription:
-        """A queue of `account_id`'s reports that a shard's feed break does not end: a FeedResumed
-        marker says when that shard's feed is back (the reader fetches what it missed)."""
-        subscription = ResumingSubscription(self, account_id, self._max_queued)
-        self._subscribers.setdefault(account_id, set()).add(subscription)
-        return subscription
-
-    def unsubscribe(self, subscription: _Subscription[Any]) -> None:
+    def unsubscribe(self, subscription: ResumingSubscription) -> None:
         subs = self._subscribers.get(subscription.account_id)
         if subs is not None:
             subs.discard(subscription)
@@ -196,8 +172,7 @@ class ExecutionFanout:
                 resumed = FeedResumed(self._names[index])
                 for subs in self._subscribers.values():
                     for subscription in subs:
-                        if isinstance(subscription, ResumingSubscription):
-                            subscription.deliver(resumed)
+                        subscription.deliver(resumed)
         if len(self._live) == len(self._opens):
             self.connected.set()
         attempt.established()
@@ -226,24 +201,19 @@ class ExecutionFanout:
         return why
 
     def _interrupted(self, index: int) -> None:
-        """Upstream `index` broke: end the subscriptions that cannot ride through it (all of them
-        when the shard has no name to resume by); the others wait for its FeedResumed."""
-        interrupted = ServiceError(
-            grpc.StatusCode.UNAVAILABLE,
-            RejectReason.EXECUTIONS_INTERRUPTED,
-            "the execution report feed was interrupted; resubscribe and reconcile open orders with GetOrder",
-        )
-        if not self._names[index]:
-            self._fail_all(interrupted)
+        """Upstream `index` broke: its subscribers wait for its FeedResumed; with no shard name to
+        resume by, they are all ended."""
+        if self._names[index]:
+            self._broken.add(index)
             return
-        self._broken.add(index)
-        for account_id, subs in list(self._subscribers.items()):
-            for subscription in list(subs):
-                if not isinstance(subscription, ResumingSubscription):
-                    subscription.fail(interrupted)
-                    subs.discard(subscription)
-            if not subs:
-                del self._subscribers[account_id]
+        self._fail_all(
+            ServiceError(
+                grpc.StatusCode.UNAVAILABLE,
+                RejectReason.EXECUTIONS_INTERRUPTED,
+                "the execution report feed was interrupted; resubscribe and reconcile open orders "
+                "with GetOrder",
+            )
+        )
 
     async def _mark_live_soon(self, call: Any, index: int, attempt: Attempt) -> None:
         """Take the feed as live once trading has sent headers: it sends them after registering us."""

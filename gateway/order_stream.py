@@ -16,27 +16,47 @@ caller goes away (an order is never left half placed); their results are
 then dropped, and a retry with the same client_order_id finds them.
 
 Later execution reports of the stream's orders (a resting order filled by
-someone else's order) come from the gateway's execution fan-out; each is
-written once: a report the fan-out delivers before its order's result waits
-for the result, and one the result already carried is not written again.
-When the server stops, the input ends at a message boundary: the session
-answers every command it read, then ends the stream with UNAVAILABLE
-(SERVICE_STOPPING). When the feed of later reports breaks (trading restarted,
-or the stream fell behind it), later reports can no longer be promised: the
-session reads no further request, answers every command of every request it
-read (a request is answered in full or, never read, not at all), then ends the
-stream with the feed's UNAVAILABLE; the client resends what got no answer, with
-the same client order ids, on a new stream.
+someone else's order) come from the account's reports as StreamExecutions gets
+them (gateway/executions.py: the fan-out's, live from the session's start);
+each is written once: a report that comes before its order's result waits for
+the result, and one the result already carried is not written again.
+
+A trading shard's feed breaking (the shard SIGKILLed and restarted, a dropped
+connection) does not end the session: once the feed is back, the account's
+reports that shard journaled meanwhile are read from its report history (from
+the number after the last report the session got of it, or after the account's
+last number when the session started), those of the stream's orders relayed by
+the same rules, then the new feed's follow with those the history gave
+dropped. Meanwhile the shard's orders are refused as a unary call's would be
+(TRADING_UNAVAILABLE, or OUTCOME_UNKNOWN for one the break caught on its way)
+and the other shards' go on.
+
+What still ends the session, once it has read no further request and answered
+every command of every request it read (a request is answered in full or,
+never read, not at all), with UNAVAILABLE or RESOURCE_EXHAUSTED: the server
+stopping (the input ends at a message boundary: SERVICE_STOPPING); the session
+falling REPORTS_QUEUED reports behind the feed (SLOW_CONSUMER); a shard's feed
+breaking before the session learned its report number (the shard did not answer
+when the session started, and sent it nothing since), or the history read of a
+catch-up failing: EXECUTIONS_INTERRUPTED, since the reports it missed cannot be
+fetched. A read trading cannot answer for now (its history behind its journal
+right after a restart, the shard restarting again) is sent again for up to
+HISTORY_PATIENCE_SECONDS (gateway/executions.py) while the session's commands
+go on being answered and its later reports wait; past that, holding them any
+longer would be worse than telling the client. The client resends what got no
+answer, with the same client order ids, on a new stream (and reconciles open
+orders with GetOrder).
 
 Cancel on disconnect (a request's ``cancel_on_disconnect``, on for the rest of
 the stream once set): the session follows the orders it placed that are still
-open, and when the call ends, however it ends, it cancels them (in batches,
-after the orders still being placed are answered), in a task of the gateway's
-that outlives the call; when the gateway stops, the session does it before the
-stream ends, within the grace period. However it ends, because the server
-cannot tell a client that cancelled its call (or lost its connection) from one
-that closed its side: grpc.aio ends the request stream the same way for both
-(and most venues' cancel on disconnect acts on a logout too).
+open (until an order's final report, from the live feed or from a catch-up's
+history read), and when the call ends, however it ends, it cancels them (in
+batches, after the orders still being placed are answered), in a task of the
+gateway's that outlives the call; when the gateway stops, the session does it
+before the stream ends, within the grace period. However it ends, because the
+server cannot tell a client that cancelled its call (or lost its connection)
+from one that closed its side: grpc.aio ends the request stream the same way for
+both (and most venues' cancel on disconnect acts on a logout too).
 """
 
 from __future__ import annotations
@@ -59,7 +79,7 @@ from backbone.runtime.interceptors import RequestStream
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends
-from gateway.fanout import FEED_WAIT_SECONDS, Subscription
+from gateway.executions import AccountExecutions
 from gateway.mass_cancel import check_symbol, mass_cancel
 from gateway.order_replace import replace_order
 from gateway.order_saga import OrderSaga
@@ -141,7 +161,7 @@ class OrderStreamSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[Any] | None = None
         self._forwarder: asyncio.Task[Any] | None = None
-        self._subscription: Subscription | None = None
+        self._executions: AccountExecutions | None = None
         # Cancel on disconnect: on once a request asks; the orders this stream placed that may be
         # open (order id -> account); the task cancelling them, once started.
         self._cancel_on_disconnect = False
@@ -150,15 +170,18 @@ class OrderStreamSession:
 
     async def responses(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         """The stream's responses: the first names max_in_flight, then results and reports."""
-        backends = self._backends
-        with backends.fanout.subscribe(self._account, max_queued=REPORTS_QUEUED) as subscription:
-            self._subscription = subscription
+        # Live only: the stream promises the reports of its own orders from now on; start() learns
+        # each shard's report number, from which a catch-up after a feed break reads the history.
+        executions = self._executions = AccountExecutions(
+            self._backends, self._account, {}, max_queued=REPORTS_QUEUED
+        )
+        try:
             context.add_done_callback(self._caller_gone)
-            await backends.fanout.wait_connected(FEED_WAIT_SECONDS)
+            await executions.start()
             yield gateway_pb2.StreamOrdersResponse(max_in_flight=MAX_IN_FLIGHT)
             reader = self._reader = self._spawn(self._read(requests), "gateway-order-stream-reader")
             forwarder = self._forwarder = self._spawn(
-                self._forward(subscription), "gateway-order-stream-reports"
+                self._forward(executions.batches()), "gateway-order-stream-reports"
             )
             try:
                 while not self._gone:
@@ -180,6 +203,8 @@ class OrderStreamSession:
             finally:
                 reader.cancel()
                 forwarder.cancel()
+        finally:
+            executions.subscription.close()
         drained = isinstance(requests, RequestStream) and requests.drained
         if self._cancel_on_disconnect and self._cancelling is None and (self._failure is not None or drained):
             # The call is still ours (and the server waits for it while stopping): cancel now.
@@ -215,8 +240,8 @@ class OrderStreamSession:
         for task in (self._reader, self._forwarder):
             if task is not None:
                 task.cancel()
-        if self._subscription is not None:
-            self._subscription.end()
+        if self._executions is not None:
+            self._executions.end()
         self._wake.set()
 
     async def _read(self, requests: AsyncIterator[Any]) -> None:
@@ -595,13 +620,12 @@ class OrderStreamSession:
 
     # --- later reports ---------------------------------------------------------------------------
 
-    async def _forward(self, subscription: Subscription) -> None:
-        """Relay the fan-out's reports of this stream's orders, each once."""
+    async def _forward(self, batches: AsyncIterator[Sequence[common_pb2.ExecutionReport]]) -> None:
+        """Relay the account's reports (live, and after a feed break what the shard's history
+        holds that the feed did not bring: AccountExecutions) that concern this stream's orders,
+        each once."""
         try:
-            while True:
-                reports = await subscription.get_all()
-                if reports is None:
-                    return
+            async for reports in batches:
                 due: list[common_pb2.ExecutionReport] = []  # relayed together, in order
                 for report in reports:
                     order = report.order
@@ -624,10 +648,10 @@ class OrderStreamSession:
                 if due:
                     await self._relay(due)
         except ServiceError as error:
-            # The feed broke or this stream fell behind it: later reports can no longer be
-            # promised, so the stream ends once every command read is answered.
+            # Later reports can no longer be promised: the stream ends once every command read is
+            # answered.
             log.info("order stream's report feed ended", reason=error.reason)
-            self._failure = error
+            self._failure = _feed_failure(error)
             self._wake.set()
 
     async def _relay(self, reports: Sequence[common_pb2.ExecutionReport]) -> None:
@@ -650,3 +674,27 @@ class OrderStreamSession:
         for report, instrument in shown:
             add_report_views(into, (report,), instrument, self._default_shard)
         self._wake.set()
+
+
+# What ends a session's report feed and is told to the client as it is: the gateway stopping, the
+# session falling behind (its queue full), a shard's feed broken before the session learned its
+# report number. Anything else is the history read of a catch-up failing.
+_FEED_ENDINGS = frozenset(
+    {RejectReason.SERVICE_STOPPING, RejectReason.SLOW_CONSUMER, RejectReason.EXECUTIONS_INTERRUPTED}
+)
+
+
+def _feed_failure(error: ServiceError) -> ServiceError:
+    """The failure a session ends with when its report feed ends with `error`: a catch-up whose
+    history read failed (refused, or still unanswerable after HISTORY_PATIENCE_SECONDS) is
+    EXECUTIONS_INTERRUPTED, like any break whose missed reports the session cannot fetch."""
+    if error.reason in _FEED_ENDINGS:
+        return error
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE,
+        RejectReason.EXECUTIONS_INTERRUPTED,
+        "the execution report feed was interrupted and the reports it missed could not be read "
+        f"from trading's report history ({error}); "
+        "every command read on this stream was answered: send the rest on a new stream, and "
+        "reconcile open orders with GetOrder",
+    )

@@ -125,8 +125,11 @@ class AsyncOrderStream:
     as it is answered (not in the order sent) and, as
     :class:`ExecutionReport`, the later reports of the stream's orders (a
     resting order filled by someone else). A refused command is a result
-    carrying a :class:`BackboneError`, never a failure of the stream. When
-    the stream itself fails (for example UNAVAILABLE when the gateway stops),
+    carrying a :class:`BackboneError`, never a failure of the stream (a
+    trading restart is not one either: the commands it catches are refused,
+    TRADING_UNAVAILABLE or OUTCOME_UNKNOWN, and the stream goes on, its
+    orders' later reports included). When the stream itself fails (for
+    example UNAVAILABLE when the gateway stops),
     every unanswered command gets a result failed with OUTCOME_UNKNOWN (sent:
     send it again with the same client_order_id, the gateway answers a repeat
     with the order it placed) or NOT_SENT, then the iteration raises the

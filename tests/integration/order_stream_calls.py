@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from tests.integration.gateway_calls import key
 
@@ -113,3 +114,15 @@ class OrderStream:
                 left = deadline - time.monotonic()
                 assert left > 0, f"reports: {self.reports}"
                 self._changed.wait(left)
+
+
+def with_resting_order(
+    channel: grpc.Channel, api_key: str, request: gateway_pb2.SubmitOrderRequest
+) -> tuple[OrderStream, gateway_pb2.OrderCommandResult]:
+    """A new session whose first command places `request`, which must rest; and its result."""
+    session = OrderStream(channel, api_key)
+    session.send(submit(request))
+    session.wait_results(1)
+    resting = session.results[(1, 0)]
+    assert (resting.code, resting.order.status) == (OK, common_pb2.ORDER_STATUS_NEW), resting
+    return session, resting

@@ -9,8 +9,10 @@ stream while its resting orders are filled and resumes from its last number + 1 
 once. With trading SIGKILLed mid-flow and restarted, open streams do not break: the gateway rides
 through the feed break and reads what trading journaled before its feed was back from the report
 history, so a live stream (raw, and the SDK's sync and asyncio ones) hands out every report once,
-in order, equal to the history; across a gateway restart the SDK's streams resume by themselves;
-`backbone check` finds the history matching the journal.
+in order, equal to the history; so does a StreamOrders session, which stays open, relays its
+resting order's fill once (from the history or the new feed) and goes on taking orders; across a
+gateway restart the SDK's streams resume by themselves; `backbone check` finds the history
+matching the journal.
 """
 
 from __future__ import annotations
@@ -41,11 +43,16 @@ from tests.integration.gateway_calls import (
     order,
     refused,
     setup_market,
+    wait_for,
 )
+from tests.integration.order_stream_calls import OK, submit, with_resting_order
 
 pytestmark = pytest.mark.integration
 
 SYMBOL = "ETH-USD"
+# The order stream's test trades on a book of its own (the other tests leave orders on SYMBOL's).
+OWN_SYMBOL = "SOL-USD"
+TRADE = common_pb2.EXECUTION_TYPE_TRADE
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +265,61 @@ def test_the_sdks_streams_see_every_report_once_across_a_sigkill_of_trading(
     # before the gateway's feed was back came from the report history).
     assert reconnects == 0 and async_reconnects == [0], (reconnects, async_reconnects)
     # The history the resumes read is the journal's (backbone check, the live engine included).
+    invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
+
+
+def placed_once_up(gateway: Gateway, api_key: str, request: gateway_pb2.SubmitOrderRequest) -> Any:
+    """SubmitOrder of `request`, sent again (the same client order id: never placed twice) while
+    the services are still coming back after a restart; its answer."""
+
+    def attempt() -> Any:
+        try:
+            return gateway.public.SubmitOrder(request, metadata=key(api_key))
+        except grpc.RpcError:
+            return None
+
+    return wait_for(attempt, 30, f"order {request.client_order_id} placed")
+
+
+def test_an_order_stream_stays_open_across_a_sigkill_of_trading_and_relays_each_later_report_once(
+    gateway: Gateway, system: System
+) -> None:
+    """A resting order placed on a StreamOrders session; trading SIGKILLed and restarted; at once
+    another account's order fills it (journaled before or after the gateway's feed is back: the
+    session gets it from trading's report history or from the new feed). The session, still open,
+    gets the fill once; it places a new order on the same stream and gets its answer, and that
+    order's later fill comes once too; it closes with OK, and `backbone check` holds."""
+    setup_market(gateway, OWN_SYMBOL, "SOL")  # a book of its own: nothing else rests there
+    _, maker_key = funded_account(gateway, {"SOL": "10"})
+    _, taker_key = funded_account(gateway, {"USD": "100000"})
+    with grpc.insecure_channel(system.gateway) as channel:
+        session, first = with_resting_order(channel, maker_key, order(OWN_SYMBOL, SELL, "150.00", "1"))
+        assert system.services.kill("trading") == -9
+        system.services.start("trading")
+        system.services.wait_healthy("trading")
+        placed_once_up(gateway, taker_key, order(OWN_SYMBOL, BUY, "150.00", "1"))
+
+        def fills(order_id: str) -> Any:
+            return lambda reports: [
+                r for r in reports if r.order.order_id == order_id and r.execution_type == TRADE
+            ]
+
+        session.wait_reports(fills(first.order.order_id))
+        assert not session.ended.is_set(), session.error
+        session.send(submit(order(OWN_SYMBOL, SELL, "151.00", "1")))
+        session.wait_results(2)
+        second = session.results[(2, 0)]
+        assert (second.code, second.order.status) == (OK, common_pb2.ORDER_STATUS_NEW), second
+        gateway.public.SubmitOrder(order(OWN_SYMBOL, BUY, "151.00", "1"), metadata=key(taker_key))
+        session.wait_reports(fills(second.order.order_id))
+        session.close()
+        assert session.ended.wait(30)
+    assert session.error is None, session.error  # the kill did not end it
+    # Each fill once (a report of the catch-up that the new feed brought too is not relayed again),
+    # and nothing else: the results carried both orders' ACCEPTED reports.
+    relayed = [(r.order.order_id, r.execution_type) for r in session.reports]
+    assert relayed == [(first.order.order_id, TRADE), (second.order.order_id, TRADE)], relayed
+    assert {r.order.status for r in session.reports} == {common_pb2.ORDER_STATUS_FILLED}
     invariants_hold(system.database_url, system.redis_url, system.services.address("trading"))
 
 

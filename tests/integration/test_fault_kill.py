@@ -10,14 +10,15 @@ needs in risk, with no reservation left behind by an order whose outcome was
 unknown (the gateway resolves each by itself: found in the journal, or fenced
 and its reservation released). Each such order ends in one definite state:
 GetOrder and a retry with its client order id agree. The same holds for orders
-entered on StreamOrders: with trading killed under several streams, every request
-the gateway read is answered in full before its stream ends (UNAVAILABLE: the
-feed of later reports broke), and a client that resends what got no answer or a
-retryable refusal, with the same client order ids, settles each order in one
-state, never placed twice. Trading snapshots its engine every 100 journal records here, so each
-restart loads a snapshot and replays the journal after it: the running engine's state digest then
-equals the whole journal's replay (`backbone check`'s live comparison), after 20 kills at random
-moments.
+entered on StreamOrders: with trading killed under several streams, no stream
+ends (the gateway reads what trading journaled while its feed was down from the
+report history), every command is answered, those the kill caught with a
+retryable refusal (UNAVAILABLE), and a client that resends those, with the same
+client order ids, settles each order in one state, never placed twice.
+Trading snapshots its engine every 100 journal records here, so each restart
+loads a snapshot and replays the journal after it: the running engine's state
+digest then equals the whole journal's replay (`backbone check`'s live
+comparison), after 20 kills at random moments.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def test_sigkill_of_trading_leaves_no_outcome_unknown_and_no_orphaned_reservatio
 class _StreamClient:
     """One account's order entry on StreamOrders, as a careful client does it: when its stream
     ends it opens another and sends again, with the same client order ids, every command that
-    got no answer or a retryable refusal."""
+    got no answer or a retryable refusal (a kill of trading ends no stream: the refusals are sent
+    again on the stream that the test's end closes, or a later one)."""
 
     def __init__(self, channel: grpc.Channel, api_key: str, seed: int) -> None:
         self.channel = channel
@@ -175,7 +177,7 @@ class _StreamClient:
         self.prices = random.Random(seed)
         self.answers: dict[str, list[gateway_pb2.OrderCommandResult]] = {}
         self.again: list[gateway_pb2.SubmitOrderRequest] = []
-        self.streams_ended: list[str] = []
+        self.sessions = 0
         self.stream: OrderStream | None = None
         self.earlier_results = 0
 
@@ -191,6 +193,7 @@ class _StreamClient:
     def session(self, keep_going: threading.Event) -> None:
         """One stream: what must be sent again first, then new batches while `keep_going`."""
         stream = self.stream = OrderStream(self.channel, self.api_key)
+        self.sessions += 1
         sent: list[list[gateway_pb2.SubmitOrderRequest]] = []
         again, self.again = self.again, []
         batches = [again[i : i + STREAM_BATCH] for i in range(0, len(again), STREAM_BATCH)]
@@ -203,11 +206,8 @@ class _StreamClient:
             self.again += batch
         stream.close()
         assert stream.ended.wait(60)
-        if stream.error is not None:
-            failure = from_rpc_error(stream.error)
-            # The only way a stream ends here: the feed of later reports broke with trading.
-            assert failure.code == grpc.StatusCode.UNAVAILABLE, failure
-            self.streams_ended.append(failure.reason)
+        # Closed by this client, never ended by the gateway: a kill of trading does not end it.
+        assert stream.error is None, from_rpc_error(stream.error)
         answered_requests = {number for number, _ in stream.results}
         self.earlier_results += len(stream.results)
         self.stream = None
@@ -240,8 +240,9 @@ class _StreamClient:
 def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_nothing(
     system: System,
 ) -> None:
-    """Trading killed while StreamOrders batches cross: every request read is answered in full,
-    a resend settles each order in one state (never placed twice), nothing acknowledged is lost."""
+    """Trading killed while StreamOrders batches cross: no stream ends, every command is answered,
+    a resend of a refused one settles each order in one state (never placed twice), nothing
+    acknowledged is lost."""
     services = system.services
     with grpc.insecure_channel(system.gateway) as channel:
         gateway = Gateway(channel, system.admin_key)
@@ -261,7 +262,9 @@ def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_
         threads = [threading.Thread(target=run, args=(client,), daemon=True) for client in clients]
         for thread in threads:
             thread.start()
-        wait_for(lambda: all(client.progress() >= 2 * STREAM_BATCH for client in clients), 30)
+        # A client that failed stops making progress: the wait ends then, with its failure.
+        wait_for(lambda: failures or all(client.progress() >= 2 * STREAM_BATCH for client in clients), 30)
+        assert not failures, failures
         moments = random.Random(11)
         for _ in range(STREAM_KILLS):
             time.sleep(moments.uniform(0.05, 0.3))  # batches are in flight on every stream
@@ -272,12 +275,18 @@ def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_
             services.wait_healthy("trading")
             counts = [client.progress() for client in clients]
             wait_for(
-                lambda counts=counts: all(
-                    client.progress() >= count + STREAM_BATCH
-                    for client, count in zip(clients, counts, strict=True)
+                lambda counts=counts: (
+                    failures
+                    or all(
+                        client.progress() >= count + STREAM_BATCH
+                        for client, count in zip(clients, counts, strict=True)
+                    )
                 ),
                 30,
             )
+            assert not failures, failures
+        # Each client is still on its first stream: the kills ended none.
+        assert [client.sessions for client in clients] == [1] * len(clients)
         keep_going.clear()
         for thread in threads:
             thread.join(120)
@@ -285,9 +294,7 @@ def test_sigkill_of_trading_under_order_streams_answers_every_command_and_loses_
         assert not failures, failures
 
         retried = sum(1 for client in clients for results in client.answers.values() if len(results) > 1)
-        ended = [reason for client in clients for reason in client.streams_ended]
-        print(f"streams ended by the kills: {len(ended)} ({set(ended)}); orders answered twice: {retried}")
-        assert ended, "no kill reached a stream"
+        print(f"orders refused by the kills and answered again: {retried}")
         for number, client in enumerate(clients):
             api_key = accounts[number][1]
             for number_of_order, (client_order_id, results) in enumerate(client.answers.items()):

@@ -6,7 +6,8 @@ shard, so CancelOrder and GetOrder reach it; an account's ListOrders, CancelAllO
 StreamExecutions cover both; a symbol no shard owns, and an instrument asked of the wrong shard,
 are refused with their reasons; with one shard killed (SIGKILL) under a flow of orders the other
 keeps trading, the killed one recovers, and `backbone check` holds for both journals and both
-live engines; a Redis flush makes risk rebuild the holds of both shards' open orders.
+live engines, and a StreamOrders session trading on one shard is not interrupted by the other's
+restart; a Redis flush makes risk rebuild the holds of both shards' open orders.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from tests.integration.gateway_calls import (
     wait_for,
 )
 from tests.integration.order_flow import OrderFlow
-from tests.integration.order_stream_calls import OK, OrderStream, submit
+from tests.integration.order_stream_calls import OK, OrderStream, cancel, submit, with_resting_order
 from tests.integration.test_market_data import DEPTH, Follower, public_book
 
 pytestmark = pytest.mark.integration
@@ -607,4 +608,61 @@ def test_a_gateway_started_while_a_shard_is_down_serves_the_other_and_says_what_
         )
         listed = fresh.public.ListInstruments(gateway_pb2.ListInstrumentsRequest(), metadata=key(api_key))
         assert sorted(i.symbol for i in listed.instruments) == sorted(SHARD_OF)
+    invariants_hold(system.database_url, system.redis_url, trading_addresses(system))
+
+
+def test_a_shards_restart_does_not_interrupt_an_order_stream_trading_on_the_other(
+    gateway: Gateway, system: System
+) -> None:
+    """A StreamOrders session with an order resting on trading-0; trading-1 SIGKILLed. Meanwhile
+    the session's resting order is filled by another account (its report comes once), its new
+    order on trading-0 is answered filled, and the one for trading-1 is refused (UNAVAILABLE, a
+    result like any). Once trading-1 is back the same session places and cancels an order there;
+    it closes with OK, and `backbone check` holds for both shards."""
+    _, api_key = trader(gateway)
+    _, other_key = trader(gateway)
+    set_claims_marker(system.redis_url)  # complete (not the subject here)
+    services = system.services
+    with grpc.insecure_channel(system.gateway) as channel:
+        session, resting = with_resting_order(channel, api_key, order(ALSO_ON_ZERO, SELL, "700.00", "1"))
+        services.kill("trading-1")
+        try:
+            taker = order(ALSO_ON_ZERO, BUY, "700.00", "1")
+            taken = gateway.public.SubmitOrder(taker, metadata=key(other_key))
+            assert taken.order.status == common_pb2.ORDER_STATUS_FILLED
+            session.wait_reports(lambda reports: len(reports) >= 1)
+            gateway.public.SubmitOrder(order(ALSO_ON_ZERO, SELL, "650.00", "1"), metadata=key(other_key))
+            session.send(
+                submit(order(ALSO_ON_ZERO, BUY, "650.00", "1")), submit(order(ON_ONE, BUY, "1.00", "1"))
+            )
+            session.wait_results(3)
+            filled, down = session.results[(2, 0)], session.results[(2, 1)]
+            assert (filled.code, filled.order.status) == (OK, common_pb2.ORDER_STATUS_FILLED), filled
+            assert down.code == grpc.StatusCode.UNAVAILABLE.value[0], down
+            assert not session.ended.is_set(), session.error
+        finally:
+            services.start("trading-1")
+            services.wait_healthy("trading-1")
+        # The same session trades on trading-1 again (sent again until the gateway reaches it).
+        again = order(ON_ONE, BUY, "1.00", "1")
+        number = 2
+        while True:
+            number += 1
+            session.send(submit(again))
+            session.wait_results(number + 1)
+            placed = session.results[(number, 0)]
+            if placed.code == OK:
+                break
+            assert placed.code == grpc.StatusCode.UNAVAILABLE.value[0] and number < 30, placed
+            time.sleep(0.2)
+        assert shard_of_order_id(placed.order.order_id) == "trading-1"
+        session.send(cancel(placed.order.order_id))
+        session.wait_results(number + 2)
+        cancelled = session.results[(number + 1, 0)]
+        assert (cancelled.code, cancelled.order.status) == (OK, common_pb2.ORDER_STATUS_CANCELLED), cancelled
+        session.close()
+        assert session.ended.wait(30)
+    assert session.error is None, session.error  # trading-1's restart did not end it
+    relayed = [(r.order.order_id, r.execution_type) for r in session.reports]
+    assert relayed == [(resting.order.order_id, common_pb2.EXECUTION_TYPE_TRADE)], relayed
     invariants_hold(system.database_url, system.redis_url, trading_addresses(system))

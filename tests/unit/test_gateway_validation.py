@@ -729,7 +729,7 @@ def report_of(account_id: str, trade_id: int) -> common_pb2.ExecutionReport:
 
 async def test_reports_reach_only_their_accounts_subscribers() -> None:
     fanout = ExecutionFanout(lambda: None, max_queued_per_subscriber=10)
-    alice, alice_too, bob = fanout.subscribe("alice"), fanout.subscribe("alice"), fanout.subscribe("bob")
+    alice, alice_too, bob = (fanout.subscribe_resuming(account) for account in ("alice", "alice", "bob"))
     fanout.dispatch(
         [report_of("alice", 1), report_of("bob", 2), report_of("carol", 3), report_of("alice", 4)]
     )
@@ -745,7 +745,7 @@ async def test_reports_reach_only_their_accounts_subscribers() -> None:
 
 async def test_a_slow_subscriber_is_ended_not_waited_for() -> None:
     fanout = ExecutionFanout(lambda: None, max_queued_per_subscriber=3)
-    slow, other = fanout.subscribe("alice"), fanout.subscribe("bob")
+    slow, other = fanout.subscribe_resuming("alice"), fanout.subscribe_resuming("bob")
     fanout.dispatch([report_of("alice", n) for n in range(5)] + [report_of("bob", 9)])
     assert [(await slow.get()).trade_id for _ in range(3)] == [0, 1, 2]  # type: ignore[union-attr]
     with pytest.raises(ServiceError) as caught:
@@ -757,7 +757,7 @@ async def test_a_slow_subscriber_is_ended_not_waited_for() -> None:
 
 async def test_an_ended_subscription_answers_none_and_closing_fails_the_rest() -> None:
     fanout = ExecutionFanout(lambda: None)
-    gone, waiting = fanout.subscribe("alice"), fanout.subscribe("bob")
+    gone, waiting = fanout.subscribe_resuming("alice"), fanout.subscribe_resuming("bob")
     gone.end()
     assert await gone.get() is None
     assert fanout.subscriber_count == 1
