@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 
 from backbone.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from ops.perf.cpu import CpuMeter
 from ops.perf.drivers import StreamDriver, Tracker, UnaryDriver
 from ops.perf.flow import Command, Flow, Mix, Shape
 from ops.perf.market import Market, SetupError, check_prefix, create_market
@@ -600,8 +601,11 @@ async def simulate(
     database_url: str | None,
     prefix: str,
     deadline_seconds: float,
+    parts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The async part of a run: setup, then :func:`execute`."""
+    """The async part of a run: setup, then :func:`execute`. With `parts` (the pids of its own
+    system's processes, by name), the CPU each of them and this process spent per command from
+    the end of the setup to the end of the settling (``cpu_us_per_order``)."""
     async with grpc.aio.insecure_channel(gateway, options=CHANNEL_OPTIONS) as channel:
         setup_started = time.perf_counter()
         market = await create_market(channel, admin_key, prefix, options.accounts, options.symbols)
@@ -614,6 +618,10 @@ async def simulate(
         except TimeoutError:
             raise SetupError("the gateway did not answer the streams' opening within 10 s") from None
         setup_seconds = time.perf_counter() - setup_started
+        meter = None
+        if parts is not None:
+            meter = CpuMeter({**parts, "client": os.getpid()}, alone=frozenset({"client"}))
+            meter.start()
         figures = await execute(
             run,
             channel,
@@ -622,6 +630,9 @@ async def simulate(
             options.settle_seconds,
             options.progress or sys.stderr.isatty(),
         )
+        if meter is not None:
+            meter.stop()
+            figures["cpu_us_per_order"] = meter.per_order_us(int(figures["sent"]))
     return {
         "tool": "backbone load",
         "seed": options.seed,
@@ -717,6 +728,9 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"({result['settlement']}; waited {result['settle_s']:.2f} s)"
     )
     lines.append(f"client (this process): {result['client_cpu_share']:.0%} of one core during the traffic")
+    if "cpu_us_per_order" in result:
+        spent = ", ".join(f"{name} {us:,.0f}" for name, us in result["cpu_us_per_order"].items())
+        lines.append(f"CPU per command, us (its own system, from the traffic to the settling): {spent}")
     shown = result["digest"] or "not computed (the balances could not be read)"
     lines.append(f"ledger digest: {shown} (seed {result['seed']}, {result['trades_all']:,} trades)")
     return lines
@@ -809,7 +823,8 @@ def _finish(
     watchdog.start()
     try:
         try:
-            result = run_loop(simulate(options, gateway, admin_key, database_url, prefix, deadline))
+            parts = system.parts() if system is not None else None
+            result = run_loop(simulate(options, gateway, admin_key, database_url, prefix, deadline, parts))
         except SetupError as error:
             print(f"backbone load: setup failed: {error}", file=sys.stderr)
             return 2

@@ -6,6 +6,7 @@ digest leaves the prefix, ids and keys out. Figures are for people: no timing is
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -85,3 +86,24 @@ def test_the_ramp_reports_the_highest_sustainable_rate_and_stops(system: System,
     assert code == 0, output
     assert len(result["ramp"]["steps"]) == 1 and result["ramp"]["knee_rate"] is None
     assert "p99" in result["ramp"]["stopped_by"] and "knee: no rate was sustainable" in output
+
+
+def test_on_its_own_system_a_run_says_what_each_process_spent_per_command(system: System) -> None:
+    """Given the system's processes (as a run on its own system is), the result has the CPU each
+    of them and the load generator spent per command, and the printed summary says it."""
+    from ops.perf import simulator
+    from ops.perf.options import add_load_arguments
+
+    parser = argparse.ArgumentParser()
+    add_load_arguments(parser)
+    options = parser.parse_args(["--rate", "100", "--duration", "1", "--accounts", "2", "--symbols", "1"])
+    parts = {name: process.pid for name, process in system.services.processes.items()}
+    url = system.database_url
+    result = simulator.run_loop(
+        simulator.simulate(options, system.gateway, system.admin_key, url, "CPUM", 120.0, parts)
+    )
+    spent = result["cpu_us_per_order"]
+    assert set(spent) == {*parts, "client", "total"}
+    assert result["sent"] > 0 and spent["total"] > 0 and spent["gateway"] > 0
+    assert spent["total"] == pytest.approx(sum(us for name, us in spent.items() if name != "total"), abs=1)
+    assert any(line.startswith("CPU per command, us") for line in simulator.describe(result))
