@@ -71,7 +71,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import OrderState
-from trading.watermark import LINGER_ITEMS, Watermark
+from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -214,9 +214,7 @@ class FillProjection(Watermark):
         journal, so the queue only saves reads and never decides what is projected."""
         after, through = records[0].sequence - 1, records[-1].sequence
         self.committed_sequence = max(self.committed_sequence, through)
-        self._wake.set()
-        if through - self.projected_sequence >= LINGER_ITEMS:
-            self._hurry.set()
+        self._handed_in(self.committed_sequence - self.projected_sequence)
         queued = self._queued
         if after != self._through:
             if queued:

@@ -47,7 +47,7 @@ from backbone.runtime.database import open_pool
 from backbone.runtime.tasks import stop_task
 from backbone.trading.v1 import trading_pb2
 from trading.engine import COMMAND_KINDS, OrderState
-from trading.watermark import LINGER_ITEMS, Watermark
+from trading.watermark import Watermark
 
 log = structlog.get_logger("backbone.trading")
 
@@ -244,9 +244,7 @@ class ReportHistory(Watermark):
         self._pending.append((records, reports))
         self.pending_reports += len(reports)
         self.committed_sequence = records[-1].sequence
-        self._wake.set()
-        if self.pending_reports >= LINGER_ITEMS:
-            self._hurry.set()
+        self._handed_in(self.pending_reports)
 
     def replayed(self, record: trading_pb2.JournalRecord, reports: list[common_pb2.ExecutionReport]) -> None:
         """A journal record replayed at start, with the reports it regenerated (a command's; none

@@ -87,6 +87,13 @@ class Watermark:
                 await asyncio.wait_for(self._advanced.wait(), remaining)
         return True
 
+    def _handed_in(self, waiting: int) -> None:
+        """A batch was handed in and `waiting` items now wait: wake the task, and end its linger
+        once LINGER_ITEMS wait."""
+        self._wake.set()
+        if waiting >= LINGER_ITEMS:
+            self._hurry.set()
+
     async def _linger(self, waiting: int) -> None:
         """Before a pass with `waiting` items: while some but fewer than LINGER_ITEMS wait, wait up
         to LINGER_SECONDS for the hand-in or a reader to hurry it."""
