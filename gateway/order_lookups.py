@@ -1,10 +1,11 @@
 """Trading's word on orders, asked for together: one GetOrders call per event-loop turn.
 
 A client that resends a whole window after a dropped stream finds every client order id held,
-and the saga confirms each holder with trading. Asked one by one, that is a unary call per order
-on both sides (thousands of them for one resend); here the lookups made in one turn of the event
-loop go in one GetOrders call (at most MAX_ORDERS_PER_CALL ids each), and each caller gets its
-own order's answer, or the call's failure.
+and the saga confirms each holder with trading; every replace (unary or a StreamOrders command)
+and every GetOrder reads the order it names. Asked one by one, that is a unary call per order on
+both sides (thousands of them for one resend); here the lookups made in one turn of the event
+loop go in one GetOrders call per shard (at most MAX_ORDERS_PER_CALL ids each), and each caller
+gets its own order's answer, or the call's failure.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
-
 from backbone.common.v1 import common_pb2
 from backbone.reasons import RejectReason
-from backbone.runtime.errors import ServiceError, unavailable
+from backbone.runtime.errors import unavailable
 from backbone.trading.v1 import trading_pb2
 from gateway import refusals
 from gateway.backends import Backends
@@ -92,16 +91,11 @@ class OrderLookups:
                     future.set_result(answer)
 
 
-async def order_of(backends: Backends, order_id: str, account_id: str) -> common_pb2.Order:
-    """Trading's order `order_id` of `account_id`; NOT_FOUND when it has none (or another account's)."""
-    try:
-        shard = backends.trading_shards.of_order(order_id)
-        response = await backends.call(shard.stub.GetOrder, trading_pb2.GetOrderRequest(order_id=order_id))
-    except ServiceError as error:
-        if error.code == grpc.StatusCode.NOT_FOUND:
-            raise refusals.order_not_found(order_id) from None
-        raise
-    if not response.HasField("order") or response.order.account_id != account_id:
+async def order_of(lookups: OrderLookups, order_id: str, account_id: str) -> common_pb2.Order:
+    """Trading's order `order_id` of `account_id`; NOT_FOUND when it has none (or another account's,
+    or a fenced one). Asked with the other lookups of the same event-loop turn (GetOrder and
+    ReplaceOrder, unary and on StreamOrders): no call of its own per order."""
+    order, _ = await lookups.find(order_id)
+    if order is None or order.account_id != account_id:
         raise refusals.order_not_found(order_id)
-    order: common_pb2.Order = response.order
     return order

@@ -40,7 +40,7 @@ async def replace_order(
     validate_order_id(request.order_id)
     validate_replace_texts(request)
     with structlog.contextvars.bound_contextvars(order_id=request.order_id):
-        order = await order_of(backends, request.order_id, account_id)
+        order = await order_of(saga.lookups_for(backends), request.order_id, account_id)
         instrument = await backends.instruments.get(order.symbol)
         if instrument is None:
             raise not_found(RejectReason.UNKNOWN_SYMBOL, f"there is no instrument {order.symbol!r}")

@@ -516,7 +516,7 @@ class OrderSaga:
     ) -> tuple[common_pb2.Order | None, bool]:
         """(the holder, False) when trading has it; (None, True) when it is fenced; else (None, False)."""
         try:
-            return await self._lookups_for(backends).find(holder_id)
+            return await self.lookups_for(backends).find(holder_id)
         except ServiceError as error:
             raise refusals.holder_unconfirmed(order.client_order_id, holder_id, error) from None
 
@@ -860,8 +860,9 @@ class OrderSaga:
             self._unclaim = backends.redis.register_script(_UNCLAIM_SCRIPT)
         return self._claim, self._unclaim
 
-    def _lookups_for(self, backends: Backends) -> OrderLookups:
-        """Trading's word on held client order ids' orders, the lookups of one loop turn together."""
+    def lookups_for(self, backends: Backends) -> OrderLookups:
+        """Trading's word on orders (held client order ids' holders, replaced and looked-up orders),
+        the lookups of one loop turn together."""
         lookups = self._lookups
         if lookups is None or lookups.backends is not backends:
             lookups = self._lookups = OrderLookups(backends)

@@ -143,7 +143,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         backends = self._backends()
         account = await self._account(backends, request.account_id, context)
         validate_order_id(request.order_id)
-        order = await order_of(backends, request.order_id, account)
+        order = await order_of(self._saga.lookups_for(backends), request.order_id, account)
         instrument = await self._instrument(backends, order.symbol)
         return gateway_pb2.GetOrderResponse(order=order_view(order, instrument))
 

@@ -14,7 +14,7 @@ from backbone.reasons import RejectReason
 from backbone.runtime.errors import ServiceError
 from backbone.trading.v1 import trading_pb2
 from gateway import order_lookups
-from gateway.order_lookups import OrderLookups
+from gateway.order_lookups import OrderLookups, order_of
 from gateway.shards import TradingShard, TradingShards
 
 
@@ -90,3 +90,19 @@ async def test_each_order_is_looked_up_on_the_shard_its_id_names() -> None:
         (None, False),  # a shard there is not: no such order, nobody asked
     ]
     assert default.calls == [["old"]] and other.calls == [[on_one]]
+
+
+async def test_order_of_answers_the_callers_own_order_and_not_found_for_the_rest() -> None:
+    mine = common_pb2.Order(order_id="mine", account_id="acct-1", leaves_lots=5)
+    theirs = common_pb2.Order(order_id="theirs", account_id="acct-2")
+    trading = Trading({"mine": mine, "theirs": theirs}, fenced={"fenced"})
+    lookups = OrderLookups(backends(trading))
+    outcomes = await asyncio.gather(
+        *(order_of(lookups, order_id, "acct-1") for order_id in ("mine", "theirs", "fenced", "none")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == mine
+    for outcome in outcomes[1:]:  # another account's, a fenced one, an unknown one: all the same answer
+        assert isinstance(outcome, ServiceError)
+        assert (outcome.code, outcome.reason) == (grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_ORDER)
+    assert trading.calls == [["mine", "theirs", "fenced", "none"]]  # replaces and GetOrders of a turn: one call
