@@ -105,4 +105,4 @@ async def test_order_of_answers_the_callers_own_order_and_not_found_for_the_rest
     for outcome in outcomes[1:]:  # another account's, a fenced one, an unknown one: all the same answer
         assert isinstance(outcome, ServiceError)
         assert (outcome.code, outcome.reason) == (grpc.StatusCode.NOT_FOUND, RejectReason.UNKNOWN_ORDER)
-    assert trading.calls == [["mine", "theirs", "fenced", "none"]]  # replaces and GetOrders of a turn: one call
+    assert trading.calls == [["mine", "theirs", "fenced", "none"]]  # one turn: one call
