@@ -1,6 +1,8 @@
 """`backbone bench` (and scripts/bench_pipeline.py): the pipeline against raw gRPC, measured in one run.
 
-1. raw baselines (ops/perf/raw.py): a grpc.aio unary echo -> raw_unary_calls_per_s; four processes
+1. raw baselines (ops/perf/raw.py): a grpc.aio unary echo -> raw_unary_calls_per_s (and the CPU
+   its server and client spent per call: raw_unary_server_cpu_us_per_call, the floor under any
+   grpc.aio unary server here, and raw_unary_client_cpu_us_per_call); four processes
    relaying batches of 100 orders through bidirectional streams -> raw_relay_orders_per_s;
 2. Backbone on a system of its own (durable storage, as `backbone up`; the client is this process):
    - SubmitOrder closed loop (--concurrency calls in flight) -> unary_orders_per_s (answered/s);
@@ -145,9 +147,13 @@ def run(options: argparse.Namespace) -> int:
     )
     raw_seconds = options.raw_seconds or max(1.0, options.seconds / 2)
     print(f"raw baselines ({raw_seconds:g} s each) ...")
-    raw_unary = simulator.run_loop(raw.unary_echo_rate(raw_seconds))
+    echo = simulator.run_loop(raw.unary_echo(raw_seconds))
+    raw_unary = echo.calls_per_s
     raw_relay = simulator.run_loop(raw.relay_rate(raw_seconds))
-    print(f"  grpc.aio unary echo, 64 in flight:               {raw_unary:>10,.0f} calls/s")
+    print(
+        f"  grpc.aio unary echo, 64 in flight:               {raw_unary:>10,.0f} calls/s   (CPU per call: "
+        f"server {echo.server_cpu_us_per_call:,.0f} us, client {echo.client_cpu_us_per_call:,.0f} us)"
+    )
     print(f"  4 processes relaying batches of 100 (streams):   {raw_relay:>10,.0f} orders/s")
     durable = not options.fast_storage
     print(f"backbone ({'durable storage' if durable else 'fsync off'}; starting a system of its own) ...")
@@ -177,6 +183,8 @@ def run(options: argparse.Namespace) -> int:
         "p50_ms": ack["p50"],
         "p99_9_ms": ack["p99_9"],
         "max_ms": ack["max"],
+        "raw_unary_server_cpu_us_per_call": echo.server_cpu_us_per_call,
+        "raw_unary_client_cpu_us_per_call": echo.client_cpu_us_per_call,
         "open_loop_rate": round(open_loop["rate"], 1),
         "open_loop_answered_per_s": open_loop["answered_per_s"],
         "stream_orders": stream["accepted"],

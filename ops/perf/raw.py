@@ -1,8 +1,10 @@
 """Raw gRPC baselines on this machine: what bare grpc.aio does with nothing of Backbone in the way.
 
 - unary echo: a grpc.aio server in a process of its own answers each call with its request; the
-  client keeps ``concurrency`` calls in flight -> calls/s. The request is a serialized
-  SubmitOrderRequest (what a unary order carries).
+  client keeps ``concurrency`` calls in flight -> calls/s, and the CPU each side spent per call
+  (the server's is what a grpc.aio unary server that does nothing costs here: the floor under the
+  gateway's SubmitOrder). The request is a serialized SubmitOrderRequest (what a unary order
+  carries).
 - relay: ``hops`` processes in a line, client -> p1 -> p2 -> ... -> pN, joined by bidirectional
   streams. Each message is a StreamOrdersRequest of ``batch`` orders; every hop parses it, reads
   every order (its client order id, price and quantity) and passes it on; the last hop answers
@@ -19,17 +21,19 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
 from backbone.common.v1 import common_pb2
 from backbone.gateway.v1 import gateway_pb2
 from backbone.runtime.embedded import free_port
+from ops.perf.cpu import CpuMeter
 
 ECHO_METHOD = "/backbone.bench.Echo/Call"
 RELAY_METHOD = "/backbone.bench.Relay/Pass"
@@ -179,8 +183,17 @@ async def _ready(address: str, process: subprocess.Popen[bytes]) -> None:
 # --- the clients ------------------------------------------------------------------------------------
 
 
-async def unary_echo_rate(seconds: float, concurrency: int = 64) -> float:
-    """Calls/s of a grpc.aio unary echo, `concurrency` calls in flight, server in its own process."""
+class EchoFigures(NamedTuple):
+    """The unary echo's rate, and the CPU each side spent per call: the server's is the floor of
+    what any grpc.aio unary server (the gateway's SubmitOrder among them) pays per call here."""
+
+    calls_per_s: float
+    server_cpu_us_per_call: float
+    client_cpu_us_per_call: float
+
+
+async def unary_echo(seconds: float, concurrency: int = 64) -> EchoFigures:
+    """A grpc.aio unary echo, `concurrency` calls in flight, server in its own process."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     with _processes([["echo", "--port", str(port)]]) as (server,):
@@ -199,9 +212,15 @@ async def unary_echo_rate(seconds: float, concurrency: int = 64) -> float:
                     await call(payload, timeout=30)
                     count += 1
 
+            # The client is this process alone (the server is its child).
+            meter = CpuMeter({"server": server.pid, "client": os.getpid()}, alone=frozenset({"client"}))
+            meter.start()
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return count / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            spent = meter.stop()
+    per_call = {name: round(seconds_spent * 1e6 / max(count, 1), 1) for name, seconds_spent in spent.items()}
+    return EchoFigures(count / elapsed, per_call.get("server", 0.0), per_call.get("client", 0.0))
 
 
 async def relay_rate(seconds: float, hops: int = 4, batch: int = 100, window: int = 16) -> float:
@@ -276,11 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     if options.role == "relay":
         _run(_serve_relay(options.port, options.next))
         return 0
-    unary = _run(unary_echo_rate(options.seconds))
+    echo = _run(unary_echo(options.seconds))
     relayed = _run(relay_rate(options.seconds))
-    print(f"raw grpc.aio unary echo, 64 in flight:            {unary:>10,.0f} calls/s")
+    print(f"raw grpc.aio unary echo, 64 in flight:            {echo.calls_per_s:>10,.0f} calls/s")
+    server, client = echo.server_cpu_us_per_call, echo.client_cpu_us_per_call
+    print(f"  CPU per call (us): server {server:,.0f}, client {client:,.0f}")
     print(f"4 processes relaying batches of 100 (streams):    {relayed:>10,.0f} orders/s")
-    print(json.dumps({"raw_unary_calls_per_s": round(unary, 1), "raw_relay_orders_per_s": round(relayed, 1)}))
+    figures = {
+        "raw_unary_calls_per_s": round(echo.calls_per_s, 1),
+        "raw_unary_server_cpu_us_per_call": echo.server_cpu_us_per_call,
+        "raw_unary_client_cpu_us_per_call": echo.client_cpu_us_per_call,
+        "raw_relay_orders_per_s": round(relayed, 1),
+    }
+    print(json.dumps(figures))
     return 0
 
 

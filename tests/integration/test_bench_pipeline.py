@@ -35,6 +35,9 @@ def test_the_benchmark_prints_its_figures_and_ends_with_one_json_line(tmp_path: 
     for key in RATES:
         assert isinstance(figures[key], float) and figures[key] > 0, key
     assert isinstance(figures["p99_ms"], float) and figures["p99_ms"] > 0
+    # The echo's CPU per call, each side measured apart (the server is the client's child).
+    for key in ("raw_unary_server_cpu_us_per_call", "raw_unary_client_cpu_us_per_call"):
+        assert isinstance(figures[key], float) and figures[key] > 0, key
     assert figures["invariants_ok"] is True and figures["problems"] == []
     for ratio, numerator, denominator in (
         ("unary_ratio", "unary_orders_per_s", "raw_unary_calls_per_s"),
